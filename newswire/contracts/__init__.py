@@ -1,0 +1,118 @@
+"""Topic contracts: the only thing ``ingest`` and ``transform`` (and downstream services) share.
+
+Each topic has a name, a key, a schema version and a JSON Schema kept in ``schemas/``. Producers validate
+before sending, so a bug on our side is caught at the source rather than in every consumer; consumers
+validate on receipt and dead-letter what does not match, so one bad message never stops a partition.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from functools import cache
+from importlib import resources
+from typing import Any
+
+from jsonschema import Draft202012Validator, FormatChecker
+
+from newswire.errors import ContractError
+
+SCHEMA_VERSION = 1
+
+
+@dataclass(frozen=True)
+class Topic:
+    """A Kafka topic and its contract."""
+
+    name: str
+    key: str
+    schema_file: str
+    description: str
+
+
+ARTICLES = Topic(
+    name="newswire.articles",
+    key="article_id",
+    schema_file="article.v1.json",
+    description="One message per fetched article (extracted body and metadata).",
+)
+EVENTS = Topic(
+    name="newswire.events",
+    key="event_id",
+    schema_file="event.v1.json",
+    description="Latest version of each deduplicated event record.",
+)
+DEAD_LETTERS = Topic(
+    name="newswire.dead-letters",
+    key="dead_letter_id",
+    schema_file="dead_letter.v1.json",
+    description="Items that could not be processed, with stage, reason and retry data.",
+)
+ALL_TOPICS: tuple[Topic, ...] = (ARTICLES, EVENTS, DEAD_LETTERS)
+
+
+def topic_by_name(name: str) -> Topic:
+    for topic in ALL_TOPICS:
+        if topic.name == name:
+            return topic
+    raise KeyError(f"unknown topic {name!r}; known: {', '.join(t.name for t in ALL_TOPICS)}")
+
+
+def schema_for(topic: Topic) -> dict[str, Any]:
+    """The topic's JSON Schema as a dict (also served to users by ``newswire schema``)."""
+    text = resources.files(__package__).joinpath("schemas", topic.schema_file).read_text("utf-8")
+    return json.loads(text)
+
+
+@cache
+def _validator(topic: Topic) -> Draft202012Validator:
+    return Draft202012Validator(schema_for(topic), format_checker=FormatChecker())
+
+
+def validate(topic: Topic, message: dict[str, Any]) -> None:
+    """Raise :class:`ContractError` when ``message`` breaks the topic's schema."""
+    errors = sorted(_validator(topic).iter_errors(message), key=lambda e: list(e.absolute_path))
+    if errors:
+        first = errors[0]
+        where = "/".join(str(p) for p in first.absolute_path) or "(root)"
+        raise ContractError("schema_violation", f"{topic.name} at {where}: {first.message}")
+
+
+def encode(topic: Topic, message: dict[str, Any]) -> bytes:
+    """Validate and serialise a message for ``topic`` (compact UTF-8 JSON)."""
+    validate(topic, message)
+    return json.dumps(message, ensure_ascii=False, separators=(",", ":"), sort_keys=True).encode("utf-8")
+
+
+def decode(topic: Topic, value: bytes | None) -> dict[str, Any]:
+    """Parse and validate a received message; raise :class:`ContractError` with a dead-letter reason."""
+    if value is None:
+        raise ContractError("empty_message", f"{topic.name}: message has no value")
+    try:
+        message = json.loads(value.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ContractError("invalid_json", f"{topic.name}: {exc}") from None
+    if not isinstance(message, dict):
+        raise ContractError("schema_violation", f"{topic.name}: message is not a JSON object")
+    version = message.get("schema_version")
+    if version != SCHEMA_VERSION:
+        raise ContractError("unsupported_schema_version", f"{topic.name}: schema_version {version!r}")
+    validate(topic, message)
+    return message
+
+
+def iso(moment: datetime | None) -> str | None:
+    """RFC 3339 text for a datetime (naive values are taken as UTC), the format every contract uses."""
+    if moment is None:
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def parse_iso(text: str | None) -> datetime | None:
+    """Inverse of :func:`iso`."""
+    if not text:
+        return None
+    return datetime.fromisoformat(text.replace("Z", "+00:00")).astimezone(UTC)

@@ -1,0 +1,174 @@
+"""Kafka clients configured once for the whole project (kafka-python).
+
+The settings here are the ones measured to work on both the embedded broker (Tansu) and Apache Kafka:
+idempotent producer with ``acks='all'`` (never ``acks=0``, which Tansu silently drops), no transactions,
+consumer sessions short enough that group joins on Tansu take seconds rather than ~23 s, manual offset
+commits so offsets move only after the warehouse has committed.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
+from kafka.consumer.fetcher import ConsumerRecord
+from kafka.admin import NewTopic
+from kafka.errors import KafkaError, TopicAlreadyExistsError
+
+from newswire import contracts
+from newswire.contracts import Topic
+from newswire.errors import BrokerUnavailable
+from newswire.settings import Settings
+
+log = logging.getLogger(__name__)
+
+#: Seconds to wait for the broker to acknowledge a batch before the caller treats it as down.
+ACK_TIMEOUT = 60.0
+
+
+def _compression(settings: Settings) -> str | None:
+    return None if settings.compression == "none" else settings.compression
+
+
+def check_reachable(bootstrap: str, timeout: float = 5.0) -> None:
+    """Fail in seconds, not after kafka-python's 30 s bootstrap timeout, when no bootstrap server answers."""
+    errors = []
+    for server in bootstrap.split(","):
+        host, _, port = server.rpartition(":")
+        try:
+            with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout):
+                return
+        except OSError as exc:
+            errors.append(f"{server}: {exc.strerror or exc}")
+    raise BrokerUnavailable(f"Kafka is not reachable ({'; '.join(errors)})")
+
+
+def make_producer(bootstrap: str, settings: Settings, *, client_id: str) -> KafkaProducer:
+    check_reachable(bootstrap)
+    try:
+        return KafkaProducer(
+            bootstrap_servers=bootstrap.split(","),
+            client_id=client_id,
+            acks="all",
+            enable_idempotence=True,
+            retries=5,
+            compression_type=_compression(settings),
+            linger_ms=10,
+            batch_size=262_144,
+            max_block_ms=15_000,
+            request_timeout_ms=30_000,
+            delivery_timeout_ms=int(ACK_TIMEOUT * 1000),
+        )
+    except (KafkaError, OSError) as exc:
+        raise BrokerUnavailable(f"Kafka at {bootstrap} is not reachable: {exc!r}") from exc
+
+
+def make_consumer(
+    bootstrap: str, settings: Settings, *, group_id: str | None, topics: Iterable[str], **overrides: Any
+) -> KafkaConsumer:
+    config: dict[str, Any] = {
+        "bootstrap_servers": bootstrap.split(","),
+        "group_id": group_id,
+        "client_id": f"newswire-{group_id or 'reader'}",
+        "enable_auto_commit": False,
+        "auto_offset_reset": "earliest",
+        "session_timeout_ms": 6000,
+        "heartbeat_interval_ms": 2000,
+        "max_poll_records": settings.batch_max_messages,
+        "max_poll_interval_ms": 300_000,
+    }
+    config.update(overrides)
+    check_reachable(bootstrap)
+    try:
+        return KafkaConsumer(*topics, **config)
+    except (KafkaError, OSError) as exc:
+        raise BrokerUnavailable(f"Kafka at {bootstrap} is not reachable: {exc!r}") from exc
+
+
+def ensure_topics(bootstrap: str, settings: Settings, topics: Iterable[Topic] = contracts.ALL_TOPICS) -> None:
+    """Create the project's topics with explicit partition counts; existing topics are left as they are."""
+    check_reachable(bootstrap)
+    try:
+        admin = KafkaAdminClient(bootstrap_servers=bootstrap.split(","), client_id="newswire-admin")
+    except (KafkaError, OSError) as exc:
+        raise BrokerUnavailable(f"Kafka at {bootstrap} is not reachable: {exc!r}") from exc
+    try:
+        existing = set(admin.list_topics())
+        missing = [
+            NewTopic(t.name, num_partitions=settings.topic_partitions, replication_factor=settings.topic_replication)
+            for t in topics
+            if t.name not in existing
+        ]
+        if missing:
+            try:
+                admin.create_topics(missing, timeout_ms=15_000)
+            except TopicAlreadyExistsError:
+                pass  # another process created it between list and create
+            log.info("created topics %s", ", ".join(t.name for t in missing))
+    except KafkaError as exc:
+        raise BrokerUnavailable(f"cannot create topics on {bootstrap}: {exc!r}") from exc
+    finally:
+        admin.close()
+
+
+@dataclass
+class Publisher:
+    """Sends contract-checked messages and confirms them all at once.
+
+    ``confirm()`` blocks until the broker acknowledged every message sent since the last call and raises
+    :class:`BrokerUnavailable` if any was not: callers mark work done only after it returns.
+    """
+
+    producer: KafkaProducer
+    _pending: list[Any] = field(default_factory=list)
+
+    def send(self, topic: Topic, key: str, message: dict[str, Any]) -> None:
+        value = contracts.encode(topic, message)
+        try:
+            self._pending.append(self.producer.send(topic.name, key=key.encode("utf-8"), value=value))
+        except KafkaError as exc:
+            raise BrokerUnavailable(f"cannot send to {topic.name}: {exc!r}") from exc
+
+    def confirm(self) -> int:
+        pending, self._pending = self._pending, []
+        try:
+            self.producer.flush(timeout=ACK_TIMEOUT)
+            for future in pending:
+                future.get(timeout=ACK_TIMEOUT)
+        except KafkaError as exc:
+            raise BrokerUnavailable(f"broker did not acknowledge {len(pending)} message(s): {exc!r}") from exc
+        return len(pending)
+
+    def close(self) -> None:
+        try:
+            self.producer.close(timeout=10)
+        except KafkaError:  # closing must never mask the caller's own error
+            log.warning("producer close failed", exc_info=True)
+
+
+def poll_batch(
+    consumer: KafkaConsumer, *, max_messages: int, idle_timeout: float, deadline: float
+) -> list[ConsumerRecord]:
+    """Poll one bounded batch: until an empty poll, ``max_messages`` records, or ``deadline`` seconds.
+
+    A batch is never bounded by ``end_offsets()``: Tansu answers it wrongly. Empty polls count only once the
+    group has assigned partitions, because the first polls of a joining consumer are empty by design.
+    """
+    records: list[ConsumerRecord] = []
+    stop_at = time.monotonic() + deadline
+    while not consumer.assignment() and time.monotonic() < stop_at:
+        for batch in consumer.poll(timeout_ms=500, max_records=max_messages).values():
+            records.extend(batch)
+    while len(records) < max_messages and time.monotonic() < stop_at:
+        remaining_ms = max(1, int(min(idle_timeout, stop_at - time.monotonic()) * 1000))
+        polled = consumer.poll(timeout_ms=remaining_ms, max_records=max_messages - len(records))
+        if not polled:
+            break
+        for batch in polled.values():
+            records.extend(batch)
+    return records

@@ -1,0 +1,161 @@
+"""Newswire's configuration: one typed object, read from the environment and an optional TOML file.
+
+Every component (CLI, DAG tasks, tests) builds its settings through :func:`load_settings`, so a bad value
+fails at start with one message that names every problem, instead of surfacing hours later inside a task.
+
+Sources, highest priority first: keyword arguments, ``NEWSWIRE_*`` environment variables, the TOML file named
+by ``NEWSWIRE_CONFIG`` (or ``./newswire.toml`` when present), defaults.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from newswire.errors import SettingsError
+
+_BOOTSTRAP_RE = re.compile(r"^[A-Za-z0-9.\-\[\]:]+:\d{1,5}$")
+
+
+def _config_file() -> Path | None:
+    explicit = os.environ.get("NEWSWIRE_CONFIG")
+    if explicit:
+        return Path(explicit)
+    default = Path("newswire.toml")
+    return default if default.is_file() else None
+
+
+class Settings(BaseSettings):
+    """Everything an operator can configure. Field names map to ``NEWSWIRE_<NAME>`` variables."""
+
+    model_config = SettingsConfigDict(env_prefix="NEWSWIRE_", extra="forbid", frozen=True)
+
+    home: Path = Field(Path(".newswire"), description="State directory: DuckDB file, broker address, logs.")
+    kafka_bootstrap: str | None = Field(
+        None, description="host:port[,host:port]; unset = use/start the embedded broker."
+    )
+    warehouse_url: str | None = Field(
+        None, description="duckdb:///path.duckdb or postgresql://…; unset = DuckDB file under home."
+    )
+    feeds: Path | None = Field(None, description="Feed list file (.opml, .toml, .yaml).")
+    allow_private_networks: bool = Field(
+        False, description="Allow fetching loopback/private/link-local addresses (local testing only)."
+    )
+
+    # HTTP
+    user_agent: str = "Newswire/0.1 (+https://github.com/newswire/newswire; news ingestion bot)"
+    connect_timeout: float = Field(10.0, gt=0)
+    read_timeout: float = Field(20.0, gt=0)
+    total_timeout: float = Field(60.0, gt=0)
+    max_feed_bytes: int = Field(20 * 1024 * 1024, gt=0)
+    max_page_bytes: int = Field(10 * 1024 * 1024, gt=0)
+    max_redirects: int = Field(5, ge=0, le=20)
+    host_interval: float = Field(1.0, ge=0, description="Minimum seconds between two requests to one host.")
+    respect_robots: bool = True
+    fetch_concurrency: int = Field(4, ge=1, le=64)
+    max_entries_per_feed: int = Field(500, ge=1)
+    entry_max_attempts: int = Field(3, ge=1, description="Attempts before a failing entry stays dead-lettered.")
+
+    # Kafka
+    topic_partitions: int = Field(4, ge=1, le=256)
+    topic_replication: int = Field(1, ge=1, le=16)
+    compression: Literal["none", "gzip", "snappy", "lz4", "zstd"] = "gzip"
+    consumer_group: str = "newswire-transform"
+    batch_max_messages: int = Field(500, ge=1)
+    batch_deadline: float = Field(30.0, gt=0, description="Seconds one transform batch may keep polling.")
+    poll_timeout: float = Field(2.0, gt=0, description="An empty poll of this many seconds ends a batch.")
+
+    # Schedules
+    ingest_schedule: str = "*/15 * * * *"
+
+    @field_validator("kafka_bootstrap")
+    @classmethod
+    def _check_bootstrap(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        servers = [s.strip() for s in value.split(",") if s.strip()]
+        bad = [s for s in servers if not _BOOTSTRAP_RE.match(s)]
+        if bad:
+            raise ValueError(f"expected host:port[,host:port], got {', '.join(bad)!r}")
+        return ",".join(servers)
+
+    @field_validator("warehouse_url")
+    @classmethod
+    def _check_warehouse(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        scheme = urlsplit(value).scheme
+        if scheme not in {"duckdb", "postgresql", "postgres"}:
+            raise ValueError("expected duckdb:///path/to/file.duckdb or postgresql://user@host:port/db")
+        if scheme == "duckdb" and not value.startswith("duckdb:///"):
+            raise ValueError("a DuckDB URL is duckdb:///path (three slashes, then the file path)")
+        return value
+
+    @field_validator("feeds")
+    @classmethod
+    def _check_feeds(cls, value: Path | None) -> Path | None:
+        if value is not None and not value.is_file():
+            raise ValueError(f"feed list {str(value)!r} does not exist")
+        return value
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        config = _config_file()
+        if config is not None:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=config))
+        return tuple(sources)
+
+    @property
+    def resolved_warehouse_url(self) -> str:
+        """The warehouse URL with the default (a DuckDB file under ``home``) filled in."""
+        if self.warehouse_url:
+            return self.warehouse_url
+        return f"duckdb:///{(self.home / 'warehouse.duckdb').resolve()}"
+
+    def redacted(self) -> dict[str, Any]:
+        """Settings as a dict safe to log: passwords in URLs are masked."""
+        data = self.model_dump(mode="json")
+        for key in ("warehouse_url", "kafka_bootstrap"):
+            if data.get(key):
+                data[key] = redact_url(data[key])
+        return data
+
+
+def redact_url(url: str) -> str:
+    """Mask the password of ``scheme://user:password@host`` so URLs can be logged."""
+    return re.sub(r"(://[^:/@]+:)[^@/]+@", r"\1***@", url)
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Build and validate the settings; raise :class:`SettingsError` listing every invalid field."""
+    config = _config_file()
+    if config is not None and not config.is_file():
+        raise SettingsError(f"NEWSWIRE_CONFIG points to {str(config)!r}, which does not exist")
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            field = ".".join(str(p) for p in err["loc"]) or "settings"
+            env = f"NEWSWIRE_{field.upper()}"
+            problems.append(f"  {env}: {err['msg']} (got {err.get('input')!r})")
+        raise SettingsError("invalid Newswire settings:\n" + "\n".join(problems)) from None

@@ -1,0 +1,201 @@
+"""The warehouse: DuckDB (default, a file) or PostgreSQL, behind one small interface.
+
+Both sides of the pipeline write SQL once, with ``?`` placeholders and ``INSERT … ON CONFLICT`` upserts that
+both engines accept. Connections are opened per transaction: a DuckDB file admits one writing process at a
+time, and Airflow runs tasks in separate processes, so holding a connection would lock every other task out.
+A locked file is retried until ``lock_timeout`` instead of failing the task.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+from newswire.errors import WarehouseUnavailable
+from newswire.settings import redact_url
+from newswire.warehouse.migrations import MIGRATIONS
+
+Dialect = Literal["duckdb", "postgres"]
+_SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+
+
+class Cursor:
+    """A thin cursor wrapper so callers never see which engine or placeholder style is underneath."""
+
+    def __init__(self, raw: Any, dialect: Dialect) -> None:
+        self._raw = raw
+        self._dialect = dialect
+
+    def _sql(self, sql: str) -> str:
+        if self._dialect == "postgres":
+            return sql.replace("%", "%%").replace("?", "%s")
+        return sql
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> Cursor:
+        self._raw.execute(self._sql(sql), tuple(params))
+        return self
+
+    def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> Cursor:
+        if rows:
+            self._raw.executemany(self._sql(sql), [tuple(r) for r in rows])
+        return self
+
+    def fetchall(self) -> list[tuple[Any, ...]]:
+        return [tuple(r) for r in self._raw.fetchall()]
+
+    def fetchone(self) -> tuple[Any, ...] | None:
+        row = self._raw.fetchone()
+        return tuple(row) if row is not None else None
+
+    def scalar(self) -> Any:
+        row = self.fetchone()
+        return row[0] if row else None
+
+    def dicts(self) -> list[dict[str, Any]]:
+        names = [d[0] for d in self._raw.description]
+        return [dict(zip(names, row, strict=True)) for row in self._raw.fetchall()]
+
+
+class Warehouse:
+    """Connection factory and migrator for one warehouse URL."""
+
+    def __init__(self, url: str, *, lock_timeout: float = 120.0) -> None:
+        self.url = url
+        self.lock_timeout = lock_timeout
+        parts = urlsplit(url)
+        if parts.scheme == "duckdb":
+            self.dialect: Dialect = "duckdb"
+            self.path = Path(parts.path)
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._pg_conninfo = ""
+            self.schema: str | None = None
+        elif parts.scheme in {"postgresql", "postgres"}:
+            self.dialect = "postgres"
+            query = dict(parse_qsl(parts.query))
+            self.schema = query.pop("schema", None)
+            if self.schema is not None and not _SCHEMA_NAME.match(self.schema):
+                raise WarehouseUnavailable(f"invalid schema name {self.schema!r} in warehouse URL")
+            self._pg_conninfo = urlunsplit(
+                ("postgresql", parts.netloc, parts.path, urlencode(query), parts.fragment)
+            )
+        else:
+            raise WarehouseUnavailable(f"unsupported warehouse URL {redact_url(url)!r}")
+        self._migrated = False
+
+    def __repr__(self) -> str:
+        return f"Warehouse({redact_url(self.url)!r})"
+
+    def _connect(self) -> Any:
+        deadline = time.monotonic() + self.lock_timeout
+        delay = 0.05
+        while True:
+            try:
+                return self._connect_once()
+            except Exception as exc:
+                if not self._is_lock_error(exc) or time.monotonic() >= deadline:
+                    raise WarehouseUnavailable(f"cannot open warehouse {self!r}: {exc}") from exc
+                time.sleep(delay)
+                delay = min(delay * 2, 1.0)
+
+    def _connect_once(self) -> Any:
+        if self.dialect == "duckdb":
+            import duckdb
+
+            return duckdb.connect(str(self.path))
+        import psycopg
+
+        conn = psycopg.connect(self._pg_conninfo, connect_timeout=10)
+        if self.schema:
+            with conn.cursor() as cur:
+                cur.execute(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"')
+                cur.execute(f'SET search_path TO "{self.schema}"')
+            conn.commit()
+        return conn
+
+    @staticmethod
+    def _is_lock_error(exc: Exception) -> bool:
+        text = str(exc).lower()
+        return "could not set lock" in text or "conflicting lock" in text
+
+    @contextmanager
+    def transaction(self) -> Iterator[Cursor]:
+        """One transaction: committed when the block exits normally, rolled back on any exception."""
+        if not self._migrated:
+            self.migrate()
+        with self._raw_transaction() as cur:
+            yield cur
+
+    @contextmanager
+    def _raw_transaction(self) -> Iterator[Cursor]:
+        conn = self._connect()
+        try:
+            if self.dialect == "duckdb":
+                # A DuckDB cursor() is a separate connection: run the transaction on the connection itself.
+                conn.begin()
+                raw = conn
+            else:
+                raw = conn.cursor()
+            cursor = Cursor(raw, self.dialect)
+            try:
+                yield cursor
+            except BaseException:
+                conn.rollback()
+                raise
+            conn.commit()
+        finally:
+            conn.close()
+
+    def query(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
+        """Run one read query in its own transaction and return rows as dicts."""
+        with self.transaction() as cur:
+            return cur.execute(sql, params).dicts()
+
+    def scalar(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        with self.transaction() as cur:
+            return cur.execute(sql, params).scalar()
+
+    def migrate(self) -> list[int]:
+        """Apply the migrations this warehouse lacks; return the versions applied (idempotent)."""
+        applied: list[int] = []
+        with self._raw_transaction() as cur:
+            if self.dialect == "postgres":
+                # Serialise concurrent migrators (several Airflow tasks starting at once).
+                cur.execute("SELECT pg_advisory_xact_lock(7355608)")
+            cur.execute(
+                "CREATE TABLE IF NOT EXISTS schema_migrations ("
+                "version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TIMESTAMPTZ NOT NULL)"
+            )
+            done = {row[0] for row in cur.execute("SELECT version FROM schema_migrations").fetchall()}
+            for migration in MIGRATIONS:
+                if migration.version in done:
+                    continue
+                for statement in migration.statements:
+                    cur.execute(statement)
+                cur.execute(
+                    "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)",
+                    (migration.version, migration.name, utcnow()),
+                )
+                applied.append(migration.version)
+        self._migrated = True
+        return applied
+
+    def schema_version(self) -> int:
+        return int(self.scalar("SELECT COALESCE(MAX(version), 0) FROM schema_migrations") or 0)
+
+
+def utcnow() -> datetime:
+    """Timezone-aware now, the only kind of timestamp written to the warehouse."""
+    return datetime.now(UTC)
+
+
+def open_warehouse(url: str) -> Warehouse:
+    """Open (and migrate) the warehouse at ``url``; raise :class:`WarehouseUnavailable` if unreachable."""
+    warehouse = Warehouse(url)
+    warehouse.migrate()
+    return warehouse

@@ -1,0 +1,167 @@
+"""Versioned warehouse schema, written once for DuckDB and PostgreSQL.
+
+Migrations only ever append: a deployed warehouse is upgraded by running the versions it lacks, in order,
+each in its own transaction together with its row in ``schema_migrations``. The DDL sticks to the
+subset both engines accept (TEXT, BIGINT, DOUBLE PRECISION, BOOLEAN, TIMESTAMPTZ, JSON kept as TEXT).
+
+Table ownership: ``feeds``, ``feed_entries``, ``article_urls`` and ``ingest_runs`` are written by ingest;
+``articles``, ``article_duplicates``, ``events``, ``event_articles`` and ``transform_batches`` by
+transform; ``dead_letters`` by both. Column names of the public tables are a contract for SQL users:
+add columns freely, never rename or drop.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Migration:
+    version: int
+    name: str
+    statements: tuple[str, ...]
+
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(
+        1,
+        "initial schema",
+        (
+            """CREATE TABLE IF NOT EXISTS feeds (
+                feed_url TEXT PRIMARY KEY,
+                name TEXT,
+                language TEXT,
+                tags TEXT,
+                etag TEXT,
+                last_modified TEXT,
+                last_status INTEGER,
+                last_polled_at TIMESTAMPTZ,
+                last_success_at TIMESTAMPTZ,
+                last_error TEXT,
+                consecutive_failures INTEGER NOT NULL DEFAULT 0
+            )""",
+            """CREATE TABLE IF NOT EXISTS feed_entries (
+                feed_url TEXT NOT NULL,
+                entry_key TEXT NOT NULL,
+                entry_url TEXT,
+                guid TEXT,
+                title TEXT,
+                published_at TIMESTAMPTZ,
+                article_id TEXT,
+                outcome TEXT NOT NULL,
+                reason TEXT,
+                attempts INTEGER NOT NULL DEFAULT 1,
+                first_seen_at TIMESTAMPTZ NOT NULL,
+                last_attempt_at TIMESTAMPTZ NOT NULL,
+                run_id TEXT,
+                PRIMARY KEY (feed_url, entry_key)
+            )""",
+            """CREATE TABLE IF NOT EXISTS article_urls (
+                url TEXT PRIMARY KEY,
+                article_id TEXT NOT NULL,
+                first_seen_at TIMESTAMPTZ NOT NULL
+            )""",
+            """CREATE TABLE IF NOT EXISTS ingest_runs (
+                run_id TEXT NOT NULL,
+                feed_url TEXT NOT NULL,
+                interval_start TIMESTAMPTZ,
+                interval_end TIMESTAMPTZ,
+                started_at TIMESTAMPTZ NOT NULL,
+                finished_at TIMESTAMPTZ,
+                status TEXT NOT NULL,
+                http_status INTEGER,
+                error TEXT,
+                entries_in_feed INTEGER NOT NULL DEFAULT 0,
+                entries_seen INTEGER NOT NULL DEFAULT 0,
+                new_articles INTEGER NOT NULL DEFAULT 0,
+                duplicates INTEGER NOT NULL DEFAULT 0,
+                dead_letters INTEGER NOT NULL DEFAULT 0,
+                skipped INTEGER NOT NULL DEFAULT 0,
+                bytes BIGINT NOT NULL DEFAULT 0,
+                duration DOUBLE PRECISION,
+                PRIMARY KEY (run_id, feed_url)
+            )""",
+            """CREATE TABLE IF NOT EXISTS articles (
+                article_id TEXT PRIMARY KEY,
+                url TEXT NOT NULL,
+                canonical_url TEXT NOT NULL,
+                title TEXT,
+                text TEXT,
+                description TEXT,
+                author TEXT,
+                published_at TIMESTAMPTZ,
+                language TEXT,
+                source TEXT,
+                site_name TEXT,
+                feed_url TEXT,
+                feed_name TEXT,
+                categories TEXT,
+                tags TEXT,
+                image TEXT,
+                fetched_at TIMESTAMPTZ,
+                content_hash TEXT,
+                loaded_at TIMESTAMPTZ NOT NULL
+            )""",
+            "CREATE INDEX IF NOT EXISTS articles_content_hash ON articles (content_hash)",
+            "CREATE INDEX IF NOT EXISTS articles_published_at ON articles (published_at)",
+            """CREATE TABLE IF NOT EXISTS article_duplicates (
+                url TEXT PRIMARY KEY,
+                article_id TEXT NOT NULL,
+                duplicate_of TEXT NOT NULL,
+                method TEXT NOT NULL,
+                score DOUBLE PRECISION NOT NULL,
+                feed_url TEXT,
+                detected_at TIMESTAMPTZ NOT NULL
+            )""",
+            """CREATE TABLE IF NOT EXISTS events (
+                event_id TEXT PRIMARY KEY,
+                version INTEGER NOT NULL,
+                title TEXT,
+                summary TEXT,
+                first_seen_at TIMESTAMPTZ,
+                last_seen_at TIMESTAMPTZ,
+                earliest_published_at TIMESTAMPTZ,
+                article_count INTEGER NOT NULL DEFAULT 0,
+                source_count INTEGER NOT NULL DEFAULT 0,
+                sources TEXT,
+                languages TEXT,
+                keywords TEXT,
+                entities TEXT,
+                merged_into TEXT,
+                content_digest TEXT NOT NULL,
+                published_version INTEGER NOT NULL DEFAULT 0,
+                updated_at TIMESTAMPTZ NOT NULL
+            )""",
+            """CREATE TABLE IF NOT EXISTS event_articles (
+                event_id TEXT NOT NULL,
+                article_id TEXT NOT NULL,
+                added_at TIMESTAMPTZ NOT NULL,
+                PRIMARY KEY (event_id, article_id)
+            )""",
+            "CREATE INDEX IF NOT EXISTS event_articles_article ON event_articles (article_id)",
+            """CREATE TABLE IF NOT EXISTS dead_letters (
+                dead_letter_id TEXT PRIMARY KEY,
+                stage TEXT NOT NULL,
+                reason TEXT NOT NULL,
+                message TEXT,
+                retryable BOOLEAN NOT NULL DEFAULT FALSE,
+                url TEXT,
+                feed_url TEXT,
+                attempts INTEGER NOT NULL DEFAULT 1,
+                payload TEXT,
+                created_at TIMESTAMPTZ NOT NULL,
+                last_attempt_at TIMESTAMPTZ NOT NULL
+            )""",
+            """CREATE TABLE IF NOT EXISTS transform_batches (
+                batch_id TEXT PRIMARY KEY,
+                started_at TIMESTAMPTZ NOT NULL,
+                finished_at TIMESTAMPTZ NOT NULL,
+                messages INTEGER NOT NULL,
+                new_articles INTEGER NOT NULL,
+                duplicates INTEGER NOT NULL,
+                events_changed INTEGER NOT NULL,
+                dead_letters INTEGER NOT NULL
+            )""",
+        ),
+    ),
+)
