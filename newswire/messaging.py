@@ -8,6 +8,7 @@ commits so offsets move only after the warehouse has committed.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import socket
 import time
@@ -16,8 +17,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
-from kafka.consumer.fetcher import ConsumerRecord
 from kafka.admin import NewTopic
+from kafka.consumer.fetcher import ConsumerRecord
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 
 from newswire import contracts
@@ -100,15 +101,18 @@ def ensure_topics(bootstrap: str, settings: Settings, topics: Iterable[Topic] = 
     try:
         existing = set(admin.list_topics())
         missing = [
-            NewTopic(t.name, num_partitions=settings.topic_partitions, replication_factor=settings.topic_replication)
+            NewTopic(
+                t.name,
+                num_partitions=settings.topic_partitions,
+                replication_factor=settings.topic_replication,
+            )
             for t in topics
             if t.name not in existing
         ]
         if missing:
-            try:
+            # Another process may create a topic between list and create.
+            with contextlib.suppress(TopicAlreadyExistsError):
                 admin.create_topics(missing, timeout_ms=15_000)
-            except TopicAlreadyExistsError:
-                pass  # another process created it between list and create
             log.info("created topics %s", ", ".join(t.name for t in missing))
     except KafkaError as exc:
         raise BrokerUnavailable(f"cannot create topics on {bootstrap}: {exc!r}") from exc

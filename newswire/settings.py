@@ -65,7 +65,9 @@ class Settings(BaseSettings):
     respect_robots: bool = True
     fetch_concurrency: int = Field(4, ge=1, le=64)
     max_entries_per_feed: int = Field(500, ge=1)
-    entry_max_attempts: int = Field(3, ge=1, description="Attempts before a failing entry stays dead-lettered.")
+    entry_max_attempts: int = Field(
+        3, ge=1, description="Attempts before a failing entry stays dead-lettered."
+    )
 
     # Kafka
     topic_partitions: int = Field(4, ge=1, le=256)
