@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import socket
+import threading
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -124,12 +125,19 @@ def ensure_topics(bootstrap: str, settings: Settings, topics: Iterable[Topic] = 
 class Publisher:
     """Sends contract-checked messages and confirms them all at once.
 
-    ``confirm()`` blocks until the broker acknowledged every message sent since the last call and raises
-    :class:`BrokerUnavailable` if any was not: callers mark work done only after it returns.
+    ``confirm()`` blocks until the broker acknowledged every message this thread sent since its last call and
+    raises :class:`BrokerUnavailable` if any was not: callers mark work done only after it returns. Pending
+    sends are tracked per thread so that one thread never confirms (or misses the failure of) another's.
     """
 
     producer: KafkaProducer
-    _pending: list[Any] = field(default_factory=list)
+    _local: threading.local = field(default_factory=threading.local)
+
+    @property
+    def _pending(self) -> list[Any]:
+        if not hasattr(self._local, "pending"):
+            self._local.pending = []
+        return self._local.pending
 
     def send(self, topic: Topic, key: str, message: dict[str, Any]) -> None:
         value = contracts.encode(topic, message)
@@ -139,7 +147,7 @@ class Publisher:
             raise BrokerUnavailable(f"cannot send to {topic.name}: {exc!r}") from exc
 
     def confirm(self) -> int:
-        pending, self._pending = self._pending, []
+        pending, self._local.pending = self._pending, []
         try:
             self.producer.flush(timeout=ACK_TIMEOUT)
             for future in pending:

@@ -65,9 +65,7 @@ class Settings(BaseSettings):
     respect_robots: bool = True
     fetch_concurrency: int = Field(4, ge=1, le=64)
     max_entries_per_feed: int = Field(500, ge=1)
-    entry_max_attempts: int = Field(
-        3, ge=1, description="Attempts before a failing entry stays dead-lettered."
-    )
+    entry_max_attempts: int = Field(3, ge=1, description="Attempts before a failing entry stays dead-lettered.")
 
     # Kafka
     topic_partitions: int = Field(4, ge=1, le=256)
@@ -159,5 +157,5 @@ def load_settings(**overrides: Any) -> Settings:
         for err in exc.errors():
             field = ".".join(str(p) for p in err["loc"]) or "settings"
             env = f"NEWSWIRE_{field.upper()}"
-            problems.append(f"  {env}: {err['msg']} (got {err.get('input')!r})")
+            problems.append(f"  {field} ({env}): {err['msg']} (got {err.get('input')!r})")
         raise SettingsError("invalid Newswire settings:\n" + "\n".join(problems)) from None

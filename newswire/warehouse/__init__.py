@@ -81,9 +81,7 @@ class Warehouse:
             self.schema = query.pop("schema", None)
             if self.schema is not None and not _SCHEMA_NAME.match(self.schema):
                 raise WarehouseUnavailable(f"invalid schema name {self.schema!r} in warehouse URL")
-            self._pg_conninfo = urlunsplit(
-                ("postgresql", parts.netloc, parts.path, urlencode(query), parts.fragment)
-            )
+            self._pg_conninfo = urlunsplit(("postgresql", parts.netloc, parts.path, urlencode(query), parts.fragment))
         else:
             raise WarehouseUnavailable(f"unsupported warehouse URL {redact_url(url)!r}")
         self._migrated = False

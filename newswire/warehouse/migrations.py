@@ -50,6 +50,7 @@ MIGRATIONS: tuple[Migration, ...] = (
                 article_id TEXT,
                 outcome TEXT NOT NULL,
                 reason TEXT,
+                dead_letter_id TEXT,
                 attempts INTEGER NOT NULL DEFAULT 1,
                 first_seen_at TIMESTAMPTZ NOT NULL,
                 last_attempt_at TIMESTAMPTZ NOT NULL,
@@ -100,8 +101,11 @@ MIGRATIONS: tuple[Migration, ...] = (
                 image TEXT,
                 fetched_at TIMESTAMPTZ,
                 content_hash TEXT,
-                loaded_at TIMESTAMPTZ NOT NULL
+                loaded_at TIMESTAMPTZ NOT NULL,
+                load_order BIGINT NOT NULL,
+                version INTEGER NOT NULL DEFAULT 1
             )""",
+            "CREATE INDEX IF NOT EXISTS articles_load_order ON articles (load_order)",
             "CREATE INDEX IF NOT EXISTS articles_content_hash ON articles (content_hash)",
             "CREATE INDEX IF NOT EXISTS articles_published_at ON articles (published_at)",
             """CREATE TABLE IF NOT EXISTS article_duplicates (

@@ -1,0 +1,57 @@
+"""newswire_ingest: poll every configured feed and publish new articles to ``newswire.articles``.
+
+One mapped task per feed, so a broken feed fails (and retries, with exponential backoff) alone.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from airflow.sdk import dag, get_current_context, task
+
+from ingest import jobs
+from newswire.assets import ARTICLES_TOPIC
+from newswire.settings import load_settings
+
+FETCH_POOL = "newswire_fetch"
+
+
+@dag(
+    dag_id="newswire_ingest",
+    schedule=load_settings().ingest_schedule,
+    start_date=datetime(2026, 1, 1),
+    catchup=False,
+    max_active_runs=1,
+    tags=["newswire"],
+    default_args={
+        "retries": 3,
+        "retry_delay": timedelta(seconds=30),
+        "retry_exponential_backoff": True,
+        "max_retry_delay": timedelta(minutes=15),
+    },
+    doc_md=__doc__,
+)
+def newswire_ingest() -> None:
+    @task
+    def list_feeds() -> list[dict]:
+        return jobs.list_feeds()
+
+    @task(pool=FETCH_POOL, outlets=[ARTICLES_TOPIC], map_index_template="{{ task.op_kwargs['feed']['name'] }}")
+    def ingest_feed(feed: dict) -> dict:
+        ctx = get_current_context()
+        return jobs.ingest_feed(
+            feed,
+            run_id=ctx["run_id"],
+            interval_start=ctx.get("data_interval_start"),
+            interval_end=ctx.get("data_interval_end"),
+        )
+
+    @task(trigger_rule="all_done")
+    def summarize(reports: list[dict | None], feeds: list[dict]) -> dict:
+        return jobs.summarize(list(reports), run_id=get_current_context()["run_id"], expected=len(feeds))
+
+    feeds = list_feeds()
+    summarize(ingest_feed.expand(feed=feeds), feeds)
+
+
+newswire_ingest()

@@ -1,0 +1,319 @@
+"""Ingest's memory in the warehouse: feed poll state, the per-entry ledger, known article URLs, run records.
+
+Every feed entry ingest looks at ends with exactly one outcome row in ``feed_entries`` (``new``,
+``duplicate``, ``dead_letter`` or ``skipped``, with its reason), written only after the broker acknowledged
+the article: that ledger is what makes re-runs publish nothing twice and what the accounting invariant
+(entries seen = new + duplicates + dead letters + skipped) is checked against.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from newswire.deadletters import dead_letter_id as shared_dead_letter_id
+from newswire.deadletters import upsert_dead_letter
+from newswire.warehouse import Cursor, Warehouse, utcnow
+
+NEW = "new"
+DUPLICATE = "duplicate"
+DEAD_LETTER = "dead_letter"
+SKIPPED = "skipped"
+
+
+@dataclass(frozen=True)
+class FeedState:
+    etag: str | None
+    last_modified: str | None
+
+
+@dataclass(frozen=True)
+class KnownEntry:
+    outcome: str
+    attempts: int
+    retryable: bool
+    last_attempt_at: datetime | None
+
+
+@dataclass(frozen=True)
+class EntryOutcome:
+    """The decision ingest reached for one entry in this run."""
+
+    feed_url: str
+    entry_key: str
+    entry_url: str | None
+    guid: str | None
+    title: str | None
+    published_at: datetime | None
+    outcome: str
+    reason: str | None = None
+    article_id: str | None = None
+    duplicate_of: str | None = None
+    method: str | None = None
+    urls: tuple[str, ...] = ()
+    dead_letter: dict[str, Any] | None = None
+
+
+@dataclass
+class RunCounts:
+    entries_in_feed: int = 0
+    entries_seen: int = 0
+    new_articles: int = 0
+    duplicates: int = 0
+    dead_letters: int = 0
+    skipped: int = 0
+    bytes: int = 0
+
+    def count(self, outcome: str) -> None:
+        self.entries_seen += 1
+        if outcome == NEW:
+            self.new_articles += 1
+        elif outcome == DUPLICATE:
+            self.duplicates += 1
+        elif outcome == DEAD_LETTER:
+            self.dead_letters += 1
+        elif outcome == SKIPPED:
+            self.skipped += 1
+        else:  # pragma: no cover - programming error
+            raise ValueError(outcome)
+
+
+class IngestLedger:
+    """Reads and writes the ingest-owned tables."""
+
+    def __init__(self, warehouse: Warehouse) -> None:
+        self.warehouse = warehouse
+
+    def feed_state(self, feed_url: str) -> FeedState:
+        with self.warehouse.transaction() as cur:
+            row = cur.execute("SELECT etag, last_modified FROM feeds WHERE feed_url = ?", (feed_url,)).fetchone()
+        return FeedState(*row) if row else FeedState(None, None)
+
+    def known_entries(self, feed_url: str, keys: Iterable[str]) -> dict[str, KnownEntry]:
+        wanted = set(keys)
+        if not wanted:
+            return {}
+        ordered = sorted(wanted)
+        known: dict[str, KnownEntry] = {}
+        with self.warehouse.transaction() as cur:
+            for start in range(0, len(ordered), 500):
+                chunk = ordered[start : start + 500]
+                marks = ",".join("?" * len(chunk))
+                rows = cur.execute(
+                    "SELECT e.entry_key, e.outcome, e.attempts, COALESCE(d.retryable, FALSE), e.last_attempt_at "
+                    "FROM feed_entries e LEFT JOIN dead_letters d ON d.dead_letter_id = e.dead_letter_id "
+                    f"WHERE e.feed_url = ? AND e.entry_key IN ({marks})",
+                    (feed_url, *chunk),
+                ).fetchall()
+                for key, outcome, attempts, retryable, last in rows:
+                    known[key] = KnownEntry(outcome, attempts, bool(retryable), last)
+        return known
+
+    def known_urls(self, urls: Iterable[str]) -> dict[str, str]:
+        """Map each URL already tied to a published article to that article's id."""
+        wanted = sorted(set(urls))
+        if not wanted:
+            return {}
+        found: dict[str, str] = {}
+        with self.warehouse.transaction() as cur:
+            for start in range(0, len(wanted), 500):
+                chunk = wanted[start : start + 500]
+                marks = ",".join("?" * len(chunk))
+                for url, article_id in cur.execute(
+                    f"SELECT url, article_id FROM article_urls WHERE url IN ({marks})", chunk
+                ).fetchall():
+                    found[url] = article_id
+        return found
+
+    def retry_candidates(self, feed_url: str, max_attempts: int) -> list[dict[str, Any]]:
+        """Dead-lettered entries of this feed that may be tried again now (exponential backoff)."""
+        with self.warehouse.transaction() as cur:
+            rows = cur.execute(
+                "SELECT d.payload, e.attempts, e.last_attempt_at FROM feed_entries e "
+                "JOIN dead_letters d ON d.dead_letter_id = e.dead_letter_id "
+                "WHERE e.feed_url = ? AND e.outcome = ? AND d.retryable AND e.attempts < ?",
+                (feed_url, DEAD_LETTER, max_attempts),
+            ).fetchall()
+        now = utcnow()
+        due = []
+        for payload, attempts, last in rows:
+            if last is None or now - last >= timedelta(minutes=2**attempts):
+                entry = json.loads(payload or "{}").get("entry")
+                if entry:
+                    due.append(entry)
+        return due
+
+    def record(self, outcomes: Iterable[EntryOutcome], run_id: str) -> None:
+        """Write outcomes, URL aliases, duplicates and dead letters in one transaction (idempotent)."""
+        now = utcnow()
+        with self.warehouse.transaction() as cur:
+            for o in outcomes:
+                self._record_one(cur, o, run_id, now)
+
+    def _record_one(self, cur: Cursor, o: EntryOutcome, run_id: str, now: datetime) -> None:
+        dl_id = None
+        if o.outcome == DEAD_LETTER and o.dead_letter is not None:
+            dl_id = o.dead_letter["dead_letter_id"]
+            upsert_dead_letter(cur, o.dead_letter, now)
+        elif o.outcome in (NEW, DUPLICATE):
+            # The entry was retried successfully (or never failed): it leaves the dead-letter table.
+            cur.execute(
+                "DELETE FROM dead_letters WHERE dead_letter_id = ?",
+                (dead_letter_id(o.feed_url, o.entry_key),),
+            )
+        cur.execute(
+            "INSERT INTO feed_entries (feed_url, entry_key, entry_url, guid, title, published_at, article_id, "
+            "outcome, reason, dead_letter_id, attempts, first_seen_at, last_attempt_at, run_id) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1, ?, ?, ?) "
+            "ON CONFLICT (feed_url, entry_key) DO UPDATE SET outcome = excluded.outcome, "
+            "reason = excluded.reason, dead_letter_id = excluded.dead_letter_id, article_id = excluded.article_id, "
+            "entry_url = excluded.entry_url, "
+            "attempts = feed_entries.attempts + 1, last_attempt_at = excluded.last_attempt_at, "
+            "run_id = excluded.run_id",
+            (
+                o.feed_url,
+                o.entry_key,
+                o.entry_url,
+                o.guid,
+                o.title,
+                o.published_at,
+                o.article_id or o.duplicate_of,
+                o.outcome,
+                o.reason,
+                dl_id,
+                now,
+                now,
+                run_id,
+            ),
+        )
+        target = o.article_id or o.duplicate_of
+        if target and o.outcome in (NEW, DUPLICATE):
+            for url in o.urls:
+                cur.execute(
+                    "INSERT INTO article_urls (url, article_id, first_seen_at) VALUES (?, ?, ?) "
+                    "ON CONFLICT (url) DO NOTHING",
+                    (url, target, now),
+                )
+        if o.outcome == DUPLICATE and o.entry_url and o.duplicate_of:
+            cur.execute(
+                "INSERT INTO article_duplicates (url, article_id, duplicate_of, method, score, feed_url, "
+                "detected_at) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (url) DO NOTHING",
+                (
+                    o.entry_url,
+                    o.article_id or o.duplicate_of,
+                    o.duplicate_of,
+                    o.method or "url",
+                    1.0,
+                    o.feed_url,
+                    now,
+                ),
+            )
+
+    def save_feed(
+        self,
+        feed_url: str,
+        *,
+        name: str | None,
+        language: str | None,
+        tags: Iterable[str],
+        status: int | None,
+        etag: str | None,
+        last_modified: str | None,
+        error: str | None,
+    ) -> None:
+        """Store conditional-GET validators only after every entry of that response was recorded."""
+        now = utcnow()
+        ok = error is None
+        with self.warehouse.transaction() as cur:
+            cur.execute(
+                "INSERT INTO feeds (feed_url, name, language, tags, etag, last_modified, last_status, "
+                "last_polled_at, last_success_at, last_error, consecutive_failures) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT (feed_url) DO UPDATE SET name = excluded.name, language = excluded.language, "
+                "tags = excluded.tags, etag = COALESCE(excluded.etag, feeds.etag), "
+                "last_modified = COALESCE(excluded.last_modified, feeds.last_modified), "
+                "last_status = excluded.last_status, last_polled_at = excluded.last_polled_at, "
+                "last_success_at = COALESCE(excluded.last_success_at, feeds.last_success_at), "
+                "last_error = excluded.last_error, "
+                "consecutive_failures = CASE WHEN excluded.last_error IS NULL THEN 0 "
+                "ELSE feeds.consecutive_failures + 1 END",
+                (
+                    feed_url,
+                    name,
+                    language,
+                    json.dumps(list(tags)),
+                    etag if ok else None,
+                    last_modified if ok else None,
+                    status,
+                    now,
+                    now if ok else None,
+                    error,
+                    0 if ok else 1,
+                ),
+            )
+
+    def record_run(
+        self,
+        *,
+        run_id: str,
+        feed_url: str,
+        started_at: datetime,
+        status: str,
+        http_status: int | None,
+        error: str | None,
+        counts: RunCounts,
+        duration: float,
+        interval: tuple[datetime | None, datetime | None] = (None, None),
+    ) -> None:
+        """One row per feed per run; re-running the same run replaces it, so a retry is not counted twice."""
+        with self.warehouse.transaction() as cur:
+            cur.execute(
+                "INSERT INTO ingest_runs (run_id, feed_url, interval_start, interval_end, started_at, "
+                "finished_at, status, http_status, error, entries_in_feed, entries_seen, new_articles, "
+                "duplicates, dead_letters, skipped, bytes, duration) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT (run_id, feed_url) DO UPDATE SET finished_at = excluded.finished_at, "
+                "status = excluded.status, http_status = excluded.http_status, error = excluded.error, "
+                "entries_in_feed = excluded.entries_in_feed, "
+                "entries_seen = ingest_runs.entries_seen + excluded.entries_seen, "
+                "new_articles = ingest_runs.new_articles + excluded.new_articles, "
+                "duplicates = ingest_runs.duplicates + excluded.duplicates, "
+                "dead_letters = ingest_runs.dead_letters + excluded.dead_letters, "
+                "skipped = ingest_runs.skipped + excluded.skipped, "
+                "bytes = ingest_runs.bytes + excluded.bytes, duration = excluded.duration",
+                (
+                    run_id,
+                    feed_url,
+                    interval[0],
+                    interval[1],
+                    started_at,
+                    utcnow(),
+                    status,
+                    http_status,
+                    error,
+                    counts.entries_in_feed,
+                    counts.entries_seen,
+                    counts.new_articles,
+                    counts.duplicates,
+                    counts.dead_letters,
+                    counts.skipped,
+                    counts.bytes,
+                    duration,
+                ),
+            )
+
+    def record_feed_failure(self, dead_letter: dict[str, Any]) -> None:
+        with self.warehouse.transaction() as cur:
+            upsert_dead_letter(cur, dead_letter, utcnow())
+
+    def clear_feed_failure(self, feed_url: str) -> None:
+        with self.warehouse.transaction() as cur:
+            cur.execute("DELETE FROM dead_letters WHERE dead_letter_id = ?", (dead_letter_id(feed_url, "(feed)"),))
+
+
+def dead_letter_id(feed_url: str, entry_key: str) -> str:
+    """One dead-letter record per feed entry (or per feed, with entry_key ``(feed)``)."""
+    return shared_dead_letter_id(feed_url, entry_key)

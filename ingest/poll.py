@@ -1,0 +1,349 @@
+"""Poll one feed: conditional GET, parse, and take every new entry to exactly one recorded outcome.
+
+Outcomes are recorded only after the broker acknowledged the articles of the same chunk, so a crash at any
+point re-does work (at-least-once, deduplicated downstream by article id) but never marks an article stored
+that Kafka did not accept. Feed-level failures raise :class:`FeedFailed` so the Airflow task for that feed,
+and only that one, fails and is retried.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from ingest.canonical import InvalidUrlError, article_id_for, canonicalize_url, choose_canonical
+from ingest.errors import FetchError, TooLargeError, UnsupportedContentType
+from ingest.extract import ExtractionError, extract_article
+from ingest.feedlist import FeedSpec
+from ingest.feeds import FeedEntry, FeedParseError, parse_feed
+from ingest.http import Fetcher
+from ingest.ledger import (
+    DEAD_LETTER,
+    DUPLICATE,
+    NEW,
+    SKIPPED,
+    EntryOutcome,
+    IngestLedger,
+    RunCounts,
+    dead_letter_id,
+)
+from ingest.messages import article_message, entry_from_payload, entry_to_payload
+from ingest.robots import RobotsCache
+from newswire import contracts
+from newswire.deadletters import dead_letter_message
+from newswire.errors import NewswireError
+from newswire.messaging import Publisher
+from newswire.settings import Settings
+from newswire.warehouse import utcnow
+
+log = logging.getLogger(__name__)
+
+FEED_TYPES = (
+    "application/rss+xml",
+    "application/atom+xml",
+    "application/rdf+xml",
+    "application/xml",
+    "text/xml",
+    "application/feed+json",
+    "text/plain",
+    "application/octet-stream",
+    "text/html",  # refused by the parser with a clear reason rather than by type
+)
+PAGE_TYPES = ("text/html", "application/xhtml+xml")
+#: Articles confirmed by the broker and recorded in the ledger together.
+CHUNK = 25
+
+# trafilatura/lxml is not thread-safe (heap corruption seen with 2 threads): one extraction at a time
+# per process; parallel extraction uses processes.
+_EXTRACT_LOCK = threading.Lock()
+
+
+class FeedFailed(NewswireError):
+    """The feed itself could not be fetched or parsed; its entries were not looked at."""
+
+    def __init__(self, feed_url: str, reason: str, message: str, retryable: bool) -> None:
+        super().__init__(f"feed {feed_url} failed ({reason}): {message}")
+        self.feed_url = feed_url
+        self.reason = reason
+        self.retryable = retryable
+
+
+@dataclass
+class FeedReport:
+    """What one poll of one feed did; summed into run summaries and stored in ``ingest_runs``."""
+
+    feed_url: str
+    status: str  # ok | not_modified | failed
+    http_status: int | None = None
+    error: str | None = None
+    counts: RunCounts = field(default_factory=RunCounts)
+    seconds: float = 0.0
+    reasons: dict[str, int] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "feed_url": self.feed_url,
+            "status": self.status,
+            "http_status": self.http_status,
+            "error": self.error,
+            "entries_in_feed": self.counts.entries_in_feed,
+            "entries_seen": self.counts.entries_seen,
+            "new": self.counts.new_articles,
+            "duplicates": self.counts.duplicates,
+            "dead_letters": self.counts.dead_letters,
+            "skipped": self.counts.skipped,
+            "bytes": self.counts.bytes,
+            "seconds": round(self.seconds, 3),
+            "reasons": dict(self.reasons),
+        }
+
+
+@dataclass
+class FeedPoller:
+    """Everything a poll needs, built once per process and shared by the feeds it polls."""
+
+    settings: Settings
+    ledger: IngestLedger
+    publisher: Publisher
+    fetcher: Fetcher
+    robots: RobotsCache | None
+    run_id: str
+    interval: tuple[datetime | None, datetime | None] = (None, None)
+
+    def poll(self, feed: FeedSpec) -> FeedReport:
+        started, t0 = utcnow(), time.monotonic()
+        report = FeedReport(feed_url=feed.url, status="ok")
+        try:
+            self._poll(feed, report)
+        except FeedFailed as exc:
+            report.status, report.error = "failed", str(exc)
+            raise
+        finally:
+            report.seconds = time.monotonic() - t0
+            self.ledger.record_run(
+                run_id=self.run_id,
+                feed_url=feed.url,
+                started_at=started,
+                status=report.status,
+                http_status=report.http_status,
+                error=report.error,
+                counts=report.counts,
+                duration=report.seconds,
+                interval=self.interval,
+            )
+        return report
+
+    def _poll(self, feed: FeedSpec, report: FeedReport) -> None:
+        state = self.ledger.feed_state(feed.url)
+        try:
+            response = self.fetcher.get(
+                feed.url,
+                etag=state.etag,
+                last_modified=state.last_modified,
+                accept="application/rss+xml, application/atom+xml, application/xml;q=0.9, */*;q=0.5",
+                allowed_types=FEED_TYPES,
+                max_bytes=self.settings.max_feed_bytes,
+            )
+        except FetchError as exc:
+            self._feed_failed(feed, "feed_fetch", exc.reason, str(exc), exc.retryable, report)
+        report.http_status = response.status
+        report.counts.bytes += len(response.content)
+        entries: tuple[FeedEntry, ...] = ()
+        if response.not_modified:
+            report.status = "not_modified"
+        else:
+            try:
+                parsed = parse_feed(
+                    response.content,
+                    url=response.final_url,
+                    content_type=response.headers.get("content-type"),
+                    max_entries=self.settings.max_entries_per_feed,
+                )
+            except FeedParseError as exc:
+                self._feed_failed(feed, "feed_parse", exc.reason, str(exc), False, report)
+            entries = parsed.entries
+            report.counts.entries_in_feed = len(entries)
+            for warning in parsed.warnings:
+                log.warning("feed %s: %s", feed.url, warning)
+        self._process(feed, entries, report)
+        # Validators are saved last: if anything above crashed, the next poll fetches the feed again.
+        self.ledger.save_feed(
+            feed.url,
+            name=feed.name,
+            language=feed.language,
+            tags=feed.tags,
+            status=response.status,
+            etag=response.etag,
+            last_modified=response.last_modified,
+            error=None,
+        )
+        self.ledger.clear_feed_failure(feed.url)
+
+    def _feed_failed(
+        self, feed: FeedSpec, stage: str, reason: str, message: str, retryable: bool, report: FeedReport
+    ) -> None:
+        now = utcnow()
+        dl = dead_letter_message(
+            dead_letter_id=dead_letter_id(feed.url, "(feed)"),
+            stage=stage,
+            reason=reason,
+            message=message,
+            retryable=retryable,
+            url=feed.url,
+            feed_url=feed.url,
+            payload={"feed": {"url": feed.url, "name": feed.name}},
+            created_at=now,
+        )
+        self.ledger.record_feed_failure(dl)
+        self.ledger.save_feed(
+            feed.url,
+            name=feed.name,
+            language=feed.language,
+            tags=feed.tags,
+            status=getattr(report, "http_status", None),
+            etag=None,
+            last_modified=None,
+            error=f"{reason}: {message}",
+        )
+        self._publish_dead_letters([dl])
+        raise FeedFailed(feed.url, reason, message, retryable)
+
+    def _process(self, feed: FeedSpec, entries: Iterable[FeedEntry], report: FeedReport) -> None:
+        entries = list(entries)
+        known = self.ledger.known_entries(feed.url, (e.key for e in entries))
+        todo: list[FeedEntry] = []
+        seen_keys: set[str] = set()
+        for entry in entries:
+            if entry.key in seen_keys:
+                continue  # duplicate GUID/link inside one document: one entry
+            seen_keys.add(entry.key)
+            prior = known.get(entry.key)
+            if prior is None or self._retry_due(prior.outcome, prior.retryable, prior.attempts):
+                todo.append(entry)
+        # Entries that failed earlier and are no longer in the feed document are retried from the ledger.
+        for payload in self.ledger.retry_candidates(feed.url, self.settings.entry_max_attempts):
+            entry = entry_from_payload(payload)
+            if entry.key not in seen_keys:
+                seen_keys.add(entry.key)
+                todo.append(entry)
+        published_now: dict[str, str] = {}
+        for start in range(0, len(todo), CHUNK):
+            chunk = todo[start : start + CHUNK]
+            outcomes = [self._decide(feed, entry, published_now) for entry in chunk]
+            self.publisher.confirm()
+            self._publish_dead_letters([o.dead_letter for o in outcomes if o.dead_letter])
+            self.ledger.record(outcomes, self.run_id)
+            for o in outcomes:
+                report.counts.count(o.outcome)
+                if o.outcome != NEW:
+                    key = f"{o.outcome}:{o.reason}"
+                    report.reasons[key] = report.reasons.get(key, 0) + 1
+
+    def _retry_due(self, outcome: str, retryable: bool, attempts: int) -> bool:
+        return outcome == DEAD_LETTER and retryable and attempts < self.settings.entry_max_attempts
+
+    def _publish_dead_letters(self, dead_letters: list[dict[str, object]]) -> None:
+        if not dead_letters:
+            return
+        for dl in dead_letters:
+            self.publisher.send(contracts.DEAD_LETTERS, str(dl["dead_letter_id"]), dict(dl))
+        self.publisher.confirm()
+
+    def _decide(self, feed: FeedSpec, entry: FeedEntry, published_now: dict[str, str]) -> EntryOutcome:
+        """Take one entry to its outcome. Network and parsing errors become outcomes, never exceptions."""
+        base = {
+            "feed_url": feed.url,
+            "entry_key": entry.key,
+            "entry_url": entry.link,
+            "guid": entry.guid,
+            "title": entry.title,
+            "published_at": entry.published,
+        }
+
+        def dead(stage: str, reason: str, message: str, retryable: bool) -> EntryOutcome:
+            dl = dead_letter_message(
+                dead_letter_id=dead_letter_id(feed.url, entry.key),
+                stage=stage,
+                reason=reason,
+                message=message,
+                retryable=retryable,
+                url=entry.link,
+                feed_url=feed.url,
+                payload={"entry": entry_to_payload(entry), "feed": {"url": feed.url, "name": feed.name}},
+                created_at=utcnow(),
+            )
+            return EntryOutcome(**base, outcome=DEAD_LETTER, reason=reason, dead_letter=dl)
+
+        if not entry.link:
+            return dead("feed_parse", "no_link", "entry has no link to an article page", False)
+        try:
+            url = canonicalize_url(entry.link)
+        except InvalidUrlError as exc:
+            return dead("feed_parse", "invalid_url", str(exc), False)
+
+        prior = published_now.get(url) or self.ledger.known_urls([url]).get(url)
+        if prior:
+            return EntryOutcome(
+                **base, outcome=DUPLICATE, reason="same_url", duplicate_of=prior, method="url", urls=(url,)
+            )
+
+        if self.robots is not None and not feed.ignore_robots:
+            try:
+                if not self.robots.allowed(entry.link):
+                    return EntryOutcome(**base, outcome=SKIPPED, reason="robots")
+            except FetchError as exc:
+                return dead("page_fetch", exc.reason, str(exc), True)
+
+        try:
+            page = self.fetcher.get(entry.link, allowed_types=PAGE_TYPES, max_bytes=self.settings.max_page_bytes)
+        except UnsupportedContentType as exc:
+            return EntryOutcome(**base, outcome=SKIPPED, reason=f"content_type:{exc.reason}")
+        except TooLargeError:
+            return EntryOutcome(**base, outcome=SKIPPED, reason="too_large")
+        except FetchError as exc:
+            return dead("page_fetch", exc.reason, str(exc), exc.retryable)
+
+        try:
+            with _EXTRACT_LOCK:
+                extracted = extract_article(page.content, url=page.final_url)
+        except ExtractionError as exc:
+            return dead("extract", exc.reason, str(exc), False)
+
+        final_url = _canonical_or(page.final_url, url)
+        canonical = choose_canonical(final_url, extracted.canonical_url, extracted.og_url)
+        article_id = article_id_for(canonical)
+        urls = tuple(dict.fromkeys((url, final_url, canonical)))
+        prior = published_now.get(canonical) or self.ledger.known_urls([canonical]).get(canonical)
+        if prior:
+            return EntryOutcome(
+                **base,
+                outcome=DUPLICATE,
+                reason="same_canonical_url",
+                duplicate_of=prior,
+                method="canonical_url",
+                urls=urls,
+            )
+        message = article_message(
+            article_id=article_id,
+            canonical_url=canonical,
+            entry=entry,
+            feed=feed,
+            page=extracted,
+            fetched_at=utcnow(),
+            run_id=self.run_id,
+        )
+        self.publisher.send(contracts.ARTICLES, article_id, message)
+        for u in urls:
+            published_now[u] = article_id
+        return EntryOutcome(**base, outcome=NEW, article_id=article_id, urls=urls)
+
+
+def _canonical_or(url: str, fallback: str) -> str:
+    try:
+        return canonicalize_url(url)
+    except InvalidUrlError:
+        return fallback

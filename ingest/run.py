@@ -1,0 +1,133 @@
+"""Ingest entry points: what the Airflow tasks and the CLI call.
+
+``ingest_session`` builds the per-process resources once (warehouse, HTTP client with its politeness
+throttle and robots cache, Kafka producer); ``ingest_feeds`` polls a list of feeds with bounded concurrency
+and returns one summary. The same functions serve a mapped Airflow task (one feed) and a one-shot CLI run.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from ingest.feedlist import FeedSpec, load_feed_list
+from ingest.http import Fetcher, HttpPolicy
+from ingest.ledger import IngestLedger
+from ingest.politeness import HostThrottle
+from ingest.poll import FeedFailed, FeedPoller, FeedReport
+from ingest.robots import RobotsCache
+from newswire.errors import SettingsError
+from newswire.messaging import Publisher, ensure_topics, make_producer
+from newswire.settings import Settings
+from newswire.warehouse import Warehouse
+
+log = logging.getLogger(__name__)
+
+
+def http_policy(settings: Settings) -> HttpPolicy:
+    return HttpPolicy(
+        user_agent=settings.user_agent,
+        connect_timeout=settings.connect_timeout,
+        read_timeout=settings.read_timeout,
+        total_timeout=settings.total_timeout,
+        max_bytes=settings.max_page_bytes,
+        max_redirects=settings.max_redirects,
+        allow_private_networks=settings.allow_private_networks,
+    )
+
+
+def configured_feeds(settings: Settings) -> list[FeedSpec]:
+    if settings.feeds is None:
+        raise SettingsError("no feed list: set NEWSWIRE_FEEDS (an .opml, .toml or .yaml file) or pass --feeds")
+    return load_feed_list(settings.feeds)
+
+
+@contextmanager
+def ingest_session(
+    settings: Settings,
+    bootstrap: str,
+    *,
+    run_id: str,
+    interval: tuple[datetime | None, datetime | None] = (None, None),
+) -> Iterator[FeedPoller]:
+    warehouse = Warehouse(settings.resolved_warehouse_url)
+    warehouse.migrate()
+    ensure_topics(bootstrap, settings)
+    publisher = Publisher(make_producer(bootstrap, settings, client_id="newswire-ingest"))
+    throttle = HostThrottle(settings.host_interval)
+    try:
+        with Fetcher(http_policy(settings), throttle=throttle) as fetcher:
+            robots = RobotsCache(fetcher, settings.user_agent) if settings.respect_robots else None
+            yield FeedPoller(
+                settings=settings,
+                ledger=IngestLedger(warehouse),
+                publisher=publisher,
+                fetcher=fetcher,
+                robots=robots,
+                run_id=run_id,
+                interval=interval,
+            )
+    finally:
+        publisher.close()
+
+
+@dataclass
+class IngestSummary:
+    run_id: str
+    reports: list[FeedReport] = field(default_factory=list)
+    failures: dict[str, str] = field(default_factory=dict)
+    seconds: float = 0.0
+
+    def totals(self) -> dict[str, int]:
+        keys = ("entries_seen", "new", "duplicates", "dead_letters", "skipped", "bytes")
+        totals = {k: 0 for k in keys}
+        for r in self.reports:
+            d = r.as_dict()
+            for k in keys:
+                totals[k] += int(d[k])  # type: ignore[call-overload]
+        return totals
+
+    def line(self) -> str:
+        """The one-line summary that ends every ingest log."""
+        t = self.totals()
+        return (
+            f"ingest run {self.run_id}: feeds={len(self.reports)} failed={len(self.failures)} "
+            f"entries={t['entries_seen']} new={t['new']} duplicates={t['duplicates']} "
+            f"dead_letters={t['dead_letters']} skipped={t['skipped']} bytes={t['bytes']} "
+            f"seconds={self.seconds:.1f}"
+        )
+
+
+def ingest_feeds(
+    settings: Settings,
+    bootstrap: str,
+    feeds: Sequence[FeedSpec],
+    *,
+    run_id: str,
+    interval: tuple[datetime | None, datetime | None] = (None, None),
+) -> IngestSummary:
+    """Poll every feed; a failing feed is reported in ``failures`` and does not stop the others."""
+    summary = IngestSummary(run_id=run_id)
+    t0 = time.monotonic()
+    with ingest_session(settings, bootstrap, run_id=run_id, interval=interval) as poller:
+
+        def one(feed: FeedSpec) -> FeedReport | None:
+            try:
+                return poller.poll(feed)
+            except FeedFailed as exc:
+                log.warning("%s", exc)
+                summary.failures[feed.url] = str(exc)
+                return None
+
+        with ThreadPoolExecutor(max_workers=settings.fetch_concurrency, thread_name_prefix="feed") as pool:
+            for report in pool.map(one, feeds):
+                if report is not None:
+                    summary.reports.append(report)
+    summary.seconds = time.monotonic() - t0
+    log.info("%s", summary.line())
+    return summary

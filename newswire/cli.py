@@ -1,0 +1,290 @@
+"""``newswire``: the command line for operators, analysts and downstream developers.
+
+Every command validates the settings first and exits non-zero with a one-paragraph message on bad
+configuration or an unreachable broker/warehouse, instead of a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import signal
+import sys
+import time
+import uuid
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from newswire.errors import NewswireError
+
+EXIT_ERROR = 1
+EXIT_USAGE = 2
+
+
+def _settings(args: argparse.Namespace, **extra: Any) -> Any:
+    from newswire.settings import load_settings
+
+    overrides = {k: v for k, v in extra.items() if v is not None}
+    if getattr(args, "warehouse", None):
+        overrides["warehouse_url"] = args.warehouse
+    if getattr(args, "bootstrap", None):
+        overrides["kafka_bootstrap"] = args.bootstrap
+    return load_settings(**overrides)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    """One ingest pass and one transform pass, with the library code the DAGs call."""
+    from ingest.run import configured_feeds, ingest_feeds
+    from newswire.broker import bootstrap_servers
+    from newswire.report import format_summary, run_totals
+    from newswire.warehouse import Warehouse
+    from transform.run import run_transform
+
+    settings = _settings(args, feeds=Path(args.feeds) if args.feeds else None)
+    feeds = configured_feeds(settings)
+    run_id = f"cli__{time.strftime('%Y%m%dT%H%M%S')}__{uuid.uuid4().hex[:6]}"
+    warehouse = Warehouse(settings.resolved_warehouse_url)
+    warehouse.migrate()
+    with bootstrap_servers(settings) as bootstrap:
+        ingest = ingest_feeds(settings, bootstrap, feeds, run_id=run_id)
+        transform = run_transform(settings, bootstrap)
+    s = transform.stats
+    print(ingest.line())
+    print(transform.line())
+    print(
+        format_summary(
+            warehouse,
+            run=run_totals(warehouse, [run_id]),
+            transform={
+                "duplicates": s.duplicates,
+                "events_changed": s.events_changed,
+                "events_published": s.events_published,
+            },
+            where=settings.resolved_warehouse_url,
+        )
+    )
+    for url, error in sorted(ingest.failures.items()):
+        print(f"  failed feed: {url}: {error}")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from newswire.demo import run_demo
+
+    print(run_demo(base_port=args.port))
+    return 0
+
+
+def cmd_broker(args: argparse.Namespace) -> int:
+    """Run the embedded broker in the foreground; other processes find it through NEWSWIRE_HOME."""
+    from newswire.broker import EmbeddedBroker, forget_embedded_broker, record_embedded_broker
+    from newswire.messaging import ensure_topics
+
+    settings = _settings(args)
+    broker = EmbeddedBroker(port=args.port).start()
+    record_embedded_broker(settings.home, broker)
+    try:
+        ensure_topics(broker.bootstrap, settings)
+        print(f"embedded broker on {broker.bootstrap} (pid {broker.pid}); Ctrl-C stops it", flush=True)
+        stop = False
+
+        def _stop(*_: object) -> None:
+            nonlocal stop
+            stop = True
+
+        signal.signal(signal.SIGTERM, _stop)
+        while not stop:
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        forget_embedded_broker(settings.home, broker)
+        broker.stop()
+    return 0
+
+
+def cmd_tail(args: argparse.Namespace) -> int:
+    """Print a topic's messages as they arrive (the example downstream consumer)."""
+    from newswire import contracts
+    from newswire.broker import running_embedded_broker
+    from newswire.messaging import make_consumer
+
+    settings = _settings(args)
+    contracts.topic_by_name(args.topic)
+    bootstrap = settings.kafka_bootstrap or running_embedded_broker(settings.home)
+    if not bootstrap:
+        raise NewswireError("no broker: set NEWSWIRE_KAFKA_BOOTSTRAP or start one (newswire broker / make up)")
+    consumer = make_consumer(
+        bootstrap,
+        settings,
+        group_id=args.group,
+        topics=[args.topic],
+        auto_offset_reset="earliest" if args.from_beginning else "latest",
+        enable_auto_commit=args.group is not None,
+    )
+    seen = 0
+    deadline = time.monotonic() + args.timeout if args.timeout else None
+    try:
+        while args.max is None or seen < args.max:
+            if deadline is not None and time.monotonic() > deadline:
+                break
+            for records in consumer.poll(timeout_ms=500).values():
+                for r in records:
+                    value = r.value.decode("utf-8", "replace") if r.value else None
+                    print(
+                        json.dumps(
+                            {
+                                "partition": r.partition,
+                                "offset": r.offset,
+                                "key": r.key.decode() if r.key else None,
+                                "value": json.loads(value) if value else None,
+                            },
+                            ensure_ascii=False,
+                        ),
+                        flush=True,
+                    )
+                    seen += 1
+    except KeyboardInterrupt:
+        pass
+    finally:
+        consumer.close()
+    return 0
+
+
+def cmd_schema(args: argparse.Namespace) -> int:
+    from newswire import contracts
+
+    topics = [contracts.topic_by_name(args.topic)] if args.topic else list(contracts.ALL_TOPICS)
+    out = {t.name: contracts.schema_for(t) for t in topics}
+    print(json.dumps(out if len(out) > 1 else next(iter(out.values())), indent=2, ensure_ascii=False))
+    return 0
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    from newswire.warehouse import Warehouse
+
+    settings = _settings(args)
+    warehouse = Warehouse(settings.resolved_warehouse_url)
+    applied = warehouse.migrate()
+    print(f"{warehouse!r}: schema version {warehouse.schema_version()} (applied now: {applied or 'none'})")
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from newswire.report import accounting_violations, totals
+    from newswire.warehouse import Warehouse
+
+    settings = _settings(args)
+    warehouse = Warehouse(settings.resolved_warehouse_url)
+    print(json.dumps(totals(warehouse), indent=2))
+    bad = accounting_violations(warehouse)
+    if bad:
+        print(f"ACCOUNTING VIOLATIONS: {len(bad)} run/feed rows do not add up", file=sys.stderr)
+        return EXIT_ERROR
+    print("accounting invariant holds: entries seen = new + duplicates + dead letters + skipped")
+    return 0
+
+
+def cmd_sql(args: argparse.Namespace) -> int:
+    """Read-only look into the warehouse (one statement, results as JSON lines)."""
+    from newswire.warehouse import Warehouse
+
+    settings = _settings(args)
+    for row in Warehouse(settings.resolved_warehouse_url).query(args.query):
+        print(json.dumps(row, default=str, ensure_ascii=False))
+    return 0
+
+
+def cmd_dead_letters(args: argparse.Namespace) -> int:
+    from newswire.warehouse import Warehouse
+
+    settings = _settings(args)
+    warehouse = Warehouse(settings.resolved_warehouse_url)
+    if args.action == "list":
+        rows = warehouse.query(
+            "SELECT dead_letter_id, stage, reason, retryable, attempts, url, feed_url, last_attempt_at, message "
+            "FROM dead_letters ORDER BY last_attempt_at DESC"
+        )
+        for row in rows:
+            print(json.dumps(row, default=str, ensure_ascii=False))
+        print(f"{len(rows)} dead letter(s)", file=sys.stderr)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="newswire",
+        description="News feeds -> Kafka -> deduplicated event records. Settings come from NEWSWIRE_* "
+        "environment variables or the TOML file named by NEWSWIRE_CONFIG.",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def common(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--warehouse", help="warehouse URL (overrides NEWSWIRE_WAREHOUSE_URL)")
+        p.add_argument("--bootstrap", help="Kafka bootstrap servers (overrides NEWSWIRE_KAFKA_BOOTSTRAP)")
+
+    p = sub.add_parser("run", help="one ingest pass and one transform pass over a feed list")
+    p.add_argument("--feeds", help="feed list file (.opml, .toml, .yaml); default NEWSWIRE_FEEDS")
+    common(p)
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("demo", help="run both DAGs in-process on the bundled sample corpus")
+    p.add_argument("--port", type=int, default=18700, help="first loopback port of the sample sites")
+    p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("broker", help="run the embedded Kafka-compatible broker in the foreground")
+    p.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (default: a free one)")
+    p.set_defaults(func=cmd_broker)
+
+    p = sub.add_parser("tail", help="print a topic's messages as they arrive (example consumer)")
+    p.add_argument("topic", help="newswire.articles, newswire.events or newswire.dead-letters")
+    p.add_argument("--from-beginning", action="store_true", help="start at the oldest retained message")
+    p.add_argument("--group", help="consumer group (commits offsets); default: none, nothing committed")
+    p.add_argument("--max", type=int, help="stop after this many messages")
+    p.add_argument("--timeout", type=float, help="stop after this many seconds")
+    common(p)
+    p.set_defaults(func=cmd_tail)
+
+    p = sub.add_parser("schema", help="print the JSON Schema of a topic's messages")
+    p.add_argument("topic", nargs="?", help="topic name (default: all)")
+    p.set_defaults(func=cmd_schema)
+
+    p = sub.add_parser("migrate", help="create or upgrade the warehouse schema")
+    common(p)
+    p.set_defaults(func=cmd_migrate)
+
+    p = sub.add_parser("status", help="warehouse totals and the accounting invariant")
+    common(p)
+    p.set_defaults(func=cmd_status)
+
+    p = sub.add_parser("sql", help="run a read query against the warehouse, print JSON lines")
+    p.add_argument("query")
+    common(p)
+    p.set_defaults(func=cmd_sql)
+
+    p = sub.add_parser("dead-letters", help="show dead letters")
+    p.add_argument("action", choices=["list"])
+    common(p)
+    p.set_defaults(func=cmd_dead_letters)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        return int(args.func(args))
+    except NewswireError as exc:
+        print(f"newswire {args.command}: error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,78 @@
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+
+from newswire import contracts
+from newswire.broker import EmbeddedBroker, bootstrap_servers, port_accepts, running_embedded_broker
+from newswire.errors import BrokerUnavailable
+from newswire.messaging import Publisher, ensure_topics, make_consumer, make_producer, poll_batch
+
+
+def _dead_letter(i: int) -> dict:
+    return {
+        "schema_version": 1,
+        "dead_letter_id": f"dl{i}",
+        "stage": "extract",
+        "reason": "no_body",
+        "message": "m",
+        "created_at": "2026-01-01T00:00:00Z",
+        "attempts": 1,
+    }
+
+
+def test_embedded_broker_starts_and_stops_without_leftovers() -> None:
+    broker = EmbeddedBroker().start()
+    pid, port = broker.pid, broker.port
+    assert port_accepts("127.0.0.1", port)
+    broker.stop()
+    assert not port_accepts("127.0.0.1", port)
+    assert not Path(f"/proc/{pid}").exists() or "zombie" in Path(f"/proc/{pid}/status").read_text().lower()
+
+
+def test_bootstrap_servers_shares_one_embedded_broker_through_home(make_settings) -> None:
+    settings = make_settings()
+    with bootstrap_servers(settings) as first:
+        assert running_embedded_broker(settings.home) == first
+        with bootstrap_servers(settings) as second:
+            assert second == first
+    assert running_embedded_broker(settings.home) is None
+
+
+def test_configured_bootstrap_is_used_as_is(make_settings) -> None:
+    with bootstrap_servers(make_settings(kafka_bootstrap="kafka.internal:9092")) as bootstrap:
+        assert bootstrap == "kafka.internal:9092"
+
+
+def test_unreachable_broker_fails_fast_with_a_clear_error(make_settings) -> None:
+    started = time.monotonic()
+    with pytest.raises(BrokerUnavailable, match="not reachable"):
+        make_producer("127.0.0.1:1", make_settings(), client_id="t")
+    assert time.monotonic() - started < 10
+
+
+def test_publish_confirm_consume_and_commit(broker: str, make_settings) -> None:
+    settings = make_settings(batch_max_messages=30)
+    ensure_topics(broker, settings)
+    ensure_topics(broker, settings)  # idempotent
+    publisher = Publisher(make_producer(broker, settings, client_id="t"))
+    for i in range(50):
+        publisher.send(contracts.DEAD_LETTERS, f"k{i}", _dead_letter(i))
+    assert publisher.confirm() == 50
+    publisher.close()
+
+    consumer = make_consumer(broker, settings, group_id="g", topics=[contracts.DEAD_LETTERS.name])
+    first = poll_batch(consumer, max_messages=30, idle_timeout=1.0, deadline=20)
+    assert len(first) == 30
+    consumer.commit()
+    consumer.close()
+    # A restarted member of the group resumes after the committed offsets.
+    consumer = make_consumer(broker, settings, group_id="g", topics=[contracts.DEAD_LETTERS.name])
+    rest = poll_batch(consumer, max_messages=100, idle_timeout=1.0, deadline=20)
+    consumer.close()
+    assert len(rest) == 20
+    ids = {json.loads(r.value)["dead_letter_id"] for r in first + rest}
+    assert ids == {f"dl{i}" for i in range(50)}

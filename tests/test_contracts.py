@@ -1,0 +1,77 @@
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from newswire import contracts
+from newswire.errors import ContractError
+
+
+def article(**overrides: Any) -> dict[str, Any]:
+    message = {
+        "schema_version": 1,
+        "article_id": "0" * 32,
+        "url": "https://example.org/a?utm_source=rss",
+        "canonical_url": "https://example.org/a",
+        "feed_url": "https://example.org/feed.xml",
+        "feed_name": "Example",
+        "source": "Example Daily",
+        "title": "Title",
+        "text": "Body text.",
+        "content_hash": "f" * 32,
+        "fetched_at": "2026-11-24T10:00:00Z",
+        "published_at": None,
+        "language": "en",
+        "categories": [],
+        "tags": [],
+    }
+    message.update(overrides)
+    return message
+
+
+def test_valid_message_round_trips() -> None:
+    raw = contracts.encode(contracts.ARTICLES, article())
+    assert contracts.decode(contracts.ARTICLES, raw) == article()
+
+
+@pytest.mark.parametrize(
+    ("raw", "reason"),
+    [
+        (b"\xff\xfe not utf8", "invalid_json"),
+        (b"{not json", "invalid_json"),
+        (b"[1, 2]", "schema_violation"),
+        (None, "empty_message"),
+        (json.dumps(article(schema_version=2)).encode(), "unsupported_schema_version"),
+        (json.dumps(article(article_id="short")).encode(), "schema_violation"),
+        (json.dumps(article(fetched_at="yesterday")).encode(), "schema_violation"),
+        (json.dumps({k: v for k, v in article().items() if k != "text"}).encode(), "schema_violation"),
+    ],
+)
+def test_bad_messages_are_rejected_with_a_reason(raw: bytes | None, reason: str) -> None:
+    with pytest.raises(ContractError) as err:
+        contracts.decode(contracts.ARTICLES, raw)
+    assert err.value.reason == reason
+
+
+def test_producers_cannot_send_what_consumers_would_reject() -> None:
+    with pytest.raises(ContractError, match="text"):
+        contracts.encode(contracts.ARTICLES, article(text=""))
+
+
+def test_every_topic_has_a_draft_2020_12_schema_with_a_version() -> None:
+    for topic in contracts.ALL_TOPICS:
+        schema = contracts.schema_for(topic)
+        assert schema["$schema"].endswith("2020-12/schema")
+        assert schema["properties"]["schema_version"] == {"const": contracts.SCHEMA_VERSION}
+        assert topic.key in schema["required"]
+
+
+def test_iso_round_trip_is_utc() -> None:
+    from datetime import datetime, timedelta, timezone
+
+    paris = datetime(2026, 3, 1, 12, 0, tzinfo=timezone(timedelta(hours=1)))
+    text = contracts.iso(paris)
+    assert text == "2026-03-01T11:00:00Z"
+    assert contracts.parse_iso(text) == paris

@@ -1,0 +1,68 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from newswire.errors import SettingsError
+from newswire.settings import load_settings, redact_url
+
+
+def test_defaults_use_embedded_broker_and_duckdb_under_home(tmp_path: Path) -> None:
+    settings = load_settings(home=tmp_path / "state")
+    assert settings.kafka_bootstrap is None
+    assert settings.allow_private_networks is False
+    assert settings.resolved_warehouse_url == f"duckdb:///{(tmp_path / 'state' / 'warehouse.duckdb').resolve()}"
+
+
+def test_environment_variables_are_read(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("NEWSWIRE_KAFKA_BOOTSTRAP", "kafka-1:9092, kafka-2:9092")
+    monkeypatch.setenv("NEWSWIRE_ALLOW_PRIVATE_NETWORKS", "true")
+    monkeypatch.setenv("NEWSWIRE_WAREHOUSE_URL", "postgresql://nw@db:5432/newswire")
+    settings = load_settings()
+    assert settings.kafka_bootstrap == "kafka-1:9092,kafka-2:9092"
+    assert settings.allow_private_networks is True
+    assert settings.resolved_warehouse_url == "postgresql://nw@db:5432/newswire"
+
+
+def test_every_invalid_value_is_reported_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("NEWSWIRE_KAFKA_BOOTSTRAP", "no-port")
+    monkeypatch.setenv("NEWSWIRE_WAREHOUSE_URL", "mysql://x")
+    monkeypatch.setenv("NEWSWIRE_TOPIC_PARTITIONS", "0")
+    with pytest.raises(SettingsError) as err:
+        load_settings()
+    text = str(err.value)
+    for name in ("NEWSWIRE_KAFKA_BOOTSTRAP", "NEWSWIRE_WAREHOUSE_URL", "NEWSWIRE_TOPIC_PARTITIONS"):
+        assert name in text
+
+
+def test_unknown_setting_is_an_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    config = tmp_path / "nw.toml"
+    config.write_text('kafka_bootstrapp = "typo:9092"\n')
+    monkeypatch.setenv("NEWSWIRE_CONFIG", str(config))
+    with pytest.raises(SettingsError, match="kafka_bootstrapp"):
+        load_settings()
+
+
+def test_toml_file_is_read_and_environment_wins(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    config = tmp_path / "nw.toml"
+    config.write_text('kafka_bootstrap = "from-file:9092"\nhost_interval = 2.5\n')
+    monkeypatch.setenv("NEWSWIRE_CONFIG", str(config))
+    assert load_settings().host_interval == 2.5
+    monkeypatch.setenv("NEWSWIRE_KAFKA_BOOTSTRAP", "from-env:9092")
+    assert load_settings().kafka_bootstrap == "from-env:9092"
+
+
+def test_missing_config_file_and_feed_list_are_clear_errors(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("NEWSWIRE_CONFIG", str(tmp_path / "absent.toml"))
+    with pytest.raises(SettingsError, match="does not exist"):
+        load_settings()
+    monkeypatch.delenv("NEWSWIRE_CONFIG")
+    with pytest.raises(SettingsError, match="NEWSWIRE_FEEDS"):
+        load_settings(feeds=tmp_path / "feeds.opml")
+
+
+def test_passwords_are_redacted_for_logs() -> None:
+    assert redact_url("postgresql://nw:s3cret@db:5432/x") == "postgresql://nw:***@db:5432/x"
+    settings = load_settings(warehouse_url="postgresql://nw:s3cret@db:5432/x")
+    assert "s3cret" not in str(settings.redacted())

@@ -1,0 +1,94 @@
+from __future__ import annotations
+
+import pytest
+
+from newswire.warehouse import Warehouse, open_warehouse, utcnow
+from newswire.warehouse.migrations import MIGRATIONS
+
+
+def test_migrations_apply_once_and_are_recorded(warehouse_url: str) -> None:
+    warehouse = Warehouse(warehouse_url)
+    assert warehouse.migrate() == [m.version for m in MIGRATIONS]
+    assert warehouse.migrate() == []
+    assert Warehouse(warehouse_url).migrate() == []
+    assert warehouse.schema_version() == MIGRATIONS[-1].version
+
+
+def test_contract_tables_and_columns_exist(warehouse_url: str) -> None:
+    warehouse = open_warehouse(warehouse_url)
+    contract = {
+        "articles": {
+            "article_id",
+            "url",
+            "canonical_url",
+            "title",
+            "text",
+            "published_at",
+            "language",
+            "source",
+            "feed_url",
+            "fetched_at",
+            "content_hash",
+        },
+        "events": {
+            "event_id",
+            "version",
+            "title",
+            "summary",
+            "first_seen_at",
+            "last_seen_at",
+            "article_count",
+            "source_count",
+        },
+        "event_articles": {"event_id", "article_id"},
+        "article_duplicates": {"article_id", "url", "duplicate_of", "method", "score"},
+        "dead_letters": {"stage", "reason", "url", "created_at"},
+        "feeds": {"feed_url", "etag", "last_modified"},
+        "ingest_runs": {
+            "run_id",
+            "feed_url",
+            "entries_seen",
+            "new_articles",
+            "duplicates",
+            "dead_letters",
+            "bytes",
+            "duration",
+            "http_status",
+        },
+    }
+    for table, columns in contract.items():
+        with warehouse.transaction() as cur:
+            cur.execute(f"SELECT * FROM {table} WHERE 1 = 0")
+            present = {d[0] for d in cur._raw.description}
+        assert columns <= present, (table, columns - present)
+
+
+def test_transaction_rolls_back_on_error(warehouse_url: str) -> None:
+    warehouse = open_warehouse(warehouse_url)
+    with pytest.raises(RuntimeError), warehouse.transaction() as cur:
+        cur.execute("INSERT INTO article_urls (url, article_id, first_seen_at) VALUES (?, ?, ?)", ("u", "a", utcnow()))
+        raise RuntimeError("boom")
+    assert warehouse.scalar("SELECT COUNT(*) FROM article_urls") == 0
+
+
+def test_upsert_is_idempotent(warehouse_url: str) -> None:
+    warehouse = open_warehouse(warehouse_url)
+    for _ in range(3):
+        with warehouse.transaction() as cur:
+            cur.execute(
+                "INSERT INTO article_urls (url, article_id, first_seen_at) VALUES (?, ?, ?) "
+                "ON CONFLICT (url) DO NOTHING",
+                ("https://x.example/a", "a1", utcnow()),
+            )
+    assert warehouse.scalar("SELECT COUNT(*) FROM article_urls") == 1
+
+
+def test_text_with_placeholder_characters_is_a_parameter_not_sql(warehouse_url: str) -> None:
+    warehouse = open_warehouse(warehouse_url)
+    hostile = "x'); DROP TABLE articles; -- ? %s %(x)s"
+    with warehouse.transaction() as cur:
+        cur.execute(
+            "INSERT INTO article_urls (url, article_id, first_seen_at) VALUES (?, ?, ?)", (hostile, "a", utcnow())
+        )
+    assert warehouse.query("SELECT url FROM article_urls") == [{"url": hostile}]
+    assert warehouse.scalar("SELECT COUNT(*) FROM articles") == 0

@@ -1,0 +1,86 @@
+"""Read ``newswire.articles`` in bounded batches with a consumer group, committing only on request.
+
+Offsets are committed by the caller after the warehouse transaction for the batch has committed, so a crash
+anywhere before that replays the batch, and replays are harmless because every write is idempotent.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from typing import Any
+
+from kafka import KafkaConsumer
+from kafka.errors import KafkaError
+
+from newswire import contracts
+from newswire.errors import BrokerUnavailable, ContractError
+from newswire.messaging import make_consumer, poll_batch
+from newswire.settings import Settings
+
+
+@dataclass(frozen=True)
+class Incoming:
+    """One consumed record: the decoded message, or the contract error that makes it a dead letter."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: str | None
+    raw: bytes | None
+    message: dict[str, Any] | None
+    error: ContractError | None
+
+
+class ArticleConsumer:
+    """A consumer-group member on the articles topic."""
+
+    def __init__(self, settings: Settings, bootstrap: str, *, group_id: str | None = None) -> None:
+        self.settings = settings
+        self._consumer: KafkaConsumer = make_consumer(
+            bootstrap,
+            settings,
+            group_id=group_id or settings.consumer_group,
+            topics=[contracts.ARTICLES.name],
+        )
+
+    def next_batch(self) -> list[Incoming]:
+        try:
+            records = poll_batch(
+                self._consumer,
+                max_messages=self.settings.batch_max_messages,
+                idle_timeout=self.settings.poll_timeout,
+                deadline=self.settings.batch_deadline,
+            )
+        except KafkaError as exc:
+            raise BrokerUnavailable(f"cannot consume {contracts.ARTICLES.name}: {exc!r}") from exc
+        batch = []
+        for r in records:
+            message, error = None, None
+            try:
+                message = contracts.decode(contracts.ARTICLES, r.value)
+            except ContractError as exc:
+                error = exc
+            key = r.key.decode("utf-8", "replace") if r.key is not None else None
+            batch.append(Incoming(r.topic, r.partition, r.offset, key, r.value, message, error))
+        return batch
+
+    def commit(self) -> None:
+        """Commit the positions of everything returned so far (after the warehouse commit)."""
+        try:
+            self._consumer.commit()
+        except KafkaError as exc:
+            raise BrokerUnavailable(f"offset commit failed: {exc!r}") from exc
+
+    def rewind(self) -> None:
+        """Go back to the last committed offsets, so an unprocessed batch is read again (e.g. warehouse down)."""
+        for tp in self._consumer.assignment():
+            committed = self._consumer.committed(tp)
+            if committed is None:
+                self._consumer.seek_to_beginning(tp)
+            else:
+                self._consumer.seek(tp, committed)
+
+    def close(self) -> None:
+        with contextlib.suppress(KafkaError):
+            self._consumer.close(autocommit=False)

@@ -1,0 +1,112 @@
+"""Build an event record from its member articles and the clusterer's profile of it.
+
+The record is a pure function of the members (and the profile, itself a function of the members), so
+rebuilding it after a replay yields the same digest and therefore no new version and no new message:
+versions count real changes only.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from newswire.contracts import SCHEMA_VERSION, iso
+
+SUMMARY_CHARS = 400
+
+
+def _summary(article: dict[str, Any]) -> str:
+    text = (article.get("description") or "").strip()
+    if len(text) < 40:
+        body = " ".join((article.get("text") or "").split())
+        text = body[:SUMMARY_CHARS].rsplit(" ", 1)[0] + "…" if len(body) > SUMMARY_CHARS else body
+    return text
+
+
+def build_event_record(
+    event_id: str,
+    members: Sequence[dict[str, Any]],
+    *,
+    representative_id: str | None = None,
+    keywords: Sequence[str] = (),
+    entities: dict[str, Sequence[str]] | None = None,
+    merged_into: str | None = None,
+) -> dict[str, Any]:
+    """The warehouse form of an event (timestamps as datetimes); see :func:`event_message` for Kafka."""
+    if not members:
+        raise ValueError(f"event {event_id} has no member articles")
+    rep = next((m for m in members if m["article_id"] == representative_id), members[0])
+    published = [m["published_at"] for m in members if m.get("published_at")]
+    fetched = [m["fetched_at"] for m in members if m.get("fetched_at")] or published
+    sources = sorted({m["source"] for m in members if m.get("source")})
+    return {
+        "event_id": event_id,
+        "title": rep.get("title") or "",
+        "summary": _summary(rep),
+        "first_seen_at": min(fetched) if fetched else None,
+        "last_seen_at": max(fetched) if fetched else None,
+        "earliest_published_at": min(published) if published else None,
+        "article_count": len(members),
+        "source_count": len(sources),
+        "sources": sources,
+        "languages": sorted({m["language"] for m in members if m.get("language")}),
+        "keywords": list(keywords),
+        "entities": {k: list(v) for k, v in (entities or {}).items()},
+        "articles": [
+            {
+                "article_id": m["article_id"],
+                "url": m.get("canonical_url") or m["url"],
+                "source": m.get("source") or "",
+                "title": m.get("title"),
+                "language": m.get("language"),
+                "published_at": iso(m.get("published_at")),
+            }
+            for m in members
+        ],
+        "merged_into": merged_into,
+    }
+
+
+def digest(record: dict[str, Any]) -> str:
+    """Content fingerprint of a record: equal records (after a replay) get equal digests."""
+    material = {k: v for k, v in record.items() if k not in {"version", "updated_at"}}
+    text = json.dumps(material, sort_keys=True, default=_jsonable, ensure_ascii=False)
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return iso(value)
+    raise TypeError(type(value))
+
+
+def event_message(row: dict[str, Any], articles: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """The ``newswire.events`` message for a stored event row (JSON text columns decoded)."""
+
+    def load(value: Any, default: Any) -> Any:
+        if value is None:
+            return default
+        return json.loads(value) if isinstance(value, str) else value
+
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "event_id": row["event_id"],
+        "version": int(row["version"]),
+        "title": row["title"] or "",
+        "summary": row["summary"] or "",
+        "first_seen_at": iso(row["first_seen_at"]),
+        "last_seen_at": iso(row["last_seen_at"]),
+        "earliest_published_at": iso(row["earliest_published_at"]),
+        "article_count": int(row["article_count"]),
+        "source_count": int(row["source_count"]),
+        "sources": load(row["sources"], []),
+        "languages": load(row["languages"], []),
+        "keywords": load(row["keywords"], []),
+        "entities": load(row["entities"], {}),
+        "articles": list(articles),
+        "merged_into": row["merged_into"],
+        "updated_at": iso(row["updated_at"]),
+    }
