@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from ingest.canonical import article_id_for
 from newswire.deadletters import dead_letter_id as shared_dead_letter_id
 from newswire.deadletters import upsert_dead_letter
 from newswire.warehouse import Cursor, Warehouse, utcnow
@@ -197,7 +198,8 @@ class IngestLedger:
                     "ON CONFLICT (url) DO NOTHING",
                     (url, target, now),
                 )
-        if o.outcome == DUPLICATE and o.entry_url and o.duplicate_of:
+        # A row per duplicate URL: the same URL listed by two feeds is one article, not a duplicate URL.
+        if o.outcome == DUPLICATE and o.entry_url and o.duplicate_of and article_id_for(o.entry_url) != o.duplicate_of:
             cur.execute(
                 "INSERT INTO article_duplicates (url, article_id, duplicate_of, method, score, feed_url, "
                 "detected_at) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (url) DO NOTHING",

@@ -11,11 +11,12 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 
 from ingest.canonical import InvalidUrlError, article_id_for, canonicalize_url, choose_canonical
+from ingest.claims import UrlClaims
 from ingest.errors import FetchError, TooLargeError, UnsupportedContentType
 from ingest.extract import ExtractionError, extract_article
 from ingest.feedlist import FeedSpec
@@ -113,6 +114,7 @@ class FeedPoller:
     robots: RobotsCache | None
     run_id: str
     interval: tuple[datetime | None, datetime | None] = (None, None)
+    claims: UrlClaims = field(default_factory=UrlClaims)
 
     def poll(self, feed: FeedSpec) -> FeedReport:
         started, t0 = utcnow(), time.monotonic()
@@ -230,10 +232,9 @@ class FeedPoller:
             if entry.key not in seen_keys:
                 seen_keys.add(entry.key)
                 todo.append(entry)
-        published_now: dict[str, str] = {}
         for start in range(0, len(todo), CHUNK):
             chunk = todo[start : start + CHUNK]
-            outcomes = [self._decide(feed, entry, published_now) for entry in chunk]
+            outcomes = [self._decide(feed, entry) for entry in chunk]
             self.publisher.confirm()
             self._publish_dead_letters([o.dead_letter for o in outcomes if o.dead_letter])
             self.ledger.record(outcomes, self.run_id)
@@ -253,7 +254,7 @@ class FeedPoller:
             self.publisher.send(contracts.DEAD_LETTERS, str(dl["dead_letter_id"]), dict(dl))
         self.publisher.confirm()
 
-    def _decide(self, feed: FeedSpec, entry: FeedEntry, published_now: dict[str, str]) -> EntryOutcome:
+    def _decide(self, feed: FeedSpec, entry: FeedEntry) -> EntryOutcome:
         """Take one entry to its outcome. Network and parsing errors become outcomes, never exceptions."""
         base = {
             "feed_url": feed.url,
@@ -285,11 +286,34 @@ class FeedPoller:
         except InvalidUrlError as exc:
             return dead("feed_parse", "invalid_url", str(exc), False)
 
-        prior = published_now.get(url) or self.ledger.known_urls([url]).get(url)
+        prior = self.ledger.known_urls([url]).get(url)
+        owner, slot = self.claims.claim(url)
+        if not owner and prior is None:
+            prior = self.claims.wait(slot, timeout=self.settings.total_timeout * 3)
         if prior:
+            if owner:
+                self.claims.resolve(slot, prior)
             return EntryOutcome(
                 **base, outcome=DUPLICATE, reason="same_url", duplicate_of=prior, method="url", urls=(url,)
             )
+        outcome: EntryOutcome | None = None
+        try:
+            outcome = self._fetch_and_publish(feed, entry, url, base, dead)
+            return outcome
+        finally:
+            if owner:
+                found = outcome.article_id or outcome.duplicate_of if outcome else None
+                self.claims.resolve(slot, found, outcome.urls if outcome else ())
+
+    def _fetch_and_publish(
+        self,
+        feed: FeedSpec,
+        entry: FeedEntry,
+        url: str,
+        base: dict[str, object],
+        dead: Callable[[str, str, str, bool], EntryOutcome],
+    ) -> EntryOutcome:
+        assert entry.link is not None
 
         if self.robots is not None and not feed.ignore_robots:
             try:
@@ -309,7 +333,9 @@ class FeedPoller:
 
         try:
             with _EXTRACT_LOCK:
-                extracted = extract_article(page.content, url=page.final_url)
+                extracted = extract_article(
+                    page.content, url=page.final_url, content_type=page.headers.get("content-type")
+                )
         except ExtractionError as exc:
             return dead("extract", exc.reason, str(exc), False)
 
@@ -317,7 +343,7 @@ class FeedPoller:
         canonical = choose_canonical(final_url, extracted.canonical_url, extracted.og_url)
         article_id = article_id_for(canonical)
         urls = tuple(dict.fromkeys((url, final_url, canonical)))
-        prior = published_now.get(canonical) or self.ledger.known_urls([canonical]).get(canonical)
+        prior = self.claims.known(canonical) or self.ledger.known_urls([canonical]).get(canonical)
         if prior:
             return EntryOutcome(
                 **base,
@@ -337,8 +363,6 @@ class FeedPoller:
             run_id=self.run_id,
         )
         self.publisher.send(contracts.ARTICLES, article_id, message)
-        for u in urls:
-            published_now[u] = article_id
         return EntryOutcome(**base, outcome=NEW, article_id=article_id, urls=urls)
 
 

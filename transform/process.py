@@ -136,6 +136,10 @@ class BatchProcessor:
         existing = store.article(article_id)
         if existing is not None:
             if existing.content_hash == m["content_hash"]:
+                if m["url"] not in (existing.url, existing.canonical_url):
+                    # Two ingest processes raced on one article reached through different URLs.
+                    self._duplicate(store, {**m, "canonical_url": m["url"]}, article_id, "article_id", 1.0, now, stats)
+                    return
                 stats.replays += 1  # redelivery: at-least-once from ingest, or a replayed batch
                 return
             # Same URL, new text: a new version of the same article, same event.
@@ -144,7 +148,7 @@ class BatchProcessor:
             if existing.event_id:
                 touched.add(existing.event_id)
             return
-        if store.is_recorded_duplicate(m["canonical_url"]):
+        if store.is_recorded_duplicate(m["canonical_url"], article_id):
             stats.replays += 1
             return
         same_text = store.article_by_hash(m["content_hash"])

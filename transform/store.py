@@ -62,8 +62,13 @@ class TransformStore:
         ).fetchone()
         return _article(row) if row else None
 
-    def is_recorded_duplicate(self, url: str) -> str | None:
-        return self.cur.execute("SELECT duplicate_of FROM article_duplicates WHERE url = ?", (url,)).scalar()
+    def is_recorded_duplicate(self, url: str, article_id: str | None = None) -> str | None:
+        """The original ``url`` was recorded as duplicating (for ``article_id``, when given), if any."""
+        if article_id is None:
+            return self.cur.execute("SELECT duplicate_of FROM article_duplicates WHERE url = ?", (url,)).scalar()
+        return self.cur.execute(
+            "SELECT duplicate_of FROM article_duplicates WHERE url = ? AND article_id = ?", (url, article_id)
+        ).scalar()
 
     def articles_for_restore(self, since: datetime) -> Iterator[StoredArticle]:
         """Articles the in-memory story state must know about, in the order they were first loaded."""

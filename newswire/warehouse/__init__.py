@@ -9,6 +9,7 @@ A locked file is retried until ``lock_timeout`` instead of failing the task.
 from __future__ import annotations
 
 import re
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -23,6 +24,16 @@ from newswire.warehouse.migrations import MIGRATIONS
 
 Dialect = Literal["duckdb", "postgres"]
 _SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+
+# DuckDB has one writer per file and detects write-write conflicts between concurrent transactions of one
+# process only at commit time (even for ON CONFLICT DO NOTHING): serialise them per file instead.
+_DUCKDB_LOCKS: dict[str, threading.RLock] = {}
+_DUCKDB_LOCKS_GUARD = threading.Lock()
+
+
+def _duckdb_lock(path: Path) -> threading.RLock:
+    with _DUCKDB_LOCKS_GUARD:
+        return _DUCKDB_LOCKS.setdefault(str(path.resolve()), threading.RLock())
 
 
 class Cursor:
@@ -131,6 +142,15 @@ class Warehouse:
 
     @contextmanager
     def _raw_transaction(self) -> Iterator[Cursor]:
+        if self.dialect == "duckdb":
+            with _duckdb_lock(self.path), self._open_transaction() as cur:
+                yield cur
+        else:
+            with self._open_transaction() as cur:
+                yield cur
+
+    @contextmanager
+    def _open_transaction(self) -> Iterator[Cursor]:
         conn = self._connect()
         try:
             if self.dialect == "duckdb":

@@ -1,0 +1,418 @@
+"""Story clustering: multilingual coverage of one story joins, different incidents stay apart, restarts
+reproduce state exactly, merges keep a stable survivor."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from transform.clustering import (
+    Assignment,
+    ClusteringConfig,
+    ClusteringError,
+    StoryClusterer,
+    UnknownEvent,
+)
+from transform.documents import ArticleDoc
+
+T0 = datetime(2026, 5, 4, 6, 0, tzinfo=UTC)
+
+
+def doc(article_id: str, title: str, text: str, *, lang: str, hours: float, source: str = "Wire") -> ArticleDoc:
+    return ArticleDoc(
+        article_id=article_id,
+        title=title,
+        text=text,
+        language=lang,
+        published_at=T0 + timedelta(hours=hours),
+        source=source,
+        url=f"https://{source.lower().replace(' ', '')}.example/{article_id}",
+    )
+
+
+# --- a port fire in Antwerp, covered in English and French, then a sequel fire a week later ---------
+
+FIRE_EN = doc(
+    "fire-en-1",
+    "Huge fire at Antwerp port warehouse injures two workers",
+    "A fire broke out on Monday in a warehouse storing fertiliser at the port of Antwerp, injuring two "
+    "workers and sending a plume of black smoke over the city, the Antwerp Port Authority said. About 80 "
+    "firefighters fought the blaze at the Kallo terminal, which was brought under control by early "
+    "afternoon. Mayor Pieter Van Damme urged residents of Berendrecht and Zandvliet to keep their windows "
+    "closed. Authority spokeswoman Leen Claessens said container traffic at the terminal was suspended.",
+    lang="en",
+    hours=0,
+    source="Global Wire",
+)
+FIRE_FR = doc(
+    "fire-fr-1",
+    "Belgique : violent incendie dans un entrepôt du port d'Anvers, deux blessés",
+    "Un violent incendie s'est déclaré lundi matin dans un entrepôt d'engrais du port d'Anvers, faisant "
+    "deux blessés parmi les ouvriers, selon l'Autorité portuaire d'Anvers. Quelque 80 pompiers ont été "
+    "mobilisés au terminal de Kallo. Le bourgmestre Pieter Van Damme a demandé aux habitants de "
+    "Berendrecht et de Zandvliet de garder leurs fenêtres fermées en raison de l'épais panache de fumée. "
+    "« Le trafic des conteneurs est suspendu au terminal », a indiqué la porte-parole Leen Claessens.",
+    lang="fr",
+    hours=1.5,
+    source="Agence Hexa",
+)
+FIRE_EN_2 = doc(
+    "fire-en-2",
+    "Antwerp warehouse blaze: residents told to stay indoors as smoke drifts north",
+    "Residents of Berendrecht and Zandvliet were told to stay indoors on Monday as thick smoke from a "
+    "fertiliser warehouse fire at the Kallo terminal in the port of Antwerp drifted north. Two workers "
+    "were taken to hospital with burns, and 80 firefighters were at the scene, according to Leen "
+    "Claessens of the Antwerp Port Authority. Pieter Van Damme, the city's mayor, said air quality "
+    "measurements showed no danger so far.",
+    lang="en",
+    hours=4,
+    source="Daily Ledger",
+)
+FIRE_FR_FOLLOWUP = doc(
+    "fire-fr-2",
+    "Incendie au port d'Anvers : l'enquête vise un court-circuit, le terminal de Kallo rouvre",
+    "Trois jours après l'incendie de l'entrepôt d'engrais du terminal de Kallo, au port d'Anvers, "
+    "l'enquête privilégie la piste d'un court-circuit, a annoncé l'Autorité portuaire d'Anvers. Les deux "
+    "ouvriers blessés sont sortis de l'hôpital. Le trafic des conteneurs a repris jeudi, a précisé Leen "
+    "Claessens, porte-parole de l'Autorité portuaire.",
+    lang="fr",
+    hours=72,
+    source="Le Quotidien",
+)
+SEQUEL_FIRE = doc(
+    "fire2-en-1",
+    "New fire at Antwerp port: chemical tanker blaze forces evacuation of Lillo dock",
+    "A fire broke out on a chemical tanker moored at the Lillo dock in the port of Antwerp on Tuesday, a "
+    "week after a warehouse blaze at the Kallo terminal, forcing the evacuation of 300 dock workers, the "
+    "Antwerp Port Authority said. Nobody was hurt. Fire chief Marc Peeters said the crew of the Malta-"
+    "flagged Nordic Star had tried to contain the fire before 45 firefighters arrived.",
+    lang="en",
+    hours=24 * 8,
+    source="Global Wire",
+)
+SEQUEL_FIRE_FR = doc(
+    "fire2-fr-1",
+    "Anvers : un pétrolier chimique en feu au quai de Lillo, 300 dockers évacués",
+    "Un incendie s'est déclaré mardi à bord du Nordic Star, un pétrolier chimique battant pavillon "
+    "maltais amarré au quai de Lillo, dans le port d'Anvers. Quelque 300 dockers ont été évacués et 45 "
+    "pompiers mobilisés, selon le chef des pompiers Marc Peeters. Aucun blessé n'est à déplorer.",
+    lang="fr",
+    hours=24 * 8 + 2,
+    source="Agence Hexa",
+)
+
+# --- two earthquakes of the same kind, days apart, in different countries ------------------------
+
+CHILE_EN = doc(
+    "quake-cl-en",
+    "Magnitude 6.1 earthquake hits northern Chile, killing four",
+    "A magnitude 6.1 earthquake struck the Antofagasta region of northern Chile on Wednesday, killing four "
+    "people and damaging 120 homes in the port city of Tocopilla, the national disaster agency Senapred "
+    "said. The quake hit at a depth of 40 kilometres. Interior Minister Carolina Toha said there was no "
+    "tsunami threat. Copper giant Codelco said operations at its Chuquicamata mine were not affected.",
+    lang="en",
+    hours=48,
+    source="Global Wire",
+)
+CHILE_FR = doc(
+    "quake-cl-fr",
+    "Chili : un séisme de magnitude 6,1 fait quatre morts dans le nord",
+    "Un séisme de magnitude 6,1 a frappé mercredi la région d'Antofagasta, dans le nord du Chili, faisant "
+    "quatre morts et endommageant 120 maisons à Tocopilla, a annoncé l'agence Senapred. La ministre de "
+    "l'Intérieur Carolina Toha a écarté tout risque de tsunami. Le géant du cuivre Codelco a indiqué que sa "
+    "mine de Chuquicamata n'avait pas été touchée.",
+    lang="fr",
+    hours=49,
+    source="Agence Hexa",
+)
+INDONESIA_EN = doc(
+    "quake-id-en",
+    "Magnitude 5.8 earthquake strikes Indonesia's Sulawesi, seven dead",
+    "A magnitude 5.8 earthquake struck the island of Sulawesi in eastern Indonesia on Saturday, killing "
+    "seven people and damaging 300 houses in the district of Mamuju, the national disaster agency BNPB said. "
+    "The quake hit at a depth of 10 kilometres. Agency spokesman Abdul Muhari said there was no tsunami "
+    "threat, but residents spent the night outside for fear of aftershocks.",
+    lang="en",
+    hours=48 + 72,
+    source="Global Wire",
+)
+INDONESIA_FR = doc(
+    "quake-id-fr",
+    "Indonésie : un séisme de magnitude 5,8 fait sept morts à Sulawesi",
+    "Un séisme de magnitude 5,8 a frappé samedi l'île de Sulawesi, dans l'est de l'Indonésie, faisant sept "
+    "morts et endommageant 300 maisons dans le district de Mamuju, selon l'agence BNPB. Son porte-parole "
+    "Abdul Muhari a écarté tout risque de tsunami.",
+    lang="fr",
+    hours=48 + 73,
+    source="Agence Hexa",
+)
+
+# unrelated background traffic, as in any real stream (it also gives IDF something to work with)
+BACKGROUND = [
+    doc(
+        f"bg-{number}",
+        title,
+        text,
+        lang=lang,
+        hours=0.5 + number * 7,
+        source="Courier",
+    )
+    for number, (title, text, lang) in enumerate(
+        [
+            (
+                "Central bank holds rates as inflation cools",
+                "The central bank kept its main rate at 3 percent on Monday, saying inflation was cooling "
+                "faster than expected but wages were still rising quickly. Governor Elena Marsh said markets "
+                "should not expect cuts before the autumn.",
+                "en",
+            ),
+            (
+                "Tour de France : la 3e étape pour Lenny Martinez",
+                "Le grimpeur Lenny Martinez a remporté mardi la troisième étape du Tour de France entre "
+                "Amiens et Rouen au terme d'une échappée de 150 kilomètres. Le maillot jaune reste sur les "
+                "épaules du Danois Jonas Vingegaard.",
+                "fr",
+            ),
+            (
+                "Parliament passes school meals bill",
+                "Lawmakers approved free school meals for all primary pupils on Wednesday after a long "
+                "campaign by parents' groups. Education Secretary Paul Ridley said the scheme would start in "
+                "September and cost 1.2 billion a year.",
+                "en",
+            ),
+            (
+                "Grève à la SNCF : trafic perturbé jeudi",
+                "Le trafic sera fortement perturbé jeudi sur les lignes TER et Intercités en raison d'un "
+                "mouvement social à la SNCF, ont annoncé les syndicats. Seul un train sur deux circulera en "
+                "moyenne.",
+                "fr",
+            ),
+        ]
+    )
+]
+
+
+def stream() -> list[ArticleDoc]:
+    docs = [
+        FIRE_EN,
+        FIRE_FR,
+        FIRE_EN_2,
+        FIRE_FR_FOLLOWUP,
+        SEQUEL_FIRE,
+        SEQUEL_FIRE_FR,
+        CHILE_EN,
+        CHILE_FR,
+        INDONESIA_EN,
+        INDONESIA_FR,
+        *BACKGROUND,
+    ]
+    return sorted(docs, key=lambda d: (d.published_at, d.article_id))
+
+
+def run(clusterer: StoryClusterer, docs: list[ArticleDoc]) -> dict[str, Assignment]:
+    return {d.article_id: clusterer.assign(d) for d in docs}
+
+
+@pytest.fixture(scope="module")
+def assigned() -> dict[str, str]:
+    clusterer = StoryClusterer()
+    assignments = run(clusterer, stream())
+    final = {}
+    redirect: dict[str, str] = {}
+    for assignment in assignments.values():
+        for old in assignment.merged:
+            redirect[old] = assignment.event_id
+    for article_id, assignment in assignments.items():
+        event_id = assignment.event_id
+        while event_id in redirect:
+            event_id = redirect[event_id]
+        final[article_id] = event_id
+    return final
+
+
+def test_same_story_from_several_outlets_in_english_and_french_is_one_event(assigned: dict[str, str]) -> None:
+    fire = {assigned[d.article_id] for d in (FIRE_EN, FIRE_FR, FIRE_EN_2, FIRE_FR_FOLLOWUP)}
+    assert fire == {"evt_fire-en-1"}
+
+
+def test_two_different_earthquakes_stay_apart(assigned: dict[str, str]) -> None:
+    chile = {assigned["quake-cl-en"], assigned["quake-cl-fr"]}
+    indonesia = {assigned["quake-id-en"], assigned["quake-id-fr"]}
+    assert len(chile) == 1 and len(indonesia) == 1
+    assert chile != indonesia
+
+
+def test_sequel_incident_at_the_same_place_is_a_new_event(assigned: dict[str, str]) -> None:
+    assert assigned["fire2-en-1"] == assigned["fire2-fr-1"] == "evt_fire2-en-1"
+    assert assigned["fire2-en-1"] != assigned["fire-en-1"]
+
+
+def test_background_articles_open_their_own_events(assigned: dict[str, str]) -> None:
+    assert len({assigned[d.article_id] for d in BACKGROUND}) == len(BACKGROUND)
+    story_events = {assigned[d.article_id] for d in stream() if not d.article_id.startswith("bg-")}
+    assert story_events.isdisjoint(assigned[d.article_id] for d in BACKGROUND)
+
+
+def test_restore_then_continue_gives_exactly_the_uninterrupted_assignments() -> None:
+    docs = stream()
+    cut = len(docs) // 2
+    uninterrupted = StoryClusterer()
+    first_half = run(uninterrupted, docs[:cut])
+    expected = run(uninterrupted, docs[cut:])
+
+    restarted = StoryClusterer()
+    # stored (article, event) pairs, restored in a different order than they were assigned
+    for d in reversed(docs[:cut]):
+        restarted.restore(d, first_half[d.article_id].event_id)
+    assert _state(restarted) == _state(_replay(docs[:cut]))
+    assert run(restarted, docs[cut:]) == expected
+    assert _state(restarted) == _state(uninterrupted)
+
+
+def _replay(docs: list[ArticleDoc]) -> StoryClusterer:
+    clusterer = StoryClusterer()
+    run(clusterer, docs)
+    return clusterer
+
+
+def _state(clusterer: StoryClusterer) -> object:
+    """Everything that decides future assignments (white-box on purpose: restore must be exact)."""
+    events = {
+        event_id: (
+            sorted(event.articles),
+            dict(event.term_sum),
+            dict(event.cue_counts),
+            event.first,
+            event.last,
+        )
+        for event_id, event in clusterer._events.items()
+    }
+    postings = {key: sorted(ids) for key, ids in clusterer._postings.items()}
+    return events, dict(clusterer._term_df), dict(clusterer._cue_df), postings, dict(clusterer._article_event)
+
+
+# --- merges -------------------------------------------------------------------------------------------
+
+# Two early reports of one story that, alone, do not look alike (one has the people, the other the
+# organisations), then a fuller report that shows they are the same story.
+HALF_A = doc(
+    "merge-a",
+    "Ferry runs aground off Naxos",
+    "The ferry Blue Aegean ran aground off Naxos on Friday night with 412 passengers on board. Captain "
+    "Nikos Dimitriou said the ship hit rocks in strong winds near the port of Naxos.",
+    lang="en",
+    hours=0,
+)
+HALF_B = doc(
+    "merge-b",
+    "Grèce : évacuation d'un navire au large des Cyclades",
+    "Les garde-côtes grecs ont lancé vendredi soir une opération d'évacuation au large des Cyclades, a "
+    "annoncé le ministère grec de la Marine marchande. L'armateur Aegean Lines a affrété deux navires.",
+    lang="fr",
+    hours=0.5,
+)
+BRIDGE = doc(
+    "merge-c",
+    "Blue Aegean ferry aground off Naxos: 412 passengers evacuated by Aegean Lines ships",
+    "All 412 passengers of the ferry Blue Aegean, which ran aground off Naxos in the Cyclades on Friday, "
+    "were evacuated overnight, the Greek coast guard and the Ministry of Maritime Affairs said. Captain Nikos "
+    "Dimitriou said the ship hit rocks near the port of Naxos. Operator Aegean Lines chartered two ships for "
+    "the evacuation off the Cyclades.",
+    lang="en",
+    hours=3,
+)
+
+
+def test_article_linking_two_events_merges_them_into_the_older_one() -> None:
+    config = ClusteringConfig(threshold=0.3, merge_threshold=0.3)
+    clusterer = StoryClusterer(config)
+    first = clusterer.assign(HALF_A)
+    second = clusterer.assign(HALF_B)
+    assert first.created and second.created and first.event_id != second.event_id
+    bridge = clusterer.assign(BRIDGE)
+    assert bridge.event_id == "evt_merge-a"  # the older event survives, with its id
+    assert bridge.merged == ("evt_merge-b",)
+    assert not bridge.created and bridge.score >= config.merge_threshold
+    assert clusterer.event_ids() == ["evt_merge-a"]
+    assert set(clusterer.profile("evt_merge-a").article_ids) == {"merge-a", "merge-b", "merge-c"}
+    with pytest.raises(UnknownEvent):
+        clusterer.profile("evt_merge-b")
+    # restore from the stored pairs (all now in the survivor) gives the same state
+    restored = StoryClusterer(config)
+    for d in (BRIDGE, HALF_B, HALF_A):
+        restored.restore(d, "evt_merge-a")
+    assert _state(restored) == _state(clusterer)
+
+
+def test_merge_needs_the_merge_threshold() -> None:
+    clusterer = StoryClusterer(ClusteringConfig(threshold=0.3, merge_threshold=0.99))
+    clusterer.assign(HALF_A)
+    clusterer.assign(HALF_B)
+    bridge = clusterer.assign(BRIDGE)
+    assert bridge.merged == ()
+    assert len(clusterer) == 2
+
+
+# --- other behaviour ------------------------------------------------------------------------------------
+
+
+def test_stories_beyond_the_horizon_never_join() -> None:
+    clusterer = StoryClusterer()
+    clusterer.assign(FIRE_EN)
+    months_later = replace(FIRE_EN_2, published_at=FIRE_EN.published_at + timedelta(days=90))
+    assert clusterer.assign(months_later).created
+
+
+def test_replayed_article_is_idempotent() -> None:
+    clusterer = StoryClusterer()
+    first = clusterer.assign(FIRE_EN)
+    again = clusterer.assign(FIRE_EN)
+    assert again == Assignment(event_id=first.event_id, created=False, merged=(), score=1.0)
+    assert clusterer.article_count == 1
+
+
+def test_restore_into_a_different_event_is_refused() -> None:
+    clusterer = StoryClusterer()
+    clusterer.restore(FIRE_EN, "evt_a")
+    clusterer.restore(FIRE_EN, "evt_a")
+    with pytest.raises(ClusteringError):
+        clusterer.restore(FIRE_EN, "evt_b")
+
+
+def test_profile_summarises_the_event() -> None:
+    clusterer = StoryClusterer()
+    for d in (FIRE_EN, FIRE_FR, FIRE_EN_2):
+        clusterer.assign(d)
+    profile = clusterer.profile("evt_fire-en-1")
+    assert profile.article_ids == ("fire-en-1", "fire-fr-1", "fire-en-2")
+    assert profile.representative_article_id in profile.article_ids
+    assert "Antwerp" in profile.places
+    assert "Pieter Van Damme" in profile.people
+    assert any("Port Authority" in name for name in profile.organisations)
+    assert set(profile.languages) == {"en", "fr"}
+    assert profile.sources == ("Agence Hexa", "Daily Ledger", "Global Wire")
+    assert profile.first_published_at == FIRE_EN.published_at
+    assert profile.last_published_at == FIRE_EN_2.published_at
+    assert any(word in profile.keywords for word in ("fire", "warehouse", "kallo", "antwerp"))
+
+
+def test_evict_before_drops_events_older_than_the_horizon() -> None:
+    config = ClusteringConfig(horizon=timedelta(days=10))
+    clusterer = StoryClusterer(config)
+    for d in (FIRE_EN, FIRE_FR, SEQUEL_FIRE):
+        clusterer.assign(d)
+    assert len(clusterer) == 2
+    # the first fire's last article is at +1.5 h; eviction at +11 days minus a 10-day horizon drops it
+    assert clusterer.evict_before(T0 + timedelta(days=11)) == 1
+    assert clusterer.event_ids() == ["evt_fire2-en-1"]
+    assert clusterer.event_of("fire-en-1") is None and clusterer.article_count == 1
+    assert clusterer.evict_before(T0 + timedelta(days=11)) == 0
+
+
+def test_invalid_configuration_is_rejected() -> None:
+    with pytest.raises(ClusteringError):
+        ClusteringConfig(threshold=0.5, merge_threshold=0.4)
+    with pytest.raises(ClusteringError):
+        ClusteringConfig(horizon=timedelta(0))

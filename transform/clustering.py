@@ -1,0 +1,611 @@
+"""Online story clustering: group articles about the same real-world event, across outlets and languages.
+
+Each article is compared with the *events* (clusters) that share salient terms or cues with it, and
+joins the best one if the combined similarity reaches the threshold; otherwise it opens a new event.
+
+Similarity of an article to an event combines
+
+* **text**: cosine between the article's TF-IDF vector (title terms boosted) and the event's centroid;
+* **cues**: cosine over named entities, numbers with units and calendar dates (see
+  :mod:`transform.entities`), IDF-weighted so that "France" counts far less than "Khan al-Assal". Cues
+  are language-neutral, which is what lets an English and a French report of one story meet;
+* **time**: the score decays once the article is more than ``time_grace`` away from the event's time
+  span, and is zero beyond ``horizon``, so stories months apart never merge.
+
+Determinism and restarts: the index state is a pure function of the *set* of (article, event) pairs it
+holds. Per-event aggregates are integer sums (exact, order-free), document frequencies count the live
+articles, IDF is recomputed from them at comparison time, and norms use ``math.fsum`` (exactly
+rounded whatever the summation order). :meth:`StoryClusterer.restore` therefore rebuilds, in any order,
+the very state that the original :meth:`StoryClusterer.assign` calls produced, and later assignments
+are identical to those of an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import heapq
+import math
+import re
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+import numpy as np
+
+from newswire.errors import NewswireError
+from transform.documents import ArticleDoc
+from transform.entities import Cues, extract_cues
+from transform.text import content_terms, term_of, words
+
+__all__ = [
+    "Assignment",
+    "ClusteringConfig",
+    "ClusteringError",
+    "EventProfile",
+    "StoryClusterer",
+    "UnknownEvent",
+]
+
+
+class ClusteringError(NewswireError):
+    """Story clustering was used inconsistently (e.g. an article restored into two events)."""
+
+
+class UnknownEvent(ClusteringError, KeyError):
+    """The event id is not (or no longer) held by the clusterer: never created, merged away or evicted."""
+
+
+@dataclass(frozen=True)
+class ClusteringConfig:
+    """Tunables of :class:`StoryClusterer`; the defaults are measured with ``python -m bench.quality``.
+
+    threshold: minimum combined score for an article to join an existing event.
+    merge_threshold: an article that also scores at least this with a *second* event shows the two are
+        one story; they are merged (the older event survives). Higher than ``threshold`` on purpose:
+        a wrong merge fuses two whole stories, a missed one only leaves a story split.
+    text_weight, cue_weight: weights of text and cue cosines in the combined score.
+    cue_only_weight: cross-language articles share almost no words, so the score is also at least
+        ``cue_only_weight * cue cosine``: strong agreement on names and numbers alone can join events.
+    title_weight: how many times a title term counts compared with a body term.
+    horizon: articles further than this from an event's time span never join it (also the eviction
+        horizon of :meth:`StoryClusterer.evict_before`).
+    time_grace, time_half_life: no decay for gaps up to ``time_grace``; beyond, the score halves every
+        ``time_half_life`` of extra gap.
+    novelty_penalty, novelty_min_gap: a headline announcing a *new* incident ("New quake hits...",
+        "Nouvel incendie...", "Second derailment...") more than ``novelty_min_gap`` after an event began
+        is a sequel, not a development: its score with that event is multiplied by ``novelty_penalty``.
+    query_terms: how many of the article's top TF-IDF terms are used to look up candidate events.
+    max_candidates: how many candidate events (most shared keys first) are scored per article.
+    max_posting: keys that index more events than this are too common to select candidates; bounds
+        the lookup cost per article whatever the number of stored events.
+    """
+
+    threshold: float = 0.20
+    merge_threshold: float = 0.45
+    text_weight: float = 0.5
+    cue_weight: float = 0.5
+    cue_only_weight: float = 0.75
+    title_weight: int = 2
+    horizon: timedelta = timedelta(days=21)
+    time_grace: timedelta = timedelta(days=2)
+    time_half_life: timedelta = timedelta(days=10)
+    novelty_penalty: float = 0.5
+    novelty_min_gap: timedelta = timedelta(days=1)
+    query_terms: int = 25
+    max_candidates: int = 40
+    max_posting: int = 400
+    keyword_count: int = 10
+    entity_count: int = 10
+
+    def __post_init__(self) -> None:
+        problems = []
+        if not 0.0 < self.threshold <= 1.0:
+            problems.append(f"threshold must be in (0, 1], got {self.threshold}")
+        if self.merge_threshold < self.threshold:
+            problems.append("merge_threshold must be >= threshold")
+        if self.horizon <= timedelta(0) or self.time_half_life <= timedelta(0):
+            problems.append("horizon and time_half_life must be positive")
+        if not 0.0 <= self.novelty_penalty <= 1.0:
+            problems.append("novelty_penalty must be in [0, 1]")
+        if self.time_grace < timedelta(0) or self.novelty_min_gap < timedelta(0):
+            problems.append("time_grace and novelty_min_gap must not be negative")
+        if self.title_weight < 1 or self.query_terms < 1 or self.max_candidates < 1 or self.max_posting < 1:
+            problems.append("title_weight, query_terms, max_candidates and max_posting must be >= 1")
+        if problems:
+            raise ClusteringError("; ".join(problems))
+
+
+@dataclass(frozen=True)
+class Assignment:
+    """Where :meth:`StoryClusterer.assign` put an article."""
+
+    event_id: str
+    created: bool
+    merged: tuple[str, ...]  # event ids merged INTO event_id by this article (they no longer exist)
+    score: float  # similarity to the chosen event (0 when created)
+
+
+@dataclass(frozen=True)
+class EventProfile:
+    """A summary of one event for event records (names are display forms, most frequent first)."""
+
+    event_id: str
+    article_ids: tuple[str, ...]
+    representative_article_id: str  # the article closest to the event centroid
+    keywords: tuple[str, ...]
+    places: tuple[str, ...]
+    people: tuple[str, ...]
+    organisations: tuple[str, ...]
+    languages: tuple[str, ...]
+    sources: tuple[str, ...]
+    first_published_at: datetime
+    last_published_at: datetime
+
+
+# --- per-article features -------------------------------------------------------------------------
+
+_WEIGHT_SCALE = 1000  # term weights are stored as integers (exact, order-free sums)
+
+
+@dataclass(frozen=True)
+class _Features:
+    article_id: str
+    source: str
+    language: str | None
+    published_at: datetime
+    terms: dict[str, int]  # stem -> sublinear tf * 1000 (title occurrences count title_weight times)
+    cues: frozenset[str]  # "e:<entity>", "n:<number>[:<unit>]", "d:<mm-dd>"
+    entity_kinds: tuple[tuple[str, str, str], ...]  # (kind, key, display) for profiles
+    surfaces: dict[str, str] = field(compare=False)  # stem -> a surface word, for keywords
+    novelty: bool  # the headline announces a new incident ("new quake", "nouvel incendie")
+
+
+def _features(doc: ArticleDoc, config: ClusteringConfig) -> _Features:
+    title_terms = content_terms(doc.title, doc.language)
+    body_terms = content_terms(doc.text, doc.language)
+    counts: Counter[str] = Counter(body_terms)
+    for term in title_terms:
+        counts[term] += config.title_weight
+    terms = {term: round(_WEIGHT_SCALE * (1.0 + math.log(tf))) for term, tf in counts.items()}
+    cues = extract_cues(doc.title, doc.text, doc.language)
+    return _Features(
+        article_id=doc.article_id,
+        source=doc.source,
+        language=doc.language,
+        published_at=doc.published_at,
+        terms=terms,
+        cues=_cue_keys(cues),
+        entity_kinds=_entity_kinds(cues),
+        surfaces=_surfaces(f"{doc.title}\n{doc.text}", doc.language, terms),
+        novelty=_announces_new_incident(doc.title),
+    )
+
+
+# Headline words that announce another incident of a kind already reported. Only the headline is
+# checked: bodies of follow-ups routinely say "new details", "a second hearing".
+_NOVELTY_WORDS = frozenset(
+    {
+        "new", "another", "second", "fresh", "renewed", "again", "nouveau", "nouvel", "nouvelle",
+        "nouveaux", "nouvelles", "deuxieme", "seconde", "encore", "nuevo", "nueva", "nuevos", "nuevas",
+        "otro", "otra", "segundo", "segunda", "neue", "neuer", "neues", "neuen", "erneut", "erneuter",
+        "erneute", "zweite", "zweiter", "wieder",
+    }
+)  # fmt: skip
+
+
+def _announces_new_incident(title: str) -> bool:
+    return any(word in _NOVELTY_WORDS for word in words(title))
+
+
+def _cue_keys(cues: Cues) -> frozenset[str]:
+    # One namespace for all names: the same name is sometimes classified as a person in one article
+    # and left unclassified in another; matching must not depend on that guess.
+    names = cues.places | cues.people | cues.organisations | cues.others
+    return frozenset({f"e:{name}" for name in names} | cues.numbers | cues.dates)
+
+
+def _entity_kinds(cues: Cues) -> tuple[tuple[str, str, str], ...]:
+    display = cues.display()
+    out = []
+    for kind, keys in (("place", cues.places), ("person", cues.people), ("organisation", cues.organisations)):
+        out.extend((kind, key, display.get(key, key)) for key in sorted(keys))
+    return tuple(out)
+
+
+_WORD_RE = re.compile(r"[^\W\d_]+")
+
+
+def _surfaces(text: str, language: str | None, terms: dict[str, int]) -> dict[str, str]:
+    """Map the article's top stems back to a readable word ("injur" -> "injured")."""
+    top = set(sorted(terms, key=lambda t: (-terms[t], t))[:30])
+    out: dict[str, str] = {}
+    for word in _WORD_RE.findall(text):
+        term = term_of(word, language)
+        if term is not None and term in top and term not in out:
+            out[term] = word.lower()
+            if len(out) == len(top):
+                break
+    return out
+
+
+# --- events -----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _EventArrays:
+    terms: list[str]
+    term_sums: np.ndarray
+    cues: list[str]
+    cue_counts: np.ndarray
+
+
+class _Event:
+    """Aggregates of one event; every field is an order-free function of its articles."""
+
+    __slots__ = ("_arrays", "articles", "cue_counts", "event_id", "first", "last", "term_sum")
+
+    def __init__(self, event_id: str) -> None:
+        self.event_id = event_id
+        self.articles: dict[str, _Features] = {}
+        self.term_sum: Counter[str] = Counter()
+        self.cue_counts: Counter[str] = Counter()
+        self.first: datetime | None = None
+        self.last: datetime | None = None
+        self._arrays: _EventArrays | None = None
+
+    def arrays(self) -> _EventArrays:
+        """Aggregates as arrays sorted by key, rebuilt only after the event changed.
+
+        Sorting by key (not insertion order) makes every float computed from them bit-identical in
+        an uninterrupted run and after a restore, whatever order the articles were added in.
+        """
+        if self._arrays is None:
+            terms = sorted(self.term_sum)
+            cues = sorted(self.cue_counts)
+            self._arrays = _EventArrays(
+                terms=terms,
+                term_sums=np.array([self.term_sum[t] for t in terms], dtype=np.float64),
+                cues=cues,
+                cue_counts=np.array([self.cue_counts[k] for k in cues], dtype=np.float64),
+            )
+        return self._arrays
+
+    def add(self, features: _Features) -> None:
+        self._arrays = None
+        self.articles[features.article_id] = features
+        self.term_sum.update(features.terms)
+        self.cue_counts.update(features.cues)
+        moment = features.published_at
+        self.first = moment if self.first is None or moment < self.first else self.first
+        self.last = moment if self.last is None or moment > self.last else self.last
+
+    def absorb(self, other: _Event) -> None:
+        for features in other.articles.values():
+            self.add(features)
+
+    @property
+    def sort_key(self) -> tuple[datetime, str]:
+        """Older events first: the survivor of a merge is the event with the earliest article."""
+        assert self.first is not None
+        return (self.first, self.event_id)
+
+
+# --- the clusterer ------------------------------------------------------------------------------------
+
+
+class StoryClusterer:
+    """Incremental story clustering over :class:`ArticleDoc` values (see the module docstring)."""
+
+    def __init__(self, config: ClusteringConfig | None = None) -> None:
+        self.config = config or ClusteringConfig()
+        self._events: dict[str, _Event] = {}
+        self._article_event: dict[str, str] = {}
+        self._term_df: Counter[str] = Counter()
+        self._cue_df: Counter[str] = Counter()
+        self._postings: dict[str, set[str]] = {}
+        self._by_last: list[tuple[datetime, str]] = []  # lazy min-heap of (event.last, event_id)
+
+    # --- public API -------------------------------------------------------------------------------
+
+    def __len__(self) -> int:
+        """Number of live events."""
+        return len(self._events)
+
+    @property
+    def article_count(self) -> int:
+        return len(self._article_event)
+
+    def event_of(self, article_id: str) -> str | None:
+        return self._article_event.get(article_id)
+
+    def assign(self, doc: ArticleDoc) -> Assignment:
+        """Put ``doc`` into the best matching event, or open a new one.
+
+        Replaying an article already held (at-least-once delivery) changes nothing and reports its
+        current event with ``created=False`` and score 1.
+        """
+        known = self._article_event.get(doc.article_id)
+        if known is not None:
+            return Assignment(event_id=known, created=False, merged=(), score=1.0)
+        features = _features(doc, self.config)
+        scored = self._score_candidates(features)
+        if not scored or scored[0][0] < self.config.threshold:
+            event_id = self._new_event_id(doc.article_id)
+            self._attach(features, event_id)
+            return Assignment(event_id=event_id, created=True, merged=(), score=0.0)
+        best_score, best_event = scored[0]
+        to_merge = [event for score, event in scored[1:] if score >= self.config.merge_threshold]
+        merged: tuple[str, ...] = ()
+        target = best_event
+        if to_merge and best_score >= self.config.merge_threshold:
+            group = sorted([best_event, *to_merge], key=lambda event: event.sort_key)
+            target = group[0]
+            for event in group[1:]:
+                self._merge_into(target, event)
+            merged = tuple(event.event_id for event in group[1:])
+        self._attach(features, target.event_id)
+        return Assignment(event_id=target.event_id, created=False, merged=merged, score=round(best_score, 6))
+
+    def restore(self, doc: ArticleDoc, event_id: str) -> None:
+        """Re-add a stored article to the event it belongs to *now* (after merges: the survivor).
+
+        Restore every article that went through :meth:`assign` (not the near-duplicates that inherited
+        an event without being assigned), in any order; the resulting state equals the original.
+        """
+        known = self._article_event.get(doc.article_id)
+        if known is not None:
+            if known != event_id:
+                raise ClusteringError(
+                    f"article {doc.article_id!r} is already in event {known!r}, cannot restore into {event_id!r}"
+                )
+            return
+        self._attach(_features(doc, self.config), event_id)
+
+    def profile(self, event_id: str) -> EventProfile:
+        event = self._events.get(event_id)
+        if event is None:
+            raise UnknownEvent(event_id)
+        return self._profile(event)
+
+    def event_ids(self) -> list[str]:
+        return sorted(self._events)
+
+    def evict_before(self, moment: datetime) -> int:
+        """Drop events whose last article was published before ``moment - horizon``; returns how many.
+
+        Evicted events can no longer be joined, which is the point: nothing older than the horizon
+        could have joined them anyway, and memory stays proportional to the horizon's traffic.
+        """
+        cutoff = moment - self.config.horizon
+        dropped = 0
+        while self._by_last and self._by_last[0][0] < cutoff:
+            last, event_id = heapq.heappop(self._by_last)
+            event = self._events.get(event_id)
+            if event is None or event.last != last:
+                continue  # stale heap entry: the event grew, merged away, or was already dropped
+            self._drop_event(event)
+            dropped += 1
+        return dropped
+
+    # --- scoring ----------------------------------------------------------------------------------
+
+    def _idf_terms(self, term: str) -> float:
+        return math.log((1 + len(self._article_event)) / (1 + self._term_df.get(term, 0))) + 1.0
+
+    def _idf_cues(self, key: str) -> float:
+        return math.log((1 + len(self._article_event)) / (1 + self._cue_df.get(key, 0))) + 1.0
+
+    def _score_candidates(self, features: _Features) -> list[tuple[float, _Event]]:
+        """Candidate events with their scores, best first (ties: older event first)."""
+        candidates = self._candidates(features)
+        if not candidates:
+            return []
+        term_idf = {term: self._idf_terms(term) for term in features.terms}
+        cue_idf = {key: self._idf_cues(key) for key in features.cues}
+        article_term_norm = math.sqrt(math.fsum((w * term_idf[t]) ** 2 for t, w in features.terms.items()))
+        article_cue_norm = math.sqrt(math.fsum(cue_idf[k] ** 2 for k in features.cues))
+        scored = []
+        for event in candidates:
+            decay = self._time_factor(features.published_at, event)
+            if decay <= 0.0:
+                continue
+            assert event.first is not None
+            if features.novelty and features.published_at - event.first > self.config.novelty_min_gap:
+                decay *= self.config.novelty_penalty
+            text = self._text_cosine(features, event, term_idf, article_term_norm)
+            cue = self._cue_cosine(features, event, cue_idf, article_cue_norm)
+            combined = self.config.text_weight * text + self.config.cue_weight * cue
+            score = max(combined, self.config.cue_only_weight * cue) * decay
+            scored.append((score, event))
+        scored.sort(key=lambda pair: (-pair[0], pair[1].sort_key))
+        return scored
+
+    def _text_cosine(
+        self, features: _Features, event: _Event, term_idf: dict[str, float], article_norm: float
+    ) -> float:
+        if article_norm == 0.0:
+            return 0.0
+        dot = math.fsum(
+            w * event.term_sum[t] * term_idf[t] ** 2 for t, w in features.terms.items() if t in event.term_sum
+        )
+        if dot == 0.0:
+            return 0.0
+        arrays = event.arrays()
+        event_norm = self._norm(arrays.term_sums, arrays.terms, self._term_df)
+        return dot / (article_norm * event_norm) if event_norm else 0.0
+
+    def _cue_cosine(self, features: _Features, event: _Event, cue_idf: dict[str, float], article_norm: float) -> float:
+        if article_norm == 0.0:
+            return 0.0
+        dot = math.fsum(event.cue_counts[k] * cue_idf[k] ** 2 for k in features.cues if k in event.cue_counts)
+        if dot == 0.0:
+            return 0.0
+        arrays = event.arrays()
+        event_norm = self._norm(arrays.cue_counts, arrays.cues, self._cue_df)
+        return dot / (article_norm * event_norm) if event_norm else 0.0
+
+    def _norm(self, weights: np.ndarray, keys: list[str], df: Counter[str]) -> float:
+        """Euclidean norm of an event's TF-IDF vector under the current document frequencies."""
+        frequencies = np.fromiter((df.get(k, 0) for k in keys), dtype=np.float64, count=len(keys))
+        idf = np.log((1.0 + len(self._article_event)) / (1.0 + frequencies)) + 1.0
+        weighted = weights * idf
+        return math.sqrt(math.fsum((weighted * weighted).tolist()))
+
+    def _time_factor(self, moment: datetime, event: _Event) -> float:
+        assert event.first is not None and event.last is not None
+        if event.first <= moment <= event.last:
+            gap = timedelta(0)
+        else:
+            gap = min(abs(moment - event.first), abs(moment - event.last))
+        if gap > self.config.horizon:
+            return 0.0
+        extra = gap - self.config.time_grace
+        if extra <= timedelta(0):
+            return 1.0
+        return 0.5 ** (extra / self.config.time_half_life)
+
+    def _candidates(self, features: _Features) -> list[_Event]:
+        """Events sharing salient keys with the article, most (IDF-weighted) shared keys first."""
+        config = self.config
+        top_terms = sorted(features.terms, key=lambda t: (-features.terms[t] * self._idf_terms(t), t))
+        keys = [f"t:{t}" for t in top_terms[: config.query_terms]]
+        keys.extend(f"c:{k}" for k in sorted(features.cues))
+        hits: dict[str, float] = {}
+        for key in keys:
+            posting = self._postings.get(key)
+            if not posting or len(posting) > config.max_posting:
+                continue
+            weight = self._idf_cues(key[2:]) if key.startswith("c:") else self._idf_terms(key[2:])
+            for event_id in posting:
+                hits[event_id] = hits.get(event_id, 0.0) + weight
+        ranked = sorted(hits.items(), key=lambda item: (-item[1], item[0]))[: config.max_candidates]
+        return [self._events[event_id] for event_id, _ in ranked]
+
+    # --- state changes ----------------------------------------------------------------------------
+
+    def _new_event_id(self, article_id: str) -> str:
+        event_id = f"evt_{article_id[:24]}"
+        if event_id in self._events:
+            digest = hashlib.blake2b(article_id.encode("utf-8"), digest_size=12).hexdigest()
+            event_id = f"evt_{digest}"
+        return event_id
+
+    def _attach(self, features: _Features, event_id: str) -> None:
+        event = self._events.get(event_id)
+        if event is None:
+            event = self._events[event_id] = _Event(event_id)
+        new_terms = [t for t in features.terms if t not in event.term_sum]
+        new_cues = [k for k in features.cues if k not in event.cue_counts]
+        event.add(features)
+        self._article_event[features.article_id] = event_id
+        self._term_df.update(features.terms.keys())
+        self._cue_df.update(features.cues)
+        for term in new_terms:
+            self._postings.setdefault(f"t:{term}", set()).add(event_id)
+        for key in new_cues:
+            self._postings.setdefault(f"c:{key}", set()).add(event_id)
+        assert event.last is not None
+        heapq.heappush(self._by_last, (event.last, event_id))
+
+    def _merge_into(self, survivor: _Event, absorbed: _Event) -> None:
+        self._unpost(absorbed)
+        del self._events[absorbed.event_id]
+        new_terms = [t for t in absorbed.term_sum if t not in survivor.term_sum]
+        new_cues = [k for k in absorbed.cue_counts if k not in survivor.cue_counts]
+        survivor.absorb(absorbed)
+        for article_id in absorbed.articles:
+            self._article_event[article_id] = survivor.event_id
+        for term in new_terms:
+            self._postings.setdefault(f"t:{term}", set()).add(survivor.event_id)
+        for key in new_cues:
+            self._postings.setdefault(f"c:{key}", set()).add(survivor.event_id)
+        assert survivor.last is not None
+        heapq.heappush(self._by_last, (survivor.last, survivor.event_id))
+
+    def _unpost(self, event: _Event) -> None:
+        for key in _posting_keys(event):
+            posting = self._postings.get(key)
+            if posting is not None:
+                posting.discard(event.event_id)
+                if not posting:
+                    del self._postings[key]
+
+    def _drop_event(self, event: _Event) -> None:
+        self._unpost(event)
+        del self._events[event.event_id]
+        for features in event.articles.values():
+            del self._article_event[features.article_id]
+            _decrement(self._term_df, features.terms.keys())
+            _decrement(self._cue_df, features.cues)
+
+    # --- profiles ---------------------------------------------------------------------------------
+
+    def _profile(self, event: _Event) -> EventProfile:
+        assert event.first is not None and event.last is not None
+        config = self.config
+        articles = sorted(event.articles.values(), key=lambda f: (f.published_at, f.article_id))
+        centroid = {t: w * self._idf_terms(t) for t, w in event.term_sum.items()}
+        centroid_norm = math.sqrt(math.fsum(v * v for v in centroid.values())) or 1.0
+
+        def centrality(features: _Features) -> float:
+            vector = {t: w * self._idf_terms(t) for t, w in features.terms.items()}
+            norm = math.sqrt(math.fsum(v * v for v in vector.values())) or 1.0
+            return math.fsum(v * centroid.get(t, 0.0) for t, v in vector.items()) / (norm * centroid_norm)
+
+        representative = max(articles, key=lambda f: (centrality(f), -f.published_at.timestamp(), f.article_id))
+        # Keywords: terms that several articles use, weighted by rarity; displayed as a surface word.
+        support = Counter(t for f in articles for t in f.terms)
+        ranked_terms = sorted(
+            (t for t in event.term_sum if support[t] >= min(2, len(articles))),
+            key=lambda t: (-event.term_sum[t] * self._idf_terms(t), t),
+        )
+        surfaces: dict[str, str] = {}
+        for features in articles:
+            for stem, word in features.surfaces.items():
+                surfaces.setdefault(stem, word)
+        keywords = tuple(surfaces.get(t, t) for t in ranked_terms[: config.keyword_count])
+        return EventProfile(
+            event_id=event.event_id,
+            article_ids=tuple(f.article_id for f in articles),
+            representative_article_id=representative.article_id,
+            keywords=keywords,
+            places=_top_entities(articles, "place", config.entity_count),
+            people=_top_entities(articles, "person", config.entity_count),
+            organisations=_top_entities(articles, "organisation", config.entity_count),
+            languages=_by_frequency(f.language for f in articles if f.language),
+            sources=_by_frequency(f.source for f in articles),
+            first_published_at=event.first,
+            last_published_at=event.last,
+        )
+
+
+def _posting_keys(event: _Event) -> Iterable[str]:
+    yield from (f"t:{t}" for t in event.term_sum)
+    yield from (f"c:{k}" for k in event.cue_counts)
+
+
+def _decrement(counter: Counter[str], keys: Iterable[str]) -> None:
+    for key in keys:
+        value = counter[key] - 1
+        if value > 0:
+            counter[key] = value
+        else:
+            del counter[key]
+
+
+def _by_frequency(values: Iterable[str]) -> tuple[str, ...]:
+    counts = Counter(values)
+    return tuple(sorted(counts, key=lambda v: (-counts[v], v)))
+
+
+def _top_entities(articles: list[_Features], kind: str, limit: int) -> tuple[str, ...]:
+    counts: Counter[str] = Counter()
+    display: dict[str, str] = {}
+    for features in articles:
+        for entity_kind, key, shown in features.entity_kinds:
+            if entity_kind == kind:
+                counts[key] += 1
+                display.setdefault(key, shown)
+    ranked = sorted(counts, key=lambda k: (-counts[k], k))[:limit]
+    return tuple(display[k] for k in ranked)

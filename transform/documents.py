@@ -1,0 +1,48 @@
+"""The article value type shared by near-duplicate detection, story clustering and the quality harness.
+
+It holds only what the quality core needs, so the pipeline can build it from a Kafka message or from a
+warehouse row alike, and state can be rebuilt from stored articles after a restart.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from newswire.errors import NewswireError
+
+
+class InvalidArticleDoc(NewswireError):
+    """An :class:`ArticleDoc` was built with values the quality core cannot reason about."""
+
+
+@dataclass(frozen=True)
+class ArticleDoc:
+    """One fetched article as seen by the dedup/clustering stage.
+
+    ``published_at`` must be timezone-aware: every time window (near-dup horizon, story horizon, eviction)
+    compares instants, and mixing naive and aware datetimes would either raise deep inside the index or,
+    worse, silently shift windows by the server's offset. Aware non-UTC values are normalised to UTC.
+    """
+
+    article_id: str
+    title: str
+    text: str
+    language: str | None
+    published_at: datetime
+    source: str
+    url: str
+
+    def __post_init__(self) -> None:
+        if not self.article_id:
+            raise InvalidArticleDoc("article_id must be a non-empty string")
+        if self.published_at.tzinfo is None or self.published_at.utcoffset() is None:
+            raise InvalidArticleDoc(f"published_at of {self.article_id!r} must be timezone-aware")
+        if self.published_at.utcoffset():
+            object.__setattr__(self, "published_at", self.published_at.astimezone(UTC))
+        language = (self.language or "").strip().lower()
+        # "fr-FR", "en_GB" -> "fr", "en": the language-specific rules only know base languages.
+        base = language.replace("_", "-").split("-", 1)[0] if language else ""
+        object.__setattr__(self, "language", base or None)
+        object.__setattr__(self, "title", self.title or "")
+        object.__setattr__(self, "text", self.text or "")

@@ -1,0 +1,1135 @@
+"""Cheap, language-agnostic entity and number cues for story matching.
+
+Named entities, quantities and dates are what independent reports of one story share even when their
+wording (or language) differs, and what two stories *of the same kind* do not share (two earthquakes
+have different places, tolls and dates). A real NER model would be better and far slower; these
+heuristics aim only at the cues that matter for matching:
+
+* capitalised word sequences (with connectors: "Khan al-Assal", "Banque de France") that are not a
+  mere sentence-initial capital, classified by cue words ("President", "Ministry", "M."/"Mme", "Inc",
+  "Université", "province") into people, places and organisations;
+* a small built-in gazetteer so that names spelt differently across EN/FR/ES/DE ("Allemagne"/"Germany",
+  "BCE"/"ECB") get one key; unknown names still match through their folded spelling;
+* numbers normalised across conventions ("2.300" == "2,300", "6,4" == "6.4", "3,5 milliards" ==
+  "3.5 billion") with a unit class when one follows ("23 morts" == "23 killed" -> ``n:23:dead``);
+* calendar dates ("Feb 9", "9 février", "9. Februar" -> ``d:02-09``).
+
+Keys are folded (lower case, no accents), hyphens and apostrophes become spaces; the surface form seen
+first is kept for display in event profiles.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
+from functools import lru_cache
+
+from transform.text import fold, stopwords_for, words
+
+
+def _wordlist(text: str) -> list[str]:
+    return text.split()
+
+
+__all__ = ["NATIONALITY_WORDS", "ORGANISATIONS", "PLACES", "Cues", "extract_cues"]
+
+
+@dataclass(frozen=True)
+class Cues:
+    """What one article says about *who/where/how many/when*, as comparable keys."""
+
+    places: frozenset[str] = frozenset()
+    people: frozenset[str] = frozenset()
+    organisations: frozenset[str] = frozenset()
+    others: frozenset[str] = frozenset()  # proper nouns we could not classify: still useful to match
+    numbers: frozenset[str] = frozenset()
+    dates: frozenset[str] = frozenset()
+    # key -> display form, e.g. ("khan al assal", "Khan al-Assal"); a tuple keeps the value hashable.
+    surfaces: tuple[tuple[str, str], ...] = field(default=(), compare=False)
+
+    def display(self) -> dict[str, str]:
+        return dict(self.surfaces)
+
+
+# --- tokenisation with positions ------------------------------------------------------------------
+
+_TOKEN_RE = re.compile(r"[^\W\d_][^\W_]*(?:[-'’][^\W_]+)*|\d+(?:[.,\u00a0\u202f\u2009' ]\d+)*", re.UNICODE)
+_BOUNDARY_CHARS = frozenset('.!?…:;«»"“”„()[]—–|•\n\r\t*#')
+_ELISIONS = frozenset({"l", "d", "j", "m", "n", "s", "t", "c", "qu", "jusqu", "lorsqu", "puisqu", "quoiqu"})
+_ABBREVIATIONS = frozenset({"m", "mme", "mlle", "mr", "mrs", "ms", "dr", "st", "sr", "sra", "prof", "gen", "me"})
+_CONNECTORS = frozenset(
+    {"of", "the", "de", "du", "des", "la", "le", "les", "d", "l", "al", "el", "von", "van", "der", "den",
+     "del", "di", "da", "dos", "das", "bin", "ibn", "for", "on", "sur", "en", "&"}
+)  # fmt: skip
+# Common nouns that open sentences before a name ("Operator Aegean Lines said..."): not part of it.
+_DESCRIPTORS = frozenset(
+    {"operator", "carrier", "firm", "insurer", "lender", "retailer", "automaker", "carmaker", "rival",
+     "shipowner", "owner", "developer", "manufacturer", "broadcaster", "startup", "striker", "midfielder",
+     "defender", "goalkeeper", "coach", "singer", "actor", "actress", "author", "director", "filmmaker",
+     "armateur", "operateur", "constructeur", "assureur", "distributeur", "attaquant", "milieu",
+     "defenseur", "gardien", "entraineur", "chanteur", "chanteuse", "acteur", "actrice", "auteur",
+     "realisateur", "realisatrice", "ecrivain", "ecrivaine", "romancier", "romanciere", "selon",
+     "according", "photo", "video", "source", "sources", "update", "breaking", "exclusive"}
+)  # fmt: skip
+_CLAN_PREFIXES = frozenset({"al", "el", "ad", "ash", "as", "an", "ben", "bin", "abu", "ibn"})
+
+_PERSON_TITLES = frozenset(
+    {"president", "presidente", "prime", "minister", "ministre", "ministro",
+     "chancellor", "chancelier", "kanzler", "kanzlerin", "bundeskanzler", "governor", "gouverneur",
+     "mayor", "maire", "senator", "senateur", "senatrice", "judge", "juge", "general", "captain",
+     "capitaine", "colonel", "commander", "commandant", "pope", "pape", "king", "roi", "queen", "reine",
+     "prince", "princess", "princesse", "sheikh", "cheikh", "mr", "mrs", "ms", "dr", "m", "mme", "mlle",
+     "me", "sr", "sra", "herr", "frau", "prof", "professor", "professeur", "sir", "lord", "dame",
+     "inspector", "sergeant", "detective", "chief", "ceo", "spokesman", "spokeswoman", "spokesperson",
+     "director", "directeur", "directrice", "secretary", "secretaire", "ambassador", "ambassadeur",
+     "deputy", "depute", "deputee", "lawmaker", "rep", "sen", "gov", "lt", "col", "gen", "sgt", "adm",
+     "admiral", "amiral", "cardinal", "bishop", "eveque", "imam", "rabbi", "rabbin", "father", "abbe",
+     "coach", "entraineur", "prosecutor", "procureur", "procureure", "councillor", "councilman",
+     "prasident", "prasidentin", "ministerin", "burgermeister", "burgermeisterin", "sprecher",
+     "sprecherin", "direktor", "direktorin", "richter", "richterin", "staatsanwalt", "staatsanwaltin",
+     "chefin", "senor", "senora", "alcalde", "alcaldesa", "presidenta", "portavoz", "juez", "jueza"}
+)  # fmt: skip
+_PERSON_CONTEXT = frozenset(
+    {"ministre", "president", "presidente", "maire", "juge", "procureur", "procureure", "porte",
+     "parole", "spokesman", "spokeswoman", "spokesperson", "chief", "head", "director", "directeur",
+     "directrice", "secretary", "secretaire", "minister", "chancellor", "general", "avocat", "avocate",
+     "lawyer", "attorney", "sagte", "dijo", "declare", "declaree", "explique", "ajoute", "said", "says",
+     "told", "by", "par", "economist", "economiste", "analyst", "analyste", "ceo", "founder",
+     "fondateur", "fondatrice", "leader", "chef", "dirigeant", "dirigeante", "mr", "mrs", "ms", "m",
+     "mme", "correspondent", "senor", "senora", "herr", "frau", "accuse", "accusee", "defendant",
+     "victim", "victime", "suspect", "suspecte", "witness", "temoin", "resident", "habitant",
+     "habitante", "farmer", "agriculteur", "agricultrice", "driver", "chauffeur", "owner",
+     "proprietaire", "officer", "officier", "professor", "professeur", "chairman", "chairwoman",
+     "presidenta", "alcalde", "alcaldesa", "burgermeister", "burgermeisterin"}
+)  # fmt: skip
+_ORG_WORDS = frozenset(
+    {"ministry", "ministere", "ministerio", "ministerium", "department", "bank", "banque", "banco",
+     "council", "conseil", "consejo", "rat", "agency", "agence", "agencia", "agentur", "party", "parti",
+     "partido", "partei", "court", "cour", "tribunal", "gericht", "police", "polizei", "policia",
+     "gendarmerie", "company", "compagnie", "group", "groupe", "grupo", "gruppe", "union", "association",
+     "federation", "commission", "comision", "kommission", "institute", "institut", "instituto",
+     "university", "universite", "universidad", "universitat", "foundation", "fondation", "fundacion",
+     "stiftung", "inc", "corp", "corporation", "ltd", "sa", "sas", "sarl", "gmbh", "ag", "plc", "llc",
+     "spa", "nv", "bv", "co", "airlines", "airways", "airline", "authority", "autorite", "autoridad",
+     "behorde", "office", "service", "services", "committee", "comite", "comité", "parliament",
+     "parlement", "parlamento", "bundestag", "assembly", "assemblee", "asamblea", "senate", "senat",
+     "senado", "army", "armee", "ejercito", "navy", "marine", "forces", "force", "guard", "garde",
+     "hospital", "hopital", "clinic", "clinique", "school", "ecole", "escuela", "schule", "club", "fc",
+     "news", "times", "journal", "press", "presse", "network", "reseau", "red", "museum",
+     "musee", "museo", "theatre", "opera", "orchestra", "orchestre", "festival", "prefecture",
+     "mairie", "ayuntamiento", "rathaus", "directorate", "direction", "board", "fund",
+     "fonds", "fondo", "trust", "holdings", "holding", "motors", "energy", "energie", "technologies",
+     "systems", "pharma", "laboratories", "laboratoires", "brigade", "regiment", "commissariat",
+     "syndicat", "sindicato", "gewerkschaft", "confederation", "coalition", "front", "movement",
+     "mouvement", "movimiento", "alliance", "federal", "national", "nationale", "nacional",
+     "organisation", "organization", "organizacion", "observatory", "observatoire", "centre", "center",
+     "centro", "zentrum", "exchange", "bourse", "railways", "chemins", "port", "airport", "aeroport"}
+)  # fmt: skip
+_PLACE_WORDS = frozenset(
+    {"province", "provincia", "provinz", "district", "distrito", "county", "comte", "region",
+     "city", "ville", "ciudad", "stadt", "island", "ile", "isla", "insel", "islands", "iles", "mount",
+     "mont", "monte", "river", "fleuve", "riviere", "rio", "fluss", "lake", "lac", "lago", "see", "bay",
+     "baie", "bahia", "valley", "vallee", "valle", "tal", "gulf", "golfe", "golfo", "sea", "mer", "mar",
+     "strait", "detroit", "estrecho", "canal", "peninsula", "peninsule", "desert", "forest", "foret",
+     "bosque", "wald", "coast", "cote", "costa", "kuste", "street", "rue", "calle", "strasse", "avenue",
+     "boulevard", "square", "place", "plaza", "platz", "bridge", "pont", "puente", "brucke", "quarter",
+     "quartier", "barrio", "viertel", "state", "etat", "estado", "territory", "territoire", "department",
+     "departement", "oblast", "prefecture", "canton", "arrondissement", "commune", "municipality",
+     "municipio", "village", "pueblo", "dorf", "town", "bourg", "heights", "hills", "mountains",
+     "montagnes", "alps", "alpes", "highway", "autoroute", "route", "station", "gare"}
+)  # fmt: skip
+_PLACE_CONTEXT = frozenset(
+    {"in", "near", "outside", "at", "from", "a", "au", "aux", "en", "pres", "vers", "dans", "de",
+     "province", "provincia", "district", "region", "city", "ville", "town", "village", "capital",
+     "capitale", "commune", "departement", "quartier", "port", "island", "ile", "cerca", "bei", "nahe",
+     "im", "nach", "aus", "suburb", "banlieue", "north", "south", "east", "west", "nord", "sud", "est",
+     "ouest", "northern", "southern", "eastern", "western", "central", "oriental", "occidental",
+     "septentrional", "meridional", "epicentre", "epicenter"}
+)  # fmt: skip
+# Context words strong enough on their own (the weak ones: "in", "de", "à" need a gazetteer-free guess
+# that the word is not a month, a person or an organisation).
+_STRONG_PLACE_CONTEXT = _PLACE_CONTEXT - {"in", "at", "from", "a", "au", "aux", "en", "de", "dans", "vers"}
+
+_MONTHS: dict[str, int] = {}
+for _number, _names in enumerate(
+    (
+        "january jan janvier janv enero januar jaenner",
+        "february feb fevrier fevr febrero februar",
+        "march mar mars marzo marz",
+        "april apr avril abril",
+        "may mai mayo",
+        "june jun juin junio juni",
+        "july jul juillet juil julio juli",
+        "august aug aout agosto",
+        "september sept sep septembre septiembre",
+        "october oct octobre octubre oktober okt",
+        "november nov novembre noviembre",
+        "december dec decembre diciembre dezember dez",
+    ),
+    start=1,
+):
+    for _name in _names.split():
+        _MONTHS[_name] = _number
+_WEEKDAYS = frozenset(
+    _wordlist(
+        "monday tuesday wednesday thursday friday saturday sunday lundi mardi mercredi jeudi vendredi samedi "
+        "dimanche lunes martes miercoles jueves viernes sabado domingo montag dienstag mittwoch donnerstag "
+        "freitag samstag sonntag"
+    )
+)
+# Capitalised words that are never names: calendar words and sentence openers common in news prose.
+_NOT_NAMES = (
+    frozenset(_MONTHS)
+    | _WEEKDAYS
+    | frozenset(
+        _wordlist(
+            "gmt utc cet am pm a.m p.m covid internet web online breaking update updated exclusive live video "
+            "photo photos watch read more follow subscribe advertisement"
+        )
+    )
+)
+
+
+@dataclass
+class _Token:
+    text: str  # original surface
+    key: str  # folded key
+    start: int
+    end: int
+    sentence_start: bool
+    gap_clean: bool  # only plain spaces between the previous token and this one
+
+
+def _tokens(text: str) -> list[_Token]:
+    out: list[_Token] = []
+    previous_end = 0
+    previous_text = ""
+    for match in _TOKEN_RE.finditer(text):
+        surface = match.group()
+        gap = text[previous_end : match.start()]
+        abbreviation_dot = gap.strip() == "." and _key(previous_text) in _ABBREVIATIONS
+        boundary = not out or (any(ch in _BOUNDARY_CHARS for ch in gap) and not abbreviation_dot)
+        clean = bool(out) and (gap.strip() == "" or abbreviation_dot) and "\n" not in gap
+        parts = _split_elision(surface)
+        offset = match.start()
+        for index, part in enumerate(parts):
+            out.append(
+                _Token(
+                    text=part,
+                    key=_key(part),
+                    start=offset,
+                    end=offset + len(part),
+                    sentence_start=boundary and index == 0,
+                    gap_clean=clean or index > 0,
+                )
+            )
+            offset += len(part) + 1
+        previous_end = match.end()
+        previous_text = parts[-1] if parts else surface
+    return out
+
+
+def _split_elision(surface: str) -> list[str]:
+    """ "l'AFAD" -> ["l", "AFAD"], "Turkey's" -> ["Turkey"], "O'Brien" stays whole."""
+    pieces = re.split(r"['’]", surface)
+    if len(pieces) == 1:
+        return [surface]
+    if pieces[-1] in ("s", "S") and len(pieces) == 2:
+        return [pieces[0]]
+    if _key(pieces[0]) in _ELISIONS:
+        rest = surface[len(pieces[0]) + 1 :]
+        return [pieces[0], *_split_elision(rest)] if rest else [pieces[0]]
+    return [surface]
+
+
+def _key(surface: str) -> str:
+    return _key_cached(surface)
+
+
+@lru_cache(maxsize=65536)
+def _key_cached(surface: str) -> str:
+    return " ".join(re.split(r"[-'’.\s]+", fold(surface))).strip()
+
+
+def _is_capitalised(token: _Token) -> bool:
+    first = token.text[0]
+    if first.isupper() or first.istitle():
+        return True
+    # "al-Assal", "el-Sisi", "ben-Gvir": lower-case clan prefix before a capital.
+    head, _, tail = token.text.partition("-")
+    return bool(tail) and head.lower() in _CLAN_PREFIXES and tail[:1].isupper()
+
+
+def _is_acronym(surface: str) -> bool:
+    letters = surface.replace("-", "").replace(".", "")
+    return 2 <= len(letters) <= 6 and letters.isalpha() and letters.isupper()
+
+
+# --- proper-noun sequences ------------------------------------------------------------------------
+
+
+@dataclass
+class _Candidate:
+    words: list[_Token]
+    before: _Token | None
+    after: _Token | None
+    at_start: bool
+
+    @property
+    def key(self) -> str:
+        return " ".join(w.key for w in self.words)
+
+    @property
+    def surface(self) -> str:
+        return " ".join(w.text for w in self.words)
+
+
+def _sequences(tokens: list[_Token]) -> list[_Candidate]:
+    out: list[_Candidate] = []
+    i = 0
+    n = len(tokens)
+    while i < n:
+        token = tokens[i]
+        if not _is_capitalised(token) or token.text[0].isdigit():
+            i += 1
+            continue
+        j = i
+        while j + 1 < n and tokens[j + 1].gap_clean and not tokens[j + 1].sentence_start:
+            nxt = tokens[j + 1]
+            if _is_capitalised(nxt) and not nxt.text[0].isdigit():
+                j += 1
+                continue
+            # connector words continue a name only when a capitalised word follows ("Banque de France")
+            if (
+                nxt.key in _CONNECTORS
+                and j + 2 < n
+                and tokens[j + 2].gap_clean
+                and _is_capitalised(tokens[j + 2])
+                and not tokens[j + 2].text[0].isdigit()
+            ):
+                j += 2
+                continue
+            break
+        out.append(
+            _Candidate(
+                words=tokens[i : j + 1],
+                before=tokens[i - 1] if i > 0 and token.gap_clean else None,
+                after=tokens[j + 1] if j + 1 < n and tokens[j + 1].gap_clean else None,
+                at_start=token.sentence_start,
+            )
+        )
+        i = j + 1
+    return out
+
+
+def _trim(words: list[_Token], stop: frozenset[str]) -> list[_Token]:
+    """Drop leading/trailing connectors and sentence-initial function words ("The", "Le", "Selon") or
+    descriptors ("Operator Aegean Lines", "Rival Northwind")."""
+    while words and (
+        words[0].key in stop
+        or words[0].key in _CONNECTORS
+        or words[0].key in _NOT_NAMES
+        or (stop and words[0].key in _DESCRIPTORS)
+    ):
+        words = words[1:]
+    while words and (words[-1].key in _CONNECTORS or words[-1].key in _NOT_NAMES):
+        words = words[:-1]
+    return words
+
+
+class _Collector:
+    """Accumulates classified keys for one document and remembers a display form per key."""
+
+    def __init__(self) -> None:
+        self.kinds: dict[str, set[str]] = {
+            "place": set(),
+            "person": set(),
+            "organisation": set(),
+            "other": set(),
+        }
+        self.surfaces: dict[str, str] = {}
+
+    def add(self, kind: str, key: str, surface: str) -> None:
+        if not key or len(key) < 2:
+            return
+        self.kinds[kind].add(key)
+        self.surfaces.setdefault(key, surface)
+
+    def person_by_surname(self) -> dict[str, str]:
+        out: dict[str, str] = {}
+        for key in self.kinds["person"]:
+            parts = key.split()
+            if len(parts) >= 2:
+                out.setdefault(parts[-1], key)
+        return out
+
+
+def _classify(candidate: _Candidate, collector: _Collector, stop: frozenset[str]) -> None:
+    words = _trim(list(candidate.words), stop if candidate.at_start else frozenset())
+    if not words:
+        return
+    keys = [w.key for w in words]
+    # A person title inside the sequence: what follows is the person, what precedes may be an org or a
+    # place ("ECB President Helena Vossberg", "Interior Minister Kerem Aydinli", "M. Dupont").
+    for index in range(len(keys) - 1, -1, -1):
+        if keys[index].rsplit(" ", 1)[-1] in _PERSON_TITLES:
+            person = _trim(words[index + 1 :], frozenset())
+            if person and not any(w.key in _ORG_WORDS for w in person):
+                collector.add("person", " ".join(w.key for w in person), " ".join(w.text for w in person))
+                # "ECB President X": the prefix names the institution; "Interior Minister X": a role.
+                head = words[:index] or [words[index]]
+                for word in head:
+                    for part in re.split(r"[-'’]", word.text):
+                        if _is_acronym(part) or fold(part) in PLACES or fold(part) in ORGANISATIONS:
+                            _classify_known_or_other(
+                                [_Token(part, _key(part), word.start, word.end, False, True)],
+                                collector,
+                                before=None,
+                                after=None,
+                                generic=False,
+                            )
+                return
+            if index == len(keys) - 1:
+                # a bare role ("Interior Minister", "le Président"): not a name
+                words = words[:index]
+                if not words:
+                    return
+                keys = keys[:index]
+            break
+    _classify_known_or_other(words, collector, before=candidate.before, after=candidate.after)
+
+
+def _classify_known_or_other(
+    words: list[_Token],
+    collector: _Collector,
+    *,
+    before: _Token | None,
+    after: _Token | None,
+    generic: bool = True,
+) -> None:
+    key = " ".join(w.key for w in words)
+    surface = " ".join(w.text for w in words)
+    keys = [w.key for w in words]
+    if key in ORGANISATIONS and (len(key) > 3 or _is_acronym(surface)):
+        collector.add("organisation", ORGANISATIONS[key], surface)
+        return
+    if key in PLACES and (len(key) > 3 or _is_acronym(surface) or surface[:1].isupper()):
+        collector.add("place", PLACES[key], surface)
+        return
+    if any(k in _ORG_WORDS for k in keys):
+        if len(keys) > 1 or not generic:
+            collector.add("organisation", key, surface)
+        return
+    if any(k in _PLACE_WORDS for k in keys) or (after is not None and after.key in _PLACE_WORDS):
+        collector.add("place", key, surface)
+        return
+    if len(words) == 1 and _is_acronym(surface):
+        collector.add("organisation", key, surface)
+        return
+    before_key = before.key if before is not None else ""
+    if before_key in _PERSON_CONTEXT and all(w.text[:1].isupper() for w in words):
+        collector.add("person", key, surface)
+        return
+    if before_key in _STRONG_PLACE_CONTEXT:
+        collector.add("place", key, surface)
+        return
+    plain_names = [w for w in words if w.key not in _CONNECTORS]
+    looks_like_name = all(w.text[:1].isupper() and not w.text.isupper() for w in words)
+    if generic and 2 <= len(plain_names) <= 4 and len(plain_names) == len(words) and looks_like_name:
+        collector.add("person", key, surface)
+        return
+    if len(words) == 1 and before_key in _PLACE_CONTEXT and before is not None and before.text.islower():
+        collector.add("place", key, surface)
+        return
+    if generic:
+        collector.add("other", key, surface)
+
+
+def _names(text: str, title: str, language: str | None) -> _Collector:
+    stop = stopwords_for(language)
+    collector = _Collector()
+    tokens = _tokens(text)
+    candidates = _sequences(tokens)
+    if language == "de":
+        candidates = [c for c in _split_german(candidates) if _plausible_german_name(c)]
+    mid_sentence_keys = {c.key for c in candidates if not c.at_start}
+    mid_sentence_keys |= {w.key for c in candidates if not c.at_start for w in c.words}
+    deferred: list[_Candidate] = []
+    for candidate in candidates:
+        if candidate.at_start and len(candidate.words) == 1:
+            deferred.append(candidate)
+            continue
+        _classify(candidate, collector, stop)
+    # A lone capitalised word opening a sentence is a name only if the text also uses it mid-sentence,
+    # it is a known name, or it is an acronym ("Residents fled..." is not a name; "Malatya was..." is).
+    surnames = collector.person_by_surname()
+    for candidate in deferred:
+        word = candidate.words[0]
+        if word.key in stop or word.key in _NOT_NAMES:
+            continue
+        if word.key in surnames:
+            collector.add("person", surnames[word.key], collector.surfaces.get(surnames[word.key], word.text))
+        elif word.key in PLACES or word.key in ORGANISATIONS or _is_acronym(word.text) or word.key in mid_sentence_keys:
+            _classify(candidate, collector, stop)
+    _resolve_surnames(collector)
+    _known_phrases(text, collector)
+    _title_names(title, collector)
+    if language not in (None, "en"):
+        for token in tokens:
+            if token.text.islower() and token.key in NATIONALITY_WORDS:
+                collector.add("place", PLACES[token.key], PLACES[token.key].title())
+    return collector
+
+
+_GERMAN_NOUN_ENDINGS = (
+    "ung", "heit", "keit", "schaft", "tion", "tat", "ismus", "nis", "tum", "chen", "lein", "ate", "ern",
+    "ten", "gen", "sten", "rin", "rat", "ier", "ie",
+)  # fmt: skip
+
+
+def _split_german(candidates: list[_Candidate]) -> list[_Candidate]:
+    """ "Frankfurt den Einlagensatz": German articles between capitalised nouns are not name connectors."""
+    out: list[_Candidate] = []
+    for candidate in candidates:
+        run: list[_Token] = []
+        at_start = candidate.at_start
+        for word in candidate.words:
+            if word.key in _CONNECTORS and word.key not in ("von", "van", "al", "el", "bin", "ibn"):
+                if run:
+                    out.append(_Candidate(run, None, None, at_start))
+                run, at_start = [], False
+                continue
+            run.append(word)
+        if run:
+            out.append(_Candidate(run, None, None, at_start))
+    return out
+
+
+def _plausible_german_name(candidate: _Candidate) -> bool:
+    """German capitalises every noun, so a capital says little: keep known names, acronyms, titled
+    people ("Präsidentin Helena Vossberg") and short runs of capitalised words that do not look like
+    common nouns ("Matthias Brenner"), and drop the rest ("Sparkassen und Volksbanken")."""
+    keys = [w.key for w in candidate.words]
+    joined = " ".join(keys)
+    if joined in PLACES or joined in ORGANISATIONS:
+        return True
+    if any(_is_acronym(part) for w in candidate.words for part in w.text.split("-")):
+        return True
+    if any(k.rsplit(" ", 1)[-1] in _PERSON_TITLES for k in keys):
+        return True
+    if any(k in _CONNECTORS and k not in ("von", "van", "al", "el", "bin", "ibn") for k in keys):
+        return False
+    if any(k in PLACES for k in keys):
+        return True
+    return 2 <= len(keys) <= 3 and not any(k.endswith(_GERMAN_NOUN_ENDINGS) or len(k) > 12 for k in keys)
+
+
+def _known_phrases(text: str, collector: _Collector) -> None:
+    """Multi-word gazetteer names regardless of capitalisation: French and Spanish write "Banque centrale
+    européenne", "États-Unis", "zone euro" with one capital or none."""
+    tokens = words(text)
+    for size in (4, 3, 2):
+        for i in range(len(tokens) - size + 1):
+            if tokens[i] not in _MULTIWORD_FIRST_WORDS:
+                continue
+            key = " ".join(tokens[i : i + size])
+            if key in _MULTIWORD_ORGANISATIONS:
+                collector.add("organisation", ORGANISATIONS[key], key)
+            elif key in _MULTIWORD_PLACES:
+                collector.add("place", PLACES[key], key)
+
+
+def _resolve_surnames(collector: _Collector) -> None:
+    """Later mentions by surname alone ("Aydinli said") join the full name found elsewhere."""
+    surnames = collector.person_by_surname()
+    for kind in ("other", "place"):
+        for key in list(collector.kinds[kind]):
+            if key in surnames and key not in PLACES:
+                collector.kinds[kind].discard(key)
+                collector.kinds["person"].add(surnames[key])
+
+
+def _title_names(title: str, collector: _Collector) -> None:
+    """Headlines are often Title Case, so capitalisation says nothing there: only accept word runs that
+    are known names (gazetteer) or that the body already established."""
+    if not title:
+        return
+    tokens = [t for t in _tokens(title) if not t.text[0].isdigit()]
+    known: dict[str, str] = {}
+    for kind, keys in collector.kinds.items():
+        for key in keys:
+            known.setdefault(key, kind)
+    for size in (4, 3, 2, 1):
+        for i in range(len(tokens) - size + 1):
+            window = tokens[i : i + size]
+            if size > 1 and not all(w.gap_clean for w in window[1:]):
+                continue
+            key = " ".join(w.key for w in window)
+            surface = " ".join(w.text for w in window)
+            if key in known:
+                continue
+            if key in PLACES and (len(key) > 3 or _is_acronym(surface)):
+                collector.add("place", PLACES[key], surface)
+            elif key in ORGANISATIONS and (len(key) > 3 or _is_acronym(surface)):
+                collector.add("organisation", ORGANISATIONS[key], surface)
+            elif size == 1 and _is_acronym(surface) and key not in _NOT_NAMES:
+                collector.add("organisation", key, surface)
+
+
+# --- numbers and dates ----------------------------------------------------------------------------
+
+_NUMBER_RE = re.compile(
+    r"(?<![\w.,:/\-])(?P<sign>[$€£¥])?\s?(?P<num>\d{1,3}(?:[.,\u00a0\u202f\u2009' ]\d{3})+(?![\d])|\d+)"
+    r"(?:[.,](?P<frac>\d+))?(?![\w:/])(?P<pct>\s?%)?",
+    re.UNICODE,
+)
+_SCALES: dict[str, int] = {
+    "thousand": 1_000, "mille": 1_000, "mil": 1_000, "tausend": 1_000, "k": 1_000,
+    "million": 1_000_000, "millions": 1_000_000, "millon": 1_000_000, "millones": 1_000_000,
+    "millionen": 1_000_000, "mio": 1_000_000, "mn": 1_000_000, "m": 1_000_000,
+    "billion": 1_000_000_000, "billions": 1_000_000_000, "milliard": 1_000_000_000,
+    "milliards": 1_000_000_000, "milliarde": 1_000_000_000, "milliarden": 1_000_000_000,
+    "mrd": 1_000_000_000, "bn": 1_000_000_000, "mil millones": 1_000_000_000,
+}  # fmt: skip
+_UNIT_CLASSES: dict[str, str] = {}
+for _unit_class, _unit_words in {
+    "dead": "killed killing dead deaths death died dying fatalities lives bodies morts mort tues tuees tue "
+    "deces victimes muertos muertas fallecidos fallecidas victimas tote toten todesopfer getotet",
+    "injured": "injured injuring injuries wounded hurt blesses blessees blesse heridos heridas verletzte "
+    "verletzten verletzt",
+    "missing": "missing disparus disparues desaparecidos vermisste vermisst",
+    "displaced": "displaced evacuated homeless deplaces evacues sinistres desplazados evakuiert obdachlos",
+    "arrested": "arrested detained arrests interpelles interpellees arretes arretees gardes detenidos festgenommen",
+    "percent": "percent pourcent por ciento prozent %",
+    "money": "dollars dollar euros euro pounds livres sterling yen yuan francs usd eur gbp chf $ € £ ¥",
+    "distance": "km kilometres kilometers kilometre kilometer miles metres meters m",
+    "people": "people persons personnes personas menschen residents habitants habitantes families familles "
+    "workers salaries employees employes trabajadores passengers passagers pasajeros",
+    "buildings": "buildings homes houses structures batiments maisons immeubles logements viviendas "
+    "edificios gebaude hauser",
+    "points": "points basis pb",
+    "years": "years ans anos jahre",
+}.items():
+    for _word in _unit_words.split():
+        _UNIT_CLASSES.setdefault(_word, _unit_class)
+_NUMBER_WORDS: dict[str, int] = {}
+for _lang_words in (
+    "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen "
+    "sixteen seventeen eighteen nineteen twenty",
+    "zero un deux trois quatre cinq six sept huit neuf dix onze douze treize quatorze quinze seize "
+    "dix-sept dix-huit dix-neuf vingt",
+    "cero uno dos tres cuatro cinco seis siete ocho nueve diez once doce trece catorce quince dieciseis "
+    "diecisiete dieciocho diecinueve veinte",
+    "null eins zwei drei vier funf sechs sieben acht neun zehn elf zwolf dreizehn vierzehn funfzehn "
+    "sechzehn siebzehn achtzehn neunzehn zwanzig",
+):
+    for _value, _word in enumerate(_lang_words.split()):
+        _NUMBER_WORDS.setdefault(_word, _value)
+_NUMBER_WORDS.update({"une": 1, "una": 1, "eine": 1, "dozen": 12, "douzaine": 12, "docena": 12})
+_MAGNITUDE_WORDS = frozenset({"magnitude", "magnitud", "starke", "richter"})
+
+
+def _parse_number(raw: str, frac: str | None) -> Decimal | None:
+    """'2.300' -> 2300, '2,300' -> 2300, '1 200' -> 1200, '6,4' -> 6.4 (fraction captured separately)."""
+    digits = re.sub(r"[.,\u00a0\u202f\u2009' ]", "", raw)
+    try:
+        value = Decimal(digits)
+        if frac:
+            value += Decimal(f"0.{frac}")
+    except InvalidOperation:
+        return None
+    return value
+
+
+def _canonical(value: Decimal) -> str:
+    normalised = value.normalize()
+    text = format(normalised, "f")
+    return text.rstrip("0").rstrip(".") if "." in text else text
+
+
+_AUXILIARIES = frozenset(
+    _wordlist(
+        "were was have had been are is ont ete sont a avaient fueron han sido son wurden sind waren "
+        "at least au moins al menos mindestens more than plus de mas de"
+    )
+)
+_VERB_UNITS = frozenset({"dead", "injured", "missing", "arrested", "displaced"})
+_TOLL_WORDS = frozenset({"toll", "bilan", "balance", "opferzahl"})
+
+
+def _unit_after(following: list[str]) -> str | None:
+    """Unit class of the words right after a number: "23 morts", "23 people killed", "23 personnes ont
+    été tuées". Scanning stops at the next number so "2026, à 0,9 %" does not make 2026 a percentage."""
+    weak: str | None = None
+    for word in following[:5]:
+        if word[0].isdigit():
+            break
+        unit = _UNIT_CLASSES.get(word)
+        if unit == "people" and weak is None:
+            weak = unit
+            continue
+        if unit is not None:
+            return unit if weak is None or unit in _VERB_UNITS else weak
+        if weak is None or word not in _AUXILIARIES:
+            break
+    return weak
+
+
+def _unit_before(preceding: list[str]) -> str | None:
+    """ "killing at least 23", "injuring 410", "death toll rises to 31"."""
+    for word in reversed(preceding[-4:]):
+        if word[0].isdigit():
+            return None
+        if word in _TOLL_WORDS:
+            return "dead"
+        unit = _UNIT_CLASSES.get(word)
+        if unit in _VERB_UNITS:
+            return unit
+    return None
+
+
+def _numbers(text: str) -> set[str]:
+    out: set[str] = set()
+    lowered = fold(text)
+    for match in _NUMBER_RE.finditer(lowered):
+        value = _parse_number(match.group("num"), match.group("frac"))
+        if value is None:
+            continue
+        following = re.findall(r"[^\W\d_]+|[%$€£¥]|\d+", lowered[match.end() : match.end() + 60])
+        preceding = re.findall(r"[^\W\d_]+|\d+", lowered[max(0, match.start() - 40) : match.start()])
+        scale_word = following[0] if following else ""
+        if scale_word in _SCALES and not (scale_word in ("m", "k") and match.group("sign") is None):
+            value *= _SCALES[scale_word]
+            following = following[1:]
+        is_integer = value == value.to_integral_value() and not match.group("frac")
+        unit: str | None = None
+        if match.group("pct"):
+            unit = "percent"
+        elif match.group("sign"):
+            unit = "money"
+        else:
+            unit = _unit_after(following)
+            immediate_unit = unit is not None and bool(following) and following[0] in _UNIT_CLASSES
+            if is_integer and 1900 <= value <= 2100 and not immediate_unit:
+                continue  # a year ("since 2019", "in February 2023, which killed ...")
+            if unit is None or unit == "people":
+                unit = _unit_before(preceding) or unit
+            after_magnitude = bool(preceding) and preceding[-1] in _MAGNITUDE_WORDS
+            after_magnitude_of = (
+                len(preceding) >= 2 and preceding[-2] in _MAGNITUDE_WORDS and preceding[-1] in ("of", "de")
+            )
+            if after_magnitude or after_magnitude_of:
+                unit = "magnitude"
+        if unit is None and is_integer and value < 10:
+            continue  # "2 sources", "one of 3": too common to tell stories apart
+        canon = _canonical(value)
+        out.add(f"n:{canon}")
+        if unit is not None and unit not in ("people", "years"):
+            out.add(f"n:{canon}:{unit}")
+    # Spelled-out counts ("quatre personnes interpellées", "three killed") only with a unit.
+    tokens = re.findall(r"[^\W\d_]+(?:-[^\W\d_]+)*", lowered)
+    for index, word in enumerate(tokens):
+        if word in _NUMBER_WORDS and _NUMBER_WORDS[word] >= 2:
+            unit = _unit_after(tokens[index + 1 : index + 6])
+            if unit in _VERB_UNITS:
+                out.add(f"n:{_NUMBER_WORDS[word]}:{unit}")
+    return out
+
+
+_DATE_DM_RE = re.compile(r"\b(\d{1,2})(?:er|st|nd|rd|th|º|o)?\.?\s+(?:de\s+)?([^\W\d_]{3,10})\.?\b")
+_DATE_MD_RE = re.compile(r"\b([^\W\d_]{3,10})\.?\s+(\d{1,2})(?:st|nd|rd|th)?\b(?!\s*(?:[,.]\d|%))")
+
+
+def _dates(text: str) -> set[str]:
+    out: set[str] = set()
+    lowered = fold(text)
+    for day, month in _DATE_DM_RE.findall(lowered):
+        if month in _MONTHS and 1 <= int(day) <= 31:
+            out.add(f"d:{_MONTHS[month]:02d}-{int(day):02d}")
+    for month, day in _DATE_MD_RE.findall(lowered):
+        if month in _MONTHS and month not in ("may", "mar", "mai") and 1 <= int(day) <= 31:
+            out.add(f"d:{_MONTHS[month]:02d}-{int(day):02d}")
+    return out
+
+
+def extract_cues(title: str, text: str, language: str | None) -> Cues:
+    """All cues of one article. Pure and deterministic: the same input always gives the same keys."""
+    collector = _names(text, title, language)
+    kinds = collector.kinds
+    return Cues(
+        places=frozenset(kinds["place"]),
+        people=frozenset(kinds["person"]),
+        organisations=frozenset(kinds["organisation"]),
+        others=frozenset(kinds["other"] - kinds["place"] - kinds["person"] - kinds["organisation"]),
+        numbers=frozenset(_numbers(f"{title}\n{text}")),
+        dates=frozenset(_dates(f"{title}\n{text}")),
+        surfaces=tuple(sorted(collector.surfaces.items())),
+    )
+
+
+# --- built-in gazetteer ---------------------------------------------------------------------------
+# Why built in: the pipeline runs offline and cheaply; the point is not coverage (unknown names still
+# match through their folded spelling) but agreement across languages on names spelt differently.
+
+# canonical key: variants (folded). The canonical key itself is always a variant.
+_COUNTRIES: dict[str, str] = {
+    "afghanistan": "afghan afghane",
+    "albania": "albanie albanien albanian",
+    "algeria": "algerie argelia algerien algerian algerienne",
+    "argentina": "argentine argentinien argentinian",
+    "armenia": "armenie armenien armenian",
+    "australia": "australie australien australian",
+    "austria": "autriche osterreich austrian autrichien",
+    "azerbaijan": "azerbaidjan aserbaidschan",
+    "bangladesh": "",
+    "belgium": "belgique belgica belgien belgian belge",
+    "bolivia": "bolivie bolivien",
+    "bosnia": "bosnie bosnien",
+    "brazil": "bresil brasil brasilien brazilian bresilien",
+    "bulgaria": "bulgarie bulgarien",
+    "burkina faso": "",
+    "cameroon": "cameroun kamerun",
+    "canada": "kanada canadian canadien canadienne",
+    "chad": "tchad tschad",
+    "chile": "chili chilean chilien",
+    "china": "chine chinese chinois chinoise",
+    "colombia": "colombie kolumbien colombian colombien",
+    "congo": "kongo rdc drc",
+    "croatia": "croatie kroatien",
+    "cuba": "kuba cuban cubain",
+    "cyprus": "chypre chipre zypern",
+    "czech republic": "czechia republique tcheque tschechien czech",
+    "denmark": "danemark dinamarca danemark danish danois",
+    "ecuador": "equateur",
+    "egypt": "egypte egipto agypten egyptian egyptien egyptienne",
+    "estonia": "estonie estland",
+    "ethiopia": "ethiopie etiopia athiopien ethiopian",
+    "finland": "finlande finlandia finnland finnish",
+    "france": "francia frankreich french francais francaise",
+    "georgia": "georgie georgien",
+    "germany": "allemagne alemania deutschland german allemand allemande",
+    "ghana": "",
+    "greece": "grece grecia griechenland greek grec grecque",
+    "haiti": "",
+    "hungary": "hongrie hungria ungarn hungarian hongrois",
+    "iceland": "islande islandia island",
+    "india": "inde indien indian",
+    "indonesia": "indonesie indonesien indonesian",
+    "iran": "iranian iranien iranienne",
+    "iraq": "irak iraqi irakien",
+    "ireland": "irlande irlanda irland irish irlandais",
+    "israel": "israeli israelien israelienne",
+    "italy": "italie italia italien italian italienne",
+    "ivory coast": "cote d ivoire elfenbeinkuste",
+    "japan": "japon japan japanese japonais japonaise",
+    "jordan": "jordanie jordania jordanien",
+    "kazakhstan": "kasachstan",
+    "kenya": "kenia kenyan",
+    "kosovo": "",
+    "latvia": "lettonie lettland",
+    "lebanon": "liban libano libanon lebanese libanais",
+    "libya": "libye libia libyen libyan",
+    "lithuania": "lituanie litauen",
+    "luxembourg": "luxemburg",
+    "mali": "malian malien",
+    "mexico": "mexique mejico mexiko mexican mexicain",
+    "moldova": "moldavie moldawien",
+    "morocco": "maroc marruecos marokko moroccan marocain marocaine",
+    "mozambique": "mosambik",
+    "myanmar": "birmanie burma",
+    "nepal": "",
+    "netherlands": "pays bas paises bajos niederlande holland dutch neerlandais",
+    "new zealand": "nouvelle zelande neuseeland",
+    "niger": "",
+    "nigeria": "nigerian nigerian",
+    "north korea": "coree du nord nordkorea",
+    "norway": "norvege noruega norwegen norwegian norvegien",
+    "pakistan": "pakistani pakistanais",
+    "palestine": "palestinian palestinien palestinienne",
+    "peru": "perou",
+    "philippines": "filipinas philippinen filipino philippin",
+    "poland": "pologne polonia polen polish polonais polonaise",
+    "portugal": "portuguese portugais portugaise",
+    "qatar": "katar",
+    "romania": "roumanie rumania rumanien romanian roumain",
+    "russia": "russie rusia russland russian russe",
+    "rwanda": "ruanda",
+    "saudi arabia": "arabie saoudite arabia saudita saudi arabien saudi saoudien",
+    "senegal": "senegalese senegalais",
+    "serbia": "serbie serbien serbian serbe",
+    "slovakia": "slovaquie slowakei",
+    "slovenia": "slovenie slowenien",
+    "somalia": "somalie",
+    "south africa": "afrique du sud sudafrica sudafrika",
+    "south korea": "coree du sud sudkorea korea coree",
+    "spain": "espagne espana spanien spanish espagnol espagnole",
+    "sudan": "soudan",
+    "sweden": "suede suecia schweden swedish suedois",
+    "switzerland": "suisse suiza schweiz swiss",
+    "syria": "syrie siria syrien syrian",
+    "taiwan": "taiwanese",
+    "tanzania": "tanzanie tansania",
+    "thailand": "thailande tailandia thai thailandais",
+    "tunisia": "tunisie tunez tunesien tunisian tunisien tunisienne",
+    "turkey": "turquie turquia turkei turkiye turkish turc turque",
+    "ukraine": "ucrania ukrainian ukrainien ukrainienne",
+    "united arab emirates": "emirats arabes unis uae",
+    "united kingdom": "royaume uni reino unido vereinigtes konigreich uk britain great britain british britannique",
+    "united states": "etats unis estados unidos vereinigte staaten usa us america american americain americaine",
+    "uruguay": "",
+    "venezuela": "venezuelan venezuelien",
+    "vietnam": "viet nam vietnamese vietnamien",
+    "yemen": "jemen",
+    "zimbabwe": "",
+}
+
+_CITIES: dict[str, str] = {
+    "abidjan": "",
+    "addis ababa": "addis abeba",
+    "aleppo": "alep halab",
+    "algiers": "alger argel",
+    "amsterdam": "",
+    "ankara": "",
+    "antwerp": "anvers amberes antwerpen",
+    "athens": "athenes atenas athen",
+    "baghdad": "bagdad",
+    "bamako": "",
+    "bangkok": "",
+    "barcelona": "barcelone",
+    "beijing": "pekin peking",
+    "beirut": "beyrouth beirut",
+    "belgrade": "belgrado belgrad",
+    "berlin": "",
+    "bern": "berne",
+    "bogota": "",
+    "bordeaux": "burdeos",
+    "brussels": "bruxelles bruselas brussel brussel",
+    "bucharest": "bucarest bukarest",
+    "budapest": "",
+    "buenos aires": "",
+    "cairo": "le caire el cairo kairo",
+    "casablanca": "",
+    "cologne": "koln colonia",
+    "copenhagen": "copenhague kopenhagen",
+    "dakar": "",
+    "damascus": "damas damasco damaskus",
+    "delhi": "new delhi",
+    "doha": "",
+    "dubai": "",
+    "dublin": "",
+    "edinburgh": "edimbourg",
+    "frankfurt": "francfort francfort",
+    "gaza": "",
+    "geneva": "geneve ginebra genf",
+    "hamburg": "hambourg hamburgo",
+    "hong kong": "",
+    "istanbul": "estambul",
+    "jakarta": "",
+    "jerusalem": "jerusalen",
+    "johannesburg": "",
+    "kabul": "kaboul",
+    "kinshasa": "",
+    "kyiv": "kiev kiew",
+    "lagos": "",
+    "lille": "",
+    "lisbon": "lisbonne lisboa lissabon",
+    "london": "londres londra",
+    "los angeles": "",
+    "lyon": "lyons lyon",
+    "madrid": "",
+    "marseille": "marseilles marsella",
+    "mexico city": "mexico",
+    "milan": "milano mailand",
+    "montreal": "",
+    "moscow": "moscou moscu moskau",
+    "mumbai": "bombay",
+    "munich": "munchen munich",
+    "nairobi": "",
+    "nantes": "",
+    "naples": "napoli neapel",
+    "new york": "nueva york",
+    "nice": "nizza",
+    "paris": "",
+    "prague": "praga prag",
+    "quebec": "",
+    "rabat": "",
+    "riyadh": "riyad riad",
+    "rome": "roma rom",
+    "rotterdam": "",
+    "san francisco": "",
+    "sao paulo": "",
+    "seoul": "seoul",
+    "shanghai": "",
+    "singapore": "singapour singapur",
+    "stockholm": "estocolmo",
+    "strasbourg": "strasburg strassburg estrasburgo",
+    "sydney": "",
+    "tehran": "teheran",
+    "tel aviv": "",
+    "tokyo": "tokio",
+    "toulouse": "",
+    "tripoli": "",
+    "tunis": "",
+    "vienna": "vienne viena wien",
+    "warsaw": "varsovie varsovia warschau",
+    "washington": "",
+    "zurich": "",
+}
+
+_REGIONS: dict[str, str] = {
+    "europe": "europa european europeen europeenne",
+    "africa": "afrique afrika african africain",
+    "asia": "asie asien",
+    "middle east": "moyen orient proche orient oriente medio nahost",
+    "euro zone": "eurozone zone euro euroraum",
+    "mediterranean": "mediterranee mediterraneo mittelmeer",
+    "brittany": "bretagne",
+    "normandy": "normandie",
+    "corsica": "corse",
+    "catalonia": "catalogne cataluna katalonien",
+    "bavaria": "baviere bayern",
+    "sicily": "sicile sicilia sizilien",
+    "sahel": "",
+    "west bank": "cisjordanie",
+    "crimea": "crimee krim",
+    "donbas": "donbass",
+}
+
+_ORGANISATIONS: dict[str, str] = {
+    "ecb": "bce ezb european central bank banque centrale europeenne banco central europeo europaische zentralbank",
+    "federal reserve": "fed reserve federale",
+    "imf": "fmi iwf international monetary fund fonds monetaire international",
+    "world bank": "banque mondiale banco mundial weltbank",
+    "un": "onu uno united nations nations unies naciones unidas vereinte nationen",
+    "nato": "otan",
+    "eu": "ue european union union europeenne union europea europaische union",
+    "european commission": "commission europeenne comision europea eu kommission",
+    "european parliament": "parlement europeen parlamento europeo europaisches parlament",
+    "who": "oms world health organization organisation mondiale de la sante",
+    "unicef": "",
+    "unhcr": "hcr",
+    "red cross": "croix rouge cruz roja rotes kreuz icrc cicr",
+    "msf": "medecins sans frontieres doctors without borders",
+    "amnesty international": "amnesty",
+    "opec": "opep",
+    "wto": "omc world trade organization organisation mondiale du commerce",
+    "icc": "cpi international criminal court cour penale internationale",
+    "usgs": "",
+    "afp": "",
+    "reuters": "",
+    "ap": "associated press",
+    "interpol": "",
+    "europol": "",
+    "sncf": "",
+    "ratp": "",
+}
+
+
+def _build(table: dict[str, str]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for key, variants in table.items():
+        out[key] = key
+        # Variants are written as space-separated words; multi-word variants are listed in the
+        # multi-word tables below, so split on double spaces is not needed: we add every word-run
+        # that is itself a known variant by trying the full string and each single word.
+        for variant in _split_variants(variants):
+            out.setdefault(variant, key)
+    return out
+
+
+# Multi-word variants cannot be split on spaces blindly; these are listed explicitly.
+_MULTIWORD_VARIANTS: tuple[str, ...] = (
+    "republique tcheque",
+    "cote d ivoire",
+    "pays bas",
+    "paises bajos",
+    "nouvelle zelande",
+    "coree du nord",
+    "coree du sud",
+    "afrique du sud",
+    "arabie saoudite",
+    "arabia saudita",
+    "emirats arabes unis",
+    "royaume uni",
+    "reino unido",
+    "vereinigtes konigreich",
+    "great britain",
+    "etats unis",
+    "estados unidos",
+    "vereinigte staaten",
+    "viet nam",
+    "le caire",
+    "el cairo",
+    "addis abeba",
+    "new delhi",
+    "nueva york",
+    "moyen orient",
+    "proche orient",
+    "oriente medio",
+    "zone euro",
+    "croix rouge",
+    "cruz roja",
+    "rotes kreuz",
+    "european central bank",
+    "banque centrale europeenne",
+    "banco central europeo",
+    "europaische zentralbank",
+    "reserve federale",
+    "international monetary fund",
+    "fonds monetaire international",
+    "banque mondiale",
+    "banco mundial",
+    "united nations",
+    "nations unies",
+    "naciones unidas",
+    "vereinte nationen",
+    "european union",
+    "union europeenne",
+    "union europea",
+    "europaische union",
+    "commission europeenne",
+    "comision europea",
+    "eu kommission",
+    "parlement europeen",
+    "parlamento europeo",
+    "europaisches parlament",
+    "world health organization",
+    "organisation mondiale de la sante",
+    "medecins sans frontieres",
+    "doctors without borders",
+    "world trade organization",
+    "organisation mondiale du commerce",
+    "international criminal court",
+    "cour penale internationale",
+    "associated press",
+    "amnesty international",
+)
+
+
+def _split_variants(variants: str) -> list[str]:
+    remaining = f" {variants} "
+    found: list[str] = []
+    for multi in _MULTIWORD_VARIANTS:
+        token = f" {multi} "
+        if token in remaining:
+            found.append(multi)
+            remaining = remaining.replace(token, " ")
+    found.extend(remaining.split())
+    return found
+
+
+PLACES: dict[str, str] = {**_build(_REGIONS), **_build(_CITIES), **_build(_COUNTRIES)}
+ORGANISATIONS: dict[str, str] = _build(_ORGANISATIONS)
+# Lower-case adjectives that name a country in French/Spanish/German prose ("le ministère turc").
+NATIONALITY_WORDS: frozenset[str] = frozenset(
+    variant
+    for key, variants in _COUNTRIES.items()
+    for variant in _split_variants(variants)
+    if variant != key and " " not in variant and len(variant) > 3
+)
+_MULTIWORD_PLACES: frozenset[str] = frozenset(k for k in PLACES if " " in k)
+_MULTIWORD_ORGANISATIONS: frozenset[str] = frozenset(k for k in ORGANISATIONS if " " in k)
+_MULTIWORD_FIRST_WORDS: frozenset[str] = frozenset(
+    k.split()[0] for k in (*_MULTIWORD_PLACES, *_MULTIWORD_ORGANISATIONS)
+)

@@ -1,0 +1,245 @@
+"""Near-duplicate detection: syndicated copies of the same article, verbatim or lightly edited.
+
+Candidates come from MinHash LSH over word 5-shingles of the body, so the cost of one lookup does not
+grow with the number of indexed articles; the decision is then made on the *exact* shingle sets of each
+candidate pair, so an LSH false positive can never become a duplicate.
+
+The score of a pair is the larger of
+
+* Jaccard similarity ``|A∩B| / |A∪B|``: verbatim copies score ~1, a copy with one sentence rewritten
+  ~0.8, two independently written reports of the same story < 0.1 (they share facts, not 5-word runs);
+* containment ``|A∩B| / min(|A|, |B|)``, for the copies Jaccard undervalues: a trimmed copy (last
+  paragraphs cut) or one with an outlet's boilerplate added is still almost entirely inside the other.
+  Containment only counts when the smaller side has at least ``min_containment_shingles`` shingles,
+  since a short text is "contained" in a long one by chance far more easily.
+
+Outlet boilerplate (a subscription footer, a "Follow us on ..." line) would otherwise make two
+*different* articles of one outlet look alike, so shingles that recur at the head or tail of several
+live articles of the same source are ignored when comparing that source's articles.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections import Counter
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import numpy as np
+from datasketch import MinHash, MinHashLSH
+
+from newswire.errors import NewswireError
+from transform.documents import ArticleDoc
+from transform.text import hashed_shingles, shingle_tokens
+
+__all__ = ["DEFAULT_THRESHOLD", "NearDuplicate", "NearDuplicateError", "NearDuplicateIndex"]
+
+# Measured on the labelled corpus (bench/quality.py): copies score >= 0.6, independent reports of the
+# same story <= 0.15 (see bench/results/quality.json); 0.5 sits in the gap with margin on both sides.
+DEFAULT_THRESHOLD = 0.5
+_SHINGLE_SIZE = 5
+# LSH banding: 42 bands of 3 rows (126 of 128 permutations). The chance that a pair becomes a candidate
+# is 1-(1-J^3)^42: 0.68 at J=0.3, 0.94 at J=0.4, >0.99 at J>=0.5, ~0 at J<0.05, so every pair that can
+# reach the threshold by Jaccard is verified, and a trimmed copy (J~0.4-0.5, containment ~1) almost always.
+_LSH_BANDS = 42
+_LSH_ROWS = 3
+_EDGE_SHINGLES = 40  # head/tail shingles watched for per-source boilerplate
+_BOILERPLATE_MIN_DOCS = 3
+
+
+class NearDuplicateError(NewswireError):
+    """The near-duplicate index was configured or used inconsistently."""
+
+
+@dataclass(frozen=True)
+class NearDuplicate:
+    """The indexed article ``duplicate_of`` is a copy of (or copied by) the queried one."""
+
+    duplicate_of: str
+    score: float
+    method: str  # "minhash": LSH candidate verified on exact shingle sets
+
+
+@dataclass(frozen=True)
+class _Entry:
+    article_id: str
+    source: str
+    published_at: datetime
+    shingles: np.ndarray  # sorted unique uint64
+    edges: frozenset[int]  # head/tail shingles (for the per-source boilerplate counter)
+
+
+def _identity_hash(value: int) -> int:
+    return value
+
+
+class NearDuplicateIndex:
+    """Online index of recent articles for near-duplicate lookup.
+
+    ``find`` then ``add`` per article, in arrival order; ``evict_before`` bounds memory (the caller runs
+    it periodically, e.g. with ``now - horizon``). Only articles published within ``horizon`` of each
+    other are compared: a text republished months later is a new publication, not a syndicated copy.
+    """
+
+    def __init__(
+        self,
+        *,
+        threshold: float = DEFAULT_THRESHOLD,
+        num_perm: int = 128,
+        horizon: timedelta = timedelta(days=30),
+        min_shingles: int = 8,
+        min_containment_shingles: int = 40,
+    ) -> None:
+        if not 0.0 < threshold <= 1.0:
+            raise NearDuplicateError(f"threshold must be in (0, 1], got {threshold}")
+        if num_perm < _LSH_BANDS * _LSH_ROWS:
+            raise NearDuplicateError(f"num_perm must be >= {_LSH_BANDS * _LSH_ROWS}, got {num_perm}")
+        if horizon <= timedelta(0):
+            raise NearDuplicateError("horizon must be positive")
+        self.threshold = threshold
+        self.num_perm = num_perm
+        self.horizon = horizon
+        self.min_shingles = min_shingles
+        self.min_containment_shingles = min_containment_shingles
+        template = MinHash(num_perm=num_perm, seed=1, hashfunc=_identity_hash, scheme="affine64")
+        self._permutations = template.permutations
+        self._lsh = MinHashLSH(num_perm=num_perm, params=(_LSH_BANDS, _LSH_ROWS))
+        self._entries: dict[str, _Entry] = {}
+        self._by_time: list[tuple[datetime, str]] = []  # min-heap for eviction
+        self._edge_counts: dict[str, Counter[int]] = {}
+        self._boilerplate: dict[str, set[int]] = {}  # per source: edge shingles seen in enough docs
+        self._last: tuple[str, str, list[int]] | None = None  # find() then add() share one shingling
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def __contains__(self, article_id: object) -> bool:
+        return article_id in self._entries
+
+    # --- public API -------------------------------------------------------------------------------
+
+    def find(self, doc: ArticleDoc) -> NearDuplicate | None:
+        """The indexed article ``doc`` most resembles, if the resemblance reaches the threshold.
+
+        Ties go to the earliest-published article, so a chain of copies points at the original.
+        """
+        shingles = self._shingles(doc)
+        if shingles.size < self.min_shingles or not self._entries:
+            return None
+        best: tuple[float, datetime, str] | None = None
+        for key in self._lsh.query(self._minhash(shingles)):
+            entry = self._entries.get(key)
+            if entry is None or entry.article_id == doc.article_id:
+                continue
+            if abs(entry.published_at - doc.published_at) > self.horizon:
+                continue
+            score = self._score(shingles, doc.source, entry)
+            if score < self.threshold:
+                continue
+            candidate = (score, entry.published_at, entry.article_id)
+            if best is None or (-score, entry.published_at, entry.article_id) < (-best[0], best[1], best[2]):
+                best = candidate
+        if best is None:
+            return None
+        return NearDuplicate(duplicate_of=best[2], score=round(best[0], 4), method="minhash")
+
+    def add(self, doc: ArticleDoc) -> None:
+        """Index ``doc``. Adding an article id twice is a no-op (at-least-once delivery replays)."""
+        if doc.article_id in self._entries:
+            return
+        shingle_list = self._shingle_list(doc)
+        shingles = np.unique(np.asarray(shingle_list, dtype=np.uint64))
+        edges = frozenset(shingle_list[:_EDGE_SHINGLES] + shingle_list[-_EDGE_SHINGLES:])
+        entry = _Entry(doc.article_id, doc.source, doc.published_at, shingles, edges)
+        self._entries[doc.article_id] = entry
+        heapq.heappush(self._by_time, (doc.published_at, doc.article_id))
+        counts = self._edge_counts.setdefault(doc.source, Counter())
+        counts.update(edges)
+        for shingle in edges:
+            if counts[shingle] == _BOILERPLATE_MIN_DOCS:
+                self._boilerplate.setdefault(doc.source, set()).add(shingle)
+        if shingles.size >= self.min_shingles:
+            self._lsh.insert(doc.article_id, self._minhash(shingles), check_duplication=False)
+
+    def evict_before(self, moment: datetime) -> int:
+        """Forget articles published before ``moment``; returns how many were dropped."""
+        dropped = 0
+        while self._by_time and self._by_time[0][0] < moment:
+            _, article_id = heapq.heappop(self._by_time)
+            entry = self._entries.pop(article_id, None)
+            if entry is None:
+                continue
+            if article_id in self._lsh:
+                self._lsh.remove(article_id)
+            self._forget_edges(entry)
+            dropped += 1
+        return dropped
+
+    def score(self, first: ArticleDoc, second: ArticleDoc) -> float:
+        """The pair score used by :meth:`find`, for two articles (indexed or not); for calibration."""
+        other = _Entry(
+            second.article_id,
+            second.source,
+            second.published_at,
+            self._shingles(second),
+            frozenset(),
+        )
+        return self._score(self._shingles(first), first.source, other)
+
+    # --- internals --------------------------------------------------------------------------------
+
+    def _forget_edges(self, entry: _Entry) -> None:
+        counts = self._edge_counts.get(entry.source)
+        if counts is None:
+            return
+        boilerplate = self._boilerplate.get(entry.source, set())
+        for shingle in entry.edges:
+            counts[shingle] -= 1
+            if counts[shingle] < _BOILERPLATE_MIN_DOCS:
+                boilerplate.discard(shingle)
+            if counts[shingle] <= 0:
+                del counts[shingle]
+        if not counts:
+            del self._edge_counts[entry.source]
+        if not boilerplate:
+            self._boilerplate.pop(entry.source, None)
+
+    def _shingle_list(self, doc: ArticleDoc) -> list[int]:
+        if self._last is not None and self._last[0] == doc.article_id and self._last[1] == doc.text:
+            return self._last[2]
+        shingle_list = list(hashed_shingles(shingle_tokens(doc.text), _SHINGLE_SIZE))
+        self._last = (doc.article_id, doc.text, shingle_list)
+        return shingle_list
+
+    def _shingles(self, doc: ArticleDoc) -> np.ndarray:
+        return np.unique(np.asarray(self._shingle_list(doc), dtype=np.uint64))
+
+    def _minhash(self, shingles: np.ndarray) -> MinHash:
+        minhash = MinHash(
+            num_perm=self.num_perm,
+            hashfunc=_identity_hash,
+            permutations=self._permutations,
+            scheme="affine64",
+        )
+        minhash.update_batch(shingles.tolist())
+        return minhash
+
+    def _score(self, shingles: np.ndarray, source: str, entry: _Entry) -> float:
+        mine, theirs = shingles, entry.shingles
+        # Boilerplate only matters between articles of one source: strip that source's recurring
+        # head/tail shingles from both sides before comparing.
+        if source == entry.source:
+            common = self._boilerplate.get(source)
+            if common:
+                boilerplate = np.fromiter(common, dtype=np.uint64, count=len(common))
+                mine = np.setdiff1d(mine, boilerplate, assume_unique=True)
+                theirs = np.setdiff1d(theirs, boilerplate, assume_unique=True)
+        if mine.size == 0 or theirs.size == 0:
+            return 0.0
+        shared = np.intersect1d(mine, theirs, assume_unique=True).size
+        union = mine.size + theirs.size - shared
+        jaccard = shared / union
+        smaller = min(mine.size, theirs.size)
+        if smaller >= self.min_containment_shingles:
+            return max(jaccard, shared / smaller)
+        return jaccard
