@@ -48,7 +48,9 @@ def newswire_ingest() -> None:
 
     @task(trigger_rule="all_done")
     def summarize(reports: list[dict | None], feeds: list[dict]) -> dict:
-        return jobs.summarize(list(reports), run_id=get_current_context()["run_id"], expected=len(feeds))
+        # Index by length: iterating the lazy XCom sequence probes one past its end and logs an error.
+        done = [reports[i] for i in range(len(reports))]
+        return jobs.summarize(done, run_id=get_current_context()["run_id"], expected=len(feeds))
 
     feeds = list_feeds()
     summarize(ingest_feed.expand(feed=feeds), feeds)

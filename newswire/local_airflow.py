@@ -16,7 +16,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 DAGS_FOLDER = REPO_ROOT / "dags"
 
 
-def configure(home: Path) -> Path:
+def configure(home: Path, *, log_level: str = "WARNING") -> Path:
     """Set Airflow's environment for a local, self-contained installation under ``home/airflow``."""
     airflow_home = (home / "airflow").resolve()
     airflow_home.mkdir(parents=True, exist_ok=True)
@@ -26,7 +26,7 @@ def configure(home: Path) -> Path:
     os.environ.setdefault("AIRFLOW__CORE__DAGS_FOLDER", str(DAGS_FOLDER))
     os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
     os.environ.setdefault("AIRFLOW__CORE__UNIT_TEST_MODE", "False")
-    os.environ.setdefault("AIRFLOW__LOGGING__LOGGING_LEVEL", "INFO")
+    os.environ.setdefault("AIRFLOW__LOGGING__LOGGING_LEVEL", log_level)
     os.environ.setdefault("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", f"sqlite:///{airflow_home / 'airflow.db'}")
     return airflow_home
 
@@ -42,7 +42,7 @@ def load_dag(dag_id: str) -> Any:
     """Parse ``dags/`` and return one DAG, failing loudly on import errors."""
     from airflow.dag_processing.dagbag import DagBag
 
-    bag = DagBag(dag_folder=str(DAGS_FOLDER), include_examples=False)
+    bag = DagBag(dag_folder=str(DAGS_FOLDER))
     if bag.import_errors:
         details = "\n".join(f"{path}: {err}" for path, err in bag.import_errors.items())
         raise RuntimeError(f"DAG import errors:\n{details}")

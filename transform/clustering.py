@@ -30,6 +30,7 @@ from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from operator import itemgetter
 
 import numpy as np
 
@@ -93,7 +94,7 @@ class ClusteringConfig:
     novelty_penalty: float = 0.5
     novelty_min_gap: timedelta = timedelta(days=1)
     query_terms: int = 25
-    max_candidates: int = 40
+    max_candidates: int = 20
     max_posting: int = 400
     keyword_count: int = 10
     entity_count: int = 10
@@ -187,7 +188,7 @@ def _features(doc: ArticleDoc, config: ClusteringConfig) -> _Features:
 _NOVELTY_WORDS = frozenset(
     {
         "new", "another", "second", "fresh", "renewed", "again", "nouveau", "nouvel", "nouvelle",
-        "nouveaux", "nouvelles", "deuxieme", "seconde", "encore", "nuevo", "nueva", "nuevos", "nuevas",
+        "nouveaux", "nouvelles", "deuxieme", "seconde", "nuevo", "nueva", "nuevos", "nuevas",
         "otro", "otra", "segundo", "segunda", "neue", "neuer", "neues", "neuen", "erneut", "erneuter",
         "erneute", "zweite", "zweiter", "wieder",
     }
@@ -447,7 +448,11 @@ class StoryClusterer:
 
     def _norm(self, weights: np.ndarray, keys: list[str], df: Counter[str]) -> float:
         """Euclidean norm of an event's TF-IDF vector under the current document frequencies."""
-        frequencies = np.fromiter((df.get(k, 0) for k in keys), dtype=np.float64, count=len(keys))
+        if not keys:
+            return 0.0
+        # Counter.__getitem__ gives 0 for unknown keys without inserting them.
+        looked_up = itemgetter(*keys)(df) if len(keys) > 1 else (df[keys[0]],)
+        frequencies = np.array(looked_up, dtype=np.float64)
         idf = np.log((1.0 + len(self._article_event)) / (1.0 + frequencies)) + 1.0
         weighted = weights * idf
         return math.sqrt(math.fsum((weighted * weighted).tolist()))

@@ -23,6 +23,7 @@ import hashlib
 import re
 import unicodedata
 from collections.abc import Iterable, Iterator
+from functools import lru_cache
 
 # Word-ish runs: letters, digits, marks. Apostrophes/hyphens split ("l'Intérieur" -> "l", "interieur").
 _WORD_RE = re.compile(r"[^\W_]+", re.UNICODE)
@@ -63,11 +64,15 @@ def fold(text: str) -> str:
         return text.lower()
     text = unicodedata.normalize("NFKC", text).casefold()
     decomposed = unicodedata.normalize("NFD", text)
-    stripped = "".join(ch for ch in decomposed if unicodedata.category(ch) != "Mn")
+    stripped = _COMBINING_RE.sub("", decomposed)
     # "ß" casefolds to "ss" already; fold the few letters NFD does not decompose.
     return unicodedata.normalize("NFC", stripped).translate(_EXTRA_FOLD)
 
 
+# Combining marks (accents, Arabic harakat, Hebrew points...): the blocks that matter for folding.
+_COMBINING_RE = re.compile(
+    "[\u0300-\u036f\u0483-\u0489\u0591-\u05c7\u064b-\u065f\u0670\u1ab0-\u1aff\u1dc0-\u1dff\u20d0-\u20ff\ufe20-\ufe2f]"
+)
 _EXTRA_FOLD = str.maketrans({"ø": "o", "đ": "d", "ł": "l", "æ": "ae", "œ": "oe", "ı": "i", "þ": "th"})
 
 
@@ -286,6 +291,7 @@ def content_terms(text: str, language: str | None) -> list[str]:
     return out
 
 
+@lru_cache(maxsize=65536)
 def term_of(word: str, language: str | None) -> str | None:
     """The content term one plain word becomes, or None for stopwords/numbers (for display maps)."""
     folded = fold(word)

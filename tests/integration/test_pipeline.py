@@ -52,8 +52,7 @@ def pipeline(corpus: Any, broker: str, warehouse_url: str, make_settings, tmp_pa
         transform = run_transform(settings, broker)
         return ingest, transform
 
-    return {"settings": settings, "run": run, "warehouse": Warehouse(warehouse_url), "broker": broker,
-            "corpus": corpus}
+    return {"settings": settings, "run": run, "warehouse": Warehouse(warehouse_url), "broker": broker, "corpus": corpus}
 
 
 def path_of(url: str) -> str:
