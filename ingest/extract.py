@@ -55,6 +55,10 @@ class ExtractionError(NewswireError):
         super().__init__(message)
         self.reason = reason
 
+    def __reduce__(self) -> tuple[type[ExtractionError], tuple[str, str]]:
+        # Raised in extraction worker processes: must survive pickling back to the parent.
+        return (type(self), (self.reason, str(self)))
+
 
 @dataclass(frozen=True)
 class ExtractedArticle:

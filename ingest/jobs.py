@@ -58,9 +58,12 @@ def ingest_feed(
 ) -> dict[str, Any]:
     """Poll one feed; raises ``FeedFailed`` (so the task fails and retries) when the feed is unusable."""
     settings = load_settings()
+    # One feed per Airflow task: Airflow provides the parallelism, so extraction stays inline.
     with (
         bootstrap_servers(settings) as bootstrap,
-        ingest_session(settings, bootstrap, run_id=run_id, interval=(interval_start, interval_end)) as poller,
+        ingest_session(
+            settings, bootstrap, run_id=run_id, interval=(interval_start, interval_end), extract_workers=1
+        ) as poller,
     ):
         report = poller.poll(feed_from_dict(feed))
     return report.as_dict()

@@ -9,7 +9,6 @@ and only that one, fails and is retried.
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -18,7 +17,8 @@ from datetime import datetime
 from ingest.canonical import InvalidUrlError, article_id_for, canonicalize_url, choose_canonical
 from ingest.claims import UrlClaims
 from ingest.errors import FetchError, TooLargeError, UnsupportedContentType
-from ingest.extract import ExtractionError, extract_article
+from ingest.extract import ExtractionError
+from ingest.extraction import Extractor
 from ingest.feedlist import FeedSpec
 from ingest.feeds import FeedEntry, FeedParseError, parse_feed
 from ingest.http import Fetcher
@@ -57,10 +57,6 @@ FEED_TYPES = (
 PAGE_TYPES = ("text/html", "application/xhtml+xml")
 #: Articles confirmed by the broker and recorded in the ledger together.
 CHUNK = 25
-
-# trafilatura/lxml is not thread-safe (heap corruption seen with 2 threads): one extraction at a time
-# per process; parallel extraction uses processes.
-_EXTRACT_LOCK = threading.Lock()
 
 
 class FeedFailed(NewswireError):
@@ -112,6 +108,7 @@ class FeedPoller:
     publisher: Publisher
     fetcher: Fetcher
     robots: RobotsCache | None
+    extractor: Extractor
     run_id: str
     interval: tuple[datetime | None, datetime | None] = (None, None)
     claims: UrlClaims = field(default_factory=UrlClaims)
@@ -332,10 +329,9 @@ class FeedPoller:
             return dead("page_fetch", exc.reason, str(exc), exc.retryable)
 
         try:
-            with _EXTRACT_LOCK:
-                extracted = extract_article(
-                    page.content, url=page.final_url, content_type=page.headers.get("content-type")
-                )
+            extracted = self.extractor.extract(
+                page.content, url=page.final_url, content_type=page.headers.get("content-type")
+            )
         except ExtractionError as exc:
             return dead("extract", exc.reason, str(exc), False)
 

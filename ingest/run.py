@@ -15,6 +15,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from ingest.extraction import make_extractor
 from ingest.feedlist import FeedSpec, load_feed_list
 from ingest.http import Fetcher, HttpPolicy
 from ingest.ledger import IngestLedger
@@ -54,12 +55,14 @@ def ingest_session(
     *,
     run_id: str,
     interval: tuple[datetime | None, datetime | None] = (None, None),
+    extract_workers: int | None = None,
 ) -> Iterator[FeedPoller]:
     warehouse = Warehouse(settings.resolved_warehouse_url)
     warehouse.migrate()
     ensure_topics(bootstrap, settings)
     publisher = Publisher(make_producer(bootstrap, settings, client_id="newswire-ingest"))
     throttle = HostThrottle(settings.host_interval)
+    extractor = make_extractor(settings.extract_workers if extract_workers is None else extract_workers)
     try:
         with Fetcher(http_policy(settings), throttle=throttle) as fetcher:
             robots = RobotsCache(fetcher, settings.user_agent) if settings.respect_robots else None
@@ -69,10 +72,12 @@ def ingest_session(
                 publisher=publisher,
                 fetcher=fetcher,
                 robots=robots,
+                extractor=extractor,
                 run_id=run_id,
                 interval=interval,
             )
     finally:
+        extractor.close()
         publisher.close()
 
 

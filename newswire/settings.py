@@ -63,7 +63,10 @@ class Settings(BaseSettings):
     max_redirects: int = Field(5, ge=0, le=20)
     host_interval: float = Field(1.0, ge=0, description="Minimum seconds between two requests to one host.")
     respect_robots: bool = True
-    fetch_concurrency: int = Field(4, ge=1, le=64)
+    fetch_concurrency: int = Field(4, ge=1, le=64, description="Feeds polled at once by one process.")
+    extract_workers: int = Field(
+        0, ge=0, le=64, description="Extraction processes for multi-feed runs; 0 = one per CPU, 1 = inline."
+    )
     max_entries_per_feed: int = Field(500, ge=1)
     entry_max_attempts: int = Field(3, ge=1, description="Attempts before a failing entry stays dead-lettered.")
 

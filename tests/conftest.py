@@ -58,6 +58,7 @@ def make_settings(tmp_path: Path) -> Any:
             "host_interval": 0.0,
             "poll_timeout": 1.0,
             "batch_deadline": 20.0,
+            "extract_workers": 1,  # inline: worker start-up costs seconds per test; one test covers the pool
         }
         values.update(overrides)
         return load_settings(**values)

@@ -26,17 +26,19 @@ import hashlib
 import heapq
 import math
 import re
+import sys
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from operator import itemgetter
+from typing import Any
 
 import numpy as np
 
 from newswire.errors import NewswireError
 from transform.documents import ArticleDoc
-from transform.entities import Cues, extract_cues
+from transform.entities import Cues, extract_cues, outlet_keys
 from transform.text import content_terms, term_of, words
 
 __all__ = [
@@ -168,16 +170,18 @@ def _features(doc: ArticleDoc, config: ClusteringConfig) -> _Features:
     counts: Counter[str] = Counter(body_terms)
     for term in title_terms:
         counts[term] += config.title_weight
-    terms = {term: round(_WEIGHT_SCALE * (1.0 + math.log(tf))) for term, tf in counts.items()}
+    # interned: the same term string is shared by every event and posting key that holds it
+    terms = {sys.intern(term): round(_WEIGHT_SCALE * (1.0 + math.log(tf))) for term, tf in counts.items()}
     cues = extract_cues(doc.title, doc.text, doc.language)
+    outlet = {f"e:{key}" for key in outlet_keys(doc.source)}
     return _Features(
         article_id=doc.article_id,
         source=doc.source,
         language=doc.language,
         published_at=doc.published_at,
         terms=terms,
-        cues=_cue_keys(cues),
-        entity_kinds=_entity_kinds(cues),
+        cues=_cue_keys(cues) - outlet,
+        entity_kinds=tuple(item for item in _entity_kinds(cues) if f"e:{item[1]}" not in outlet),
         surfaces=_surfaces(f"{doc.title}\n{doc.text}", doc.language, terms),
         novelty=_announces_new_incident(doc.title),
     )
@@ -241,16 +245,59 @@ class _EventArrays:
     cue_counts: np.ndarray
 
 
+@dataclass(frozen=True)
+class _Member:
+    """What an event keeps of one article: enough for profiles, not the full vectors (memory)."""
+
+    article_id: str
+    source: str
+    language: str | None
+    published_at: datetime
+    top_terms: tuple[tuple[str, int], ...]  # the article's strongest terms, for centrality
+
+
+_MEMBER_TERMS = 40
+
+
+def _member(features: _Features) -> _Member:
+    ranked = sorted(features.terms.items(), key=lambda item: (-item[1], item[0]))[:_MEMBER_TERMS]
+    return _Member(features.article_id, features.source, features.language, features.published_at, tuple(ranked))
+
+
+def _keep_earliest(table: dict[str, tuple[Any, ...]], key: str, candidate: tuple[Any, ...]) -> None:
+    """Display forms come from the earliest article (not the first *added*): order-free."""
+    current = table.get(key)
+    if current is None or candidate < current:
+        table[key] = candidate
+
+
 class _Event:
     """Aggregates of one event; every field is an order-free function of its articles."""
 
-    __slots__ = ("_arrays", "articles", "cue_counts", "event_id", "first", "last", "term_sum")
+    __slots__ = (
+        "_arrays",
+        "cue_counts",
+        "displays",
+        "entity_counts",
+        "event_id",
+        "first",
+        "last",
+        "members",
+        "surfaces",
+        "term_docs",
+        "term_sum",
+    )
 
     def __init__(self, event_id: str) -> None:
         self.event_id = event_id
-        self.articles: dict[str, _Features] = {}
-        self.term_sum: Counter[str] = Counter()
-        self.cue_counts: Counter[str] = Counter()
+        self.members: dict[str, _Member] = {}
+        self.term_sum: Counter[str] = Counter()  # sum of the articles' term weights
+        self.term_docs: Counter[str] = Counter()  # how many of its articles use each term
+        self.cue_counts: Counter[str] = Counter()  # how many of its articles carry each cue
+        self.entity_counts: Counter[tuple[str, str]] = Counter()  # (kind, key) -> articles
+        # entity key -> (all capitals?, published_at, article_id, display): "Washington" over "WASHINGTON"
+        self.displays: dict[str, tuple[bool, datetime, str, str]] = {}
+        self.surfaces: dict[str, tuple[datetime, str, str]] = {}  # term -> readable word
         self.first: datetime | None = None
         self.last: datetime | None = None
         self._arrays: _EventArrays | None = None
@@ -274,16 +321,35 @@ class _Event:
 
     def add(self, features: _Features) -> None:
         self._arrays = None
-        self.articles[features.article_id] = features
+        self.members[features.article_id] = _member(features)
         self.term_sum.update(features.terms)
+        self.term_docs.update(features.terms.keys())
         self.cue_counts.update(features.cues)
-        moment = features.published_at
-        self.first = moment if self.first is None or moment < self.first else self.first
-        self.last = moment if self.last is None or moment > self.last else self.last
+        stamp = (features.published_at, features.article_id)
+        for kind, key, display in features.entity_kinds:
+            self.entity_counts[(kind, key)] += 1
+            _keep_earliest(self.displays, key, (display.isupper(), *stamp, display))
+        for term, word in features.surfaces.items():
+            _keep_earliest(self.surfaces, term, (*stamp, word))
+        self._extend_span(features.published_at, features.published_at)
 
     def absorb(self, other: _Event) -> None:
-        for features in other.articles.values():
-            self.add(features)
+        self._arrays = None
+        self.members.update(other.members)
+        self.term_sum.update(other.term_sum)
+        self.term_docs.update(other.term_docs)
+        self.cue_counts.update(other.cue_counts)
+        self.entity_counts.update(other.entity_counts)
+        for key, value in other.displays.items():
+            _keep_earliest(self.displays, key, value)
+        for term, value in other.surfaces.items():
+            _keep_earliest(self.surfaces, term, value)
+        assert other.first is not None and other.last is not None
+        self._extend_span(other.first, other.last)
+
+    def _extend_span(self, first: datetime, last: datetime) -> None:
+        self.first = first if self.first is None or first < self.first else self.first
+        self.last = last if self.last is None or last > self.last else self.last
 
     @property
     def sort_key(self) -> tuple[datetime, str]:
@@ -416,11 +482,13 @@ class StoryClusterer:
                 decay *= self.config.novelty_penalty
             text = self._text_cosine(features, event, term_idf, article_term_norm)
             cue = self._cue_cosine(features, event, cue_idf, article_cue_norm)
-            combined = self.config.text_weight * text + self.config.cue_weight * cue
-            score = max(combined, self.config.cue_only_weight * cue) * decay
-            scored.append((score, event))
+            scored.append((self._combine(text, cue) * decay, event))
         scored.sort(key=lambda pair: (-pair[0], pair[1].sort_key))
         return scored
+
+    def _combine(self, text: float, cue: float) -> float:
+        config = self.config
+        return max(config.text_weight * text + config.cue_weight * cue, config.cue_only_weight * cue)
 
     def _text_cosine(
         self, features: _Features, event: _Event, term_idf: dict[str, float], article_norm: float
@@ -519,7 +587,7 @@ class StoryClusterer:
         new_terms = [t for t in absorbed.term_sum if t not in survivor.term_sum]
         new_cues = [k for k in absorbed.cue_counts if k not in survivor.cue_counts]
         survivor.absorb(absorbed)
-        for article_id in absorbed.articles:
+        for article_id in absorbed.members:
             self._article_event[article_id] = survivor.event_id
         for term in new_terms:
             self._postings.setdefault(f"t:{term}", set()).add(survivor.event_id)
@@ -539,47 +607,46 @@ class StoryClusterer:
     def _drop_event(self, event: _Event) -> None:
         self._unpost(event)
         del self._events[event.event_id]
-        for features in event.articles.values():
-            del self._article_event[features.article_id]
-            _decrement(self._term_df, features.terms.keys())
-            _decrement(self._cue_df, features.cues)
+        for article_id in event.members:
+            del self._article_event[article_id]
+        _subtract(self._term_df, event.term_docs)
+        _subtract(self._cue_df, event.cue_counts)
 
     # --- profiles ---------------------------------------------------------------------------------
 
     def _profile(self, event: _Event) -> EventProfile:
         assert event.first is not None and event.last is not None
         config = self.config
-        articles = sorted(event.articles.values(), key=lambda f: (f.published_at, f.article_id))
+        members = sorted(event.members.values(), key=lambda m: (m.published_at, m.article_id))
         centroid = {t: w * self._idf_terms(t) for t, w in event.term_sum.items()}
         centroid_norm = math.sqrt(math.fsum(v * v for v in centroid.values())) or 1.0
 
-        def centrality(features: _Features) -> float:
-            vector = {t: w * self._idf_terms(t) for t, w in features.terms.items()}
+        def centrality(member: _Member) -> float:
+            vector = {t: w * self._idf_terms(t) for t, w in member.top_terms}
             norm = math.sqrt(math.fsum(v * v for v in vector.values())) or 1.0
             return math.fsum(v * centroid.get(t, 0.0) for t, v in vector.items()) / (norm * centroid_norm)
 
-        representative = max(articles, key=lambda f: (centrality(f), -f.published_at.timestamp(), f.article_id))
-        # Keywords: terms that several articles use, weighted by rarity; displayed as a surface word.
-        support = Counter(t for f in articles for t in f.terms)
+        # most central; ties go to the earliest article
+        representative = max(members, key=lambda m: (centrality(m), -m.published_at.timestamp(), m.article_id))
+        # Keywords: terms that several articles use, weighted by rarity, shown as a readable word.
+        min_support = min(2, len(members))
         ranked_terms = sorted(
-            (t for t in event.term_sum if support[t] >= min(2, len(articles))),
+            (t for t, docs in event.term_docs.items() if docs >= min_support),
             key=lambda t: (-event.term_sum[t] * self._idf_terms(t), t),
         )
-        surfaces: dict[str, str] = {}
-        for features in articles:
-            for stem, word in features.surfaces.items():
-                surfaces.setdefault(stem, word)
-        keywords = tuple(surfaces.get(t, t) for t in ranked_terms[: config.keyword_count])
+        keywords = _unique(
+            event.surfaces[t][2] if t in event.surfaces else t for t in ranked_terms[: config.keyword_count]
+        )
         return EventProfile(
             event_id=event.event_id,
-            article_ids=tuple(f.article_id for f in articles),
+            article_ids=tuple(m.article_id for m in members),
             representative_article_id=representative.article_id,
             keywords=keywords,
-            places=_top_entities(articles, "place", config.entity_count),
-            people=_top_entities(articles, "person", config.entity_count),
-            organisations=_top_entities(articles, "organisation", config.entity_count),
-            languages=_by_frequency(f.language for f in articles if f.language),
-            sources=_by_frequency(f.source for f in articles),
+            places=_top_entities(event, "place", config.entity_count),
+            people=_top_entities(event, "person", config.entity_count),
+            organisations=_top_entities(event, "organisation", config.entity_count),
+            languages=_by_frequency(m.language for m in members if m.language),
+            sources=_by_frequency(m.source for m in members),
             first_published_at=event.first,
             last_published_at=event.last,
         )
@@ -590,13 +657,17 @@ def _posting_keys(event: _Event) -> Iterable[str]:
     yield from (f"c:{k}" for k in event.cue_counts)
 
 
-def _decrement(counter: Counter[str], keys: Iterable[str]) -> None:
-    for key in keys:
-        value = counter[key] - 1
+def _subtract(counter: Counter[str], amounts: Counter[str]) -> None:
+    for key, amount in amounts.items():
+        value = counter[key] - amount
         if value > 0:
             counter[key] = value
         else:
             del counter[key]
+
+
+def _unique(values: Iterable[str]) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(values))
 
 
 def _by_frequency(values: Iterable[str]) -> tuple[str, ...]:
@@ -604,13 +675,7 @@ def _by_frequency(values: Iterable[str]) -> tuple[str, ...]:
     return tuple(sorted(counts, key=lambda v: (-counts[v], v)))
 
 
-def _top_entities(articles: list[_Features], kind: str, limit: int) -> tuple[str, ...]:
-    counts: Counter[str] = Counter()
-    display: dict[str, str] = {}
-    for features in articles:
-        for entity_kind, key, shown in features.entity_kinds:
-            if entity_kind == kind:
-                counts[key] += 1
-                display.setdefault(key, shown)
+def _top_entities(event: _Event, kind: str, limit: int) -> tuple[str, ...]:
+    counts = {key: count for (entity_kind, key), count in event.entity_counts.items() if entity_kind == kind}
     ranked = sorted(counts, key=lambda k: (-counts[k], k))[:limit]
-    return tuple(display[k] for k in ranked)
+    return _unique(event.displays[k][-1] for k in ranked)

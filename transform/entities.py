@@ -32,7 +32,7 @@ def _wordlist(text: str) -> list[str]:
     return text.split()
 
 
-__all__ = ["NATIONALITY_WORDS", "ORGANISATIONS", "PLACES", "Cues", "extract_cues"]
+__all__ = ["NATIONALITY_WORDS", "ORGANISATIONS", "PLACES", "Cues", "extract_cues", "outlet_keys"]
 
 
 @dataclass(frozen=True)
@@ -88,7 +88,8 @@ _PERSON_TITLES = frozenset(
      "coach", "entraineur", "prosecutor", "procureur", "procureure", "councillor", "councilman",
      "prasident", "prasidentin", "ministerin", "burgermeister", "burgermeisterin", "sprecher",
      "sprecherin", "direktor", "direktorin", "richter", "richterin", "staatsanwalt", "staatsanwaltin",
-     "chefin", "senor", "senora", "alcalde", "alcaldesa", "presidenta", "portavoz", "juez", "jueza"}
+     "chefin", "senor", "senora", "alcalde", "alcaldesa", "presidenta", "portavoz", "juez", "jueza",
+     "chair", "chairman", "chairwoman", "chairperson", "vice", "head", "premier", "pm"}
 )  # fmt: skip
 _PERSON_CONTEXT = frozenset(
     {"ministre", "president", "presidente", "maire", "juge", "procureur", "procureure", "porte",
@@ -124,7 +125,9 @@ _ORG_WORDS = frozenset(
      "syndicat", "sindicato", "gewerkschaft", "confederation", "coalition", "front", "movement",
      "mouvement", "movimiento", "alliance", "federal", "national", "nationale", "nacional",
      "organisation", "organization", "organizacion", "observatory", "observatoire", "centre", "center",
-     "centro", "zentrum", "exchange", "bourse", "railways", "chemins", "port", "airport", "aeroport"}
+     "centro", "zentrum", "exchange", "bourse", "railways", "chemins", "port", "airport", "aeroport",
+     "administration", "reserve", "bureau", "biotherapeutics", "therapeutics", "pharmaceuticals", "bancorp",
+     "capital", "partners", "ventures", "industries", "telecom", "media", "studios", "records", "label"}
 )  # fmt: skip
 _PLACE_WORDS = frozenset(
     {"province", "provincia", "provinz", "district", "distrito", "county", "comte", "region",
@@ -185,7 +188,7 @@ _NOT_NAMES = (
     | frozenset(
         _wordlist(
             "gmt utc cet am pm a.m p.m covid internet web online breaking update updated exclusive live video "
-            "photo photos watch read more follow subscribe advertisement"
+            "photo photos watch read more follow subscribe advertisement etat"
         )
     )
 )
@@ -205,12 +208,15 @@ def _tokens(text: str) -> list[_Token]:
     out: list[_Token] = []
     previous_end = 0
     previous_text = ""
+    after_possessive = False
     for match in _TOKEN_RE.finditer(text):
         surface = match.group()
         gap = text[previous_end : match.start()]
         abbreviation_dot = gap.strip() == "." and _key(previous_text) in _ABBREVIATIONS
         boundary = not out or (any(ch in _BOUNDARY_CHARS for ch in gap) and not abbreviation_dot)
-        clean = bool(out) and (gap.strip() == "" or abbreviation_dot) and "\n" not in gap
+        # "Turkey's Malatya province": a possessive ends a name, the next capital starts another
+        clean = bool(out) and (gap.strip() == "" or abbreviation_dot) and "\n" not in gap and not after_possessive
+        after_possessive = surface[-2:] in ("'s", "’s", "'S", "’S")
         parts = _split_elision(surface)
         offset = match.start()
         for index, part in enumerate(parts):
@@ -412,10 +418,10 @@ def _classify_known_or_other(
     surface = " ".join(w.text for w in words)
     keys = [w.key for w in words]
     if key in ORGANISATIONS and (len(key) > 3 or _is_acronym(surface)):
-        collector.add("organisation", ORGANISATIONS[key], surface)
+        collector.add("organisation", ORGANISATIONS[key], _canonical_display(ORGANISATIONS[key], "organisation"))
         return
     if key in PLACES and (len(key) > 3 or _is_acronym(surface) or surface[:1].isupper()):
-        collector.add("place", PLACES[key], surface)
+        collector.add("place", PLACES[key], _canonical_display(PLACES[key], "place"))
         return
     if any(k in _ORG_WORDS for k in keys):
         if len(keys) > 1 or not generic:
@@ -451,6 +457,9 @@ def _names(text: str, title: str, language: str | None) -> _Collector:
     collector = _Collector()
     tokens = _tokens(text)
     candidates = _sequences(tokens)
+    dateline_end = _dateline(text, collector)
+    if dateline_end:
+        candidates = [c for c in candidates if c.words[0].start >= dateline_end]
     if language == "de":
         candidates = [c for c in _split_german(candidates) if _plausible_german_name(c)]
     mid_sentence_keys = {c.key for c in candidates if not c.at_start}
@@ -478,7 +487,7 @@ def _names(text: str, title: str, language: str | None) -> _Collector:
     if language not in (None, "en"):
         for token in tokens:
             if token.text.islower() and token.key in NATIONALITY_WORDS:
-                collector.add("place", PLACES[token.key], PLACES[token.key].title())
+                collector.add("place", PLACES[token.key], _canonical_display(PLACES[token.key], "place"))
     return collector
 
 
@@ -535,9 +544,50 @@ def _known_phrases(text: str, collector: _Collector) -> None:
                 continue
             key = " ".join(tokens[i : i + size])
             if key in _MULTIWORD_ORGANISATIONS:
-                collector.add("organisation", ORGANISATIONS[key], key)
+                canonical = ORGANISATIONS[key]
+                collector.add("organisation", canonical, _canonical_display(canonical, "organisation"))
             elif key in _MULTIWORD_PLACES:
-                collector.add("place", PLACES[key], key)
+                collector.add("place", PLACES[key], _canonical_display(PLACES[key], "place"))
+
+
+_DATELINE_RE = re.compile(r"\A\s*([^\W\d_a-z]{2,}(?:[\s'’.\-]+[^\W\d_a-z]{2,}){0,3})\s*(?:,|\(|—|–|-\s)")
+
+
+def _dateline(text: str, collector: _Collector) -> int:
+    """ "ANKARA, Feb 9 -", "LE HAVRE, France (Wire) -": the capitals opening a wire story are a place,
+    not an acronym. Returns where the dateline ends (0 without one)."""
+    match = _DATELINE_RE.match(text)
+    if match is None or any(ch.islower() for ch in match.group(1)):
+        return 0
+    names = [w for w in re.split(r"[\s'’.\-]+", match.group(1)) if w]
+    while names and _key(names[0]) in _CONNECTORS:
+        names = names[1:]
+    if not names:
+        return 0
+    key = " ".join(_key(w) for w in names)
+    if key in ORGANISATIONS and key not in PLACES:
+        return 0
+    canonical = PLACES.get(key, key)
+    collector.add("place", canonical, _canonical_display(canonical, "place"))
+    return match.end(1)
+
+
+def _canonical_display(key: str, kind: str) -> str:
+    """How a gazetteer key is shown: "United States", "Euro Zone", "ECB"."""
+    if kind == "organisation" and len(key) <= 5 and " " not in key:
+        return key.upper()
+    return " ".join(part if part in _CONNECTORS else part.capitalize() for part in key.split())
+
+
+def outlet_keys(name: str) -> frozenset[str]:
+    """Keys an outlet's own name produces in its articles ("(Meridian Wire) -", "(AHP)"): they say who
+    published, not what happened, and must not make two stories of one outlet look alike."""
+    parts = [p for p in re.split(r"[\s'’.\-]+", name) if p]
+    capitals = [p for p in parts if p[:1].isupper()]
+    keys = {_key(name)}
+    if len(capitals) >= 2:
+        keys.add("".join(p[0] for p in capitals).lower())
+    return frozenset(k for k in keys if k)
 
 
 def _resolve_surnames(collector: _Collector) -> None:
@@ -570,9 +620,10 @@ def _title_names(title: str, collector: _Collector) -> None:
             if key in known:
                 continue
             if key in PLACES and (len(key) > 3 or _is_acronym(surface)):
-                collector.add("place", PLACES[key], surface)
+                collector.add("place", PLACES[key], _canonical_display(PLACES[key], "place"))
             elif key in ORGANISATIONS and (len(key) > 3 or _is_acronym(surface)):
-                collector.add("organisation", ORGANISATIONS[key], surface)
+                canonical = ORGANISATIONS[key]
+                collector.add("organisation", canonical, _canonical_display(canonical, "organisation"))
             elif size == 1 and _is_acronym(surface) and key not in _NOT_NAMES:
                 collector.add("organisation", key, surface)
 

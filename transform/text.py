@@ -127,7 +127,8 @@ _EN = _wordlist(
     "including include includes included reported report reports reporting statement week weeks day days year "
     "years month months time times people monday tuesday wednesday thursday friday saturday sunday today "
     "yesterday tomorrow morning evening night am pm local gmt utc mr mrs ms dr three four five six seven "
-    "eight nine ten first second third later earlier around about least more than"
+    "eight nine ten first second third later earlier around about least more than le la les el los las "
+    "der das du des di da del"
 )
 
 _FR = _wordlist(

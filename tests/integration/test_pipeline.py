@@ -27,12 +27,7 @@ def read_topic(bootstrap: str, settings: Any, topic: contracts.Topic) -> list[di
     """Every message on a topic, each decoded and validated against the topic's schema."""
     consumer = make_consumer(bootstrap, settings, group_id=None, topics=[topic.name])
     try:
-        records = []
-        while True:
-            batch = poll_batch(consumer, max_messages=10_000, idle_timeout=1.5, deadline=15)
-            if not batch:
-                break
-            records.extend(batch)
+        records = poll_batch(consumer, max_messages=100_000, idle_timeout=1.0, deadline=30)
     finally:
         consumer.close()
     return [contracts.decode(topic, r.value) for r in records]
@@ -47,12 +42,16 @@ def pipeline(corpus: Any, broker: str, warehouse_url: str, make_settings, tmp_pa
     feeds_file = corpus.render_feed_list(tmp_path / "feeds.toml")
     settings = make_settings(warehouse_url=warehouse_url, feeds=feeds_file)
 
+    state: dict[str, Any] = {"settings": settings}
+
     def run(run_id: str) -> tuple[Any, Any]:
-        ingest = ingest_feeds(settings, broker, configured_feeds(settings), run_id=run_id)
-        transform = run_transform(settings, broker)
+        current = state["settings"]
+        ingest = ingest_feeds(current, broker, configured_feeds(current), run_id=run_id)
+        transform = run_transform(current, broker)
         return ingest, transform
 
-    return {"settings": settings, "run": run, "warehouse": Warehouse(warehouse_url), "broker": broker, "corpus": corpus}
+    state.update({"run": run, "warehouse": Warehouse(warehouse_url), "broker": broker, "corpus": corpus})
+    return state
 
 
 def path_of(url: str) -> str:
@@ -60,6 +59,7 @@ def path_of(url: str) -> str:
 
 
 def test_one_pass_stores_what_the_corpus_expects(pipeline: dict[str, Any]) -> None:
+    pipeline["settings"] = pipeline["settings"].model_copy(update={"extract_workers": 2})  # the process pool
     ingest, transform = pipeline["run"]("run-1")
     expected = EXPECTED["counts"]
     totals = ingest.totals()

@@ -281,9 +281,13 @@ def _state(clusterer: StoryClusterer) -> object:
     """Everything that decides future assignments (white-box on purpose: restore must be exact)."""
     events = {
         event_id: (
-            sorted(event.articles),
+            dict(event.members),
             dict(event.term_sum),
+            dict(event.term_docs),
             dict(event.cue_counts),
+            dict(event.entity_counts),
+            dict(event.displays),
+            dict(event.surfaces),
             event.first,
             event.last,
         )

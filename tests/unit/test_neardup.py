@@ -166,4 +166,4 @@ def test_invalid_configuration_and_naive_dates_are_rejected() -> None:
     with pytest.raises(NearDuplicateError):
         NearDuplicateIndex(num_perm=64)
     with pytest.raises(InvalidArticleDoc):
-        ArticleDoc("x", "t", "b", "en", datetime(2026, 1, 1), "s", "u")  # noqa: DTZ001
+        ArticleDoc("x", "t", "b", "en", datetime(2026, 1, 1), "s", "u")
