@@ -9,12 +9,13 @@ the article: that ledger is what makes re-runs publish nothing twice and what th
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from ingest.canonical import article_id_for
+from ingest.rawstore import RawArticle, store_raw
 from newswire.deadletters import dead_letter_id as shared_dead_letter_id
 from newswire.deadletters import upsert_dead_letter
 from newswire.warehouse import Cursor, Warehouse, utcnow
@@ -56,6 +57,7 @@ class EntryOutcome:
     method: str | None = None
     urls: tuple[str, ...] = ()
     dead_letter: dict[str, Any] | None = None
+    raw: RawArticle | None = None  # the page and message of a NEW article, stored with the outcome
 
 
 @dataclass
@@ -190,6 +192,8 @@ class IngestLedger:
                 run_id,
             ),
         )
+        if o.outcome == NEW and o.raw is not None:
+            store_raw(cur, o.raw, now)
         target = o.article_id or o.duplicate_of
         if target and o.outcome in (NEW, DUPLICATE):
             for url in o.urls:
@@ -269,6 +273,7 @@ class IngestLedger:
         counts: RunCounts,
         duration: float,
         interval: tuple[datetime | None, datetime | None] = (None, None),
+        warnings: Sequence[str] = (),
     ) -> None:
         """One row per feed per run; re-running the same run replaces it, so a retry is not counted twice."""
         with self.warehouse.transaction() as cur:
@@ -306,6 +311,11 @@ class IngestLedger:
                     duration,
                 ),
             )
+            if warnings:
+                cur.execute(
+                    "UPDATE ingest_runs SET warnings = ? WHERE run_id = ? AND feed_url = ?",
+                    (json.dumps(summarize_warnings(warnings), ensure_ascii=False), run_id, feed_url),
+                )
 
     def record_feed_failure(self, dead_letter: dict[str, Any]) -> None:
         with self.warehouse.transaction() as cur:
@@ -314,6 +324,15 @@ class IngestLedger:
     def clear_feed_failure(self, feed_url: str) -> None:
         with self.warehouse.transaction() as cur:
             cur.execute("DELETE FROM dead_letters WHERE dead_letter_id = ?", (dead_letter_id(feed_url, "(feed)"),))
+
+
+def summarize_warnings(warnings: Sequence[str], limit: int = 20) -> list[str]:
+    """The first ``limit`` parse warnings of a run, then a count: a feed with 500 undated entries must not
+    turn one ``ingest_runs`` row into a megabyte."""
+    kept = [w[:500] for w in warnings[:limit]]
+    if len(warnings) > limit:
+        kept.append(f"... and {len(warnings) - limit} more warning(s)")
+    return kept
 
 
 def dead_letter_id(feed_url: str, entry_key: str) -> str:

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
 from ingest.canonical import InvalidUrlError, article_id_for, canonicalize_url, choose_canonical
 from ingest.claims import UrlClaims
-from ingest.errors import FetchError, TooLargeError, UnsupportedContentType
+from ingest.errors import FetchError, HttpStatusError, TooLargeError, UnsupportedContentType
 from ingest.extract import ExtractionError
 from ingest.extraction import Extractor
 from ingest.feedlist import FeedSpec
@@ -33,6 +33,7 @@ from ingest.ledger import (
     dead_letter_id,
 )
 from ingest.messages import article_message, entry_from_payload, entry_to_payload
+from ingest.rawstore import RawArticle
 from ingest.robots import RobotsCache
 from newswire import contracts
 from newswire.deadletters import dead_letter_message
@@ -80,6 +81,7 @@ class FeedReport:
     counts: RunCounts = field(default_factory=RunCounts)
     seconds: float = 0.0
     reasons: dict[str, int] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)  # what the feed document had wrong (stored per run)
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -96,6 +98,7 @@ class FeedReport:
             "bytes": self.counts.bytes,
             "seconds": round(self.seconds, 3),
             "reasons": dict(self.reasons),
+            "warnings": list(self.warnings),
         }
 
 
@@ -114,12 +117,20 @@ class FeedPoller:
     claims: UrlClaims = field(default_factory=UrlClaims)
 
     def poll(self, feed: FeedSpec) -> FeedReport:
+        # One feed's many small ledger transactions share one open warehouse.
+        with self.ledger.warehouse.hold():
+            return self._poll_recorded(feed)
+
+    def _poll_recorded(self, feed: FeedSpec) -> FeedReport:
         started, t0 = utcnow(), time.monotonic()
         report = FeedReport(feed_url=feed.url, status="ok")
         try:
             self._poll(feed, report)
         except FeedFailed as exc:
             report.status, report.error = "failed", str(exc)
+            raise
+        except NewswireError as exc:  # broker or warehouse down mid-poll: recorded, then the run fails
+            report.status, report.error = "failed", f"{type(exc).__name__}: {exc}"
             raise
         finally:
             report.seconds = time.monotonic() - t0
@@ -133,6 +144,7 @@ class FeedPoller:
                 counts=report.counts,
                 duration=report.seconds,
                 interval=self.interval,
+                warnings=report.warnings,
             )
         return report
 
@@ -168,6 +180,7 @@ class FeedPoller:
             report.counts.entries_in_feed = len(entries)
             for warning in parsed.warnings:
                 log.warning("feed %s: %s", feed.url, warning)
+            report.warnings.extend(parsed.warnings)
         self._process(feed, entries, report)
         # Validators are saved last: if anything above crashed, the next poll fetches the feed again.
         self.ledger.save_feed(
@@ -229,6 +242,39 @@ class FeedPoller:
             if entry.key not in seen_keys:
                 seen_keys.add(entry.key)
                 todo.append(entry)
+        self._run_chunks(feed, todo, report)
+
+    def redrive(self, feed: FeedSpec, entries: Sequence[FeedEntry]) -> FeedReport:
+        """Take dead-lettered entries through the whole entry path again, whatever their retry state.
+
+        Used by ``newswire dead-letters retry``: an operator's explicit retry ignores backoff and the attempt
+        limit. Recorded as a run of its own (``ingest_runs``), so the accounting invariant covers it too.
+        """
+        started, t0 = utcnow(), time.monotonic()
+        report = FeedReport(feed_url=feed.url, status="ok")
+        try:
+            with self.ledger.warehouse.hold():
+                self._run_chunks(feed, list(dict((e.key, e) for e in entries).values()), report)
+        except NewswireError as exc:
+            report.status, report.error = "failed", f"{type(exc).__name__}: {exc}"
+            raise
+        finally:
+            report.seconds = time.monotonic() - t0
+            self.ledger.record_run(
+                run_id=self.run_id,
+                feed_url=feed.url,
+                started_at=started,
+                status=report.status,
+                http_status=None,
+                error=report.error,
+                counts=report.counts,
+                duration=report.seconds,
+                interval=self.interval,
+            )
+        return report
+
+    def _run_chunks(self, feed: FeedSpec, todo: list[FeedEntry], report: FeedReport) -> None:
+        """Decide entries chunk by chunk; a chunk is recorded only after the broker confirmed it."""
         for start in range(0, len(todo), CHUNK):
             chunk = todo[start : start + CHUNK]
             outcomes = [self._decide(feed, entry) for entry in chunk]
@@ -322,9 +368,12 @@ class FeedPoller:
         try:
             page = self.fetcher.get(entry.link, allowed_types=PAGE_TYPES, max_bytes=self.settings.max_page_bytes)
         except UnsupportedContentType as exc:
-            return EntryOutcome(**base, outcome=SKIPPED, reason=f"content_type:{exc.reason}")
+            return EntryOutcome(**base, outcome=SKIPPED, reason=f"content_type:{exc.content_type[:80]}")
         except TooLargeError:
             return EntryOutcome(**base, outcome=SKIPPED, reason="too_large")
+        except HttpStatusError as exc:
+            wait = f"; server asked to retry after {exc.retry_after:.0f} s" if exc.retry_after is not None else ""
+            return dead("page_fetch", exc.reason, f"{exc}{wait}", exc.retryable)
         except FetchError as exc:
             return dead("page_fetch", exc.reason, str(exc), exc.retryable)
 
@@ -349,17 +398,27 @@ class FeedPoller:
                 method="canonical_url",
                 urls=urls,
             )
+        fetched_at = utcnow()
         message = article_message(
             article_id=article_id,
             canonical_url=canonical,
             entry=entry,
             feed=feed,
             page=extracted,
-            fetched_at=utcnow(),
+            fetched_at=fetched_at,
             run_id=self.run_id,
         )
+        raw = RawArticle.of(
+            message=message,
+            url=entry.link,
+            final_url=page.final_url,
+            http_status=page.status,
+            content_type=page.headers.get("content-type"),
+            html=page.content,
+            fetched_at=fetched_at,
+        )
         self.publisher.send(contracts.ARTICLES, article_id, message)
-        return EntryOutcome(**base, outcome=NEW, article_id=article_id, urls=urls)
+        return EntryOutcome(**base, outcome=NEW, article_id=article_id, urls=urls, raw=raw)
 
 
 def _canonical_or(url: str, fallback: str) -> str:

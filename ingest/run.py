@@ -21,6 +21,7 @@ from ingest.http import Fetcher, HttpPolicy
 from ingest.ledger import IngestLedger
 from ingest.politeness import HostThrottle
 from ingest.poll import FeedFailed, FeedPoller, FeedReport
+from ingest.rawstore import purge_expired
 from ingest.robots import RobotsCache
 from newswire.errors import SettingsError
 from newswire.messaging import Publisher, ensure_topics, make_producer
@@ -59,6 +60,7 @@ def ingest_session(
 ) -> Iterator[FeedPoller]:
     warehouse = Warehouse(settings.resolved_warehouse_url)
     warehouse.migrate()
+    purge_expired(warehouse, settings.raw_retention_days)
     ensure_topics(bootstrap, settings)
     publisher = Publisher(make_producer(bootstrap, settings, client_id="newswire-ingest"))
     throttle = HostThrottle(settings.host_interval)

@@ -69,6 +69,9 @@ class Settings(BaseSettings):
     )
     max_entries_per_feed: int = Field(500, ge=1)
     entry_max_attempts: int = Field(3, ge=1, description="Attempts before a failing entry stays dead-lettered.")
+    raw_retention_days: int = Field(
+        90, ge=0, description="Days the raw store keeps each fetched page and its extracted fields; 0 = forever."
+    )
 
     # Kafka
     topic_partitions: int = Field(4, ge=1, le=256)

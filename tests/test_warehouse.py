@@ -92,3 +92,23 @@ def test_text_with_placeholder_characters_is_a_parameter_not_sql(warehouse_url: 
         )
     assert warehouse.query("SELECT url FROM article_urls") == [{"url": hostile}]
     assert warehouse.scalar("SELECT COUNT(*) FROM articles") == 0
+
+
+def test_hold_reuses_the_open_warehouse_and_releases_it(warehouse_url: str) -> None:
+    warehouse = open_warehouse(warehouse_url)
+    with warehouse.hold(), warehouse.hold():  # re-entrant
+        for i in range(20):
+            with warehouse.transaction() as cur:
+                cur.execute(
+                    "INSERT INTO article_urls (url, article_id, first_seen_at) VALUES (?, ?, ?)", (f"u{i}", "a", utcnow())
+                )
+            if warehouse.dialect == "duckdb":
+                assert warehouse._held is not None  # the database stays open between transactions
+            else:
+                assert len(warehouse._idle) == 1  # one pooled connection, reused by every transaction
+    assert warehouse._held is None and warehouse._idle == []
+    assert warehouse.scalar("SELECT COUNT(*) FROM article_urls") == 20
+    if warehouse.dialect == "duckdb":
+        import duckdb
+
+        duckdb.connect(str(warehouse.path)).close()  # released: another process could open the file again

@@ -213,7 +213,8 @@ def _tokens(text: str) -> list[_Token]:
         surface = match.group()
         gap = text[previous_end : match.start()]
         abbreviation_dot = gap.strip() == "." and _key(previous_text) in _ABBREVIATIONS
-        boundary = not out or (any(ch in _BOUNDARY_CHARS for ch in gap) and not abbreviation_dot)
+        dash = gap.strip() in ("-", "--")  # "ANKARA, Feb 9 - Residents fled"
+        boundary = not out or dash or (any(ch in _BOUNDARY_CHARS for ch in gap) and not abbreviation_dot)
         # "Turkey's Malatya province": a possessive ends a name, the next capital starts another
         clean = bool(out) and (gap.strip() == "" or abbreviation_dot) and "\n" not in gap and not after_possessive
         after_possessive = surface[-2:] in ("'s", "’s", "'S", "’S")
@@ -379,30 +380,26 @@ def _classify(candidate: _Candidate, collector: _Collector, stop: frozenset[str]
     # A person title inside the sequence: what follows is the person, what precedes may be an org or a
     # place ("ECB President Helena Vossberg", "Interior Minister Kerem Aydinli", "M. Dupont").
     for index in range(len(keys) - 1, -1, -1):
-        if keys[index].rsplit(" ", 1)[-1] in _PERSON_TITLES:
-            person = _trim(words[index + 1 :], frozenset())
-            if person and not any(w.key in _ORG_WORDS for w in person):
-                collector.add("person", " ".join(w.key for w in person), " ".join(w.text for w in person))
-                # "ECB President X": the prefix names the institution; "Interior Minister X": a role.
-                head = words[:index] or [words[index]]
-                for word in head:
-                    for part in re.split(r"[-'’]", word.text):
-                        if _is_acronym(part) or fold(part) in PLACES or fold(part) in ORGANISATIONS:
-                            _classify_known_or_other(
-                                [_Token(part, _key(part), word.start, word.end, False, True)],
-                                collector,
-                                before=None,
-                                after=None,
-                                generic=False,
-                            )
-                return
-            if index == len(keys) - 1:
-                # a bare role ("Interior Minister", "le Président"): not a name
-                words = words[:index]
-                if not words:
-                    return
-                keys = keys[:index]
-            break
+        if keys[index].rsplit(" ", 1)[-1] not in _PERSON_TITLES:
+            continue
+        person = _trim(words[index + 1 :], frozenset())
+        if person and any(w.key in _ORG_WORDS for w in person):
+            break  # "President Hotel Group": a name that contains a title word
+        if person:
+            collector.add("person", " ".join(w.key for w in person), " ".join(w.text for w in person))
+        # What precedes a title is an institution ("ECB President X") or a portfolio ("Interior
+        # Minister X", or a bare role "Interior Minister"): only known names and acronyms are kept.
+        for word in words[:index] or [words[index]]:
+            for part in re.split(r"[-'’]", word.text):
+                if _is_acronym(part) or fold(part) in PLACES or fold(part) in ORGANISATIONS:
+                    _classify_known_or_other(
+                        [_Token(part, _key(part), word.start, word.end, False, True)],
+                        collector,
+                        before=None,
+                        after=None,
+                        generic=False,
+                    )
+        return
     _classify_known_or_other(words, collector, before=candidate.before, after=candidate.after)
 
 

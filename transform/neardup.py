@@ -45,6 +45,9 @@ _LSH_BANDS = 42
 _LSH_ROWS = 3
 _EDGE_SHINGLES = 40  # head/tail shingles watched for per-source boilerplate
 _BOILERPLATE_MIN_DOCS = 3
+# Hostile or broken extraction can yield megabytes of "text": the head is plenty to recognise a copy
+# and bounds the cost of one article.
+_MAX_TEXT_CHARS = 100_000
 
 
 class NearDuplicateError(NewswireError):
@@ -207,7 +210,8 @@ class NearDuplicateIndex:
     def _shingle_list(self, doc: ArticleDoc) -> list[int]:
         if self._last is not None and self._last[0] == doc.article_id and self._last[1] == doc.text:
             return self._last[2]
-        shingle_list = list(hashed_shingles(shingle_tokens(doc.text), _SHINGLE_SIZE))
+        tokens = shingle_tokens(doc.text[:_MAX_TEXT_CHARS])
+        shingle_list = list(hashed_shingles(tokens, _SHINGLE_SIZE))
         self._last = (doc.article_id, doc.text, shingle_list)
         return shingle_list
 

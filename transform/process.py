@@ -5,6 +5,9 @@ Order of effects, chosen so that a crash at any point loses nothing and doubles 
 2. the event outbox (versions committed but not yet acknowledged by Kafka) is published and marked;
 3. only then the caller commits the consumer offsets.
 A replay of the batch finds every article already stored with the same content hash and changes nothing.
+
+The batch reads what it needs up front and decides in memory, so its cost is a handful of statements, not
+several per message.
 """
 
 from __future__ import annotations
@@ -18,12 +21,13 @@ from typing import Any
 from newswire import contracts
 from newswire.contracts import iso, parse_iso
 from newswire.deadletters import dead_letter_id, dead_letter_message, upsert_dead_letter
+from newswire.faults import fault_point
 from newswire.messaging import Publisher
 from newswire.warehouse import Warehouse, utcnow
 from transform.consume import Incoming
 from transform.documents import ArticleDoc
 from transform.eventrecords import build_event_record, digest, event_message
-from transform.store import TransformStore
+from transform.store import KnownArticle, TransformStore, article_row
 from transform.stories import StoryState
 
 log = logging.getLogger(__name__)
@@ -70,6 +74,27 @@ def _doc(m: dict[str, Any]) -> ArticleDoc:
     )
 
 
+@dataclass
+class _BatchView:
+    """What the batch knows, prefetched from the warehouse and updated as it decides."""
+
+    by_id: dict[str, KnownArticle]
+    by_hash: dict[str, str]
+    duplicates: set[tuple[str, str]]
+    next_order: int
+    now: datetime
+    new_rows: list[tuple[Any, ...]] = field(default_factory=list)
+    updated_rows: list[tuple[Any, ...]] = field(default_factory=list)
+    duplicate_rows: list[tuple[Any, ...]] = field(default_factory=list)
+    links: list[tuple[str, str, datetime]] = field(default_factory=list)
+    merges: list[tuple[str, str]] = field(default_factory=list)
+    touched: set[str] = field(default_factory=set)
+
+    def order(self) -> int:
+        self.next_order += 1
+        return self.next_order - 1
+
+
 class BatchProcessor:
     """Applies batches to the warehouse; keeps the story state between batches of one process."""
 
@@ -79,6 +104,10 @@ class BatchProcessor:
         self._state: StoryState | None = None
 
     def process(self, batch: list[Incoming], batch_id: str) -> BatchStats:
+        with self.warehouse.hold():
+            return self._process(batch, batch_id)
+
+    def _process(self, batch: list[Incoming], batch_id: str) -> BatchStats:
         stats = BatchStats(messages=len(batch))
         started = utcnow()
         dead_letters: list[dict[str, Any]] = []
@@ -87,10 +116,15 @@ class BatchProcessor:
                 store = TransformStore(cur)
                 if self._state is None:
                     self._state = StoryState.restore(store)
-                state = self._state
                 now = utcnow()
-                touched: set[str] = set()
-                merged: dict[str, str] = {}
+                messages = [item.message for item in batch if item.error is None and item.message is not None]
+                view = _BatchView(
+                    by_id=store.known_by_id([m["article_id"] for m in messages]),
+                    by_hash=store.first_by_hash([m["content_hash"] for m in messages]),
+                    duplicates=store.recorded_duplicates([u for m in messages for u in (m["canonical_url"], m["url"])]),
+                    next_order=store.next_load_order(),
+                    now=now,
+                )
                 for item in batch:
                     if item.error is not None or item.message is None:
                         dl = self._dead_letter(item)
@@ -98,8 +132,10 @@ class BatchProcessor:
                         dead_letters.append(dl)
                         stats.dead_letters += 1
                         continue
-                    self._apply(store, state, item.message, now, stats, touched, merged)
-                stats.events_changed = self._save_events(store, state, touched, merged, now)
+                    self._apply(self._state, view, item.message, stats)
+                self._write(store, view)
+                fault_point("mid_batch")  # test-only: writes done, transaction not committed
+                stats.events_changed = self._save_events(store, self._state, view)
                 store.record_batch(
                     batch_id,
                     {
@@ -122,86 +158,101 @@ class BatchProcessor:
         stats.events_published = self.publish_outbox()
         return stats
 
-    def _apply(
-        self,
-        store: TransformStore,
-        state: StoryState,
-        m: dict[str, Any],
-        now: datetime,
-        stats: BatchStats,
-        touched: set[str],
-        merged: dict[str, str],
-    ) -> None:
+    def _apply(self, state: StoryState, view: _BatchView, m: dict[str, Any], stats: BatchStats) -> None:
         article_id = m["article_id"]
-        existing = store.article(article_id)
+        existing = view.by_id.get(article_id)
         if existing is not None:
             if existing.content_hash == m["content_hash"]:
                 if m["url"] not in (existing.url, existing.canonical_url):
                     # Two ingest processes raced on one article reached through different URLs.
-                    self._duplicate(store, {**m, "canonical_url": m["url"]}, article_id, "article_id", 1.0, now, stats)
-                    return
-                stats.replays += 1  # redelivery: at-least-once from ingest, or a replayed batch
+                    self._duplicate(view, m, m["url"], article_id, "article_id", 1.0, stats)
+                else:
+                    stats.replays += 1  # redelivery: at-least-once from ingest, or a replayed batch
                 return
-            # Same URL, new text: a new version of the same article, same event.
-            store.upsert_article(m, load_order=store.next_load_order(), now=now)
+            # Same URL, new text: a new version of the same article, in the same event.
+            view.updated_rows.append(article_row(m, load_order=view.order(), now=view.now))
+            view.by_id[article_id] = KnownArticle(
+                article_id, existing.url, existing.canonical_url, m["content_hash"], existing.event_id
+            )
             stats.updated_articles += 1
             if existing.event_id:
-                touched.add(existing.event_id)
+                view.touched.add(existing.event_id)
             return
-        if store.is_recorded_duplicate(m["canonical_url"], article_id):
-            stats.replays += 1
+        if (m["canonical_url"], article_id) in view.duplicates:
+            stats.replays += 1  # this message was already recorded as a duplicate
             return
-        same_text = store.article_by_hash(m["content_hash"])
-        if same_text is not None:
-            self._duplicate(store, m, same_text.article_id, "content_hash", 1.0, now, stats)
+        original = view.by_hash.get(m["content_hash"])
+        if original is not None:
+            self._duplicate(view, m, m["canonical_url"], original, "content_hash", 1.0, stats)
             return
         doc = _doc(m)
         near = state.near_duplicate(doc)
         if near is not None:
-            self._duplicate(store, m, near.duplicate_of, near.method, near.score, now, stats)
+            self._duplicate(view, m, m["canonical_url"], near.duplicate_of, near.method, near.score, stats)
             return
-        store.upsert_article(m, load_order=store.next_load_order(), now=now)
+        view.new_rows.append(article_row(m, load_order=view.order(), now=view.now))
+        view.by_hash[m["content_hash"]] = article_id
         stats.new_articles += 1
         assignment = state.assign(doc)
-        store.link_article(assignment.event_id, article_id, now)
-        touched.add(assignment.event_id)
+        view.by_id[article_id] = KnownArticle(
+            article_id, m["url"], m["canonical_url"], m["content_hash"], assignment.event_id
+        )
+        view.links.append((assignment.event_id, article_id, view.now))
+        view.touched.add(assignment.event_id)
         for gone in assignment.merged:
-            store.move_members(gone, assignment.event_id)
-            merged[gone] = assignment.event_id
-            touched.discard(gone)
+            view.merges.append((gone, assignment.event_id))
+            view.touched.discard(gone)
 
     def _duplicate(
         self,
-        store: TransformStore,
+        view: _BatchView,
         m: dict[str, Any],
+        url: str,
         original: str,
         method: str,
         score: float,
-        now: datetime,
         stats: BatchStats,
     ) -> None:
-        if store.record_duplicate(
-            url=m["canonical_url"],
-            article_id=m["article_id"],
-            duplicate_of=original,
-            method=method,
-            score=score,
-            feed_url=m.get("feed_url"),
-            now=now,
-        ):
-            stats.duplicates += 1
-            stats.duplicate_methods[method] = stats.duplicate_methods.get(method, 0) + 1
+        key = (url, m["article_id"])
+        if key in view.duplicates:
+            stats.replays += 1
+            return
+        view.duplicates.add(key)
+        view.duplicate_rows.append(
+            (url, m["article_id"], original, method, round(float(score), 4), m.get("feed_url"), view.now)
+        )
+        stats.duplicates += 1
+        stats.duplicate_methods[method] = stats.duplicate_methods.get(method, 0) + 1
 
-    def _save_events(
-        self, store: TransformStore, state: StoryState, touched: set[str], merged: dict[str, str], now: datetime
-    ) -> int:
-        changed = 0
+    @staticmethod
+    def _write(store: TransformStore, view: _BatchView) -> None:
+        store.insert_articles(view.new_rows)
+        for row in view.updated_rows:
+            store.update_article(row)
+        store.insert_duplicates(view.duplicate_rows)
+        store.link_articles(view.links)
+        for gone, survivor in view.merges:
+            store.move_members(gone, survivor)
+
+    @staticmethod
+    def _save_events(store: TransformStore, state: StoryState, view: _BatchView) -> int:
+        merged = dict(view.merges)
+        while any(target in merged for target in merged.values()):  # chains: a→b then b→c
+            merged = {gone: merged.get(survivor, survivor) for gone, survivor in merged.items()}
+        live = sorted(view.touched - merged.keys())
+        current = store.events([*live, *merged])
+        members = store.members_of(live)
+        records: list[tuple[dict[str, Any], str]] = []
         for gone, survivor in sorted(merged.items()):
-            row = store.event(gone)
+            row = current.get(gone)
             if row is None:
                 continue
             record = {
-                **{k: row[k] for k in ("event_id", "title", "summary", "first_seen_at", "last_seen_at")},
+                "event_id": gone,
+                "title": row["title"],
+                "summary": row["summary"],
+                "first_seen_at": row["first_seen_at"],
+                "last_seen_at": row["last_seen_at"],
                 "earliest_published_at": row["earliest_published_at"],
                 "article_count": 0,
                 "source_count": 0,
@@ -212,25 +263,20 @@ class BatchProcessor:
                 "articles": [],
                 "merged_into": survivor,
             }
-            changed += store.save_event(record, digest=digest(record), now=now)
-        for event_id in sorted(touched - merged.keys()):
-            members = store.members(event_id)
-            if not members:
+            records.append((record, digest(record)))
+        for event_id in live:
+            if not members.get(event_id):
                 continue
             profile = state.profile(event_id)
             record = build_event_record(
                 event_id,
-                members,
+                members[event_id],
                 representative_id=profile.representative_article_id,
                 keywords=profile.keywords,
-                entities={
-                    "places": profile.places,
-                    "people": profile.people,
-                    "organisations": profile.organisations,
-                },
+                entities={"places": profile.places, "people": profile.people, "organisations": profile.organisations},
             )
-            changed += store.save_event(record, digest=digest(record), now=now)
-        return changed
+            records.append((record, digest(record)))
+        return store.save_events(records, current, view.now)
 
     def publish_outbox(self) -> int:
         """Publish every committed-but-unpublished event version; safe to call any time, from any process."""
@@ -238,8 +284,9 @@ class BatchProcessor:
         while True:
             with self.warehouse.transaction() as cur:
                 store = TransformStore(cur)
-                rows = store.unpublished_events(limit=500)
-                messages = [event_message(row, _articles(store, row)) for row in rows]
+                rows = store.unpublished_events(limit=1000)
+                members = store.members_of(r["event_id"] for r in rows)
+                messages = [event_message(row, _articles(members.get(row["event_id"], []))) for row in rows]
             if not messages:
                 return total
             for message in messages:
@@ -271,7 +318,7 @@ class BatchProcessor:
         )
 
 
-def _articles(store: TransformStore, row: dict[str, Any]) -> list[dict[str, Any]]:
+def _articles(members: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [
         {
             "article_id": m["article_id"],
@@ -281,5 +328,5 @@ def _articles(store: TransformStore, row: dict[str, Any]) -> list[dict[str, Any]
             "language": m["language"],
             "published_at": iso(m["published_at"]),
         }
-        for m in store.members(row["event_id"])
+        for m in members
     ]

@@ -13,6 +13,7 @@ import time
 from dataclasses import dataclass, field
 
 from newswire.errors import WarehouseUnavailable
+from newswire.faults import fault_point
 from newswire.messaging import Publisher, ensure_topics, make_producer
 from newswire.settings import Settings
 from newswire.warehouse import Warehouse
@@ -75,6 +76,7 @@ def run_transform(
                 # Stop consuming without committing: the batch is read again when the warehouse is back.
                 log.error("warehouse unavailable; stopping without committing offsets")
                 raise
+            fault_point("after_warehouse_commit")  # test-only crash point (newswire/faults.py)
             consumer.commit()
             summary.batches += 1
             summary.stats.add(stats)

@@ -1,13 +1,15 @@
 """Transform's reads and writes: articles, duplicates, events and their members, batch records.
 
-All writes of one batch go through one cursor inside one transaction, and every write is an upsert keyed by a
+A batch reads what it needs up front (one IN query per kind, not one query per message) and writes in bulk
+(multi-row upserts), all through one cursor inside one transaction. Every write is an upsert keyed by a
 natural id, so replaying a batch (after a crash between warehouse commit and offset commit) changes nothing.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections import defaultdict
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -32,15 +34,66 @@ class StoredArticle:
     event_id: str | None
 
 
+@dataclass(frozen=True)
+class KnownArticle:
+    """The little a batch needs to know about an already stored article."""
+
+    article_id: str
+    url: str
+    canonical_url: str
+    content_hash: str
+    event_id: str | None
+
+
 _ARTICLE_COLUMNS = (
     "a.article_id, a.url, a.canonical_url, a.title, a.text, a.description, a.language, a.source, "
     "a.published_at, a.fetched_at, a.content_hash, ea.event_id"
 )
 _ARTICLE_JOIN = "FROM articles a LEFT JOIN event_articles ea ON ea.article_id = a.article_id"
+_ARTICLE_INSERT = (
+    "INSERT INTO articles (article_id, url, canonical_url, title, text, description, author, published_at, "
+    "language, source, site_name, feed_url, feed_name, categories, tags, image, fetched_at, content_hash, "
+    "loaded_at, load_order, version)"
+)
+_ARTICLE_UPDATE = (
+    "ON CONFLICT (article_id) DO UPDATE SET title = excluded.title, text = excluded.text, "
+    "description = excluded.description, author = excluded.author, published_at = excluded.published_at, "
+    "language = excluded.language, source = excluded.source, site_name = excluded.site_name, "
+    "categories = excluded.categories, tags = excluded.tags, image = excluded.image, "
+    "fetched_at = excluded.fetched_at, content_hash = excluded.content_hash, version = articles.version + 1"
+)
+_EVENT_COLUMNS = (
+    "event_id, version, title, summary, first_seen_at, last_seen_at, earliest_published_at, article_count, "
+    "source_count, sources, languages, keywords, entities, merged_into, content_digest, published_version, "
+    "updated_at"
+)
 
 
-def _article(row: tuple[Any, ...]) -> StoredArticle:
-    return StoredArticle(*row)
+def article_row(m: dict[str, Any], *, load_order: int, now: datetime) -> tuple[Any, ...]:
+    """An ``articles`` row from an article message, in ``_ARTICLE_INSERT`` column order."""
+    return (
+        m["article_id"],
+        m["url"],
+        m["canonical_url"],
+        m["title"],
+        m["text"],
+        m.get("description"),
+        m.get("author"),
+        parse_iso(m.get("published_at")),
+        m.get("language"),
+        m["source"],
+        m.get("site_name"),
+        m["feed_url"],
+        m.get("feed_name"),
+        json.dumps(m.get("categories") or [], ensure_ascii=False),
+        json.dumps(m.get("tags") or [], ensure_ascii=False),
+        m.get("image"),
+        parse_iso(m["fetched_at"]),
+        m["content_hash"],
+        now,
+        load_order,
+        1,
+    )
 
 
 class TransformStore:
@@ -49,26 +102,36 @@ class TransformStore:
     def __init__(self, cur: Cursor) -> None:
         self.cur = cur
 
-    def article(self, article_id: str) -> StoredArticle | None:
-        row = self.cur.execute(
-            f"SELECT {_ARTICLE_COLUMNS} {_ARTICLE_JOIN} WHERE a.article_id = ?", (article_id,)
-        ).fetchone()
-        return _article(row) if row else None
+    # --- reads for a batch -------------------------------------------------------------------------------
 
-    def article_by_hash(self, content_hash: str) -> StoredArticle | None:
-        row = self.cur.execute(
-            f"SELECT {_ARTICLE_COLUMNS} {_ARTICLE_JOIN} WHERE a.content_hash = ? ORDER BY a.load_order LIMIT 1",
-            (content_hash,),
-        ).fetchone()
-        return _article(row) if row else None
+    def known_by_id(self, article_ids: Sequence[str]) -> dict[str, KnownArticle]:
+        rows = self.cur.select_in(
+            "SELECT a.article_id, a.url, a.canonical_url, a.content_hash, ea.event_id "
+            "FROM articles a LEFT JOIN event_articles ea ON ea.article_id = a.article_id "
+            "WHERE a.article_id IN {in}",
+            article_ids,
+        )
+        return {r["article_id"]: KnownArticle(**r) for r in rows}
 
-    def is_recorded_duplicate(self, url: str, article_id: str | None = None) -> str | None:
-        """The original ``url`` was recorded as duplicating (for ``article_id``, when given), if any."""
-        if article_id is None:
-            return self.cur.execute("SELECT duplicate_of FROM article_duplicates WHERE url = ?", (url,)).scalar()
-        return self.cur.execute(
-            "SELECT duplicate_of FROM article_duplicates WHERE url = ? AND article_id = ?", (url, article_id)
-        ).scalar()
+    def first_by_hash(self, hashes: Sequence[str]) -> dict[str, str]:
+        """For each content hash, the earliest-loaded article carrying it."""
+        rows = self.cur.select_in(
+            "SELECT content_hash, article_id, load_order FROM articles WHERE content_hash IN {in}", hashes
+        )
+        first: dict[str, tuple[int, str]] = {}
+        for r in rows:
+            current = first.get(r["content_hash"])
+            if current is None or r["load_order"] < current[0]:
+                first[r["content_hash"]] = (r["load_order"], r["article_id"])
+        return {h: aid for h, (_, aid) in first.items()}
+
+    def recorded_duplicates(self, urls: Sequence[str]) -> set[tuple[str, str]]:
+        """(url, article_id) pairs already recorded as duplicates."""
+        rows = self.cur.select_in("SELECT url, article_id FROM article_duplicates WHERE url IN {in}", urls)
+        return {(r["url"], r["article_id"]) for r in rows}
+
+    def next_load_order(self) -> int:
+        return int(self.cur.execute("SELECT COALESCE(MAX(load_order), 0) + 1 FROM articles").scalar())
 
     def articles_for_restore(self, since: datetime) -> Iterator[StoredArticle]:
         """Articles the in-memory story state must know about, in the order they were first loaded."""
@@ -78,74 +141,48 @@ class TransformStore:
             (since, since),
         ).fetchall()
         for row in rows:
-            yield _article(row)
+            yield StoredArticle(*row)
 
-    def next_load_order(self) -> int:
-        return int(self.cur.execute("SELECT COALESCE(MAX(load_order), 0) + 1 FROM articles").scalar())
+    def members_of(self, event_ids: Iterable[str]) -> dict[str, list[dict[str, Any]]]:
+        """Member articles of each event, in load order (text truncated: only summaries need it)."""
+        rows = self.cur.select_in(
+            "SELECT ea.event_id, a.article_id, a.url, a.canonical_url, a.title, a.description, "
+            "SUBSTR(a.text, 1, 1200) AS text, a.language, a.source, a.published_at, a.fetched_at, a.load_order "
+            "FROM event_articles ea JOIN articles a ON a.article_id = ea.article_id WHERE ea.event_id IN {in}",
+            sorted(set(event_ids)),
+        )
+        grouped: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        for r in sorted(rows, key=lambda r: r["load_order"]):
+            grouped[r.pop("event_id")].append(r)
+        return dict(grouped)
 
-    def upsert_article(self, m: dict[str, Any], *, load_order: int, now: datetime) -> None:
-        self.cur.execute(
-            "INSERT INTO articles (article_id, url, canonical_url, title, text, description, author, "
-            "published_at, language, source, site_name, feed_url, feed_name, categories, tags, image, "
-            "fetched_at, content_hash, loaded_at, load_order, version) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1) "
-            "ON CONFLICT (article_id) DO UPDATE SET title = excluded.title, text = excluded.text, "
-            "description = excluded.description, author = excluded.author, "
-            "published_at = excluded.published_at, language = excluded.language, source = excluded.source, "
-            "site_name = excluded.site_name, categories = excluded.categories, tags = excluded.tags, "
-            "image = excluded.image, fetched_at = excluded.fetched_at, content_hash = excluded.content_hash, "
-            "version = articles.version + 1",
-            (
-                m["article_id"],
-                m["url"],
-                m["canonical_url"],
-                m["title"],
-                m["text"],
-                m.get("description"),
-                m.get("author"),
-                parse_iso(m.get("published_at")),
-                m.get("language"),
-                m["source"],
-                m.get("site_name"),
-                m["feed_url"],
-                m.get("feed_name"),
-                json.dumps(m.get("categories") or [], ensure_ascii=False),
-                json.dumps(m.get("tags") or [], ensure_ascii=False),
-                m.get("image"),
-                parse_iso(m["fetched_at"]),
-                m["content_hash"],
-                now,
-                load_order,
-            ),
+    def events(self, event_ids: Iterable[str]) -> dict[str, dict[str, Any]]:
+        rows = self.cur.select_in("SELECT * FROM events WHERE event_id IN {in}", sorted(set(event_ids)))
+        return {r["event_id"]: r for r in rows}
+
+    # --- writes for a batch ------------------------------------------------------------------------------
+
+    def insert_articles(self, rows: Sequence[tuple[Any, ...]]) -> None:
+        self.cur.insert_rows(_ARTICLE_INSERT, rows, "ON CONFLICT (article_id) DO NOTHING")
+
+    def update_article(self, row: tuple[Any, ...]) -> None:
+        """A new version of a stored article (same URL, changed text)."""
+        self.cur.insert_rows(_ARTICLE_INSERT, [row], _ARTICLE_UPDATE)
+
+    def insert_duplicates(self, rows: Sequence[tuple[Any, ...]]) -> None:
+        """Rows of (url, article_id, duplicate_of, method, score, feed_url, detected_at)."""
+        self.cur.insert_rows(
+            "INSERT INTO article_duplicates (url, article_id, duplicate_of, method, score, feed_url, detected_at)",
+            rows,
+            "ON CONFLICT (url) DO NOTHING",
         )
 
-    def record_duplicate(
-        self,
-        *,
-        url: str,
-        article_id: str,
-        duplicate_of: str,
-        method: str,
-        score: float,
-        feed_url: str | None,
-        now: datetime,
-    ) -> bool:
-        """Record that ``url`` duplicates ``duplicate_of``; False when already recorded (a replay)."""
-        existing = self.is_recorded_duplicate(url)
-        if existing is not None:
-            return False
-        self.cur.execute(
-            "INSERT INTO article_duplicates (url, article_id, duplicate_of, method, score, feed_url, detected_at) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (url) DO NOTHING",
-            (url, article_id, duplicate_of, method, round(float(score), 4), feed_url, now),
-        )
-        return True
-
-    def link_article(self, event_id: str, article_id: str, now: datetime) -> None:
-        self.cur.execute(
-            "INSERT INTO event_articles (event_id, article_id, added_at) VALUES (?, ?, ?) "
+    def link_articles(self, rows: Sequence[tuple[str, str, datetime]]) -> None:
+        """Rows of (event_id, article_id, added_at)."""
+        self.cur.insert_rows(
+            "INSERT INTO event_articles (event_id, article_id, added_at)",
+            rows,
             "ON CONFLICT (event_id, article_id) DO NOTHING",
-            (event_id, article_id, now),
         )
 
     def move_members(self, from_event: str, to_event: str) -> None:
@@ -158,47 +195,41 @@ class TransformStore:
         )
         self.cur.execute("DELETE FROM event_articles WHERE event_id = ?", (from_event,))
 
-    def members(self, event_id: str) -> list[dict[str, Any]]:
-        return self.cur.execute(
-            "SELECT a.article_id, a.url, a.canonical_url, a.title, a.description, a.text, a.language, "
-            "a.source, a.published_at, a.fetched_at FROM event_articles ea "
-            "JOIN articles a ON a.article_id = ea.article_id WHERE ea.event_id = ? ORDER BY a.load_order",
-            (event_id,),
-        ).dicts()
-
-    def event(self, event_id: str) -> dict[str, Any] | None:
-        rows = self.cur.execute("SELECT * FROM events WHERE event_id = ?", (event_id,)).dicts()
-        return rows[0] if rows else None
-
-    def save_event(self, record: dict[str, Any], *, digest: str, now: datetime) -> bool:
-        """Insert or update an event; bump its version only when its content changed. True if changed."""
-        current = self.event(record["event_id"])
-        if current is not None and current["content_digest"] == digest:
-            return False
-        version = 1 if current is None else int(current["version"]) + 1
-        values = (
-            record["event_id"],
-            version,
-            record["title"],
-            record["summary"],
-            record["first_seen_at"],
-            record["last_seen_at"],
-            record["earliest_published_at"],
-            record["article_count"],
-            record["source_count"],
-            json.dumps(record["sources"], ensure_ascii=False),
-            json.dumps(record["languages"]),
-            json.dumps(record["keywords"], ensure_ascii=False),
-            json.dumps(record["entities"], ensure_ascii=False),
-            record["merged_into"],
-            digest,
-            now,
-        )
-        self.cur.execute(
-            "INSERT INTO events (event_id, version, title, summary, first_seen_at, last_seen_at, "
-            "earliest_published_at, article_count, source_count, sources, languages, keywords, entities, "
-            "merged_into, content_digest, published_version, updated_at) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?) "
+    def save_events(
+        self, records: Sequence[tuple[dict[str, Any], str]], current: dict[str, dict[str, Any]], now: datetime
+    ) -> int:
+        """Upsert (record, digest) pairs whose digest changed, bumping their version; return how many."""
+        rows = []
+        for record, digest in records:
+            existing = current.get(record["event_id"])
+            if existing is not None and existing["content_digest"] == digest:
+                continue
+            version = 1 if existing is None else int(existing["version"]) + 1
+            published = 0 if existing is None else int(existing["published_version"])
+            rows.append(
+                (
+                    record["event_id"],
+                    version,
+                    record["title"],
+                    record["summary"],
+                    record["first_seen_at"],
+                    record["last_seen_at"],
+                    record["earliest_published_at"],
+                    record["article_count"],
+                    record["source_count"],
+                    json.dumps(record["sources"], ensure_ascii=False),
+                    json.dumps(record["languages"]),
+                    json.dumps(record["keywords"], ensure_ascii=False),
+                    json.dumps(record["entities"], ensure_ascii=False),
+                    record["merged_into"],
+                    digest,
+                    published,
+                    now,
+                )
+            )
+        self.cur.insert_rows(
+            f"INSERT INTO events ({_EVENT_COLUMNS})",
+            rows,
             "ON CONFLICT (event_id) DO UPDATE SET version = excluded.version, title = excluded.title, "
             "summary = excluded.summary, first_seen_at = excluded.first_seen_at, "
             "last_seen_at = excluded.last_seen_at, earliest_published_at = excluded.earliest_published_at, "
@@ -206,22 +237,27 @@ class TransformStore:
             "sources = excluded.sources, languages = excluded.languages, keywords = excluded.keywords, "
             "entities = excluded.entities, merged_into = excluded.merged_into, "
             "content_digest = excluded.content_digest, updated_at = excluded.updated_at",
-            values,
         )
-        return True
+        return len(rows)
+
+    # --- the event outbox --------------------------------------------------------------------------------
 
     def unpublished_events(self, limit: int = 1000) -> list[dict[str, Any]]:
-        """The outbox: event versions committed to the warehouse but not yet acknowledged by Kafka."""
+        """Event versions committed to the warehouse but not yet acknowledged by Kafka."""
         return self.cur.execute(
             "SELECT * FROM events WHERE version > published_version ORDER BY updated_at, event_id LIMIT ?",
             (limit,),
         ).dicts()
 
     def mark_published(self, versions: dict[str, int]) -> None:
-        for event_id, version in versions.items():
+        items = sorted(versions.items())
+        for start in range(0, len(items), 500):
+            part = items[start : start + 500]
+            values = ", ".join(["(?, CAST(? AS INTEGER))"] * len(part))
             self.cur.execute(
-                "UPDATE events SET published_version = ? WHERE event_id = ? AND published_version < ?",
-                (version, event_id, version),
+                f"UPDATE events SET published_version = v.version FROM (VALUES {values}) AS v(event_id, version) "
+                "WHERE events.event_id = v.event_id AND events.published_version < v.version",
+                [x for pair in part for x in pair],
             )
 
     def record_batch(self, batch_id: str, stats: dict[str, Any]) -> None:

@@ -57,6 +57,35 @@ class Cursor:
             self._raw.executemany(self._sql(sql), [tuple(r) for r in rows])
         return self
 
+    def insert_rows(self, head: str, rows: Sequence[Sequence[Any]], tail: str = "", *, chunk: int = 200) -> Cursor:
+        """``head VALUES (…), (…) tail`` in chunks: one statement per chunk instead of one per row.
+
+        DuckDB's executemany runs a statement per row (~0.5 ms each); a multi-row VALUES list is several
+        times faster on DuckDB and no slower on PostgreSQL. ``tail`` is typically an ON CONFLICT clause; rows
+        of one call must not repeat a conflict key (both engines refuse to upsert one row twice per statement).
+        """
+        if not rows:
+            return self
+        width = len(rows[0])
+        group = "(" + ", ".join("?" * width) + ")"
+        for start in range(0, len(rows), chunk):
+            part = rows[start : start + chunk]
+            params = [value for row in part for value in row]
+            self.execute(f"{head} VALUES {', '.join([group] * len(part))} {tail}", params)
+        return self
+
+    def select_in(
+        self, sql: str, values: Sequence[Any], params: Sequence[Any] = (), *, chunk: int = 1000
+    ) -> list[dict[str, Any]]:
+        """Run ``sql`` whose ``{in}`` marks an IN list, over ``values`` in chunks; rows as dicts."""
+        unique = list(dict.fromkeys(values))
+        rows: list[dict[str, Any]] = []
+        for start in range(0, len(unique), chunk):
+            part = unique[start : start + chunk]
+            marks = ", ".join("?" * len(part))
+            rows.extend(self.execute(sql.replace("{in}", f"({marks})"), [*params, *part]).dicts())
+        return rows
+
     def fetchall(self) -> list[tuple[Any, ...]]:
         return [tuple(r) for r in self._raw.fetchall()]
 
@@ -96,9 +125,57 @@ class Warehouse:
         else:
             raise WarehouseUnavailable(f"unsupported warehouse URL {redact_url(url)!r}")
         self._migrated = False
+        self._hold_lock = threading.Lock()
+        self._holders = 0
+        self._held: Any = None  # DuckDB: the connection keeping the database open
+        self._idle: list[Any] = []  # PostgreSQL: idle connections kept while held
 
     def __repr__(self) -> str:
         return f"Warehouse({redact_url(self.url)!r})"
+
+    @contextmanager
+    def hold(self) -> Iterator[Warehouse]:
+        """Keep the warehouse open across the transactions of a span of work (re-entrant, thread-safe).
+
+        Opening a DuckDB file costs ~14 ms against ~0.3 ms for a cursor of an open one, and a PostgreSQL
+        connection costs a round of authentication: a batch of hundreds of small transactions pays that once.
+        Hold only for bounded spans (a feed poll, a transform batch): a held DuckDB file is locked against
+        other processes until the span ends.
+        """
+        with self._hold_lock:
+            self._holders += 1
+            if self._holders == 1 and self.dialect == "duckdb":
+                try:
+                    self._held = self._connect()
+                except BaseException:
+                    self._holders -= 1
+                    raise
+        try:
+            yield self
+        finally:
+            with self._hold_lock:
+                self._holders -= 1
+                if self._holders == 0:
+                    held, self._held = self._held, None
+                    idle, self._idle = self._idle, []
+                    for conn in [held, *idle]:
+                        if conn is not None:
+                            conn.close()
+
+    def _acquire(self) -> Any:
+        with self._hold_lock:
+            if self._held is not None:
+                return self._held.cursor()  # a new connection to the already-open database
+            if self._holders and self._idle:
+                return self._idle.pop()
+        return self._connect()
+
+    def _release(self, conn: Any) -> None:
+        with self._hold_lock:
+            if self.dialect == "postgres" and self._holders and not conn.closed and len(self._idle) < 8:
+                self._idle.append(conn)
+                return
+        conn.close()
 
     def _connect(self) -> Any:
         deadline = time.monotonic() + self.lock_timeout
@@ -122,7 +199,11 @@ class Warehouse:
         conn = psycopg.connect(self._pg_conninfo, connect_timeout=10)
         if self.schema:
             with conn.cursor() as cur:
-                cur.execute(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"')
+                # Only when missing: even CREATE SCHEMA IF NOT EXISTS needs CREATE on the database, which the
+                # pipeline's least-privilege role does not have (deploy/warehouse-roles.sql).
+                cur.execute("SELECT 1 FROM pg_namespace WHERE nspname = %s", (self.schema,))
+                if cur.fetchone() is None:
+                    cur.execute(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"')
                 cur.execute(f'SET search_path TO "{self.schema}"')
             conn.commit()
         return conn
@@ -151,7 +232,7 @@ class Warehouse:
 
     @contextmanager
     def _open_transaction(self) -> Iterator[Cursor]:
-        conn = self._connect()
+        conn = self._acquire()
         try:
             if self.dialect == "duckdb":
                 # A DuckDB cursor() is a separate connection: run the transaction on the connection itself.
@@ -167,7 +248,7 @@ class Warehouse:
                 raise
             conn.commit()
         finally:
-            conn.close()
+            self._release(conn)
 
     def query(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
         """Run one read query in its own transaction and return rows as dicts."""
@@ -180,6 +261,9 @@ class Warehouse:
 
     def migrate(self) -> list[int]:
         """Apply the migrations this warehouse lacks; return the versions applied (idempotent)."""
+        if self._schema_is_current():
+            self._migrated = True
+            return []
         applied: list[int] = []
         with self._raw_transaction() as cur:
             if self.dialect == "postgres":
@@ -202,6 +286,22 @@ class Warehouse:
                 applied.append(migration.version)
         self._migrated = True
         return applied
+
+    def _schema_is_current(self) -> bool:
+        """Whether every migration is recorded, checked with a read only.
+
+        The pipeline may run as a role without DDL rights (deploy/warehouse-roles.sql), for which even
+        ``CREATE TABLE IF NOT EXISTS`` on an existing table is "permission denied": an up-to-date schema must
+        be recognised without issuing any DDL.
+        """
+        try:
+            with self._raw_transaction() as cur:
+                done = {row[0] for row in cur.execute("SELECT version FROM schema_migrations").fetchall()}
+        except WarehouseUnavailable:
+            raise
+        except Exception:  # no schema_migrations table yet (engine-specific "undefined table" errors)
+            return False
+        return all(migration.version in done for migration in MIGRATIONS)
 
     def schema_version(self) -> int:
         return int(self.scalar("SELECT COALESCE(MAX(version), 0) FROM schema_migrations") or 0)

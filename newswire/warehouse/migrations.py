@@ -2,12 +2,13 @@
 
 Migrations only ever append: a deployed warehouse is upgraded by running the versions it lacks, in order,
 each in its own transaction together with its row in ``schema_migrations``. The DDL sticks to the
-subset both engines accept (TEXT, BIGINT, DOUBLE PRECISION, BOOLEAN, TIMESTAMPTZ, JSON kept as TEXT).
+subset both engines accept (TEXT, BIGINT, DOUBLE PRECISION, BOOLEAN, TIMESTAMPTZ, JSON kept as TEXT,
+BYTEA, which DuckDB knows as an alias of BLOB).
 
-Table ownership: ``feeds``, ``feed_entries``, ``article_urls`` and ``ingest_runs`` are written by ingest;
-``articles``, ``article_duplicates``, ``events``, ``event_articles`` and ``transform_batches`` by
-transform; ``dead_letters`` by both. Column names of the public tables are a contract for SQL users:
-add columns freely, never rename or drop.
+Table ownership: ``feeds``, ``feed_entries``, ``article_urls``, ``ingest_runs`` and ``raw_articles`` are
+written by ingest; ``articles``, ``article_duplicates``, ``events``, ``event_articles`` and
+``transform_batches`` by transform; ``dead_letters`` by both. Column names of the public tables are a
+contract for SQL users: add columns freely, never rename or drop.
 """
 
 from __future__ import annotations
@@ -166,6 +167,32 @@ MIGRATIONS: tuple[Migration, ...] = (
                 events_changed INTEGER NOT NULL,
                 dead_letters INTEGER NOT NULL
             )""",
+        ),
+    ),
+    Migration(
+        2,
+        "raw article store, feed parse warnings per run",
+        (
+            # The durable raw record of every published article: the article message (extracted fields) and
+            # the page as fetched, compressed. Written by ingest in the ledger transaction of the entry's
+            # outcome; read by `newswire replay`; pruned after `raw_retention_days`.
+            """CREATE TABLE IF NOT EXISTS raw_articles (
+                article_id TEXT PRIMARY KEY,
+                url TEXT NOT NULL,
+                final_url TEXT NOT NULL,
+                feed_url TEXT,
+                http_status INTEGER,
+                content_type TEXT,
+                message TEXT NOT NULL,
+                html BYTEA,
+                html_encoding TEXT,
+                html_bytes BIGINT,
+                fetched_at TIMESTAMPTZ NOT NULL,
+                stored_at TIMESTAMPTZ NOT NULL
+            )""",
+            "CREATE INDEX IF NOT EXISTS raw_articles_fetched_at ON raw_articles (fetched_at)",
+            # What a feed document had wrong but could be worked around (truncated, bad dates, encoding).
+            "ALTER TABLE ingest_runs ADD COLUMN warnings TEXT",
         ),
     ),
 )

@@ -16,6 +16,7 @@ from transform.clustering import (
     UnknownEvent,
 )
 from transform.documents import ArticleDoc
+from transform.entities import extract_cues
 
 T0 = datetime(2026, 5, 4, 6, 0, tzinfo=UTC)
 
@@ -294,7 +295,8 @@ def _state(clusterer: StoryClusterer) -> object:
         for event_id, event in clusterer._events.items()
     }
     postings = {key: sorted(ids) for key, ids in clusterer._postings.items()}
-    return events, dict(clusterer._term_df), dict(clusterer._cue_df), postings, dict(clusterer._article_event)
+    frequencies = (clusterer._terms.frequencies(), clusterer._cues.frequencies())
+    return events, frequencies, postings, dict(clusterer._article_event)
 
 
 # --- merges -------------------------------------------------------------------------------------------
@@ -420,3 +422,56 @@ def test_invalid_configuration_is_rejected() -> None:
         ClusteringConfig(threshold=0.5, merge_threshold=0.4)
     with pytest.raises(ClusteringError):
         ClusteringConfig(horizon=timedelta(0))
+
+
+# --- the language-neutral cues that let different languages meet -----------------------------------
+
+
+def test_numbers_and_units_compare_across_languages_and_conventions() -> None:
+    english = extract_cues("", "The quake killed 23 people and injured 2,300; magnitude 6.4.", "en")
+    french = extract_cues("", "Le séisme de magnitude 6,4 a fait 23 morts et 2.300 blessés.", "fr")
+    for key in ("n:23:dead", "n:2300", "n:6.4:magnitude"):
+        assert key in english.numbers and key in french.numbers
+    assert "n:2300:injured" in french.numbers
+    money = extract_cues("", "a deal worth 3,5 milliards d'euros", "fr").numbers
+    assert "n:3500000000" in money
+    assert not extract_cues("", "since 2019, in February 2023", "en").numbers  # years are not quantities
+
+
+def test_names_get_one_key_across_languages() -> None:
+    french = extract_cues("", "La Banque centrale européenne a relevé ses taux, selon Berlin et l'Allemagne.", "fr")
+    english = extract_cues("", "The ECB raised rates, Germany's finance ministry in Berlin said.", "en")
+    assert "ecb" in french.organisations and "ecb" in english.organisations
+    assert {"germany", "berlin"} <= french.places and {"germany", "berlin"} <= english.places
+
+
+def test_capitals_that_are_not_names_are_ignored() -> None:
+    cues = extract_cues(
+        "Magnitude Quake Strikes Malatya",
+        "ANKARA, Feb 9 - Residents fled into the streets. Interior Minister Kerem Aydinli said rescuers from "
+        "AFAD were in Malatya. Malatya was among the provinces hit in 2023.",
+        "en",
+    )
+    assert "ankara" in cues.places and "ankara" not in cues.organisations  # a dateline, not an acronym
+    assert "kerem aydinli" in cues.people
+    assert "afad" in cues.organisations and "malatya" in cues.places
+    assert "residents" not in cues.others and "magnitude" not in cues.others
+    german = extract_cues("", "Die Sparkassen und Volksbanken senken die Zinsen, sagte Matthias Brenner.", "de")
+    assert "matthias brenner" in german.people
+    assert not any("sparkassen" in key for key in german.others | german.people | german.organisations)
+
+
+def test_text_without_spaces_still_clusters() -> None:
+    first = doc(
+        "zh-1",
+        "东京电力排放处理水",
+        "东京电力公司周一表示，福岛第一核电站的处理水第五轮排放已经开始。",
+        lang="zh",
+        hours=0,
+    )
+    second = doc(
+        "zh-2", "福岛处理水开始排放", "日本东京电力公司说，福岛第一核电站第五轮处理水排放周一开始。", lang="zh", hours=2
+    )
+    clusterer = StoryClusterer()
+    assert clusterer.assign(first).created
+    assert clusterer.assign(second).event_id == "evt_zh-1"

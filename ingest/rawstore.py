@@ -1,0 +1,191 @@
+"""The raw record of every published article, kept in the warehouse so recovery never needs Kafka's history.
+
+The embedded broker keeps topics in memory, and even Apache Kafka deletes old segments: a warehouse lost,
+rebuilt or re-modelled must be refillable from something we own. For each article ingest publishes, the
+``raw_articles`` table keeps the exact ``newswire.articles`` message (the extracted fields) and the page bytes
+as fetched, gzip-compressed (a news page shrinks 4-8x). The row is written in the same ledger transaction as
+the entry's ``new`` outcome, so an article is in the raw store exactly when the ledger says it was published.
+
+``newswire replay --since DATE`` re-publishes stored messages to ``newswire.articles``; the transform treats
+them like any redelivery (same article id and content hash: nothing changes), so a replay is always safe.
+Records older than ``raw_retention_days`` are deleted at the start of each ingest run (0 keeps them forever).
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from newswire import contracts
+from newswire.errors import ContractError
+from newswire.messaging import Publisher
+from newswire.warehouse import Cursor, Warehouse, utcnow
+
+log = logging.getLogger(__name__)
+
+HTML_ENCODING = "gzip"
+#: Rows read per query while replaying: bounds memory whatever the size of the store.
+PAGE_ROWS = 200
+
+
+@dataclass(frozen=True)
+class RawArticle:
+    """One fetched page and the article message made from it; ``html_gz`` is compressed at construction.
+
+    Compressing early keeps a chunk of outcomes waiting for the broker small in memory (25 pages of up to
+    ``max_page_bytes`` each would otherwise be held uncompressed).
+    """
+
+    article_id: str
+    url: str
+    final_url: str
+    feed_url: str | None
+    http_status: int | None
+    content_type: str | None
+    message: dict[str, Any]
+    html_gz: bytes
+    html_bytes: int
+    fetched_at: datetime
+
+    @classmethod
+    def of(
+        cls,
+        *,
+        message: dict[str, Any],
+        url: str,
+        final_url: str,
+        http_status: int | None,
+        content_type: str | None,
+        html: bytes,
+        fetched_at: datetime,
+    ) -> RawArticle:
+        return cls(
+            article_id=str(message["article_id"]),
+            url=url,
+            final_url=final_url,
+            feed_url=message.get("feed_url"),
+            http_status=http_status,
+            content_type=content_type,
+            message=message,
+            html_gz=compress(html),
+            html_bytes=len(html),
+            fetched_at=fetched_at,
+        )
+
+
+@dataclass(frozen=True)
+class ReplaySummary:
+    published: int
+    invalid: int  # stored messages that no longer pass the topic's contract (left in place, logged)
+
+    def line(self) -> str:
+        return f"replay: published={self.published} invalid={self.invalid}"
+
+
+def compress(html: bytes) -> bytes:
+    # mtime=0: the same page always compresses to the same bytes, so re-storing a record is a no-op.
+    return gzip.compress(html, compresslevel=6, mtime=0)
+
+
+def decompress(blob: bytes | memoryview, encoding: str | None) -> bytes:
+    data = bytes(blob)
+    if encoding in (None, ""):
+        return data
+    if encoding != HTML_ENCODING:
+        raise ValueError(f"unknown raw page encoding {encoding!r}")
+    return gzip.decompress(data)
+
+
+def store_raw(cur: Cursor, raw: RawArticle, now: datetime) -> None:
+    """Insert or refresh the record (a re-fetched article keeps its latest page and message)."""
+    cur.execute(
+        "INSERT INTO raw_articles (article_id, url, final_url, feed_url, http_status, content_type, message, "
+        "html, html_encoding, html_bytes, fetched_at, stored_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+        "ON CONFLICT (article_id) DO UPDATE SET url = excluded.url, final_url = excluded.final_url, "
+        "feed_url = excluded.feed_url, http_status = excluded.http_status, content_type = excluded.content_type, "
+        "message = excluded.message, html = excluded.html, html_encoding = excluded.html_encoding, "
+        "html_bytes = excluded.html_bytes, fetched_at = excluded.fetched_at, stored_at = excluded.stored_at",
+        (
+            raw.article_id,
+            raw.url,
+            raw.final_url,
+            raw.feed_url,
+            raw.http_status,
+            raw.content_type,
+            json.dumps(raw.message, ensure_ascii=False, sort_keys=True),
+            raw.html_gz,
+            HTML_ENCODING,
+            raw.html_bytes,
+            raw.fetched_at,
+            now,
+        ),
+    )
+
+
+def purge_expired(warehouse: Warehouse, retention_days: int, *, now: datetime | None = None) -> int:
+    """Delete records fetched more than ``retention_days`` ago; return how many. 0 days keeps everything."""
+    if retention_days <= 0:
+        return 0
+    cutoff = (now or utcnow()) - timedelta(days=retention_days)
+    with warehouse.transaction() as cur:
+        count = int(cur.execute("SELECT COUNT(*) FROM raw_articles WHERE fetched_at < ?", (cutoff,)).scalar() or 0)
+        if count:
+            cur.execute("DELETE FROM raw_articles WHERE fetched_at < ?", (cutoff,))
+    if count:
+        log.info("raw store: deleted %d record(s) fetched before %s", count, cutoff.isoformat())
+    return count
+
+
+def stored_messages(warehouse: Warehouse, since: datetime, until: datetime | None = None) -> Iterator[dict[str, Any]]:
+    """Stored article messages fetched in [since, until), oldest first, read page by page."""
+    after: tuple[datetime, str] | None = None
+    while True:
+        sql = "SELECT article_id, fetched_at, message FROM raw_articles WHERE fetched_at >= ?"
+        params: list[Any] = [since]
+        if until is not None:
+            sql += " AND fetched_at < ?"
+            params.append(until)
+        if after is not None:  # keyset pagination: stable and index-friendly, unlike OFFSET
+            sql += " AND (fetched_at > ? OR (fetched_at = ? AND article_id > ?))"
+            params.extend([after[0], after[0], after[1]])
+        sql += f" ORDER BY fetched_at, article_id LIMIT {PAGE_ROWS}"
+        rows = warehouse.query(sql, params)
+        for row in rows:
+            yield json.loads(row["message"])
+        if len(rows) < PAGE_ROWS:
+            return
+        after = (rows[-1]["fetched_at"], rows[-1]["article_id"])
+
+
+def raw_page(warehouse: Warehouse, article_id: str) -> bytes | None:
+    """The page bytes stored for an article (decompressed), or None when absent or expired."""
+    rows = warehouse.query(
+        "SELECT html, html_encoding FROM raw_articles WHERE article_id = ?",
+        (article_id,),
+    )
+    if not rows or rows[0]["html"] is None:
+        return None
+    return decompress(rows[0]["html"], rows[0]["html_encoding"])
+
+
+def replay(warehouse: Warehouse, publisher: Publisher, since: datetime, until: datetime | None = None) -> ReplaySummary:
+    """Re-publish stored messages to ``newswire.articles``, confirmed by the broker in batches of 500."""
+    published = invalid = pending = 0
+    for message in stored_messages(warehouse, since, until):
+        try:
+            publisher.send(contracts.ARTICLES, str(message["article_id"]), message)
+        except ContractError as exc:
+            invalid += 1
+            log.warning("raw store: article %s no longer matches its contract: %s", message.get("article_id"), exc)
+            continue
+        pending += 1
+        if pending >= 500:
+            published += publisher.confirm()
+            pending = 0
+    published += publisher.confirm()
+    return ReplaySummary(published=published, invalid=invalid)
