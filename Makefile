@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: install demo test test-fast lint format bench clean
+.PHONY: install demo test test-fast lint format bench clean up down browser-deps
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -20,7 +20,7 @@ demo: install
 	$(BIN)/newswire demo
 
 ## The whole test suite (what CI runs).
-test: install
+test: install browser-deps
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 
@@ -33,8 +33,25 @@ lint: install
 format: install
 	$(BIN)/ruff format . && $(BIN)/ruff check --fix .
 
+## Both benchmarks: dedup/clustering quality, then pipeline speed (JSON reports under bench/results/).
 bench: install
 	$(BIN)/python -m bench.quality
+	$(BIN)/python -m bench.pipeline
+
+## Start the local stack: embedded broker + Airflow api-server, scheduler, dag-processor, triggerer; prints the UI
+## address and the login. PORT=8080 by default; SAMPLE=1 also serves the bundled sample sites and polls them.
+up: install
+	$(BIN)/newswire up $(if $(PORT),--port $(PORT)) $(if $(SAMPLE),--sample) $(if $(SAMPLE_PORT),--sample-port $(SAMPLE_PORT))
+
+## Stop every process `make up` started (state stays in NEWSWIRE_HOME).
+down:
+	$(BIN)/newswire down
+
+## Debian's Chromium for the browser test (driven by the Playwright package; `playwright install` is never used).
+browser-deps:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq chromium; }
 
 clean:
 	rm -rf .newswire .pytest_cache .ruff_cache

@@ -85,7 +85,9 @@ class CorpusSpec:
         if not 1 <= self.outlet_count <= self.feeds:
             problems.append(f"outlets must be between 1 and feeds ({self.feeds}), got {self.outlet_count}")
         if not 1_000 <= self.min_page_bytes <= self.max_page_bytes:
-            problems.append(f"page sizes must satisfy 1000 <= min <= max, got {self.min_page_bytes}..{self.max_page_bytes}")
+            problems.append(
+                f"page sizes must satisfy 1000 <= min <= max, got {self.min_page_bytes}..{self.max_page_bytes}"
+            )
         for name in ("near_duplicate_share", "multi_outlet_share", "cross_list_share"):
             value = getattr(self, name)
             if not 0.0 <= value < 1.0:
@@ -181,25 +183,37 @@ class SyntheticCorpus:
 # -- word pools ------------------------------------------------------------------------------------------
 # Plain ASCII on purpose: byte length = character length, which keeps page sizes exact and cheap to hit.
 
-_FIRST = """Amelia Oliver Isla George Ava Noah Mia Arthur Ivy Leo Grace Oscar Freya Harry Lily Jack Sophie Henry
+
+def _pool(words: str) -> list[str]:
+    return words.split()
+
+
+_FIRST = _pool(
+    """Amelia Oliver Isla George Ava Noah Mia Arthur Ivy Leo Grace Oscar Freya Harry Lily Jack Sophie Henry
 Evie Theo Ella Alfie Daisy Charlie Florence Thomas Rosie Jacob Alice Freddie Ruby James Emily Archie Hannah William
 Maya Samuel Clara Daniel Nadia Omar Priya Ravi Ingrid Lars Elena Marco Sofia Mateo Chloe Lucas Aisha Yusuf Mei Kenji
-Anika Tomas Greta Pablo Zara Felix""".split()
-_LAST = """Smith Jones Taylor Brown Williams Wilson Johnson Davies Patel Robinson Wright Thompson Evans Walker White
+Anika Tomas Greta Pablo Zara Felix"""
+)
+_LAST = _pool(
+    """Smith Jones Taylor Brown Williams Wilson Johnson Davies Patel Robinson Wright Thompson Evans Walker White
 Roberts Green Hall Thomas Clarke Jackson Wood Harris Edwards Turner Martin Cooper Hill Ward Hughes Moore Clark King
 Harrison Lewis Baker Lee Allen Morris Khan Scott Watson Davis Parker James Bennett Young Phillips Richardson Mitchell
 Bailey Carter Cook Singh Shaw Bell Collins Morgan Kelly Begum Miller Cox Hussain Marshall Simpson Price Anderson
-Lindqvist Moreau Rossi Novak Okafor Haddad Tanaka Kowalski""".split()
-_PLACES = """Northbridge Eastmoor Westhaven Ashford Kingsport Millbrook Redcliff Stonebury Fairhaven Oakridge Brightwater
+Lindqvist Moreau Rossi Novak Okafor Haddad Tanaka Kowalski"""
+)
+_PLACES = _pool(
+    """Northbridge Eastmoor Westhaven Ashford Kingsport Millbrook Redcliff Stonebury Fairhaven Oakridge Brightwater
 Coldharbour Elmstead Greyfield Hollowell Ironbridge Juniper Kestrel Larkhill Marlow Newbury Orchard Pinecrest
 Queensbury Ravensworth Silverdale Thornbury Upperton Valemount Whitcombe Yarrow Zennor Abbotsford Blackwater Carrick
 Dunmore Everton Foxley Glenholm Harwood Inverness Kelso Lanark Merton Norwich Oban Penrith Rydal Selkirk Tavistock
 Ullswater Ventnor Wexford Alderney Bramley Chester Dorrington Ellesmere Fenwick Gorran Hatherleigh Ilkley Kirkby
-Lynton Morvah Nethercott Otterburn Padstow Rothbury Sedbergh Truro Wigton""".split()
+Lynton Morvah Nethercott Otterburn Padstow Rothbury Sedbergh Truro Wigton"""
+)
 _ORG_KINDS = """Council|Port Authority|Health Trust|Water Company|Transit Board|University|Chamber of Commerce|Energy
 Cooperative|Police Service|Fire and Rescue Service|Housing Association|School Board|Rail Company|Planning Committee|
 Farmers Union|Teachers Union|Hospital|Airport|Environment Agency|Football Club""".replace("\n", " ").split("|")
-_NOUNS = """plan budget proposal report inquiry review strike vote election deal contract project scheme bridge road
+_NOUNS = _pool(
+    """plan budget proposal report inquiry review strike vote election deal contract project scheme bridge road
 railway hospital school station harbour river flood storm fire drought harvest market price wage tax tariff loan
 investment factory plant mine port airport runway tunnel pipeline reservoir dam park library museum festival match
 season league title record crowd protest petition campaign study survey trial verdict appeal ruling sentence charge
@@ -208,23 +222,34 @@ housing estate development permit licence licence ban limit target deadline sche
 network outage shortage surplus backlog waiting list vaccine treatment clinic ward shift union employer workforce
 contractor supplier consumer resident commuter tenant landlord farmer teacher nurse doctor driver pilot engineer
 scientist official minister mayor councillor spokesperson director chairman chief executive committee panel
-watchdog regulator agency authority court tribunal parliament assembly senate coalition opposition""".split()
-_VERBS = """approved rejected announced delayed postponed cancelled launched opened closed expanded reduced raised
+watchdog regulator agency authority court tribunal parliament assembly senate coalition opposition"""
+)
+_VERBS = _pool(
+    """approved rejected announced delayed postponed cancelled launched opened closed expanded reduced raised
 cut doubled halved defended criticised welcomed questioned confirmed denied revealed published signed agreed
 blocked backed challenged reversed extended suspended resumed unveiled proposed outlined warned promised pledged
 secured completed finished started halted reviewed examined investigated cleared fined charged appointed
-replaced dismissed elected re-elected overtook recovered collapsed surged fell rose climbed dropped""".split()
-_ADJS = """new major local national regional final early late annual quarterly key senior former interim
+replaced dismissed elected re-elected overtook recovered collapsed surged fell rose climbed dropped"""
+)
+_ADJS = _pool(
+    """new major local national regional final early late annual quarterly key senior former interim
 independent public private rural urban coastal northern southern eastern western central historic controversial
 ambitious costly delayed urgent temporary permanent long-awaited widespread sharp modest significant record
-unexpected limited full partial emergency official joint rival leading largest smallest""".split()
-_ADVS = """sharply slightly quickly slowly finally initially officially reportedly largely partly broadly
-narrowly openly quietly formally""".split()
-_DAYS = "Monday Tuesday Wednesday Thursday Friday Saturday Sunday".split()
-_SECTIONS = """world politics business technology science health sport culture environment education local opinion
-travel money property motoring weather""".split()
-_PAPERS = """Courier Herald Gazette Chronicle Observer Post Times Tribune Standard Echo Mercury Guardian Journal
-Argus Sentinel Telegraph Express Advertiser Record Messenger""".split()
+unexpected limited full partial emergency official joint rival leading largest smallest"""
+)
+_ADVS = _pool(
+    """sharply slightly quickly slowly finally initially officially reportedly largely partly broadly
+narrowly openly quietly formally"""
+)
+_DAYS = _pool("Monday Tuesday Wednesday Thursday Friday Saturday Sunday")
+_SECTIONS = _pool(
+    """world politics business technology science health sport culture environment education local opinion
+travel money property motoring weather"""
+)
+_PAPERS = _pool(
+    """Courier Herald Gazette Chronicle Observer Post Times Tribune Standard Echo Mercury Guardian Journal
+Argus Sentinel Telegraph Express Advertiser Record Messenger"""
+)
 
 _SENTENCES = (
     "The {adj} {noun} was {verb} on {day} after months of debate, {person} said.",
@@ -406,7 +431,10 @@ def _make_outlet(slug: str, name: str, sections: list[str], words: _Words) -> _O
     )
     columns = "".join(
         f'<div class="footer-col"><h4>{title}</h4><ul>'
-        + "".join(f'<li><a href="/{title.lower()}/{r.choice(_NOUNS)}/">{r.choice(_NOUNS).capitalize()}</a></li>' for _ in range(12))
+        + "".join(
+            f'<li><a href="/{title.lower()}/{r.choice(_NOUNS)}/">{r.choice(_NOUNS).capitalize()}</a></li>'
+            for _ in range(12)
+        )
         + "</ul></div>"
         for title in ("News", "Sport", "Business", "Culture", "Lifestyle", "About")
     )
@@ -534,7 +562,11 @@ def _render_page(a: _Article, words: _Words, target: int, related: Sequence[_Art
             "datePublished": f"{{{{iso:{when}}}}}",
             "dateModified": f"{{{{iso:{when}}}}}",
             "author": [{"@type": "Person", "name": a.author}],
-            "publisher": {"@type": "NewsMediaOrganization", "name": o.name, "logo": {"@type": "ImageObject", "url": "/static/logo.svg"}},
+            "publisher": {
+                "@type": "NewsMediaOrganization",
+                "name": o.name,
+                "logo": {"@type": "ImageObject", "url": "/static/logo.svg"},
+            },
             "image": [f"/media/{a.index}.jpg"],
             "articleSection": a.section,
             "keywords": a.tags,
@@ -542,9 +574,7 @@ def _render_page(a: _Article, words: _Words, target: int, related: Sequence[_Art
         },
         separators=(",", ":"),
     )
-    inline = "".join(
-        f'<li><a href="/{b.path}">{html.escape(b.title)}</a></li>' for b in related[:3]
-    )
+    inline = "".join(f'<li><a href="/{b.path}">{html.escape(b.title)}</a></li>' for b in related[:3])
     body = []
     for i, paragraph in enumerate(a.paragraphs):
         body.append(f"<p>{html.escape(paragraph)}</p>")
@@ -576,7 +606,8 @@ def _render_page(a: _Article, words: _Words, target: int, related: Sequence[_Art
     )
     article = (
         f'<main id="content"><article class="article"><header class="article-header">'
-        f'<nav class="breadcrumb"><a href="/">Home</a> &rsaquo; <a href="/{a.section}/">{a.section.capitalize()}</a></nav>'
+        f'<nav class="breadcrumb"><a href="/">Home</a> &rsaquo; '
+        f'<a href="/{a.section}/">{a.section.capitalize()}</a></nav>'
         f'<h1 class="headline">{title}</h1><p class="standfirst">{standfirst}</p>'
         f'<p class="byline">By <a rel="author" href="/authors/{a.author.lower().replace(" ", "-")}/">{a.author}</a> '
         f'<time datetime="{{{{iso:{when}}}}}">{{{{date:{a.day}}}}}</time></p></header>'
@@ -589,8 +620,7 @@ def _render_page(a: _Article, words: _Words, target: int, related: Sequence[_Art
     )
     tail = f'<aside class="most-read"><h2>Most read</h2><ol>{most_read}</ol></aside></main>{o.footer}'
     closing = (
-        '<script>window.dataLayer=window.dataLayer||[];dataLayer.push({"event":"pageview"});</script>'
-        "</body></html>\n"
+        '<script>window.dataLayer=window.dataLayer||[];dataLayer.push({"event":"pageview"});</script></body></html>\n'
     )
     fixed = len(head) + len(o.banner) + len(o.header) + len(article) + len(tail) + len(closing) + 200
     budget = max(0, target - fixed)

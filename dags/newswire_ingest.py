@@ -7,27 +7,31 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from airflow.sdk import dag, get_current_context, task
+from airflow.sdk import CronDataIntervalTimetable, dag, get_current_context, task
 
 from ingest import jobs
+from newswire.airflow_retry import RetryAfterPolicy
 from newswire.assets import ARTICLES_TOPIC
 from newswire.settings import load_settings
 
 FETCH_POOL = "newswire_fetch"
+RETRY_DELAY = timedelta(seconds=30)
+MAX_RETRY_DELAY = timedelta(minutes=15)
 
 
 @dag(
     dag_id="newswire_ingest",
-    schedule=load_settings().ingest_schedule,
+    # Data intervals, so each run records the quarter hour it covers (ingest_runs.interval_start/end).
+    schedule=CronDataIntervalTimetable(load_settings().ingest_schedule, timezone="UTC"),
     start_date=datetime(2026, 1, 1),
     catchup=False,
     max_active_runs=1,
     tags=["newswire"],
     default_args={
         "retries": 3,
-        "retry_delay": timedelta(seconds=30),
+        "retry_delay": RETRY_DELAY,
         "retry_exponential_backoff": True,
-        "max_retry_delay": timedelta(minutes=15),
+        "max_retry_delay": MAX_RETRY_DELAY,
     },
     doc_md=__doc__,
 )
@@ -36,7 +40,12 @@ def newswire_ingest() -> None:
     def list_feeds() -> list[dict]:
         return jobs.list_feeds()
 
-    @task(pool=FETCH_POOL, outlets=[ARTICLES_TOPIC], map_index_template="{{ task.op_kwargs['feed']['name'] }}")
+    @task(
+        pool=FETCH_POOL,
+        outlets=[ARTICLES_TOPIC],
+        map_index_template="{{ task.op_kwargs['feed']['name'] }}",
+        retry_policy=RetryAfterPolicy(RETRY_DELAY, MAX_RETRY_DELAY),  # honours Retry-After on 429/503
+    )
     def ingest_feed(feed: dict) -> dict:
         ctx = get_current_context()
         return jobs.ingest_feed(

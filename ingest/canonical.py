@@ -153,7 +153,10 @@ def canonicalize_url(url: str, base: str | None = None) -> str:
     if not raw:
         raise InvalidUrlError("empty", "empty URL")
     if base:
-        raw = urljoin(base.strip(_STRIP_CHARS), raw)
+        try:
+            raw = urljoin(base.strip(_STRIP_CHARS), raw)
+        except ValueError as exc:  # either side may be malformed, e.g. an unbalanced IPv6 bracket
+            raise InvalidUrlError("invalid_host", f"malformed URL {url!r} against base {base!r}: {exc}") from exc
     try:
         parts = urlsplit(raw)
     except ValueError as exc:  # e.g. unbalanced IPv6 brackets
@@ -282,8 +285,9 @@ def _normalize_path(path: str) -> str:
     path = re.sub(r"/{2,}", "/", path) or "/"
     if not path.startswith("/"):
         path = "/" + path
-    path = _remove_dot_segments(path)
-    return _normalize_percent(path, _PATH_SAFE)
+    # Decode first: "%2e%2E" is "..", and removing dot segments before decoding would leave one behind that
+    # a second canonicalisation removes (found by fuzzing: the result must be a fixed point).
+    return _remove_dot_segments(_normalize_percent(path, _PATH_SAFE))
 
 
 def _remove_dot_segments(path: str) -> str:

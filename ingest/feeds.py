@@ -40,6 +40,8 @@ __all__ = [
 
 # An entry dated further ahead than this is a broken clock or a placeholder, not news.
 MAX_FUTURE_SKEW = timedelta(days=2)
+# Dates before this are a zero timestamp (1970-01-01, or 1969 after a time-zone shift) left by a CMS bug.
+EPOCH_PLACEHOLDER_BEFORE = datetime(1971, 1, 1, tzinfo=UTC)
 
 
 class FeedParseError(NewswireError):
@@ -132,7 +134,12 @@ def parse_feed(
     if content_type:
         headers["content-type"] = content_type
     # A stream, never a str/bytes: feedparser treats strings as URLs or file paths to open.
-    result = feedparser.parse(io.BytesIO(content), response_headers=headers)
+    content = _replace_surrogate_references(content)
+    try:
+        result = feedparser.parse(io.BytesIO(content), response_headers=headers)
+    except Exception as exc:  # a third-party parser on hostile bytes: any crash means "unusable document"
+        # Found by fuzzing: e.g. a lone-surrogate character reference (&#xD800;) raises UnicodeEncodeError.
+        raise FeedParseError("invalid_xml", f"unparsable feed from {url}: {type(exc).__name__}: {exc}") from exc
     version = result.get("version") or ""
     raw_entries = result.get("entries") or []
     warnings: list[str] = []
@@ -211,6 +218,25 @@ def html_to_text(markup: str) -> str:
 
 
 # -- safety checks before feedparser ---------------------------------------------------------------------
+
+_CHAR_REFERENCE = re.compile(rb"&#([xX][0-9a-fA-F]{1,8}|[0-9]{1,10});")
+
+
+def _replace_surrogate_references(content: bytes) -> bytes:
+    """Turn character references to UTF-16 surrogates (``&#xD83D;``, a mangled emoji) into U+FFFD.
+
+    They are not characters, and feedparser crashes on them; one such title must not lose the whole feed.
+    """
+    if b"&#" not in content:
+        return content
+
+    def fix(match: re.Match[bytes]) -> bytes:
+        digits = match.group(1)
+        code = int(digits[1:], 16) if digits[:1] in (b"x", b"X") else int(digits)
+        return b"&#xFFFD;" if 0xD800 <= code <= 0xDFFF else match.group(0)
+
+    return _CHAR_REFERENCE.sub(fix, content)
+
 
 _CDATA_OR_COMMENT = re.compile(r"<!\[CDATA\[.*?(?:\]\]>|\Z)|<!--.*?(?:-->|\Z)", re.S)
 _ENTITY_DECL = re.compile(r"<!ENTITY", re.I)
@@ -399,6 +425,9 @@ def _date(raw: Mapping[str, Any], field: str, now: datetime, label: str, warning
         return None
     if moment > now + MAX_FUTURE_SKEW:
         warnings.append(f"{label}: {field} date {moment.isoformat()} is in the future; ignored")
+        return None
+    if moment < EPOCH_PLACEHOLDER_BEFORE:
+        warnings.append(f"{label}: {field} date {moment.isoformat()} is a zero-timestamp placeholder; ignored")
         return None
     return moment
 

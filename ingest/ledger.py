@@ -95,6 +95,13 @@ class IngestLedger:
             row = cur.execute("SELECT etag, last_modified FROM feeds WHERE feed_url = ?", (feed_url,)).fetchone()
         return FeedState(*row) if row else FeedState(None, None)
 
+    def feed_states(self, feed_urls: Iterable[str]) -> dict[str, FeedState]:
+        with self.warehouse.transaction() as cur:
+            rows = cur.select_in(
+                "SELECT feed_url, etag, last_modified FROM feeds WHERE feed_url IN {in}", list(feed_urls)
+            )
+        return {r["feed_url"]: FeedState(r["etag"], r["last_modified"]) for r in rows}
+
     def known_entries(self, feed_url: str, keys: Iterable[str]) -> dict[str, KnownEntry]:
         wanted = set(keys)
         if not wanted:
@@ -152,9 +159,11 @@ class IngestLedger:
     def record(self, outcomes: Iterable[EntryOutcome], run_id: str) -> None:
         """Write outcomes, URL aliases, duplicates and dead letters in one transaction (idempotent)."""
         now = utcnow()
+        outcomes = list(outcomes)
         with self.warehouse.transaction() as cur:
             for o in outcomes:
                 self._record_one(cur, o, run_id, now)
+            store_raw(cur, (o.raw for o in outcomes if o.outcome == NEW and o.raw is not None), now)
 
     def _record_one(self, cur: Cursor, o: EntryOutcome, run_id: str, now: datetime) -> None:
         dl_id = None
@@ -192,8 +201,6 @@ class IngestLedger:
                 run_id,
             ),
         )
-        if o.outcome == NEW and o.raw is not None:
-            store_raw(cur, o.raw, now)
         target = o.article_id or o.duplicate_of
         if target and o.outcome in (NEW, DUPLICATE):
             for url in o.urls:
@@ -234,6 +241,8 @@ class IngestLedger:
         now = utcnow()
         ok = error is None
         with self.warehouse.transaction() as cur:
+            if ok:  # a successful poll ends the feed's own dead letter, in the same transaction
+                cur.execute("DELETE FROM dead_letters WHERE dead_letter_id = ?", (dead_letter_id(feed_url, "(feed)"),))
             cur.execute(
                 "INSERT INTO feeds (feed_url, name, language, tags, etag, last_modified, last_status, "
                 "last_polled_at, last_success_at, last_error, consecutive_failures) "

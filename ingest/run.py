@@ -65,6 +65,7 @@ def ingest_session(
     publisher = Publisher(make_producer(bootstrap, settings, client_id="newswire-ingest"))
     throttle = HostThrottle(settings.host_interval)
     extractor = make_extractor(settings.extract_workers if extract_workers is None else extract_workers)
+    entry_pool = ThreadPoolExecutor(max_workers=settings.entry_concurrency, thread_name_prefix="entry")
     try:
         with Fetcher(http_policy(settings), throttle=throttle) as fetcher:
             robots = RobotsCache(fetcher, settings.user_agent) if settings.respect_robots else None
@@ -77,8 +78,10 @@ def ingest_session(
                 extractor=extractor,
                 run_id=run_id,
                 interval=interval,
+                entry_pool=entry_pool,
             )
     finally:
+        entry_pool.shutdown(wait=True)
         extractor.close()
         publisher.close()
 
@@ -122,6 +125,7 @@ def ingest_feeds(
     summary = IngestSummary(run_id=run_id)
     t0 = time.monotonic()
     with ingest_session(settings, bootstrap, run_id=run_id, interval=interval) as poller:
+        poller.prefetch(feeds)
 
         def one(feed: FeedSpec) -> FeedReport | None:
             try:

@@ -7,17 +7,19 @@ configuration or an unreachable broker/warehouse, instead of a traceback.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import signal
 import sys
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from newswire.errors import NewswireError
+from newswire.errors import NewswireError, SettingsError
 
 EXIT_ERROR = 1
 EXIT_USAGE = 2
@@ -39,6 +41,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from ingest.run import configured_feeds, ingest_feeds
     from newswire.broker import bootstrap_servers
     from newswire.report import format_summary, run_totals
+    from newswire.settings import redact_url
     from newswire.warehouse import Warehouse
     from transform.run import run_transform
 
@@ -62,7 +65,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                 "events_changed": s.events_changed,
                 "events_published": s.events_published,
             },
-            where=settings.resolved_warehouse_url,
+            where=redact_url(settings.resolved_warehouse_url),  # printed: never the password
         )
     )
     for url, error in sorted(ingest.failures.items()):
@@ -210,7 +213,132 @@ def cmd_dead_letters(args: argparse.Namespace) -> int:
         for row in rows:
             print(json.dumps(row, default=str, ensure_ascii=False))
         print(f"{len(rows)} dead letter(s)", file=sys.stderr)
+    elif args.action == "retry":
+        return _retry_dead_letters(args, settings, warehouse)
     return 0
+
+
+def _retry_dead_letters(args: argparse.Namespace, settings: Any, warehouse: Any) -> int:
+    """Re-drive dead letters: ingest entries and feeds are fetched again, undecodable messages re-validated."""
+    from ingest.feedlist import load_feed_list
+    from ingest.redrive import redrive_ingest
+    from newswire.messaging import Publisher, ensure_topics, make_producer
+    from newswire.redrive import DECODE_STAGE, RedriveResult, redrive_messages, select_dead_letters
+
+    rows = select_dead_letters(warehouse, ids=args.ids or (), stage=args.stage)
+    if not rows:
+        print("no dead letters to retry", file=sys.stderr)
+        return 0
+    feeds = load_feed_list(settings.feeds) if settings.feeds else []
+    decode = [r for r in rows if r["stage"] == DECODE_STAGE]
+    ingest = [r for r in rows if r["stage"] != DECODE_STAGE]
+    result = RedriveResult()
+    with _publishing_broker(settings) as (bootstrap, owned):
+        if ingest:
+            run_id = f"retry__{time.strftime('%Y%m%dT%H%M%S')}__{uuid.uuid4().hex[:6]}"
+            result.add(redrive_ingest(settings, bootstrap, ingest, run_id=run_id, feeds=feeds))
+        if decode:
+            ensure_topics(bootstrap, settings)
+            publisher = Publisher(make_producer(bootstrap, settings, client_id="newswire-redrive"))
+            try:
+                result.add(redrive_messages(warehouse, publisher, decode))
+            finally:
+                publisher.close()
+        _transform_if_owned(settings, bootstrap, owned)
+    print(result.line())
+    for dead_letter_id in result.still_failing:
+        print(f"  still failing: {dead_letter_id}")
+    return 0
+
+
+@contextlib.contextmanager
+def _publishing_broker(settings: Any) -> Iterator[tuple[str, bool]]:
+    """The broker to publish to, and whether this command started it.
+
+    Messages published to a broker this command owns would die with it, so commands that publish run a
+    transform pass before it stops (as ``newswire run`` does); with a shared broker the scheduled
+    transform picks them up.
+    """
+    from newswire.broker import bootstrap_servers, running_embedded_broker
+
+    shared = settings.kafka_bootstrap or running_embedded_broker(settings.home)
+    if shared:
+        yield shared, False
+        return
+    with bootstrap_servers(settings) as bootstrap:
+        yield bootstrap, True
+
+
+def _transform_if_owned(settings: Any, bootstrap: str, owned: bool) -> None:
+    if owned:
+        from transform.run import run_transform
+
+        print(run_transform(settings, bootstrap).line())
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    """Re-publish stored raw articles to newswire.articles (recovery without the broker's history)."""
+    from ingest.rawstore import replay
+    from newswire.messaging import Publisher, ensure_topics, make_producer
+    from newswire.warehouse import Warehouse
+
+    settings = _settings(args)
+    since, until = _utc_datetime(args.since), _utc_datetime(args.until) if args.until else None
+    warehouse = Warehouse(settings.resolved_warehouse_url)
+    warehouse.migrate()
+    with _publishing_broker(settings) as (bootstrap, owned):
+        ensure_topics(bootstrap, settings)
+        publisher = Publisher(make_producer(bootstrap, settings, client_id="newswire-replay"))
+        try:
+            summary = replay(warehouse, publisher, since, until)
+        finally:
+            publisher.close()
+        print(summary.line())
+        _transform_if_owned(settings, bootstrap, owned)
+    return 0
+
+
+def _utc_datetime(text: str) -> datetime:
+    """``2026-01-31`` or an ISO 8601 date-time; naive values are UTC."""
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise SettingsError(f"not an ISO date or date-time: {text!r} (e.g. 2026-01-31 or 2026-01-31T12:00Z)") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    """Start the local stack: embedded broker, Airflow components, DAGs unpaused (``make up``)."""
+    from newswire.stack import StackConfig, default_home, up
+
+    config = StackConfig(
+        home=default_home(),
+        port=args.port,
+        sample=args.sample,
+        sample_base_port=args.sample_port,
+        timeout=args.timeout,
+        host_interval=0.2 if args.sample else None,
+    )
+    up(config)
+    return 0
+
+
+def cmd_down(args: argparse.Namespace) -> int:
+    """Stop every process the local stack started (``make down``)."""
+    from newswire.stack import default_home, down
+
+    down(default_home(), timeout=args.timeout)
+    return 0
+
+
+def cmd_stack_status(args: argparse.Namespace) -> int:
+    """Processes, health and memory of the local stack; exit 1 unless every process runs."""
+    from newswire.stack import default_home, status
+
+    report = status(default_home())
+    for line in report.lines():
+        print(line)
+    return 0 if report.running and all(report.running.values()) else EXIT_ERROR
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -265,10 +393,32 @@ def build_parser() -> argparse.ArgumentParser:
     common(p)
     p.set_defaults(func=cmd_sql)
 
-    p = sub.add_parser("dead-letters", help="show dead letters")
-    p.add_argument("action", choices=["list"])
+    p = sub.add_parser("dead-letters", help="show (list) or re-drive (retry) dead letters")
+    p.add_argument("action", choices=["list", "retry"])
+    p.add_argument("--id", dest="ids", action="append", help="retry only this dead letter (repeatable)")
+    p.add_argument("--stage", help="retry only this stage: page_fetch, extract, feed_fetch, feed_parse, decode")
     common(p)
     p.set_defaults(func=cmd_dead_letters)
+
+    p = sub.add_parser("replay", help="re-publish stored raw articles to newswire.articles")
+    p.add_argument("--since", required=True, help="first fetch time to replay (ISO date or date-time, UTC)")
+    p.add_argument("--until", help="replay articles fetched before this time (default: now)")
+    common(p)
+    p.set_defaults(func=cmd_replay)
+
+    p = sub.add_parser("up", help="start the local stack: broker + Airflow api-server, scheduler, ... (make up)")
+    p.add_argument("--port", type=int, default=8080, help="port of the Airflow UI and API (default 8080)")
+    p.add_argument("--sample", action="store_true", help="also serve the bundled sample sites and poll them")
+    p.add_argument("--sample-port", type=int, default=18700, help="first loopback port of the sample sites")
+    p.add_argument("--timeout", type=float, default=180.0, help="seconds to wait for a healthy stack")
+    p.set_defaults(func=cmd_up)
+
+    p = sub.add_parser("down", help="stop every process the local stack started (make down)")
+    p.add_argument("--timeout", type=float, default=15.0, help="seconds of grace before killing")
+    p.set_defaults(func=cmd_down)
+
+    p = sub.add_parser("stack-status", help="is the local stack running: processes, health, memory")
+    p.set_defaults(func=cmd_stack_status)
     return parser
 
 

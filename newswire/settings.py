@@ -63,7 +63,10 @@ class Settings(BaseSettings):
     max_redirects: int = Field(5, ge=0, le=20)
     host_interval: float = Field(1.0, ge=0, description="Minimum seconds between two requests to one host.")
     respect_robots: bool = True
-    fetch_concurrency: int = Field(4, ge=1, le=64, description="Feeds polled at once by one process.")
+    fetch_concurrency: int = Field(8, ge=1, le=64, description="Feeds polled at once by one process.")
+    entry_concurrency: int = Field(
+        8, ge=1, le=64, description="Entries of one process fetched and extracted at once (all feeds share them)."
+    )
     extract_workers: int = Field(
         0, ge=0, le=64, description="Extraction processes for multi-feed runs; 0 = one per CPU, 1 = inline."
     )
@@ -163,5 +166,7 @@ def load_settings(**overrides: Any) -> Settings:
         for err in exc.errors():
             field = ".".join(str(p) for p in err["loc"]) or "settings"
             env = f"NEWSWIRE_{field.upper()}"
-            problems.append(f"  {field} ({env}): {err['msg']} (got {err.get('input')!r})")
+            got = err.get("input")
+            got = redact_url(got) if isinstance(got, str) else got  # a rejected URL may still hold a password
+            problems.append(f"  {field} ({env}): {err['msg']} (got {got!r})")
         raise SettingsError("invalid Newswire settings:\n" + "\n".join(problems)) from None

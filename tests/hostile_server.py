@@ -11,13 +11,14 @@ function picks a handler from the rest of the path; unknown paths get a 404. Eve
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import hashlib
 import random
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from contextlib import contextmanager
 from functools import cache
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
@@ -45,6 +46,17 @@ class HostileServer:
 
             def log_message(self, format: str, *args: object) -> None:
                 pass
+
+            def setup(self) -> None:
+                super().setup()
+                # Headers and body go out in two writes: without this, Nagle's algorithm holds the body back
+                # for the client's delayed ACK (~40 ms per keep-alive response).
+                self.request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+            def handle(self) -> None:
+                # A client closing an idle keep-alive connection is not an error worth printing.
+                with contextlib.suppress(ConnectionResetError, BrokenPipeError, TimeoutError):
+                    super().handle()
 
             def do_GET(self) -> None:
                 path = self.path.split("?", 1)[0]
@@ -154,7 +166,7 @@ def drip(content_type: str = "text/html", interval: float = 0.1, piece: bytes = 
     def handler(h: BaseHTTPRequestHandler) -> None:
         h.send_response(200)
         h.send_header("Content-Type", content_type)
-        h.send_header("Content-Length", str(10**9))
+        h.send_header("Connection", "close")  # no length: the body ends when the server closes
         h.end_headers()
         h.wfile.flush()
         stop = time.monotonic() + MAX_MISBEHAVIOUR_SECONDS
@@ -233,18 +245,91 @@ def _headers(kwargs: Mapping[str, str]) -> dict[str, str]:
 
 # -- documents ---------------------------------------------------------------------------------------------
 
-_WORDS = (
-    "council river market minister report village harbour station budget school police storm festival "
-    "museum bridge railway election hospital court farmers water energy coast mayor union strike flood "
-    "vaccine airport tunnel library orchestra vineyard glacier satellite treaty ferry bakery archive"
-).split()
+_WORDS = [
+    "council",
+    "river",
+    "market",
+    "minister",
+    "report",
+    "village",
+    "harbour",
+    "station",
+    "budget",
+    "school",
+    "police",
+    "storm",
+    "festival",
+    "museum",
+    "bridge",
+    "railway",
+    "election",
+    "hospital",
+    "court",
+    "farmers",
+    "water",
+    "energy",
+    "coast",
+    "mayor",
+    "union",
+    "strike",
+    "flood",
+    "vaccine",
+    "airport",
+    "tunnel",
+    "library",
+    "orchestra",
+    "vineyard",
+    "glacier",
+    "satellite",
+    "treaty",
+    "ferry",
+    "bakery",
+    "archive",
+]
+
+
+_SYLLABLES = [
+    "ka",
+    "lo",
+    "mi",
+    "ne",
+    "ru",
+    "ta",
+    "vo",
+    "zi",
+    "be",
+    "do",
+    "fu",
+    "ga",
+    "hi",
+    "ja",
+    "ku",
+    "le",
+    "mo",
+    "na",
+    "pe",
+    "ro",
+    "sa",
+    "ti",
+    "un",
+    "ve",
+    "wa",
+    "xo",
+    "ye",
+    "zu",
+]
 
 
 def article_text(seed: str, paragraphs: int = 4, words: int = 55) -> list[str]:
-    """Deterministic, distinct prose per seed: long enough for extraction, different enough to not dedupe."""
+    """Deterministic prose per seed, with its own made-up topic words (names, places) among common ones.
+
+    Long enough for extraction; distinct enough that two seeds are neither near-duplicates nor one story.
+    """
     rng = random.Random(hashlib.sha256(seed.encode()).digest())
+    topic = ["".join(rng.choice(_SYLLABLES) for _ in range(rng.randint(2, 4))).capitalize() for _ in range(12)]
+    vocabulary = topic * 2 + list(_WORDS)
     return [
-        " ".join(rng.choice(_WORDS) for _ in range(words)).capitalize() + f" ({seed} {index})."
+        " ".join(rng.choice(vocabulary) for _ in range(words)).capitalize() + f" ({seed} {index})."
         for index in range(paragraphs)
     ]
 
@@ -325,7 +410,10 @@ XXE = b"""<?xml version="1.0"?>
 <rss version="2.0"><channel><title>t</title><link>http://x/</link>
 <item><title>&xxe;</title><link>http://x/a</link><description>&xxe;</description></item></channel></rss>"""
 
-INVALID_XML = b"<?xml version='1.0'?><rss version='2.0'><channel><<<item>>></title></rss></channel><&&&"
+#: Broken, but the loose parser still recognises RSS in it: a successful poll with a "bozo" warning.
+BROKEN_XML = b"<?xml version='1.0'?><rss version='2.0'><channel><<<item>>></title></rss></channel><&&&"
+#: Beyond recovery: no feed can be recognised.
+HOPELESS_XML = b'<?xml version="1.0"?>\n<x<y>>><<< </rss'
 
 HTML_AS_FEED = (
     b"<!DOCTYPE html><html><head><title>Welcome</title></head>"
@@ -333,9 +421,3 @@ HTML_AS_FEED = (
 )
 
 EMPTY_FEED = rss([])
-
-
-@contextmanager
-def serving() -> Iterator[HostileServer]:
-    with HostileServer() as server:
-        yield server

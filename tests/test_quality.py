@@ -1,8 +1,9 @@
 """Quality floors for near-duplicate detection and story clustering on the labelled story corpus.
 
-The floors sit a little under the values measured by ``python -m bench.quality`` (see the lead's
-report), so a regression in text normalisation, entity cues or scoring fails here, while the small
-wobble of a corpus that is still growing does not.
+The floors sit a little under the values measured by ``python -m bench.quality`` (337 articles, 60
+stories: duplicates F1 1.0; clusters B-cubed P 1.0 / R 0.960 / F1 0.980; cross-language pairs joined
+94%, none wrong), so a regression in text normalisation, entity cues or scoring fails here, while a
+few more hard cases in the corpus do not.
 """
 
 from __future__ import annotations
@@ -33,28 +34,32 @@ def report() -> QualityReport:
 
 def test_duplicate_detection_floor(report: QualityReport) -> None:
     assert report.duplicates_gold > 0
-    assert report.duplicates.f1 >= 0.97
-    assert report.duplicates.precision >= 0.97
+    assert report.duplicates.f1 >= 0.98
+    assert report.duplicates.precision >= 0.98
 
 
 def test_story_clustering_floor(report: QualityReport) -> None:
-    assert report.clusters.f1 >= 0.93
-    assert report.clusters.precision >= 0.95
-    assert report.clusters.recall >= 0.90
+    assert report.clusters.f1 >= 0.95
+    assert report.clusters.precision >= 0.97
+    assert report.clusters.recall >= 0.93
 
 
 def test_cross_language_stories_mostly_join_without_false_joins(report: QualityReport) -> None:
     cross = report.cross_language
     assert cross["gold_pairs"] > 0
-    assert cross["recall"] >= 0.85
-    assert cross["precision"] >= 0.95
+    assert cross["recall"] >= 0.90
+    assert cross["precision"] >= 0.97
 
 
 def test_harness_cli_writes_a_json_report(tmp_path: Path) -> None:
+    lines = (CORPUS_DIR / "part1.jsonl").read_text("utf-8").splitlines()[:20]
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    (corpus / "subset.jsonl").write_text("\n".join(lines) + "\n", "utf-8")
     output = tmp_path / "quality.json"
-    assert main(["--output", str(output)]) == 0
+    assert main(["--corpus", str(corpus), "--output", str(output)]) == 0
     data = json.loads(output.read_text("utf-8"))
-    assert data["articles"] > 0
+    assert data["articles"] == 20
     assert {"precision", "recall", "f1"} <= set(data["clusters"])
     assert data["parameters"]["clustering"]["threshold"] > 0
 

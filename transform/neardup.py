@@ -112,6 +112,7 @@ class NearDuplicateIndex:
         self._edge_counts: dict[str, Counter[int]] = {}
         self._boilerplate: dict[str, set[int]] = {}  # per source: edge shingles seen in enough docs
         self._last: tuple[str, str, list[int]] | None = None  # find() then add() share one shingling
+        self._last_minhash: tuple[str, np.ndarray, MinHash] | None = None
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -130,7 +131,7 @@ class NearDuplicateIndex:
         if shingles.size < self.min_shingles or not self._entries:
             return None
         best: tuple[float, datetime, str] | None = None
-        for key in self._lsh.query(self._minhash(shingles)):
+        for key in self._lsh.query(self._minhash(doc.article_id, shingles)):
             entry = self._entries.get(key)
             if entry is None or entry.article_id == doc.article_id:
                 continue
@@ -162,7 +163,7 @@ class NearDuplicateIndex:
             if counts[shingle] == _BOILERPLATE_MIN_DOCS:
                 self._boilerplate.setdefault(doc.source, set()).add(shingle)
         if shingles.size >= self.min_shingles:
-            self._lsh.insert(doc.article_id, self._minhash(shingles), check_duplication=False)
+            self._lsh.insert(doc.article_id, self._minhash(doc.article_id, shingles), check_duplication=False)
 
     def evict_before(self, moment: datetime) -> int:
         """Forget articles published before ``moment``; returns how many were dropped."""
@@ -218,7 +219,10 @@ class NearDuplicateIndex:
     def _shingles(self, doc: ArticleDoc) -> np.ndarray:
         return np.unique(np.asarray(self._shingle_list(doc), dtype=np.uint64))
 
-    def _minhash(self, shingles: np.ndarray) -> MinHash:
+    def _minhash(self, article_id: str, shingles: np.ndarray) -> MinHash:
+        last = self._last_minhash
+        if last is not None and last[0] == article_id and np.array_equal(last[1], shingles):
+            return last[2]
         minhash = MinHash(
             num_perm=self.num_perm,
             hashfunc=_identity_hash,
@@ -226,6 +230,7 @@ class NearDuplicateIndex:
             scheme="affine64",
         )
         minhash.update_batch(shingles.tolist())
+        self._last_minhash = (article_id, shingles, minhash)
         return minhash
 
     def _score(self, shingles: np.ndarray, source: str, entry: _Entry) -> float:

@@ -93,6 +93,8 @@ def decode(topic: Topic, value: bytes | None) -> dict[str, Any]:
         message = json.loads(value.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ContractError("invalid_json", f"{topic.name}: {exc}") from None
+    except RecursionError:  # nesting thousands deep: a poison record, not a reason to stop the consumer
+        raise ContractError("invalid_json", f"{topic.name}: JSON nested too deeply") from None
     if not isinstance(message, dict):
         raise ContractError("schema_violation", f"{topic.name}: message is not a JSON object")
     version = message.get("schema_version")

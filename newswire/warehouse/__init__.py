@@ -264,6 +264,11 @@ class Warehouse:
         if self._schema_is_current():
             self._migrated = True
             return []
+        if self.dialect == "postgres" and not self._may_create_tables():
+            raise WarehouseUnavailable(
+                f"{self!r} needs migrations, but this role may not create tables in its schema: run "
+                "`newswire migrate` as the schema owner (see deploy/warehouse-roles.sql)"
+            )
         applied: list[int] = []
         with self._raw_transaction() as cur:
             if self.dialect == "postgres":
@@ -302,6 +307,11 @@ class Warehouse:
         except Exception:  # no schema_migrations table yet (engine-specific "undefined table" errors)
             return False
         return all(migration.version in done for migration in MIGRATIONS)
+
+    def _may_create_tables(self) -> bool:
+        with self._raw_transaction() as cur:
+            may = cur.execute("SELECT COALESCE(has_schema_privilege(current_schema(), 'CREATE'), FALSE)").scalar()
+        return bool(may)
 
     def schema_version(self) -> int:
         return int(self.scalar("SELECT COALESCE(MAX(version), 0) FROM schema_migrations") or 0)

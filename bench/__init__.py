@@ -1,0 +1,1 @@
+"""Benchmarks: extraction/dedup quality (bench.quality) and pipeline speed (bench.pipeline)."""

@@ -1,0 +1,227 @@
+"""The speed benchmark harness: its corpus generator, its samplers, and one small end-to-end run.
+
+No speed assertions: timings depend on the machine. What is checked is that the harness measures the right
+things (every report field present, the pipeline saw every article) so ``make bench`` cannot silently
+report numbers about a run that did not happen.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bench.pipeline import (
+    REPORT_FIELDS,
+    BenchConfig,
+    ProcessSampler,
+    StackSampler,
+    compare_memory,
+    format_table,
+    run_bench,
+    write_results,
+)
+from bench.synthetic import (
+    CorpusSpec,
+    PollCorpusSpec,
+    SyntheticCorpusError,
+    generate_corpus,
+    generate_poll_corpus,
+)
+from ingest.feedlist import load_feed_list
+from newswire.devserver import CorpusServer
+
+
+def _lookup(report: dict[str, Any], dotted: str) -> Any:
+    value: Any = report
+    for part in dotted.split("."):
+        assert isinstance(value, dict) and part in value, f"report has no {dotted!r}"
+        value = value[part]
+    return value
+
+
+# -- corpus ----------------------------------------------------------------------------------------------
+
+
+def test_corpus_is_deterministic_for_a_seed(tmp_path: Path) -> None:
+    spec = CorpusSpec(articles=40, feeds=4, seed=7)
+    a = generate_corpus(tmp_path / "a", spec)
+    b = generate_corpus(tmp_path / "b", spec)
+    assert [p.path for p in a.pages] == [p.path for p in b.pages]
+    for page in a.pages[:10]:
+        assert page.file(a.root).read_bytes() == page.file(b.root).read_bytes()
+    assert (a.root / "feeds.toml").read_text() == (b.root / "feeds.toml").read_text()
+    other = generate_corpus(tmp_path / "c", CorpusSpec(articles=40, feeds=4, seed=8))
+    assert other.pages[0].file(other.root).read_bytes() != a.pages[0].file(a.root).read_bytes()
+
+
+def test_corpus_has_the_requested_shape(tmp_path: Path) -> None:
+    spec = CorpusSpec(articles=200, feeds=8, min_page_bytes=50_000, max_page_bytes=200_000)
+    corpus = generate_corpus(tmp_path / "corpus", spec)
+    assert len(corpus.pages) == 200
+    assert corpus.feed_count == 8 and len(corpus.outlets) == 4
+    assert corpus.near_duplicates == 20
+    assert corpus.multi_outlet_stories > 0
+    copies = [p for p in corpus.pages if p.copy_of is not None]
+    assert len(copies) == 20
+    for copy in copies[:5]:
+        original = corpus.pages[copy.copy_of]
+        assert copy.outlet != original.outlet and copy.story == original.story
+    sizes = [page.file(corpus.root).stat().st_size for page in corpus.pages]
+    # Placeholders ({{site:…}}) are rendered by the server, so the served size differs by a few hundred bytes.
+    assert min(sizes) >= 49_000 and max(sizes) <= 202_000
+    html = corpus.pages[0].file(corpus.root).read_text()
+    for marker in ('rel="canonical"', 'property="og:url"', '"@type":"NewsArticle"', 'id="comments"', "cookie"):
+        assert marker in html
+    assert len(corpus.pages) + corpus.cross_listed == corpus.feed_entries
+
+
+def test_corpus_is_served_and_parsed_as_feeds(tmp_path: Path) -> None:
+    corpus = generate_corpus(tmp_path / "corpus", CorpusSpec(articles=30, feeds=3, min_page_bytes=5_000))
+    with CorpusServer(corpus.root) as server:
+        feeds = load_feed_list(server.render_feed_list(tmp_path / "feeds.toml"))
+        assert len(feeds) == 3
+        page = corpus.pages[0]
+        text = server.render(page.file(corpus.root).read_text())
+        assert f'rel="canonical" href="{server.url(page.outlet, page.path)}"' in text
+
+
+def test_corpus_spec_refuses_feeds_longer_than_the_pipeline_reads(tmp_path: Path) -> None:
+    with pytest.raises(SyntheticCorpusError, match="items per feed"):
+        generate_corpus(tmp_path / "x", CorpusSpec(articles=20_000, feeds=4))
+    with pytest.raises(SyntheticCorpusError, match="at least 2 outlets"):
+        generate_corpus(tmp_path / "y", CorpusSpec(articles=10, feeds=1))
+
+
+def test_refuses_to_overwrite_a_directory_that_is_not_a_corpus(tmp_path: Path) -> None:
+    (tmp_path / "precious.txt").write_text("keep me")
+    with pytest.raises(SyntheticCorpusError, match="refusing"):
+        generate_corpus(tmp_path, CorpusSpec(articles=10, feeds=4))
+    assert (tmp_path / "precious.txt").read_text() == "keep me"
+
+
+def test_poll_corpus_spreads_tiny_feeds_over_hosts(tmp_path: Path) -> None:
+    corpus = generate_poll_corpus(tmp_path / "poll", PollCorpusSpec(feeds=30, hosts=5, pages_per_host=2))
+    assert corpus.feed_count == 30 and len(corpus.outlets) == 5 and len(corpus.pages) == 10
+    feeds = sorted((corpus.root / "sites").glob("*/feeds/*.rss"))
+    assert len(feeds) == 30
+    assert max(f.stat().st_size for f in feeds) < 5_000
+
+
+# -- samplers --------------------------------------------------------------------------------------------
+
+
+def _hold_memory(megabytes: int, seconds: float) -> None:
+    block = bytearray(megabytes * 1024 * 1024)
+    for i in range(0, len(block), 4096):
+        block[i] = 1
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        pass
+
+
+def test_process_sampler_sees_peak_memory_and_cpu_of_a_child() -> None:
+    ctx = multiprocessing.get_context("spawn")
+    child = ctx.Process(target=_hold_memory, args=(150, 0.8))
+    sampler = ProcessSampler(interval=0.05)
+    child.start()
+    sampler.watch("pipeline", child.pid, tree=True, since_start=True)
+    sampler.start()
+    child.join()
+    usage, machine = sampler.stop()
+    (mine,) = [u for u in usage if u.pid == child.pid]
+    assert mine.role == "pipeline"
+    assert mine.peak_rss_mb >= 150
+    assert mine.cpu_seconds >= 0.3
+    assert 0.0 <= machine <= 1.0
+
+
+def test_stack_sampler_groups_threads_and_names_functions() -> None:
+    stop = threading.Event()
+
+    def busy_probe() -> None:
+        while not stop.is_set():
+            sum(range(1000))
+
+    sampler = StackSampler(interval=0.005).start()
+    sampler.stage = "probe"
+    thread = threading.Thread(target=busy_probe, name="probe_1")
+    thread.start()
+    time.sleep(0.4)
+    stop.set()
+    thread.join()
+    sampler.stop()
+    report = sampler.report(min_samples=5)
+    group = report["probe"]["probe"]
+    assert group["samples"] >= 5
+    top, share = group["project_leaf"][0]
+    assert top.startswith("(outside project code) > ") and "busy_probe" in top
+    assert share > 50
+
+
+def test_memory_comparison_judges_pipeline_processes_not_the_broker() -> None:
+    def run(articles: int, pipeline: float, broker: float) -> dict[str, Any]:
+        rss = {
+            "pipeline": pipeline,
+            "extract_worker_max": 100.0,
+            "pipeline_processes_total": pipeline + 200,
+            "broker": broker,
+        }
+        return {"config": {"articles": articles}, "pipeline": {"peak_rss_mb": rss}}
+
+    ok = compare_memory(run(2000, 300.0, 50.0), run(20000, 330.0, 500.0))
+    assert ok["target"]["passed"] is True
+    assert ok["peak_rss"]["broker"]["growth"] == 9.0
+    grown = compare_memory(run(2000, 300.0, 50.0), run(20000, 600.0, 50.0))
+    assert grown["target"]["passed"] is False and grown["max_growth"] == 1.0
+
+
+# -- one small run ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.integration
+def test_small_benchmark_run_reports_every_field(tmp_path: Path) -> None:
+    config = BenchConfig(
+        articles=100,
+        feeds=5,
+        latency=0.0,
+        host_interval=0.0,
+        extract_sample=10,
+        poll_feeds=8,
+        poll_hosts=2,
+        settings={"poll_timeout": 1.0},
+        workdir=tmp_path / "work",
+    )
+    report = run_bench(config)
+    for dotted in REPORT_FIELDS:
+        _lookup(report, dotted)
+    # The numbers describe a run that happened: every article went through both stages.
+    assert report["corpus"]["articles"] == 100
+    assert report["pipeline"]["articles"] == 100
+    assert report["pipeline"]["ingest"]["failures"] == {}
+    assert report["transform_alone"]["messages"] == 100
+    assert report["baselines"]["kafka_produce"]["messages"] == 100
+    assert report["baselines"]["warehouse_insert"]["rows"] == 100
+    assert report["baselines"]["extraction"]["pages_measured"] == 10 and report["baselines"]["extraction"]["sampled"]
+    assert report["poll_304"]["not_modified"] == 8
+    roles = {p["role"] for p in report["pipeline"]["processes"]}
+    assert {"pipeline", "broker", "extract_worker"} <= roles
+    assert report["pipeline"]["peak_rss_mb"]["pipeline"] > 0
+    assert [t["name"] for t in report["targets"]] == [
+        "end-to-end / bare extraction",
+        "304 poll of all feeds",
+        "transform + load alone",
+        "peak RSS growth 2k -> 20k",
+    ]
+    table = format_table(report)
+    assert "pipeline end to end" in table
+    assert "PASS" in table or "FAIL" in table
+
+    path = write_results(report, tmp_path / "results")
+    assert json.loads(path.read_text())["pipeline"]["articles"] == 100
+    assert json.loads((tmp_path / "results" / "latest.json").read_text()) == json.loads(path.read_text())

@@ -1,0 +1,103 @@
+"""``make up`` starts the real stack (broker, sample sites, Airflow components, DAGs unpaused, pool created) and
+``make down`` stops every process it started."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from newswire import stack
+
+REPO = Path(__file__).resolve().parent.parent
+pytestmark = pytest.mark.airflow
+
+
+def free_block(size: int) -> int:
+    for _ in range(100):
+        base = random.randint(20000, 50000)
+        sockets: list[socket.socket] = []
+        try:
+            for port in range(base, base + size):
+                sock = socket.socket()
+                sock.bind(("127.0.0.1", port))
+                sockets.append(sock)
+            return base
+        except OSError:
+            continue
+        finally:
+            for sock in sockets:
+                sock.close()
+    raise RuntimeError("no free port block")
+
+
+def make(target: str, home: Path, **variables: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("NEWSWIRE_", "AIRFLOW"))}
+    env["NEWSWIRE_HOME"] = str(home)
+    # -o: the test suite runs in an installed venv; never reinstall from inside a test.
+    cmd = ["make", "--no-print-directory", "-o", ".venv/.installed-stamp", target]
+    cmd += [f"{k}={v}" for k, v in variables.items()]
+    return subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+
+
+def leftovers(home: Path, port: int) -> list[str]:
+    """Live processes that belong to the stack: they name its home or its API port on their command line."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            stat = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if stat[0] != "Z" and (str(home) in command or f"port:{port}" in command or f"--port {port}" in command):
+            found.append(f"{entry.name}: {command[:100]}")
+    return found
+
+
+def test_make_up_then_make_down_leaves_nothing_running(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    port, sample = free_block(1), free_block(8)
+    t0 = time.monotonic()
+    started = make("up", home, PORT=str(port), SAMPLE="1", SAMPLE_PORT=str(sample))
+    up_seconds = time.monotonic() - t0
+    try:
+        assert started.returncode == 0, started.stdout[-3000:] + started.stderr[-3000:]
+        assert f"http://127.0.0.1:{port}" in started.stdout and "log in as 'admin' with password" in started.stdout
+        state = json.loads((home / "stack.json").read_text())
+        assert {p["name"] for p in state["processes"]} == {"broker", "sample-sites", *stack.COMPONENTS}
+        report = stack.status(home)
+        assert all(report.running.values()) and report.health is not None, report
+        assert all(report.health[k]["status"] == "healthy" for k in ("scheduler", "triggerer", "dag_processor"))
+        token = stack.api_token(state["url"], "admin", stack.admin_password(home / "airflow", "admin"))
+        dags = {d["dag_id"]: d for d in stack.api(state["url"], token, "GET", "dags?limit=100")["dags"]}
+        assert all(not dags[d]["is_paused"] for d in stack.DAG_IDS)
+        pool = stack.api(state["url"], token, "GET", f"pools/{stack.FETCH_POOL}")
+        assert pool["slots"] == 3
+        print(
+            f"\nmake up: healthy after {state['healthy_after_seconds']} s ({up_seconds:.1f} s with make); "
+            f"{report.processes} processes, summed RSS {report.rss_mib:.0f} MiB"
+        )
+        running = stack.stack_processes(state)
+        assert len(running) >= 6
+    finally:
+        stopped = make("down", home)
+    assert stopped.returncode == 0, stopped.stdout + stopped.stderr
+    assert "stopped" in stopped.stdout
+    time.sleep(0.5)
+    assert stack.stack_processes(state) == set()
+    assert leftovers(home, port) == []
+    for p in (port, *range(sample, sample + 6)):
+        with socket.socket() as sock:
+            assert sock.connect_ex(("127.0.0.1", p)) != 0, f"port {p} still open"
+    # State stays for the next `make up`; the stack record does not.
+    assert (home / "airflow" / "airflow.db").is_file() and (home / "warehouse.duckdb").exists()
+    assert not (home / "stack.json").exists()
+    assert make("down", home).returncode == 0  # idempotent

@@ -1,0 +1,252 @@
+"""Rebuild the events of the articles published in a window from what the warehouse holds; nothing is refetched.
+
+After a change of the clustering code or its configuration, the events of past days can be recomputed:
+
+1. the window's articles are taken out of their events;
+2. a story state is restored from the articles that stay put: those published within the clustering horizon
+   around the window, plus every remaining member of the events the window's articles leave (so each of
+   those events is known to the clusterer with all its members);
+3. the window's articles are assigned again, in their original load order, exactly as the transform stage
+   assigns new articles (which may also merge events);
+4. every event that gained, lost or merged members is saved: a changed record gets a new version (the
+   content digest decides, so an unchanged event keeps its version and publishes nothing), an event left
+   without members is marked ``merged_into`` the event that took its first article, and the versions go
+   out through the event outbox like any other change.
+
+Articles stay as they are (no article is turned into a duplicate, no row is deleted): "rebuild" means
+events. Rebuilding a window twice with the same code changes nothing the second time. Run it while no
+transform batch is running (the DAG task and the transform DAG share one pool slot ordering only loosely):
+a transform batch keeps its in-memory story state for the length of one run.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from newswire.broker import bootstrap_servers
+from newswire.errors import NewswireError
+from newswire.messaging import Publisher, ensure_topics, make_producer
+from newswire.settings import load_settings
+from newswire.warehouse import Cursor, Warehouse, utcnow
+from transform.clustering import ClusteringConfig
+from transform.eventrecords import build_event_record, digest
+from transform.process import BatchProcessor
+from transform.store import StoredArticle, TransformStore
+from transform.stories import StoryState, doc_from_stored
+
+__all__ = ["RebuildError", "RebuildStats", "rebuild_events", "rebuild_window_job"]
+
+log = logging.getLogger(__name__)
+
+_COLUMNS = (
+    "a.article_id, a.url, a.canonical_url, a.title, a.text, a.description, a.language, a.source, "
+    "a.published_at, a.fetched_at, a.content_hash, ea.event_id"
+)
+_FROM = "FROM articles a LEFT JOIN event_articles ea ON ea.article_id = a.article_id"
+
+
+class RebuildError(NewswireError):
+    """The window to rebuild is not a valid interval."""
+
+
+@dataclass
+class RebuildStats:
+    window: str = ""
+    articles: int = 0  # the window's articles, re-assigned
+    context: int = 0  # stored articles restored around them
+    events_before: int = 0  # distinct events the window's articles were in
+    events_after: int = 0  # distinct events they are in now
+    moved: int = 0  # articles whose event changed
+    events_changed: int = 0  # event records saved with a new version
+    events_published: int = 0
+    seconds: float = 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {**self.__dict__, "summary": self.line()}
+
+    def line(self) -> str:
+        return (
+            f"rebuild {self.window}: articles={self.articles} context={self.context} "
+            f"events_before={self.events_before} events_after={self.events_after} moved={self.moved} "
+            f"events_changed={self.events_changed} events_published={self.events_published} "
+            f"seconds={self.seconds:.1f}"
+        )
+
+
+def rebuild_events(
+    warehouse: Warehouse,
+    publisher: Publisher | None,
+    start: datetime,
+    end: datetime,
+    *,
+    config: ClusteringConfig | None = None,
+) -> RebuildStats:
+    """Re-cluster the articles published in ``[start, end)``; ``publisher`` None leaves versions in the outbox."""
+    if start.tzinfo is None or end.tzinfo is None or end <= start:
+        raise RebuildError(f"expected a non-empty UTC window, got {start} .. {end}")
+    t0 = time.monotonic()
+    stats = RebuildStats(window=_label(start, end))
+    with warehouse.hold():
+        with warehouse.transaction() as cur:
+            _rebuild(cur, start, end, config, stats)
+        if publisher is not None:
+            stats.events_published = BatchProcessor(warehouse, publisher).publish_outbox()
+    stats.seconds = time.monotonic() - t0
+    log.info("%s", stats.line())
+    return stats
+
+
+def _rebuild(cur: Cursor, start: datetime, end: datetime, config: ClusteringConfig | None, stats: RebuildStats) -> None:
+    store = TransformStore(cur)
+    window = [a for _, a in _articles(cur, "WHERE a.published_at >= ? AND a.published_at < ?", (start, end))]
+    if not window:
+        return
+    ids = [a.article_id for a in window]
+    before = {a.article_id: a.event_id for a in window}
+    former_events = sorted({e for e in before.values() if e})
+    stats.articles, stats.events_before = len(window), len(former_events)
+
+    state = StoryState(config)
+    horizon = state.horizon
+    context = _articles(
+        cur,
+        "WHERE a.published_at >= ? AND a.published_at < ? AND ea.event_id IS NOT NULL",
+        (start - horizon, end + horizon),
+    )
+    if former_events:
+        context += _articles(cur, "WHERE ea.event_id IN ({})".format(",".join("?" * len(former_events))), former_events)
+    window_ids = set(ids)
+    restored: set[str] = set()
+    for _, article in sorted(context, key=lambda pair: pair[0]):
+        if article.article_id in window_ids or article.article_id in restored or article.event_id is None:
+            continue
+        restored.add(article.article_id)
+        doc = doc_from_stored(article)
+        state.neardup.add(doc)
+        state.clusterer.restore(doc, article.event_id)
+    stats.context = len(restored)
+
+    _detach(cur, ids)
+    now = utcnow()
+    after: dict[str, str] = {}
+    merges: list[tuple[str, str]] = []
+    for article in window:  # already in load order
+        assignment = state.assign(doc_from_stored(article))
+        after[article.article_id] = assignment.event_id
+        for gone in assignment.merged:
+            merges.append((gone, assignment.event_id))
+    store.link_articles([(event_id, article_id, now) for article_id, event_id in after.items()])
+    for gone, survivor in merges:
+        store.move_members(gone, survivor)
+    # Merges re-home members: follow them to the surviving event.
+    merged = dict(merges)
+    while any(target in merged for target in merged.values()):
+        merged = {gone: merged.get(survivor, survivor) for gone, survivor in merged.items()}
+    final = {a: merged.get(e, e) for a, e in after.items()}
+    stats.events_after = len(set(final.values()))
+    stats.moved = sum(1 for a in ids if before.get(a) != final[a])
+
+    touched = set(former_events) | set(final.values()) | set(merged) | set(merged.values())
+    current = store.events(touched)
+    members = store.members_of(touched)
+    records: list[tuple[dict[str, Any], str]] = []
+    for event_id in sorted(touched):
+        if members.get(event_id):
+            profile = state.profile(event_id)
+            record = build_event_record(
+                event_id,
+                members[event_id],
+                representative_id=profile.representative_article_id,
+                keywords=profile.keywords,
+                entities={"places": profile.places, "people": profile.people, "organisations": profile.organisations},
+            )
+        else:
+            row = current.get(event_id)
+            if row is None:
+                continue
+            survivor = merged.get(event_id) or _heir(event_id, before, final)
+            record = _emptied(row, survivor)
+        records.append((record, digest(record)))
+    stats.events_changed = store.save_events(records, current, now)
+
+
+def _articles(cur: Cursor, where: str, params: Any) -> list[tuple[int, StoredArticle]]:
+    """(load_order, article) pairs in load order."""
+    rows = cur.execute(f"SELECT {_COLUMNS}, a.load_order {_FROM} {where} ORDER BY a.load_order", params).fetchall()
+    return [(int(row[-1]), StoredArticle(*row[:-1])) for row in rows]
+
+
+def _detach(cur: Cursor, article_ids: list[str]) -> None:
+    for start in range(0, len(article_ids), 500):
+        chunk = article_ids[start : start + 500]
+        cur.execute(f"DELETE FROM event_articles WHERE article_id IN ({','.join('?' * len(chunk))})", chunk)
+
+
+def _heir(event_id: str, before: dict[str, str | None], final: dict[str, str]) -> str | None:
+    """The event that took the first (in load order) of the articles ``event_id`` lost."""
+    for article_id, former in before.items():
+        if former == event_id:
+            return final[article_id]
+    return None
+
+
+def _emptied(row: dict[str, Any], survivor: str | None) -> dict[str, Any]:
+    return {
+        "event_id": row["event_id"],
+        "title": row["title"],
+        "summary": row["summary"],
+        "first_seen_at": row["first_seen_at"],
+        "last_seen_at": row["last_seen_at"],
+        "earliest_published_at": row["earliest_published_at"],
+        "article_count": 0,
+        "source_count": 0,
+        "sources": [],
+        "languages": [],
+        "keywords": [],
+        "entities": {},
+        "articles": [],
+        "merged_into": survivor,
+    }
+
+
+def _label(start: datetime, end: datetime) -> str:
+    if end - start == timedelta(days=1) and start.time() == datetime.min.time():
+        return start.date().isoformat()
+    return f"{start.isoformat()}..{end.isoformat()}"
+
+
+def _utc(value: datetime | str | None) -> datetime | None:
+    if value is None or value == "":
+        return None
+    moment = datetime.fromisoformat(value.replace("Z", "+00:00")) if isinstance(value, str) else value
+    return datetime.fromtimestamp(moment.timestamp(), tz=UTC) if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def window_of(start: datetime | str | None, end: datetime | str | None) -> tuple[datetime, datetime]:
+    """A run's data interval; an empty or missing one (a manual run) means the UTC day before it."""
+    start_at, end_at = _utc(start), _utc(end)
+    if start_at is not None and end_at is not None and end_at > start_at:
+        return start_at, end_at
+    anchor = (start_at or end_at or datetime.now(UTC)) - timedelta(days=1)
+    day = datetime(anchor.year, anchor.month, anchor.day, tzinfo=UTC)
+    return day, day + timedelta(days=1)
+
+
+def rebuild_window_job(interval_start: datetime | str | None, interval_end: datetime | str | None) -> dict[str, Any]:
+    """The Airflow task: rebuild the events of the run's day and publish the changed versions."""
+    settings = load_settings()
+    start, end = window_of(interval_start, interval_end)
+    warehouse = Warehouse(settings.resolved_warehouse_url)
+    warehouse.migrate()
+    with bootstrap_servers(settings) as bootstrap:
+        ensure_topics(bootstrap, settings)
+        publisher = Publisher(make_producer(bootstrap, settings, client_id="newswire-rebuild"))
+        try:
+            stats = rebuild_events(warehouse, publisher, start, end)
+        finally:
+            publisher.close()
+    return stats.as_dict()
