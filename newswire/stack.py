@@ -36,13 +36,12 @@ import urllib.request
 import uuid
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from newswire.broker import (
     EmbeddedBroker,
-    free_port,
     port_accepts,
     record_embedded_broker,
     running_embedded_broker,
@@ -278,6 +277,13 @@ def _spawn(name: str, cmd: list[str], env: Mapping[str, str], home: Path) -> dic
 
 
 def _start_broker(config: StackConfig, state: dict[str, Any]) -> str:
+    """The configured Kafka (``NEWSWIRE_KAFKA_BOOTSTRAP``), else a live embedded broker, else a new one."""
+    from newswire.settings import load_settings
+
+    configured = load_settings(home=config.home).kafka_bootstrap
+    if configured:
+        state["broker"] = {"bootstrap": configured, "owned": False}
+        return configured
     shared = running_embedded_broker(config.home)
     if shared:
         state["broker"] = {"bootstrap": shared, "owned": False}
@@ -290,7 +296,6 @@ def _start_broker(config: StackConfig, state: dict[str, Any]) -> str:
         {"name": "broker", "pid": broker.pid, "start": _starttime(broker.pid), "log": str(broker.log_path)}
     )
     from newswire.messaging import ensure_topics
-    from newswire.settings import load_settings
 
     ensure_topics(broker.bootstrap, load_settings(home=config.home))
     return broker.bootstrap
@@ -685,14 +690,3 @@ def default_home() -> Path:
     from newswire.settings import load_settings
 
     return load_settings().home.resolve()
-
-
-def sample_today(home: Path) -> date | None:
-    """The day the running sample sites date their articles from (None without sample sites)."""
-    state = _read_state(home.resolve()) or {}
-    today = (state.get("sample") or {}).get("today")
-    return date.fromisoformat(today) if today else None
-
-
-def free_port_for_api(host: str = "127.0.0.1") -> int:
-    return free_port(host)

@@ -10,6 +10,7 @@ from typing import Any
 
 import psycopg
 import pytest
+from accounting_invariant import pytest_runtest_call, pytest_runtest_setup  # noqa: F401  (hooks)
 
 from newswire.broker import EmbeddedBroker
 from newswire.settings import Settings, load_settings

@@ -8,7 +8,7 @@ import pytest
 
 from newswire.cli import build_parser, main
 
-COMMANDS = {"run", "demo", "broker", "tail", "schema", "migrate", "status", "sql", "dead-letters"}
+COMMANDS = {"run", "demo", "broker", "tail", "schema", "migrate", "status", "sql", "dead-letters", "replay"}
 
 
 def test_help_lists_every_command() -> None:

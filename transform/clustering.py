@@ -531,6 +531,14 @@ class StoryClusterer:
             dropped += 1
         return dropped
 
+    def drop(self, event_id: str) -> bool:
+        """Forget one event now (for eviction policies decided by the caller); False if it is not held."""
+        event = self._events.get(event_id)
+        if event is None:
+            return False
+        self._drop_event(event)  # its entry in the time heap goes stale and is skipped later
+        return True
+
     # --- scoring ----------------------------------------------------------------------------------
 
     def _idf_terms(self, term: str) -> float:

@@ -194,7 +194,7 @@ _NOT_NAMES = (
 )
 
 
-@dataclass
+@dataclass(slots=True)
 class _Token:
     text: str  # original surface
     key: str  # folded key
@@ -205,26 +205,41 @@ class _Token:
 
 
 def _tokens(text: str) -> list[_Token]:
+    # Hot path (every article body): a plain single space between tokens is by far the most common
+    # gap, so it skips the boundary analysis; the general branch below handles everything else.
     out: list[_Token] = []
+    append = out.append
+    key_of = _key_cached
     previous_end = 0
     previous_text = ""
     after_possessive = False
     for match in _TOKEN_RE.finditer(text):
         surface = match.group()
-        gap = text[previous_end : match.start()]
-        abbreviation_dot = gap.strip() == "." and _key(previous_text) in _ABBREVIATIONS
-        dash = gap.strip() in ("-", "--")  # "ANKARA, Feb 9 - Residents fled"
-        boundary = not out or dash or (any(ch in _BOUNDARY_CHARS for ch in gap) and not abbreviation_dot)
-        # "Turkey's Malatya province": a possessive ends a name, the next capital starts another
-        clean = bool(out) and (gap.strip() == "" or abbreviation_dot) and "\n" not in gap and not after_possessive
-        after_possessive = surface[-2:] in ("'s", "’s", "'S", "’S")
+        start = match.start()
+        gap = text[previous_end:start]
+        if gap == " " and out:
+            boundary = False
+            clean = not after_possessive
+        else:
+            stripped = gap.strip()
+            abbreviation_dot = stripped == "." and key_of(previous_text) in _ABBREVIATIONS
+            dash = stripped in ("-", "--")  # "ANKARA, Feb 9 - Residents fled"
+            boundary = not out or dash or (not _BOUNDARY_CHARS.isdisjoint(gap) and not abbreviation_dot)
+            # "Turkey's Malatya province": a possessive ends a name, the next capital starts another
+            clean = bool(out) and (stripped == "" or abbreviation_dot) and "\n" not in gap and not after_possessive
+        after_possessive = surface[-2:] in _POSSESSIVE_ENDINGS
+        if "'" not in surface and "’" not in surface:
+            append(_Token(surface, key_of(surface), start, start + len(surface), boundary, clean))
+            previous_end = match.end()
+            previous_text = surface
+            continue
         parts = _split_elision(surface)
-        offset = match.start()
+        offset = start
         for index, part in enumerate(parts):
-            out.append(
+            append(
                 _Token(
                     text=part,
-                    key=_key(part),
+                    key=key_of(part),
                     start=offset,
                     end=offset + len(part),
                     sentence_start=boundary and index == 0,
@@ -237,9 +252,13 @@ def _tokens(text: str) -> list[_Token]:
     return out
 
 
+_POSSESSIVE_ENDINGS = frozenset({"'s", "’s", "'S", "’S"})
+_APOSTROPHE_RE = re.compile(r"['’]")
+
+
 def _split_elision(surface: str) -> list[str]:
     """ "l'AFAD" -> ["l", "AFAD"], "Turkey's" -> ["Turkey"], "O'Brien" stays whole."""
-    pieces = re.split(r"['’]", surface)
+    pieces = _APOSTROPHE_RE.split(surface)
     if len(pieces) == 1:
         return [surface]
     if pieces[-1] in ("s", "S") and len(pieces) == 2:
@@ -254,9 +273,12 @@ def _key(surface: str) -> str:
     return _key_cached(surface)
 
 
+_KEY_SPLIT_RE = re.compile(r"[-'’.\s]+")
+
+
 @lru_cache(maxsize=65536)
 def _key_cached(surface: str) -> str:
-    return " ".join(re.split(r"[-'’.\s]+", fold(surface))).strip()
+    return " ".join(_KEY_SPLIT_RE.split(fold(surface))).strip()
 
 
 def _is_capitalised(token: _Token) -> bool:

@@ -165,6 +165,16 @@ class NearDuplicateIndex:
         if shingles.size >= self.min_shingles:
             self._lsh.insert(doc.article_id, self._minhash(doc.article_id, shingles), check_duplication=False)
 
+    def remove(self, article_id: str) -> bool:
+        """Forget one article now (for eviction policies decided by the caller); False if it is not held."""
+        entry = self._entries.pop(article_id, None)
+        if entry is None:
+            return False
+        if article_id in self._lsh:
+            self._lsh.remove(article_id)
+        self._forget_edges(entry)  # its entry in the time heap goes stale and is skipped later
+        return True
+
     def evict_before(self, moment: datetime) -> int:
         """Forget articles published before ``moment``; returns how many were dropped."""
         dropped = 0

@@ -136,6 +136,7 @@ class BatchProcessor:
                 self._write(store, view)
                 fault_point("mid_batch")  # test-only: writes done, transaction not committed
                 stats.events_changed = self._save_events(store, self._state, view)
+                self._state.evict()
                 store.record_batch(
                     batch_id,
                     {

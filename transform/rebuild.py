@@ -14,9 +14,11 @@ After a change of the clustering code or its configuration, the events of past d
    out through the event outbox like any other change.
 
 Articles stay as they are (no article is turned into a duplicate, no row is deleted): "rebuild" means
-events. Rebuilding a window twice with the same code changes nothing the second time. Run it while no
-transform batch is running (the DAG task and the transform DAG share one pool slot ordering only loosely):
-a transform batch keeps its in-memory story state for the length of one run.
+events. Rebuilding a window twice with the same code changes nothing the second time, and rebuilding every
+stored article in load order gives back exactly what the transform stage built. A transform run that is
+in progress meanwhile keeps the story state it restored at its start until it ends (its next run restores
+from the warehouse again), so rebuild while ``newswire_transform`` is idle to have new articles cluster
+against the rebuilt events at once.
 """
 
 from __future__ import annotations

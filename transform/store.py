@@ -32,6 +32,7 @@ class StoredArticle:
     fetched_at: datetime | None
     content_hash: str
     event_id: str | None
+    loaded_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -47,7 +48,7 @@ class KnownArticle:
 
 _ARTICLE_COLUMNS = (
     "a.article_id, a.url, a.canonical_url, a.title, a.text, a.description, a.language, a.source, "
-    "a.published_at, a.fetched_at, a.content_hash, ea.event_id"
+    "a.published_at, a.fetched_at, a.content_hash, ea.event_id, a.loaded_at"
 )
 _ARTICLE_JOIN = "FROM articles a LEFT JOIN event_articles ea ON ea.article_id = a.article_id"
 _ARTICLE_INSERT = (

@@ -8,6 +8,7 @@ process that crashed mid-stream and one that never stopped reach the same events
 from __future__ import annotations
 
 import logging
+from collections import OrderedDict
 from datetime import UTC, datetime, timedelta
 
 from transform.clustering import Assignment, ClusteringConfig, EventProfile, StoryClusterer
@@ -43,6 +44,11 @@ class StoryState:
         self.neardup = NearDuplicateIndex(horizon=self.horizon)
         self.clusterer = StoryClusterer(self.config)
         self.restored = 0
+        # Eviction is by arrival, not publication: memory holds what arrived within the horizon (bounded by
+        # the ingest rate), and a late or backfilled article can still join its story's event. Similarity
+        # itself decays with the publication-time gap, so old stories never merge with new ones.
+        self._arrivals: OrderedDict[str, datetime] = OrderedDict()  # article id -> arrival, oldest first
+        self._event_arrival: dict[str, datetime] = {}
 
     @classmethod
     def restore(cls, store: TransformStore, config: ClusteringConfig | None = None) -> StoryState:
@@ -54,7 +60,9 @@ class StoryState:
             doc = doc_from_stored(article)
             state.neardup.add(doc)
             state.clusterer.restore(doc, article.event_id)
+            state._arrived(doc.article_id, article.event_id, _utc(article.loaded_at or datetime.now(UTC)))
             state.restored += 1
+        state.evict()  # the original run evicted as it went: the rebuilt state must match it
         log.info("story state restored from %d stored articles", state.restored)
         return state
 
@@ -63,7 +71,33 @@ class StoryState:
 
     def assign(self, doc: ArticleDoc) -> Assignment:
         self.neardup.add(doc)
-        return self.clusterer.assign(doc)
+        assignment = self.clusterer.assign(doc)
+        now = datetime.now(UTC)
+        self._arrived(doc.article_id, assignment.event_id, now)
+        for gone in assignment.merged:
+            self._event_arrival.pop(gone, None)
+        return assignment
+
+    def _arrived(self, article_id: str, event_id: str, moment: datetime) -> None:
+        self._arrivals[article_id] = moment
+        self._arrivals.move_to_end(article_id)
+        if moment > self._event_arrival.get(event_id, moment - self.horizon):
+            self._event_arrival[event_id] = moment
+
+    def evict(self, now: datetime | None = None) -> int:
+        """Forget articles and events that arrived before ``now - horizon``; returns how many events left."""
+        cutoff = (now or datetime.now(UTC)) - self.horizon
+        while self._arrivals:
+            article_id, arrived = next(iter(self._arrivals.items()))
+            if arrived >= cutoff:
+                break
+            self._arrivals.popitem(last=False)
+            self.neardup.remove(article_id)
+        stale = [event_id for event_id, arrived in self._event_arrival.items() if arrived < cutoff]
+        for event_id in stale:
+            del self._event_arrival[event_id]
+            self.clusterer.drop(event_id)
+        return len(stale)
 
     def profile(self, event_id: str) -> EventProfile:
         return self.clusterer.profile(event_id)

@@ -12,6 +12,7 @@ used.
 
 from __future__ import annotations
 
+import os
 import random
 import socket
 import time
@@ -80,7 +81,12 @@ def running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]
         sample_lists=("feeds-archive.toml",),
     )
     t0 = time.monotonic()
-    state = stack.up(config, log=lambda *_: None)
+    with pytest.MonkeyPatch.context() as env:
+        # Module-scoped: the per-test isolation of conftest does not apply yet; the stack inherits this env.
+        for key in [k for k in os.environ if k.startswith(("NEWSWIRE_", "AIRFLOW"))]:
+            env.delenv(key)
+        env.chdir(home.parent)
+        state = stack.up(config, log=lambda *_: None)
     state["up_seconds"] = time.monotonic() - t0
     try:
         yield state

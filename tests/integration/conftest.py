@@ -1,74 +1,9 @@
-"""Integration-test plumbing: the accounting invariant is checked after every test, on every warehouse it used.
-
-"Entries seen = new + duplicates + dead letters + skipped" must hold for every ingest run and feed. Rather
-than trusting each test to remember an assertion, every ``Warehouse`` constructed while a test is set up
-or runs is recorded, and after the test body returns (before fixtures tear their schemas down) each one
-that holds an ``ingest_runs`` table is checked with the same query ``newswire status`` uses. A violation
-fails the test that produced it.
-"""
+"""Integration-test configuration (the accounting-invariant check itself is in tests/accounting_invariant.py)."""
 
 from __future__ import annotations
 
-from collections.abc import Generator
-from typing import Any
-
 import pytest
-
-from newswire.errors import WarehouseUnavailable
-from newswire.report import INVARIANT_SQL
-from newswire.warehouse import Warehouse
-
-_used: dict[str, None] = {}  # warehouse URLs of the current test, in order
-_original_init = Warehouse.__init__
-
-
-def _recording_init(self: Warehouse, url: str, *args: Any, **kwargs: Any) -> None:
-    _original_init(self, url, *args, **kwargs)
-    _used[url] = None
-
-
-Warehouse.__init__ = _recording_init  # type: ignore[method-assign]
 
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "soak: long-running load test (runs in the normal suite, within ~1 min)")
-
-
-def accounting_violations_if_any(url: str) -> list[dict[str, Any]]:
-    """Violations in the warehouse at ``url``; [] when it has no ingest tables or cannot be opened.
-
-    Read-only and never migrating: a test may have pointed a warehouse at a closed port on purpose, or left
-    a warehouse with no schema at all; neither is an accounting problem.
-    """
-    warehouse = Warehouse(url)
-    if warehouse.dialect == "duckdb" and not warehouse.path.exists():
-        return []
-    try:
-        with warehouse._raw_transaction() as cur:
-            try:
-                return cur.execute(INVARIANT_SQL).dicts()
-            except Exception:  # no ingest_runs table: nothing was ingested there
-                return []
-    except WarehouseUnavailable:
-        return []
-
-
-@pytest.hookimpl(tryfirst=True)
-def pytest_runtest_setup(item: pytest.Item) -> None:
-    _used.clear()
-
-
-@pytest.hookimpl(wrapper=True)
-def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
-    result = yield  # a failing test raises here and is reported as it is
-    urls = list(_used)
-    problems = {url: bad for url in urls if (bad := accounting_violations_if_any(url))}
-    _used.clear()
-    if problems:
-        lines = [f"{url}: {rows}" for url, rows in problems.items()]
-        pytest.fail(
-            "accounting invariant violated (entries seen != new + duplicates + dead letters + skipped):\n"
-            + "\n".join(lines),
-            pytrace=False,
-        )
-    return result

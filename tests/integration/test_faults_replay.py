@@ -84,7 +84,7 @@ def test_every_published_article_is_kept_with_its_page_and_message(
 
 
 def test_replay_rebuilds_the_articles_after_the_broker_is_lost(
-    news_site: Any, make_settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    news_site: Any, make_settings, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     _, feed, _ = news_site
     ledger_url = f"duckdb:///{tmp_path / 'ledger.duckdb'}"
