@@ -1466,10 +1466,15 @@ def main(argv: Sequence[str] | None = None) -> int:
                 run_poll=False,
                 workdir=config.workdir / "large" if config.workdir else None,
             )
+            # Each run is saved as soon as it ends: the large one takes long and may fail on its own.
             small_report = run_bench(replace(config, workdir=config.workdir / "small" if config.workdir else None))
-            print(format_table(small_report), flush=True)
+            print(
+                format_table(small_report), f"\nresults: {write_results(small_report, args.results_dir)}\n", flush=True
+            )
             large_report = run_bench(large)
-            print(format_table(large_report), flush=True)
+            print(
+                format_table(large_report), f"\nresults: {write_results(large_report, args.results_dir)}\n", flush=True
+            )
             comparison = compare_memory(small_report, large_report)
             report: dict[str, Any] = {
                 "schema": REPORT_SCHEMA,

@@ -28,6 +28,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 from newswire.errors import NewswireError
 
@@ -498,26 +499,61 @@ class _Article:
     copy_of: int | None = None
 
 
-def _story_facts(words: _Words) -> dict[str, str]:
-    r = words.rng
+# Stories must be lexically distinct, as real ones are, or the clusterer sees one giant story: each gets
+# coined names (place, surname) and topic words, and generic sentences name no one in particular.
+_ONSETS = ("b", "br", "c", "cl", "d", "dr", "f", "fl", "g", "gr", "h", "k", "l", "m", "n", "p", "pr", "r", "s",
+           "sh", "st", "t", "tr", "v", "w", "z")  # fmt: skip
+_VOWELS = ("a", "e", "i", "o", "u", "ai", "ea", "ie", "ou", "y")
+_CODAS = ("", "", "n", "r", "l", "st", "nd", "rk", "m", "x", "ll", "th", "s", "ck")
+_PLACE_ENDS = ("ton", "ford", "by", "wick", "ham", "field", "mouth", "bridge", "stead", "well", "moor", "haven")
+_SURNAME_ENDS = ("son", "er", "ley", "s", "man", "worth", "ing", "ett")
+_TERM_ENDS = ("ion", "ment", "ity", "er", "ing", "ure", "ism", "ance", "", "", "al", "ite")
+_GENERIC = {
+    "place": "the region",
+    "org": "local authority",
+    "org_short": "Regional",
+    "person": "one official",
+    "person_last": "Officials",
+}
+
+
+def _coined(words: _Words, ends: Sequence[str]) -> str:
+    pick = words.pick
+    syllables = 2 if words.rng.random() < 0.7 else 3
+    return "".join(pick(_ONSETS) + pick(_VOWELS) + pick(_CODAS) for _ in range(syllables)) + pick(ends)
+
+
+def _story_facts(words: _Words) -> dict[str, Any]:
+    place = _coined(words, _PLACE_ENDS).capitalize()
+    surname = _coined(words, _SURNAME_ENDS).capitalize()
     return {
-        "place": r.choice(_PLACES),
-        "org": words.org(),
-        "noun": r.choice(_NOUNS),
-        "person": words.person(),
-        "number": str(r.randint(2, 950)),
+        "place": place,
+        "org": f"{place} {words.pick(_ORG_KINDS)}",
+        "org_short": place,
+        "person": f"{words.pick(_FIRST)} {surname}",
+        "person_last": surname,
+        "number": str(words.rng.randint(2, 950)),
+        "topics": [_coined(words, _TERM_ENDS) for _ in range(4)] + [words.pick(_NOUNS) for _ in range(2)],
     }
 
 
-def _paragraphs(words: _Words, facts: dict[str, str], quote: str) -> list[str]:
+def _story_values(words: _Words, facts: dict[str, Any]) -> dict[str, str]:
+    """Slot values for one sentence about the story: its names, and nouns from its topic words."""
+    values = {k: v for k, v in facts.items() if isinstance(v, str)}
+    values["noun"] = words.pick(facts["topics"])
+    values["noun2"] = words.pick(facts["topics"])
+    return values
+
+
+def _paragraphs(words: _Words, facts: dict[str, Any], quote: str) -> list[str]:
     r = words.rng
     out = []
     for p in range(r.randint(9, 16)):
         sentences = []
         for _ in range(r.randint(2, 4)):
-            # Half the sentences carry the story's facts, so same-story articles share their entities.
-            story = facts if r.random() < 0.5 else None
-            sentences.append(words.fill(r.choice(_SENTENCES), story))
+            # Most sentences carry the story's names and topic words; the rest is generic filler.
+            values = _story_values(words, facts) if r.random() < 0.7 else _GENERIC
+            sentences.append(words.fill(words.pick(_SENTENCES), values))
         if p == 2:
             sentences.append(quote)
         out.append(" ".join(sentences))
@@ -776,15 +812,15 @@ def generate_corpus(root: Path, spec: CorpusSpec | None = None) -> SyntheticCorp
         copy_sources.append(rng.randrange(n_originals))
 
     articles: list[_Article] = []
-    story_facts: dict[int, tuple[dict[str, str], str]] = {}
+    story_facts: dict[int, tuple[dict[str, Any], str]] = {}
     for index, (story, o) in enumerate(plan):
         if story not in story_facts:
             facts = _story_facts(words)
-            story_facts[story] = (facts, words.fill(rng.choice(_QUOTES), facts))
+            story_facts[story] = (facts, words.fill(rng.choice(_QUOTES), _story_values(words, facts)))
         facts, quote = story_facts[story]
         outlet = outlets[o]
         section = rng.choice(outlet.sections)
-        title = words.fill(rng.choice(_HEADLINES), {k: v for k, v in facts.items() if k != "person"})
+        title = words.fill(rng.choice(_HEADLINES), _story_values(words, facts))
         articles.append(
             _Article(
                 index=index,
@@ -792,10 +828,10 @@ def generate_corpus(root: Path, spec: CorpusSpec | None = None) -> SyntheticCorp
                 section=section,
                 path=f"{section}/{_slug(title, index)}.html",
                 title=title,
-                standfirst=words.fill(rng.choice(_SENTENCES), facts),
+                standfirst=words.fill(rng.choice(_SENTENCES), _story_values(words, facts)),
                 author=words.person(),
                 paragraphs=_paragraphs(words, facts, quote),
-                tags=sorted({facts["place"].lower(), facts["noun"], section}),
+                tags=sorted({facts["place"].lower(), facts["topics"][0], section}),
                 day=-rng.randint(1, 4),
                 clock=f"{rng.randint(0, 23):02d}:{rng.randint(0, 59):02d}",
                 story=story,
@@ -904,16 +940,16 @@ def generate_poll_corpus(root: Path, spec: PollCorpusSpec | None = None) -> Synt
         for p in range(spec.pages_per_host):
             facts = _story_facts(words)
             index = h * spec.pages_per_host + p
-            title = words.fill(rng.choice(_HEADLINES), facts)
+            title = words.fill(rng.choice(_HEADLINES), _story_values(words, facts))
             a = _Article(
                 index=index,
                 outlet=outlet,
                 section="news",
                 path=f"news/{_slug(title, index)}.html",
                 title=title,
-                standfirst=words.fill(rng.choice(_SENTENCES), facts),
+                standfirst=words.fill(rng.choice(_SENTENCES), _story_values(words, facts)),
                 author=words.person(),
-                paragraphs=_paragraphs(words, facts, words.fill(_QUOTES[0], facts)),
+                paragraphs=_paragraphs(words, facts, words.fill(_QUOTES[0], _story_values(words, facts))),
                 tags=["news"],
                 day=-1,
                 clock=f"{rng.randint(0, 23):02d}:{rng.randint(0, 59):02d}",

@@ -9,6 +9,7 @@ storage is in memory, and a second broker would not see the first one's messages
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import json
 import logging
 import os
@@ -61,6 +62,9 @@ class EmbeddedBroker:
     host: str = "127.0.0.1"
     port: int = 0
     log_path: Path | None = None
+    #: Stop the broker when the process that started it dies, even by SIGKILL (Linux), so a crashed test or
+    #: task leaves no broker behind. ``make up`` turns it off: there the starting command exits on purpose.
+    die_with_parent: bool = True
     _proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -88,7 +92,14 @@ class EmbeddedBroker:
         out = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL  # noqa: SIM115
         env = {**os.environ, "RUST_LOG": os.environ.get("RUST_LOG", "warn")}
         # Own process group, so stop() can take down anything the broker spawns.
-        self._proc = subprocess.Popen(cmd, stdout=out, stderr=out, env=env, start_new_session=True)
+        self._proc = subprocess.Popen(
+            cmd,
+            stdout=out,
+            stderr=out,
+            env=env,
+            start_new_session=True,
+            preexec_fn=_exit_with_parent if self.die_with_parent else None,
+        )
         if out is not subprocess.DEVNULL:
             out.close()
         deadline = time.monotonic() + timeout
@@ -120,6 +131,15 @@ class EmbeddedBroker:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def _exit_with_parent() -> None:
+    """In the child before exec: ask Linux to send SIGTERM when the parent dies (no-op elsewhere)."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
 
 
 def _pid_alive(pid: int) -> bool:

@@ -288,7 +288,7 @@ def _start_broker(config: StackConfig, state: dict[str, Any]) -> str:
     if shared:
         state["broker"] = {"bootstrap": shared, "owned": False}
         return shared
-    broker = EmbeddedBroker(log_path=config.home / "logs" / "stack" / "broker.log").start()
+    broker = EmbeddedBroker(log_path=config.home / "logs" / "stack" / "broker.log", die_with_parent=False).start()
     record_embedded_broker(config.home, broker)
     state["broker"] = {"bootstrap": broker.bootstrap, "owned": True, "pid": broker.pid}
     assert broker.pid is not None

@@ -7,13 +7,17 @@ report numbers about a run that did not happen.
 
 from __future__ import annotations
 
+import itertools
 import json
 import multiprocessing
+import statistics
 import threading
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
+import lxml.html
 import pytest
 
 from bench.pipeline import (
@@ -79,6 +83,33 @@ def test_corpus_has_the_requested_shape(tmp_path: Path) -> None:
     for marker in ('rel="canonical"', 'property="og:url"', '"@type":"NewsArticle"', 'id="comments"', "cookie"):
         assert marker in html
     assert len(corpus.pages) + corpus.cross_listed == corpus.feed_entries
+
+
+def _body_words(path: Path) -> set[str]:
+    tree = lxml.html.fromstring(path.read_bytes())
+    (body,) = tree.xpath("//div[@class='article-body']")
+    return {w.strip(".,;:\"'") for w in body.text_content().lower().split()}
+
+
+def test_stories_are_lexically_distinct(tmp_path: Path) -> None:
+    """Same-story coverage shares names and topic words; other stories do not (else the clusterer sees one story)."""
+    corpus = generate_corpus(tmp_path / "corpus", CorpusSpec(articles=120, feeds=6, near_duplicate_share=0.0))
+    words = {page: _body_words(page.file(corpus.root)) for page in corpus.pages}
+    frequency = Counter(w for vocabulary in words.values() for w in vocabulary)
+    rare = {page: {w for w in vocabulary if frequency[w] <= 5} for page, vocabulary in words.items()}
+    by_story: dict[int, list[Any]] = {}
+    for page in corpus.pages:
+        by_story.setdefault(page.story, []).append(page)
+    pairs = [pages[:2] for pages in by_story.values() if len(pages) >= 2][:8]
+    singles = [pages[0] for pages in by_story.values() if len(pages) == 1][:8]
+    assert pairs and len(singles) >= 2
+
+    def overlap(a: Any, b: Any) -> float:
+        return len(rare[a] & rare[b]) / max(1, len(rare[a] | rare[b]))
+
+    same = statistics.mean(overlap(a, b) for a, b in pairs)
+    different = statistics.mean(overlap(a, b) for a, b in itertools.pairwise(singles))
+    assert same > 0.08 and different < 0.03
 
 
 def test_corpus_is_served_and_parsed_as_feeds(tmp_path: Path) -> None:

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from pathlib import Path
@@ -76,3 +77,27 @@ def test_publish_confirm_consume_and_commit(broker: str, make_settings) -> None:
     assert len(rest) == 20
     ids = {json.loads(r.value)["dead_letter_id"] for r in first + rest}
     assert ids == {f"dl{i}" for i in range(50)}
+
+
+def test_broker_dies_with_the_process_that_started_it() -> None:
+    """A task or test killed with SIGKILL must not leave its embedded broker running."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    code = (
+        "from newswire.broker import EmbeddedBroker; import time, sys; "
+        "b = EmbeddedBroker().start(); print(b.pid, b.port, flush=True); time.sleep(60)"
+    )
+    parent = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    pid, port = (int(x) for x in parent.stdout.readline().split())
+    assert port_accepts("127.0.0.1", port)
+    os.kill(parent.pid, signal.SIGKILL)
+    parent.wait()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and port_accepts("127.0.0.1", port, 0.2):
+        time.sleep(0.1)
+    assert not port_accepts("127.0.0.1", port)
+    with contextlib.suppress(ChildProcessError):
+        os.waitpid(pid, os.WNOHANG)

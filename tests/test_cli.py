@@ -9,6 +9,7 @@ import pytest
 from newswire.cli import build_parser, main
 
 COMMANDS = {"run", "demo", "broker", "tail", "schema", "migrate", "status", "sql", "dead-letters", "replay"}
+COMMANDS |= {"up", "down", "stack-status"}  # the local stack (newswire/stack.py)
 
 
 def test_help_lists_every_command() -> None:

@@ -33,9 +33,10 @@ import math
 import re
 import sys
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -46,13 +47,19 @@ from transform.entities import Cues, extract_cues, outlet_keys
 from transform.text import content_terms, term_of, words
 
 __all__ = [
+    "FEATURES_VERSION",
     "Assignment",
     "ClusteringConfig",
     "ClusteringError",
     "EventProfile",
+    "StaleFeatures",
     "StoryClusterer",
     "UnknownEvent",
 ]
+
+# Bumped whenever feature extraction (text.py, entities.py, _features) changes what it computes:
+# features stored by an older version would then differ from a recomputation, and must be rebuilt.
+FEATURES_VERSION = 1
 
 
 class ClusteringError(NewswireError):
@@ -61,6 +68,10 @@ class ClusteringError(NewswireError):
 
 class UnknownEvent(ClusteringError, KeyError):
     """The event id is not (or no longer) held by the clusterer: never created, merged away or evicted."""
+
+
+class StaleFeatures(ClusteringError):
+    """Stored features were made by another version or ``title_weight``: use ``restore(doc, event_id)``."""
 
 
 @dataclass(frozen=True)
@@ -177,6 +188,12 @@ _MAX_TITLE_CHARS = 1_000
 _MAX_TEXT_CHARS = 50_000
 
 
+@lru_cache(maxsize=4096)
+def _weight(tf: int) -> int:
+    """Sublinear term weight as an integer; most counts are small, so they are computed once."""
+    return round(_WEIGHT_SCALE * (1.0 + math.log(tf)))
+
+
 def _features(doc: ArticleDoc, config: ClusteringConfig) -> _Features:
     title, text = doc.title[:_MAX_TITLE_CHARS], doc.text[:_MAX_TEXT_CHARS]
     title_terms = content_terms(title, doc.language)
@@ -185,7 +202,7 @@ def _features(doc: ArticleDoc, config: ClusteringConfig) -> _Features:
     for term in title_terms:
         counts[term] += config.title_weight
     # interned: the same term string is shared by every event and posting key that holds it
-    terms = {sys.intern(term): round(_WEIGHT_SCALE * (1.0 + math.log(tf))) for term, tf in counts.items()}
+    terms = {sys.intern(term): _weight(tf) for term, tf in counts.items()}
     cues = extract_cues(title, text, doc.language)
     outlet = {f"e:{key}" for key in outlet_keys(doc.source)}
     return _Features(
@@ -250,15 +267,45 @@ _WORD_RE = re.compile(r"[^\W\d_]+")
 
 def _surfaces(text: str, language: str | None, terms: dict[str, int]) -> dict[str, str]:
     """Map the article's top stems back to a readable word ("injur" -> "injured")."""
-    top = set(sorted(terms, key=lambda t: (-terms[t], t))[:30])
+    top = set(heapq.nsmallest(30, terms, key=lambda t: (-terms[t], t)))
     out: dict[str, str] = {}
-    for word in _WORD_RE.findall(text):
+    seen: set[str] = set()  # a word already looked at cannot add anything: skip the lookups
+    for match in _WORD_RE.finditer(text):
+        word = match.group()
+        if word in seen:
+            continue
+        seen.add(word)
         term = term_of(word, language)
         if term is not None and term in top and term not in out:
             out[term] = word.lower()
             if len(out) == len(top):
                 break
     return out
+
+
+def _parse_features(data: Mapping[str, Any]) -> _Features:
+    """Inverse of :meth:`StoryClusterer.export_features` (after its version check)."""
+    try:
+        published_at = datetime.fromisoformat(data["published_at"])
+        language = data["language"]
+        terms = {sys.intern(str(term)): int(weight) for term, weight in data["terms"].items()}
+        entities = tuple((str(kind), str(key), str(display)) for kind, key, display in data["entities"])
+        features = _Features(
+            article_id=str(data["article_id"]),
+            source=str(data["source"]),
+            language=None if language is None else str(language),
+            published_at=published_at,
+            terms=terms,
+            cues=frozenset(str(cue) for cue in data["cues"]),
+            entity_kinds=entities,
+            surfaces={str(term): str(word) for term, word in data["surfaces"].items()},
+            novelty=bool(data["novelty"]),
+        )
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise ClusteringError(f"malformed stored features: {exc!r}") from exc
+    if published_at.tzinfo is None:
+        raise ClusteringError("malformed stored features: naive published_at")
+    return features
 
 
 # --- events -----------------------------------------------------------------------------------------
@@ -448,6 +495,7 @@ class StoryClusterer:
         self._cues = _Vocabulary()
         self._postings: dict[str, set[str]] = {}
         self._by_last: list[tuple[datetime, str]] = []  # lazy min-heap of (event.last, event_id)
+        self._last_features: tuple[ArticleDoc, _Features] | None = None  # assign() then export_features()
 
     # --- public API -------------------------------------------------------------------------------
 
@@ -471,7 +519,7 @@ class StoryClusterer:
         known = self._article_event.get(doc.article_id)
         if known is not None:
             return Assignment(event_id=known, created=False, merged=(), score=1.0)
-        features = _features(doc, self.config)
+        features = self._features_of(doc)
         scored = self._score_candidates(features)
         if not scored or scored[0][0] < self.config.threshold:
             event_id = self._new_event_id(doc.article_id)
@@ -503,7 +551,51 @@ class StoryClusterer:
                     f"article {doc.article_id!r} is already in event {known!r}, cannot restore into {event_id!r}"
                 )
             return
-        self._attach(_features(doc, self.config), event_id)
+        self._attach(self._features_of(doc), event_id)
+
+    def export_features(self, doc: ArticleDoc) -> dict[str, Any]:
+        """The features of ``doc`` as a JSON-able dict, for :meth:`restore_features` after a restart.
+
+        Restoring from them skips tokenisation and entity extraction, which dominate the cost of
+        :meth:`restore`. Call it right after :meth:`assign` (or :meth:`restore`) for the same ``doc``:
+        the features computed there are reused.
+        """
+        features = self._features_of(doc)
+        return {
+            "v": FEATURES_VERSION,
+            "title_weight": self.config.title_weight,
+            "article_id": features.article_id,
+            "source": features.source,
+            "language": features.language,
+            "published_at": features.published_at.isoformat(),
+            "terms": dict(features.terms),
+            "cues": sorted(features.cues),
+            "entities": [list(item) for item in features.entity_kinds],
+            "surfaces": dict(features.surfaces),
+            "novelty": features.novelty,
+        }
+
+    def restore_features(self, features: Mapping[str, Any], event_id: str) -> None:
+        """:meth:`restore` from :meth:`export_features` output instead of the article text.
+
+        The resulting state is exactly the one ``restore(doc, event_id)`` gives. Raises
+        :class:`StaleFeatures` when they were made by another feature version or ``title_weight`` (fall
+        back to :meth:`restore`), :class:`ClusteringError` when they are malformed.
+        """
+        if features.get("v") != FEATURES_VERSION or features.get("title_weight") != self.config.title_weight:
+            raise StaleFeatures(
+                f"features version {features.get('v')!r}/title_weight {features.get('title_weight')!r}, "
+                f"expected {FEATURES_VERSION}/{self.config.title_weight}"
+            )
+        parsed = _parse_features(features)
+        known = self._article_event.get(parsed.article_id)
+        if known is not None:
+            if known != event_id:
+                raise ClusteringError(
+                    f"article {parsed.article_id!r} is already in event {known!r}, cannot restore into {event_id!r}"
+                )
+            return
+        self._attach(parsed, event_id)
 
     def profile(self, event_id: str) -> EventProfile:
         event = self._events.get(event_id)
@@ -539,6 +631,14 @@ class StoryClusterer:
         self._drop_event(event)  # its entry in the time heap goes stale and is skipped later
         return True
 
+    def _features_of(self, doc: ArticleDoc) -> _Features:
+        last = self._last_features
+        if last is not None and (last[0] is doc or last[0] == doc):
+            return last[1]
+        features = _features(doc, self.config)
+        self._last_features = (doc, features)
+        return features
+
     # --- scoring ----------------------------------------------------------------------------------
 
     def _idf_terms(self, term: str) -> float:
@@ -547,13 +647,26 @@ class StoryClusterer:
     def _idf_cues(self, key: str) -> float:
         return math.log((1 + len(self._article_event)) / (1 + self._cues.df(key))) + 1.0
 
+    def _idfs(self, keys: Iterable[str], vocabulary: _Vocabulary) -> dict[str, float]:
+        """IDF of each key, computed exactly as :meth:`_idf_terms` / :meth:`_idf_cues` do, in one pass."""
+        total = 1 + len(self._article_event)
+        ids, df = vocabulary._ids, vocabulary._df
+        out: dict[str, float] = {}
+        for key in keys:
+            index = ids.get(key)
+            out[key] = math.log(total / (1 + (0 if index is None else int(df[index])))) + 1.0
+        return out
+
     def _score_candidates(self, features: _Features) -> list[tuple[float, _Event]]:
         """Candidate events with their scores, best first (ties: older event first)."""
-        candidates = self._candidates(features)
+        term_idf = self._idfs(features.terms, self._terms)
+        cue_idf = self._idfs(features.cues, self._cues)
+        candidates = self._candidates(features, term_idf, cue_idf)
         if not candidates:
             return []
-        term_idf = {term: self._idf_terms(term) for term in features.terms}
-        cue_idf = {key: self._idf_cues(key) for key in features.cues}
+        # idf**2 once per key (the same float the per-event products used to compute each time)
+        term_idf2 = {t: v**2 for t, v in term_idf.items()}
+        cue_idf2 = {k: v**2 for k, v in cue_idf.items()}
         article_term_norm = math.sqrt(math.fsum((w * term_idf[t]) ** 2 for t, w in features.terms.items()))
         article_cue_norm = math.sqrt(math.fsum(cue_idf[k] ** 2 for k in features.cues))
         scored = []
@@ -564,8 +677,8 @@ class StoryClusterer:
             assert event.first is not None
             if features.novelty and features.published_at - event.first > self.config.novelty_min_gap:
                 decay *= self.config.novelty_penalty
-            text = self._text_cosine(features, event, term_idf, article_term_norm)
-            cue = self._cue_cosine(features, event, cue_idf, article_cue_norm)
+            text = self._text_cosine(features, event, term_idf2, article_term_norm)
+            cue = self._cue_cosine(features, event, cue_idf2, article_cue_norm)
             scored.append((self._combine(text, cue) * decay, event))
         scored.sort(key=lambda pair: (-pair[0], pair[1].sort_key))
         return scored
@@ -575,23 +688,25 @@ class StoryClusterer:
         return max(config.text_weight * text + config.cue_weight * cue, config.cue_only_weight * cue)
 
     def _text_cosine(
-        self, features: _Features, event: _Event, term_idf: dict[str, float], article_norm: float
+        self, features: _Features, event: _Event, term_idf2: dict[str, float], article_norm: float
     ) -> float:
         if article_norm == 0.0:
             return 0.0
-        dot = math.fsum(
-            w * event.term_sum[t] * term_idf[t] ** 2 for t, w in features.terms.items() if t in event.term_sum
-        )
+        # fsum is exactly rounded, so iterating the smaller side changes nothing in the result
+        terms, sums = features.terms, event.term_sum
+        shared = terms.keys() & sums.keys()  # set intersection in C; products only for shared terms
+        dot = math.fsum([terms[t] * sums[t] * term_idf2[t] for t in shared])
         if dot == 0.0:
             return 0.0
         arrays = event.arrays(self._terms, self._cues)
         event_norm = self._norm(arrays.term_sums, arrays.term_ids, self._terms)
         return dot / (article_norm * event_norm) if event_norm else 0.0
 
-    def _cue_cosine(self, features: _Features, event: _Event, cue_idf: dict[str, float], article_norm: float) -> float:
+    def _cue_cosine(self, features: _Features, event: _Event, cue_idf2: dict[str, float], article_norm: float) -> float:
         if article_norm == 0.0:
             return 0.0
-        dot = math.fsum(event.cue_counts[k] * cue_idf[k] ** 2 for k in features.cues if k in event.cue_counts)
+        counts = event.cue_counts
+        dot = math.fsum([counts[k] * cue_idf2[k] for k in features.cues & counts.keys()])
         if dot == 0.0:
             return 0.0
         arrays = event.arrays(self._terms, self._cues)
@@ -620,18 +735,20 @@ class StoryClusterer:
             return 1.0
         return 0.5 ** (extra / self.config.time_half_life)
 
-    def _candidates(self, features: _Features) -> list[_Event]:
+    def _candidates(self, features: _Features, term_idf: dict[str, float], cue_idf: dict[str, float]) -> list[_Event]:
         """Events sharing salient keys with the article, most (IDF-weighted) shared keys first."""
         config = self.config
-        top_terms = sorted(features.terms, key=lambda t: (-features.terms[t] * self._idf_terms(t), t))
-        keys = [f"t:{t}" for t in top_terms[: config.query_terms]]
-        keys.extend(f"c:{k}" for k in sorted(features.cues))
+        terms = features.terms
+        top_terms = heapq.nsmallest(config.query_terms, terms, key=lambda t: (-terms[t] * term_idf[t], t))
+        # Same key order as before (top terms by weight, then cues by key): float sums below depend on it.
+        keyed = [(f"t:{t}", term_idf[t]) for t in top_terms]
+        keyed.extend((f"c:{k}", cue_idf[k]) for k in sorted(features.cues))
         hits: dict[str, float] = {}
-        for key in keys:
-            posting = self._postings.get(key)
+        postings = self._postings
+        for key, weight in keyed:
+            posting = postings.get(key)
             if not posting or len(posting) > config.max_posting:
                 continue
-            weight = self._idf_cues(key[2:]) if key.startswith("c:") else self._idf_terms(key[2:])
             for event_id in posting:
                 hits[event_id] = hits.get(event_id, 0.0) + weight
         ranked = sorted(hits.items(), key=lambda item: (-item[1], item[0]))[: config.max_candidates]

@@ -702,7 +702,7 @@ _MAGNITUDE_WORDS = frozenset({"magnitude", "magnitud", "starke", "richter"})
 
 def _parse_number(raw: str, frac: str | None) -> Decimal | None:
     """'2.300' -> 2300, '2,300' -> 2300, '1 200' -> 1200, '6,4' -> 6.4 (fraction captured separately)."""
-    digits = re.sub(r"[.,\u00a0\u202f\u2009' ]", "", raw)
+    digits = _DIGIT_SEPARATORS_RE.sub("", raw)
     try:
         value = Decimal(digits)
         if frac:
@@ -759,15 +759,21 @@ def _unit_before(preceding: list[str]) -> str | None:
     return None
 
 
-def _numbers(text: str) -> set[str]:
+_DIGIT_SEPARATORS_RE = re.compile(r"[.,\u00a0\u202f\u2009' ]")
+_FOLLOWING_RE = re.compile(r"[^\W\d_]+|[%$€£¥]|\d+")
+_PRECEDING_RE = re.compile(r"[^\W\d_]+|\d+")
+_SPELLED_RE = re.compile(r"[^\W\d_]+(?:-[^\W\d_]+)*")
+
+
+def _numbers(lowered: str) -> set[str]:
+    """Number cues of an already folded text."""
     out: set[str] = set()
-    lowered = fold(text)
     for match in _NUMBER_RE.finditer(lowered):
         value = _parse_number(match.group("num"), match.group("frac"))
         if value is None:
             continue
-        following = re.findall(r"[^\W\d_]+|[%$€£¥]|\d+", lowered[match.end() : match.end() + 60])
-        preceding = re.findall(r"[^\W\d_]+|\d+", lowered[max(0, match.start() - 40) : match.start()])
+        following = _FOLLOWING_RE.findall(lowered, match.end(), match.end() + 60)
+        preceding = _PRECEDING_RE.findall(lowered, max(0, match.start() - 40), match.start())
         scale_word = following[0] if following else ""
         if scale_word in _SCALES and not (scale_word in ("m", "k") and match.group("sign") is None):
             value *= _SCALES[scale_word]
@@ -798,7 +804,7 @@ def _numbers(text: str) -> set[str]:
         if unit is not None and unit not in ("people", "years"):
             out.add(f"n:{canon}:{unit}")
     # Spelled-out counts ("quatre personnes interpellées", "three killed") only with a unit.
-    tokens = re.findall(r"[^\W\d_]+(?:-[^\W\d_]+)*", lowered)
+    tokens = _SPELLED_RE.findall(lowered)
     for index, word in enumerate(tokens):
         if word in _NUMBER_WORDS and _NUMBER_WORDS[word] >= 2:
             unit = _unit_after(tokens[index + 1 : index + 6])
@@ -811,9 +817,9 @@ _DATE_DM_RE = re.compile(r"\b(\d{1,2})(?:er|st|nd|rd|th|º|o)?\.?\s+(?:de\s+)?([
 _DATE_MD_RE = re.compile(r"\b([^\W\d_]{3,10})\.?\s+(\d{1,2})(?:st|nd|rd|th)?\b(?!\s*(?:[,.]\d|%))")
 
 
-def _dates(text: str) -> set[str]:
+def _dates(lowered: str) -> set[str]:
+    """Date cues of an already folded text."""
     out: set[str] = set()
-    lowered = fold(text)
     for day, month in _DATE_DM_RE.findall(lowered):
         if month in _MONTHS and 1 <= int(day) <= 31:
             out.add(f"d:{_MONTHS[month]:02d}-{int(day):02d}")
@@ -827,13 +833,14 @@ def extract_cues(title: str, text: str, language: str | None) -> Cues:
     """All cues of one article. Pure and deterministic: the same input always gives the same keys."""
     collector = _names(text, title, language)
     kinds = collector.kinds
+    lowered = fold(f"{title}\n{text}")  # folded once for both numbers and dates
     return Cues(
         places=frozenset(kinds["place"]),
         people=frozenset(kinds["person"]),
         organisations=frozenset(kinds["organisation"]),
         others=frozenset(kinds["other"] - kinds["place"] - kinds["person"] - kinds["organisation"]),
-        numbers=frozenset(_numbers(f"{title}\n{text}")),
-        dates=frozenset(_dates(f"{title}\n{text}")),
+        numbers=frozenset(_numbers(lowered)),
+        dates=frozenset(_dates(lowered)),
         surfaces=tuple(sorted(collector.surfaces.items())),
     )
 

@@ -20,10 +20,13 @@ live articles of the same source are ignored when comparing that source's articl
 
 from __future__ import annotations
 
+import base64
 import heapq
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 import numpy as np
 from datasketch import MinHash, MinHashLSH
@@ -32,7 +35,14 @@ from newswire.errors import NewswireError
 from transform.documents import ArticleDoc
 from transform.text import hashed_shingles, shingle_tokens
 
-__all__ = ["DEFAULT_THRESHOLD", "NearDuplicate", "NearDuplicateError", "NearDuplicateIndex"]
+__all__ = [
+    "DEFAULT_THRESHOLD",
+    "SIGNATURE_VERSION",
+    "NearDuplicate",
+    "NearDuplicateError",
+    "NearDuplicateIndex",
+    "StaleSignature",
+]
 
 # Measured on the labelled corpus (bench/quality.py): copies score >= 0.6, independent reports of the
 # same story <= 0.15 (see bench/results/quality.json); 0.5 sits in the gap with margin on both sides.
@@ -50,8 +60,17 @@ _BOILERPLATE_MIN_DOCS = 3
 _MAX_TEXT_CHARS = 100_000
 
 
+# Bumped whenever shingling or hashing changes: signatures stored by an older version then no longer
+# describe what this code would compute, and must be rebuilt from the text.
+SIGNATURE_VERSION = 1
+
+
 class NearDuplicateError(NewswireError):
     """The near-duplicate index was configured or used inconsistently."""
+
+
+class StaleSignature(NearDuplicateError):
+    """A stored signature was made by another version or configuration: rebuild it with ``add(doc)``."""
 
 
 @dataclass(frozen=True)
@@ -113,6 +132,7 @@ class NearDuplicateIndex:
         self._boilerplate: dict[str, set[int]] = {}  # per source: edge shingles seen in enough docs
         self._last: tuple[str, str, list[int]] | None = None  # find() then add() share one shingling
         self._last_minhash: tuple[str, np.ndarray, MinHash] | None = None
+        self._last_unique: tuple[str, str, np.ndarray] | None = None
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -151,19 +171,67 @@ class NearDuplicateIndex:
         """Index ``doc``. Adding an article id twice is a no-op (at-least-once delivery replays)."""
         if doc.article_id in self._entries:
             return
-        shingle_list = self._shingle_list(doc)
-        shingles = np.unique(np.asarray(shingle_list, dtype=np.uint64))
-        edges = frozenset(shingle_list[:_EDGE_SHINGLES] + shingle_list[-_EDGE_SHINGLES:])
-        entry = _Entry(doc.article_id, doc.source, doc.published_at, shingles, edges)
-        self._entries[doc.article_id] = entry
-        heapq.heappush(self._by_time, (doc.published_at, doc.article_id))
-        counts = self._edge_counts.setdefault(doc.source, Counter())
-        counts.update(edges)
-        for shingle in edges:
-            if counts[shingle] == _BOILERPLATE_MIN_DOCS:
-                self._boilerplate.setdefault(doc.source, set()).add(shingle)
+        entry = self._entry(doc)
+        minhash = self._minhash(doc.article_id, entry.shingles) if entry.shingles.size >= self.min_shingles else None
+        self._index(entry, minhash)
+
+    def export_signature(self, doc: ArticleDoc) -> dict[str, Any]:
+        """What :meth:`add_signature` needs to index ``doc`` again without its text, as a JSON-able dict.
+
+        Restarting from stored signatures skips tokenising and hashing every article of the horizon.
+        Call it right after :meth:`find`/:meth:`add` for the same ``doc``: the shingles are reused.
+        """
+        entry = self._entry(doc)
+        payload: dict[str, Any] = {
+            "v": SIGNATURE_VERSION,
+            "article_id": entry.article_id,
+            "source": entry.source,
+            "published_at": entry.published_at.isoformat(),
+            "shingles": _pack(entry.shingles),
+            "edges": _pack(np.array(sorted(entry.edges), dtype=np.uint64)),
+            "num_perm": self.num_perm,
+        }
+        if entry.shingles.size >= self.min_shingles:
+            payload["minhash"] = _pack(self._minhash(doc.article_id, entry.shingles).hashvalues)
+        return payload
+
+    def add_signature(self, signature: Mapping[str, Any]) -> None:
+        """Index an article from :meth:`export_signature` output: the same state as ``add(doc)``.
+
+        Raises :class:`StaleSignature` when the signature was made by another version or ``num_perm``
+        (the caller then falls back to ``add(doc)``), :class:`NearDuplicateError` when it is malformed.
+        """
+        if signature.get("v") != SIGNATURE_VERSION or signature.get("num_perm") != self.num_perm:
+            raise StaleSignature(
+                f"signature version {signature.get('v')!r}/num_perm {signature.get('num_perm')!r}, "
+                f"expected {SIGNATURE_VERSION}/{self.num_perm}"
+            )
+        try:
+            article_id = str(signature["article_id"])
+            published_at = datetime.fromisoformat(signature["published_at"])
+            shingles = _unpack(signature["shingles"])
+            edges = frozenset(int(value) for value in _unpack(signature["edges"]).tolist())
+            packed_minhash = signature.get("minhash")
+            hashvalues = None if packed_minhash is None else _unpack(packed_minhash)
+            source = str(signature["source"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise NearDuplicateError(f"malformed near-duplicate signature: {exc}") from exc
+        if published_at.tzinfo is None:
+            raise NearDuplicateError("malformed near-duplicate signature: naive published_at")
+        if article_id in self._entries:
+            return
+        minhash = None
         if shingles.size >= self.min_shingles:
-            self._lsh.insert(doc.article_id, self._minhash(doc.article_id, shingles), check_duplication=False)
+            if hashvalues is None or hashvalues.size != self.num_perm:
+                raise NearDuplicateError(f"signature of {article_id!r} lacks a {self.num_perm}-value MinHash")
+            minhash = MinHash(
+                num_perm=self.num_perm,
+                hashfunc=_identity_hash,
+                permutations=self._permutations,
+                hashvalues=hashvalues,
+                scheme="affine64",
+            )
+        self._index(_Entry(article_id, source, published_at, shingles, edges), minhash)
 
     def remove(self, article_id: str) -> bool:
         """Forget one article now (for eviction policies decided by the caller); False if it is not held."""
@@ -202,6 +270,23 @@ class NearDuplicateIndex:
 
     # --- internals --------------------------------------------------------------------------------
 
+    def _entry(self, doc: ArticleDoc) -> _Entry:
+        shingle_list = self._shingle_list(doc)
+        shingles = self._shingles(doc)
+        edges = frozenset(shingle_list[:_EDGE_SHINGLES] + shingle_list[-_EDGE_SHINGLES:])
+        return _Entry(doc.article_id, doc.source, doc.published_at, shingles, edges)
+
+    def _index(self, entry: _Entry, minhash: MinHash | None) -> None:
+        self._entries[entry.article_id] = entry
+        heapq.heappush(self._by_time, (entry.published_at, entry.article_id))
+        counts = self._edge_counts.setdefault(entry.source, Counter())
+        counts.update(entry.edges)
+        for shingle in entry.edges:
+            if counts[shingle] == _BOILERPLATE_MIN_DOCS:
+                self._boilerplate.setdefault(entry.source, set()).add(shingle)
+        if minhash is not None:
+            self._lsh.insert(entry.article_id, minhash, check_duplication=False)
+
     def _forget_edges(self, entry: _Entry) -> None:
         counts = self._edge_counts.get(entry.source)
         if counts is None:
@@ -227,7 +312,13 @@ class NearDuplicateIndex:
         return shingle_list
 
     def _shingles(self, doc: ArticleDoc) -> np.ndarray:
-        return np.unique(np.asarray(self._shingle_list(doc), dtype=np.uint64))
+        last = self._last_unique
+        if last is not None and last[0] == doc.article_id and last[1] == doc.text:
+            return last[2]
+        shingles = np.unique(np.asarray(self._shingle_list(doc), dtype=np.uint64))
+        shingles.setflags(write=False)  # shared by find(), add() and the index entry
+        self._last_unique = (doc.article_id, doc.text, shingles)
+        return shingles
 
     def _minhash(self, article_id: str, shingles: np.ndarray) -> MinHash:
         last = self._last_minhash
@@ -262,3 +353,15 @@ class NearDuplicateIndex:
         if smaller >= self.min_containment_shingles:
             return max(jaccard, shared / smaller)
         return jaccard
+
+
+def _pack(values: np.ndarray) -> str:
+    """uint64 values as base64 of little-endian bytes: ~11 characters each instead of ~20 in JSON."""
+    return base64.b64encode(np.ascontiguousarray(values, dtype="<u8").tobytes()).decode("ascii")
+
+
+def _unpack(packed: str) -> np.ndarray:
+    raw = base64.b64decode(packed.encode("ascii"), validate=True)
+    if len(raw) % 8:
+        raise ValueError("packed uint64 array has a partial value")
+    return np.frombuffer(raw, dtype="<u8").astype(np.uint64)

@@ -89,6 +89,7 @@ class _BatchView:
     links: list[tuple[str, str, datetime]] = field(default_factory=list)
     merges: list[tuple[str, str]] = field(default_factory=list)
     touched: set[str] = field(default_factory=set)
+    features: dict[str, tuple[str, str]] = field(default_factory=dict)
 
     def order(self) -> int:
         self.next_order += 1
@@ -195,6 +196,7 @@ class BatchProcessor:
         view.by_hash[m["content_hash"]] = article_id
         stats.new_articles += 1
         assignment = state.assign(doc)
+        view.features[article_id] = state.exported.pop(article_id)
         view.by_id[article_id] = KnownArticle(
             article_id, m["url"], m["canonical_url"], m["content_hash"], assignment.event_id
         )
@@ -232,6 +234,7 @@ class BatchProcessor:
             store.update_article(row)
         store.insert_duplicates(view.duplicate_rows)
         store.link_articles(view.links)
+        store.insert_features([(aid, *exported) for aid, exported in view.features.items()])
         for gone, survivor in view.merges:
             store.move_members(gone, survivor)
 

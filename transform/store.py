@@ -144,6 +144,23 @@ class TransformStore:
         for row in rows:
             yield StoredArticle(*row)
 
+    def features_since(self, since: datetime) -> dict[str, tuple[str, str]]:
+        """Stored (features, signature) JSON of the articles a restore will read."""
+        rows = self.cur.execute(
+            "SELECT f.article_id, f.features, f.signature FROM article_features f "
+            "JOIN articles a ON a.article_id = f.article_id WHERE a.published_at >= ? OR a.loaded_at >= ?",
+            (since, since),
+        ).fetchall()
+        return {aid: (features, signature) for aid, features, signature in rows}
+
+    def insert_features(self, rows: Sequence[tuple[str, str, str]]) -> None:
+        """Rows of (article_id, features JSON, signature JSON)."""
+        self.cur.insert_rows(
+            "INSERT INTO article_features (article_id, features, signature)",
+            rows,
+            "ON CONFLICT (article_id) DO UPDATE SET features = excluded.features, signature = excluded.signature",
+        )
+
     def members_of(self, event_ids: Iterable[str]) -> dict[str, list[dict[str, Any]]]:
         """Member articles of each event, in load order (text truncated: only summaries need it)."""
         rows = self.cur.select_in(

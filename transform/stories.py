@@ -7,13 +7,14 @@ process that crashed mid-stream and one that never stopped reach the same events
 
 from __future__ import annotations
 
+import json
 import logging
 from collections import OrderedDict
 from datetime import UTC, datetime, timedelta
 
-from transform.clustering import Assignment, ClusteringConfig, EventProfile, StoryClusterer
+from transform.clustering import Assignment, ClusteringConfig, EventProfile, StaleFeatures, StoryClusterer
 from transform.documents import ArticleDoc
-from transform.neardup import NearDuplicate, NearDuplicateIndex
+from transform.neardup import NearDuplicate, NearDuplicateError, NearDuplicateIndex, StaleSignature
 from transform.store import StoredArticle, TransformStore
 
 log = logging.getLogger(__name__)
@@ -49,17 +50,31 @@ class StoryState:
         # itself decays with the publication-time gap, so old stories never merge with new ones.
         self._arrivals: OrderedDict[str, datetime] = OrderedDict()  # article id -> arrival, oldest first
         self._event_arrival: dict[str, datetime] = {}
+        # Features and signatures of newly assigned articles, for the batch to store with them.
+        self.exported: dict[str, tuple[str, str]] = {}
 
     @classmethod
     def restore(cls, store: TransformStore, config: ClusteringConfig | None = None) -> StoryState:
         state = cls(config)
         since = datetime.now(UTC) - state.horizon
+        stored = store.features_since(since)
         for article in store.articles_for_restore(since):
             if article.event_id is None:
                 continue
             doc = doc_from_stored(article)
-            state.neardup.add(doc)
-            state.clusterer.restore(doc, article.event_id)
+            features, signature = stored.get(article.article_id, (None, None))
+            try:
+                if signature is None:
+                    raise StaleSignature("no stored signature")
+                state.neardup.add_signature(json.loads(signature))
+            except NearDuplicateError:
+                state.neardup.add(doc)
+            try:
+                if features is None:
+                    raise StaleFeatures("no stored features")
+                state.clusterer.restore_features(json.loads(features), article.event_id)
+            except StaleFeatures:
+                state.clusterer.restore(doc, article.event_id)
             state._arrived(doc.article_id, article.event_id, _utc(article.loaded_at or datetime.now(UTC)))
             state.restored += 1
         state.evict()  # the original run evicted as it went: the rebuilt state must match it
@@ -72,6 +87,10 @@ class StoryState:
     def assign(self, doc: ArticleDoc) -> Assignment:
         self.neardup.add(doc)
         assignment = self.clusterer.assign(doc)
+        self.exported[doc.article_id] = (
+            json.dumps(self.clusterer.export_features(doc), separators=(",", ":")),
+            json.dumps(self.neardup.export_signature(doc), separators=(",", ":")),
+        )
         now = datetime.now(UTC)
         self._arrived(doc.article_id, assignment.event_id, now)
         for gone in assignment.merged:

@@ -77,7 +77,21 @@ _EXTRA_FOLD = str.maketrans({"ø": "o", "đ": "d", "ł": "l", "æ": "ae", "œ": 
 
 
 def words(text: str) -> list[str]:
-    """Folded surface tokens; runs of no-space scripts are split into single characters."""
+    """Folded surface tokens; runs of no-space scripts are split into single characters.
+
+    One article body is tokenised by near-duplicate lookup, indexing, content terms and entity
+    phrases in turn; the last few results are kept so that they share one tokenisation. A copy is
+    returned, so callers may still mutate what they get.
+    """
+    return list(_shared_words(text))
+
+
+@lru_cache(maxsize=4)
+def _shared_words(text: str) -> tuple[str, ...]:
+    return tuple(_words(text))
+
+
+def _words(text: str) -> list[str]:
     folded = fold(text)
     if not _NO_SPACE_RE.search(folded):
         return _WORD_RE.findall(folded)
@@ -180,16 +194,18 @@ ALL_STOPWORDS: frozenset[str] = frozenset().union(*STOPWORDS.values())
 
 
 def stopwords_for(language: str | None) -> frozenset[str]:
-    if language in STOPWORDS:
-        # Quotes and names from other languages are common in news; English filler leaks into every
-        # language's copy, so it is always dropped.
-        return STOPWORDS[language] | STOPWORDS["en"]
-    return ALL_STOPWORDS
+    return _STOPWORDS_FOR.get(language, ALL_STOPWORDS)  # type: ignore[arg-type]
+
+
+# Quotes and names from other languages are common in news; English filler leaks into every
+# language's copy, so it is always dropped. Built once: this is looked up for every article.
+_STOPWORDS_FOR: dict[str, frozenset[str]] = {lang: words | STOPWORDS["en"] for lang, words in STOPWORDS.items()}
 
 
 # --- light stemming ---------------------------------------------------------------------------------
 
 
+@lru_cache(maxsize=65536)
 def stem(word: str, language: str | None) -> str:
     """A deliberately light suffix stripper: merge inflections, never conflate distinct roots.
 
@@ -268,6 +284,7 @@ def content_terms(text: str, language: str | None) -> list[str]:
     """
     stop = stopwords_for(language)
     out: list[str] = []
+    append = out.append
     pending_chars: list[str] = []
 
     def flush() -> None:
@@ -276,18 +293,20 @@ def content_terms(text: str, language: str | None) -> list[str]:
             pending_chars.clear()
 
     for token in words(text):
-        if len(token) == 1 and is_no_space_char(token):
+        ascii_token = token.isascii()  # ASCII is neither a no-space nor a clitic script: skip the regexes
+        if len(token) == 1 and not ascii_token and is_no_space_char(token):
             pending_chars.append(token)
             continue
-        flush()
+        if pending_chars:
+            flush()
         if token.isdigit() or token in stop:
             continue
-        if _CLITIC_SCRIPT_RE.search(token):
+        if not ascii_token and _CLITIC_SCRIPT_RE.search(token):
             out.extend(_char_ngrams(list(token), 3))
             continue
         if len(token) < 2 or token[0].isdigit():
             continue
-        out.append(stem(token, language))
+        append(stem(token, language))
     flush()
     return out
 
@@ -329,5 +348,6 @@ def hashed_shingles(tokens: Iterable[str], k: int) -> Iterator[int]:
     if len(items) <= k:
         yield stable_hash64(" ".join(items))
         return
+    blake2b, from_bytes, join = hashlib.blake2b, int.from_bytes, " ".join  # the same as stable_hash64
     for i in range(len(items) - k + 1):
-        yield stable_hash64(" ".join(items[i : i + k]))
+        yield from_bytes(blake2b(join(items[i : i + k]).encode("utf-8"), digest_size=8).digest(), "little")

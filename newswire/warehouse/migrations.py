@@ -195,4 +195,18 @@ MIGRATIONS: tuple[Migration, ...] = (
             "ALTER TABLE ingest_runs ADD COLUMN warnings TEXT",
         ),
     ),
+    Migration(
+        3,
+        "stored clustering features",
+        (
+            # What the story state needs of an article, computed once: a restart restores from these instead
+            # of re-extracting features from the full text (~4x cheaper). Versioned inside the JSON; a stale
+            # version falls back to the text.
+            """CREATE TABLE IF NOT EXISTS article_features (
+                article_id TEXT PRIMARY KEY,
+                features TEXT NOT NULL,
+                signature TEXT NOT NULL
+            )""",
+        ),
+    ),
 )
