@@ -100,7 +100,8 @@ def test_hold_reuses_the_open_warehouse_and_releases_it(warehouse_url: str) -> N
         for i in range(20):
             with warehouse.transaction() as cur:
                 cur.execute(
-                    "INSERT INTO article_urls (url, article_id, first_seen_at) VALUES (?, ?, ?)", (f"u{i}", "a", utcnow())
+                    "INSERT INTO article_urls (url, article_id, first_seen_at) VALUES (?, ?, ?)",
+                    (f"u{i}", "a", utcnow()),
                 )
             if warehouse.dialect == "duckdb":
                 assert warehouse._held is not None  # the database stays open between transactions

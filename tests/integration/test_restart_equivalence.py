@@ -1,4 +1,4 @@
-"""A transform restarted mid-stream (state restored from the warehouse) reaches the same events as one that never stopped."""
+"""A transform restarted mid-stream (state restored from the warehouse) matches an uninterrupted one."""
 
 from __future__ import annotations
 
@@ -7,10 +7,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from test_transform_batches import message, publish
 
 from newswire.messaging import ensure_topics
 from newswire.warehouse import Warehouse
-from test_transform_batches import message, publish
 from transform.run import run_transform
 
 STORIES = Path(__file__).parents[1] / "fixtures" / "stories"
