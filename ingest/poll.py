@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -129,36 +130,41 @@ class FeedPoller:
         self._states.update(self.ledger.feed_states([f.url for f in feeds]))
 
     def poll(self, feed: FeedSpec) -> FeedReport:
-        # One feed's many small ledger transactions share one open warehouse.
-        with self.ledger.warehouse.hold():
-            return self._poll_recorded(feed)
-
-    def _poll_recorded(self, feed: FeedSpec) -> FeedReport:
-        started, t0 = utcnow(), time.monotonic()
-        report = FeedReport(feed_url=feed.url, status="ok")
-        try:
+        with self._recorded(feed) as report:
             self._poll(feed, report)
-        except FeedFailed as exc:
-            report.status, report.error = "failed", str(exc)
-            raise
-        except NewswireError as exc:  # broker or warehouse down mid-poll: recorded, then the run fails
-            report.status, report.error = "failed", f"{type(exc).__name__}: {exc}"
-            raise
-        finally:
-            report.seconds = time.monotonic() - t0
-            self.ledger.record_run(
-                run_id=self.run_id,
-                feed_url=feed.url,
-                started_at=started,
-                status=report.status,
-                http_status=report.http_status,
-                error=report.error,
-                counts=report.counts,
-                duration=report.seconds,
-                interval=self.interval,
-                warnings=report.warnings,
-            )
         return report
+
+    @contextmanager
+    def _recorded(self, feed: FeedSpec, http_status: int | None = None) -> Iterator[FeedReport]:
+        """A report for one pass over a feed's entries, stored in ``ingest_runs`` however the pass ends.
+
+        The feed's many small ledger transactions share one open warehouse for the duration.
+        """
+        started, t0 = utcnow(), time.monotonic()
+        report = FeedReport(feed_url=feed.url, status="ok", http_status=http_status)
+        with self.ledger.warehouse.hold():
+            try:
+                yield report
+            except FeedFailed as exc:
+                report.status, report.error = "failed", str(exc)
+                raise
+            except NewswireError as exc:  # broker or warehouse down mid-pass: recorded, then the run fails
+                report.status, report.error = "failed", f"{type(exc).__name__}: {exc}"
+                raise
+            finally:
+                report.seconds = time.monotonic() - t0
+                self.ledger.record_run(
+                    run_id=self.run_id,
+                    feed_url=feed.url,
+                    started_at=started,
+                    status=report.status,
+                    http_status=report.http_status,
+                    error=report.error,
+                    counts=report.counts,
+                    duration=report.seconds,
+                    interval=self.interval,
+                    warnings=report.warnings,
+                )
 
     def _poll(self, feed: FeedSpec, report: FeedReport) -> None:
         state = self._states.pop(feed.url, None) or self.ledger.feed_state(feed.url)
@@ -253,31 +259,11 @@ class FeedPoller:
         ``ingest_runs`` like a poll (``bytes_fetched``: what finding the entries cost), so the accounting
         invariant covers these entries too.
         """
-        with self.ledger.warehouse.hold():
-            started, t0 = utcnow(), time.monotonic()
-            report = FeedReport(feed_url=feed.url, status="ok")
+        with self._recorded(feed) as report:
             report.counts.entries_in_feed = len(entries)
             report.counts.bytes += bytes_fetched
             report.warnings.extend(warnings)
-            try:
-                self._process(feed, entries, report)
-            except NewswireError as exc:
-                report.status, report.error = "failed", f"{type(exc).__name__}: {exc}"
-                raise
-            finally:
-                report.seconds = time.monotonic() - t0
-                self.ledger.record_run(
-                    run_id=self.run_id,
-                    feed_url=feed.url,
-                    started_at=started,
-                    status=report.status,
-                    http_status=None,
-                    error=report.error,
-                    counts=report.counts,
-                    duration=report.seconds,
-                    interval=self.interval,
-                    warnings=report.warnings,
-                )
+            self._process(feed, entries, report)
         return report
 
     def _process(self, feed: FeedSpec, entries: Iterable[FeedEntry], report: FeedReport) -> None:
@@ -306,27 +292,8 @@ class FeedPoller:
         Used by ``newswire dead-letters retry``: an operator's explicit retry ignores backoff and the attempt
         limit. Recorded as a run of its own (``ingest_runs``), so the accounting invariant covers it too.
         """
-        started, t0 = utcnow(), time.monotonic()
-        report = FeedReport(feed_url=feed.url, status="ok")
-        try:
-            with self.ledger.warehouse.hold():
-                self._run_chunks(feed, list(dict((e.key, e) for e in entries).values()), report)
-        except NewswireError as exc:
-            report.status, report.error = "failed", f"{type(exc).__name__}: {exc}"
-            raise
-        finally:
-            report.seconds = time.monotonic() - t0
-            self.ledger.record_run(
-                run_id=self.run_id,
-                feed_url=feed.url,
-                started_at=started,
-                status=report.status,
-                http_status=None,
-                error=report.error,
-                counts=report.counts,
-                duration=report.seconds,
-                interval=self.interval,
-            )
+        with self._recorded(feed) as report:
+            self._run_chunks(feed, list(dict((e.key, e) for e in entries).values()), report)
         return report
 
     def _run_chunks(self, feed: FeedSpec, todo: list[FeedEntry], report: FeedReport) -> None:
