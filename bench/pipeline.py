@@ -898,9 +898,12 @@ def _workdir(config: BenchConfig) -> Iterator[Path]:
     path = Path(tempfile.mkdtemp(prefix="newswire-bench-"))
     try:
         yield path
-    finally:
-        if not config.keep:
-            shutil.rmtree(path, ignore_errors=True)
+    except BaseException:
+        # The broker log, warehouses and corpus are what explains a failed phase: keep them.
+        _say(f"kept {path} for inspection (broker.log, warehouses, corpus)")
+        raise
+    if not config.keep:
+        shutil.rmtree(path, ignore_errors=True)
 
 
 def _say(message: str) -> None:

@@ -70,6 +70,29 @@ def build_event_record(
     }
 
 
+def merged_event_record(row: dict[str, Any], survivor: str | None) -> dict[str, Any]:
+    """The record of an event left without members (merged into ``survivor``, or emptied by a rebuild).
+
+    Kept rather than deleted so that consumers holding the old event learn where its articles went.
+    """
+    return {
+        "event_id": row["event_id"],
+        "title": row["title"],
+        "summary": row["summary"],
+        "first_seen_at": row["first_seen_at"],
+        "last_seen_at": row["last_seen_at"],
+        "earliest_published_at": row["earliest_published_at"],
+        "article_count": 0,
+        "source_count": 0,
+        "sources": [],
+        "languages": [],
+        "keywords": [],
+        "entities": {},
+        "articles": [],
+        "merged_into": survivor,
+    }
+
+
 def digest(record: dict[str, Any]) -> str:
     """Content fingerprint of a record: equal records (after a replay) get equal digests."""
     material = {k: v for k, v in record.items() if k not in {"version", "updated_at"}}

@@ -26,7 +26,7 @@ from newswire.messaging import Publisher
 from newswire.warehouse import Warehouse, utcnow
 from transform.consume import Incoming
 from transform.documents import ArticleDoc
-from transform.eventrecords import build_event_record, digest, event_message
+from transform.eventrecords import build_event_record, digest, event_message, merged_event_record
 from transform.store import KnownArticle, TransformStore, article_row
 from transform.stories import StoryState
 
@@ -251,22 +251,7 @@ class BatchProcessor:
             row = current.get(gone)
             if row is None:
                 continue
-            record = {
-                "event_id": gone,
-                "title": row["title"],
-                "summary": row["summary"],
-                "first_seen_at": row["first_seen_at"],
-                "last_seen_at": row["last_seen_at"],
-                "earliest_published_at": row["earliest_published_at"],
-                "article_count": 0,
-                "source_count": 0,
-                "sources": [],
-                "languages": [],
-                "keywords": [],
-                "entities": {},
-                "articles": [],
-                "merged_into": survivor,
-            }
+            record = merged_event_record(row, survivor)
             records.append((record, digest(record)))
         for event_id in live:
             if not members.get(event_id):

@@ -35,7 +35,7 @@ from newswire.messaging import Publisher, ensure_topics, make_producer
 from newswire.settings import load_settings
 from newswire.warehouse import Cursor, Warehouse, utcnow
 from transform.clustering import ClusteringConfig
-from transform.eventrecords import build_event_record, digest
+from transform.eventrecords import build_event_record, digest, merged_event_record
 from transform.process import BatchProcessor
 from transform.store import StoredArticle, TransformStore
 from transform.stories import StoryState, doc_from_stored
@@ -171,7 +171,7 @@ def _rebuild(cur: Cursor, start: datetime, end: datetime, config: ClusteringConf
             if row is None:
                 continue
             survivor = merged.get(event_id) or _heir(event_id, before, final)
-            record = _emptied(row, survivor)
+            record = merged_event_record(row, survivor)
         records.append((record, digest(record)))
     stats.events_changed = store.save_events(records, current, now)
 
@@ -194,25 +194,6 @@ def _heir(event_id: str, before: dict[str, str | None], final: dict[str, str]) -
         if former == event_id:
             return final[article_id]
     return None
-
-
-def _emptied(row: dict[str, Any], survivor: str | None) -> dict[str, Any]:
-    return {
-        "event_id": row["event_id"],
-        "title": row["title"],
-        "summary": row["summary"],
-        "first_seen_at": row["first_seen_at"],
-        "last_seen_at": row["last_seen_at"],
-        "earliest_published_at": row["earliest_published_at"],
-        "article_count": 0,
-        "source_count": 0,
-        "sources": [],
-        "languages": [],
-        "keywords": [],
-        "entities": {},
-        "articles": [],
-        "merged_into": survivor,
-    }
 
 
 def _label(start: datetime, end: datetime) -> str:
