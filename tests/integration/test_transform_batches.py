@@ -107,3 +107,28 @@ def test_replayed_batch_changes_nothing_and_new_member_bumps_the_version(
     seen = {(e["event_id"], e["version"]) for e in published}
     newest = {(e["event_id"], e["version"]) for e in event_messages(broker, settings)} - seen
     assert newest == set(changed.items())  # partitions are not globally ordered: compare as sets
+
+
+def test_updated_article_is_a_new_version_not_a_new_article(broker: str, warehouse_url: str, make_settings) -> None:
+    settings = make_settings(warehouse_url=warehouse_url)
+    ensure_topics(broker, settings)
+    original = corpus_messages()[0]
+    publish(broker, settings, [original])
+    run_transform(settings, broker)
+    warehouse = Warehouse(warehouse_url)
+    event_id, version = warehouse.query("SELECT event_id, version FROM events")[0].values()
+
+    corrected_text = original["text"] + " Correction: an earlier version of this article misstated a figure."
+    corrected = {
+        **original,
+        "text": corrected_text,
+        "content_hash": hashlib.sha256(corrected_text.encode()).hexdigest()[:32],
+        "fetched_at": "2026-10-31T12:00:00Z",
+    }
+    publish(broker, settings, [corrected])
+    summary = run_transform(settings, broker)
+    assert summary.stats.updated_articles == 1 and summary.stats.new_articles == 0
+    rows = warehouse.query("SELECT article_id, version, content_hash FROM articles")
+    assert rows == [{"article_id": original["article_id"], "version": 2, "content_hash": corrected["content_hash"]}]
+    assert warehouse.query("SELECT event_id, version FROM events") == [{"event_id": event_id, "version": version + 1}]
+    assert warehouse.scalar("SELECT COUNT(*) FROM article_duplicates") == 0
