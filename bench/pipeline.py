@@ -37,6 +37,7 @@ import platform
 import pstats
 import resource
 import shutil
+import signal
 import sys
 import sysconfig
 import tempfile
@@ -144,12 +145,10 @@ REPORT_FIELDS: tuple[str, ...] = (
     "pipeline.ingest.articles_per_s",
     "pipeline.ingest.totals",
     "pipeline.ingest.failures",
-    "pipeline.ingest.peak_rss_mb",
     "pipeline.transform.seconds",
     "pipeline.transform.share",
     "pipeline.transform.articles_per_s",
     "pipeline.transform.stats",
-    "pipeline.transform.peak_rss_mb",
     "pipeline.cpu.seconds",
     "pipeline.cpu.utilisation",
     "pipeline.cpu.cores",
@@ -161,6 +160,10 @@ REPORT_FIELDS: tuple[str, ...] = (
     "pipeline.peak_rss_mb.pipeline_processes_total",
     "pipeline.peak_rss_mb.broker",
     "pipeline.processes",
+    "pipeline.rss_timeline_mb",
+    "pipeline.transform.memory_after",
+    "pipeline.transform.busy_seconds",
+    "pipeline.overlap",
     "transform_alone.messages",
     "transform_alone.seconds",
     "transform_alone.articles_per_s",
@@ -201,6 +204,8 @@ class BenchConfig:
     poll_feeds: int = 1000
     poll_hosts: int = 50
     run_poll: bool = True
+    overlap: bool = True
+    """Transform consuming while ingest publishes, as ``newswire run`` does; false: one stage after the other."""
     settings: Mapping[str, Any] = field(default_factory=dict)
     """Extra ``Settings`` overrides for every pipeline phase (the defaults otherwise, env included)."""
     sample_interval: float = 0.1
@@ -252,6 +257,8 @@ class ProcessSampler:
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
         self._first_round = True
+        self.timeline: list[tuple[float, float]] = []
+        """(seconds since start, RSS MB) of the first ``pipeline`` root, about once a second."""
         self._machine_start = psutil.cpu_times()
         self._wall_start = time.monotonic()
 
@@ -326,6 +333,10 @@ class ProcessSampler:
                 tracked.cpu_last = max(tracked.cpu_last, cpu)
                 tracked.peak_rss = max(tracked.peak_rss, rss)
                 tracked.samples += 1
+                if role == "pipeline":
+                    elapsed = time.monotonic() - self._wall_start
+                    if not self.timeline or elapsed - self.timeline[-1][0] >= 1.0:
+                        self.timeline.append((round(elapsed, 1), round(rss / MIB, 1)))
         self._first_round = False
 
 
@@ -487,6 +498,20 @@ def _child_entry(conn: Connection, phase: Callable[[dict[str, Any]], dict[str, A
         conn.close()
 
 
+def _memory_probe(settings: Any) -> dict[str, float | None]:
+    """RSS now, and how much of it DuckDB's buffer pool holds (it caches the warehouse file in this process,
+    up to 80 % of RAM by default, so RSS that grows with the corpus may be cache rather than a leak)."""
+    from newswire.warehouse import Warehouse
+
+    duckdb_mb: float | None = None
+    warehouse = Warehouse(settings.resolved_warehouse_url)
+    if warehouse.dialect == "duckdb":
+        with contextlib.suppress(Exception):
+            used = warehouse.scalar("SELECT SUM(memory_usage_bytes) FROM duckdb_memory()")
+            duckdb_mb = round(int(used or 0) / MIB, 1)
+    return {"rss_mb": round(psutil.Process().memory_info().rss / MIB, 1), "duckdb_buffer_mb": duckdb_mb}
+
+
 def _max_rss_mb() -> float:
     """This process's peak RSS so far (Linux reports ``ru_maxrss`` in KiB)."""
     return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
@@ -498,6 +523,7 @@ class PhaseResult:
     usage: list[ProcessUsage]
     machine_utilisation: float
     wall: float
+    rss_timeline: list[tuple[float, float]] = field(default_factory=list)
 
 
 def _run_phase(
@@ -525,13 +551,28 @@ def _run_phase(
         status, value = receiver.recv()
     except EOFError:
         status, value = "error", f"the {name} process died (exit code {process.exitcode}) without a result"
+    except BaseException:
+        # Interrupted or terminated: take the phase process down with us instead of waiting for it.
+        process.terminate()
+        process.join(10)
+        if process.is_alive():
+            process.kill()
+        raise
     finally:
         process.join()
         usage, machine = sampler.stop()
         receiver.close()
     if status != "ok":
         raise BenchError(f"benchmark phase {name!r} failed:\n{value}")
-    return PhaseResult(value, usage, machine, time.monotonic() - t0)
+    return PhaseResult(value, usage, machine, time.monotonic() - t0, _thin(sampler.timeline, 240))
+
+
+def _thin(points: list[tuple[float, float]], limit: int) -> list[tuple[float, float]]:
+    """At most ``limit`` evenly spaced points, the last one kept (it is where a leak shows)."""
+    if len(points) <= limit:
+        return points
+    step = len(points) / limit
+    return [points[int(i * step)] for i in range(limit - 1)] + [points[-1]]
 
 
 def _load_settings(overrides: Mapping[str, Any]) -> Any:
@@ -598,33 +639,30 @@ def _cprofile_top(profiler: cProfile.Profile, top: int) -> list[list[Any]]:
 
 
 def phase_pipeline(payload: dict[str, Any]) -> dict[str, Any]:
-    """The real pipeline: one ingest pass over every feed, then one transform pass draining the topic."""
+    """The real pipeline as ``newswire run`` runs it: one ingest pass over every feed and one transform pass,
+    the transform consuming while ingest publishes (or, with ``overlap`` false, after it)."""
     from ingest.feedlist import load_feed_list
-    from ingest.run import ingest_feeds
-    from transform.run import run_transform
+    from newswire.passes import run_passes
 
     settings = _load_settings(payload["settings"])
     feeds = load_feed_list(Path(payload["feed_list"]))
+    overlap = bool(payload.get("overlap", True))
     stacks = StackSampler().start() if payload.get("profile") else None
     try:
         if stacks:
-            stacks.stage = "ingest"
-        t0 = time.perf_counter()
-        ingest = ingest_feeds(settings, payload["bootstrap"], feeds, run_id=payload["run_id"])
-        t1 = time.perf_counter()
-        ingest_peak = _max_rss_mb()
-        if stacks:
-            stacks.stage = "transform"
-        transform = run_transform(settings, payload["bootstrap"])
-        t2 = time.perf_counter()
+            stacks.stage = "pipeline"
+        passes = run_passes(settings, payload["bootstrap"], feeds, run_id=payload["run_id"], overlap=overlap)
     finally:
         if stacks:
             stacks.stop()
+    ingest, transform = passes.ingest, passes.transform
     return {
-        "ingest_seconds": t1 - t0,
-        "transform_seconds": t2 - t1,
-        "ingest_peak_rss_mb": ingest_peak,
-        "transform_peak_rss_mb": _max_rss_mb(),
+        "overlap": overlap,
+        "ingest_seconds": passes.ingest_seconds,
+        "transform_seconds": passes.seconds - passes.ingest_seconds,
+        "transform_busy_seconds": transform.seconds,
+        "peak_rss_mb": _max_rss_mb(),
+        "memory_after_transform": _memory_probe(settings),
         "ingest_totals": ingest.totals(),
         "ingest_failures": dict(ingest.failures),
         "ingest_statuses": dict(Counter(r.status for r in ingest.reports)),
@@ -960,7 +998,10 @@ def run_bench(config: BenchConfig) -> dict[str, Any]:
                 )
                 report["baselines"] = {"extraction": _extraction_block(extraction, len(corpus.pages))}
 
-                _say("pipeline end to end: ingest_feeds, then run_transform")
+                _say(
+                    "pipeline end to end: "
+                    + ("transform consuming while ingest runs" if config.overlap else "ingest, then transform")
+                )
                 pipeline = _run_phase(
                     "pipeline",
                     phase_pipeline,
@@ -970,6 +1011,7 @@ def run_bench(config: BenchConfig) -> dict[str, Any]:
                         "feed_list": str(feed_list),
                         "run_id": f"bench-{started:%Y%m%dT%H%M%S}",
                         "profile": config.profile,
+                        "overlap": config.overlap,
                     },
                     broker_pid=broker_pid,
                     interval=config.sample_interval,
@@ -1093,6 +1135,7 @@ def _pipeline_block(phase: PhaseResult) -> dict[str, Any]:
     articles = int(totals.get("new", 0))
     cpu, rss, processes = _usage_summary(phase, wall)
     return {
+        "overlap": r["overlap"],
         "articles": articles,
         "wall_seconds": round(wall, 2),
         "articles_per_s": _rate(articles, wall),
@@ -1101,7 +1144,9 @@ def _pipeline_block(phase: PhaseResult) -> dict[str, Any]:
             "share": round(ingest_s / wall, 3) if wall else 0.0,
             "articles_per_s": _rate(articles, ingest_s),
             "totals": totals,
-            "peak_rss_mb": r.get("ingest_peak_rss_mb"),
+            "note": "overlapped: ingest's own wall time, while the transform already consumed"
+            if r["overlap"]
+            else "ingest alone",
             "statuses": r["ingest_statuses"],
             "reasons": r["ingest_reasons"],
             "failures": r["ingest_failures"],
@@ -1109,13 +1154,19 @@ def _pipeline_block(phase: PhaseResult) -> dict[str, Any]:
         "transform": {
             "seconds": round(transform_s, 2),
             "share": round(transform_s / wall, 3) if wall else 0.0,
-            "articles_per_s": _rate(r["transform_stats"]["messages"], transform_s),
+            "articles_per_s": _rate(r["transform_stats"]["messages"], r["transform_busy_seconds"]),
             "batches": r["transform_batches"],
-            "peak_rss_mb": r.get("transform_peak_rss_mb"),
+            "busy_seconds": round(r["transform_busy_seconds"], 2),
+            "memory_after": r.get("memory_after_transform"),
+            "note": "overlapped: seconds after ingest ended until the topic was drained; articles_per_s over "
+            "busy_seconds (the transform's whole run)"
+            if r["overlap"]
+            else "transform alone after ingest",
             "stats": r["transform_stats"],
         },
         "cpu": cpu,
         "peak_rss_mb": rss,
+        "rss_timeline_mb": phase.rss_timeline,
         "processes": processes,
         "profile": r.get("profile"),
     }
@@ -1170,8 +1221,8 @@ def _transform_block(phase: PhaseResult) -> dict[str, Any]:
         "batch_seconds": round(r["batch_seconds"], 2),
         "batch_articles_per_s": _rate(messages, r["batch_seconds"]),
         "fixed_seconds": round(r["seconds"] - r["batch_seconds"], 2),
-        "note": "batch_seconds: warehouse transactions only (transform_batches); the rest is group join, "
-        "polling and the closing empty poll",
+        "note": "batch_seconds: warehouse transactions only (transform_batches); fixed_seconds is the rest: "
+        "group join, fetching, decoding and validating messages, the closing empty poll",
         "stats": r["stats"],
         "peak_rss_mb": r["_self"]["max_rss_mb"],
         "profile": r.get("profile"),
@@ -1335,12 +1386,14 @@ def format_table(report: Mapping[str, Any]) -> str:
         "articles/s",
         f"{p['ingest']['seconds']:.1f} s, {100 * p['ingest']['share']:.0f}% of wall",
     )
-    row(
-        "  transform (consume, dedup, cluster, load)",
-        p["transform"]["articles_per_s"],
-        "articles/s",
-        f"{p['transform']['seconds']:.1f} s, {100 * p['transform']['share']:.0f}% of wall",
-    )
+    if p["overlap"]:
+        transform_note = (
+            f"consumed alongside ingest; {p['transform']['seconds']:.1f} s after it ended "
+            f"({100 * p['transform']['share']:.0f}% of wall)"
+        )
+    else:
+        transform_note = f"{p['transform']['seconds']:.1f} s, {100 * p['transform']['share']:.0f}% of wall"
+    row("  transform (consume, dedup, cluster, load)", p["transform"]["articles_per_s"], "articles/s", transform_note)
     row(
         "  CPU utilisation (pipeline + broker)",
         p["cpu"]["utilisation"],
@@ -1349,12 +1402,10 @@ def format_table(report: Mapping[str, Any]) -> str:
         f"harness {p['cpu']['harness_seconds']:.1f} CPU s",
     )
     rss = p["peak_rss_mb"]
-    row(
-        "  peak RSS: pipeline process",
-        rss["pipeline"],
-        "MB",
-        f"{p['ingest'].get('peak_rss_mb')} MB by the end of ingest",
-    )
+    row("  peak RSS: pipeline process", rss["pipeline"], "MB", "ingest and transform threads, sampled")
+    after = p["transform"].get("memory_after") or {}
+    if after.get("duckdb_buffer_mb") is not None:
+        row("  after the run: RSS", after["rss_mb"], "MB", f"DuckDB buffer pool holds {after['duckdb_buffer_mb']} MB")
     row("  peak RSS: extraction worker (max)", rss["extract_worker_max"], "MB", f"{rss['extract_workers']} workers")
     row("  peak RSS: pipeline processes (sum)", rss["pipeline_processes_total"], "MB")
     row("  peak RSS: broker", rss["broker"], "MB", "in-memory storage")
@@ -1368,7 +1419,7 @@ def format_table(report: Mapping[str, Any]) -> str:
         "  in warehouse transactions",
         t["batch_articles_per_s"],
         "articles/s",
-        f"{t['batch_seconds']:.1f} s; fixed {t['fixed_seconds']:.1f} s (join, polls)",
+        f"{t['batch_seconds']:.1f} s; other {t['fixed_seconds']:.1f} s (join, consume, decode)",
     )
     if not poll.get("skipped"):
         row(
@@ -1425,6 +1476,14 @@ def write_results(report: Mapping[str, Any], results_dir: Path = RESULTS_DIR, ex
     return path
 
 
+class Terminated(BenchError):
+    """The harness received SIGTERM or SIGHUP (a long run stopped from outside)."""
+
+
+def _terminate(signum: int, frame: object) -> None:
+    raise Terminated(f"terminated by signal {signal.Signals(signum).name}")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the speed benchmark, print the table, write the JSON report."""
     parser = argparse.ArgumentParser(prog="python -m bench.pipeline", description=main.__doc__)
@@ -1439,11 +1498,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--poll-hosts", type=int, default=BenchConfig.poll_hosts)
     parser.add_argument("--no-poll", action="store_true", help="skip the 304 poll")
     parser.add_argument("--profile", action="store_true", help="stack-sample the pipeline, cProfile extraction")
+    parser.add_argument(
+        "--sequential", action="store_true", help="transform after ingest instead of while it runs (newswire run)"
+    )
     parser.add_argument("--compare-memory", action="store_true", help="run at --articles and 10x, compare peak RSS")
     parser.add_argument("--json", type=Path, help="also write the JSON report here")
     parser.add_argument("--results-dir", type=Path, default=RESULTS_DIR)
     parser.add_argument("--workdir", type=Path, help="keep corpus, warehouses and logs here")
     args = parser.parse_args(argv)
+    # A silent death by SIGTERM looked like a broker crash (the broker dies with its parent); say what it was.
+    signal.signal(signal.SIGTERM, _terminate)
+    signal.signal(signal.SIGHUP, _terminate)
     config = BenchConfig(
         articles=args.articles,
         feeds=args.feeds,
@@ -1455,6 +1520,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         poll_feeds=args.poll_feeds,
         poll_hosts=args.poll_hosts,
         run_poll=not args.no_poll,
+        overlap=not args.sequential,
         profile=args.profile,
         workdir=args.workdir,
         keep=args.workdir is not None,

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 import re
+from functools import lru_cache
 from urllib.parse import unquote, urljoin, urlsplit, urlunsplit
 
 import idna
@@ -141,11 +142,13 @@ _QUERY_SAFE = _PATH_SAFE | frozenset("?")
 _STRIP_CHARS = " \t\r\n\f\v\x00"
 
 
+@lru_cache(maxsize=16_384)
 def canonicalize_url(url: str, base: str | None = None) -> str:
     """Return the canonical form of ``url`` (resolved against ``base`` if given).
 
     Raises :class:`InvalidUrlError` for anything that is not an absolute http(s) URL with a valid host.
-    The result is stable: ``canonicalize_url(canonicalize_url(u)) == canonicalize_url(u)``.
+    The result is stable: ``canonicalize_url(canonicalize_url(u)) == canonicalize_url(u)``. Cached: ingest
+    asks for the same few URLs of an entry about a dozen times (ledger, claims, canonical choice).
     """
     raw = (url or "").strip(_STRIP_CHARS)
     # Browsers drop embedded tabs/newlines (WHATWG URL); feeds wrap long links across lines.

@@ -19,6 +19,34 @@ _SEPARATOR_CATEGORIES = frozenset({"Pc", "Pd", "Ps", "Pe", "Pi", "Pf", "Po", "Sk
 _INVISIBLE_CATEGORIES = frozenset({"Cf", "Cc"})
 
 
+class _CharacterMap(dict[int, str | None]):
+    """``str.translate`` table filled on first sight of each character: separators become a space, invisible
+    characters vanish, everything else maps to itself.
+
+    A per-character Python loop over every article body cost ~8 ms per article in ingest (profiled);
+    ``translate`` runs in C and asks this table only for characters it has not met before.
+    """
+
+    _LIMIT = 65_536  # a text of a million distinct code points must not grow the table without bound
+
+    def __missing__(self, code: int) -> str | None:
+        char = chr(code)
+        category = unicodedata.category(char)
+        value: str | None
+        if category in _SEPARATOR_CATEGORIES:
+            value = " "
+        elif category in _INVISIBLE_CATEGORIES and not char.isspace():
+            value = None
+        else:
+            value = char
+        if len(self) < self._LIMIT:
+            self[code] = value
+        return value
+
+
+_CHARACTERS = _CharacterMap()
+
+
 def normalize_text(text: str) -> str:
     """NFKC, case-folded words separated by single spaces, with punctuation and symbols removed.
 
@@ -26,16 +54,7 @@ def normalize_text(text: str) -> str:
     already makes precomposed and decomposed spellings of a letter identical.
     """
     folded = unicodedata.normalize("NFKC", text).casefold()
-    out: list[str] = []
-    for char in folded:
-        category = unicodedata.category(char)
-        if category in _SEPARATOR_CATEGORIES:
-            out.append(" ")
-        elif category in _INVISIBLE_CATEGORIES and not char.isspace():
-            continue
-        else:
-            out.append(char)
-    return " ".join("".join(out).split())
+    return " ".join(folded.translate(_CHARACTERS).split())
 
 
 def content_hash(text: str) -> str:

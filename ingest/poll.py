@@ -12,9 +12,10 @@ import logging
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from itertools import repeat
 
 from ingest.canonical import InvalidUrlError, article_id_for, canonicalize_url, choose_canonical
 from ingest.claims import UrlClaims
@@ -123,11 +124,16 @@ class FeedPoller:
     interval: tuple[datetime | None, datetime | None] = (None, None)
     claims: UrlClaims = field(default_factory=UrlClaims)
     entry_pool: ThreadPoolExecutor | None = None
+    #: Buffer the feed-state and run rows of polls that recorded no entry; the caller must then call
+    #: ``ledger.flush()`` when done (``ingest_feeds`` does). Off for single-feed tasks: nothing to batch.
+    defer_bookkeeping: bool = False
     _states: dict[str, FeedState] = field(default_factory=dict)
+    _retry_feeds: frozenset[str] | None = None
 
     def prefetch(self, feeds: Sequence[FeedSpec]) -> None:
         """Read every feed's conditional-GET state in one query (a run over 1,000 feeds saves 1,000)."""
         self._states.update(self.ledger.feed_states([f.url for f in feeds]))
+        self._retry_feeds = frozenset(self.ledger.feeds_with_retries(self.settings.entry_max_attempts))
 
     def poll(self, feed: FeedSpec) -> FeedReport:
         with self._recorded(feed) as report:
@@ -164,6 +170,7 @@ class FeedPoller:
                     duration=report.seconds,
                     interval=self.interval,
                     warnings=report.warnings,
+                    defer=self.defer_bookkeeping and report.status != "failed",
                 )
 
     def _poll(self, feed: FeedSpec, report: FeedReport) -> None:
@@ -212,6 +219,7 @@ class FeedPoller:
             etag=response.etag,
             last_modified=response.last_modified,
             error=None,
+            defer=self.defer_bookkeeping and report.counts.entries_seen == 0,
         )
 
     def _feed_failed(
@@ -279,7 +287,12 @@ class FeedPoller:
             if prior is None or self._retry_due(prior.outcome, prior.retryable, prior.attempts, prior.last_attempt_at):
                 todo.append(entry)
         # Entries that failed earlier and are no longer in the feed document are retried from the ledger.
-        for payload in self.ledger.retry_candidates(feed.url, self.settings.entry_max_attempts):
+        retries = (
+            self.ledger.retry_candidates(feed.url, self.settings.entry_max_attempts)
+            if self._retry_feeds is None or feed.url in self._retry_feeds
+            else []
+        )
+        for payload in retries:
             entry = entry_from_payload(payload)
             if entry.key not in seen_keys:
                 seen_keys.add(entry.key)
@@ -300,11 +313,15 @@ class FeedPoller:
         """Decide entries chunk by chunk; a chunk is recorded only after the broker confirmed it."""
         for start in range(0, len(todo), CHUNK):
             chunk = todo[start : start + CHUNK]
+            # One ledger query for the chunk instead of one per entry; claims cover what this process stores
+            # meanwhile, and the transform's id check covers other processes.
+            urls = _urls_of(chunk)
+            known = _KnownUrls(self.ledger, self.ledger.known_urls(urls), frozenset(urls))
             if self.entry_pool is not None and len(chunk) > 1:
                 # Fetch + extract entries concurrently (the throttle still spaces requests per host).
-                outcomes = list(self.entry_pool.map(lambda entry: self._decide(feed, entry), chunk))
+                outcomes = list(self.entry_pool.map(self._decide, repeat(feed), chunk, repeat(known)))
             else:
-                outcomes = [self._decide(feed, entry) for entry in chunk]
+                outcomes = [self._decide(feed, entry, known) for entry in chunk]
             # Sent from this thread: the publisher confirms per thread what that thread sent.
             for o in outcomes:
                 if o.outcome == NEW and o.raw is not None:
@@ -332,7 +349,7 @@ class FeedPoller:
             self.publisher.send(contracts.DEAD_LETTERS, str(dl["dead_letter_id"]), dict(dl))
         self.publisher.confirm()
 
-    def _decide(self, feed: FeedSpec, entry: FeedEntry) -> EntryOutcome:
+    def _decide(self, feed: FeedSpec, entry: FeedEntry, known: _KnownUrls) -> EntryOutcome:
         """Take one entry to its outcome. Network and parsing errors become outcomes, never exceptions."""
         base = {
             "feed_url": feed.url,
@@ -364,7 +381,7 @@ class FeedPoller:
         except InvalidUrlError as exc:
             return dead("feed_parse", "invalid_url", str(exc), False)
 
-        prior = self.ledger.known_urls([url]).get(url)
+        prior = known.article_of(url)
         owner, slot = self.claims.claim(url)
         if not owner and prior is None:
             prior = self.claims.wait(slot, timeout=self.settings.total_timeout * 3)
@@ -376,7 +393,7 @@ class FeedPoller:
             )
         outcome: EntryOutcome | None = None
         try:
-            outcome = self._fetch_and_publish(feed, entry, url, base, dead)
+            outcome = self._fetch_and_publish(feed, entry, url, base, dead, known)
             return outcome
         finally:
             if owner:
@@ -390,6 +407,7 @@ class FeedPoller:
         url: str,
         base: dict[str, object],
         dead: Callable[[str, str, str, bool], EntryOutcome],
+        known: _KnownUrls,
     ) -> EntryOutcome:
         assert entry.link is not None
 
@@ -423,7 +441,7 @@ class FeedPoller:
         canonical = choose_canonical(final_url, extracted.canonical_url, extracted.og_url)
         article_id = article_id_for(canonical)
         urls = tuple(dict.fromkeys((url, final_url, canonical)))
-        prior = self.claims.known(canonical) or self.ledger.known_urls([canonical]).get(canonical)
+        prior = self.claims.known(canonical) or known.article_of(canonical)
         if prior:
             return EntryOutcome(
                 **base,
@@ -453,6 +471,30 @@ class FeedPoller:
             fetched_at=fetched_at,
         )
         return EntryOutcome(**base, outcome=NEW, article_id=article_id, urls=urls, raw=raw)
+
+
+@dataclass(frozen=True)
+class _KnownUrls:
+    """The ledger's URL -> article id map for one chunk's entry URLs, read in one query; others are asked singly."""
+
+    ledger: IngestLedger
+    found: dict[str, str]
+    checked: frozenset[str]
+
+    def article_of(self, url: str) -> str | None:
+        if url in self.checked:
+            return self.found.get(url)
+        return self.ledger.known_urls([url]).get(url)
+
+
+def _urls_of(entries: Iterable[FeedEntry]) -> list[str]:
+    """The canonical URLs of entries' links (invalid ones are left to ``_decide``, which dead-letters them)."""
+    urls = []
+    for entry in entries:
+        if entry.link:
+            with suppress(InvalidUrlError):
+                urls.append(canonicalize_url(entry.link))
+    return urls
 
 
 def _canonical_or(url: str, fallback: str) -> str:

@@ -126,6 +126,7 @@ def ingest_feeds(
     t0 = time.monotonic()
     with ingest_session(settings, bootstrap, run_id=run_id, interval=interval) as poller:
         poller.prefetch(feeds)
+        poller.defer_bookkeeping = True
 
         def one(feed: FeedSpec) -> FeedReport | None:
             try:
@@ -135,10 +136,13 @@ def ingest_feeds(
                 summary.failures[feed.url] = str(exc)
                 return None
 
-        with ThreadPoolExecutor(max_workers=settings.fetch_concurrency, thread_name_prefix="feed") as pool:
-            for report in pool.map(one, feeds):
-                if report is not None:
-                    summary.reports.append(report)
+        try:
+            with ThreadPoolExecutor(max_workers=settings.fetch_concurrency, thread_name_prefix="feed") as pool:
+                for report in pool.map(one, feeds):
+                    if report is not None:
+                        summary.reports.append(report)
+        finally:
+            poller.ledger.flush()  # the deferred rows of feeds that recorded no entry
     summary.seconds = time.monotonic() - t0
     log.info("%s", summary.line())
     return summary

@@ -38,12 +38,12 @@ def _settings(args: argparse.Namespace, **extra: Any) -> Any:
 
 def cmd_run(args: argparse.Namespace) -> int:
     """One ingest pass and one transform pass, with the library code the DAGs call."""
-    from ingest.run import configured_feeds, ingest_feeds
+    from ingest.run import configured_feeds
     from newswire.broker import bootstrap_servers
+    from newswire.passes import run_passes
     from newswire.report import format_summary, run_totals
     from newswire.settings import redact_url
     from newswire.warehouse import Warehouse
-    from transform.run import run_transform
 
     settings = _settings(args, feeds=Path(args.feeds) if args.feeds else None)
     feeds = configured_feeds(settings)
@@ -51,8 +51,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     warehouse = Warehouse(settings.resolved_warehouse_url)
     warehouse.migrate()
     with bootstrap_servers(settings) as bootstrap:
-        ingest = ingest_feeds(settings, bootstrap, feeds, run_id=run_id)
-        transform = run_transform(settings, bootstrap)
+        passes = run_passes(settings, bootstrap, feeds, run_id=run_id, overlap=not args.sequential)
+    ingest, transform = passes.ingest, passes.transform
     s = transform.stats
     print(ingest.line())
     print(transform.line())
@@ -356,6 +356,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("run", help="one ingest pass and one transform pass over a feed list")
     p.add_argument("--feeds", help="feed list file (.opml, .toml, .yaml); default NEWSWIRE_FEEDS")
+    p.add_argument(
+        "--sequential",
+        action="store_true",
+        help="transform only after ingest finished (default: the transform consumes while ingest publishes)",
+    )
     common(p)
     p.set_defaults(func=cmd_run)
 

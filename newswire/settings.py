@@ -63,9 +63,9 @@ class Settings(BaseSettings):
     max_redirects: int = Field(5, ge=0, le=20)
     host_interval: float = Field(1.0, ge=0, description="Minimum seconds between two requests to one host.")
     respect_robots: bool = True
-    fetch_concurrency: int = Field(8, ge=1, le=64, description="Feeds polled at once by one process.")
+    fetch_concurrency: int = Field(32, ge=1, le=64, description="Feeds polled at once by one process.")
     entry_concurrency: int = Field(
-        8, ge=1, le=64, description="Entries of one process fetched and extracted at once (all feeds share them)."
+        16, ge=1, le=64, description="Entries of one process fetched and extracted at once (all feeds share them)."
     )
     extract_workers: int = Field(
         0, ge=0, le=64, description="Extraction processes for multi-feed runs; 0 = one per CPU, 1 = inline."

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from newswire.errors import WarehouseUnavailable
@@ -52,8 +53,19 @@ def batch_id(group: str, batch: list[Incoming]) -> str:
 
 
 def run_transform(
-    settings: Settings, bootstrap: str, *, max_batches: int | None = None, group_id: str | None = None
+    settings: Settings,
+    bootstrap: str,
+    *,
+    max_batches: int | None = None,
+    group_id: str | None = None,
+    follow: Callable[[], bool] | None = None,
 ) -> TransformSummary:
+    """Drain the articles topic batch by batch; stop at the first empty batch.
+
+    With ``follow``, an empty batch ends the run only once ``follow()`` has returned false *before* that
+    batch was polled: a producer still running in this process (``newswire run``) sets it false after its
+    last message was acknowledged, so the final poll sees every message and the run ends drained.
+    """
     t0 = time.monotonic()
     group = group_id or settings.consumer_group
     warehouse = Warehouse(settings.resolved_warehouse_url)
@@ -67,8 +79,11 @@ def run_transform(
         # Versions a previous process committed but could not publish go out first.
         summary.stats.events_published += processor.publish_outbox()
         while max_batches is None or summary.batches < max_batches:
+            following = follow is not None and follow()
             batch = consumer.next_batch()
             if not batch:
+                if following:
+                    continue
                 break
             try:
                 stats = processor.process(batch, batch_id(group, batch))

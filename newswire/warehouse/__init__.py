@@ -86,6 +86,14 @@ class Cursor:
             rows.extend(self.execute(sql.replace("{in}", f"({marks})"), [*params, *part]).dicts())
         return rows
 
+    def execute_in(self, sql: str, values: Sequence[Any], params: Sequence[Any] = (), *, chunk: int = 1000) -> Cursor:
+        """Run a statement whose ``{in}`` marks an IN list (``DELETE … WHERE id IN {in}``) over ``values``."""
+        unique = list(dict.fromkeys(values))
+        for start in range(0, len(unique), chunk):
+            part = unique[start : start + chunk]
+            self.execute(sql.replace("{in}", f"({', '.join('?' * len(part))})"), [*params, *part])
+        return self
+
     def fetchall(self) -> list[tuple[Any, ...]]:
         return [tuple(r) for r in self._raw.fetchall()]
 
@@ -203,7 +211,12 @@ class Warehouse:
                 # pipeline's least-privilege role does not have (deploy/warehouse-roles.sql).
                 cur.execute("SELECT 1 FROM pg_namespace WHERE nspname = %s", (self.schema,))
                 if cur.fetchone() is None:
-                    cur.execute(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"')
+                    try:
+                        cur.execute(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"')
+                        conn.commit()
+                    except psycopg.errors.UniqueViolation:
+                        # Two first connections raced (IF NOT EXISTS does not cover that): it exists now.
+                        conn.rollback()
                 cur.execute(f'SET search_path TO "{self.schema}"')
             conn.commit()
         return conn
@@ -219,6 +232,19 @@ class Warehouse:
         if not self._migrated:
             self.migrate()
         with self._raw_transaction() as cur:
+            yield cur
+
+    @contextmanager
+    def read(self) -> Iterator[Cursor]:
+        """A transaction for reads only: on DuckDB it skips this process's writer lock.
+
+        DuckDB readers see a snapshot and never conflict, so a thread checking the ledger need not queue
+        behind another thread's chunk being written (that queue serialised the feed threads of a run).
+        Writing through this cursor is a bug; DuckDB may then raise a write-write conflict.
+        """
+        if not self._migrated:
+            self.migrate()
+        with self._open_transaction() as cur:
             yield cur
 
     @contextmanager
