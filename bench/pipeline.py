@@ -7,8 +7,9 @@ measures, on the same synthetic corpus (:mod:`bench.synthetic`) served from loop
 * baselines: bare ``trafilatura.extract`` in one process (pages/s), raw kafka-python produce of the pipeline's
   own article messages with the project's producer settings (msg/s), raw bulk insert of the same rows into
   a fresh DuckDB warehouse (rows/s);
-* the real pipeline end to end on the embedded defaults (``ingest_feeds`` then ``run_transform``, host
-  politeness and size caps on): articles/s overall and per stage, CPU utilisation, peak RSS of every process;
+* the real pipeline end to end on the embedded defaults, as ``newswire run`` runs it (the transform consuming
+  while ingest publishes; ``--sequential``: one after the other), host politeness and size caps on:
+  articles/s overall and per stage, CPU utilisation, peak RSS of every process;
 * transform + load alone, with the articles already on the topic;
 * a poll of 1,000 feeds that all answer ``304 Not Modified``.
 

@@ -84,6 +84,13 @@ class Settings(BaseSettings):
     batch_max_messages: int = Field(500, ge=1)
     batch_deadline: float = Field(30.0, gt=0, description="Seconds one transform batch may keep polling.")
     poll_timeout: float = Field(2.0, gt=0, description="An empty poll of this many seconds ends a batch.")
+    story_state_max_articles: int = Field(
+        10_000,
+        ge=100,
+        description="Articles the transform's in-memory story state holds at most (the latest arrivals); "
+        "about 100 KB of RSS each for 4,000-character bodies. Beyond it the oldest leave early, shortening "
+        "the 21-day clustering horizon.",
+    )
 
     # Schedules
     ingest_schedule: str = "*/15 * * * *"

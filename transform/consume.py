@@ -7,6 +7,7 @@ anywhere before that replays the batch, and replays are harmless because every w
 from __future__ import annotations
 
 import contextlib
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -43,8 +44,11 @@ class ArticleConsumer:
             group_id=group_id or settings.consumer_group,
             topics=[contracts.ARTICLES.name],
         )
+        self.drained = False
 
     def next_batch(self) -> list[Incoming]:
+        """The next bounded batch; ``drained`` then tells whether it ended on an empty poll."""
+        started = time.monotonic()
         try:
             records = poll_batch(
                 self._consumer,
@@ -54,6 +58,12 @@ class ArticleConsumer:
             )
         except KafkaError as exc:
             raise BrokerUnavailable(f"cannot consume {contracts.ARTICLES.name}: {exc!r}") from exc
+        # Short of a full batch and before the deadline: the poll that ended it was empty, so there was nothing
+        # more to read. The caller can stop without another ``poll_timeout`` of waiting for an empty batch.
+        self.drained = (
+            len(records) < self.settings.batch_max_messages
+            and time.monotonic() - started < self.settings.batch_deadline
+        )
         batch = []
         for r in records:
             message, error = None, None

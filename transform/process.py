@@ -99,9 +99,10 @@ class _BatchView:
 class BatchProcessor:
     """Applies batches to the warehouse; keeps the story state between batches of one process."""
 
-    def __init__(self, warehouse: Warehouse, publisher: Publisher) -> None:
+    def __init__(self, warehouse: Warehouse, publisher: Publisher, *, state_max_articles: int | None = None) -> None:
         self.warehouse = warehouse
         self.publisher = publisher
+        self.state_max_articles = state_max_articles
         self._state: StoryState | None = None
 
     def process(self, batch: list[Incoming], batch_id: str) -> BatchStats:
@@ -116,7 +117,7 @@ class BatchProcessor:
             with self.warehouse.transaction() as cur:
                 store = TransformStore(cur)
                 if self._state is None:
-                    self._state = StoryState.restore(store)
+                    self._state = StoryState.restore(store, max_articles=self.state_max_articles)
                 now = utcnow()
                 messages = [item.message for item in batch if item.error is None and item.message is not None]
                 view = _BatchView(

@@ -1,8 +1,8 @@
 """Transform entry point: drain the articles topic batch by batch, committing offsets after the warehouse.
 
-Used by the ``newswire_transform`` DAG and by ``newswire run``. A run ends when a batch comes back empty
-(the topic is drained for this consumer group) or after ``max_batches``; it never waits for "the end" of
-the topic via ``end_offsets()`` (wrong on the embedded broker).
+Used by the ``newswire_transform`` DAG and by ``newswire run``. A run ends when the topic is drained for this
+consumer group (a batch comes back empty, or ends on an empty poll short of full) or after ``max_batches``;
+it never waits for "the end" of the topic via ``end_offsets()`` (wrong on the embedded broker).
 """
 
 from __future__ import annotations
@@ -60,7 +60,8 @@ def run_transform(
     group_id: str | None = None,
     follow: Callable[[], bool] | None = None,
 ) -> TransformSummary:
-    """Drain the articles topic batch by batch; stop at the first empty batch.
+    """Drain the articles topic batch by batch; stop at the first empty batch, or after a batch that ended on
+    an empty poll (nothing more to read: waiting for one more empty batch would only cost ``poll_timeout``).
 
     With ``follow``, an empty batch ends the run only once ``follow()`` has returned false *before* that
     batch was polled: a producer still running in this process (``newswire run``) sets it false after its
@@ -73,7 +74,7 @@ def run_transform(
     ensure_topics(bootstrap, settings)
     publisher = Publisher(make_producer(bootstrap, settings, client_id="newswire-transform"))
     consumer = ArticleConsumer(settings, bootstrap, group_id=group)
-    processor = BatchProcessor(warehouse, publisher)
+    processor = BatchProcessor(warehouse, publisher, state_max_articles=settings.story_state_max_articles)
     summary = TransformSummary()
     try:
         # Versions a previous process committed but could not publish go out first.
@@ -95,6 +96,7 @@ def run_transform(
             consumer.commit()
             summary.batches += 1
             summary.stats.add(stats)
+            drained = consumer.drained and not following
             log.info(
                 "batch %d: %d messages, %d new, %d duplicates, %d events changed",
                 summary.batches,
@@ -103,6 +105,8 @@ def run_transform(
                 stats.duplicates,
                 stats.events_changed,
             )
+            if drained:
+                break
     finally:
         consumer.close()
         publisher.close()

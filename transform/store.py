@@ -134,24 +134,26 @@ class TransformStore:
     def next_load_order(self) -> int:
         return int(self.cur.execute("SELECT COALESCE(MAX(load_order), 0) + 1 FROM articles").scalar())
 
-    def articles_for_restore(self, since: datetime) -> Iterator[StoredArticle]:
-        """Articles the in-memory story state must know about, in the order they were first loaded."""
-        rows = self.cur.execute(
-            f"SELECT {_ARTICLE_COLUMNS} {_ARTICLE_JOIN} "
-            "WHERE a.published_at >= ? OR a.loaded_at >= ? ORDER BY a.load_order",
-            (since, since),
-        ).fetchall()
-        for row in rows:
-            yield StoredArticle(*row)
+    def articles_for_restore(self, since: datetime, limit: int | None = None) -> Iterator[StoredArticle]:
+        """Articles the in-memory story state must know about (those in an event), in the order they were first
+        loaded; with ``limit``, only the last ``limit`` of them (the state keeps no more)."""
+        where = "WHERE (a.published_at >= ? OR a.loaded_at >= ?) AND ea.event_id IS NOT NULL"
+        if limit is None:
+            sql = f"SELECT {_ARTICLE_COLUMNS} {_ARTICLE_JOIN} {where} ORDER BY a.load_order"
+        else:
+            sql = (
+                f"SELECT * FROM (SELECT {_ARTICLE_COLUMNS}, a.load_order {_ARTICLE_JOIN} {where} "
+                f"ORDER BY a.load_order DESC LIMIT {int(limit)}) newest ORDER BY load_order"
+            )
+        for row in self.cur.execute(sql, (since, since)).fetchall():
+            yield StoredArticle(*row[:13])
 
-    def features_since(self, since: datetime) -> dict[str, tuple[str, str]]:
-        """Stored (features, signature) JSON of the articles a restore will read."""
-        rows = self.cur.execute(
-            "SELECT f.article_id, f.features, f.signature FROM article_features f "
-            "JOIN articles a ON a.article_id = f.article_id WHERE a.published_at >= ? OR a.loaded_at >= ?",
-            (since, since),
-        ).fetchall()
-        return {aid: (features, signature) for aid, features, signature in rows}
+    def features_of(self, article_ids: Sequence[str]) -> dict[str, tuple[str, str]]:
+        """Stored (features, signature) JSON of these articles (those a restore reads)."""
+        rows = self.cur.select_in(
+            "SELECT article_id, features, signature FROM article_features WHERE article_id IN {in}", article_ids
+        )
+        return {r["article_id"]: (r["features"], r["signature"]) for r in rows}
 
     def insert_features(self, rows: Sequence[tuple[str, str, str]]) -> None:
         """Rows of (article_id, features JSON, signature JSON)."""

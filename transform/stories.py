@@ -39,9 +39,12 @@ def _utc(moment: datetime) -> datetime:
 class StoryState:
     """Near-duplicate detection and story clustering over the articles inside the horizon."""
 
-    def __init__(self, config: ClusteringConfig | None = None) -> None:
+    def __init__(self, config: ClusteringConfig | None = None, *, max_articles: int | None = None) -> None:
         self.config = config or ClusteringConfig()
         self.horizon: timedelta = self.config.horizon
+        # Memory bound: at most this many articles (the latest arrivals) are held, whatever the horizon's
+        # traffic. A busy deployment reaching it shortens the effective horizon instead of running out of RAM.
+        self.max_articles = max_articles
         self.neardup = NearDuplicateIndex(horizon=self.horizon)
         self.clusterer = StoryClusterer(self.config)
         self.restored = 0
@@ -54,11 +57,14 @@ class StoryState:
         self.exported: dict[str, tuple[str, str]] = {}
 
     @classmethod
-    def restore(cls, store: TransformStore, config: ClusteringConfig | None = None) -> StoryState:
-        state = cls(config)
+    def restore(
+        cls, store: TransformStore, config: ClusteringConfig | None = None, *, max_articles: int | None = None
+    ) -> StoryState:
+        state = cls(config, max_articles=max_articles)
         since = datetime.now(UTC) - state.horizon
-        stored = store.features_since(since)
-        for article in store.articles_for_restore(since):
+        articles = list(store.articles_for_restore(since, limit=max_articles))
+        stored = store.features_of([a.article_id for a in articles])
+        for article in articles:
             if article.event_id is None:
                 continue
             doc = doc_from_stored(article)
@@ -104,14 +110,18 @@ class StoryState:
             self._event_arrival[event_id] = moment
 
     def evict(self, now: datetime | None = None) -> int:
-        """Forget articles and events that arrived before ``now - horizon``; returns how many events left."""
+        """Forget articles and events that arrived before ``now - horizon``, and beyond ``max_articles`` the
+        oldest arrivals and the events with nothing newer; returns how many events left."""
         cutoff = (now or datetime.now(UTC)) - self.horizon
         while self._arrivals:
             article_id, arrived = next(iter(self._arrivals.items()))
-            if arrived >= cutoff:
+            if arrived >= cutoff and (self.max_articles is None or len(self._arrivals) <= self.max_articles):
                 break
             self._arrivals.popitem(last=False)
             self.neardup.remove(article_id)
+        if self._arrivals:
+            # An event whose latest article is older than every article still held goes too.
+            cutoff = max(cutoff, next(iter(self._arrivals.values())))
         stale = [event_id for event_id, arrived in self._event_arrival.items() if arrived < cutoff]
         for event_id in stale:
             del self._event_arrival[event_id]

@@ -6,6 +6,8 @@ import hashlib
 import re
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from ingest.fingerprint import content_hash, normalize_text
 
@@ -61,3 +63,25 @@ def test_content_hash_is_32_hex_sha256_of_normalized_text() -> None:
     digest = content_hash("Hello, World!")
     assert re.fullmatch(r"[0-9a-f]{32}", digest)
     assert digest == hashlib.sha256(b"hello world").hexdigest()[:32]
+
+
+def _normalize_by_definition(text: str) -> str:
+    """The rule spelled out character by character (what the translate table must reproduce)."""
+    import unicodedata
+
+    out = []
+    for char in unicodedata.normalize("NFKC", text).casefold():
+        category = unicodedata.category(char)
+        if category[0] == "P" or category in ("Sk", "So"):
+            out.append(" ")
+        elif category in ("Cf", "Cc") and not char.isspace():
+            continue
+        else:
+            out.append(char)
+    return " ".join("".join(out).split())
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(alphabet=st.characters(codec="utf-8"), max_size=300))
+def test_normalize_text_matches_its_definition_on_any_text(text: str) -> None:
+    assert normalize_text(text) == _normalize_by_definition(text)

@@ -45,3 +45,37 @@ def test_late_article_joins_its_story_and_old_arrivals_are_evicted() -> None:
     later = datetime.now(UTC) + state.horizon + timedelta(days=1)
     assert state.evict(later) >= 1
     assert len(state.clusterer) == 0 and len(state.neardup) == 0
+
+
+def all_docs() -> list[ArticleDoc]:
+    docs = [json.loads(line) for line in STORIES.read_text().splitlines() if line.strip()]
+    return [
+        ArticleDoc(
+            article_id=d["doc_id"],
+            title=d["title"],
+            text=d["text"],
+            language=d["language"],
+            published_at=datetime.fromisoformat(d["published_at"].replace("Z", "+00:00")),
+            source=d["outlet"],
+            url=d["url"],
+        )
+        for d in docs
+    ]
+
+
+def test_max_articles_bounds_the_state_whatever_the_horizon_holds() -> None:
+    docs = all_docs()[:60]
+    capped, unbounded = StoryState(max_articles=20), StoryState()
+    latest_events = set()
+    for index, doc in enumerate(docs):
+        unbounded.assign(doc)
+        unbounded.evict()
+        event_id = capped.assign(doc).event_id
+        capped.evict()
+        if index >= len(docs) - 20:
+            latest_events.add(event_id)
+    assert len(unbounded.neardup) == len(docs)
+    # Only the latest 20 arrivals stay, and exactly the events they are in.
+    assert len(capped.neardup) == 20
+    assert set(capped._arrivals) == {d.article_id for d in docs[-20:]}
+    assert len(capped.clusterer) == len(latest_events) < len(unbounded.clusterer)
