@@ -143,7 +143,8 @@ def submit_backfill(page: Any, url: str, first: date, last: date, *, reprocess: 
     # Enabled once the dialog's dry run (how many runs the range makes) has come back.
     expect(submit).to_be_enabled(timeout=20_000)
     submit.click()
-    page.get_by_text("Backfill generated").first.wait_for(timeout=15_000)
+    # The API server creates the runs before it answers; on a loaded 2-core machine that took over 15 s.
+    page.get_by_text("Backfill generated").first.wait_for(timeout=60_000)
 
 
 def ledger(warehouse: Warehouse) -> dict[str, Any]:
