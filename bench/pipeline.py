@@ -514,7 +514,16 @@ def _memory_probe(settings: Any) -> dict[str, float | None]:
 
 
 def _max_rss_mb() -> float:
-    """This process's peak RSS so far (Linux reports ``ru_maxrss`` in KiB)."""
+    """This process's peak RSS so far.
+
+    ``VmHWM`` from ``/proc/self/status`` where there is one: ``ru_maxrss`` survives ``exec``, so a phase
+    process spawned by a harness that holds a 20,000-page corpus would report the harness's RSS as its own
+    (it did: 2.7 GB for a pipeline whose sampled peak was 1.8 GB).
+    """
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return round(int(line.split()[1]) / 1024, 1)
     return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
 
 
