@@ -544,14 +544,8 @@ class StoryClusterer:
         Restore every article that went through :meth:`assign` (not the near-duplicates that inherited
         an event without being assigned), in any order; the resulting state equals the original.
         """
-        known = self._article_event.get(doc.article_id)
-        if known is not None:
-            if known != event_id:
-                raise ClusteringError(
-                    f"article {doc.article_id!r} is already in event {known!r}, cannot restore into {event_id!r}"
-                )
-            return
-        self._attach(self._features_of(doc), event_id)
+        if not self._restored_already(doc.article_id, event_id):
+            self._attach(self._features_of(doc), event_id)
 
     def export_features(self, doc: ArticleDoc) -> dict[str, Any]:
         """The features of ``doc`` as a JSON-able dict, for :meth:`restore_features` after a restart.
@@ -588,14 +582,17 @@ class StoryClusterer:
                 f"expected {FEATURES_VERSION}/{self.config.title_weight}"
             )
         parsed = _parse_features(features)
-        known = self._article_event.get(parsed.article_id)
-        if known is not None:
-            if known != event_id:
-                raise ClusteringError(
-                    f"article {parsed.article_id!r} is already in event {known!r}, cannot restore into {event_id!r}"
-                )
-            return
-        self._attach(parsed, event_id)
+        if not self._restored_already(parsed.article_id, event_id):
+            self._attach(parsed, event_id)
+
+    def _restored_already(self, article_id: str, event_id: str) -> bool:
+        """Restoring an article twice is a no-op; into another event, an error (the stored state disagrees)."""
+        known = self._article_event.get(article_id)
+        if known is not None and known != event_id:
+            raise ClusteringError(
+                f"article {article_id!r} is already in event {known!r}, cannot restore into {event_id!r}"
+            )
+        return known is not None
 
     def profile(self, event_id: str) -> EventProfile:
         event = self._events.get(event_id)

@@ -11,6 +11,7 @@ import random
 from typing import Any
 
 import pytest
+from test_clustering import _state  # the white-box state that decides future assignments
 
 from bench.quality import load_corpus
 from transform.clustering import ClusteringConfig, ClusteringError, StaleFeatures, StoryClusterer
@@ -23,30 +24,6 @@ HEAD, TAIL = CORPUS[:200], CORPUS[200:]
 
 def _roundtrip(payload: dict[str, Any]) -> dict[str, Any]:
     return json.loads(json.dumps(payload))
-
-
-def _clusterer_state(clusterer: StoryClusterer) -> dict[str, Any]:
-    events = {
-        event_id: (
-            dict(event.members),
-            dict(event.term_sum),
-            dict(event.term_docs),
-            dict(event.cue_counts),
-            dict(event.entity_counts),
-            dict(event.displays),
-            dict(event.surfaces),
-            event.first,
-            event.last,
-        )
-        for event_id, event in clusterer._events.items()
-    }
-    return {
-        "events": events,
-        "articles": dict(clusterer._article_event),
-        "postings": {key: set(value) for key, value in clusterer._postings.items()},
-        "term_df": clusterer._terms.frequencies(),
-        "cue_df": clusterer._cues.frequencies(),
-    }
 
 
 @pytest.fixture(scope="module")
@@ -71,7 +48,7 @@ def test_restore_from_features_equals_restore_from_text_and_later_assignments_ma
         assert event_id is not None
         from_text.restore(doc, event_id)
         from_features.restore_features(exported[doc.article_id], event_id)
-    assert _clusterer_state(from_features) == _clusterer_state(from_text) == _clusterer_state(source)
+    assert _state(from_features) == _state(from_text) == _state(source)
     for doc in TAIL[:60]:
         assert from_features.assign(doc) == from_text.assign(doc)
     assert [from_features.profile(e) for e in from_features.event_ids()] == [

@@ -12,22 +12,26 @@ from transform.stories import StoryState
 STORIES = Path(__file__).parents[1] / "fixtures" / "stories" / "part1.jsonl"
 
 
+def _records() -> list[dict]:
+    return [json.loads(line) for line in STORIES.read_text().splitlines() if line.strip()]
+
+
+def _doc(d: dict) -> ArticleDoc:
+    return ArticleDoc(
+        article_id=d["doc_id"],
+        title=d["title"],
+        text=d["text"],
+        language=d["language"],
+        published_at=datetime.fromisoformat(d["published_at"].replace("Z", "+00:00")),
+        source=d["outlet"],
+        url=d["url"],
+    )
+
+
 def story_docs() -> list[ArticleDoc]:
-    docs = [json.loads(line) for line in STORIES.read_text().splitlines() if line.strip()]
-    first_story = docs[0]["story_id"]
-    return [
-        ArticleDoc(
-            article_id=d["doc_id"],
-            title=d["title"],
-            text=d["text"],
-            language=d["language"],
-            published_at=datetime.fromisoformat(d["published_at"].replace("Z", "+00:00")),
-            source=d["outlet"],
-            url=d["url"],
-        )
-        for d in docs
-        if d["story_id"] == first_story and d["kind"] in ("original", "followup")
-    ]
+    records = _records()
+    first_story = records[0]["story_id"]
+    return [_doc(d) for d in records if d["story_id"] == first_story and d["kind"] in ("original", "followup")]
 
 
 def test_late_article_joins_its_story_and_old_arrivals_are_evicted() -> None:
@@ -48,19 +52,7 @@ def test_late_article_joins_its_story_and_old_arrivals_are_evicted() -> None:
 
 
 def all_docs() -> list[ArticleDoc]:
-    docs = [json.loads(line) for line in STORIES.read_text().splitlines() if line.strip()]
-    return [
-        ArticleDoc(
-            article_id=d["doc_id"],
-            title=d["title"],
-            text=d["text"],
-            language=d["language"],
-            published_at=datetime.fromisoformat(d["published_at"].replace("Z", "+00:00")),
-            source=d["outlet"],
-            url=d["url"],
-        )
-        for d in docs
-    ]
+    return [_doc(d) for d in _records()]
 
 
 def test_max_articles_bounds_the_state_whatever_the_horizon_holds() -> None:
