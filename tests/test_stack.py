@@ -73,9 +73,17 @@ def test_make_up_then_make_down_leaves_nothing_running(tmp_path: Path) -> None:
         assert f"http://127.0.0.1:{port}" in started.stdout and "log in as 'admin' with password" in started.stdout
         state = json.loads((home / "stack.json").read_text())
         assert {p["name"] for p in state["processes"]} == {"broker", "sample-sites", *stack.COMPONENTS}
-        report = stack.status(home)
-        assert all(report.running.values()) and report.health is not None, report
-        assert all(report.health[k]["status"] == "healthy" for k in ("scheduler", "triggerer", "dag_processor"))
+        # Components report health by heartbeat: on a loaded machine one may not have beaten yet when `make up`
+        # returns (seen once in a full suite run), so give them the time of a few heartbeats.
+        deadline = time.monotonic() + 60
+        while True:
+            report = stack.status(home)
+            assert all(report.running.values()) and report.health is not None, report
+            healthy = all(report.health[k]["status"] == "healthy" for k in ("scheduler", "triggerer", "dag_processor"))
+            if healthy or time.monotonic() > deadline:
+                break
+            time.sleep(2)
+        assert healthy, report.health
         token = stack.api_token(state["url"], "admin", stack.admin_password(home / "airflow", "admin"))
         dags = {d["dag_id"]: d for d in stack.api(state["url"], token, "GET", "dags?limit=100")["dags"]}
         assert all(not dags[d]["is_paused"] for d in stack.DAG_IDS)
