@@ -137,14 +137,12 @@ class TransformStore:
     def articles_for_restore(self, since: datetime, limit: int | None = None) -> Iterator[StoredArticle]:
         """Articles the in-memory story state must know about (those in an event), in the order they were first
         loaded; with ``limit``, only the last ``limit`` of them (the state keeps no more)."""
-        where = "WHERE (a.published_at >= ? OR a.loaded_at >= ?) AND ea.event_id IS NOT NULL"
-        if limit is None:
-            sql = f"SELECT {_ARTICLE_COLUMNS} {_ARTICLE_JOIN} {where} ORDER BY a.load_order"
-        else:
-            sql = (
-                f"SELECT * FROM (SELECT {_ARTICLE_COLUMNS}, a.load_order {_ARTICLE_JOIN} {where} "
-                f"ORDER BY a.load_order DESC LIMIT {int(limit)}) newest ORDER BY load_order"
-            )
+        newest = f"LIMIT {int(limit)}" if limit is not None else ""
+        sql = (
+            f"SELECT * FROM (SELECT {_ARTICLE_COLUMNS}, a.load_order {_ARTICLE_JOIN} "
+            "WHERE (a.published_at >= ? OR a.loaded_at >= ?) AND ea.event_id IS NOT NULL "
+            f"ORDER BY a.load_order DESC {newest}) restored ORDER BY load_order"
+        )
         for row in self.cur.execute(sql, (since, since)).fetchall():
             yield StoredArticle(*row[:13])
 

@@ -64,9 +64,8 @@ class StoryState:
         since = datetime.now(UTC) - state.horizon
         articles = list(store.articles_for_restore(since, limit=max_articles))
         stored = store.features_of([a.article_id for a in articles])
-        for article in articles:
-            if article.event_id is None:
-                continue
+        for article in articles:  # every one is in an event (articles_for_restore selects only those)
+            assert article.event_id is not None
             doc = doc_from_stored(article)
             features, signature = stored.get(article.article_id, (None, None))
             try:
