@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 from newswire import local_airflow
-from newswire.settings import load_settings
+from newswire.settings import load_settings, redact_url
 
 CORPUS = local_airflow.REPO_ROOT / "tests" / "fixtures" / "corpus"
 DEFAULT_BASE_PORT = 18700
@@ -55,6 +55,6 @@ def run_demo(base_port: int = DEFAULT_BASE_PORT) -> str:
         warehouse,
         run=run_totals(warehouse, [ingest_run.run_id]),
         transform={**batches, "events_published": published},
-        where=settings.resolved_warehouse_url.removeprefix("duckdb:///"),
+        where=str(warehouse.path) if warehouse.dialect == "duckdb" else redact_url(warehouse.url),
     )
     return summary + f"\n  demo wall time: {time.monotonic() - t0:.1f} s"

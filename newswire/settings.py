@@ -13,7 +13,7 @@ import os
 import re
 from pathlib import Path
 from typing import Any, Literal
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, parse_qsl, urlencode, urlsplit
 
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import (
@@ -26,6 +26,8 @@ from pydantic_settings import (
 from newswire.errors import SettingsError
 
 _BOOTSTRAP_RE = re.compile(r"^[A-Za-z0-9.\-\[\]:]+:\d{1,5}$")
+#: A DuckDB memory size ("256MB", "1.5GiB"); it ends up in a SET statement, so nothing else may pass.
+MEMORY_SIZE = re.compile(r"^\d+(\.\d+)?\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)$", re.I)
 
 
 def _config_file() -> Path | None:
@@ -47,6 +49,12 @@ class Settings(BaseSettings):
     )
     warehouse_url: str | None = Field(
         None, description="duckdb:///path.duckdb or postgresql://…; unset = DuckDB file under home."
+    )
+    duckdb_memory_limit: str = Field(
+        "256MB",
+        pattern=MEMORY_SIZE.pattern,
+        description="Memory each process's DuckDB may cache and work in (its buffer pool; spills to disk beyond "
+        "it). DuckDB's own default is 80 % of RAM, which lets RSS grow with the warehouse's size.",
     )
     feeds: Path | None = Field(None, description="Feed list file (.opml, .toml, .yaml).")
     allow_private_networks: bool = Field(
@@ -142,10 +150,14 @@ class Settings(BaseSettings):
 
     @property
     def resolved_warehouse_url(self) -> str:
-        """The warehouse URL with the default (a DuckDB file under ``home``) filled in."""
-        if self.warehouse_url:
-            return self.warehouse_url
-        return f"duckdb:///{(self.home / 'warehouse.duckdb').resolve()}"
+        """The warehouse URL with the defaults filled in: a DuckDB file under ``home``, and for DuckDB the memory
+        limit (unless the URL sets its own)."""
+        url = self.warehouse_url or f"duckdb:///{(self.home / 'warehouse.duckdb').resolve()}"
+        parts = urlsplit(url)
+        if parts.scheme == "duckdb" and "memory_limit" not in parse_qs(parts.query):
+            query = urlencode([*parse_qsl(parts.query), ("memory_limit", self.duckdb_memory_limit)])
+            url = f"{url.partition('?')[0]}?{query}"  # urlunsplit would drop the empty authority's "//"
+        return url
 
     def redacted(self) -> dict[str, Any]:
         """Settings as a dict safe to log: passwords in URLs are masked."""

@@ -12,7 +12,17 @@ def test_defaults_use_embedded_broker_and_duckdb_under_home(tmp_path: Path) -> N
     settings = load_settings(home=tmp_path / "state")
     assert settings.kafka_bootstrap is None
     assert settings.allow_private_networks is False
-    assert settings.resolved_warehouse_url == f"duckdb:///{(tmp_path / 'state' / 'warehouse.duckdb').resolve()}"
+    expected = f"duckdb:///{(tmp_path / 'state' / 'warehouse.duckdb').resolve()}?memory_limit=256MB"
+    assert settings.resolved_warehouse_url == expected
+
+
+def test_duckdb_memory_limit_is_added_unless_the_url_sets_one(tmp_path: Path) -> None:
+    given = load_settings(warehouse_url=f"duckdb:///{tmp_path}/w.duckdb?threads=1", duckdb_memory_limit="1GB")
+    assert given.resolved_warehouse_url == f"duckdb:///{tmp_path}/w.duckdb?threads=1&memory_limit=1GB"
+    own = load_settings(warehouse_url=f"duckdb:///{tmp_path}/w.duckdb?memory_limit=64MB")
+    assert own.resolved_warehouse_url == f"duckdb:///{tmp_path}/w.duckdb?memory_limit=64MB"
+    with pytest.raises(SettingsError, match="NEWSWIRE_DUCKDB_MEMORY_LIMIT"):
+        load_settings(duckdb_memory_limit="1GB'; DROP TABLE articles; --")
 
 
 def test_environment_variables_are_read(monkeypatch: pytest.MonkeyPatch) -> None:

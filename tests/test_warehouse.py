@@ -1,7 +1,10 @@
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
+from newswire.errors import WarehouseUnavailable
 from newswire.warehouse import Warehouse, open_warehouse, utcnow
 from newswire.warehouse.migrations import MIGRATIONS
 
@@ -113,3 +116,26 @@ def test_hold_reuses_the_open_warehouse_and_releases_it(warehouse_url: str) -> N
         import duckdb
 
         duckdb.connect(str(warehouse.path)).close()  # released: another process could open the file again
+
+
+def test_duckdb_url_options_apply_to_every_connection(tmp_path: Path) -> None:
+    warehouse = Warehouse(f"duckdb:///{tmp_path}/w.duckdb?memory_limit=100MB&threads=1")
+    for _ in range(2):  # a fresh open, then a cursor of the held database
+        with warehouse.hold():
+            limit = warehouse.scalar("SELECT current_setting('memory_limit')")
+            assert warehouse.scalar("SELECT current_setting('threads')") == 1
+            # not in the URL: the defaults that keep DuckDB's allocator from hoarding freed memory
+            assert warehouse.scalar("SELECT current_setting('allocator_background_threads')") is True
+            flush = warehouse.scalar("SELECT current_setting('allocator_flush_threshold')")
+    assert limit.endswith("MiB") and 90 < float(limit.split()[0]) <= 100
+    assert flush == "16MB"
+    assert (tmp_path / "w.duckdb").is_file()  # the query string is not part of the file name
+
+
+@pytest.mark.parametrize(
+    ("query", "problem"),
+    [("memory_limit=lots", "invalid DuckDB memory_limit"), ("cache=1", "unknown DuckDB option 'cache'")],
+)
+def test_bad_duckdb_url_options_are_refused_before_connecting(tmp_path: Path, query: str, problem: str) -> None:
+    with pytest.raises(WarehouseUnavailable, match=problem):
+        Warehouse(f"duckdb:///{tmp_path}/w.duckdb?{query}")
