@@ -64,7 +64,9 @@ def ingest_session(
     ensure_topics(bootstrap, settings)
     publisher = Publisher(make_producer(bootstrap, settings, client_id="newswire-ingest"))
     throttle = HostThrottle(settings.host_interval)
-    extractor = make_extractor(settings.extract_workers if extract_workers is None else extract_workers)
+    extractor = make_extractor(
+        settings.extract_workers if extract_workers is None else extract_workers, fast=settings.extract_fast
+    )
     entry_pool = ThreadPoolExecutor(max_workers=settings.entry_concurrency, thread_name_prefix="entry")
     try:
         with Fetcher(http_policy(settings), throttle=throttle) as fetcher:

@@ -288,3 +288,43 @@ def test_http_charset_and_bom() -> None:
     japanese = "<html><head><title>予算案</title></head><body><p>東京都は新しい予算案を発表した。</p></body></html>"
     assert decode_html(japanese.encode("shift_jis"), "text/html; charset=Shift_JIS") == japanese
     assert decode_html(document.encode("utf-8"), "text/html; charset=bogus-charset") == document
+
+
+# -- fast mode (NEWSWIRE_EXTRACT_FAST) -------------------------------------------------------------------
+
+# A page trafilatura's own heuristics read badly: an unrendered site template whose article body is a
+# placeholder. Its fallback extractors find more text than the main pass, so the two modes differ on it.
+TEMPLATE = Path(__file__).resolve().parents[1] / "fixtures" / "corpus" / "src" / "templates" / "daily-ledger.html"
+
+
+def test_fast_mode_skips_the_fallback_extractors() -> None:
+    content = TEMPLATE.read_bytes()
+    full = extract(content, min_chars=0).text
+    fast = extract(content, min_chars=0, fast=True).text
+    assert len(fast) < len(full)
+    assert "We value your privacy" in full and "We value your privacy" not in fast  # jusText/readability's pick
+
+
+def test_fast_mode_reads_a_well_formed_article_like_the_full_mode() -> None:
+    content = (DATA / "news_article.html").read_bytes()
+    full = extract_article(content, url=GAZETTE_URL, now=NOW)
+    fast = extract_article(content, url=GAZETTE_URL, now=NOW, fast=True)
+    assert fast == full
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_the_fast_setting_reaches_the_extractor_inline_and_in_worker_processes(workers: int) -> None:
+    from ingest.extraction import make_extractor
+
+    content = TEMPLATE.read_bytes()
+    for fast, expect_text in ((False, True), (True, False)):
+        extractor = make_extractor(workers, fast=fast)
+        try:
+            if expect_text:  # the fallback text is over min_chars
+                assert extractor.extract(content, url="https://ledger.example/a", content_type=None).text
+            else:  # the main pass alone finds too little: a no_body refusal, as the pipeline records it
+                with pytest.raises(ExtractionError) as err:
+                    extractor.extract(content, url="https://ledger.example/a", content_type=None)
+                assert err.value.reason == "no_body"
+        finally:
+            extractor.close()
