@@ -288,6 +288,9 @@ class ProcessSampler:
         self._sample()
         wall = max(1e-9, time.monotonic() - self._wall_start)
         machine = _busy_seconds(self._machine_start, psutil.cpu_times()) / wall / (psutil.cpu_count() or 1)
+        # The kernel counts CPU time in 10 ms ticks, read at other instants than the wall clock: a saturated
+        # machine can come out a tick above 100 %.
+        machine = min(1.0, machine)
         with self._lock:
             usage = [
                 ProcessUsage(
