@@ -91,7 +91,7 @@ def extract_article(
 
     ``content_type`` is the HTTP header; its charset is used when the page's bytes decode with it. ``now``
     (default: current time) bounds plausible publication dates. ``fast`` skips trafilatura's fallback
-    extractors, which run on every page otherwise and cost about a third of the extraction time. Must run in
+    extractors, which run on every page otherwise and cost a fifth to a third of the extraction time. Must run in
     one thread per process (see the module docstring). Raises :class:`ExtractionError` when the page holds
     fewer than ``min_chars`` characters of main text or is not HTML at all.
     """
