@@ -5,10 +5,10 @@ both engines accept. Connections are opened per transaction: a DuckDB file admit
 time, and Airflow runs tasks in separate processes, so holding a connection would lock every other task out.
 A locked file is retried until ``lock_timeout`` instead of failing the task.
 
-A DuckDB URL may carry engine options as query parameters (``duckdb:///path?memory_limit=256MB&threads=2``;
-also ``allocator_flush_threshold`` and ``allocator_background_threads``),
-applied to every connection: DuckDB's own default lets its buffer pool take 80 % of RAM, so a long ingest
-run that writes raw pages would otherwise grow with the amount written rather than with the work at hand.
+A DuckDB URL may carry engine options as query parameters, applied to every connection
+(``duckdb:///path?memory_limit=256MB&threads=2``; also ``allocator_flush_threshold`` and
+``allocator_background_threads``). DuckDB's own default lets its buffer pool take 80 % of RAM, so a long
+ingest run that writes raw pages would otherwise grow with the amount written, not with the work at hand.
 """
 
 from __future__ import annotations
