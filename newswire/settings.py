@@ -13,7 +13,7 @@ import os
 import re
 from pathlib import Path
 from typing import Any, Literal
-from urllib.parse import parse_qs, parse_qsl, urlencode, urlsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import (
@@ -160,8 +160,9 @@ class Settings(BaseSettings):
         limit (unless the URL sets its own)."""
         url = self.warehouse_url or f"duckdb:///{(self.home / 'warehouse.duckdb').resolve()}"
         parts = urlsplit(url)
-        if parts.scheme == "duckdb" and "memory_limit" not in parse_qs(parts.query):
-            query = urlencode([*parse_qsl(parts.query), ("memory_limit", self.duckdb_memory_limit)])
+        options = parse_qsl(parts.query)
+        if parts.scheme == "duckdb" and "memory_limit" not in dict(options):
+            query = urlencode([*options, ("memory_limit", self.duckdb_memory_limit)])
             url = f"{url.partition('?')[0]}?{query}"  # urlunsplit would drop the empty authority's "//"
         return url
 

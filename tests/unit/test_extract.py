@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from ingest.extract import ExtractedArticle, ExtractionError, decode_html, extract_article, parse_datetime
+from ingest.extraction import make_extractor
 from newswire.errors import NewswireError
 
 DATA = Path(__file__).parent / "data"
@@ -314,8 +315,6 @@ def test_fast_mode_reads_a_well_formed_article_like_the_full_mode() -> None:
 
 @pytest.mark.parametrize("workers", [1, 2])
 def test_the_fast_setting_reaches_the_extractor_inline_and_in_worker_processes(workers: int) -> None:
-    from ingest.extraction import make_extractor
-
     content = TEMPLATE.read_bytes()
     for fast, expect_text in ((False, True), (True, False)):
         extractor = make_extractor(workers, fast=fast)
