@@ -4,6 +4,7 @@ import json
 from typing import Any
 
 import pytest
+from jsonschema import FormatChecker
 
 from newswire import contracts
 from newswire.errors import ContractError
@@ -46,6 +47,7 @@ def test_valid_message_round_trips() -> None:
         (json.dumps(article(schema_version=2)).encode(), "unsupported_schema_version"),
         (json.dumps(article(article_id="short")).encode(), "schema_violation"),
         (json.dumps(article(fetched_at="yesterday")).encode(), "schema_violation"),
+        (json.dumps(article(canonical_url="not a url")).encode(), "schema_violation"),
         (json.dumps({k: v for k, v in article().items() if k != "text"}).encode(), "schema_violation"),
     ],
 )
@@ -58,6 +60,23 @@ def test_bad_messages_are_rejected_with_a_reason(raw: bytes | None, reason: str)
 def test_producers_cannot_send_what_consumers_would_reject() -> None:
     with pytest.raises(ContractError, match="text"):
         contracts.encode(contracts.ARTICLES, article(text=""))
+
+
+def _formats(node: Any) -> set[str]:
+    if isinstance(node, dict):
+        found = {node["format"]} if isinstance(node.get("format"), str) else set()
+        return found.union(*(_formats(v) for v in node.values()))
+    if isinstance(node, list):
+        return set().union(*(_formats(v) for v in node))
+    return set()
+
+
+def test_every_format_the_contracts_use_has_a_checker_installed() -> None:
+    # jsonschema skips a format silently when the package that checks it is missing: a dropped dependency
+    # would let malformed timestamps and URLs through without any test noticing.
+    used = set().union(*(_formats(contracts.schema_for(t)) for t in contracts.ALL_TOPICS))
+    assert used >= {"date-time", "uri"}
+    assert used <= set(FormatChecker().checkers)
 
 
 def test_every_topic_has_a_draft_2020_12_schema_with_a_version() -> None:
