@@ -172,6 +172,8 @@ REPORT_FIELDS: tuple[str, ...] = (
     "transform_alone.batch_seconds",
     "transform_alone.batch_articles_per_s",
     "transform_alone.stats",
+    "transform_alone.before_first_batch_seconds",
+    "transform_alone.after_last_batch_seconds",
     "poll_304.feeds",
     "poll_304.hosts",
     "poll_304.first_poll_seconds",
@@ -843,6 +845,7 @@ def phase_transform(payload: dict[str, Any]) -> dict[str, Any]:
     if stacks:
         stacks.stage = "transform_alone"
     try:
+        began = datetime.now(UTC)
         t0 = time.perf_counter()
         summary = run_transform(settings, payload["bootstrap"], group_id=payload["group_id"])
         seconds = time.perf_counter() - t0
@@ -851,13 +854,23 @@ def phase_transform(payload: dict[str, Any]) -> dict[str, Any]:
             stacks.stop()
     rows = Warehouse(settings.resolved_warehouse_url).query("SELECT started_at, finished_at FROM transform_batches")
     batch_seconds = sum((r["finished_at"] - r["started_at"]).total_seconds() for r in rows)
+    first_batch = min((_aware(r["started_at"]) for r in rows), default=None)
+    last_batch = max((_aware(r["finished_at"]) for r in rows), default=None)
     return {
         "seconds": seconds,
         "batches": summary.batches,
         "batch_seconds": batch_seconds,
+        # Until the first batch: joining the consumer group (the broker holds a new group's first join for
+        # its initial-rebalance delay) and the first fetch. After the last: the empty poll that ends the run.
+        "before_first_batch_seconds": (first_batch - began).total_seconds() if first_batch else None,
+        "after_last_batch_seconds": seconds - (last_batch - began).total_seconds() if last_batch else None,
         "stats": asdict(summary.stats),
         "profile": stacks.report() if stacks else None,
     }
+
+
+def _aware(moment: datetime) -> datetime:
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
 
 
 def phase_poll(payload: dict[str, Any]) -> dict[str, Any]:
@@ -894,6 +907,10 @@ def phase_poll(payload: dict[str, Any]) -> dict[str, Any]:
 
 
 # -- orchestration ---------------------------------------------------------------------------------------
+
+
+def _round_or_none(value: float | None) -> float | None:
+    return None if value is None else round(value, 2)
 
 
 def _rate(count: float, seconds: float) -> float:
@@ -1238,6 +1255,8 @@ def _transform_block(phase: PhaseResult) -> dict[str, Any]:
         "batch_seconds": round(r["batch_seconds"], 2),
         "batch_articles_per_s": _rate(messages, r["batch_seconds"]),
         "fixed_seconds": round(r["seconds"] - r["batch_seconds"], 2),
+        "before_first_batch_seconds": _round_or_none(r["before_first_batch_seconds"]),
+        "after_last_batch_seconds": _round_or_none(r["after_last_batch_seconds"]),
         "note": "batch_seconds: warehouse transactions only (transform_batches); fixed_seconds is the rest: "
         "group join, fetching, decoding and validating messages, the closing empty poll",
         "stats": r["stats"],
@@ -1440,6 +1459,13 @@ def format_table(report: Mapping[str, Any]) -> str:
         "articles/s",
         f"{t['batch_seconds']:.1f} s; other {t['fixed_seconds']:.1f} s (join, consume, decode)",
     )
+    if t.get("before_first_batch_seconds") is not None:
+        row(
+            "  before first / after last batch",
+            t["before_first_batch_seconds"],
+            "s",
+            f"group join and first fetch / closing empty poll: {t['after_last_batch_seconds']:.1f} s",
+        )
     if not poll.get("skipped"):
         row(
             f"304 poll of {poll['feeds']} feeds on {poll['hosts']} hosts",
