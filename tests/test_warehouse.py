@@ -139,3 +139,46 @@ def test_duckdb_url_options_apply_to_every_connection(tmp_path: Path) -> None:
 def test_bad_duckdb_url_options_are_refused_before_connecting(tmp_path: Path, query: str, problem: str) -> None:
     with pytest.raises(WarehouseUnavailable, match=problem):
         Warehouse(f"duckdb:///{tmp_path}/w.duckdb?{query}")
+
+
+def _feature_row(i: int) -> tuple[str, str, str]:
+    return (f"a{i}", '{"v":1,"terms":{"quake":1693}}', "QUFBQUFBQUE=" * 600)
+
+
+def test_duckdb_keeps_feature_columns_uncompressed(tmp_path: Path) -> None:
+    # Compressing them cost DuckDB more at each checkpoint than everything else a transform batch writes.
+    warehouse = open_warehouse(f"duckdb:///{tmp_path}/w.duckdb")
+    with warehouse.transaction() as cur:
+        cur.executemany("INSERT INTO article_features VALUES (?, ?, ?)", [_feature_row(i) for i in range(300)])
+    with warehouse.transaction() as cur:
+        cur.execute("CHECKPOINT")
+    rows = warehouse.query(
+        "SELECT DISTINCT column_name, compression FROM pragma_storage_info('article_features') "
+        "WHERE segment_type = 'VARCHAR'"
+    )
+    kinds = {r["column_name"]: r["compression"] for r in rows}
+    assert kinds["features"] == kinds["signature"] == "Uncompressed"
+
+
+def test_upgrading_a_duckdb_warehouse_keeps_its_stored_features(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import newswire.warehouse as warehouse_module
+
+    url = f"duckdb:///{tmp_path}/w.duckdb"
+    monkeypatch.setattr(warehouse_module, "MIGRATIONS", MIGRATIONS[:3])  # a warehouse made before version 4
+    assert Warehouse(url).migrate() == [1, 2, 3]
+    with Warehouse(url).transaction() as cur:
+        cur.executemany("INSERT INTO article_features VALUES (?, ?, ?)", [_feature_row(i) for i in range(5)])
+    monkeypatch.setattr(warehouse_module, "MIGRATIONS", MIGRATIONS)
+    upgraded = Warehouse(url)
+    assert upgraded.migrate() == [4]
+    stored = upgraded.query("SELECT article_id, features, signature FROM article_features ORDER BY article_id")
+    assert [tuple(r.values()) for r in stored] == [_feature_row(i) for i in range(5)]
+    with upgraded.transaction() as cur:  # the primary key survived the copy: upserts still find the row
+        cur.execute(
+            "INSERT INTO article_features VALUES ('a1', 'new', 'sig') "
+            "ON CONFLICT (article_id) DO UPDATE SET features = excluded.features"
+        )
+    assert upgraded.scalar("SELECT COUNT(*) FROM article_features") == 5
+    assert upgraded.scalar("SELECT features FROM article_features WHERE article_id = 'a1'") == "new"

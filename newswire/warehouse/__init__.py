@@ -329,7 +329,7 @@ class Warehouse:
             for migration in MIGRATIONS:
                 if migration.version in done:
                     continue
-                for statement in migration.statements:
+                for statement in migration.statements_for(self.dialect):
                     cur.execute(statement)
                 cur.execute(
                     "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)",
