@@ -854,8 +854,8 @@ def phase_transform(payload: dict[str, Any]) -> dict[str, Any]:
             stacks.stop()
     rows = Warehouse(settings.resolved_warehouse_url).query("SELECT started_at, finished_at FROM transform_batches")
     batch_seconds = sum((r["finished_at"] - r["started_at"]).total_seconds() for r in rows)
-    first_batch = min((_aware(r["started_at"]) for r in rows), default=None)
-    last_batch = max((_aware(r["finished_at"]) for r in rows), default=None)
+    first_batch = min((r["started_at"] for r in rows), default=None)  # TIMESTAMPTZ: read back timezone-aware
+    last_batch = max((r["finished_at"] for r in rows), default=None)
     return {
         "seconds": seconds,
         "batches": summary.batches,
@@ -867,10 +867,6 @@ def phase_transform(payload: dict[str, Any]) -> dict[str, Any]:
         "stats": asdict(summary.stats),
         "profile": stacks.report() if stacks else None,
     }
-
-
-def _aware(moment: datetime) -> datetime:
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
 
 
 def phase_poll(payload: dict[str, Any]) -> dict[str, Any]:
