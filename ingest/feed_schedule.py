@@ -134,7 +134,7 @@ class ScheduleStore:
             for index, group in enumerate(plan_shards(due, shards)):
                 cur.execute_in(
                     "UPDATE feed_schedule SET claim_token = ?, claim_shard = ?, claimed_until = ? "
-                    "WHERE feed_url IN {in} AND (claimed_until IS NULL OR claimed_until <= ? OR claim_token = ?)",
+                    "WHERE (claimed_until IS NULL OR claimed_until <= ? OR claim_token = ?) AND feed_url IN {in}",
                     group,
                     (token, index, now + ttl, now, token),
                 )
@@ -253,6 +253,45 @@ class ScheduleStore:
             "max_overdue_seconds": round(lags[-1], 1) if lags else 0.0,
             "median_overdue_seconds": round(lags[len(lags) // 2], 1) if lags else 0.0,
         }
+
+
+def describe(row: Mapping[str, Any], now: datetime) -> dict[str, Any]:
+    """One ``feed_schedule`` row as ``newswire feeds`` shows it: a state, minutes, a relative next poll."""
+    if row["disabled_reason"]:
+        state = "disabled"
+    elif not row["in_list"]:
+        state = "removed"
+    elif row["last_polled_at"] is None:
+        state = "new"
+    elif row["consecutive_failures"]:
+        state = "failing"
+    else:
+        state = "ok"
+    due_at = row["next_poll_at"]
+    listed = state not in ("disabled", "removed")
+    due = listed and (due_at is None or due_at <= now + DUE_GRACE)
+    if not listed:
+        relative = "-"
+    elif due_at is None or due_at <= now:
+        late = (now - due_at).total_seconds() / 60 if due_at is not None else 0.0
+        relative = "now" if late < 1 else f"{late:.0f}m late"
+    else:
+        relative = f"in {(due_at - now).total_seconds() / 60:.0f}m"
+    seconds = row["interval_seconds"]
+    return {
+        "feed_url": row["feed_url"],
+        "state": state,
+        "due": due,
+        "interval_minutes": round(seconds / 60, 1) if seconds is not None else None,
+        "next_poll_at": due_at,
+        "next_poll": relative,
+        "last_polled_at": row["last_polled_at"],
+        "last_outcome": row["last_outcome"],
+        "consecutive_failures": int(row["consecutive_failures"] or 0),
+        "last_new_entries_at": row["last_new_entries_at"],
+        "reason": row["disabled_reason"] or row["last_reason"],
+        "claimed": row["claimed_until"] is not None and row["claimed_until"] > now,
+    }
 
 
 def _min_seconds(feed: FeedSpec) -> float | None:
