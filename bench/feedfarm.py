@@ -59,7 +59,8 @@ class FeedFarm:
         *,
         network: str = "127.0.12",
         latency: float = 0.0,
-        slow_hosts: dict[int, float] | None = None,
+        slow_hosts: dict[int, float] | None = None,  # host -> seconds per response, one response at a time
+        initial_published: datetime | None = None,
         seed: int = 1,
     ) -> None:
         if not 1 <= hosts <= 250 or feeds < hosts:
@@ -75,8 +76,9 @@ class FeedFarm:
         self._thread: threading.Thread | None = None
         self._servers: list[asyncio.base_events.Server] = []
         self._pages: dict[str, bytes] = {}
+        self._host_locks: dict[int, asyncio.Lock] = {}
         self._feeds = [_Feed(i) for i in range(feeds)]
-        started = datetime.now(UTC)
+        started = initial_published or datetime.now(UTC)
         for feed in self._feeds:
             feed.entries.append((f"shared-{feed.index % hosts}-{feed.index}", "/a/shared.html", started))
 
@@ -215,9 +217,11 @@ class FeedFarm:
                 parts = line.decode("latin-1").split()
                 path = parts[1] if len(parts) > 1 else "/"
                 status, extra, body = self._respond(host, path, headers)
-                delay = self.slow_hosts.get(host, self.latency)
-                if delay:
-                    await asyncio.sleep(delay)
+                if host in self.slow_hosts:  # a slow site answering one request at a time
+                    async with self._host_locks.setdefault(host, asyncio.Lock()):
+                        await asyncio.sleep(self.slow_hosts[host])
+                elif self.latency:
+                    await asyncio.sleep(self.latency)
                 with self._lock:
                     self.requests.append(
                         Request(f"{self.address(host)}:{self._ports[host]}", path, at, client_port, status)

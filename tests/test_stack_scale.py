@@ -1,0 +1,144 @@
+"""The real stack (``newswire up``, the command of ``make up``) polls more feeds than Airflow can map tasks:
+1,500 tiny feeds on 40 loopback hosts, one ``newswire_ingest`` run, one shard killed mid-run.
+
+One stack start for every assertion (stack tests are the suite's most expensive). :func:`run_scale_cycle`
+takes the ``newswire up`` arguments and extra environment, so the same cycle runs on another executor.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+from test_stack import free_block
+
+from bench.feedfarm import FeedFarm, client_pid
+from bench.stack_cycle import stack_env, start_stack
+from ingest.feed_schedule import plan_shards
+
+pytestmark = pytest.mark.airflow
+
+FEEDS, HOSTS = 1500, 40
+HOST_INTERVAL = 0.05
+SLOW_HOST, SLOW_LATENCY = 0, 0.4  # its shard runs long enough to be killed mid-run
+
+
+def run_scale_cycle(tmp_path: Path, up_args: Sequence[str] = (), env: dict[str, str] | None = None) -> dict[str, Any]:
+    """Start a stack on a 1,500-feed OPML list, run one ingest cycle, kill one shard's task process mid-run,
+    and return what the farm and the warehouse saw."""
+    from newswire.report import accounting_violations
+    from newswire.settings import load_settings
+    from newswire.warehouse import Warehouse
+
+    home = tmp_path / "home"
+    out: dict[str, Any] = {}
+    with FeedFarm(FEEDS, HOSTS, slow_hosts={SLOW_HOST: SLOW_LATENCY}) as farm:
+        feeds = farm.write_opml(tmp_path / "feeds.opml")
+        extra = {
+            "NEWSWIRE_HOST_INTERVAL": str(HOST_INTERVAL),
+            "NEWSWIRE_INGEST_SCHEDULE": "0 0 1 1 *",  # the test triggers its own runs
+            "NEWSWIRE_EXTRACT_FAST": "true",
+            **(env or {}),
+        }
+        st = start_stack(home, free_block(1), stack_env(home, feeds, extra), up_args)
+        try:
+            st.pause("newswire_archive")
+            st.drop_runs("newswire_archive")
+            t0 = time.monotonic()
+            run_id = st.trigger("newswire_ingest")
+            slow = farm.host_of(SLOW_HOST)
+            victim = None
+            deadline = time.monotonic() + 240
+            while victim is None and time.monotonic() < deadline:
+                hits = [r for r in farm.log() if r.host == slow and r.path.startswith("/f/")]
+                if len(hits) >= 5:
+                    victim = client_pid(slow.split(":")[0], hits[-1].client_port)
+                time.sleep(0.2)
+            assert victim is not None, "the slow host's shard never started"
+            out["killed_at"] = time.monotonic()
+            os.kill(victim, signal.SIGKILL)
+            out["state"] = st.wait("newswire_ingest", run_id, timeout=300)
+            out["seconds"] = time.monotonic() - t0
+            out["tis"] = st.task_instances("newswire_ingest", run_id)
+            out["claim_xcom"] = st.api(
+                "GET", f"dags/newswire_ingest/dagRuns/{run_id}/taskInstances/claim_feeds/xcomEntries/return_value"
+            )
+            out["polls"] = farm.feed_polls()
+            out["gaps"] = farm.min_gaps()
+            out["slow_host_feeds"] = [i for i in range(FEEDS) if i % HOSTS == SLOW_HOST]
+            urls = {farm.feed_url(i): i for i in range(FEEDS)}
+            group = next(g for g in plan_shards(list(urls), 8) if farm.feed_url(SLOW_HOST) in g)
+            out["killed_group"] = {urls[u] for u in group}
+            warehouse = Warehouse(load_settings(home=home).resolved_warehouse_url)
+            out["runs"] = warehouse.query(
+                "SELECT feed_url, status, entries_seen, new_articles, duplicates FROM ingest_runs WHERE run_id = ?",
+                (run_id,),
+            )
+            out["entries"] = warehouse.query("SELECT outcome, COUNT(*) AS n FROM feed_entries GROUP BY outcome")
+            out["raw"] = warehouse.scalar("SELECT COUNT(*) FROM raw_articles")
+            out["schedule"] = warehouse.query(
+                "SELECT COUNT(*) AS n, SUM(CASE WHEN claimed_until IS NULL THEN 1 ELSE 0 END) AS released, "
+                "SUM(CASE WHEN last_outcome = 'ok' THEN 1 ELSE 0 END) AS ok FROM feed_schedule"
+            )[0]
+            out["violations"] = accounting_violations(warehouse)
+            # A second run right away finds nothing due: every feed's next poll is minutes away.
+            again = st.trigger("newswire_ingest")
+            before = sum(farm.feed_polls().values())
+            out["second_state"] = st.wait("newswire_ingest", again, timeout=120)
+            out["second_polls"] = sum(farm.feed_polls().values()) - before
+        finally:
+            st.stop()
+    return out
+
+
+@pytest.fixture(scope="module")
+def cycle(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    return run_scale_cycle(tmp_path_factory.mktemp("scale"))
+
+
+def test_one_cycle_polls_every_one_of_1500_feeds_in_at_most_8_shards(cycle: dict[str, Any]) -> None:
+    assert cycle["state"] == "success", cycle["tis"]
+    shards = [t for t in cycle["tis"] if t["task_id"] == "ingest_shard"]
+    assert 1 < len(shards) <= 8
+    assert set(cycle["polls"]) == set(range(FEEDS))
+    assert len({r["feed_url"] for r in cycle["runs"]}) == FEEDS
+    assert all(r["status"] == "ok" for r in cycle["runs"])
+    assert cycle["schedule"]["n"] == FEEDS and cycle["schedule"]["released"] == FEEDS
+    assert cycle["schedule"]["ok"] == FEEDS
+    # XCom carries a token and a count per shard, never the feed list.
+    assert len(str(cycle["claim_xcom"]["value"])) < 100 * len(shards)
+    print(f"\n1,500-feed cycle with one shard killed: {cycle['seconds']:.0f} s, {len(shards)} shards")
+
+
+def test_the_accounting_invariant_holds_and_nothing_is_stored_twice(cycle: dict[str, Any]) -> None:
+    assert cycle["violations"] == []
+    outcomes = {r["outcome"]: int(r["n"]) for r in cycle["entries"]}
+    # Every feed lists one entry pointing at its host's shared page: one article per host, the rest duplicates.
+    assert outcomes == {"new": HOSTS, "duplicate": FEEDS - HOSTS}
+    assert cycle["raw"] == HOSTS
+    assert sum(int(r["entries_seen"]) for r in cycle["runs"]) == FEEDS
+
+
+def test_a_killed_shard_is_polled_again_and_only_its_feeds_twice(cycle: dict[str, Any]) -> None:
+    killed = [t for t in cycle["tis"] if t["task_id"] == "ingest_shard" and int(t.get("try_number") or 1) > 1]
+    assert killed, "the killed shard was not retried"
+    slow = set(cycle["slow_host_feeds"])
+    assert all(cycle["polls"][i] >= 1 for i in slow)
+    repeated = {i for i, n in cycle["polls"].items() if n > 1}
+    # Only feeds of the killed shard may be polled twice (those done but not yet recorded when it died),
+    # and never more than twice; overlapping shards never share a feed.
+    assert max(cycle["polls"].values()) <= 2
+    assert repeated <= cycle["killed_group"]
+    assert cycle["second_state"] == "success" and cycle["second_polls"] == 0
+
+
+def test_requests_to_one_host_keep_their_spacing_across_shards(cycle: dict[str, Any]) -> None:
+    gaps = cycle["gaps"]
+    assert len(gaps) == HOSTS
+    tight = {host: gap for host, gap in gaps.items() if gap < HOST_INTERVAL * 0.8}
+    assert not tight, tight
