@@ -162,6 +162,7 @@ class FeedFarm:
 
         def run() -> None:
             loop = asyncio.new_event_loop()
+            asyncio.set_event_loop(loop)
             self._loop = loop
             try:
                 for host in range(self.host_count):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import signal
 import time
+from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,7 @@ from bench.feedfarm import FeedFarm, client_pid
 from bench.stack_cycle import stack_env, start_stack
 from ingest.feed_schedule import plan_shards
 
-pytestmark = pytest.mark.airflow
+pytestmark = [pytest.mark.airflow, pytest.mark.timeout(600)]
 
 FEEDS, HOSTS = 1500, 40
 HOST_INTERVAL = 0.05
@@ -107,7 +108,9 @@ def test_one_cycle_polls_every_one_of_1500_feeds_in_at_most_8_shards(cycle: dict
     assert 1 < len(shards) <= 8
     assert set(cycle["polls"]) == set(range(FEEDS))
     assert len({r["feed_url"] for r in cycle["runs"]}) == FEEDS
-    assert all(r["status"] == "ok" for r in cycle["runs"])
+    statuses = Counter(r["status"] for r in cycle["runs"])
+    # not_modified: a feed the killed try had polled (and stored its ETag) before dying, polled again by the retry.
+    assert set(statuses) <= {"ok", "not_modified"}, statuses
     assert cycle["schedule"]["n"] == FEEDS and cycle["schedule"]["released"] == FEEDS
     assert cycle["schedule"]["ok"] == FEEDS
     # XCom carries a token and a count per shard, never the feed list.
