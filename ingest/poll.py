@@ -12,7 +12,7 @@ import logging
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager, nullcontext, suppress
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from itertools import repeat
@@ -138,10 +138,6 @@ class FeedPoller:
     #: Buffer the feed-state and run rows of polls that recorded no entry; the caller must then call
     #: ``ledger.flush()`` when done (``ingest_feeds`` does). Off for single-feed tasks: nothing to batch.
     defer_bookkeeping: bool = False
-    #: Keep the warehouse open for the whole of each feed's poll (one DuckDB open per feed instead of one per
-    #: transaction). Off when other processes write the same DuckDB file at the same time (shard tasks): a
-    #: held file is locked against them for as long as any feed of this process is being polled.
-    hold_warehouse: bool = True
     _states: dict[str, FeedState] = field(default_factory=dict)
     _retry_feeds: frozenset[str] | None = None
 
@@ -163,7 +159,7 @@ class FeedPoller:
         """
         started, t0 = utcnow(), time.monotonic()
         report = FeedReport(feed_url=feed.url, status="ok", http_status=http_status)
-        with self.ledger.warehouse.hold() if self.hold_warehouse else nullcontext():
+        with self.ledger.warehouse.hold():
             try:
                 yield report
             except FeedFailed as exc:

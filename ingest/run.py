@@ -124,13 +124,11 @@ def ingest_feeds(
     interval: tuple[datetime | None, datetime | None] = (None, None),
     extract_workers: int | None = None,
     on_done: Callable[[FeedSpec, FeedReport | None, FeedFailed | None], None] | None = None,
-    shared_warehouse: bool = False,
 ) -> IngestSummary:
     """Poll every feed; a failing feed is reported in ``failures`` and does not stop the others.
 
     ``on_done`` is called from the polling thread after each feed, with its report or its failure (the feed
-    schedule records both). ``shared_warehouse``: other processes write the warehouse meanwhile (shard
-    tasks), so it is opened per transaction instead of held across polls.
+    schedule records both).
     """
     summary = IngestSummary(run_id=run_id)
     t0 = time.monotonic()
@@ -139,7 +137,6 @@ def ingest_feeds(
     ) as poller:
         poller.prefetch(feeds)
         poller.defer_bookkeeping = True
-        poller.hold_warehouse = not shared_warehouse
 
         def one(feed: FeedSpec) -> FeedReport | None:
             try:

@@ -139,7 +139,6 @@ def poll_scheduled(
             interval=interval,
             extract_workers=extract_workers,
             on_done=recorder,
-            shared_warehouse=True,
         )
     finally:
         recorder.flush()
