@@ -4,7 +4,8 @@ Each host is its own ``address:port`` (loopback addresses ``127.0.N.1``, ``127.0
 ephemeral port each), so per-host politeness, robots caching and sharding by host see many real hosts.
 Feed *i* lives on host ``i % hosts`` at ``/f/<i>.rss`` and answers ``304`` to its current ETag. Every feed
 starts with one entry linking to its host's shared page (so a first poll stores one article per host and
-records the other entries as URL duplicates); :meth:`FeedFarm.publish` adds an entry with its own article
+records the other entries as URL duplicates; ``shared_entry=False`` starts every feed empty instead);
+:meth:`FeedFarm.publish` adds an entry with its own article
 page to a feed at a known time, which is what freshness is measured against.
 
 The server logs every request (host, path, monotonic time, client port), so tests can check per-host spacing
@@ -61,6 +62,7 @@ class FeedFarm:
         latency: float = 0.0,
         slow_hosts: dict[int, float] | None = None,  # host -> seconds per response, one response at a time
         initial_published: datetime | None = None,
+        shared_entry: bool = True,
         seed: int = 1,
     ) -> None:
         if not 1 <= hosts <= 250 or feeds < hosts:
@@ -79,7 +81,7 @@ class FeedFarm:
         self._host_locks: dict[int, asyncio.Lock] = {}
         self._feeds = [_Feed(i) for i in range(feeds)]
         started = initial_published or datetime.now(UTC)
-        for feed in self._feeds:
+        for feed in self._feeds if shared_entry else ():
             feed.entries.append((f"shared-{feed.index % hosts}-{feed.index}", "/a/shared.html", started))
 
     # -- addresses -----------------------------------------------------------------------------------------

@@ -30,7 +30,7 @@ import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -273,8 +273,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     report["load_before"] = os.getloadavg()
     rng = random.Random(3)
     work = Path(tempfile.mkdtemp(prefix="stack-cycle-"))
-    quiet_since = datetime.now(UTC) - timedelta(days=3)
-    with FeedFarm(args.feeds, args.hosts, network=args.network, initial_published=quiet_since) as farm:
+    with FeedFarm(args.feeds, args.hosts, network=args.network, shared_entry=False) as farm:
         feeds_file = farm.write_opml(work / "feeds.opml")
         active = sorted(rng.sample(range(args.feeds), args.feeds // 10))
         if not args.skip_in_process:
@@ -295,10 +294,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             for index in active:
                 for _ in range(rng.randint(1, 2)):
                     farm.publish(index)
-            yesterday = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
             with RssSampler(home) as rss:
                 st.pause("newswire_archive", paused=False)
-                archive_run = st.trigger("newswire_archive", logical_date=yesterday)
+                archive_run = st.trigger("newswire_archive")
                 print("measured cycle: every feed, 10 % with new entries, archive run active ...", flush=True)
                 cycle = ingest_cycle(st, conf={"poll_all": True}, timeout=args.timeout)
                 cycle.update(warehouse_counts(home, cycle["run_id"]))

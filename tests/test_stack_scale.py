@@ -84,7 +84,7 @@ def run_scale_cycle(tmp_path: Path, up_args: Sequence[str] = (), env: dict[str, 
             out["raw"] = warehouse.scalar("SELECT COUNT(*) FROM raw_articles")
             out["schedule"] = warehouse.query(
                 "SELECT COUNT(*) AS n, SUM(CASE WHEN claimed_until IS NULL THEN 1 ELSE 0 END) AS released, "
-                "SUM(CASE WHEN last_outcome = 'ok' THEN 1 ELSE 0 END) AS ok FROM feed_schedule"
+                "SUM(CASE WHEN last_outcome IN ('ok', 'not_modified') THEN 1 ELSE 0 END) AS ok FROM feed_schedule"
             )[0]
             out["violations"] = accounting_violations(warehouse)
             # A second run right away finds nothing due: every feed's next poll is minutes away.
