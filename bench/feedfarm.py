@@ -4,7 +4,8 @@ Each host is its own ``address:port`` (loopback addresses ``127.0.N.1``, ``127.0
 ephemeral port each), so per-host politeness, robots caching and sharding by host see many real hosts.
 Feed *i* lives on host ``i % hosts`` at ``/f/<i>.rss`` and answers ``304`` to its current ETag. Every feed
 starts with one entry linking to its host's shared page (so a first poll stores one article per host and
-records the other entries as URL duplicates; ``shared_entry=False`` starts every feed empty instead);
+records the other entries as URL duplicates; ``with_entry=k`` gives that entry to feeds ``0..k-1`` only, and
+starts the others empty);
 :meth:`FeedFarm.publish` adds an entry with its own article
 page to a feed at a known time, which is what freshness is measured against.
 
@@ -62,7 +63,7 @@ class FeedFarm:
         latency: float = 0.0,
         slow_hosts: dict[int, float] | None = None,  # host -> seconds per response, one response at a time
         initial_published: datetime | None = None,
-        shared_entry: bool = True,
+        with_entry: int | None = None,
         seed: int = 1,
     ) -> None:
         if not 1 <= hosts <= 250 or feeds < hosts:
@@ -81,7 +82,7 @@ class FeedFarm:
         self._host_locks: dict[int, asyncio.Lock] = {}
         self._feeds = [_Feed(i) for i in range(feeds)]
         started = initial_published or datetime.now(UTC)
-        for feed in self._feeds if shared_entry else ():
+        for feed in self._feeds[:with_entry]:
             feed.entries.append((f"shared-{feed.index % hosts}-{feed.index}", "/a/shared.html", started))
 
     # -- addresses -----------------------------------------------------------------------------------------
@@ -290,11 +291,14 @@ class FeedFarm:
         return gaps
 
 
-def client_pid(address: str, client_port: int) -> int | None:
-    """The local process holding the client end of a connection from ``client_port`` to ``address``."""
+def client_pid(host: str) -> int | None:
+    """A local process (not this one) with a connection open to ``host`` (``address:port``)."""
+    import os
+
     import psutil
 
+    address, _, port = host.rpartition(":")
     for conn in psutil.net_connections(kind="tcp"):
-        if conn.laddr and conn.laddr.port == client_port and conn.raddr and conn.raddr.ip == address:
+        if conn.raddr and conn.raddr.ip == address and conn.raddr.port == int(port) and conn.pid != os.getpid():
             return conn.pid
     return None

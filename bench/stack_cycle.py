@@ -273,7 +273,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     report["load_before"] = os.getloadavg()
     rng = random.Random(3)
     work = Path(tempfile.mkdtemp(prefix="stack-cycle-"))
-    with FeedFarm(args.feeds, args.hosts, network=args.network, shared_entry=False) as farm:
+    with FeedFarm(args.feeds, args.hosts, network=args.network, with_entry=0) as farm:
         feeds_file = farm.write_opml(work / "feeds.opml")
         active = sorted(rng.sample(range(args.feeds), args.feeds // 10))
         if not args.skip_in_process:

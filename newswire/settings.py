@@ -116,11 +116,12 @@ class Settings(BaseSettings):
         "little and bounds how late a due feed is polled.",
     )
     ingest_shards: int = Field(
-        8,
+        3,
         ge=1,
         le=256,
         description="Most shards (mapped tasks) one newswire_ingest or newswire_archive run splits its feeds into; "
-        "each shard polls its feeds concurrently in one task process.",
+        "each shard polls its feeds concurrently in one task process. A cycle is bounded by the feeds per host "
+        "times the host interval, so shards that all run at once (shards <= fetch pool slots) finish soonest.",
     )
     shard_extract_workers: int = Field(
         1,
