@@ -188,21 +188,26 @@ def ingest_cycle(st: Stack, *, conf: Mapping[str, Any], timeout: float) -> dict[
     seconds = time.monotonic() - t0
     tis = st.task_instances("newswire_ingest", run_id)
     shards = [t for t in tis if t["task_id"] == "ingest_shard"]
+    run = st.api("GET", f"dags/newswire_ingest/dagRuns/{run_id}")
+    began, ended = (datetime.fromisoformat(str(run[k]).replace("Z", "+00:00")) for k in ("start_date", "end_date"))
     return {
         "run_id": run_id,
         "state": state,
-        "seconds": round(seconds, 1),
+        # The run's own duration (a scheduled run may have made this one queue); and trigger to end.
+        "seconds": round((ended - began).total_seconds(), 1),
+        "seconds_from_trigger": round(seconds, 1),
+        "shard_seconds": sorted(round(float(t["duration"]), 1) for t in shards if t.get("duration") is not None),
         "shards": len(shards),
         "shard_states": sorted({str(t["state"]) for t in shards}),
     }
 
 
-def warehouse_counts(home: Path, run_id: str) -> dict[str, Any]:
+def warehouse_counts(home: Path, run_id: str, url: str | None = None) -> dict[str, Any]:
     from newswire.report import accounting_violations
     from newswire.settings import load_settings
     from newswire.warehouse import Warehouse
 
-    warehouse = Warehouse(load_settings(home=home).resolved_warehouse_url)
+    warehouse = Warehouse(url or load_settings(home=home).resolved_warehouse_url)
     rows = warehouse.query(
         "SELECT status, COUNT(*) AS n FROM ingest_runs WHERE run_id = ? GROUP BY status ORDER BY status", (run_id,)
     )
@@ -215,13 +220,21 @@ def warehouse_counts(home: Path, run_id: str) -> dict[str, Any]:
 
 def freshness(st: Stack, farm: FeedFarm, active: Sequence[int], minutes: float, grace: float) -> dict[str, Any]:
     """Publish entries on active feeds at random moments for ``minutes``; time their arrival on newswire.events."""
-    from kafka import KafkaConsumer
+    from newswire.broker import running_embedded_broker
+    from newswire.messaging import make_consumer
+    from newswire.settings import load_settings
 
-    bootstrap = json.loads((st.home / "broker.json").read_text())["bootstrap"]
-    consumer = KafkaConsumer(
-        "newswire.events", bootstrap_servers=bootstrap, auto_offset_reset="latest", consumer_timeout_ms=1000
+    settings = load_settings(home=st.home)
+    bootstrap = running_embedded_broker(st.home)
+    consumer = make_consumer(
+        bootstrap,
+        settings,
+        group_id=None,
+        topics=["newswire.events"],
+        auto_offset_reset="latest",
+        enable_auto_commit=False,
     )
-    consumer.poll(timeout_ms=2000)  # join: only events from now on
+    consumer.poll(timeout_ms=2000)  # assignment: only events from now on
     rng = random.Random(5)
     end = time.time() + minutes * 60
     schedule = sorted(time.time() + rng.uniform(0, minutes * 60) for _ in range(max(1, len(active) // 4)))
@@ -231,13 +244,12 @@ def freshness(st: Stack, farm: FeedFarm, active: Sequence[int], minutes: float, 
 
     def consume() -> None:
         while not stop.is_set():
-            for message in consumer:
-                text = message.value.decode("utf-8", "replace")
-                now = time.time()
-                for path in [p for p in published if p not in arrived and p in text]:
-                    arrived[path] = now
-                if stop.is_set():
-                    break
+            for records in consumer.poll(timeout_ms=500).values():
+                for message in records:
+                    text = message.value.decode("utf-8", "replace") if message.value else ""
+                    now = time.time()
+                    for path in [p for p in list(published) if p not in arrived and p in text]:
+                        arrived[path] = now
 
     reader = threading.Thread(target=consume, daemon=True)
     reader.start()
@@ -289,7 +301,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             st.drop_runs("newswire_archive")
             print("warm-up cycle: every feed is new ...", flush=True)
             report["warm_up"] = ingest_cycle(st, conf={}, timeout=args.timeout)
-            report["warm_up"].update(warehouse_counts(home, report["warm_up"]["run_id"]))
+            url = env.get("NEWSWIRE_WAREHOUSE_URL")
+            report["warm_up"].update(warehouse_counts(home, report["warm_up"]["run_id"], url))
             print(f"  {report['warm_up']}", flush=True)
             for index in active:
                 for _ in range(rng.randint(1, 2)):
@@ -299,7 +312,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 archive_run = st.trigger("newswire_archive")
                 print("measured cycle: every feed, 10 % with new entries, archive run active ...", flush=True)
                 cycle = ingest_cycle(st, conf={"poll_all": True}, timeout=args.timeout)
-                cycle.update(warehouse_counts(home, cycle["run_id"]))
+                cycle.update(warehouse_counts(home, cycle["run_id"], url))
                 cycle["archive_state_at_end"] = st.run_state("newswire_archive", archive_run)
                 cycle["feeds_per_s"] = round(cycle["polled"] / cycle["seconds"], 1)
             cycle["peak_rss_mib"] = round(rss.peak, 0)

@@ -85,6 +85,10 @@ def run_scale_cycle(tmp_path: Path, up_args: Sequence[str] = (), env: dict[str, 
             )
             out["entries"] = warehouse.query("SELECT outcome, COUNT(*) AS n FROM feed_entries GROUP BY outcome")
             out["raw"] = warehouse.scalar("SELECT COUNT(*) FROM raw_articles")
+            out["article_ids"] = warehouse.scalar("SELECT COUNT(DISTINCT article_id) FROM article_urls")
+            out["entry_targets"] = warehouse.scalar(
+                "SELECT COUNT(DISTINCT article_id) FROM feed_entries WHERE article_id IS NOT NULL"
+            )
             out["schedule"] = warehouse.query(
                 "SELECT COUNT(*) AS n, SUM(CASE WHEN claimed_until IS NULL THEN 1 ELSE 0 END) AS released, "
                 "SUM(CASE WHEN last_outcome IN ('ok', 'not_modified') THEN 1 ELSE 0 END) AS ok FROM feed_schedule"
@@ -124,9 +128,12 @@ def test_one_cycle_polls_every_one_of_1500_feeds_in_a_few_shards(cycle: dict[str
 def test_the_accounting_invariant_holds_and_nothing_is_stored_twice(cycle: dict[str, Any]) -> None:
     assert cycle["violations"] == []
     outcomes = {r["outcome"]: int(r["n"]) for r in cycle["entries"]}
-    # Two feeds per host list the host's shared page: one article per host, one URL duplicate.
-    assert outcomes == {"new": HOSTS, "duplicate": HOSTS}
-    assert cycle["raw"] == HOSTS
+    # Two feeds per host list the host's shared page: one article per host, one URL duplicate. A page the
+    # killed try had published but not yet recorded is stored by the transform from the topic, and the retry
+    # records both of its entries as duplicates of it: at least once, never twice.
+    assert set(outcomes) <= {"new", "duplicate"} and outcomes["new"] + outcomes["duplicate"] == 2 * HOSTS
+    assert HOSTS - 5 <= outcomes["new"] <= HOSTS and cycle["raw"] == outcomes["new"]
+    assert cycle["article_ids"] == HOSTS and cycle["entry_targets"] == HOSTS
     assert sum(int(r["entries_seen"]) for r in cycle["runs"]) == 2 * HOSTS
 
 
