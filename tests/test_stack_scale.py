@@ -56,12 +56,15 @@ def run_scale_cycle(tmp_path: Path, up_args: Sequence[str] = (), env: dict[str, 
             t0 = time.monotonic()
             run_id = st.trigger("newswire_ingest")
             slow = farm.host_of(SLOW_HOST)
+            urls = {farm.feed_url(i): i for i in range(FEEDS)}
+            groups = plan_shards(list(urls), SHARDS)  # what claim_feeds computes: every feed is due
+            killed_shard = next(k for k, g in enumerate(groups) if farm.feed_url(SLOW_HOST) in g)
             victim = None
             deadline = time.monotonic() + 240
             while victim is None and time.monotonic() < deadline:
                 hits = [r for r in farm.log() if r.host == slow and r.path.startswith("/f/")]
                 if len(hits) >= 5:
-                    victim = client_pid(slow)
+                    victim = task_pid(st, run_id, killed_shard) or client_pid(slow)
                 time.sleep(0.2)
             assert victim is not None, "the slow host's shard never started"
             out["killed_at"] = time.monotonic()
@@ -75,9 +78,7 @@ def run_scale_cycle(tmp_path: Path, up_args: Sequence[str] = (), env: dict[str, 
             out["polls"] = farm.feed_polls()
             out["gaps"] = farm.min_gaps()
             out["slow_host_feeds"] = [i for i in range(FEEDS) if i % HOSTS == SLOW_HOST]
-            urls = {farm.feed_url(i): i for i in range(FEEDS)}
-            group = next(g for g in plan_shards(list(urls), SHARDS) if farm.feed_url(SLOW_HOST) in g)
-            out["killed_group"] = {urls[u] for u in group}
+            out["killed_group"] = {urls[u] for u in groups[killed_shard]}
             warehouse = Warehouse(load_settings(home=home).resolved_warehouse_url)
             out["runs"] = warehouse.query(
                 "SELECT feed_url, status, entries_seen, new_articles, duplicates FROM ingest_runs WHERE run_id = ?",
@@ -102,6 +103,24 @@ def run_scale_cycle(tmp_path: Path, up_args: Sequence[str] = (), env: dict[str, 
         finally:
             st.stop()
     return out
+
+
+def task_pid(st: Any, run_id: str, map_index: int) -> int | None:
+    """The process running a mapped ``ingest_shard`` try: the one whose title names the task instance's id
+    (``airflow worker -- <id>``), not the executor's supervisor of it."""
+    tis = [t for t in st.task_instances("newswire_ingest", run_id) if t["task_id"] == "ingest_shard"]
+    ti = next((t for t in tis if t["map_index"] == map_index and t["state"] == "running"), None)
+    if ti is None:
+        return None
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                title = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            except OSError:
+                continue
+            if ti["id"] in title and "Executor" not in title:
+                return int(entry.name)
+    return None
 
 
 @pytest.fixture(scope="module")
