@@ -280,6 +280,27 @@ class FeedFarm:
                 counts[index] = counts.get(index, 0) + 1
         return counts
 
+    def busiest_window(self, window: float) -> dict[str, int]:
+        """The most requests each host received within any ``window`` seconds.
+
+        Robust where single gaps are not: a farm thread that falls behind for a moment reads two requests sent
+        an interval apart nearly together, but cannot make a host receive more requests per window than the
+        clients sent.
+        """
+        by_host: dict[str, list[float]] = {}
+        for r in self.log():
+            by_host.setdefault(r.host, []).append(r.at)
+        busiest: dict[str, int] = {}
+        for host, times in by_host.items():
+            times.sort()
+            start, best = 0, 0
+            for end, moment in enumerate(times):
+                while moment - times[start] > window:
+                    start += 1
+                best = max(best, end - start + 1)
+            busiest[host] = best
+        return busiest
+
     def min_gaps(self) -> dict[str, float]:
         """The shortest gap between two requests to each host (seconds)."""
         last: dict[str, float] = {}

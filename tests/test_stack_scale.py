@@ -27,6 +27,7 @@ pytestmark = [pytest.mark.airflow, pytest.mark.timeout(600)]
 
 FEEDS, HOSTS = 1500, 40
 HOST_INTERVAL = 0.3
+POLITENESS_WINDOW = 3.0
 SLOW_HOST, SLOW_LATENCY = 0, 0.4  # its shard runs long enough to be killed mid-run
 SHARDS = Settings.model_fields["ingest_shards"].default
 
@@ -76,7 +77,7 @@ def run_scale_cycle(tmp_path: Path, up_args: Sequence[str] = (), env: dict[str, 
                 "GET", f"dags/newswire_ingest/dagRuns/{run_id}/taskInstances/claim_feeds/xcomEntries/return_value"
             )
             out["polls"] = farm.feed_polls()
-            out["gaps"] = farm.min_gaps()
+            out["busiest"] = farm.busiest_window(POLITENESS_WINDOW)
             out["slow_host_feeds"] = [i for i in range(FEEDS) if i % HOSTS == SLOW_HOST]
             out["killed_group"] = {urls[u] for u in groups[killed_shard]}
             warehouse = Warehouse(load_settings(home=home).resolved_warehouse_url)
@@ -172,9 +173,11 @@ def test_a_killed_shard_is_polled_again_and_only_its_feeds_twice(cycle: dict[str
 
 
 def test_requests_to_one_host_keep_their_spacing_across_shards(cycle: dict[str, Any]) -> None:
-    gaps = cycle["gaps"]
-    assert len(gaps) == HOSTS
-    # Measured where the requests arrive: a thread that wakes late for its slot (2 busy cores) can arrive
-    # shortly before the next one, so allow half an interval of scheduling jitter.
-    tight = {host: gap for host, gap in gaps.items() if gap < HOST_INTERVAL * 0.5}
-    assert not tight, tight
+    busiest = cycle["busiest"]
+    assert len(busiest) == HOSTS
+    # One request per interval, counted over windows: two processes polling one host would double it. (Single
+    # gaps are not checked: on 2 busy cores the farm's own thread sometimes reads two requests together.)
+    allowed = int(POLITENESS_WINDOW / HOST_INTERVAL) + 2
+    crowded = {host: n for host, n in busiest.items() if n > allowed}
+    assert not crowded, crowded
+    assert max(busiest.values()) >= allowed - 3  # hosts with many feeds were polled at the allowed pace
