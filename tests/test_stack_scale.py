@@ -180,4 +180,4 @@ def test_requests_to_one_host_keep_their_spacing_across_shards(cycle: dict[str, 
     allowed = int(POLITENESS_WINDOW / HOST_INTERVAL) + 2
     crowded = {host: n for host, n in busiest.items() if n > allowed}
     assert not crowded, crowded
-    assert max(busiest.values()) >= allowed - 3  # hosts with many feeds were polled at the allowed pace
+    assert max(busiest.values()) >= allowed // 2  # hosts with many feeds were polled near the allowed pace
