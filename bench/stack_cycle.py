@@ -113,7 +113,19 @@ def start_stack(home: Path, port: int, env: Mapping[str, str], up_args: Sequence
             stop_stack(home, env)
         raise RuntimeError(f"newswire up failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
     state = json.loads((home / stack.STATE_FILE).read_text())
-    token = stack.api_token(state["url"], "admin", stack.admin_password(home / "airflow", "admin"))
+    try:
+        password = stack.admin_password(home / "airflow", "admin")
+        for attempt in range(6):  # a busy api-server may not answer the first login in time
+            try:
+                token = stack.api_token(state["url"], "admin", password)
+                break
+            except OSError:
+                if attempt == 5:
+                    raise
+                time.sleep(5)
+    except BaseException:
+        stop_stack(home, env)
+        raise
     return Stack(home=home, url=state["url"], token=token, env=dict(env))
 
 
