@@ -110,8 +110,11 @@ class ScheduleStore:
             cur.executemany("UPDATE feed_schedule SET min_interval_seconds = ? WHERE feed_url = ?", changed)
         return {"added": len(added), "removed": len(gone), "returned": len(back), "listed": len(wanted)}
 
-    def claim(self, token: str, now: datetime, ttl: timedelta, shards: int, limit: int | None = None) -> Claim:
-        """Claim every due, listed, enabled feed not claimed by a live run, split into shards by host.
+    def claim(
+        self, token: str, now: datetime, ttl: timedelta, shards: int, *, every_feed: bool = False
+    ) -> Claim:
+        """Claim every due, listed, enabled feed not claimed by a live run, split into shards by host
+        (``every_feed``: due or not).
 
         The UPDATE re-checks that each row is still unclaimed, and the result is read back by token: on
         PostgreSQL a concurrent claimer blocks on the rows and then skips them, on DuckDB the single writer
@@ -123,14 +126,12 @@ class ScheduleStore:
                 row[0]
                 for row in cur.execute(
                     "SELECT feed_url FROM feed_schedule WHERE in_list AND disabled_reason IS NULL "
-                    "AND (next_poll_at IS NULL OR next_poll_at <= ?) "
+                    "AND (next_poll_at IS NULL OR next_poll_at <= ? OR ?) "
                     "AND (claimed_until IS NULL OR claimed_until <= ? OR claim_token = ?) "
                     "ORDER BY next_poll_at NULLS FIRST, feed_url",
-                    (now + DUE_GRACE, now, token),
+                    (now + DUE_GRACE, every_feed, now, token),
                 ).fetchall()
             ]
-            if limit is not None:
-                due = due[:limit]
             for index, group in enumerate(plan_shards(due, shards)):
                 cur.execute_in(
                     "UPDATE feed_schedule SET claim_token = ?, claim_shard = ?, claimed_until = ? "

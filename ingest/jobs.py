@@ -58,14 +58,9 @@ def claim_shards(*, run_id: str, poll_all: bool = False) -> list[dict[str, Any]]
     from the schedule table, so XCom stays a few bytes per shard whatever the feed count. ``poll_all``
     claims every listed, enabled feed, due or not (a manual "poll everything now").
     """
-    from datetime import timedelta
-
     from ingest.scheduled import claim_due
-    from newswire.warehouse import utcnow
 
-    settings = load_settings()
-    now = utcnow()
-    claim = claim_due(settings, run_id, now=now + timedelta(days=3650) if poll_all else now)
+    claim = claim_due(load_settings(), run_id, every_feed=poll_all)
     return [{"token": claim.token, "shard": s, "feeds": n} for s, n in sorted(claim.shards.items())]
 
 

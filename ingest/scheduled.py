@@ -49,12 +49,26 @@ def schedule_store(settings: Settings) -> ScheduleStore:
     return ScheduleStore(warehouse)
 
 
-def claim_due(settings: Settings, token: str, *, shards: int | None = None, now: datetime | None = None) -> Claim:
-    """Sync the schedule with the feed list, then claim every due feed under ``token``, split into shards."""
+def claim_due(
+    settings: Settings,
+    token: str,
+    *,
+    shards: int | None = None,
+    now: datetime | None = None,
+    every_feed: bool = False,
+) -> Claim:
+    """Sync the schedule with the feed list, then claim every due feed (``every_feed``: due or not) under
+    ``token``, split into shards."""
     now = now or utcnow()
     store = schedule_store(settings)
     synced = store.sync(configured_feeds(settings), now)
-    claim = store.claim(token, now, timedelta(minutes=settings.claim_ttl_minutes), shards or settings.ingest_shards)
+    claim = store.claim(
+        token,
+        now,
+        timedelta(minutes=settings.claim_ttl_minutes),
+        shards or settings.ingest_shards,
+        every_feed=every_feed,
+    )
     log.info(
         "claimed %d due feeds of %d listed in %d shard(s) (%d added, %d removed since last run)",
         claim.feeds,

@@ -85,6 +85,11 @@ def test_scheduled_polling_claims_records_and_disables(
     # A retried shard finds nothing left to poll: everything it held was recorded.
     assert poll_shard(settings, broker, token="run-1", shard=0, run_id="run-1")["claimed"] == 0
     assert claim_due(settings, "run-2").feeds == 0  # nothing is due yet
+    # poll_all (a manual "poll everything now") claims every listed feed, for the usual claim lifetime only.
+    everything = claim_due(settings, "run-all", every_feed=True)
+    assert everything.feeds == listed
+    held = [r["claimed_until"] for r in _rows(settings).values()]
+    assert all(until is not None and until <= utcnow() + timedelta(minutes=31) for until in held)
 
     # Two days on every feed is due; the gone feed fails permanently a second time and is disabled.
     later = claim_due(settings, "run-3", now=now + timedelta(days=2))
