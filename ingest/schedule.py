@@ -269,6 +269,8 @@ def plan_next(
             base = state.interval or limits.min_interval
             if last_new is not None:
                 base = max(base, (now - last_new) / POLLS_PER_ENTRY)
+            elif state.interval is not None:  # never a new entry: no evidence of activity, back off
+                base = base * 2
             base = limits.clamp(base)
         wait = base
         new_state = FeedSchedule(

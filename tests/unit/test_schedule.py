@@ -73,8 +73,21 @@ def test_a_not_modified_poll_keeps_the_interval_until_silence_outgrows_it() -> N
     assert plan(quiet, PollOutcome("not_modified")).interval == 2 * DAY / POLLS_PER_ENTRY
 
 
+def test_a_feed_that_never_had_an_entry_doubles_its_interval_up_to_the_maximum() -> None:
+    state = plan(FeedSchedule(), PollOutcome("ok"))  # first poll of an empty feed: the minimum
+    assert state.interval == 5 * MIN
+    seen = []
+    for _ in range(10):
+        state = plan(state, PollOutcome("not_modified"))
+        seen.append(state.interval)
+    assert seen[:3] == [10 * MIN, 20 * MIN, 40 * MIN] and seen[-1] == DAY
+
+
 def test_undated_new_entries_halve_the_interval_down_to_the_minimum() -> None:
-    assert plan(FeedSchedule(interval=HOUR), PollOutcome("ok", new_entries=2)).interval == 30 * MIN
+    assert (
+        plan(FeedSchedule(interval=HOUR, last_new_entries_at=NOW - HOUR), PollOutcome("ok", new_entries=2)).interval
+        == 30 * MIN
+    )
     assert plan(FeedSchedule(interval=6 * MIN), PollOutcome("ok", new_entries=2)).interval == 5 * MIN
 
 
@@ -139,7 +152,10 @@ def test_each_server_signal_delays_the_next_poll_past_the_feed_rate(hints: Serve
 
 
 def test_a_hint_shorter_than_the_interval_changes_nothing() -> None:
-    after = plan(FeedSchedule(interval=HOUR), PollOutcome("not_modified", hints=ServerHints(max_age=MIN)))
+    after = plan(
+        FeedSchedule(interval=HOUR, last_new_entries_at=NOW - HOUR),
+        PollOutcome("not_modified", hints=ServerHints(max_age=MIN)),
+    )
     assert after.next_poll_at == NOW + HOUR
 
 
@@ -171,7 +187,7 @@ def test_backoff_doubles_per_failure_up_to_the_maximum() -> None:
 
 
 def test_transient_failures_back_off_and_a_success_resets_them() -> None:
-    state = FeedSchedule(interval=HOUR)
+    state = FeedSchedule(interval=HOUR, last_new_entries_at=NOW - HOUR)
     for n in (1, 2, 3, 4):
         state = plan(state, PollOutcome("failed", reason="timeout"))
         assert state.consecutive_failures == n and state.permanent_failures == 0
@@ -239,7 +255,10 @@ def test_jitter_stays_within_its_bounds_and_spreads_polls() -> None:
     assert max(values) - min(values) > 10 * MIN  # actually spread, not a constant
     jittery = Limits(5 * MIN, DAY, jitter=0.1)
     moments = {
-        plan(FeedSchedule(interval=HOUR), PollOutcome("not_modified"), jittery, seed=s).next_poll_at for s in range(20)
+        plan(
+            FeedSchedule(interval=HOUR, last_new_entries_at=NOW - HOUR), PollOutcome("not_modified"), jittery, seed=s
+        ).next_poll_at
+        for s in range(20)
     }
     assert len(moments) == 20
     assert all(NOW + 54 * MIN <= m <= NOW + 66 * MIN for m in moments if m is not None)
