@@ -110,9 +110,7 @@ class ScheduleStore:
             cur.executemany("UPDATE feed_schedule SET min_interval_seconds = ? WHERE feed_url = ?", changed)
         return {"added": len(added), "removed": len(gone), "returned": len(back), "listed": len(wanted)}
 
-    def claim(
-        self, token: str, now: datetime, ttl: timedelta, shards: int, *, every_feed: bool = False
-    ) -> Claim:
+    def claim(self, token: str, now: datetime, ttl: timedelta, shards: int, *, every_feed: bool = False) -> Claim:
         """Claim every due, listed, enabled feed not claimed by a live run, split into shards by host
         (``every_feed``: due or not).
 
