@@ -176,6 +176,7 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
+    from newswire.reconcile import pending
     from newswire.report import accounting_violations, totals
     from newswire.warehouse import Warehouse
 
@@ -183,10 +184,19 @@ def cmd_status(args: argparse.Namespace) -> int:
     warehouse = Warehouse(settings.resolved_warehouse_url)
     print(json.dumps(totals(warehouse), indent=2))
     bad = accounting_violations(warehouse)
+    waiting = pending(warehouse, settings.pending_max_age)
+    print(waiting.line())
     if bad:
         print(f"ACCOUNTING VIOLATIONS: {len(bad)} run/feed rows do not add up", file=sys.stderr)
+    if not waiting.ok:
+        print(f"ACCOUNTING VIOLATIONS: {waiting.line()} (run `newswire reconcile`, then a transform)", file=sys.stderr)
+    if bad or not waiting.ok:
         return EXIT_ERROR
-    print("accounting invariant holds: entries seen = new + duplicates + dead letters + skipped")
+    print(
+        "accounting invariant holds: entries seen = new + duplicates + dead letters + skipped, "
+        "and every new entry is in the warehouse or pending for less than "
+        f"{settings.pending_max_age:g} s"
+    )
     return 0
 
 
@@ -291,6 +301,28 @@ def cmd_replay(args: argparse.Namespace) -> int:
         publisher = Publisher(make_producer(bootstrap, settings, client_id="newswire-replay"))
         try:
             summary = replay(warehouse, publisher, since, until)
+        finally:
+            publisher.close()
+        print(summary.line())
+        _transform_if_owned(settings, bootstrap, owned)
+    return 0
+
+
+def cmd_reconcile(args: argparse.Namespace) -> int:
+    """Re-publish stored raw articles the warehouse does not hold (what the topic lost), oldest first."""
+    from newswire.messaging import Publisher, ensure_topics, make_producer
+    from newswire.reconcile import reconcile
+    from newswire.warehouse import Warehouse
+
+    settings = _settings(args)
+    warehouse = Warehouse(settings.resolved_warehouse_url)
+    warehouse.migrate()
+    grace = settings.reconcile_grace if args.grace is None else args.grace
+    with _publishing_broker(settings) as (bootstrap, owned):
+        ensure_topics(bootstrap, settings)
+        publisher = Publisher(make_producer(bootstrap, settings, client_id="newswire-reconcile"))
+        try:
+            summary = reconcile(warehouse, publisher, grace=grace)
         finally:
             publisher.close()
         print(summary.line())
@@ -410,6 +442,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--until", help="replay articles fetched before this time (default: now)")
     common(p)
     p.set_defaults(func=cmd_replay)
+
+    p = sub.add_parser("reconcile", help="re-publish stored articles the warehouse lacks (the topic lost them)")
+    p.add_argument(
+        "--grace",
+        type=float,
+        help="only articles stored more than this many seconds ago (default NEWSWIRE_RECONCILE_GRACE; "
+        "0 after a known broker loss)",
+    )
+    common(p)
+    p.set_defaults(func=cmd_reconcile)
 
     p = sub.add_parser("up", help="start the local stack: broker + Airflow api-server, scheduler, ... (make up)")
     p.add_argument("--port", type=int, default=8080, help="port of the Airflow UI and API (default 8080)")

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from newswire.errors import WarehouseUnavailable
 from newswire.faults import fault_point
 from newswire.messaging import Publisher, ensure_topics, make_producer
+from newswire.reconcile import ReconcileSummary, reconcile
 from newswire.settings import Settings
 from newswire.warehouse import Warehouse
 from transform.consume import ArticleConsumer, Incoming
@@ -29,6 +30,7 @@ class TransformSummary:
     batches: int = 0
     stats: BatchStats = field(default_factory=BatchStats)
     seconds: float = 0.0
+    reconciled: ReconcileSummary = field(default_factory=ReconcileSummary)
 
     def line(self) -> str:
         s = self.stats
@@ -36,7 +38,8 @@ class TransformSummary:
             f"transform: batches={self.batches} messages={s.messages} new_articles={s.new_articles} "
             f"updated={s.updated_articles} duplicates={s.duplicates} replays={s.replays} "
             f"dead_letters={s.dead_letters} events_changed={s.events_changed} "
-            f"events_published={s.events_published} seconds={self.seconds:.1f}"
+            f"events_published={s.events_published} republished={self.reconciled.republished} "
+            f"seconds={self.seconds:.1f}"
         )
 
 
@@ -63,6 +66,9 @@ def run_transform(
     """Drain the articles topic batch by batch; stop at the first empty batch, or after a batch that ended on
     an empty poll (nothing more to read: waiting for one more empty batch would only cost ``poll_timeout``).
 
+    First it reconciles (:mod:`newswire.reconcile`): raw articles ingest stored more than ``reconcile_grace``
+    ago that the warehouse still lacks (the topic lost them) are re-published, and this run consumes them.
+
     With ``follow``, an empty batch ends the run only once ``follow()`` has returned false *before* that
     batch was polled: a producer still running in this process (``newswire run``) sets it false after its
     last message was acknowledged, so the final poll sees every message and the run ends drained.
@@ -77,6 +83,7 @@ def run_transform(
     processor = BatchProcessor(warehouse, publisher, state_max_articles=settings.story_state_max_articles)
     summary = TransformSummary()
     try:
+        summary.reconciled = reconcile(warehouse, publisher, grace=settings.reconcile_grace)
         # Versions a previous process committed but could not publish go out first.
         summary.stats.events_published += processor.publish_outbox()
         while max_batches is None or summary.batches < max_batches:
