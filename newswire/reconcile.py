@@ -29,7 +29,8 @@ from typing import Any
 
 from newswire import contracts
 from newswire.errors import ContractError
-from newswire.messaging import Publisher
+from newswire.messaging import Publisher, make_producer
+from newswire.settings import Settings
 from newswire.warehouse import Cursor, Warehouse, utcnow
 
 log = logging.getLogger(__name__)
@@ -206,3 +207,18 @@ def _age(seconds: float | None) -> str:
     if seconds < 172_800:
         return f"{seconds / 3600:.1f} h"
     return f"{seconds / 86400:.1f} days"
+
+
+def reconcile_after_broker_start(settings: Settings, bootstrap: str, *, fresh: bool) -> ReconcileSummary:
+    """What ``make up`` runs once its broker accepts connections and the warehouse is migrated.
+
+    ``fresh``: the broker was just started and holds nothing (the embedded one keeps topics in memory), so
+    every pending article is lost whatever its age and the grace period does not apply. The re-published
+    articles wait on the topic for the next transform run.
+    """
+    warehouse = Warehouse(settings.resolved_warehouse_url)
+    publisher = Publisher(make_producer(bootstrap, settings, client_id="newswire-reconcile"))
+    try:
+        return reconcile(warehouse, publisher, grace=0.0 if fresh else settings.reconcile_grace)
+    finally:
+        publisher.close()
