@@ -80,8 +80,7 @@ def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
         lines = [f"{url}: {rows}" for url, rows in problems.items()]
         pytest.fail(
             "accounting invariant violated (entries seen != new + duplicates + dead letters + skipped, or new "
-            "entries pending too long / without their raw record):\n"
-            + "\n".join(lines),
+            "entries pending too long / without their raw record):\n" + "\n".join(lines),
             pytrace=False,
         )
     return result
