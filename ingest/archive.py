@@ -544,7 +544,9 @@ def archive_feed(
         ingest_session(settings, bootstrap, run_id=run_id, interval=(day.start, day.end), extract_workers=1) as poller,
     ):
         loader = ArchiveFetcher(poller.fetcher, cache, max_bytes=settings.max_feed_bytes)
-        robots = poller.robots or RobotsCache(poller.fetcher, settings.user_agent)
+        robots = poller.robots or RobotsCache(
+            poller.fetcher, settings.user_agent, max_crawl_delay=settings.max_crawl_delay
+        )
         harvest = collect_day(
             spec,
             day,

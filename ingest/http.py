@@ -181,6 +181,11 @@ class Fetcher:
         )
 
     @property
+    def throttle(self) -> HostThrottle | None:
+        """The per-host spacing every request waits for (robots.txt Crawl-delays are added to it)."""
+        return self._throttle
+
+    @property
     def policy(self) -> HttpPolicy:
         return self._policy
 
