@@ -31,27 +31,14 @@ from newswire.reconcile import pending, reconcile
 from newswire.settings import load_settings
 from newswire.warehouse import Warehouse
 
-WORDS = [
-    "council",
-    "river",
-    "market",
-    "minister",
-    "report",
-    "village",
-    "harbour",
-    "station",
-    "budget",
-    "school",
-    "police",
-    "storm",
-    "festival",
-]
+SYLLABLES = ("ka", "lo", "mi", "ne", "ru", "ta", "vo", "zi", "be", "do", "fu", "ga", "hi", "ja", "ku", "le")
 
 
 def message(i: int, fetched_at: datetime) -> dict[str, Any]:
     url = f"https://news{i % 50}.example/story/{i}"
     rng = random.Random(i)
-    text = " ".join(rng.choice(WORDS) for _ in range(600))[:4000]
+    words = ("".join(rng.choice(SYLLABLES) for _ in range(rng.randint(1, 4))) for _ in range(900))
+    text = " ".join(words)[:4000]
     return {
         "schema_version": 1,
         "article_id": hashlib.sha256(url.encode()).hexdigest()[:32],

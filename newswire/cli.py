@@ -315,18 +315,26 @@ def cmd_reconcile(args: argparse.Namespace) -> int:
     from newswire.warehouse import Warehouse
 
     settings = _settings(args)
+    if args.grace is not None and not args.grace >= 0:
+        raise SettingsError(f"--grace must be a number of seconds >= 0, got {args.grace}")
+    if args.grace is not None:
+        settings = settings.model_copy(update={"reconcile_grace": args.grace})
     warehouse = Warehouse(settings.resolved_warehouse_url)
     warehouse.migrate()
-    grace = settings.reconcile_grace if args.grace is None else args.grace
     with _publishing_broker(settings) as (bootstrap, owned):
+        if owned:  # a broker this command started dies with it: the transform pass it runs reconciles first
+            from transform.run import run_transform
+
+            transformed = run_transform(settings, bootstrap)
+            print(transformed.reconciled.line())
+            print(transformed.line())
+            return 0
         ensure_topics(bootstrap, settings)
         publisher = Publisher(make_producer(bootstrap, settings, client_id="newswire-reconcile"))
         try:
-            summary = reconcile(warehouse, publisher, grace=grace)
+            print(reconcile(warehouse, publisher, grace=settings.reconcile_grace).line())
         finally:
             publisher.close()
-        print(summary.line())
-        _transform_if_owned(settings, bootstrap, owned)
     return 0
 
 
