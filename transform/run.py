@@ -66,8 +66,11 @@ def run_transform(
     """Drain the articles topic batch by batch; stop at the first empty batch, or after a batch that ended on
     an empty poll (nothing more to read: waiting for one more empty batch would only cost ``poll_timeout``).
 
-    First it reconciles (:mod:`newswire.reconcile`): raw articles ingest stored more than ``reconcile_grace``
-    ago that the warehouse still lacks (the topic lost them) are re-published, and this run consumes them.
+    Once the topic is drained it reconciles (:mod:`newswire.reconcile`): raw articles ingest stored more than
+    ``reconcile_grace`` ago that the warehouse still lacks were lost by the topic (anything still on it has
+    just been consumed), so they are re-published and the run goes on to consume them. Reconciling after the
+    drain, not before, keeps an article that was merely waiting on the topic from being sent twice. A run cut
+    short by ``max_batches`` leaves reconciling to the next one.
 
     With ``follow``, an empty batch ends the run only once ``follow()`` has returned false *before* that
     batch was polled: a producer still running in this process (``newswire run``) sets it false after its
@@ -82,15 +85,25 @@ def run_transform(
     consumer = ArticleConsumer(settings, bootstrap, group_id=group)
     processor = BatchProcessor(warehouse, publisher, state_max_articles=settings.story_state_max_articles)
     summary = TransformSummary()
-    try:
+    reconciled = False
+
+    def lost_articles_republished() -> bool:
+        """Reconcile once per run, when the topic is drained; true if there is something more to consume."""
+        nonlocal reconciled
+        if reconciled:
+            return False
+        reconciled = True
         summary.reconciled = reconcile(warehouse, publisher, grace=settings.reconcile_grace)
+        return summary.reconciled.republished > 0
+
+    try:
         # Versions a previous process committed but could not publish go out first.
         summary.stats.events_published += processor.publish_outbox()
         while max_batches is None or summary.batches < max_batches:
             following = follow is not None and follow()
             batch = consumer.next_batch()
             if not batch:
-                if following:
+                if following or lost_articles_republished():
                     continue
                 break
             try:
@@ -112,7 +125,7 @@ def run_transform(
                 stats.duplicates,
                 stats.events_changed,
             )
-            if drained:
+            if drained and not lost_articles_republished():
                 break
     finally:
         consumer.close()
