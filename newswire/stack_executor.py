@@ -210,4 +210,3 @@ def describe(executor: ExecutorConfig) -> dict[str, Any]:
             "database_url": redact_url(executor.database_url or ""),
         }
     return record
-
