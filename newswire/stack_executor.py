@@ -130,6 +130,9 @@ def worker_commands(
         ]
         env = {
             WORKER_NAME_ENV: name,
+            # The stale-bundle cleanup runs as one more process per worker; the dags-folder bundle is not
+            # versioned, so it would never find anything to clean.
+            "AIRFLOW__DAG_PROCESSOR__STALE_BUNDLE_CLEANUP_INTERVAL": "0",
             # Task instances record which worker ran them (all local workers share one machine's name).
             "AIRFLOW__CORE__HOSTNAME_CALLABLE": f"{__name__}.worker_hostname",
         }
