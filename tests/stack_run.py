@@ -53,6 +53,7 @@ class IngestCycle:
     task_instances: list[dict[str, Any]]
     healthy_after: float  # seconds from `up` until every component (and worker) was healthy
     idle_rss_mib: float  # summed RSS of the stack before any DAG ran
+    idle_pss_mib: float  # the same, shared pages (forked workers) counted once
     idle_processes: int
     warehouse_url: str
 
@@ -70,9 +71,10 @@ class IngestCycle:
         return Warehouse(self.warehouse_url).query(INVARIANT_SQL)
 
     def summary(self) -> str:
+        idle = f"{self.idle_processes} processes, {self.idle_rss_mib:.0f} MiB RSS ({self.idle_pss_mib:.0f} MiB PSS)"
         return (
-            f"{self.state['executor']['kind']}: healthy after {self.healthy_after:.1f} s, idle {self.idle_processes} "
-            f"processes {self.idle_rss_mib:.0f} MiB; {INGEST} {self.run['state']} in {self.run_seconds:.1f} s, "
+            f"{self.state['executor']['kind']}: healthy after {self.healthy_after:.1f} s; idle {idle}; "
+            f"{INGEST} {self.run['state']} in {self.run_seconds:.1f} s, "
             f"{len(self.task_instances)} task instances on {sorted(self.hosts)}"
         )
 
@@ -116,9 +118,21 @@ def run_ingest_cycle(
         task_instances=tis,
         healthy_after=float(state["healthy_after_seconds"]),
         idle_rss_mib=idle.rss_mib,
+        idle_pss_mib=sum(pss_kib(pid) for pid in stack.stack_processes(state)) / 1024,
         idle_processes=idle.processes,
         warehouse_url=load_settings(home=home).resolved_warehouse_url,
     )
+
+
+def pss_kib(pid: int) -> int:
+    """Proportional set size of one process: its private memory plus its share of pages it shares."""
+    try:
+        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+            if line.startswith("Pss:"):
+                return int(line.split()[1])
+    except (OSError, ValueError):
+        pass
+    return 0
 
 
 def wait_for_run(url: str, token: str, dag_id: str, *, timeout: float) -> dict[str, Any]:
