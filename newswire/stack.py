@@ -26,6 +26,7 @@ the broker, is the system of record).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import secrets
@@ -268,9 +269,7 @@ def _resolve_executor(config: StackConfig) -> StackConfig:
             stack_executor.ensure_database(executor.database_url)
         except Exception as exc:
             raise StackError(f"Airflow metadata DB {redact_url(executor.database_url)} unusable: {exc}") from None
-    values = {name: getattr(config, name) for name in StackConfig.__dataclass_fields__}
-    values["executor"] = executor
-    return StackConfig(**values)
+    return dataclasses.replace(config, executor=executor)
 
 
 def _secrets(home: Path) -> dict[str, str]:
