@@ -486,13 +486,23 @@ def admin_password(airflow_home: Path, username: str, timeout: float = 30.0) -> 
         time.sleep(0.2)
 
 
-def api_token(url: str, username: str, password: str) -> str:
+def api_token(url: str, username: str, password: str, attempts: int = 3) -> str:
+    """A bearer token for the REST API. A timeout is retried: on a loaded machine the api-server's first
+    requests after start-up (seen with a load average of 18 on 2 cores) can take longer than one wait."""
     body = json.dumps({"username": username, "password": password}).encode()
-    request = urllib.request.Request(
-        f"{url}/auth/token", data=body, headers={"Content-Type": "application/json"}, method="POST"
-    )
-    with urllib.request.urlopen(request, timeout=10) as response:
-        return str(json.loads(response.read())["access_token"])
+    for attempt in range(attempts):
+        request = urllib.request.Request(
+            f"{url}/auth/token", data=body, headers={"Content-Type": "application/json"}, method="POST"
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=10) as response:
+                return str(json.loads(response.read())["access_token"])
+        except urllib.error.HTTPError:
+            raise
+        except OSError:
+            if attempt + 1 == attempts:
+                raise
+    raise AssertionError("unreachable")
 
 
 def api(
