@@ -24,7 +24,7 @@ import time
 import uuid
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -204,9 +204,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="newswire-stack-run-") as tmp:
         home = Path(tmp) / "home"
         with celery_resources() as celery:
-            executor = ExecutorConfig(args.executor) if args.executor == "local" else celery
-            if args.executor == "celery" and args.workers != celery.workers:
-                executor = ExecutorConfig(**{**celery.__dict__, "workers": args.workers})
+            executor = ExecutorConfig() if args.executor == "local" else replace(celery, workers=args.workers)
             try:
                 cycle = run_ingest_cycle(
                     home, port=args.port, executor=executor, feeds=args.feeds, sample_port=args.sample_port

@@ -30,7 +30,8 @@ def test_celery_stack_spreads_an_ingest_cycle_over_two_workers(tmp_path: Path) -
             assert report.health is not None and report.health["celery_workers"]["status"] == "healthy", report
             assert cycle.run["state"] == "success", cycle.run
             assert cycle.task_instances and {ti["state"] for ti in cycle.task_instances} == {"success"}
-            # Each worker records its name as the host of the task instances it ran: both took a share.
+            # Each worker records its name as the host of the task instances it ran: both took a share. (With the
+            # pool's 3 slots, 3 tasks are queued at once, and a worker reserves at most its 2 slots' worth.)
             assert cycle.hosts == {"worker-1", "worker-2"}, cycle.hosts
             assert cycle.accounting_violations() == []
         finally:
