@@ -173,11 +173,12 @@ def ensure_database(url: str) -> bool:
 def celery_workers_answering(broker_url: str, timeout: float = 1.0) -> set[str]:
     """Names of the Celery workers that answer a ping on ``broker_url`` (``worker-1`` for ``celery@worker-1``)."""
     from celery import Celery
+    from kombu.exceptions import OperationalError
 
     app = Celery(broker=broker_url, set_as_current=False)
     try:
         replies = app.control.ping(timeout=timeout) or []
-    except OSError:
+    except (OSError, OperationalError):  # the broker is down: no worker answers
         return set()
     finally:
         app.close()

@@ -100,3 +100,7 @@ def test_up_refuses_an_unreachable_broker_before_starting_anything(tmp_path: Pat
     with pytest.raises(stack.StackError, match=r"Celery broker .* unreachable"):
         stack.up(config, log=lambda *_: None)
     assert not (tmp_path / "stack.json").exists()
+
+
+def test_no_worker_answers_through_a_broker_that_is_down() -> None:
+    assert stack_executor.celery_workers_answering("redis://127.0.0.1:1/0") == set()
