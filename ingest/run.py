@@ -70,7 +70,11 @@ def ingest_session(
     entry_pool = ThreadPoolExecutor(max_workers=settings.entry_concurrency, thread_name_prefix="entry")
     try:
         with Fetcher(http_policy(settings), throttle=throttle) as fetcher:
-            robots = RobotsCache(fetcher, settings.user_agent) if settings.respect_robots else None
+            robots = (
+                RobotsCache(fetcher, settings.user_agent, max_crawl_delay=settings.max_crawl_delay)
+                if settings.respect_robots
+                else None
+            )
             yield FeedPoller(
                 settings=settings,
                 ledger=IngestLedger(warehouse),

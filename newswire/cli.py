@@ -176,6 +176,7 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
+    from newswire.reconcile import pending
     from newswire.report import accounting_violations, totals
     from newswire.warehouse import Warehouse
 
@@ -183,10 +184,19 @@ def cmd_status(args: argparse.Namespace) -> int:
     warehouse = Warehouse(settings.resolved_warehouse_url)
     print(json.dumps(totals(warehouse), indent=2))
     bad = accounting_violations(warehouse)
+    waiting = pending(warehouse, settings.pending_max_age)
+    print(waiting.line())
     if bad:
         print(f"ACCOUNTING VIOLATIONS: {len(bad)} run/feed rows do not add up", file=sys.stderr)
+    if not waiting.ok:
+        print(f"ACCOUNTING VIOLATIONS: {waiting.line()} (run `newswire reconcile`, then a transform)", file=sys.stderr)
+    if bad or not waiting.ok:
         return EXIT_ERROR
-    print("accounting invariant holds: entries seen = new + duplicates + dead letters + skipped")
+    print(
+        "accounting invariant holds: entries seen = new + duplicates + dead letters + skipped, "
+        "and every new entry is in the warehouse or pending for less than "
+        f"{settings.pending_max_age:g} s"
+    )
     return 0
 
 
@@ -295,6 +305,36 @@ def cmd_replay(args: argparse.Namespace) -> int:
             publisher.close()
         print(summary.line())
         _transform_if_owned(settings, bootstrap, owned)
+    return 0
+
+
+def cmd_reconcile(args: argparse.Namespace) -> int:
+    """Re-publish stored raw articles the warehouse does not hold (what the topic lost), oldest first."""
+    from newswire.messaging import Publisher, ensure_topics, make_producer
+    from newswire.reconcile import reconcile
+    from newswire.warehouse import Warehouse
+
+    settings = _settings(args)
+    if args.grace is not None and not args.grace >= 0:
+        raise SettingsError(f"--grace must be a number of seconds >= 0, got {args.grace}")
+    if args.grace is not None:
+        settings = settings.model_copy(update={"reconcile_grace": args.grace})
+    warehouse = Warehouse(settings.resolved_warehouse_url)
+    warehouse.migrate()
+    with _publishing_broker(settings) as (bootstrap, owned):
+        if owned:  # a broker this command started dies with it: the transform pass it runs reconciles first
+            from transform.run import run_transform
+
+            transformed = run_transform(settings, bootstrap)
+            print(transformed.reconciled.line())
+            print(transformed.line())
+            return 0
+        ensure_topics(bootstrap, settings)
+        publisher = Publisher(make_producer(bootstrap, settings, client_id="newswire-reconcile"))
+        try:
+            print(reconcile(warehouse, publisher, grace=settings.reconcile_grace).line())
+        finally:
+            publisher.close()
     return 0
 
 
@@ -412,6 +452,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--until", help="replay articles fetched before this time (default: now)")
     common(p)
     p.set_defaults(func=cmd_replay)
+
+    p = sub.add_parser("reconcile", help="re-publish stored articles the warehouse lacks (the topic lost them)")
+    p.add_argument(
+        "--grace",
+        type=float,
+        help="only articles stored more than this many seconds ago (default NEWSWIRE_RECONCILE_GRACE; "
+        "0 after a known broker loss)",
+    )
+    common(p)
+    p.set_defaults(func=cmd_reconcile)
 
     p = sub.add_parser("up", help="start the local stack: broker + Airflow api-server, scheduler, ... (make up)")
     p.add_argument("--port", type=int, default=8080, help="port of the Airflow UI and API (default 8080)")

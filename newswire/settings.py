@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -92,6 +92,24 @@ class Settings(BaseSettings):
     raw_retention_days: int = Field(
         90, ge=0, description="Days the raw store keeps each fetched page and its extracted fields; 0 = forever."
     )
+    max_crawl_delay: float = Field(
+        10.0,
+        ge=0,
+        description="Cap on a robots.txt Crawl-delay honoured per host (seconds); 0 ignores Crawl-delay.",
+    )
+
+    # Self-healing between the warehouse and the articles topic
+    reconcile_grace: float = Field(
+        600.0,
+        ge=0,
+        description="Seconds a published article may wait for the transform before reconcile re-publishes it.",
+    )
+    pending_max_age: float = Field(
+        3600.0,
+        gt=0,
+        description="Seconds an ingested article may stay without its warehouse row before the accounting "
+        "invariant fails (newswire status exits non-zero).",
+    )
 
     # Kafka
     topic_partitions: int = Field(4, ge=1, le=256)
@@ -121,6 +139,15 @@ class Settings(BaseSettings):
         description="Airflow metadata DB (and Celery result backend) of `make up EXECUTOR=celery`; created if "
         "missing. The LocalExecutor stack keeps SQLite under home.",
     )
+
+    @model_validator(mode="after")
+    def _check_pending_age(self) -> Settings:
+        if self.pending_max_age <= self.reconcile_grace:
+            raise ValueError(
+                f"pending_max_age ({self.pending_max_age:g} s) must exceed reconcile_grace "
+                f"({self.reconcile_grace:g} s): an article is re-published only after the grace period"
+            )
+        return self
 
     @field_validator("kafka_bootstrap")
     @classmethod

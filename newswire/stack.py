@@ -154,6 +154,7 @@ def up(config: StackConfig, *, log: Any = print) -> dict[str, Any]:
     try:
         _migrate_warehouse(config)
         bootstrap = _start_broker(config, state)
+        healed = _reconcile(config, fresh=bool(state["broker"].get("owned")), bootstrap=bootstrap)
         feeds = _start_sample(config, state) if config.sample else os.environ.get("NEWSWIRE_FEEDS")
         env = component_env(config, stack_id=stack_id, bootstrap=bootstrap, feeds=feeds)
         _write_state(home, state)
@@ -186,6 +187,7 @@ def up(config: StackConfig, *, log: Any = print) -> dict[str, Any]:
     log(f"  log in as {config.username!r} with password {password!r}")
     log(f"  (the password is kept in {config.airflow_home / PASSWORDS_FILE})")
     log(f"  broker {bootstrap}; warehouse under {home}; logs in {home / 'logs' / 'stack'}")
+    log(f"  {healed.line()} (articles the warehouse lacked, for the next transform run)")
     if config.executor.celery:
         described = state["executor"]
         log(
@@ -338,6 +340,14 @@ def _start_broker(config: StackConfig, state: dict[str, Any]) -> str:
 
     ensure_topics(broker.bootstrap, load_settings(home=config.home))
     return broker.bootstrap
+
+
+def _reconcile(config: StackConfig, *, fresh: bool, bootstrap: str) -> Any:
+    """Re-publish what the warehouse holds but the topic lost (an embedded broker starts empty every time)."""
+    from newswire.reconcile import reconcile_after_broker_start
+    from newswire.settings import load_settings
+
+    return reconcile_after_broker_start(load_settings(home=config.home), bootstrap, fresh=fresh)
 
 
 def _migrate_warehouse(config: StackConfig) -> None:
