@@ -8,7 +8,9 @@ pipeline), and scores the result against the labels:
 * duplicates: pairwise precision/recall/F1, gold pairs = articles linked by ``copy_of`` (transitively);
 * clusters: B-cubed precision/recall/F1 against ``story_id``;
 * cross-language: how many gold same-story pairs in different languages ended in one event, and how
-  many predicted cross-language pairs are wrong;
+  many predicted cross-language pairs are wrong, overall and per language pair (EN-EN, EN-ZH, ...);
+* order dependence (``--shuffles N``): the spread of B-cubed F1 when each batch of arrivals is shuffled,
+  then put back in canonical order (publication time, then id) as the transform does;
 * with ``--throughput``: articles/s over 10,000 and 50,000 synthetic articles built by recombining
   corpus sentences into stories with shifted dates and altered numbers.
 
@@ -26,11 +28,12 @@ import sys
 import time
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from newswire.embedding import embed_articles, encoder_for
 from transform.clustering import ClusteringConfig, StoryClusterer
 from transform.documents import ArticleDoc
 from transform.neardup import DEFAULT_THRESHOLD, NearDuplicateIndex
@@ -229,6 +232,18 @@ class QualityReport:
     throughput: list[dict[str, Any]] = field(default_factory=list)
 
 
+def with_embeddings(corpus: Sequence[LabelledDoc], config: ClusteringConfig | None = None) -> list[LabelledDoc]:
+    """The corpus with each article's embedding computed in one batch, as ingest's workers attach them."""
+    encoder = encoder_for((config or ClusteringConfig()).embedding_model)
+    if encoder is None:
+        return list(corpus)
+    embeddings = embed_articles(encoder, [(item.doc.title, item.doc.text) for item in corpus])
+    return [
+        replace(item, doc=replace(item.doc, embedding=embedding))
+        for item, embedding in zip(corpus, embeddings, strict=True)
+    ]
+
+
 def evaluate(
     corpus: Sequence[LabelledDoc],
     *,
@@ -236,6 +251,8 @@ def evaluate(
     config: ClusteringConfig | None = None,
 ) -> QualityReport:
     config = config or ClusteringConfig()
+    if any(item.doc.embedding is None for item in corpus):
+        corpus = with_embeddings(corpus, config)
     result = run([item.doc for item in corpus], dup_threshold=dup_threshold, config=config)
     ids = [item.doc.article_id for item in corpus]
     by_id = {item.doc.article_id: item for item in corpus}
@@ -302,26 +319,54 @@ def _config_dict(config: ClusteringConfig) -> dict[str, Any]:
     return {key: str(value) if isinstance(value, timedelta) else value for key, value in asdict(config).items()}
 
 
+_SCRIPT = {"zh": "non-Latin", "ja": "non-Latin", "ko": "non-Latin", "ar": "non-Latin", "ru": "non-Latin"}
+
+
 def _cross_language(corpus: Sequence[LabelledDoc], event_of: dict[str, str]) -> dict[str, Any]:
     gold_pairs = joined = predicted_pairs = wrong = 0
+    script = Counter[str]()
+    by_pair: dict[str, Counter[str]] = defaultdict(Counter)
     for a, b in itertools.combinations(corpus, 2):
-        if (a.doc.language or "?") == (b.doc.language or "?"):
-            continue
         same_story = a.story_id == b.story_id
         same_event = event_of[a.doc.article_id] == event_of[b.doc.article_id]
+        pair = "-".join(sorted(((a.doc.language or "?").upper(), (b.doc.language or "?").upper())))
+        counts = by_pair[pair]
+        counts["gold_pairs"] += same_story
+        counts["gold_pairs_joined"] += same_story and same_event
+        counts["predicted_pairs"] += same_event
+        counts["predicted_pairs_wrong"] += same_event and not same_story
+        if (a.doc.language or "?") == (b.doc.language or "?"):
+            continue
         if same_story:
             gold_pairs += 1
             joined += same_event
         if same_event:
             predicted_pairs += 1
             wrong += not same_story
+        if _SCRIPT.get(a.doc.language or "") != _SCRIPT.get(b.doc.language or ""):  # one Latin, one not
+            script["gold_pairs"] += same_story
+            script["gold_pairs_joined"] += same_story and same_event
+            script["predicted_pairs"] += same_event
+            script["predicted_pairs_wrong"] += same_event and not same_story
+    pairs = {pair: _pair_rates(counts) for pair, counts in sorted(by_pair.items()) if counts["gold_pairs"]}
     return {
+        "cross_script": _pair_rates(script),
+        "by_language_pair": pairs,
         "gold_pairs": gold_pairs,
         "gold_pairs_joined": joined,
         "recall": round(joined / gold_pairs, 4) if gold_pairs else 1.0,
         "predicted_pairs": predicted_pairs,
         "predicted_pairs_wrong": wrong,
         "precision": round(1 - wrong / predicted_pairs, 4) if predicted_pairs else 1.0,
+    }
+
+
+def _pair_rates(counts: Counter[str]) -> dict[str, Any]:
+    gold, predicted = counts["gold_pairs"], counts["predicted_pairs"]
+    return {
+        **{key: counts[key] for key in ("gold_pairs", "gold_pairs_joined", "predicted_pairs", "predicted_pairs_wrong")},
+        "recall": round(counts["gold_pairs_joined"] / gold, 4) if gold else 1.0,
+        "wrong_share": round(counts["predicted_pairs_wrong"] / predicted, 4) if predicted else 0.0,
     }
 
 
@@ -482,6 +527,17 @@ def _print(report: QualityReport) -> None:
         f"  joining across languages: B-cubed recall +{x['recall_gain']}, precision cost {x['precision_cost']}"
         f" (vs. never joining: {x['bcubed_if_never_joined_across_languages']})"
     )
+    script = x["cross_script"]
+    print(
+        f"cross-script (Latin vs. zh/ar/ru): {script['gold_pairs_joined']}/{script['gold_pairs']} gold pairs joined, "
+        f"{script['predicted_pairs_wrong']}/{script['predicted_pairs']} predicted pairs wrong"
+    )
+    print("  per language pair: gold pairs joined / gold, wrong / predicted")
+    for pair, rates in x["by_language_pair"].items():
+        print(
+            f"    {pair:6} {rates['gold_pairs_joined']:4}/{rates['gold_pairs']:<4} "
+            f"wrong {rates['predicted_pairs_wrong']}/{rates['predicted_pairs']}"
+        )
     print(f"story time spans: {report.story_gaps}")
     for row in report.throughput:
         print(

@@ -135,10 +135,10 @@ class ClusteringConfig:
     novelty_penalty: float = 0.5
     novelty_min_gap: timedelta = timedelta(days=1)
     embedding_model: str = DEFAULT_MODEL
-    semantic_floor: float = 0.45
+    semantic_floor: float = 0.5
     semantic_weight: float = 0.0
-    semantic_only_weight: float = 0.5
-    semantic_cue_weight: float = 0.5
+    semantic_only_weight: float = 0.4
+    semantic_cue_weight: float = 0.35
     semantic_candidates: int = 5
     query_terms: int = 25
     max_candidates: int = 20
