@@ -96,7 +96,7 @@ def rebuild_events(
         with warehouse.transaction() as cur:
             _rebuild(cur, start, end, config, stats)
         if publisher is not None:
-            stats.events_published = BatchProcessor(warehouse, publisher).publish_outbox()
+            stats.events_published = BatchProcessor(warehouse, publisher, config=config).publish_outbox()
     stats.seconds = time.monotonic() - t0
     log.info("%s", stats.line())
     return stats
@@ -229,7 +229,8 @@ def rebuild_window_job(interval_start: datetime | str | None, interval_end: date
         ensure_topics(bootstrap, settings)
         publisher = Publisher(make_producer(bootstrap, settings, client_id="newswire-rebuild"))
         try:
-            stats = rebuild_events(warehouse, publisher, start, end)
+            config = ClusteringConfig(embedding_model=settings.embedding_model)
+            stats = rebuild_events(warehouse, publisher, start, end, config=config)
         finally:
             publisher.close()
     return stats.as_dict()

@@ -18,6 +18,7 @@ from newswire.faults import fault_point
 from newswire.messaging import Publisher, ensure_topics, make_producer
 from newswire.settings import Settings
 from newswire.warehouse import Warehouse
+from transform.clustering import ClusteringConfig
 from transform.consume import ArticleConsumer, Incoming
 from transform.process import BatchProcessor, BatchStats
 
@@ -74,7 +75,12 @@ def run_transform(
     ensure_topics(bootstrap, settings)
     publisher = Publisher(make_producer(bootstrap, settings, client_id="newswire-transform"))
     consumer = ArticleConsumer(settings, bootstrap, group_id=group)
-    processor = BatchProcessor(warehouse, publisher, state_max_articles=settings.story_state_max_articles)
+    processor = BatchProcessor(
+        warehouse,
+        publisher,
+        state_max_articles=settings.story_state_max_articles,
+        config=ClusteringConfig(embedding_model=settings.embedding_model),
+    )
     summary = TransformSummary()
     try:
         # Versions a previous process committed but could not publish go out first.
