@@ -230,6 +230,7 @@ class QualityReport:
     parameters: dict[str, Any] = field(default_factory=dict)
     story_gaps: dict[str, float] = field(default_factory=dict)
     throughput: list[dict[str, Any]] = field(default_factory=list)
+    order: dict[str, Any] = field(default_factory=dict)
 
 
 def with_embeddings(corpus: Sequence[LabelledDoc], config: ClusteringConfig | None = None) -> list[LabelledDoc]:
@@ -412,6 +413,43 @@ def _errors(
     }
 
 
+# --- order dependence -----------------------------------------------------------------------------
+
+
+def shuffled_arrivals(
+    docs: Sequence[ArticleDoc], *, seed: int, jitter: timedelta, batch: int, canonical: bool
+) -> list[ArticleDoc]:
+    """``docs`` in a plausible arrival order: each article arrives up to ``jitter`` after publication
+    (feeds are polled at different times, partitions interleave), consumed in batches of ``batch``; with
+    ``canonical``, each batch is sorted by (publication time, id) as the transform does."""
+    rng = random.Random(seed)
+    arrival = {d.article_id: d.published_at + jitter * rng.random() for d in docs}
+    ordered = sorted(docs, key=lambda d: (arrival[d.article_id], rng.random()))
+    out: list[ArticleDoc] = []
+    for start in range(0, len(ordered), batch):
+        chunk = ordered[start : start + batch]
+        if canonical:
+            chunk = sorted(chunk, key=lambda d: (d.published_at, d.article_id))
+        out.extend(chunk)
+    return out
+
+
+def order_spread(
+    corpus: Sequence[LabelledDoc], runs: int, config: ClusteringConfig | None = None, *, batch: int = 25
+) -> dict[str, Any]:
+    """B-cubed F1 over ``runs`` shuffled arrival orders, with and without canonical batch order."""
+    gold = {item.doc.article_id: item.story_id for item in corpus}
+    docs = [item.doc for item in corpus]
+    out: dict[str, Any] = {"runs": runs, "batch": batch, "jitter_hours": 12}
+    for canonical in (True, False):
+        scores = []
+        for seed in range(runs):
+            order = shuffled_arrivals(docs, seed=seed, jitter=timedelta(hours=12), batch=batch, canonical=canonical)
+            scores.append(bcubed(gold, run(order, config=config).event_of).f1)
+        out["canonical" if canonical else "arrival"] = {"f1": scores, "spread": round(max(scores) - min(scores), 4)}
+    return out
+
+
 # --- synthetic throughput -------------------------------------------------------------------------
 
 _SENTENCE_RE = re.compile(r"(?<=[.!?»\"])\s+(?=[A-ZÀ-Ý«\"])")
@@ -563,12 +601,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--output", type=Path, default=RESULTS)
     parser.add_argument("--throughput", action="store_true", help="also time 10,000 and 50,000 synthetic articles")
     parser.add_argument("--sizes", type=int, nargs="*", default=[10_000, 50_000])
+    parser.add_argument(
+        "--shuffles", type=int, default=0, help="also cluster N shuffled arrival orders: spread of B-cubed F1"
+    )
+    parser.add_argument(
+        "--embedding-model", default=None, help="NEWSWIRE_EMBEDDING_MODEL for this run ('none': words and cues only)"
+    )
     args = parser.parse_args(argv)
     corpus = load_corpus(args.corpus)
     if not corpus:
         print(f"no labelled articles under {args.corpus}", file=sys.stderr)
         return 2
-    report = evaluate(corpus)
+    config = ClusteringConfig(**({} if args.embedding_model is None else {"embedding_model": args.embedding_model}))
+    corpus = with_embeddings(corpus, config)
+    report = evaluate(corpus, config=config)
+    if args.shuffles:
+        report.order = order_spread(corpus, args.shuffles, config)
+        print(f"order dependence over {args.shuffles} shuffled arrivals: {report.order}", flush=True)
     if args.throughput:
         for size in args.sizes:
             report.throughput.append(throughput(corpus, size))
