@@ -581,18 +581,31 @@ class _VectorIndex:
             self._owners[row] = None
             self._free.append(row)
 
-    def nearest(self, unit: np.ndarray, floor: float, limit: int) -> list[str]:
-        """Up to ``limit`` events whose approximate cosine with ``unit`` reaches ``floor`` (minus a margin)."""
-        if self._matrix is None or not self._rows:
+    def cosines(self, unit: np.ndarray) -> np.ndarray:
+        """Approximate cosines of ``unit`` with every row (float32; free rows are zero)."""
+        if self._matrix is None:
+            return np.zeros(0, dtype=np.float32)
+        return self._matrix[: len(self._owners)] @ unit.astype(np.float32)
+
+    def may_reach(self, cosines: np.ndarray, event_id: str, floor: float) -> bool:
+        """Whether the event's exact cosine could exceed ``floor``, judging by its approximate one."""
+        row = self._rows.get(event_id)
+        return row is not None and row < len(cosines) and bool(cosines[row] >= floor - _APPROXIMATION_MARGIN)
+
+    def nearest(self, cosines: np.ndarray, floor: float, limit: int) -> list[str]:
+        """Up to ``limit`` events whose approximate cosine reaches ``floor`` (minus a margin), best first."""
+        if not self._rows:
             return []
-        cosines = self._matrix[: len(self._owners)] @ unit.astype(np.float32)
-        # float32 products differ from the exact cosine by ~1e-6: the margin keeps every event that could
-        # reach the floor exactly, so the exact rescoring sees the same set in every run.
-        hits = np.flatnonzero(cosines >= floor - 1e-3)
+        hits = np.flatnonzero(cosines >= floor - _APPROXIMATION_MARGIN)
         if len(hits) > limit:
             hits = hits[np.argsort(-cosines[hits], kind="stable")[:limit]]
         owners = self._owners
         return [owner for owner in (owners[int(i)] for i in hits) if owner is not None]
+
+
+# float32 products differ from the exact cosine by ~1e-6: this margin keeps every event that could reach the
+# floor exactly, so the exact rescoring sees the same set in every run (and skips only true zeros).
+_APPROXIMATION_MARGIN = 1e-3
 
 
 # --- the clusterer ------------------------------------------------------------------------------------
@@ -799,8 +812,12 @@ class StoryClusterer:
         article_vector = None if features.embedding is None else features.embedding.array()
         article_vector_norm = 0.0 if article_vector is None else _unit_norm(article_vector)
         candidates = self._candidates(features, term_idf, cue_idf)
+        approximate = np.zeros(0, dtype=np.float32)
         if article_vector is not None and article_vector_norm > 0.0:
-            candidates = self._with_nearest(candidates, article_vector, article_vector_norm)
+            approximate = self._vectors.cosines(article_vector / article_vector_norm)
+            candidates = self._with_nearest(candidates, article_vector, article_vector_norm, approximate)
+        else:
+            article_vector = None
         if not candidates:
             return []
         # idf**2 once per key (the same float the per-event products used to compute each time)
@@ -809,6 +826,7 @@ class StoryClusterer:
         article_term_norm = math.sqrt(math.fsum((w * term_idf[t]) ** 2 for t, w in features.terms.items()))
         article_cue_norm = math.sqrt(math.fsum(cue_idf[k] ** 2 for k in features.cues))
         scored = []
+        floor = self.config.semantic_floor
         for event in candidates:
             decay = self._time_factor(features.published_at, event)
             if decay <= 0.0:
@@ -818,7 +836,9 @@ class StoryClusterer:
                 decay *= self.config.novelty_penalty
             text = self._text_cosine(features, event, term_idf2, article_term_norm)
             cue = self._cue_cosine(features, event, cue_idf2, article_cue_norm)
-            meaning = self._meaning(article_vector, article_vector_norm, event)
+            meaning = 0.0
+            if article_vector is not None and self._vectors.may_reach(approximate, event.event_id, floor):
+                meaning = self._meaning(article_vector, article_vector_norm, event)
             scored.append((self._combine(text, cue, meaning) * decay, event))
         scored.sort(key=lambda pair: (-pair[0], pair[1].sort_key))
         return scored
@@ -837,19 +857,19 @@ class StoryClusterer:
             return 0.0
         return math.fsum((vector * event.vec_sum).tolist()) / (norm * event.vec_norm)
 
-    def _meaning(self, vector: np.ndarray | None, norm: float, event: _Event) -> float:
+    def _meaning(self, vector: np.ndarray, norm: float, event: _Event) -> float:
         """The embedding cosine rescaled so that ``semantic_floor`` and below count as no evidence."""
-        if vector is None:
-            return 0.0
         floor = self.config.semantic_floor
         return max(0.0, (self._cosine(vector, norm, event) - floor) / (1.0 - floor))
 
-    def _with_nearest(self, candidates: list[_Event], vector: np.ndarray, norm: float) -> list[_Event]:
+    def _with_nearest(
+        self, candidates: list[_Event], vector: np.ndarray, norm: float, approximate: np.ndarray
+    ) -> list[_Event]:
         """``candidates`` plus the events nearest in meaning (exact cosine above the floor), best first."""
         config = self.config
         have = {event.event_id for event in candidates}
         nearest = []
-        for event_id in self._vectors.nearest(vector / norm, config.semantic_floor, 4 * config.semantic_candidates):
+        for event_id in self._vectors.nearest(approximate, config.semantic_floor, 4 * config.semantic_candidates):
             if event_id in have:
                 continue
             event = self._events[event_id]

@@ -7,11 +7,13 @@ process that crashed mid-stream and one that never stopped reach the same events
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 from collections import OrderedDict
 from datetime import UTC, datetime, timedelta
 
+from newswire.embedding import Embedding
 from transform.clustering import Assignment, ClusteringConfig, EventProfile, StaleFeatures, StoryClusterer
 from transform.documents import ArticleDoc
 from transform.neardup import NearDuplicate, NearDuplicateError, NearDuplicateIndex, StaleSignature
@@ -20,7 +22,7 @@ from transform.store import StoredArticle, TransformStore
 log = logging.getLogger(__name__)
 
 
-def doc_from_stored(a: StoredArticle) -> ArticleDoc:
+def doc_from_stored(a: StoredArticle, embedding: Embedding | None = None) -> ArticleDoc:
     return ArticleDoc(
         article_id=a.article_id,
         title=a.title or "",
@@ -29,7 +31,20 @@ def doc_from_stored(a: StoredArticle) -> ArticleDoc:
         published_at=_utc(a.published_at or a.fetched_at or datetime.now(UTC)),
         source=a.source,
         url=a.canonical_url,
+        embedding=embedding,
     )
+
+
+def stored_embedding(features: str | None) -> Embedding | None:
+    """The embedding kept in an article's stored features (``article_features``), if any: a rebuild reuses it
+    instead of running the encoder again (the clusterer still ignores one of another model)."""
+    if features is None:
+        return None
+    try:
+        value = json.loads(features).get("embedding")
+        return None if value is None else Embedding(str(value["model"]), base64.b64decode(value["vector"]))
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return None
 
 
 def _utc(moment: datetime) -> datetime:
