@@ -585,7 +585,9 @@ class _VectorIndex:
         """Approximate cosines of ``unit`` with every row (float32; free rows are zero)."""
         if self._matrix is None:
             return np.zeros(0, dtype=np.float32)
-        return self._matrix[: len(self._owners)] @ unit.astype(np.float32)
+        # einsum, not ``@``: a matrix-vector product goes to BLAS, whose extra threads spin on the transform's
+        # cores; einsum's own loop is as fast here and single-threaded.
+        return np.einsum("ij,j->i", self._matrix[: len(self._owners)], unit.astype(np.float32))
 
     def may_reach(self, cosines: np.ndarray, event_id: str, floor: float) -> bool:
         """Whether the event's exact cosine could exceed ``floor``, judging by its approximate one."""
