@@ -64,7 +64,12 @@ def encoder_costs(sample: int) -> dict[str, Any]:
         encoder = UseMultilingualEncoder(fast_tokenizer=fast)
         encoder.encode(["warm-up"])
         rows: dict[str, Any] = {"load_seconds": round(time.perf_counter() - started, 2)}
-        encoder.encode([embedding.embedding_input(t, x) for t, x in pairs])  # pages in the weights and caches
+        inputs = [embedding.embedding_input(t, x) for t, x in pairs]
+        encoder.encode(inputs)  # pages in the weights and caches
+        cpu = time.process_time()
+        for text in inputs:
+            encoder.tokenizer.encode(text, out_type=int, add_bos=True, add_eos=True)
+        rows["tokenize_only_cpu_ms"] = round(1000 * (time.process_time() - cpu) / len(inputs), 3)
         original = embedding.LEAD_CHARS
         try:
             for lead in LEADS:
