@@ -197,14 +197,17 @@ class BatchProcessor:
         from before embeddings, replays, another model), computed in one batch: several times faster than
         the clusterer embedding them one by one."""
         model_id = self._state.clusterer.model_id if self._state is not None else None
-        encoder = encoder_for(self.config.embedding_model) if model_id is not None else None
-        if encoder is None:
+        if model_id is None:
             return {}
         missing = []
         for m in messages:
             carried = from_message(m.get("embedding"))
             if m["article_id"] not in view.by_id and (carried is None or carried.model != model_id):
                 missing.append(m)
+        if not missing:  # the usual case: ingest sent them; the encoder is not even loaded in this process
+            return {}
+        encoder = encoder_for(self.config.embedding_model)
+        assert encoder is not None
         vectors = embed_articles(encoder, [(m.get("title") or "", m["text"]) for m in missing])
         return {m["article_id"]: vector for m, vector in zip(missing, vectors, strict=True)}
 

@@ -106,8 +106,7 @@ class StoryState:
         """Each stored article's vector of the configured model: the one kept in its features, else computed
         (stored before embeddings, or under another model) in one batch, not one by one by the clusterer."""
         model_id = self.clusterer.model_id
-        encoder = encoder_for(self.config.embedding_model) if model_id is not None else None
-        if encoder is None:
+        if model_id is None:
             return {}
         out: dict[str, Embedding] = {}
         missing = []
@@ -117,6 +116,10 @@ class StoryState:
                 out[article.article_id] = kept
             else:
                 missing.append(article)
+        if not missing:
+            return out
+        encoder = encoder_for(self.config.embedding_model)
+        assert encoder is not None
         vectors = embed_articles(encoder, [(a.title or "", a.text or "") for a in missing])
         out.update({a.article_id: vector for a, vector in zip(missing, vectors, strict=True)})
         return out
