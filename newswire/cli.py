@@ -310,6 +310,7 @@ def _utc_datetime(text: str) -> datetime:
 def cmd_up(args: argparse.Namespace) -> int:
     """Start the local stack: embedded broker, Airflow components, DAGs unpaused (``make up``)."""
     from newswire.stack import StackConfig, default_home, up
+    from newswire.stack_executor import ExecutorConfig
 
     config = StackConfig(
         home=default_home(),
@@ -318,6 +319,7 @@ def cmd_up(args: argparse.Namespace) -> int:
         sample_base_port=args.sample_port,
         timeout=args.timeout,
         host_interval=0.2 if args.sample else None,
+        executor=ExecutorConfig(args.executor, workers=args.workers, worker_concurrency=args.worker_concurrency),
     )
     up(config)
     return 0
@@ -416,6 +418,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sample", action="store_true", help="also serve the bundled sample sites and poll them")
     p.add_argument("--sample-port", type=int, default=18700, help="first loopback port of the sample sites")
     p.add_argument("--timeout", type=float, default=180.0, help="seconds to wait for a healthy stack")
+    p.add_argument(
+        "--executor",
+        choices=("local", "celery"),
+        default="local",
+        help="Airflow executor: local (SQLite, default) or celery (Redis broker NEWSWIRE_CELERY_BROKER_URL, "
+        "PostgreSQL metadata DB NEWSWIRE_AIRFLOW_DATABASE_URL)",
+    )
+    p.add_argument("--workers", type=int, default=2, help="Celery workers to start (--executor celery; default 2)")
+    p.add_argument(
+        "--worker-concurrency", type=int, default=2, help="tasks each Celery worker runs at once (default 2)"
+    )
     p.set_defaults(func=cmd_up)
 
     p = sub.add_parser("down", help="stop every process the local stack started (make down)")

@@ -118,6 +118,16 @@ class Settings(BaseSettings):
     # Schedules
     ingest_schedule: str = "*/15 * * * *"
 
+    # Airflow executor of the local stack (`make up EXECUTOR=celery`); the LocalExecutor stack needs neither.
+    celery_broker_url: str = Field(
+        "redis://127.0.0.1:6379/0", description="Celery broker of `make up EXECUTOR=celery` (redis:// or amqp://)."
+    )
+    airflow_database_url: str = Field(
+        "postgresql://postgres@127.0.0.1:5432/newswire_airflow",
+        description="Airflow metadata DB (and Celery result backend) of `make up EXECUTOR=celery`; created if "
+        "missing. The LocalExecutor stack keeps SQLite under home.",
+    )
+
     @field_validator("kafka_bootstrap")
     @classmethod
     def _check_bootstrap(cls, value: str | None) -> str | None:
@@ -149,6 +159,21 @@ class Settings(BaseSettings):
             raise ValueError("expected duckdb:///path/to/file.duckdb or postgresql://user@host:port/db")
         if scheme == "duckdb" and not value.startswith("duckdb:///"):
             raise ValueError("a DuckDB URL is duckdb:///path (three slashes, then the file path)")
+        return value
+
+    @field_validator("celery_broker_url")
+    @classmethod
+    def _check_celery_broker(cls, value: str) -> str:
+        if urlsplit(value).scheme not in {"redis", "rediss", "amqp", "amqps"}:
+            raise ValueError("expected redis://host:port/db or amqp://user:password@host:port/vhost")
+        return value
+
+    @field_validator("airflow_database_url")
+    @classmethod
+    def _check_airflow_database(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in {"postgresql", "postgres"} or not parts.path.strip("/"):
+            raise ValueError("expected postgresql://user[:password]@host:port/database")
         return value
 
     @field_validator("feeds")
@@ -188,7 +213,7 @@ class Settings(BaseSettings):
     def redacted(self) -> dict[str, Any]:
         """Settings as a dict safe to log: passwords in URLs are masked."""
         data = self.model_dump(mode="json")
-        for key in ("warehouse_url", "kafka_bootstrap"):
+        for key in ("warehouse_url", "kafka_bootstrap", "celery_broker_url", "airflow_database_url"):
             if data.get(key):
                 data[key] = redact_url(data[key])
         return data
