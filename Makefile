@@ -40,8 +40,12 @@ bench: install
 
 ## Start the local stack: embedded broker + Airflow api-server, scheduler, dag-processor, triggerer; prints the UI
 ## address and the login. PORT=8080 by default; SAMPLE=1 also serves the bundled sample sites and polls them.
+## EXECUTOR=celery runs the CeleryExecutor (Redis broker, PostgreSQL metadata DB) with WORKERS workers (2) of
+## CONCURRENCY tasks each (2); the LocalExecutor is the default.
 up: install
-	$(BIN)/newswire up $(if $(PORT),--port $(PORT)) $(if $(SAMPLE),--sample) $(if $(SAMPLE_PORT),--sample-port $(SAMPLE_PORT))
+	$(BIN)/newswire up $(if $(PORT),--port $(PORT)) $(if $(SAMPLE),--sample) $(if $(SAMPLE_PORT),--sample-port $(SAMPLE_PORT)) \
+	  $(if $(EXECUTOR),--executor $(EXECUTOR)) $(if $(WORKERS),--workers $(WORKERS)) \
+	  $(if $(CONCURRENCY),--worker-concurrency $(CONCURRENCY))
 
 ## Stop every process `make up` started (state stays in NEWSWIRE_HOME).
 down:

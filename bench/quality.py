@@ -8,7 +8,9 @@ pipeline), and scores the result against the labels:
 * duplicates: pairwise precision/recall/F1, gold pairs = articles linked by ``copy_of`` (transitively);
 * clusters: B-cubed precision/recall/F1 against ``story_id``;
 * cross-language: how many gold same-story pairs in different languages ended in one event, and how
-  many predicted cross-language pairs are wrong;
+  many predicted cross-language pairs are wrong, overall and per language pair (EN-EN, EN-ZH, ...);
+* order dependence (``--shuffles N``): the spread of B-cubed F1 when each batch of arrivals is shuffled,
+  then put back in canonical order (publication time, then id) as the transform does;
 * with ``--throughput``: articles/s over 10,000 and 50,000 synthetic articles built by recombining
   corpus sentences into stories with shifted dates and altered numbers.
 
@@ -26,11 +28,12 @@ import sys
 import time
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from newswire.embedding import embed_articles, encoder_for
 from transform.clustering import ClusteringConfig, StoryClusterer
 from transform.documents import ArticleDoc
 from transform.neardup import DEFAULT_THRESHOLD, NearDuplicateIndex
@@ -227,6 +230,19 @@ class QualityReport:
     parameters: dict[str, Any] = field(default_factory=dict)
     story_gaps: dict[str, float] = field(default_factory=dict)
     throughput: list[dict[str, Any]] = field(default_factory=list)
+    order: dict[str, Any] = field(default_factory=dict)
+
+
+def with_embeddings(corpus: Sequence[LabelledDoc], config: ClusteringConfig | None = None) -> list[LabelledDoc]:
+    """The corpus with each article's embedding computed in one batch, as ingest's workers attach them."""
+    encoder = encoder_for((config or ClusteringConfig()).embedding_model)
+    if encoder is None:
+        return list(corpus)
+    embeddings = embed_articles(encoder, [(item.doc.title, item.doc.text) for item in corpus])
+    return [
+        replace(item, doc=replace(item.doc, embedding=embedding))
+        for item, embedding in zip(corpus, embeddings, strict=True)
+    ]
 
 
 def evaluate(
@@ -236,6 +252,8 @@ def evaluate(
     config: ClusteringConfig | None = None,
 ) -> QualityReport:
     config = config or ClusteringConfig()
+    if any(item.doc.embedding is None for item in corpus):
+        corpus = with_embeddings(corpus, config)
     result = run([item.doc for item in corpus], dup_threshold=dup_threshold, config=config)
     ids = [item.doc.article_id for item in corpus]
     by_id = {item.doc.article_id: item for item in corpus}
@@ -302,26 +320,54 @@ def _config_dict(config: ClusteringConfig) -> dict[str, Any]:
     return {key: str(value) if isinstance(value, timedelta) else value for key, value in asdict(config).items()}
 
 
+_SCRIPT = {"zh": "non-Latin", "ja": "non-Latin", "ko": "non-Latin", "ar": "non-Latin", "ru": "non-Latin"}
+
+
 def _cross_language(corpus: Sequence[LabelledDoc], event_of: dict[str, str]) -> dict[str, Any]:
     gold_pairs = joined = predicted_pairs = wrong = 0
+    script = Counter[str]()
+    by_pair: dict[str, Counter[str]] = defaultdict(Counter)
     for a, b in itertools.combinations(corpus, 2):
-        if (a.doc.language or "?") == (b.doc.language or "?"):
-            continue
         same_story = a.story_id == b.story_id
         same_event = event_of[a.doc.article_id] == event_of[b.doc.article_id]
+        pair = "-".join(sorted(((a.doc.language or "?").upper(), (b.doc.language or "?").upper())))
+        counts = by_pair[pair]
+        counts["gold_pairs"] += same_story
+        counts["gold_pairs_joined"] += same_story and same_event
+        counts["predicted_pairs"] += same_event
+        counts["predicted_pairs_wrong"] += same_event and not same_story
+        if (a.doc.language or "?") == (b.doc.language or "?"):
+            continue
         if same_story:
             gold_pairs += 1
             joined += same_event
         if same_event:
             predicted_pairs += 1
             wrong += not same_story
+        if _SCRIPT.get(a.doc.language or "") != _SCRIPT.get(b.doc.language or ""):  # one Latin, one not
+            script["gold_pairs"] += same_story
+            script["gold_pairs_joined"] += same_story and same_event
+            script["predicted_pairs"] += same_event
+            script["predicted_pairs_wrong"] += same_event and not same_story
+    pairs = {pair: _pair_rates(counts) for pair, counts in sorted(by_pair.items()) if counts["gold_pairs"]}
     return {
+        "cross_script": _pair_rates(script),
+        "by_language_pair": pairs,
         "gold_pairs": gold_pairs,
         "gold_pairs_joined": joined,
         "recall": round(joined / gold_pairs, 4) if gold_pairs else 1.0,
         "predicted_pairs": predicted_pairs,
         "predicted_pairs_wrong": wrong,
         "precision": round(1 - wrong / predicted_pairs, 4) if predicted_pairs else 1.0,
+    }
+
+
+def _pair_rates(counts: Counter[str]) -> dict[str, Any]:
+    gold, predicted = counts["gold_pairs"], counts["predicted_pairs"]
+    return {
+        **{key: counts[key] for key in ("gold_pairs", "gold_pairs_joined", "predicted_pairs", "predicted_pairs_wrong")},
+        "recall": round(counts["gold_pairs_joined"] / gold, 4) if gold else 1.0,
+        "wrong_share": round(counts["predicted_pairs_wrong"] / predicted, 4) if predicted else 0.0,
     }
 
 
@@ -365,6 +411,43 @@ def _errors(
         "missed_duplicates": missed_dups,
         "false_duplicates": false_dups,
     }
+
+
+# --- order dependence -----------------------------------------------------------------------------
+
+
+def shuffled_arrivals(
+    docs: Sequence[ArticleDoc], *, seed: int, jitter: timedelta, batch: int, canonical: bool
+) -> list[ArticleDoc]:
+    """``docs`` in a plausible arrival order: each article arrives up to ``jitter`` after publication
+    (feeds are polled at different times, partitions interleave), consumed in batches of ``batch``; with
+    ``canonical``, each batch is sorted by (publication time, id) as the transform does."""
+    rng = random.Random(seed)
+    arrival = {d.article_id: d.published_at + jitter * rng.random() for d in docs}
+    ordered = sorted(docs, key=lambda d: (arrival[d.article_id], rng.random()))
+    out: list[ArticleDoc] = []
+    for start in range(0, len(ordered), batch):
+        chunk = ordered[start : start + batch]
+        if canonical:
+            chunk = sorted(chunk, key=lambda d: (d.published_at, d.article_id))
+        out.extend(chunk)
+    return out
+
+
+def order_spread(
+    corpus: Sequence[LabelledDoc], runs: int, config: ClusteringConfig | None = None, *, batch: int = 25
+) -> dict[str, Any]:
+    """B-cubed F1 over ``runs`` shuffled arrival orders, with and without canonical batch order."""
+    gold = {item.doc.article_id: item.story_id for item in corpus}
+    docs = [item.doc for item in corpus]
+    out: dict[str, Any] = {"runs": runs, "batch": batch, "jitter_hours": 12}
+    for canonical in (True, False):
+        scores = []
+        for seed in range(runs):
+            order = shuffled_arrivals(docs, seed=seed, jitter=timedelta(hours=12), batch=batch, canonical=canonical)
+            scores.append(bcubed(gold, run(order, config=config).event_of).f1)
+        out["canonical" if canonical else "arrival"] = {"f1": scores, "spread": round(max(scores) - min(scores), 4)}
+    return out
 
 
 # --- synthetic throughput -------------------------------------------------------------------------
@@ -482,6 +565,17 @@ def _print(report: QualityReport) -> None:
         f"  joining across languages: B-cubed recall +{x['recall_gain']}, precision cost {x['precision_cost']}"
         f" (vs. never joining: {x['bcubed_if_never_joined_across_languages']})"
     )
+    script = x["cross_script"]
+    print(
+        f"cross-script (Latin vs. zh/ar/ru): {script['gold_pairs_joined']}/{script['gold_pairs']} gold pairs joined, "
+        f"{script['predicted_pairs_wrong']}/{script['predicted_pairs']} predicted pairs wrong"
+    )
+    print("  per language pair: gold pairs joined / gold, wrong / predicted")
+    for pair, rates in x["by_language_pair"].items():
+        print(
+            f"    {pair:6} {rates['gold_pairs_joined']:4}/{rates['gold_pairs']:<4} "
+            f"wrong {rates['predicted_pairs_wrong']}/{rates['predicted_pairs']}"
+        )
     print(f"story time spans: {report.story_gaps}")
     for row in report.throughput:
         print(
@@ -507,12 +601,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--output", type=Path, default=RESULTS)
     parser.add_argument("--throughput", action="store_true", help="also time 10,000 and 50,000 synthetic articles")
     parser.add_argument("--sizes", type=int, nargs="*", default=[10_000, 50_000])
+    parser.add_argument(
+        "--shuffles", type=int, default=0, help="also cluster N shuffled arrival orders: spread of B-cubed F1"
+    )
+    parser.add_argument(
+        "--embedding-model", default=None, help="NEWSWIRE_EMBEDDING_MODEL for this run ('none': words and cues only)"
+    )
     args = parser.parse_args(argv)
     corpus = load_corpus(args.corpus)
     if not corpus:
         print(f"no labelled articles under {args.corpus}", file=sys.stderr)
         return 2
-    report = evaluate(corpus)
+    config = ClusteringConfig(**({} if args.embedding_model is None else {"embedding_model": args.embedding_model}))
+    corpus = with_embeddings(corpus, config)
+    report = evaluate(corpus, config=config)
+    if args.shuffles:
+        report.order = order_spread(corpus, args.shuffles, config)
+        print(f"order dependence over {args.shuffles} shuffled arrivals: {report.order}", flush=True)
     if args.throughput:
         for size in args.sizes:
             report.throughput.append(throughput(corpus, size))

@@ -43,7 +43,7 @@ from ingest.feeds import FeedEntry, FeedParseError, parse_feed
 from ingest.http import Fetcher
 from ingest.jobs import feed_from_dict
 from ingest.ledger import IngestLedger, KnownEntry
-from ingest.poll import FEED_TYPES, FeedFailed, FeedPoller
+from ingest.poll import FEED_TYPES, NOT_FEED_TYPES, FeedFailed, FeedPoller
 from ingest.robots import RobotsCache
 from ingest.run import ingest_session
 from ingest.sitemaps import SitemapHarvest, collect_sitemap_entries, sitemap_roots
@@ -274,6 +274,7 @@ class ArchiveFetcher:
                     last_modified=validators.last_modified if validators else None,
                     accept=accept,
                     allowed_types=allowed_types,
+                    refused_types=NOT_FEED_TYPES if tuple(allowed_types) == FEED_TYPES else None,
                     max_bytes=self._max_bytes,
                 )
             except HttpStatusError as exc:
@@ -598,7 +599,7 @@ def _archive_one(
     spec = feed_from_dict(dict(feed))
     t0 = time.monotonic()
     loader = ArchiveFetcher(poller.fetcher, cache, max_bytes=settings.max_feed_bytes)
-    robots = poller.robots or RobotsCache(poller.fetcher, settings.user_agent)
+    robots = poller.robots or RobotsCache(poller.fetcher, settings.user_agent, max_crawl_delay=settings.max_crawl_delay)
     harvest = collect_day(
         spec,
         day,

@@ -30,6 +30,7 @@ from trafilatura.utils import decode_file, load_html
 
 from ingest.canonical import InvalidUrlError, canonicalize_url
 from ingest.feeds import normalize_language
+from newswire.embedding import Embedding
 from newswire.errors import NewswireError
 
 __all__ = ["ExtractedArticle", "ExtractionError", "extract_article"]
@@ -76,6 +77,9 @@ class ExtractedArticle:
     image: str | None
     canonical_url: str | None  # <link rel="canonical">, as declared by the page (made absolute)
     og_url: str | None  # <meta property="og:url">, as declared by the page (made absolute)
+    # Filled by the extraction worker after extraction (see ingest.extraction), not by extract_article:
+    detected_language: str | None = None  # identified from the text, for pages and feeds that declare none
+    embedding: Embedding | None = None  # multilingual title+lead vector for story clustering
 
 
 def extract_article(

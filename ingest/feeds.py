@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import calendar
 import codecs
+import dataclasses
 import hashlib
 import html
 import io
@@ -36,7 +37,23 @@ __all__ = [
     "html_to_text",
     "normalize_language",
     "parse_feed",
+    "trusted_date",
+    "web_url",
 ]
+
+#: Declared types that say "feed". Any other text/* or application/* type is still parsed when the body is a
+#: feed (servers send text/rss+xml, application/xml-dtd, text/plain, ...), with a warning on the run.
+FEED_MEDIA_TYPES = frozenset(
+    {
+        "application/rss+xml",
+        "application/atom+xml",
+        "application/rdf+xml",
+        "application/xml",
+        "text/xml",
+        "application/feed+json",
+        "application/json",
+    }
+)
 
 # An entry dated further ahead than this is a broken clock or a placeholder, not news.
 MAX_FUTURE_SKEW = timedelta(days=2)
@@ -47,8 +64,9 @@ EPOCH_PLACEHOLDER_BEFORE = datetime(1971, 1, 1, tzinfo=UTC)
 class FeedParseError(NewswireError):
     """The fetched document cannot be used as a feed.
 
-    ``reason`` is one of ``empty_feed``, ``not_a_feed``, ``invalid_xml``, ``entity_declaration``: stable
-    codes for metrics and for deciding whether to retry (never, for these) or to flag the feed to an operator.
+    ``reason`` is one of ``empty_feed``, ``not_a_feed``, ``invalid_xml``, ``invalid_json``,
+    ``entity_declaration``: stable codes for metrics and for deciding whether to retry (never, for these) or
+    to flag the feed to an operator.
     """
 
     def __init__(self, reason: str, message: str) -> None:
@@ -123,6 +141,11 @@ def parse_feed(
         raise ValueError("max_entries must be positive")
     if not content or not content.strip(b" \t\r\n\f\v\x00\xef\xbb\xbf\xff\xfe"):
         raise FeedParseError("empty_feed", f"empty document from {url}")
+    now = now or datetime.now(UTC)
+    from ingest.jsonfeed import looks_like_json, parse_json_feed  # it builds on this module's types
+
+    if looks_like_json(content):  # no XML parser ever sees it, so no entity can be expanded either
+        return _declared_type_checked(parse_json_feed(content, url=url, max_entries=max_entries, now=now), content_type)
     _refuse_entity_declarations(content, content_type, url)
     root = _sniff_root(content)
     if root is None:
@@ -149,12 +172,11 @@ def parse_feed(
             if isinstance(exc, feedparser.NonXMLContentType) or exc is None:
                 raise FeedParseError("not_a_feed", f"no feed found in document from {url}")
             raise FeedParseError("invalid_xml", f"unparsable feed from {url}: {exc}")
-        if not (content_type is None and isinstance(exc, feedparser.NonXMLContentType)):
+        if not isinstance(exc, feedparser.NonXMLContentType):  # the declared type is checked below
             warnings.append(f"bozo: {exc}")
     elif not version and not raw_entries:
         raise FeedParseError("not_a_feed", f"XML document from {url} is not a feed (root <{root}>)")
 
-    now = now or datetime.now(UTC)
     channel = result.get("feed") or {}
     feed_language = normalize_language(channel.get("language") or _detail_language(channel, "title"))
 
@@ -162,16 +184,15 @@ def parse_feed(
         warnings.append(f"truncated to the first {max_entries} of {len(raw_entries)} entries")
         raw_entries = raw_entries[:max_entries]
 
-    entries: list[FeedEntry] = []
-    for position, raw in enumerate(raw_entries, start=1):
-        entry = _build_entry(raw, position, url=url, feed_language=feed_language, now=now, warnings=warnings)
-        if entry is not None:
-            entries.append(entry)
+    entries = [
+        _build_entry(raw, position, url=url, feed_language=feed_language, now=now, warnings=warnings)
+        for position, raw in enumerate(raw_entries, start=1)
+    ]
 
     links = channel.get("links") or []
-    return ParsedFeed(
+    parsed = ParsedFeed(
         title=_plain(channel, "title"),
-        link=_web_url(channel.get("link"), url),
+        link=web_url(channel.get("link"), url),
         language=feed_language,
         format=version or "unknown",
         entries=tuple(entries),
@@ -179,6 +200,16 @@ def parse_feed(
         next_url=_rel_link(links, "next", url),
         prev_archive_url=_rel_link(links, "prev-archive", url),
     )
+    return _declared_type_checked(parsed, content_type)
+
+
+def _declared_type_checked(parsed: ParsedFeed, content_type: str | None) -> ParsedFeed:
+    """Add a warning when the document is a feed but was declared as something else."""
+    declared = (content_type or "").partition(";")[0].strip().lower()
+    if not declared or declared in FEED_MEDIA_TYPES:
+        return parsed
+    warning = f"declared Content-Type {declared!r} is not a feed type; parsed as {parsed.format} by its content"
+    return dataclasses.replace(parsed, warnings=(warning, *parsed.warnings))
 
 
 def normalize_language(value: Any) -> str | None:
@@ -334,16 +365,15 @@ def _build_entry(
     feed_language: str | None,
     now: datetime,
     warnings: list[str],
-) -> FeedEntry | None:
+) -> FeedEntry:
+    """Every item becomes an entry, even one without link, guid or title: ingest records it as skipped
+    (``no_identity``) so that the feed's items are all accounted for."""
     title = _plain(raw, "title")
     guid = (raw.get("id") or "").strip() or None
     raw_link = (raw.get("link") or "").strip()
-    link = _web_url(raw_link, url)
+    link = web_url(raw_link, url)
     if raw_link and link is None:
         warnings.append(f"entry {position}: ignored non-web link {raw_link[:200]!r}")
-    if not (link or guid or title):
-        warnings.append(f"entry {position}: skipped, no link, guid or title")
-        return None
 
     label = f"entry {position}"
     published_raw = _date(raw, "published", now, label, warnings)
@@ -393,7 +423,7 @@ def _detail_language(container: Mapping[str, Any], field: str) -> str | None:
     return language if isinstance(language, str) else None
 
 
-def _web_url(value: Any, base: str) -> str | None:
+def web_url(value: Any, base: str) -> str | None:
     """``value`` made absolute against ``base`` if it is an http(s) URL with a valid host, else None."""
     if not isinstance(value, str) or not value.strip():
         return None
@@ -408,7 +438,7 @@ def _web_url(value: Any, base: str) -> str | None:
 def _rel_link(links: Iterable[Mapping[str, Any]], rel: str, base: str) -> str | None:
     for link in links:
         if (link.get("rel") or "").lower() == rel:
-            found = _web_url(link.get("href"), base)
+            found = web_url(link.get("href"), base)
             if found:
                 return found
     return None
@@ -423,6 +453,12 @@ def _date(raw: Mapping[str, Any], field: str, now: datetime, label: str, warning
     except (OverflowError, ValueError, OSError, TypeError):
         warnings.append(f"{label}: unusable {field} date {_own(raw, field)!r}")
         return None
+    return trusted_date(moment, field, now, label, warnings)
+
+
+def trusted_date(moment: datetime, field: str, now: datetime, label: str, warnings: list[str]) -> datetime | None:
+    """``moment`` unless it is in the future (a broken clock) or a zero timestamp (a CMS bug); then None and
+    a warning."""
     if moment > now + MAX_FUTURE_SKEW:
         warnings.append(f"{label}: {field} date {moment.isoformat()} is in the future; ignored")
         return None

@@ -181,6 +181,11 @@ class Fetcher:
         )
 
     @property
+    def throttle(self) -> HostThrottle | None:
+        """The per-host spacing every request waits for (robots.txt Crawl-delays are added to it)."""
+        return self._throttle
+
+    @property
     def policy(self) -> HttpPolicy:
         return self._policy
 
@@ -206,20 +211,22 @@ class Fetcher:
         last_modified: str | None = None,
         accept: str | None = None,
         allowed_types: Collection[str] | None = None,
+        refused_types: Collection[str] | None = None,
         max_bytes: int | None = None,
     ) -> FetchResult:
         """GET ``url``, following redirects, and return the decoded body.
 
         ``etag``/``last_modified`` make the request conditional (a 304 comes back as a result with
-        ``not_modified``). ``allowed_types`` lists acceptable MIME types (``type/*`` wildcards allowed);
-        a response without Content-Type is accepted. ``max_bytes`` overrides the policy's body cap.
+        ``not_modified``). ``allowed_types`` lists acceptable MIME types (``type/*`` wildcards allowed), minus
+        ``refused_types`` (same form); a response without Content-Type is accepted. ``max_bytes`` overrides the
+        policy's body cap.
         """
         started = time.monotonic()
         limit = self._policy.max_bytes if max_bytes is None else max_bytes
         if limit <= 0:
             raise ValueError(f"max_bytes must be positive, got {limit!r}")
         budget = _Budget(started + self._policy.total_timeout, self._policy.total_timeout)
-        allowed = _normalize_types(allowed_types)
+        allowed = (_normalize_types(allowed_types), _normalize_types(refused_types))
         headers = _request_headers(accept, etag, last_modified)
         original = url.strip() if isinstance(url, str) else url
         current = _parse_http_url(original)
@@ -262,7 +269,7 @@ class Fetcher:
         self,
         url: str,
         headers: Mapping[str, str],
-        allowed: tuple[str, ...],
+        allowed: tuple[tuple[str, ...], tuple[str, ...]],
         limit: int,
         budget: _Budget,
         original: str,
@@ -318,7 +325,11 @@ class _Budget:
 
 
 def _read_response(
-    response: httpx.Response, url: str, allowed: tuple[str, ...], limit: int, budget: _Budget
+    response: httpx.Response,
+    url: str,
+    types: tuple[tuple[str, ...], tuple[str, ...]],
+    limit: int,
+    budget: _Budget,
 ) -> _Response | str:
     status = response.status_code
     headers = MappingProxyType({key.lower(): value for key, value in response.headers.items()})
@@ -330,7 +341,10 @@ def _read_response(
     if status >= 300:
         raise HttpStatusError(url, status, retry_after=parse_retry_after(headers.get("retry-after")))
     mime = _parse_content_type(headers.get("content-type", ""))[0]
-    if allowed and mime is not None and not _type_allowed(mime, allowed):
+    allowed, refused = types
+    if mime is not None and (
+        (allowed and not _type_allowed(mime, allowed)) or (refused and _type_allowed(mime, refused))
+    ):
         raise UnsupportedContentType(url, mime, allowed=allowed)
     declared = _content_length(headers.get("content-length"))
     if declared is not None and declared > limit:

@@ -16,6 +16,7 @@ from ingest.feedlist import FeedSpec
 from ingest.feeds import FeedEntry
 from ingest.fingerprint import content_hash
 from newswire.contracts import SCHEMA_VERSION, iso, parse_iso
+from newswire.embedding import to_message
 
 
 def article_message(
@@ -30,7 +31,7 @@ def article_message(
 ) -> dict[str, Any]:
     published = page.published_at or entry.published or entry.updated
     source = page.site_name or feed.name or urlsplit(canonical_url).hostname or "unknown"
-    return {
+    message = {
         "schema_version": SCHEMA_VERSION,
         "article_id": article_id,
         "url": entry.link or canonical_url,
@@ -45,7 +46,7 @@ def article_message(
         "author": page.author or entry.author,
         "published_at": iso(published),
         "fetched_at": iso(fetched_at),
-        "language": page.language or entry.language or feed.language,
+        "language": page.language or entry.language or feed.language or page.detected_language,
         "site_name": page.site_name,
         "categories": list(page.categories),
         "tags": sorted(set(page.tags) | set(entry.tags)),
@@ -53,6 +54,9 @@ def article_message(
         "content_hash": content_hash(page.text),
         "ingest_run_id": run_id,
     }
+    if page.embedding is not None:
+        message["embedding"] = to_message(page.embedding)
+    return message
 
 
 def entry_to_payload(entry: FeedEntry) -> dict[str, Any]:

@@ -37,10 +37,17 @@ class HostThrottle:
         self._sleep = sleep
         self._lock = threading.Lock()
         self._next_slot: dict[str, float] = {}
+        self._host_interval: dict[str, float] = {}  # hosts that asked for more spacing (robots Crawl-delay)
 
     @property
     def min_interval(self) -> float:
         return self._min_interval
+
+    def set_host_interval(self, url: str, seconds: float) -> None:
+        """Space requests to ``url``'s host at least ``seconds`` apart (the larger of this and ``min_interval``
+        applies). Called when a site's robots.txt asks for a Crawl-delay; lasts for the throttle's lifetime."""
+        with self._lock:
+            self._host_interval[host_key(url)] = max(0.0, float(seconds))
 
     def wait(self, url: str) -> float:
         """Block until a request to ``url``'s host may be sent; returns the seconds spent waiting."""
@@ -48,7 +55,7 @@ class HostThrottle:
         with self._lock:
             now = self._clock()
             slot = max(now, self._next_slot.get(key, now))
-            self._next_slot[key] = slot + self._min_interval
+            self._next_slot[key] = slot + max(self._min_interval, self._host_interval.get(key, 0.0))
             if len(self._next_slot) > _PRUNE_THRESHOLD:
                 self._prune(now)
         delay = slot - now

@@ -49,17 +49,12 @@ from newswire.warehouse import utcnow
 
 log = logging.getLogger(__name__)
 
-FEED_TYPES = (
-    "application/rss+xml",
-    "application/atom+xml",
-    "application/rdf+xml",
-    "application/xml",
-    "text/xml",
-    "application/feed+json",
-    "text/plain",
-    "application/octet-stream",
-    "text/html",  # refused by the parser with a clear reason rather than by type
-)
+#: A feed is accepted by what its body is, not by its declared type: servers send RSS as text/rss+xml,
+#: application/xml-dtd, text/plain, ... The parser sniffs the document (and refuses HTML with a reason) and
+#: records a warning when the declared type is not a feed type. Only what cannot be a feed document is refused
+#: before its body is downloaded.
+FEED_TYPES = ("text/*", "application/*")
+NOT_FEED_TYPES = ("application/pdf", "application/zip", "application/gzip", "application/msword")
 PAGE_TYPES = ("text/html", "application/xhtml+xml")
 #: Articles confirmed by the broker and recorded in the ledger together.
 CHUNK = 25
@@ -193,6 +188,7 @@ class FeedPoller:
                 last_modified=state.last_modified,
                 accept="application/rss+xml, application/atom+xml, application/xml;q=0.9, */*;q=0.5",
                 allowed_types=FEED_TYPES,
+                refused_types=NOT_FEED_TYPES,
                 max_bytes=self.settings.max_feed_bytes,
             )
         except FetchError as exc:
@@ -388,6 +384,10 @@ class FeedPoller:
             )
             return EntryOutcome(**base, outcome=DEAD_LETTER, reason=reason, dead_letter=dl)
 
+        if not (entry.link or entry.guid or entry.title):
+            # Nothing to fetch and nothing to name it by (an RSS item with only a description): counted and
+            # recorded, keyed by a hash of its text, so later polls know it and do not count it again.
+            return EntryOutcome(**base, outcome=SKIPPED, reason="no_identity")
         if not entry.link:
             return dead("feed_parse", "no_link", "entry has no link to an article page", False)
         try:

@@ -21,9 +21,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from newswire import contracts
-from newswire.errors import ContractError
 from newswire.messaging import Publisher
+from newswire.reconcile import STORED_CONDITION, republish
 from newswire.warehouse import Cursor, Warehouse, utcnow
 
 log = logging.getLogger(__name__)
@@ -143,14 +142,19 @@ def store_raw(cur: Cursor, raws: Iterable[RawArticle], now: datetime) -> None:
 
 
 def purge_expired(warehouse: Warehouse, retention_days: int, *, now: datetime | None = None) -> int:
-    """Delete records fetched more than ``retention_days`` ago; return how many. 0 days keeps everything."""
+    """Delete records fetched more than ``retention_days`` ago; return how many. 0 days keeps everything.
+
+    A record whose article never reached the warehouse is kept whatever its age: it is the only copy
+    reconcile can re-publish from (``newswire status`` reports it as pending).
+    """
     if retention_days <= 0:
         return 0
     cutoff = (now or utcnow()) - timedelta(days=retention_days)
+    expired = f"fetched_at < ? AND ({STORED_CONDITION.format(id='raw_articles.article_id')})"
     with warehouse.transaction() as cur:
-        count = int(cur.execute("SELECT COUNT(*) FROM raw_articles WHERE fetched_at < ?", (cutoff,)).scalar() or 0)
+        count = int(cur.execute(f"SELECT COUNT(*) FROM raw_articles WHERE {expired}", (cutoff,)).scalar() or 0)
         if count:
-            cur.execute("DELETE FROM raw_articles WHERE fetched_at < ?", (cutoff,))
+            cur.execute(f"DELETE FROM raw_articles WHERE {expired}", (cutoff,))
     if count:
         log.info("raw store: deleted %d record(s) fetched before %s", count, cutoff.isoformat())
     return count
@@ -189,18 +193,6 @@ def raw_page(warehouse: Warehouse, article_id: str) -> bytes | None:
 
 
 def replay(warehouse: Warehouse, publisher: Publisher, since: datetime, until: datetime | None = None) -> ReplaySummary:
-    """Re-publish stored messages to ``newswire.articles``, confirmed by the broker in batches of 500."""
-    published = invalid = pending = 0
-    for message in stored_messages(warehouse, since, until):
-        try:
-            publisher.send(contracts.ARTICLES, str(message["article_id"]), message)
-        except ContractError as exc:
-            invalid += 1
-            log.warning("raw store: article %s no longer matches its contract: %s", message.get("article_id"), exc)
-            continue
-        pending += 1
-        if pending >= 500:
-            published += publisher.confirm()
-            pending = 0
-    published += publisher.confirm()
+    """Re-publish stored messages to ``newswire.articles``, confirmed by the broker in batches."""
+    published, invalid = republish(publisher, stored_messages(warehouse, since, until))
     return ReplaySummary(published=published, invalid=invalid)

@@ -8,6 +8,7 @@ hostile robots.txt cannot trigger regex backtracking).
 
 from __future__ import annotations
 
+import logging
 import re
 import threading
 import time
@@ -28,6 +29,8 @@ from ingest.errors import (
 from ingest.http import Fetcher
 
 __all__ = ["RobotsCache", "RobotsRules", "parse_robots", "product_token"]
+
+logger = logging.getLogger(__name__)
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 _TOKEN = re.compile(r"[A-Za-z_-]+")
@@ -87,6 +90,8 @@ class RobotsRules:
 
     rules: tuple[_Rule, ...] = ()
     sitemaps: tuple[str, ...] = ()
+    #: Seconds between requests the file asks of this agent (``Crawl-delay``, not in RFC 9309 but widely used).
+    crawl_delay: float | None = None
 
     def allowed(self, url: str) -> bool:
         """RFC 9309 decision for ``url``'s path and query: longest matching rule wins, allow wins ties."""
@@ -123,6 +128,7 @@ def parse_robots(text: str, user_agent: str, *, base_url: str = "") -> RobotsRul
     sitemaps: list[str] = []
     agents: set[str] | None = None
     rules: list[_Rule] = []
+    delays: dict[int, float] = {}  # group index -> its Crawl-delay
     saw_rule = False
     for raw_line in text.lstrip("\ufeff").splitlines():
         line = raw_line.split("#", 1)[0].strip()
@@ -144,14 +150,31 @@ def parse_robots(text: str, user_agent: str, *, base_url: str = "") -> RobotsRul
             saw_rule = True
             if value:  # an empty Disallow allows everything, an empty Allow means nothing
                 rules.append(_Rule.parse(key == "allow", value))
+        elif key == "crawl-delay":
+            if agents is None:
+                continue
+            saw_rule = True
+            delay = _seconds(value)
+            if delay is not None:
+                delays[len(groups) - 1] = delay
         elif key in ("sitemap", "site-map"):
             location = urljoin(base_url, value) if base_url else value
             if urlsplit(location).scheme in ("http", "https") and location not in sitemaps:
                 sitemaps.append(location)
-    applicable = [group for names, group in groups if token and token in names]
+    applicable = [i for i, (names, _) in enumerate(groups) if token and token in names]
     if not applicable:
-        applicable = [group for names, group in groups if "*" in names]
-    return RobotsRules(tuple(rule for group in applicable for rule in group), tuple(sitemaps))
+        applicable = [i for i, (names, _) in enumerate(groups) if "*" in names]
+    delay = max((delays[i] for i in applicable if i in delays), default=None)
+    return RobotsRules(tuple(rule for i in applicable for rule in groups[i][1]), tuple(sitemaps), delay)
+
+
+def _seconds(value: str) -> float | None:
+    """A Crawl-delay value in seconds (``10``, ``0.5``), or None when it is not a finite non-negative number."""
+    try:
+        seconds = float(value.split()[0]) if value.split() else -1.0
+    except ValueError:
+        return None
+    return seconds if 0 <= seconds < float("inf") else None
 
 
 @dataclass(frozen=True)
@@ -179,6 +202,7 @@ class RobotsCache:
         failure_ttl: float = 60.0,
         max_bytes: int = 512 * 1024,
         max_origins: int = 10_000,
+        max_crawl_delay: float = 10.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if ttl <= 0 or failure_ttl <= 0:
@@ -189,6 +213,7 @@ class RobotsCache:
         self._failure_ttl = min(float(failure_ttl), self._ttl)
         self._max_bytes = max_bytes
         self._max_origins = max_origins
+        self._max_crawl_delay = max(0.0, float(max_crawl_delay))
         self._clock = clock
         self._entries: OrderedDict[str, _Entry] = OrderedDict()
         self._lock = threading.Lock()
@@ -251,7 +276,17 @@ class RobotsCache:
             return self._failure(now, f"robots.txt fetch failed: {exc.detail} [{exc.reason}]", None)
         text = result.content.decode("utf-8", errors="replace")
         rules = parse_robots(text, self._user_agent, base_url=result.final_url)
+        self._honour_crawl_delay(robots_url, rules.crawl_delay)
         return _Entry(now + self._ttl, rules=rules)
+
+    def _honour_crawl_delay(self, robots_url: str, delay: float | None) -> None:
+        """Space this host's requests by its Crawl-delay (capped), on top of the throttle's own interval."""
+        throttle = getattr(self._fetcher, "throttle", None)
+        if throttle is None or not delay or not self._max_crawl_delay:
+            return
+        honoured = min(delay, self._max_crawl_delay)
+        throttle.set_host_interval(robots_url, honoured)
+        logger.info("%s asks Crawl-delay %g s: requests to its host spaced %g s apart", robots_url, delay, honoured)
 
     def _failure(self, now: float, detail: str, retry_after: float | None) -> _Entry:
         hold = self._failure_ttl if retry_after is None else min(max(retry_after, self._failure_ttl), self._ttl)

@@ -65,12 +65,18 @@ def ingest_session(
     publisher = Publisher(make_producer(bootstrap, settings, client_id="newswire-ingest"))
     throttle = HostThrottle(settings.host_interval)
     extractor = make_extractor(
-        settings.extract_workers if extract_workers is None else extract_workers, fast=settings.extract_fast
+        settings.extract_workers if extract_workers is None else extract_workers,
+        fast=settings.extract_fast,
+        embedding_model=settings.embedding_model,
     )
     entry_pool = ThreadPoolExecutor(max_workers=settings.entry_concurrency, thread_name_prefix="entry")
     try:
         with Fetcher(http_policy(settings), throttle=throttle) as fetcher:
-            robots = RobotsCache(fetcher, settings.user_agent) if settings.respect_robots else None
+            robots = (
+                RobotsCache(fetcher, settings.user_agent, max_crawl_delay=settings.max_crawl_delay)
+                if settings.respect_robots
+                else None
+            )
             yield FeedPoller(
                 settings=settings,
                 ledger=IngestLedger(warehouse),

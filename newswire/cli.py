@@ -176,6 +176,7 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
+    from newswire.reconcile import pending
     from newswire.report import accounting_violations, totals
     from newswire.warehouse import Warehouse
 
@@ -184,10 +185,19 @@ def cmd_status(args: argparse.Namespace) -> int:
     print(json.dumps(totals(warehouse), indent=2))
     print(_overdue_line(warehouse))
     bad = accounting_violations(warehouse)
+    waiting = pending(warehouse, settings.pending_max_age)
+    print(waiting.line())
     if bad:
         print(f"ACCOUNTING VIOLATIONS: {len(bad)} run/feed rows do not add up", file=sys.stderr)
+    if not waiting.ok:
+        print(f"ACCOUNTING VIOLATIONS: {waiting.line()} (run `newswire reconcile`, then a transform)", file=sys.stderr)
+    if bad or not waiting.ok:
         return EXIT_ERROR
-    print("accounting invariant holds: entries seen = new + duplicates + dead letters + skipped")
+    print(
+        "accounting invariant holds: entries seen = new + duplicates + dead letters + skipped, "
+        "and every new entry is in the warehouse or pending for less than "
+        f"{settings.pending_max_age:g} s"
+    )
     return 0
 
 
@@ -353,6 +363,36 @@ def cmd_replay(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_reconcile(args: argparse.Namespace) -> int:
+    """Re-publish stored raw articles the warehouse does not hold (what the topic lost), oldest first."""
+    from newswire.messaging import Publisher, ensure_topics, make_producer
+    from newswire.reconcile import reconcile
+    from newswire.warehouse import Warehouse
+
+    settings = _settings(args)
+    if args.grace is not None and not args.grace >= 0:
+        raise SettingsError(f"--grace must be a number of seconds >= 0, got {args.grace}")
+    if args.grace is not None:
+        settings = settings.model_copy(update={"reconcile_grace": args.grace})
+    warehouse = Warehouse(settings.resolved_warehouse_url)
+    warehouse.migrate()
+    with _publishing_broker(settings) as (bootstrap, owned):
+        if owned:  # a broker this command started dies with it: the transform pass it runs reconciles first
+            from transform.run import run_transform
+
+            transformed = run_transform(settings, bootstrap)
+            print(transformed.reconciled.line())
+            print(transformed.line())
+            return 0
+        ensure_topics(bootstrap, settings)
+        publisher = Publisher(make_producer(bootstrap, settings, client_id="newswire-reconcile"))
+        try:
+            print(reconcile(warehouse, publisher, grace=settings.reconcile_grace).line())
+        finally:
+            publisher.close()
+    return 0
+
+
 def _utc_datetime(text: str) -> datetime:
     """``2026-01-31`` or an ISO 8601 date-time; naive values are UTC."""
     try:
@@ -365,6 +405,7 @@ def _utc_datetime(text: str) -> datetime:
 def cmd_up(args: argparse.Namespace) -> int:
     """Start the local stack: embedded broker, Airflow components, DAGs unpaused (``make up``)."""
     from newswire.stack import StackConfig, default_home, up
+    from newswire.stack_executor import ExecutorConfig
 
     config = StackConfig(
         home=default_home(),
@@ -373,6 +414,7 @@ def cmd_up(args: argparse.Namespace) -> int:
         sample_base_port=args.sample_port,
         timeout=args.timeout,
         host_interval=0.2 if args.sample else None,
+        executor=ExecutorConfig(args.executor, workers=args.workers, worker_concurrency=args.worker_concurrency),
     )
     up(config)
     return 0
@@ -476,11 +518,32 @@ def build_parser() -> argparse.ArgumentParser:
     common(p)
     p.set_defaults(func=cmd_replay)
 
+    p = sub.add_parser("reconcile", help="re-publish stored articles the warehouse lacks (the topic lost them)")
+    p.add_argument(
+        "--grace",
+        type=float,
+        help="only articles stored more than this many seconds ago (default NEWSWIRE_RECONCILE_GRACE; "
+        "0 after a known broker loss)",
+    )
+    common(p)
+    p.set_defaults(func=cmd_reconcile)
+
     p = sub.add_parser("up", help="start the local stack: broker + Airflow api-server, scheduler, ... (make up)")
     p.add_argument("--port", type=int, default=8080, help="port of the Airflow UI and API (default 8080)")
     p.add_argument("--sample", action="store_true", help="also serve the bundled sample sites and poll them")
     p.add_argument("--sample-port", type=int, default=18700, help="first loopback port of the sample sites")
     p.add_argument("--timeout", type=float, default=180.0, help="seconds to wait for a healthy stack")
+    p.add_argument(
+        "--executor",
+        choices=("local", "celery"),
+        default="local",
+        help="Airflow executor: local (SQLite, default) or celery (Redis broker NEWSWIRE_CELERY_BROKER_URL, "
+        "PostgreSQL metadata DB NEWSWIRE_AIRFLOW_DATABASE_URL)",
+    )
+    p.add_argument("--workers", type=int, default=2, help="Celery workers to start (--executor celery; default 2)")
+    p.add_argument(
+        "--worker-concurrency", type=int, default=2, help="tasks each Celery worker runs at once (default 2)"
+    )
     p.set_defaults(func=cmd_up)
 
     p = sub.add_parser("down", help="stop every process the local stack started (make down)")

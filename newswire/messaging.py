@@ -20,7 +20,12 @@ from typing import Any
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 from kafka.admin import NewTopic
 from kafka.consumer.fetcher import ConsumerRecord
-from kafka.errors import KafkaError, TopicAlreadyExistsError
+from kafka.errors import (
+    InvalidConfigurationError,
+    KafkaError,
+    PolicyViolationError,
+    TopicAlreadyExistsError,
+)
 
 from newswire import contracts
 from newswire.contracts import Topic
@@ -93,7 +98,12 @@ def make_consumer(
 
 
 def ensure_topics(bootstrap: str, settings: Settings, topics: Iterable[Topic] = contracts.ALL_TOPICS) -> None:
-    """Create the project's topics with explicit partition counts; existing topics are left as they are."""
+    """Create the project's topics with explicit partition counts and their configs (``newswire.events`` is
+    compacted); existing topics are left as they are.
+
+    A broker that refuses a topic's configs (a policy, or no support for them) gets the topic without them and
+    a warning: the consumers' guarantees never depend on compaction (they keep the highest version per key).
+    """
     check_reachable(bootstrap)
     try:
         admin = KafkaAdminClient(bootstrap_servers=bootstrap.split(","), client_id="newswire-admin")
@@ -101,24 +111,33 @@ def ensure_topics(bootstrap: str, settings: Settings, topics: Iterable[Topic] = 
         raise BrokerUnavailable(f"Kafka at {bootstrap} is not reachable: {exc!r}") from exc
     try:
         existing = set(admin.list_topics())
-        missing = [
-            NewTopic(
-                t.name,
-                num_partitions=settings.topic_partitions,
-                replication_factor=settings.topic_replication,
-            )
-            for t in topics
-            if t.name not in existing
-        ]
-        if missing:
-            # Another process may create a topic between list and create.
-            with contextlib.suppress(TopicAlreadyExistsError):
-                admin.create_topics(missing, timeout_ms=15_000)
-            log.info("created topics %s", ", ".join(t.name for t in missing))
+        for topic in (t for t in topics if t.name not in existing):
+            try:
+                _create_topic(admin, topic, settings, dict(topic.configs))
+            except (InvalidConfigurationError, PolicyViolationError) as exc:
+                if not topic.configs:
+                    raise
+                log.warning(
+                    "broker refused configs %s for %s (%r); creating it without", topic.configs, topic.name, exc
+                )
+                _create_topic(admin, topic, settings, {})
+            log.info("created topic %s", topic.name)
     except KafkaError as exc:
         raise BrokerUnavailable(f"cannot create topics on {bootstrap}: {exc!r}") from exc
     finally:
         admin.close()
+
+
+def _create_topic(admin: KafkaAdminClient, topic: Topic, settings: Settings, configs: dict[str, str]) -> None:
+    new = NewTopic(
+        topic.name,
+        num_partitions=settings.topic_partitions,
+        replication_factor=settings.topic_replication,
+        topic_configs=configs,
+    )
+    # Another process may create the topic between list and create.
+    with contextlib.suppress(TopicAlreadyExistsError):
+        admin.create_topics([new], timeout_ms=15_000)
 
 
 @dataclass

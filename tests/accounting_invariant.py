@@ -1,6 +1,11 @@
 """The accounting invariant, checked after every test on every warehouse the test used (a pytest plugin).
 
-"Entries seen = new + duplicates + dead letters + skipped" must hold for every ingest run and feed. Rather
+"Entries seen = new + duplicates + dead letters + skipped" must hold for every ingest run and feed, and every
+``new`` entry must be in the warehouse or pending: pending no longer than the default ``pending_max_age``,
+and with its raw record (so reconcile can re-publish it). The age rule is production's own threshold, not a
+test-friendly one: a test that ingests without transforming leaves entries seconds old, which production
+accepts too; the raw-record rule holds at any age, so a test that loses a pending article's only copy fails
+at once. Rather
 than trusting each test to remember an assertion, every ``Warehouse`` constructed while a test is set up
 or runs is recorded, and after the test body returns (before fixtures tear their schemas down) each one
 that holds an ``ingest_runs`` table is checked with the same query ``newswire status`` uses. A violation
@@ -18,8 +23,12 @@ from typing import Any
 import pytest
 
 from newswire.errors import WarehouseUnavailable
+from newswire.reconcile import pending_report
 from newswire.report import INVARIANT_SQL
+from newswire.settings import Settings
 from newswire.warehouse import Warehouse
+
+PENDING_MAX_AGE = float(Settings.model_fields["pending_max_age"].default)
 
 _used: dict[str, None] = {}  # warehouse URLs of the current test, in order
 _original_init = Warehouse.__init__
@@ -45,11 +54,15 @@ def accounting_violations_if_any(url: str) -> list[dict[str, Any]]:
     try:
         with warehouse._raw_transaction() as cur:
             try:
-                return cur.execute(INVARIANT_SQL).dicts()
-            except Exception:  # no ingest_runs table: nothing was ingested there
+                violations = cur.execute(INVARIANT_SQL).dicts()
+                waiting = pending_report(cur, PENDING_MAX_AGE)
+            except Exception:  # no ingest tables: nothing was ingested there
                 return []
     except WarehouseUnavailable:
         return []
+    if not waiting.ok:
+        violations.append({"pending": waiting.line()})
+    return violations
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -66,8 +79,8 @@ def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
     if problems:
         lines = [f"{url}: {rows}" for url, rows in problems.items()]
         pytest.fail(
-            "accounting invariant violated (entries seen != new + duplicates + dead letters + skipped):\n"
-            + "\n".join(lines),
+            "accounting invariant violated (entries seen != new + duplicates + dead letters + skipped, or new "
+            "entries pending too long / without their raw record):\n" + "\n".join(lines),
             pytrace=False,
         )
     return result

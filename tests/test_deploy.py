@@ -2,18 +2,29 @@
 
 from __future__ import annotations
 
+import shlex
+import subprocess
+import tomllib
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import yaml
 
 from ingest.feedlist import load_feed_list
+from newswire.cli import build_parser
 from newswire.settings import Settings, load_settings
+from newswire.stack_executor import ExecutorConfig, airflow_env
 
 REPO = Path(__file__).resolve().parent.parent
 COMPOSE = yaml.safe_load((REPO / "docker-compose.yml").read_text())
 SERVICES = COMPOSE["services"]
-AIRFLOW_SERVICES = ["airflow-apiserver", "airflow-scheduler", "airflow-dag-processor", "airflow-triggerer"]
+AIRFLOW_SERVICES = [
+    "airflow-apiserver",
+    "airflow-scheduler",
+    "airflow-dag-processor",
+    "airflow-triggerer",
+    "airflow-worker",
+]
 
 
 def newswire_env(service: str) -> dict[str, str]:
@@ -75,3 +86,74 @@ def test_image_serves_this_repositorys_dags() -> None:
     assert "AIRFLOW__CORE__DAGS_FOLDER=/opt/newswire/dags" in dockerfile
     for package in ("newswire", "ingest", "transform", "dags"):
         assert f"COPY {package} ./{package}" in dockerfile
+
+
+# -- CeleryExecutor: the same shape as `make up EXECUTOR=celery` -------------------------------------------------
+
+
+def test_celery_workers_are_a_scalable_service_with_a_health_check() -> None:
+    worker = SERVICES["airflow-worker"]
+    assert worker["command"] == "airflow celery worker"
+    assert worker["image"] == SERVICES["airflow-scheduler"]["image"]
+    # `docker compose up --scale airflow-worker=N` refuses services with a fixed name or published port.
+    assert "container_name" not in worker and "ports" not in worker
+    assert (
+        "inspect ping" in worker["healthcheck"]["test"][-1]
+        and "celery@$${HOSTNAME}" in worker["healthcheck"]["test"][-1]
+    )
+
+
+def test_redis_is_the_celery_broker_and_every_airflow_service_waits_for_it() -> None:
+    assert "healthcheck" in SERVICES["redis"]
+    broker = urlsplit(newswire_env("airflow-worker")["AIRFLOW__CELERY__BROKER_URL"])
+    assert broker.scheme == "redis" and broker.hostname == "redis"
+    for name in AIRFLOW_SERVICES:
+        assert SERVICES[name]["depends_on"]["redis"]["condition"] == "service_healthy", name
+        assert newswire_env(name)["AIRFLOW__CORE__EXECUTOR"] == "CeleryExecutor", name
+
+
+def test_celery_configuration_matches_the_local_stacks() -> None:
+    """Every executor key `make up EXECUTOR=celery` sets has the same value here, for compose's URLs."""
+    env = newswire_env("airflow-worker")
+    metadata = env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"].replace("postgresql+psycopg://", "postgresql://")
+    executor = ExecutorConfig(
+        "celery",
+        workers=1,
+        worker_concurrency=int(env["AIRFLOW__CELERY__WORKER_CONCURRENCY"]),
+        broker_url=env["AIRFLOW__CELERY__BROKER_URL"],
+        database_url=metadata,
+    )
+    expected = airflow_env(executor, Path("/opt/airflow"), parallelism=int(env["AIRFLOW__CORE__PARALLELISM"]))
+    assert {k: env.get(k) for k in expected} == expected
+    # The metadata DB (also the result backend) is created by the postgres service's init script.
+    database = urlsplit(metadata)
+    init_sql = (REPO / "deploy" / "postgres-init.sql").read_text()
+    assert database.hostname == "postgres" and f"CREATE DATABASE {database.path.lstrip('/')}" in init_sql
+    # Task processes on the workers authenticate to the api-server with tokens signed by the shared secret.
+    assert env["AIRFLOW__API_AUTH__JWT_SECRET"] and env["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"].startswith(
+        "http://airflow-apiserver:8080/"
+    )
+
+
+def test_image_installs_the_celery_provider() -> None:
+    dependencies = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]
+    assert any(d.startswith("apache-airflow-providers-celery") for d in dependencies)
+    assert "pip install --no-cache-dir ." in (REPO / "Dockerfile").read_text()
+
+
+def test_make_up_passes_the_executor_to_newswire_up() -> None:
+    dry = subprocess.run(
+        ["make", "-n", "-o", ".venv/.installed-stamp", "up", "EXECUTOR=celery", "WORKERS=3", "CONCURRENCY=1"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    argv = shlex.split(dry.replace("\\\n", " "))
+    assert argv[0].endswith("newswire") and argv[1] == "up"
+    args = build_parser().parse_args(argv[1:])
+    assert (args.executor, args.workers, args.worker_concurrency) == ("celery", 3, 1)
+    local = subprocess.run(
+        ["make", "-n", "-o", ".venv/.installed-stamp", "up"], cwd=REPO, capture_output=True, text=True, check=True
+    ).stdout
+    assert build_parser().parse_args(shlex.split(local.replace("\\\n", " "))[1:]).executor == "local"

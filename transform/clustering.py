@@ -9,17 +9,24 @@ Similarity of an article to an event combines
 * **cues**: cosine over named entities, numbers with units and calendar dates (see
   :mod:`transform.entities`), IDF-weighted so that "France" counts far less than "Khan al-Assal". Cues
   are language-neutral, which is what lets an English and a French report of one story meet;
+* **meaning**: cosine between the article's multilingual sentence embedding (title and lead, see
+  :mod:`newswire.embedding`) and the event's mean embedding. It is what joins scripts that share neither
+  words nor spelled names ("台湾" and "Taiwan"), and it finds candidate events by itself (exact search over
+  the live events' normalised mean vectors), since such an article shares no index key with them;
 * **time**: the score decays once the article is more than ``time_grace`` away from the event's time
   span, and is zero beyond ``horizon``, so stories months apart never merge.
 
 Candidates come from an inverted index (salient terms and cues -> events) in which keys shared by
-more than ``max_posting`` events are ignored, so the work per article is bounded by the configuration,
-not by the number of stored articles; events older than the horizon are evicted.
+more than ``max_posting`` events are ignored, plus the events nearest in meaning, so the work per
+article is bounded by the configuration, not by the number of stored articles; events older than the
+horizon are evicted.
 
 Determinism and restarts: the index state is a pure function of the *set* of (article, event) pairs it
 holds. Per-event aggregates are integer sums (exact, order-free), document frequencies count the live
 articles, IDF is recomputed from them at comparison time, and every floating-point sum runs in an
 order fixed by the data (``math.fsum`` over the article's terms, arrays sorted by key for events).
+Embeddings are float16 values, exact in float64, so an event's vector sum is exact whatever the order its
+articles came in; the search matrix is only a pre-filter, every score is recomputed exactly.
 :meth:`StoryClusterer.restore` therefore rebuilds, in any order, the very state that the original
 :meth:`StoryClusterer.assign` calls produced, and later assignments are identical to those of an
 uninterrupted run.
@@ -27,6 +34,7 @@ uninterrupted run.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import heapq
 import math
@@ -34,13 +42,14 @@ import re
 import sys
 from collections import Counter
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from functools import lru_cache
 from typing import Any
 
 import numpy as np
 
+from newswire.embedding import DEFAULT_MODEL, Embedding, embed_articles, encoder_for, model_id_for
 from newswire.errors import NewswireError
 from transform.documents import ArticleDoc
 from transform.entities import Cues, extract_cues, outlet_keys
@@ -59,7 +68,7 @@ __all__ = [
 
 # Bumped whenever feature extraction (text.py, entities.py, _features) changes what it computes:
 # features stored by an older version would then differ from a recomputation, and must be rebuilt.
-FEATURES_VERSION = 1
+FEATURES_VERSION = 2
 
 
 class ClusteringError(NewswireError):
@@ -97,6 +106,17 @@ class ClusteringConfig:
         earlier one ("a week after a separate blaze"), published more than ``novelty_min_gap`` after an
         event began, is a sequel, not a development: its score with that event is multiplied by
         ``novelty_penalty``.
+    embedding_model: the multilingual encoder (``NEWSWIRE_EMBEDDING_MODEL``; ``"none"`` turns the meaning
+        term off). Articles carrying a vector of another model get one recomputed: models never mix.
+    semantic_floor: embedding cosines up to this carry no evidence: articles on unrelated subjects in one
+        language already score 0.2-0.5 with this encoder. Above it the cosine is rescaled to 0..1.
+    semantic_weight: weight of the rescaled cosine in the linear mix with text and cues.
+    semantic_only_weight, semantic_cue_weight: the score is also at least ``semantic_only_weight *
+        meaning + semantic_cue_weight * cue``: what joins a Chinese and an English report, which share no
+        words and few cues, while two earthquakes a week apart (close in meaning, apart in cues and time)
+        stay apart.
+    semantic_candidates: how many events nearest in meaning (above ``semantic_floor``) are scored besides
+        those found through shared keys.
     query_terms: how many of the article's top TF-IDF terms are used to look up candidate events.
     max_candidates: how many candidate events (most shared keys first) are scored per article.
     max_posting: keys that index more events than this are too common to select candidates; bounds
@@ -114,6 +134,12 @@ class ClusteringConfig:
     time_half_life: timedelta = timedelta(days=10)
     novelty_penalty: float = 0.5
     novelty_min_gap: timedelta = timedelta(days=1)
+    embedding_model: str = DEFAULT_MODEL
+    semantic_floor: float = 0.5
+    semantic_weight: float = 0.0
+    semantic_only_weight: float = 0.4
+    semantic_cue_weight: float = 0.35
+    semantic_candidates: int = 5
     query_terms: int = 25
     max_candidates: int = 20
     max_posting: int = 400
@@ -132,6 +158,8 @@ class ClusteringConfig:
             problems.append("novelty_penalty must be in [0, 1]")
         if self.time_grace < timedelta(0) or self.novelty_min_gap < timedelta(0):
             problems.append("time_grace and novelty_min_gap must not be negative")
+        if not 0.0 <= self.semantic_floor < 1.0:
+            problems.append("semantic_floor must be in [0, 1)")
         if self.title_weight < 1 or self.query_terms < 1 or self.max_candidates < 1 or self.max_posting < 1:
             problems.append("title_weight, query_terms, max_candidates and max_posting must be >= 1")
         if problems:
@@ -181,6 +209,7 @@ class _Features:
     entity_kinds: tuple[tuple[str, str, str], ...]  # (kind, key, display) for profiles
     surfaces: dict[str, str] = field(compare=False)  # stem -> a surface word, for keywords
     novelty: bool  # the headline announces a new incident ("new quake", "nouvel incendie")
+    embedding: Embedding | None = field(default=None, compare=False)  # of the clusterer's model, or None
 
 
 # The head of an article carries its story; capping bounds the cost of hostile or broken input.
@@ -194,7 +223,7 @@ def _weight(tf: int) -> int:
     return round(_WEIGHT_SCALE * (1.0 + math.log(tf)))
 
 
-def _features(doc: ArticleDoc, config: ClusteringConfig) -> _Features:
+def _features(doc: ArticleDoc, config: ClusteringConfig, embedding: Embedding | None) -> _Features:
     title, text = doc.title[:_MAX_TITLE_CHARS], doc.text[:_MAX_TEXT_CHARS]
     title_terms = content_terms(title, doc.language)
     body_terms = content_terms(text, doc.language)
@@ -215,6 +244,7 @@ def _features(doc: ArticleDoc, config: ClusteringConfig) -> _Features:
         entity_kinds=tuple(item for item in _entity_kinds(cues) if f"e:{item[1]}" not in outlet),
         surfaces=_surfaces(f"{title}\n{text}", doc.language, terms),
         novelty=_announces_new_incident(title, text),
+        embedding=embedding,
     )
 
 
@@ -300,12 +330,27 @@ def _parse_features(data: Mapping[str, Any]) -> _Features:
             entity_kinds=entities,
             surfaces={str(term): str(word) for term, word in data["surfaces"].items()},
             novelty=bool(data["novelty"]),
+            embedding=_parse_embedding(data.get("embedding")),
         )
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise ClusteringError(f"malformed stored features: {exc!r}") from exc
     if published_at.tzinfo is None:
         raise ClusteringError("malformed stored features: naive published_at")
     return features
+
+
+def _parse_embedding(value: Any) -> Embedding | None:
+    if value is None:
+        return None
+    raw = base64.b64decode(str(value["vector"]), validate=True)
+    if not raw or len(raw) % 2:
+        raise ValueError("embedding vector of odd length")
+    return Embedding(str(value["model"]), raw)
+
+
+def _unit_norm(vector: np.ndarray) -> float:
+    """Euclidean norm, exactly rounded (``math.fsum``): the same bits whatever produced the array."""
+    return math.sqrt(math.fsum((vector * vector).tolist()))
 
 
 # --- events -----------------------------------------------------------------------------------------
@@ -409,6 +454,8 @@ class _Event:
         "surfaces",
         "term_docs",
         "term_sum",
+        "vec_norm",
+        "vec_sum",
     )
 
     def __init__(self, event_id: str) -> None:
@@ -424,6 +471,9 @@ class _Event:
         self.first: datetime | None = None
         self.last: datetime | None = None
         self._arrays: _EventArrays | None = None
+        # Exact sum of the members' float16 embeddings (float64 holds each sum exactly), and its norm.
+        self.vec_sum: np.ndarray | None = None
+        self.vec_norm = 0.0
 
     def arrays(self, terms: _Vocabulary, cues: _Vocabulary) -> _EventArrays:
         """Aggregates as arrays sorted by key, rebuilt only after the event changed.
@@ -455,6 +505,8 @@ class _Event:
         for term, word in features.surfaces.items():
             _keep_earliest(self.surfaces, term, (*stamp, word))
         self._extend_span(features.published_at, features.published_at)
+        if features.embedding is not None:
+            self._add_vector(features.embedding.array())
 
     def absorb(self, other: _Event) -> None:
         self._arrays = None
@@ -469,6 +521,12 @@ class _Event:
             _keep_earliest(self.surfaces, term, value)
         assert other.first is not None and other.last is not None
         self._extend_span(other.first, other.last)
+        if other.vec_sum is not None:
+            self._add_vector(other.vec_sum)
+
+    def _add_vector(self, vector: np.ndarray) -> None:
+        self.vec_sum = vector.copy() if self.vec_sum is None else self.vec_sum + vector
+        self.vec_norm = _unit_norm(self.vec_sum)
 
     def _extend_span(self, first: datetime, last: datetime) -> None:
         self.first = first if self.first is None or first < self.first else self.first
@@ -479,6 +537,77 @@ class _Event:
         """Older events first: the survivor of a merge is the event with the earliest article."""
         assert self.first is not None
         return (self.first, self.event_id)
+
+
+class _VectorIndex:
+    """The live events' normalised mean embeddings, one float32 row each, for exact nearest-event search.
+
+    A matrix-vector product over every row is cheap next to the rest of the per-article work at the sizes
+    the story state allows (``NEWSWIRE_STORY_STATE_MAX_ARTICLES``), and needs no index library. Rows are
+    recycled; the matrix doubles when full. Results are only a pre-filter: callers rescore exactly.
+    """
+
+    def __init__(self) -> None:
+        self._rows: dict[str, int] = {}
+        self._owners: list[str | None] = []
+        self._free: list[int] = []
+        self._matrix: np.ndarray | None = None
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    def put(self, event_id: str, vec_sum: np.ndarray, norm: float) -> None:
+        if norm == 0.0:
+            self.remove(event_id)
+            return
+        row = self._rows.get(event_id)
+        if row is None:
+            if self._matrix is None:
+                self._matrix = np.zeros((256, len(vec_sum)), dtype=np.float32)
+            row = self._free.pop() if self._free else len(self._owners)
+            if row == len(self._owners):
+                self._owners.append(None)
+            if row >= len(self._matrix):
+                self._matrix = np.concatenate([self._matrix, np.zeros_like(self._matrix)])
+            self._rows[event_id] = row
+            self._owners[row] = event_id
+        assert self._matrix is not None
+        self._matrix[row] = vec_sum / norm
+
+    def remove(self, event_id: str) -> None:
+        row = self._rows.pop(event_id, None)
+        if row is not None and self._matrix is not None:
+            self._matrix[row] = 0.0
+            self._owners[row] = None
+            self._free.append(row)
+
+    def cosines(self, unit: np.ndarray) -> np.ndarray:
+        """Approximate cosines of ``unit`` with every row (float32; free rows are zero)."""
+        if self._matrix is None:
+            return np.zeros(0, dtype=np.float32)
+        # einsum, not ``@``: a matrix-vector product goes to BLAS, whose extra threads spin on the transform's
+        # cores; einsum's own loop is as fast here and single-threaded.
+        return np.einsum("ij,j->i", self._matrix[: len(self._owners)], unit.astype(np.float32))
+
+    def may_reach(self, cosines: np.ndarray, event_id: str, floor: float) -> bool:
+        """Whether the event's exact cosine could exceed ``floor``, judging by its approximate one."""
+        row = self._rows.get(event_id)
+        return row is not None and row < len(cosines) and bool(cosines[row] >= floor - _APPROXIMATION_MARGIN)
+
+    def nearest(self, cosines: np.ndarray, floor: float, limit: int) -> list[str]:
+        """Up to ``limit`` events whose approximate cosine reaches ``floor`` (minus a margin), best first."""
+        if not self._rows:
+            return []
+        hits = np.flatnonzero(cosines >= floor - _APPROXIMATION_MARGIN)
+        if len(hits) > limit:
+            hits = hits[np.argsort(-cosines[hits], kind="stable")[:limit]]
+        owners = self._owners
+        return [owner for owner in (owners[int(i)] for i in hits) if owner is not None]
+
+
+# float32 products differ from the exact cosine by ~1e-6: this margin keeps every event that could reach the
+# floor exactly, so the exact rescoring sees the same set in every run (and skips only true zeros).
+_APPROXIMATION_MARGIN = 1e-3
 
 
 # --- the clusterer ------------------------------------------------------------------------------------
@@ -496,6 +625,8 @@ class StoryClusterer:
         self._postings: dict[str, set[str]] = {}
         self._by_last: list[tuple[datetime, str]] = []  # lazy min-heap of (event.last, event_id)
         self._last_features: tuple[ArticleDoc, _Features] | None = None  # assign() then export_features()
+        self.model_id = model_id_for(self.config.embedding_model)  # None: no meaning term
+        self._vectors = _VectorIndex()
 
     # --- public API -------------------------------------------------------------------------------
 
@@ -567,6 +698,12 @@ class StoryClusterer:
             "entities": [list(item) for item in features.entity_kinds],
             "surfaces": dict(features.surfaces),
             "novelty": features.novelty,
+            "embedding": None
+            if features.embedding is None
+            else {
+                "model": features.embedding.model,
+                "vector": base64.b64encode(features.embedding.vector).decode("ascii"),
+            },
         }
 
     def restore_features(self, features: Mapping[str, Any], event_id: str) -> None:
@@ -582,6 +719,11 @@ class StoryClusterer:
                 f"expected {FEATURES_VERSION}/{self.config.title_weight}"
             )
         parsed = _parse_features(features)
+        if self.model_id is None:
+            parsed = replace(parsed, embedding=None)
+        elif parsed.embedding is None or parsed.embedding.model != self.model_id:
+            model = None if parsed.embedding is None else parsed.embedding.model
+            raise StaleFeatures(f"stored embedding of model {model!r}, expected {self.model_id!r}")
         if not self._restored_already(parsed.article_id, event_id):
             self._attach(parsed, event_id)
 
@@ -632,9 +774,20 @@ class StoryClusterer:
         last = self._last_features
         if last is not None and (last[0] is doc or last[0] == doc):
             return last[1]
-        features = _features(doc, self.config)
+        features = _features(doc, self.config, self._embedding_of(doc))
         self._last_features = (doc, features)
         return features
+
+    def _embedding_of(self, doc: ArticleDoc) -> Embedding | None:
+        """The vector ingest sent when it is of this clusterer's model; else computed here (older messages,
+        replays, rebuilds, a changed model)."""
+        if self.model_id is None:
+            return None
+        if doc.embedding is not None and doc.embedding.model == self.model_id:
+            return doc.embedding
+        encoder = encoder_for(self.config.embedding_model)
+        assert encoder is not None
+        return embed_articles(encoder, [(doc.title, doc.text)])[0]
 
     # --- scoring ----------------------------------------------------------------------------------
 
@@ -658,7 +811,15 @@ class StoryClusterer:
         """Candidate events with their scores, best first (ties: older event first)."""
         term_idf = self._idfs(features.terms, self._terms)
         cue_idf = self._idfs(features.cues, self._cues)
+        article_vector = None if features.embedding is None else features.embedding.array()
+        article_vector_norm = 0.0 if article_vector is None else _unit_norm(article_vector)
         candidates = self._candidates(features, term_idf, cue_idf)
+        approximate = np.zeros(0, dtype=np.float32)
+        if article_vector is not None and article_vector_norm > 0.0:
+            approximate = self._vectors.cosines(article_vector / article_vector_norm)
+            candidates = self._with_nearest(candidates, article_vector, article_vector_norm, approximate)
+        else:
+            article_vector = None
         if not candidates:
             return []
         # idf**2 once per key (the same float the per-event products used to compute each time)
@@ -667,6 +828,7 @@ class StoryClusterer:
         article_term_norm = math.sqrt(math.fsum((w * term_idf[t]) ** 2 for t, w in features.terms.items()))
         article_cue_norm = math.sqrt(math.fsum(cue_idf[k] ** 2 for k in features.cues))
         scored = []
+        floor = self.config.semantic_floor
         for event in candidates:
             decay = self._time_factor(features.published_at, event)
             if decay <= 0.0:
@@ -676,13 +838,48 @@ class StoryClusterer:
                 decay *= self.config.novelty_penalty
             text = self._text_cosine(features, event, term_idf2, article_term_norm)
             cue = self._cue_cosine(features, event, cue_idf2, article_cue_norm)
-            scored.append((self._combine(text, cue) * decay, event))
+            meaning = 0.0
+            if article_vector is not None and self._vectors.may_reach(approximate, event.event_id, floor):
+                meaning = self._meaning(article_vector, article_vector_norm, event)
+            scored.append((self._combine(text, cue, meaning) * decay, event))
         scored.sort(key=lambda pair: (-pair[0], pair[1].sort_key))
         return scored
 
-    def _combine(self, text: float, cue: float) -> float:
+    def _combine(self, text: float, cue: float, meaning: float = 0.0) -> float:
         config = self.config
-        return max(config.text_weight * text + config.cue_weight * cue, config.cue_only_weight * cue)
+        return max(
+            config.text_weight * text + config.cue_weight * cue + config.semantic_weight * meaning,
+            config.cue_only_weight * cue,
+            config.semantic_only_weight * meaning + config.semantic_cue_weight * cue,
+        )
+
+    def _cosine(self, vector: np.ndarray, norm: float, event: _Event) -> float:
+        """Exact cosine of an article's vector with an event's vector sum (``math.fsum``: order-free)."""
+        if event.vec_sum is None or event.vec_norm == 0.0 or norm == 0.0:
+            return 0.0
+        return math.fsum((vector * event.vec_sum).tolist()) / (norm * event.vec_norm)
+
+    def _meaning(self, vector: np.ndarray, norm: float, event: _Event) -> float:
+        """The embedding cosine rescaled so that ``semantic_floor`` and below count as no evidence."""
+        floor = self.config.semantic_floor
+        return max(0.0, (self._cosine(vector, norm, event) - floor) / (1.0 - floor))
+
+    def _with_nearest(
+        self, candidates: list[_Event], vector: np.ndarray, norm: float, approximate: np.ndarray
+    ) -> list[_Event]:
+        """``candidates`` plus the events nearest in meaning (exact cosine above the floor), best first."""
+        config = self.config
+        have = {event.event_id for event in candidates}
+        nearest = []
+        for event_id in self._vectors.nearest(approximate, config.semantic_floor, 4 * config.semantic_candidates):
+            if event_id in have:
+                continue
+            event = self._events[event_id]
+            cosine = self._cosine(vector, norm, event)
+            if cosine > config.semantic_floor:
+                nearest.append((-cosine, event.sort_key, event))
+        nearest.sort(key=lambda item: (item[0], item[1]))
+        return candidates + [event for _, _, event in nearest[: config.semantic_candidates]]
 
     def _text_cosine(
         self, features: _Features, event: _Event, term_idf2: dict[str, float], article_norm: float
@@ -767,6 +964,8 @@ class StoryClusterer:
         new_terms = [t for t in features.terms if t not in event.term_sum]
         new_cues = [k for k in features.cues if k not in event.cue_counts]
         event.add(features)
+        if event.vec_sum is not None:
+            self._vectors.put(event_id, event.vec_sum, event.vec_norm)
         self._article_event[features.article_id] = event_id
         self._terms.add(features.terms.keys())
         self._cues.add(features.cues)
@@ -779,10 +978,13 @@ class StoryClusterer:
 
     def _merge_into(self, survivor: _Event, absorbed: _Event) -> None:
         self._unpost(absorbed)
+        self._vectors.remove(absorbed.event_id)
         del self._events[absorbed.event_id]
         new_terms = [t for t in absorbed.term_sum if t not in survivor.term_sum]
         new_cues = [k for k in absorbed.cue_counts if k not in survivor.cue_counts]
         survivor.absorb(absorbed)
+        if survivor.vec_sum is not None:
+            self._vectors.put(survivor.event_id, survivor.vec_sum, survivor.vec_norm)
         for article_id in absorbed.members:
             self._article_event[article_id] = survivor.event_id
         for term in new_terms:
@@ -802,6 +1004,7 @@ class StoryClusterer:
 
     def _drop_event(self, event: _Event) -> None:
         self._unpost(event)
+        self._vectors.remove(event.event_id)
         del self._events[event.event_id]
         for article_id in event.members:
             del self._article_event[article_id]

@@ -6,9 +6,10 @@ warehouse row alike, and state can be rebuilt from stored articles after a resta
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+from newswire.embedding import Embedding
 from newswire.errors import NewswireError
 
 
@@ -32,6 +33,9 @@ class ArticleDoc:
     published_at: datetime
     source: str
     url: str
+    # Made by ingest's extraction workers (or None: the clusterer then computes it). Not part of equality:
+    # the same article is the same article whichever process embedded it.
+    embedding: Embedding | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
         if not self.article_id:

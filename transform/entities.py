@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from functools import lru_cache
 
-from transform.text import fold, stopwords_for, words
+from transform.text import fold, space_out_no_space_scripts, stopwords_for, words
 
 
 def _wordlist(text: str) -> list[str]:
@@ -157,18 +157,18 @@ _STRONG_PLACE_CONTEXT = _PLACE_CONTEXT - {"in", "at", "from", "a", "au", "aux", 
 _MONTHS: dict[str, int] = {}
 for _number, _names in enumerate(
     (
-        "january jan janvier janv enero januar jaenner",
-        "february feb fevrier fevr febrero februar",
-        "march mar mars marzo marz",
-        "april apr avril abril",
-        "may mai mayo",
-        "june jun juin junio juni",
-        "july jul juillet juil julio juli",
-        "august aug aout agosto",
-        "september sept sep septembre septiembre",
-        "october oct octobre octubre oktober okt",
-        "november nov novembre noviembre",
-        "december dec decembre diciembre dezember dez",
+        "january jan janvier janv enero januar jaenner января январь",
+        "february feb fevrier fevr febrero februar февраля февраль",
+        "march mar mars marzo marz марта март",
+        "april apr avril abril апреля апрель",
+        "may mai mayo мая май",
+        "june jun juin junio juni июня июнь",
+        "july jul juillet juil julio juli июля июль",
+        "august aug aout agosto августа август",
+        "september sept sep septembre septiembre сентября сентябрь",
+        "october oct octobre octubre oktober okt октября октябрь",
+        "november nov novembre noviembre ноября ноябрь",
+        "december dec decembre diciembre dezember dez декабря декабрь",
     ),
     start=1,
 ):
@@ -817,9 +817,16 @@ _DATE_DM_RE = re.compile(r"\b(\d{1,2})(?:er|st|nd|rd|th|º|o)?\.?\s+(?:de\s+)?([
 _DATE_MD_RE = re.compile(r"\b([^\W\d_]{3,10})\.?\s+(\d{1,2})(?:st|nd|rd|th)?\b(?!\s*(?:[,.]\d|%))")
 
 
+# "4月14日" / "4月14号": Chinese and Japanese dates carry their own month and day markers.
+_DATE_CJK_RE = re.compile(r"(\d{1,2})\s*月\s*(\d{1,2})\s*[日号]")
+
+
 def _dates(lowered: str) -> set[str]:
     """Date cues of an already folded text."""
     out: set[str] = set()
+    for month, day in _DATE_CJK_RE.findall(lowered):
+        if 1 <= int(month) <= 12 and 1 <= int(day) <= 31:
+            out.add(f"d:{int(month):02d}-{int(day):02d}")
     for day, month in _DATE_DM_RE.findall(lowered):
         if month in _MONTHS and 1 <= int(day) <= 31:
             out.add(f"d:{_MONTHS[month]:02d}-{int(day):02d}")
@@ -839,7 +846,7 @@ def extract_cues(title: str, text: str, language: str | None) -> Cues:
         people=frozenset(kinds["person"]),
         organisations=frozenset(kinds["organisation"]),
         others=frozenset(kinds["other"] - kinds["place"] - kinds["person"] - kinds["organisation"]),
-        numbers=frozenset(_numbers(lowered)),
+        numbers=frozenset(_numbers(space_out_no_space_scripts(lowered))),
         dates=frozenset(_dates(lowered)),
         surfaces=tuple(sorted(collector.surfaces.items())),
     )

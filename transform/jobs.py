@@ -13,7 +13,8 @@ log = logging.getLogger(__name__)
 
 
 def transform_pending(max_batches: int | None = None) -> dict[str, Any]:
-    """Drain the articles topic into the warehouse and publish changed events; return the batch stats."""
+    """Re-publish what the topic lost (reconcile), drain the articles topic into the warehouse and publish
+    changed events; return the batch stats."""
     settings = load_settings()
     with bootstrap_servers(settings) as bootstrap:
         summary = run_transform(settings, bootstrap, max_batches=max_batches)
@@ -28,6 +29,7 @@ def transform_pending(max_batches: int | None = None) -> dict[str, Any]:
         "dead_letters": s.dead_letters,
         "events_changed": s.events_changed,
         "events_published": s.events_published,
+        "republished": summary.reconciled.republished,
         "seconds": round(summary.seconds, 1),
         "summary": summary.line(),
     }

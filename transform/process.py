@@ -21,9 +21,12 @@ from typing import Any
 from newswire import contracts
 from newswire.contracts import iso, parse_iso
 from newswire.deadletters import dead_letter_id, dead_letter_message, upsert_dead_letter
+from newswire.embedding import Embedding, embed_articles, encoder_for, from_message
 from newswire.faults import fault_point
+from newswire.langid import detect_language
 from newswire.messaging import Publisher
 from newswire.warehouse import Warehouse, utcnow
+from transform.clustering import ClusteringConfig
 from transform.consume import Incoming
 from transform.documents import ArticleDoc
 from transform.eventrecords import build_event_record, digest, event_message, merged_event_record
@@ -61,7 +64,7 @@ class BatchStats:
             self.duplicate_methods[k] = self.duplicate_methods.get(k, 0) + v
 
 
-def _doc(m: dict[str, Any]) -> ArticleDoc:
+def _doc(m: dict[str, Any], embedding: Embedding | None = None) -> ArticleDoc:
     published = parse_iso(m.get("published_at")) or parse_iso(m["fetched_at"]) or datetime.now(UTC)
     return ArticleDoc(
         article_id=m["article_id"],
@@ -71,7 +74,24 @@ def _doc(m: dict[str, Any]) -> ArticleDoc:
         published_at=published,
         source=m["source"],
         url=m["canonical_url"],
+        embedding=embedding or from_message(m.get("embedding")),
     )
+
+
+def canonical_order(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Messages by publication time (else fetch time), then id: the order arrivals are clustered in.
+
+    Online clustering depends on order; partitions interleave differently from one run to the next, so a
+    batch sorted this way gives the same events whichever order its messages arrived in.
+    """
+    return sorted(messages, key=lambda m: (parse_iso(m.get("published_at") or m["fetched_at"]), m["article_id"]))
+
+
+def with_language(m: dict[str, Any]) -> dict[str, Any]:
+    """The message with a detected language when it declares none (older messages, feeds without one)."""
+    if m.get("language"):
+        return m
+    return {**m, "language": detect_language(m.get("title"), m.get("text"))}
 
 
 @dataclass
@@ -99,10 +119,18 @@ class _BatchView:
 class BatchProcessor:
     """Applies batches to the warehouse; keeps the story state between batches of one process."""
 
-    def __init__(self, warehouse: Warehouse, publisher: Publisher, *, state_max_articles: int | None = None) -> None:
+    def __init__(
+        self,
+        warehouse: Warehouse,
+        publisher: Publisher,
+        *,
+        state_max_articles: int | None = None,
+        config: ClusteringConfig | None = None,
+    ) -> None:
         self.warehouse = warehouse
         self.publisher = publisher
         self.state_max_articles = state_max_articles
+        self.config = config or ClusteringConfig()
         self._state: StoryState | None = None
 
     def process(self, batch: list[Incoming], batch_id: str) -> BatchStats:
@@ -117,9 +145,11 @@ class BatchProcessor:
             with self.warehouse.transaction() as cur:
                 store = TransformStore(cur)
                 if self._state is None:
-                    self._state = StoryState.restore(store, max_articles=self.state_max_articles)
+                    self._state = StoryState.restore(store, self.config, max_articles=self.state_max_articles)
                 now = utcnow()
-                messages = [item.message for item in batch if item.error is None and item.message is not None]
+                messages = canonical_order(
+                    [with_language(item.message) for item in batch if item.error is None and item.message is not None]
+                )
                 view = _BatchView(
                     by_id=store.known_by_id([m["article_id"] for m in messages]),
                     by_hash=store.first_by_hash([m["content_hash"] for m in messages]),
@@ -133,8 +163,9 @@ class BatchProcessor:
                         upsert_dead_letter(cur, dl, now)
                         dead_letters.append(dl)
                         stats.dead_letters += 1
-                        continue
-                    self._apply(self._state, view, item.message, stats)
+                embeddings = self._missing_embeddings(messages, view)
+                for message in messages:
+                    self._apply(self._state, view, message, stats, embeddings.get(message["article_id"]))
                 self._write(store, view)
                 fault_point("mid_batch")  # test-only: writes done, transaction not committed
                 stats.events_changed = self._save_events(store, self._state, view)
@@ -161,7 +192,33 @@ class BatchProcessor:
         stats.events_published = self.publish_outbox()
         return stats
 
-    def _apply(self, state: StoryState, view: _BatchView, m: dict[str, Any], stats: BatchStats) -> None:
+    def _missing_embeddings(self, messages: list[dict[str, Any]], view: _BatchView) -> dict[str, Embedding]:
+        """Embeddings for the batch's new articles whose message has none of the configured model (messages
+        from before embeddings, replays, another model), computed in one batch: several times faster than
+        the clusterer embedding them one by one."""
+        model_id = self._state.clusterer.model_id if self._state is not None else None
+        if model_id is None:
+            return {}
+        missing = []
+        for m in messages:
+            carried = from_message(m.get("embedding"))
+            if m["article_id"] not in view.by_id and (carried is None or carried.model != model_id):
+                missing.append(m)
+        if not missing:  # the usual case: ingest sent them; the encoder is not even loaded in this process
+            return {}
+        encoder = encoder_for(self.config.embedding_model)
+        assert encoder is not None
+        vectors = embed_articles(encoder, [(m.get("title") or "", m["text"]) for m in missing])
+        return {m["article_id"]: vector for m, vector in zip(missing, vectors, strict=True)}
+
+    def _apply(
+        self,
+        state: StoryState,
+        view: _BatchView,
+        m: dict[str, Any],
+        stats: BatchStats,
+        embedding: Embedding | None = None,
+    ) -> None:
         article_id = m["article_id"]
         existing = view.by_id.get(article_id)
         if existing is not None:
@@ -188,7 +245,7 @@ class BatchProcessor:
         if original is not None:
             self._duplicate(view, m, m["canonical_url"], original, "content_hash", 1.0, stats)
             return
-        doc = _doc(m)
+        doc = _doc(m, embedding)
         near = state.near_duplicate(doc)
         if near is not None:
             self._duplicate(view, m, m["canonical_url"], near.duplicate_of, near.method, near.score, stats)

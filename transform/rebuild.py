@@ -38,7 +38,7 @@ from transform.clustering import ClusteringConfig
 from transform.eventrecords import build_event_record, digest, merged_event_record
 from transform.process import BatchProcessor
 from transform.store import StoredArticle, TransformStore
-from transform.stories import StoryState, doc_from_stored
+from transform.stories import StoryState, doc_from_stored, stored_embedding
 
 __all__ = ["RebuildError", "RebuildStats", "rebuild_events", "rebuild_window_job"]
 
@@ -96,7 +96,7 @@ def rebuild_events(
         with warehouse.transaction() as cur:
             _rebuild(cur, start, end, config, stats)
         if publisher is not None:
-            stats.events_published = BatchProcessor(warehouse, publisher).publish_outbox()
+            stats.events_published = BatchProcessor(warehouse, publisher, config=config).publish_outbox()
     stats.seconds = time.monotonic() - t0
     log.info("%s", stats.line())
     return stats
@@ -123,11 +123,13 @@ def _rebuild(cur: Cursor, start: datetime, end: datetime, config: ClusteringConf
         context += _articles(cur, "WHERE ea.event_id IN ({})".format(",".join("?" * len(former_events))), former_events)
     window_ids = set(ids)
     restored: set[str] = set()
+    # Stored embeddings are reused: the encoder runs only for articles stored before embeddings existed.
+    stored = store.features_of(sorted({a.article_id for _, a in context} | window_ids))
     for _, article in sorted(context, key=lambda pair: pair[0]):
         if article.article_id in window_ids or article.article_id in restored or article.event_id is None:
             continue
         restored.add(article.article_id)
-        doc = doc_from_stored(article)
+        doc = doc_from_stored(article, stored_embedding(stored.get(article.article_id, (None, None))[0]))
         state.neardup.add(doc)
         state.clusterer.restore(doc, article.event_id)
     stats.context = len(restored)
@@ -137,7 +139,8 @@ def _rebuild(cur: Cursor, start: datetime, end: datetime, config: ClusteringConf
     after: dict[str, str] = {}
     merges: list[tuple[str, str]] = []
     for article in window:  # already in load order
-        assignment = state.assign(doc_from_stored(article))
+        embedding = stored_embedding(stored.get(article.article_id, (None, None))[0])
+        assignment = state.assign(doc_from_stored(article, embedding))
         after[article.article_id] = assignment.event_id
         for gone in assignment.merged:
             merges.append((gone, assignment.event_id))
@@ -229,7 +232,8 @@ def rebuild_window_job(interval_start: datetime | str | None, interval_end: date
         ensure_topics(bootstrap, settings)
         publisher = Publisher(make_producer(bootstrap, settings, client_id="newswire-rebuild"))
         try:
-            stats = rebuild_events(warehouse, publisher, start, end)
+            config = ClusteringConfig(embedding_model=settings.embedding_model)
+            stats = rebuild_events(warehouse, publisher, start, end, config=config)
         finally:
             publisher.close()
     return stats.as_dict()

@@ -16,8 +16,10 @@ from dataclasses import dataclass, field
 from newswire.errors import WarehouseUnavailable
 from newswire.faults import fault_point
 from newswire.messaging import Publisher, ensure_topics, make_producer
+from newswire.reconcile import ReconcileSummary, reconcile
 from newswire.settings import Settings
 from newswire.warehouse import Warehouse
+from transform.clustering import ClusteringConfig
 from transform.consume import ArticleConsumer, Incoming
 from transform.process import BatchProcessor, BatchStats
 
@@ -29,6 +31,7 @@ class TransformSummary:
     batches: int = 0
     stats: BatchStats = field(default_factory=BatchStats)
     seconds: float = 0.0
+    reconciled: ReconcileSummary = field(default_factory=ReconcileSummary)
 
     def line(self) -> str:
         s = self.stats
@@ -36,7 +39,8 @@ class TransformSummary:
             f"transform: batches={self.batches} messages={s.messages} new_articles={s.new_articles} "
             f"updated={s.updated_articles} duplicates={s.duplicates} replays={s.replays} "
             f"dead_letters={s.dead_letters} events_changed={s.events_changed} "
-            f"events_published={s.events_published} seconds={self.seconds:.1f}"
+            f"events_published={s.events_published} republished={self.reconciled.republished} "
+            f"seconds={self.seconds:.1f}"
         )
 
 
@@ -63,6 +67,12 @@ def run_transform(
     """Drain the articles topic batch by batch; stop at the first empty batch, or after a batch that ended on
     an empty poll (nothing more to read: waiting for one more empty batch would only cost ``poll_timeout``).
 
+    Once the topic is drained it reconciles (:mod:`newswire.reconcile`): raw articles ingest stored more than
+    ``reconcile_grace`` ago that the warehouse still lacks were lost by the topic (anything still on it has
+    just been consumed), so they are re-published and the run goes on to consume them. Reconciling after the
+    drain, not before, keeps an article that was merely waiting on the topic from being sent twice. A run cut
+    short by ``max_batches`` leaves reconciling to the next one.
+
     With ``follow``, an empty batch ends the run only once ``follow()`` has returned false *before* that
     batch was polled: a producer still running in this process (``newswire run``) sets it false after its
     last message was acknowledged, so the final poll sees every message and the run ends drained.
@@ -74,8 +84,24 @@ def run_transform(
     ensure_topics(bootstrap, settings)
     publisher = Publisher(make_producer(bootstrap, settings, client_id="newswire-transform"))
     consumer = ArticleConsumer(settings, bootstrap, group_id=group)
-    processor = BatchProcessor(warehouse, publisher, state_max_articles=settings.story_state_max_articles)
+    processor = BatchProcessor(
+        warehouse,
+        publisher,
+        state_max_articles=settings.story_state_max_articles,
+        config=ClusteringConfig(embedding_model=settings.embedding_model),
+    )
     summary = TransformSummary()
+    reconciled = False
+
+    def lost_articles_republished() -> bool:
+        """Reconcile once per run, when the topic is drained; true if there is something more to consume."""
+        nonlocal reconciled
+        if reconciled:
+            return False
+        reconciled = True
+        summary.reconciled = reconcile(warehouse, publisher, grace=settings.reconcile_grace)
+        return summary.reconciled.republished > 0
+
     try:
         # Versions a previous process committed but could not publish go out first.
         summary.stats.events_published += processor.publish_outbox()
@@ -83,7 +109,7 @@ def run_transform(
             following = follow is not None and follow()
             batch = consumer.next_batch()
             if not batch:
-                if following:
+                if following or lost_articles_republished():
                     continue
                 break
             try:
@@ -105,7 +131,7 @@ def run_transform(
                 stats.duplicates,
                 stats.events_changed,
             )
-            if drained:
+            if drained and not lost_articles_republished():
                 break
     finally:
         consumer.close()

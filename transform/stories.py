@@ -7,11 +7,13 @@ process that crashed mid-stream and one that never stopped reach the same events
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 from collections import OrderedDict
 from datetime import UTC, datetime, timedelta
 
+from newswire.embedding import Embedding, embed_articles, encoder_for
 from transform.clustering import Assignment, ClusteringConfig, EventProfile, StaleFeatures, StoryClusterer
 from transform.documents import ArticleDoc
 from transform.neardup import NearDuplicate, NearDuplicateError, NearDuplicateIndex, StaleSignature
@@ -20,7 +22,7 @@ from transform.store import StoredArticle, TransformStore
 log = logging.getLogger(__name__)
 
 
-def doc_from_stored(a: StoredArticle) -> ArticleDoc:
+def doc_from_stored(a: StoredArticle, embedding: Embedding | None = None) -> ArticleDoc:
     return ArticleDoc(
         article_id=a.article_id,
         title=a.title or "",
@@ -29,7 +31,20 @@ def doc_from_stored(a: StoredArticle) -> ArticleDoc:
         published_at=_utc(a.published_at or a.fetched_at or datetime.now(UTC)),
         source=a.source,
         url=a.canonical_url,
+        embedding=embedding,
     )
+
+
+def stored_embedding(features: str | None) -> Embedding | None:
+    """The embedding kept in an article's stored features (``article_features``), if any: a rebuild reuses it
+    instead of running the encoder again (the clusterer still ignores one of another model)."""
+    if features is None:
+        return None
+    try:
+        value = json.loads(features).get("embedding")
+        return None if value is None else Embedding(str(value["model"]), base64.b64decode(value["vector"]))
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return None
 
 
 def _utc(moment: datetime) -> datetime:
@@ -64,9 +79,10 @@ class StoryState:
         since = datetime.now(UTC) - state.horizon
         articles = list(store.articles_for_restore(since, limit=max_articles))
         stored = store.features_of([a.article_id for a in articles])
+        vectors = state._embeddings(articles, stored)
         for article in articles:  # every one is in an event (articles_for_restore selects only those)
             assert article.event_id is not None
-            doc = doc_from_stored(article)
+            doc = doc_from_stored(article, vectors.get(article.article_id))
             features, signature = stored.get(article.article_id, (None, None))
             try:
                 if signature is None:
@@ -85,6 +101,28 @@ class StoryState:
         state.evict()  # the original run evicted as it went: the rebuilt state must match it
         log.info("story state restored from %d stored articles", state.restored)
         return state
+
+    def _embeddings(self, articles: list[StoredArticle], stored: dict[str, tuple[str, str]]) -> dict[str, Embedding]:
+        """Each stored article's vector of the configured model: the one kept in its features, else computed
+        (stored before embeddings, or under another model) in one batch, not one by one by the clusterer."""
+        model_id = self.clusterer.model_id
+        if model_id is None:
+            return {}
+        out: dict[str, Embedding] = {}
+        missing = []
+        for article in articles:
+            kept = stored_embedding(stored.get(article.article_id, (None, None))[0])
+            if kept is not None and kept.model == model_id:
+                out[article.article_id] = kept
+            else:
+                missing.append(article)
+        if not missing:
+            return out
+        encoder = encoder_for(self.config.embedding_model)
+        assert encoder is not None
+        vectors = embed_articles(encoder, [(a.title or "", a.text or "") for a in missing])
+        out.update({a.article_id: vector for a, vector in zip(missing, vectors, strict=True)})
+        return out
 
     def near_duplicate(self, doc: ArticleDoc) -> NearDuplicate | None:
         return self.neardup.find(doc)

@@ -58,6 +58,14 @@ def is_no_space_char(char: str) -> bool:
     return _NO_SPACE_RE.match(char) is not None
 
 
+def space_out_no_space_scripts(text: str) -> str:
+    """Put spaces around every character of a no-space script ("发生6.1级地震" -> "发 生 6.1 级 地 震"), so that
+    patterns written for spaced text (numbers, dates) find what sits between such characters."""
+    if not _NO_SPACE_RE.search(text):
+        return text
+    return _NO_SPACE_RE.sub(lambda match: f" {match.group()} ", text)
+
+
 def fold(text: str) -> str:
     """Case-fold, NFKC-normalise and strip combining accents: "Genève" -> "geneve", "Ｔｏｋｙｏ" -> "tokyo"."""
     if text.isascii():

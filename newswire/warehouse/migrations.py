@@ -23,9 +23,13 @@ class Migration:
     statements: tuple[str, ...]
     # Storage tuning that only DuckDB has (and PostgreSQL would refuse): run after ``statements``, on DuckDB only.
     duckdb_statements: tuple[str, ...] = ()
+    # Indexes only PostgreSQL's planner uses (DuckDB joins and range-scans by hashing and zone maps, and pays for
+    # every ART index on each write): run after ``statements``, on PostgreSQL only.
+    postgres_statements: tuple[str, ...] = ()
 
     def statements_for(self, dialect: str) -> tuple[str, ...]:
-        return self.statements + (self.duckdb_statements if dialect == "duckdb" else ())
+        extra = {"duckdb": self.duckdb_statements, "postgres": self.postgres_statements}.get(dialect, ())
+        return self.statements + extra
 
 
 MIGRATIONS: tuple[Migration, ...] = (
@@ -267,6 +271,18 @@ MIGRATIONS: tuple[Migration, ...] = (
                 added_at TIMESTAMPTZ NOT NULL,
                 removed_at TIMESTAMPTZ
             )""",
+        ),
+    ),
+    Migration(
+        7,
+        "indexes for reconciling the raw store with the warehouse",
+        (),
+        # newswire/reconcile.py pages through raw_articles by (stored_at, article_id) and probes articles and
+        # article_duplicates by article_id for each candidate: with these, a reconcile pass is an ordered index
+        # walk with index probes that stops when a page is full, not a sort of the whole raw store.
+        postgres_statements=(
+            "CREATE INDEX IF NOT EXISTS raw_articles_stored_at ON raw_articles (stored_at, article_id)",
+            "CREATE INDEX IF NOT EXISTS article_duplicates_article ON article_duplicates (article_id)",
         ),
     ),
 )

@@ -119,14 +119,21 @@ def test_records_older_than_the_retention_are_purged_by_the_next_run(
     settings = make_settings(warehouse_url=f"duckdb:///{tmp_path / 'w.duckdb'}", raw_retention_days=30)
     ingest_feeds(settings, broker, [feed], run_id="raw-1")
     warehouse = Warehouse(settings.resolved_warehouse_url)
+    aged = "WHERE article_id IN (SELECT article_id FROM raw_articles ORDER BY article_id LIMIT 3)"
+    execute(warehouse, f"UPDATE raw_articles SET fetched_at = fetched_at - INTERVAL '31 days' {aged}")
+    # Not transformed yet: expired or not, a record is the only copy reconcile could re-publish from.
+    ingest_feeds(settings, broker, [feed], run_id="raw-2")
+    assert warehouse.scalar("SELECT COUNT(*) FROM raw_articles") == ARTICLES
+    run_transform(settings, broker)
     execute(
         warehouse,
-        "UPDATE raw_articles SET fetched_at = fetched_at - INTERVAL '31 days' "
-        "WHERE article_id IN (SELECT article_id FROM raw_articles ORDER BY article_id LIMIT 2)",
-    )
-    ingest_feeds(settings, broker, [feed], run_id="raw-2")
+        "DELETE FROM articles WHERE article_id = (SELECT MIN(article_id) FROM raw_articles WHERE fetched_at < "
+        "CURRENT_TIMESTAMP - INTERVAL '30 days')",
+    )  # one expired article still missing from the warehouse: its record stays
+    ingest_feeds(settings, broker, [feed], run_id="raw-3")
     assert warehouse.scalar("SELECT COUNT(*) FROM raw_articles") == ARTICLES - 2
+    run_transform(settings.model_copy(update={"reconcile_grace": 0.0}), broker)  # heals the deleted article
     forever = settings.model_copy(update={"raw_retention_days": 0})
     execute(warehouse, "UPDATE raw_articles SET fetched_at = fetched_at - INTERVAL '3650 days'")
-    ingest_feeds(forever, broker, [feed], run_id="raw-3")
+    ingest_feeds(forever, broker, [feed], run_id="raw-4")
     assert warehouse.scalar("SELECT COUNT(*) FROM raw_articles") == ARTICLES - 2

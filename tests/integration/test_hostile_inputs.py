@@ -19,6 +19,7 @@ import os
 import socket
 import ssl
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import partial
@@ -219,11 +220,34 @@ def build_world(server: HostileServer, tls_port: int) -> tuple[dict[str, str], d
     feed("slow-drip", drip(content_type=RSS_TYPE, interval=0.1))
     feed("endless", endless(content_type=RSS_TYPE))
     feed("pdf", ok(b"%PDF-1.7\n%binary", content_type="application/pdf"))
+    feed("image", ok(b"\x89PNG\r\n\x1a\n....", content_type="image/png"))
     feed("gone-404", status(404))
     feed("unavailable-503", status(503, Retry_After="30"))
     feed("redirect-loop", redirect("/feeds/redirect-loop"))
     feed("redirect-private", redirect("http://10.20.30.40/feed.xml"))
     feeds["dns"] = "http://feeds.newswire-hostile.invalid/rss.xml"
+
+    # Real feeds under the types servers really send: accepted by what the body is, with a warning.
+    for name in ("text-rss", "xml-dtd", "json-feed"):
+        server.route(f"/pages/{name}", ok(article_page(f"Served as {name}", name)))
+        pages[name] = server.url(f"/pages/{name}")
+    feed("text-rss", ok(rss([rss_item(title="Under text/rss+xml", link=pages["text-rss"])]).encode(), "text/rss+xml"))
+    feed("xml-dtd", ok(rss([rss_item(title="Under xml-dtd", link=pages["xml-dtd"])]).encode(), "application/xml-dtd"))
+    json_feed = {
+        "version": "https://jsonfeed.org/version/1.1",
+        "title": "Hostile JSON",
+        "items": [
+            {
+                "id": "j1",
+                "url": pages["json-feed"],
+                "title": "A JSON Feed item",
+                "date_published": "2026-01-15T09:30:00Z",
+            },
+            {"id": "j2", "content_text": "An item with only an id and text: nothing to fetch."},
+            {"content_html": "<p>No id, no link, no title.</p>"},
+        ],
+    }
+    feed("json-feed", ok(json.dumps(json_feed).encode(), "application/feed+json"))
 
     # Latin-1 bytes under a UTF-8 declaration; and windows-1252 bytes with no declaration at all.
     server.route("/pages/charset-lied", ok(article_page("Café société", "charset-lied")))
@@ -333,6 +357,7 @@ def test_every_entry_outcome_carries_a_reason(hostile: HostileRun) -> None:
         ("endless", "feed_fetch", "too_large", False),
         ("slow-drip", "feed_fetch", "timeout", True),
         ("pdf", "feed_fetch", "content_type", False),
+        ("image", "feed_fetch", "content_type", False),
         ("gone-404", "feed_fetch", "http_status", False),
         ("unavailable-503", "feed_fetch", "http_status", True),
         ("redirect-loop", "feed_fetch", "redirect_loop", False),
@@ -402,14 +427,47 @@ def test_wrong_and_missing_charsets_still_give_correct_text(hostile: HostileRun)
         assert (run["status"], run["new_articles"]) == ("ok", 1)
 
 
-def test_entry_without_link_is_dead_lettered_and_one_without_anything_is_a_warning(hostile: HostileRun) -> None:
+def test_entry_without_link_is_dead_lettered_and_one_without_anything_is_skipped(hostile: HostileRun) -> None:
     url = hostile.feeds["odd-entries"]
     no_link = hostile.warehouse.query(
         "SELECT outcome, reason FROM feed_entries WHERE feed_url = ? AND title = 'Has no link at all'", (url,)
     )
     assert no_link == [{"outcome": "dead_letter", "reason": "no_link"}]
-    warnings = json.loads(hostile.run("odd-entries")["warnings"])
-    assert any("no link, guid or title" in w for w in warnings)
+    # Only a description: counted in the feed and in the run, recorded as skipped, keyed by its text.
+    nothing = hostile.warehouse.query(
+        "SELECT outcome, reason, entry_key FROM feed_entries WHERE feed_url = ? AND reason = 'no_identity'", (url,)
+    )
+    assert [(r["outcome"], r["entry_key"][:5]) for r in nothing] == [("skipped", "hash:")]
+    run = hostile.run("odd-entries")
+    assert run["entries_in_feed"] == run["entries_seen"] + 1  # the two same-link items are one entry
+    assert not any("no link, guid or title" in w for w in json.loads(run["warnings"] or "[]"))
+
+
+def test_feeds_under_odd_declared_types_are_parsed_and_the_type_recorded(hostile: HostileRun) -> None:
+    for feed, declared in (("text-rss", "text/rss+xml"), ("xml-dtd", "application/xml-dtd")):
+        run = hostile.run(feed)
+        assert (run["status"], run["entries_in_feed"], run["new_articles"]) == ("ok", 1, 1)
+        assert json.loads(run["warnings"]) == [
+            f"declared Content-Type '{declared}' is not a feed type; parsed as rss20 by its content"
+        ]
+        assert hostile.entry(feed)["outcome"] == "new"
+
+
+def test_json_feed_items_end_in_their_outcomes(hostile: HostileRun) -> None:
+    run = hostile.run("json-feed")
+    assert (run["status"], run["entries_in_feed"], run["entries_seen"], run["warnings"]) == ("ok", 3, 3, None)
+    assert (run["new_articles"], run["dead_letters"], run["skipped"]) == (1, 1, 1)
+    item = hostile.entry("json-feed")
+    assert (item["outcome"], item["title"]) == ("new", "A JSON Feed item")
+    assert item["published_at"] == dt.datetime(2026, 1, 15, 9, 30, tzinfo=dt.UTC)
+    rows = hostile.warehouse.query(
+        "SELECT guid, outcome, reason FROM feed_entries WHERE feed_url = ? AND entry_url IS NULL ORDER BY guid",
+        (hostile.feeds["json-feed"],),
+    )
+    assert rows == [
+        {"guid": "j2", "outcome": "dead_letter", "reason": "no_link"},
+        {"guid": None, "outcome": "skipped", "reason": "no_identity"},
+    ]
 
 
 def test_entries_without_date_or_title_are_still_articles(hostile: HostileRun) -> None:
@@ -504,3 +562,30 @@ def test_redirect_to_a_private_address_never_reaches_it(hostile: HostileRun) -> 
     # through [::1] (the only /pages/good request is the feed's own entry).
     assert hostile.server.hits("/pages/good") == 1
     assert "169.254.169.254" in hostile.entry("redirect-metadata")["message"]
+
+
+def test_crawl_delay_spaces_a_sites_pages_up_to_the_cap(broker: str, make_settings, tmp_path: Path) -> None:
+    """A robots.txt asking for 30 s between requests gets them spaced by the cap (NEWSWIRE_MAX_CRAWL_DELAY)."""
+    cap = 0.4
+    with HostileServer() as site:  # a host of its own: the delay applies per host
+        stamps: list[float] = []
+
+        def page(i: int) -> Any:
+            serve = ok(article_page(f"Polite story {i}", f"polite-{i}"))
+
+            def handler(h: BaseHTTPRequestHandler) -> None:
+                stamps.append(time.monotonic())
+                serve(h)
+
+            return handler
+
+        site.route("/robots.txt", ok(b"User-agent: *\nCrawl-delay: 30\n", "text/plain"))
+        for i in range(3):
+            site.route(f"/polite/{i}", page(i))
+        items = [rss_item(title=f"Polite {i}", link=site.url(f"/polite/{i}")) for i in range(3)]
+        feed = site.route("/feed.xml", ok(rss(items).encode(), RSS_TYPE))
+        settings = make_settings(warehouse_url=f"duckdb:///{tmp_path / 'w.duckdb'}", max_crawl_delay=cap)
+        summary = ingest_feeds(settings, broker, [FeedSpec(url=feed, name="polite")], run_id="polite-1")
+    assert summary.totals()["new"] == 3 and site.hits("/robots.txt") == 1
+    gaps = [b - a for a, b in zip(sorted(stamps), sorted(stamps)[1:], strict=False)]
+    assert len(gaps) == 2 and min(gaps) >= cap - 0.05 and max(gaps) < cap + 1.0

@@ -90,13 +90,16 @@ class TestRss20:
         assert entry.published is None
         assert any("entry 4" in w and "future" in w for w in rss_feed.warnings)
 
-    def test_entry_without_link_guid_or_title_skipped(self, rss_feed: feeds.ParsedFeed) -> None:
-        assert len(rss_feed.entries) == 5
-        assert all(e.title for e in rss_feed.entries)
-        assert any("entry 5: skipped" in w for w in rss_feed.warnings)
+    def test_entry_without_link_guid_or_title_is_kept_for_the_ledger(self, rss_feed: feeds.ParsedFeed) -> None:
+        # Ingest records it as skipped (no_identity): every item of the feed is accounted for.
+        assert len(rss_feed.entries) == 6
+        entry = rss_feed.entries[4]
+        assert (entry.link, entry.guid, entry.title) == (None, None, None)
+        assert entry.summary == "Un élément sans titre, sans lien et sans identifiant."
+        assert entry.key.startswith("hash:")
 
     def test_javascript_link_dropped(self, rss_feed: feeds.ParsedFeed) -> None:
-        entry = rss_feed.entries[4]
+        entry = rss_feed.entries[5]
         assert entry.title == "Lien piégé"
         assert entry.link is None
         assert entry.key.startswith("hash:")
@@ -283,7 +286,7 @@ def test_html_page_served_as_feed_refused(content: bytes, content_type: str | No
     "content",
     [
         b"This is not a feed at all.",
-        b'{"version": "https://jsonfeed.org/version/1.1", "items": []}',
+        b'{"version": "2.0", "items": []}',  # JSON, but not a JSON Feed
         b'<?xml version="1.0"?><urlset xmlns="http://www.sitemaps.org/schemas/sitemap/0.9"><url><loc>https://e.com/</loc></url></urlset>',
         b"/etc/passwd",  # would be opened as a file by a careless feedparser.parse(str)
     ],
@@ -399,3 +402,105 @@ def test_normalize_language(value: object, expected: str | None) -> None:
 )
 def test_html_to_text(markup: str, expected: str) -> None:
     assert html_to_text(markup) == expected
+
+
+# -- declared types and JSON Feed ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("content_type", ["text/rss+xml", "application/xml-dtd", "text/plain; charset=utf-8"])
+def test_feed_under_an_odd_declared_type_is_parsed_with_a_warning(content_type: str) -> None:
+    feed = parse_feed(rss(b"<item><title>A</title><link>/a</link></item>"), url=RSS_URL, content_type=content_type)
+    assert [e.title for e in feed.entries] == ["A"]
+    declared = content_type.partition(";")[0]
+    assert feed.warnings == (f"declared Content-Type '{declared}' is not a feed type; parsed as rss20 by its content",)
+
+
+def test_feed_under_a_feed_type_has_no_type_warning() -> None:
+    feed = parse_feed(rss(b"<item><title>A</title></item>"), url=RSS_URL, content_type="application/rss+xml")
+    assert feed.warnings == ()
+
+
+JSON_FEED_11 = b"""{
+  "version": "https://jsonfeed.org/version/1.1",
+  "title": "Harbour &amp; Co",
+  "home_page_url": "https://harbour.example/",
+  "next_url": "https://harbour.example/feed.json?page=2",
+  "language": "en-GB",
+  "items": [
+    {"id": "2", "url": "https://harbour.example/2", "title": "Ferry strike ends",
+     "content_html": "<p>The <b>ferry</b> strike ended.</p>", "date_published": "2024-11-30T08:15:00+01:00",
+     "date_modified": "2024-11-30T09:00:00Z", "authors": [{"name": "A. Writer"}], "tags": ["ferry", "Ferry", "strike"]},
+    {"id": 3, "external_url": "https://elsewhere.example/story", "content_text": "Link-blog item.",
+     "language": "fr-FR", "date_published": "2099-01-01T00:00:00Z"},
+    {"id": "4", "url": "javascript:alert(1)", "summary": "Bad link"},
+    {"content_text": "Only some text."},
+    "not an object"
+  ]
+}"""
+
+
+def test_json_feed_1_1_maps_every_field() -> None:
+    feed = parse_feed(
+        JSON_FEED_11, url="https://harbour.example/feed.json", content_type="application/feed+json", now=NOW
+    )
+    assert (feed.format, feed.title, feed.link, feed.language) == (
+        "jsonfeed11",
+        "Harbour & Co",
+        "https://harbour.example/",
+        "en",
+    )
+    assert feed.next_url == "https://harbour.example/feed.json?page=2"
+    first, linkblog, bad, bare = feed.entries
+    assert (first.guid, first.link, first.title, first.summary) == (
+        "2",
+        "https://harbour.example/2",
+        "Ferry strike ends",
+        "The ferry strike ended.",
+    )
+    assert first.published == datetime(2024, 11, 30, 7, 15, tzinfo=UTC)
+    assert first.updated == datetime(2024, 11, 30, 9, 0, tzinfo=UTC)
+    assert (first.author, first.tags, first.language) == ("A. Writer", ("ferry", "strike"), "en")
+    assert (linkblog.guid, linkblog.link, linkblog.summary, linkblog.language) == (
+        "3",
+        "https://elsewhere.example/story",
+        "Link-blog item.",
+        "fr",
+    )
+    assert linkblog.published is None  # 2099: distrusted, as in XML feeds
+    assert (bad.guid, bad.link, bad.summary) == ("4", None, "Bad link")
+    assert (bare.guid, bare.link, bare.title, bare.key[:5]) == (None, None, None, "hash:")  # no_identity at ingest
+    assert any("entry 2" in w and "future" in w for w in feed.warnings)
+    assert any("entry 3: ignored non-web url" in w for w in feed.warnings)
+    assert "entry 5: not a JSON object; ignored" in feed.warnings
+
+
+def test_json_feed_1_0_with_author_object() -> None:
+    doc = (
+        b'{"version": "https://jsonfeed.org/version/1", "title": "T", "items": [{"id": "a", "url": "https://e.com/a",'
+        b' "title": "A", "author": {"name": "Old Style"}, "date_published": "2024-11-01T10:00:00-05:00"}]}'
+    )
+    feed = parse_feed(doc, url="https://e.com/feed.json", content_type="application/json", now=NOW)
+    assert feed.format == "jsonfeed10" and feed.warnings == ()
+    assert feed.entries[0].author == "Old Style"
+    assert feed.entries[0].published == datetime(2024, 11, 1, 15, 0, tzinfo=UTC)
+
+
+def test_json_feed_under_an_odd_type_is_parsed_with_a_warning() -> None:
+    doc = b'{"version": "https://jsonfeed.org/version/1.1", "items": [{"id": "x", "url": "https://e.com/x"}]}'
+    feed = parse_feed(doc, url="https://e.com/feed.json", content_type="text/plain")
+    assert [e.link for e in feed.entries] == ["https://e.com/x"]
+    assert feed.warnings == (
+        "declared Content-Type 'text/plain' is not a feed type; parsed as jsonfeed11 by its content",
+    )
+
+
+@pytest.mark.parametrize("content", [b'{"version": "https://jsonfeed.org/version/1.1", "items": [', b"{" * 100_000])
+def test_broken_json_is_refused(content: bytes) -> None:
+    assert reason_of(content) == "invalid_json"
+
+
+def test_json_feed_entries_are_truncated_with_a_warning() -> None:
+    items = ",".join(f'{{"id": "{i}", "url": "https://e.com/{i}"}}' for i in range(30))
+    doc = f'{{"version": "https://jsonfeed.org/version/1.1", "items": [{items}]}}'.encode()
+    feed = parse_feed(doc, url="https://e.com/feed.json", max_entries=10)
+    assert len(feed.entries) == 10 and "truncated to the first 10 of 30 entries" in feed.warnings

