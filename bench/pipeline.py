@@ -39,6 +39,7 @@ import pstats
 import resource
 import shutil
 import signal
+import subprocess
 import sys
 import sysconfig
 import tempfile
@@ -47,6 +48,7 @@ import time
 import traceback
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, date, datetime
 from importlib import metadata
@@ -180,6 +182,7 @@ REPORT_FIELDS: tuple[str, ...] = (
     "poll_304.seconds",
     "poll_304.not_modified",
     "poll_304.statuses",
+    "poll_304.sharded",
     "ratios.end_to_end_over_bare_extraction",
     "ratios.end_to_end_over_extract_article",
     "ratios.ingest_share",
@@ -207,6 +210,7 @@ class BenchConfig:
     """Pages timed by the extraction baselines; larger corpora are sampled evenly and extrapolated."""
     poll_feeds: int = 1000
     poll_hosts: int = 50
+    shard_slots: int = 3  # task processes at once in the sharded 304 poll (the newswire_fetch pool's slots)
     run_poll: bool = True
     overlap: bool = True
     """Transform consuming while ingest publishes, as ``newswire run`` does; false: one stage after the other."""
@@ -1111,8 +1115,16 @@ def _run_poll(
             broker_pid=broker.pid,
             interval=config.sample_interval,
         )
+        _say("sharded 304 poll: the same feeds through the newswire_ingest task functions, one process per shard")
+        sharded = sharded_poll(
+            {**base_settings, "home": str(work / "home-poll"), "feeds": str(feed_list)},
+            broker.bootstrap,
+            run_id=f"bench-sharded-{started:%Y%m%dT%H%M%S}",
+            slots=config.shard_slots,
+        )
     r = poll.result
     return {
+        "sharded": sharded,
         "feeds": r["feeds"],
         "hosts": config.poll_hosts,
         "first_poll_seconds": round(r["first_seconds"], 2),
@@ -1124,6 +1136,50 @@ def _run_poll(
         "http_statuses": r["http_statuses"],
         "failures": r["failures"],
         "profile": r.get("profile"),
+    }
+
+
+def sharded_poll(settings: Mapping[str, Any], bootstrap: str, *, run_id: str, slots: int) -> dict[str, Any]:
+    """The scheduled path without the scheduler: ``claim_feeds`` then every ``ingest_shard``, each in a fresh
+    Python process as an Airflow task would be (start-up, imports, connections included), ``slots`` at a time
+    like the ``newswire_fetch`` pool. Every feed is claimed (``poll_all``) so the count matches the 304 poll."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NEWSWIRE_")}
+    env.update({f"NEWSWIRE_{k.upper()}": str(v) for k, v in settings.items()})
+    env["NEWSWIRE_KAFKA_BOOTSTRAP"] = bootstrap
+    env["PYTHONPATH"] = str(Path(__file__).resolve().parent.parent)
+
+    def task(code: str, *args: str) -> Any:
+        proc = subprocess.run(
+            [sys.executable, "-c", code, *args], env=env, capture_output=True, text=True, timeout=1800
+        )
+        if proc.returncode != 0:
+            raise BenchError(f"sharded poll task failed:\n{proc.stderr[-3000:]}")
+        return json.loads(proc.stdout.strip().splitlines()[-1])
+
+    t0 = time.monotonic()
+    shards = task(
+        "import json, sys; from ingest import jobs; "
+        "print(json.dumps(jobs.claim_shards(run_id=sys.argv[1], poll_all=True)))",
+        run_id,
+    )
+    claimed = time.monotonic() - t0
+    code = (
+        "import json, sys; from ingest import jobs; "
+        "print(json.dumps(jobs.ingest_shard(json.loads(sys.argv[1]), run_id=sys.argv[2]), default=str))"
+    )
+    with ThreadPoolExecutor(max_workers=slots) as pool:
+        reports = list(pool.map(lambda shard: task(code, json.dumps(shard), run_id), shards))
+    seconds = time.monotonic() - t0
+    feeds = sum(int(r["feeds"]) + int(r["failed_feeds"]) for r in reports)
+    return {
+        "shards": len(shards),
+        "slots": slots,
+        "feeds": feeds,
+        "not_modified": sum(int(r.get("not_modified", 0)) for r in reports),
+        "claim_seconds": round(claimed, 2),
+        "seconds": round(seconds, 2),
+        "feeds_per_s": _rate(feeds, seconds),
+        "shard_seconds": [r["seconds"] for r in reports],
     }
 
 
@@ -1469,6 +1525,14 @@ def format_table(report: Mapping[str, Any]) -> str:
             "s",
             f"{poll['not_modified']} not modified; first poll {poll['first_poll_seconds']:.1f} s",
         )
+        sharded = poll.get("sharded") or {}
+        if sharded:
+            row(
+                f"  same, sharded ({sharded['shards']} task processes, {sharded['slots']} at a time)",
+                sharded["seconds"],
+                "s",
+                f"{sharded['feeds_per_s']:.0f} feeds/s vs {poll['feeds_per_s']:.0f} in one process",
+            )
     lines.append("")
     row("ratio: end to end / bare extraction", r["end_to_end_over_bare_extraction"], "x")
     row("ratio: end to end / extract_article", r["end_to_end_over_extract_article"], "x")

@@ -6,6 +6,10 @@ documents (RFC 5005, or WordPress ``?paged=N``) and its site's sitemaps back to 
 entries published that day that are not stored yet. Scheduled, it is the daily catch-up for whatever polling
 missed; for the past, it is the DAG to backfill from the UI (Trigger -> Backfill), one run per day.
 
+Sharded like ``newswire_ingest``: ``plan_shards`` splits the feeds into at most ``NEWSWIRE_INGEST_SHARDS``
+shards (every host's feeds in one), and each ``archive_shard`` task walks its feeds concurrently in one
+process; a failing feed is named in the shard's summary and does not fail the shard.
+
 Params (defaults are right for a backfill: the UI sends edited Params to backfill runs only when "Override
 parameters on existing runs" is ticked):
 
@@ -54,24 +58,26 @@ MAX_RETRY_DELAY = timedelta(minutes=30)
 )
 def newswire_archive() -> None:
     @task
-    def list_feeds() -> list[dict]:
-        from ingest import archive, jobs
+    def plan_shards() -> list[dict]:
+        from ingest import jobs
 
-        selection = get_current_context()["params"].get("feeds") or None
-        return archive.plan_feeds(jobs.list_feeds(selection))
+        return jobs.archive_shards(get_current_context()["params"].get("feeds") or None)
 
     @task(
         pool=FETCH_POOL,
         outlets=[ARTICLES_TOPIC],
-        map_index_template="{{ task.op_kwargs['feed']['name'] }}",
+        map_index_template="shard {{ task.op_kwargs['shard']['shard'] }}",
+        # One shard of a run at a time: the daily catch-up leaves the other fetch slots to newswire_ingest.
+        max_active_tis_per_dagrun=1,
         retry_policy=RetryAfterPolicy(RETRY_DELAY, MAX_RETRY_DELAY),
     )
-    def archive_feed(feed: dict) -> dict:
-        from ingest import archive
+    def archive_shard(shard: dict) -> dict:
+        from ingest import jobs
 
         ctx = get_current_context()
-        return archive.archive_feed(
-            feed,
+        return jobs.archive_shard(
+            shard,
+            selection=ctx["params"].get("feeds") or None,
             run_id=ctx["run_id"],
             interval_start=ctx.get("data_interval_start"),
             interval_end=ctx.get("data_interval_end"),
@@ -79,12 +85,12 @@ def newswire_archive() -> None:
         )
 
     @task(trigger_rule="all_done")
-    def summarize(reports: list[dict | None], feeds: list[dict]) -> dict:
+    def summarize(reports: list[dict | None], shards: list[dict]) -> dict:
         from ingest import jobs
 
         # Index by length: iterating the lazy XCom sequence probes one past its end and logs an error.
         done = [reports[i] for i in range(len(reports))]
-        return jobs.summarize(done, run_id=get_current_context()["run_id"], expected=len(feeds))
+        return jobs.summarize(done, run_id=get_current_context()["run_id"], expected=len(shards))
 
     @task
     def rebuild_events(summary: dict) -> dict:
@@ -95,8 +101,8 @@ def newswire_archive() -> None:
 
         return rebuild_window_job(ctx.get("data_interval_start"), ctx.get("data_interval_end"))
 
-    feeds = list_feeds()
-    rebuild_events(summarize(archive_feed.expand(feed=feeds), feeds))
+    shards = plan_shards()
+    rebuild_events(summarize(archive_shard.expand(shard=shards), shards))
 
 
 newswire_archive()

@@ -30,6 +30,7 @@ import logging
 import os
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -42,13 +43,13 @@ from ingest.feeds import FeedEntry, FeedParseError, parse_feed
 from ingest.http import Fetcher
 from ingest.jobs import feed_from_dict
 from ingest.ledger import IngestLedger, KnownEntry
-from ingest.poll import FEED_TYPES, NOT_FEED_TYPES, FeedFailed
+from ingest.poll import FEED_TYPES, NOT_FEED_TYPES, FeedFailed, FeedPoller
 from ingest.robots import RobotsCache
 from ingest.run import ingest_session
 from ingest.sitemaps import SitemapHarvest, collect_sitemap_entries, sitemap_roots
 from newswire.broker import bootstrap_servers
 from newswire.errors import NewswireError
-from newswire.settings import load_settings
+from newswire.settings import Settings, load_settings
 from newswire.warehouse import Warehouse
 
 __all__ = [
@@ -535,32 +536,82 @@ def archive_feed(
     """
     settings = load_settings()
     day = ArchiveDay.from_interval(interval_start, interval_end)
-    spec = feed_from_dict(dict(feed))
     cache = PageCache(settings.home / CACHE_DIR)
     cache.prune()
-    t0 = time.monotonic()
     with (
         bootstrap_servers(settings) as bootstrap,
         ingest_session(settings, bootstrap, run_id=run_id, interval=(day.start, day.end), extract_workers=1) as poller,
     ):
-        loader = ArchiveFetcher(poller.fetcher, cache, max_bytes=settings.max_feed_bytes)
-        robots = poller.robots or RobotsCache(
-            poller.fetcher, settings.user_agent, max_crawl_delay=settings.max_crawl_delay
-        )
-        harvest = collect_day(
-            spec,
-            day,
-            loader,
-            robots,
-            sitemaps=bool(feed.get("sitemaps", True)),
-            max_entries=settings.max_entries_per_feed,
-        )
-        ledger = ArchiveLedger(
-            poller.ledger.warehouse, refetch_keys=[e.key for e in harvest.entries] if refetch else ()
-        )
-        report = dataclasses.replace(poller, ledger=ledger).process_entries(
-            spec, harvest.entries, bytes_fetched=loader.bytes_fetched, warnings=harvest.warnings
-        )
+        return _archive_one(poller, feed, day, cache, settings, run_id=run_id, refetch=refetch)
+
+
+def archive_feeds(
+    feeds: Sequence[Mapping[str, Any]],
+    *,
+    run_id: str,
+    interval_start: datetime | str | None,
+    interval_end: datetime | str | None,
+    refetch: bool = False,
+    extract_workers: int | None = 1,
+) -> tuple[list[dict[str, Any]], dict[str, str]]:
+    """Archive the day of many feeds in one process (one session, feeds concurrently, hosts interleaved):
+    the reports of the feeds done, and the failing feeds with their error. A failing feed does not stop the
+    others; broker and warehouse failures propagate."""
+    from ingest.feed_schedule import interleave_hosts
+
+    settings = load_settings()
+    day = ArchiveDay.from_interval(interval_start, interval_end)
+    cache = PageCache(settings.home / CACHE_DIR)
+    cache.prune()
+    by_url = {str(f["url"]): f for f in feeds}
+    ordered = [by_url[f.url] for f in interleave_hosts([feed_from_dict(dict(f)) for f in feeds])]
+    reports: list[dict[str, Any]] = []
+    failures: dict[str, str] = {}
+    with (
+        bootstrap_servers(settings) as bootstrap,
+        ingest_session(
+            settings, bootstrap, run_id=run_id, interval=(day.start, day.end), extract_workers=extract_workers
+        ) as poller,
+    ):
+
+        def one(feed: Mapping[str, Any]) -> None:
+            try:
+                reports.append(_archive_one(poller, feed, day, cache, settings, run_id=run_id, refetch=refetch))
+            except FeedFailed as exc:
+                log.warning("%s", exc)
+                failures[str(feed["url"])] = str(exc)
+
+        with ThreadPoolExecutor(max_workers=settings.fetch_concurrency, thread_name_prefix="archive") as pool:
+            list(pool.map(one, ordered))
+    return reports, failures
+
+
+def _archive_one(
+    poller: FeedPoller,
+    feed: Mapping[str, Any],
+    day: ArchiveDay,
+    cache: PageCache,
+    settings: Settings,
+    *,
+    run_id: str,
+    refetch: bool,
+) -> dict[str, Any]:
+    spec = feed_from_dict(dict(feed))
+    t0 = time.monotonic()
+    loader = ArchiveFetcher(poller.fetcher, cache, max_bytes=settings.max_feed_bytes)
+    robots = poller.robots or RobotsCache(poller.fetcher, settings.user_agent, max_crawl_delay=settings.max_crawl_delay)
+    harvest = collect_day(
+        spec,
+        day,
+        loader,
+        robots,
+        sitemaps=bool(feed.get("sitemaps", True)),
+        max_entries=settings.max_entries_per_feed,
+    )
+    ledger = ArchiveLedger(poller.ledger.warehouse, refetch_keys=[e.key for e in harvest.entries] if refetch else ())
+    report = dataclasses.replace(poller, ledger=ledger).process_entries(
+        spec, harvest.entries, bytes_fetched=loader.bytes_fetched, warnings=harvest.warnings
+    )
     for warning in harvest.warnings:
         log.warning("archive %s %s: %s", spec.url, day.label, warning)
     result: dict[str, Any] = {

@@ -1,17 +1,19 @@
 """The ingest tasks as Airflow calls them: JSON in, JSON out, settings from the environment.
 
 Kept free of Airflow imports so they can be tested and run without a scheduler; the DAG file only maps
-its tasks onto these functions.
+its tasks onto these functions. The unit of work of a task is a shard of feeds polled in one process, never one
+feed: a task process costs over a second of start-up, and Airflow maps at most ``max_map_length`` tasks.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from datetime import datetime
 from typing import Any
 
 from ingest.feedlist import FeedSpec
-from ingest.run import configured_feeds, ingest_session
+from ingest.run import configured_feeds
 from newswire.broker import bootstrap_servers
 from newswire.settings import load_settings
 
@@ -49,40 +51,102 @@ def list_feeds(selection: list[str] | None = None) -> list[dict[str, Any]]:
     return [feed_to_dict(f) for f in feeds]
 
 
-def ingest_feed(
-    feed: dict[str, Any],
+def claim_shards(*, run_id: str, poll_all: bool = False) -> list[dict[str, Any]]:
+    """The ingest run's first task: claim the due feeds under the run's id, split into shards.
+
+    Returns one small item per shard (``{"token", "shard", "feeds"}``); the shard task reads its feed URLs
+    from the schedule table, so XCom stays a few bytes per shard whatever the feed count. ``poll_all``
+    claims every listed, enabled feed, due or not (a manual "poll everything now").
+    """
+    from ingest.scheduled import claim_due
+
+    claim = claim_due(load_settings(), run_id, every_feed=poll_all)
+    return [{"token": claim.token, "shard": s, "feeds": n} for s, n in sorted(claim.shards.items())]
+
+
+def ingest_shard(
+    shard: dict[str, Any],
     *,
     run_id: str,
     interval_start: datetime | None = None,
     interval_end: datetime | None = None,
 ) -> dict[str, Any]:
-    """Poll one feed; raises ``FeedFailed`` (so the task fails and retries) when the feed is unusable."""
+    """Poll one shard's claimed feeds in this process; failing feeds are recorded, never raised."""
+    from ingest.scheduled import poll_shard
+
     settings = load_settings()
-    # One feed per Airflow task: Airflow provides the parallelism, so extraction stays inline.
-    with (
-        bootstrap_servers(settings) as bootstrap,
-        ingest_session(
-            settings, bootstrap, run_id=run_id, interval=(interval_start, interval_end), extract_workers=1
-        ) as poller,
-    ):
-        report = poller.poll(feed_from_dict(feed))
-    return report.as_dict()
+    with bootstrap_servers(settings) as bootstrap:
+        return poll_shard(
+            settings,
+            bootstrap,
+            token=str(shard["token"]),
+            shard=int(shard["shard"]),
+            run_id=run_id,
+            interval=(interval_start, interval_end),
+        )
+
+
+def archive_shards(selection: list[str] | None = None) -> list[dict[str, Any]]:
+    """The archive run's first task: how many shards its feeds split into (``{"shard", "of", "feeds"}``).
+
+    Each shard task recomputes the split from the feed list (deterministic), so XCom holds no URL lists.
+    """
+    from ingest.feed_schedule import plan_shards
+
+    groups = plan_shards([f["url"] for f in list_feeds(selection)], load_settings().ingest_shards)
+    return [{"shard": i, "of": len(groups), "feeds": len(g)} for i, g in enumerate(groups)]
+
+
+def archive_shard(
+    shard: dict[str, Any],
+    *,
+    selection: list[str] | None,
+    run_id: str,
+    interval_start: datetime | str | None,
+    interval_end: datetime | str | None,
+    refetch: bool = False,
+) -> dict[str, Any]:
+    """Archive the run's day for one shard's feeds in this process; failing feeds are named, never raised."""
+    from ingest import archive
+    from ingest.feed_schedule import plan_shards
+    from ingest.scheduled import shard_totals
+
+    settings = load_settings()
+    planned = archive.plan_feeds(list_feeds(selection))  # sitemaps once per site, decided over the whole list
+    groups = plan_shards([f["url"] for f in planned], settings.ingest_shards)
+    index = int(shard["shard"])
+    mine = set(groups[index]) if index < len(groups) else set()
+    t0 = time.monotonic()
+    reports, failures = archive.archive_feeds(
+        [f for f in planned if f["url"] in mine],
+        run_id=run_id,
+        interval_start=interval_start,
+        interval_end=interval_end,
+        refetch=refetch,
+        extract_workers=settings.shard_extract_workers,
+    )
+    return shard_totals(reports, failures, shard=index, kind="archive", run_id=run_id, seconds=time.monotonic() - t0)
 
 
 def summarize(reports: list[dict[str, Any] | None], *, run_id: str, expected: int | None = None) -> dict[str, Any]:
-    """Sum the per-feed reports into the run's one-line summary (failed feeds have no report)."""
+    """Sum the shard reports into the run's one-line summary; a shard that failed has no report, and its
+    claimed feeds (``expected`` counts shards) are due again once its claims expire."""
     done = [r for r in reports if r]
-    keys = ("entries_seen", "new", "duplicates", "dead_letters", "skipped", "bytes")
-    totals: dict[str, Any] = {k: sum(int(r[k]) for r in done) for k in keys}
-    totals["feeds"] = len(done)
-    totals["failed_feeds"] = (expected - len(done)) if expected is not None else 0
+    keys = ("feeds", "failed_feeds", "entries_seen", "new", "duplicates", "dead_letters", "skipped", "bytes")
+    totals: dict[str, Any] = {k: sum(int(r.get(k, 0)) for r in done) for k in keys}
+    totals["shards"] = len(done)
+    totals["failed_shards"] = (expected - len(done)) if expected is not None else 0
+    totals["failing"] = sorted(u for r in done for u in r.get("failing", []))[:50]
     totals["seconds"] = round(sum(float(r["seconds"]) for r in done), 1)
     line = (
-        f"ingest run {run_id}: feeds={totals['feeds']} failed={totals['failed_feeds']} "
+        f"run {run_id}: shards={totals['shards']} failed_shards={totals['failed_shards']} "
+        f"feeds={totals['feeds']} failed={totals['failed_feeds']} "
         f"entries={totals['entries_seen']} new={totals['new']} duplicates={totals['duplicates']} "
         f"dead_letters={totals['dead_letters']} skipped={totals['skipped']} bytes={totals['bytes']} "
         f"seconds={totals['seconds']}"
     )
+    if totals["failing"]:
+        line += "; failing feeds: " + ", ".join(totals["failing"][:20])
     log.info("%s", line)
     totals["summary"] = line
     return totals

@@ -39,6 +39,7 @@ from ingest.ledger import (
 from ingest.messages import article_message, entry_from_payload, entry_to_payload
 from ingest.rawstore import RawArticle
 from ingest.robots import RobotsCache
+from ingest.schedule import ServerHints, parse_hints
 from newswire import contracts
 from newswire.deadletters import dead_letter_message
 from newswire.errors import NewswireError
@@ -63,7 +64,13 @@ class FeedFailed(NewswireError):
     """The feed itself could not be fetched or parsed; its entries were not looked at."""
 
     def __init__(
-        self, feed_url: str, reason: str, message: str, retryable: bool, retry_after: float | None = None
+        self,
+        feed_url: str,
+        reason: str,
+        message: str,
+        retryable: bool,
+        retry_after: float | None = None,
+        http_status: int | None = None,
     ) -> None:
         super().__init__(f"feed {feed_url} failed ({reason}): {message}")
         self.feed_url = feed_url
@@ -71,6 +78,7 @@ class FeedFailed(NewswireError):
         self.retryable = retryable
         # The server's Retry-After (429/503), so the scheduler retries no sooner than asked.
         self.retry_after = retry_after
+        self.http_status = http_status  # 404/410 tell the feed schedule the feed is gone
 
 
 @dataclass
@@ -85,6 +93,9 @@ class FeedReport:
     seconds: float = 0.0
     reasons: dict[str, int] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)  # what the feed document had wrong (stored per run)
+    # For the feed schedule (ingest/schedule.py), not reported: the entries' dates and the server's hints.
+    published: tuple[datetime, ...] = ()
+    hints: ServerHints | None = None
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -181,11 +192,13 @@ class FeedPoller:
                 max_bytes=self.settings.max_feed_bytes,
             )
         except FetchError as exc:
+            report.http_status = getattr(exc, "status", None)
             self._feed_failed(
                 feed, "feed_fetch", exc.reason, str(exc), exc.retryable, report, getattr(exc, "retry_after", None)
             )
         report.http_status = response.status
         report.counts.bytes += len(response.content)
+        report.hints = parse_hints(response.headers, None if response.not_modified else response.content, utcnow())
         entries: tuple[FeedEntry, ...] = ()
         if response.not_modified:
             report.status = "not_modified"
@@ -201,6 +214,7 @@ class FeedPoller:
                 self._feed_failed(feed, "feed_parse", exc.reason, str(exc), False, report)
             entries = parsed.entries
             report.counts.entries_in_feed = len(entries)
+            report.published = tuple(e.published for e in entries if e.published is not None)
             for warning in parsed.warnings:
                 log.warning("feed %s: %s", feed.url, warning)
             report.warnings.extend(parsed.warnings)
@@ -252,7 +266,7 @@ class FeedPoller:
             error=f"{reason}: {message}",
         )
         self._publish_dead_letters([dl])
-        raise FeedFailed(feed.url, reason, message, retryable, retry_after)
+        raise FeedFailed(feed.url, reason, message, retryable, retry_after, getattr(report, "http_status", None))
 
     def process_entries(
         self, feed: FeedSpec, entries: Sequence[FeedEntry], *, bytes_fetched: int = 0, warnings: Sequence[str] = ()

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -128,21 +128,34 @@ def ingest_feeds(
     *,
     run_id: str,
     interval: tuple[datetime | None, datetime | None] = (None, None),
+    extract_workers: int | None = None,
+    on_done: Callable[[FeedSpec, FeedReport | None, FeedFailed | None], None] | None = None,
 ) -> IngestSummary:
-    """Poll every feed; a failing feed is reported in ``failures`` and does not stop the others."""
+    """Poll every feed; a failing feed is reported in ``failures`` and does not stop the others.
+
+    ``on_done`` is called from the polling thread after each feed, with its report or its failure (the feed
+    schedule records both).
+    """
     summary = IngestSummary(run_id=run_id)
     t0 = time.monotonic()
-    with ingest_session(settings, bootstrap, run_id=run_id, interval=interval) as poller:
+    with ingest_session(
+        settings, bootstrap, run_id=run_id, interval=interval, extract_workers=extract_workers
+    ) as poller:
         poller.prefetch(feeds)
         poller.defer_bookkeeping = True
 
         def one(feed: FeedSpec) -> FeedReport | None:
             try:
-                return poller.poll(feed)
+                report = poller.poll(feed)
             except FeedFailed as exc:
                 log.warning("%s", exc)
                 summary.failures[feed.url] = str(exc)
+                if on_done is not None:
+                    on_done(feed, None, exc)
                 return None
+            if on_done is not None:
+                on_done(feed, report, None)
+            return report
 
         try:
             with ThreadPoolExecutor(max_workers=settings.fetch_concurrency, thread_name_prefix="feed") as pool:

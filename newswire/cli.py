@@ -183,6 +183,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     settings = _settings(args)
     warehouse = Warehouse(settings.resolved_warehouse_url)
     print(json.dumps(totals(warehouse), indent=2))
+    print(_overdue_line(warehouse))
     bad = accounting_violations(warehouse)
     waiting = pending(warehouse, settings.pending_max_age)
     print(waiting.line())
@@ -197,6 +198,60 @@ def cmd_status(args: argparse.Namespace) -> int:
         "and every new entry is in the warehouse or pending for less than "
         f"{settings.pending_max_age:g} s"
     )
+    return 0
+
+
+def _overdue_line(warehouse: Any) -> str:
+    """How late scheduled polling runs: listed, enabled feeds past their next poll, and by how much."""
+    from ingest.feed_schedule import ScheduleStore
+    from newswire.warehouse import utcnow
+
+    try:
+        o = ScheduleStore(warehouse).overdue(utcnow())
+    except Exception:  # a warehouse from before the feed schedule (schema < 5): nothing scheduled yet
+        return "feeds overdue: no feed schedule yet (run `newswire migrate`)"
+    return (
+        f"feeds overdue: {o['overdue']} (max {o['max_overdue_seconds'] / 60:.1f} min, median "
+        f"{o['median_overdue_seconds'] / 60:.1f} min late); never polled: {o['never_polled']}; "
+        f"disabled: {o['disabled']}"
+    )
+
+
+def cmd_feeds(args: argparse.Namespace) -> int:
+    """The feed schedule: each feed's state, interval, next poll, last outcome; or re-enable one feed."""
+    from ingest.feed_schedule import ScheduleStore, describe
+    from newswire.warehouse import Warehouse, utcnow
+
+    settings = _settings(args)
+    warehouse = Warehouse(settings.resolved_warehouse_url)
+    warehouse.migrate()
+    store = ScheduleStore(warehouse)
+    now = utcnow()
+    if args.action == "enable":
+        if not args.url:
+            raise SettingsError("newswire feeds enable needs the feed's URL")
+        if not store.enable(args.url, now):
+            raise SettingsError(f"no feed {args.url!r} in the feed schedule (see `newswire feeds`)")
+        print(f"enabled {args.url}: due now")
+        return 0
+    rows = [describe(r, now) for r in store.listing()]
+    if args.due:
+        rows = [r for r in rows if r["due"]]
+    if args.failing:
+        rows = [r for r in rows if r["consecutive_failures"] > 0]
+    if args.disabled:
+        rows = [r for r in rows if r["state"] == "disabled"]
+    if args.json:
+        for row in rows:
+            print(json.dumps(row, default=str, ensure_ascii=False))
+        return 0
+    print(f"{'STATE':<9} {'INTERVAL':>9} {'NEXT POLL':>10} {'LAST':<13} {'FAIL':>4}  FEED")
+    for r in rows:
+        interval = f"{r['interval_minutes']:.0f} min" if r["interval_minutes"] is not None else "-"
+        print(
+            f"{r['state']:<9} {interval:>9} {r['next_poll']:>10} {(r['last_outcome'] or '-'):<13} "
+            f"{r['consecutive_failures']:>4}  {r['feed_url']}" + (f"  ({r['reason']})" if r["reason"] else "")
+        )
     return 0
 
 
@@ -434,6 +489,16 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("status", help="warehouse totals and the accounting invariant")
     common(p)
     p.set_defaults(func=cmd_status)
+
+    p = sub.add_parser("feeds", help="the feed schedule: state, interval, next poll; `feeds enable URL`")
+    p.add_argument("action", nargs="?", choices=["list", "enable"], default="list")
+    p.add_argument("url", nargs="?", help="the feed to enable")
+    p.add_argument("--due", action="store_true", help="only feeds due now")
+    p.add_argument("--failing", action="store_true", help="only feeds whose last poll(s) failed")
+    p.add_argument("--disabled", action="store_true", help="only disabled feeds")
+    p.add_argument("--json", action="store_true", help="JSON lines instead of a table")
+    common(p)
+    p.set_defaults(func=cmd_feeds)
 
     p = sub.add_parser("sql", help="run a read query against the warehouse, print JSON lines")
     p.add_argument("query")

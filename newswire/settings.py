@@ -134,7 +134,43 @@ class Settings(BaseSettings):
     )
 
     # Schedules
-    ingest_schedule: str = "*/15 * * * *"
+    ingest_schedule: str = Field(
+        "*/5 * * * *",
+        description="Cron of newswire_ingest. Each run polls only the feeds that are due, so running often costs "
+        "little and bounds how late a due feed is polled.",
+    )
+    ingest_shards: int = Field(
+        3,
+        ge=1,
+        le=256,
+        description="Most shards (mapped tasks) one newswire_ingest or newswire_archive run splits its feeds into; "
+        "each shard polls its feeds concurrently in one task process. A cycle is bounded by the feeds per host "
+        "times the host interval, so shards that all run at once (shards <= fetch pool slots) finish soonest.",
+    )
+    shard_extract_workers: int = Field(
+        1,
+        ge=0,
+        le=64,
+        description="Extraction processes per shard task; 1 = inline. Several shards run at once, so processes "
+        "per shard multiply.",
+    )
+    claim_ttl_minutes: float = Field(
+        30.0,
+        gt=0,
+        description="How long a run's claim on its due feeds holds; a killed shard's feeds are due again after it.",
+    )
+    feed_min_interval_minutes: float = Field(
+        5.0,
+        gt=0,
+        description="Shortest interval between two polls of one feed (a feed list's poll_interval_minutes "
+        "overrides it per feed).",
+    )
+    feed_max_interval_minutes: float = Field(
+        1440.0, gt=0, description="Longest interval between two polls of a feed that answers."
+    )
+    feed_disable_after: int = Field(
+        5, ge=1, description="Permanent failures in a row (404, 410, not a feed) after which a feed is disabled."
+    )
 
     # Airflow executor of the local stack (`make up EXECUTOR=celery`); the LocalExecutor stack needs neither.
     celery_broker_url: str = Field(
@@ -209,6 +245,12 @@ class Settings(BaseSettings):
         if value is not None and not value.is_file():
             raise ValueError(f"feed list {str(value)!r} does not exist")
         return value
+
+    @model_validator(mode="after")
+    def _check_intervals(self) -> Settings:
+        if self.feed_max_interval_minutes < self.feed_min_interval_minutes:
+            raise ValueError("feed_max_interval_minutes must be >= feed_min_interval_minutes")
+        return self
 
     @classmethod
     def settings_customise_sources(

@@ -246,6 +246,9 @@ def test_small_benchmark_run_reports_every_field(tmp_path: Path) -> None:
     assert report["baselines"]["warehouse_insert"]["rows"] == 100
     assert report["baselines"]["extraction"]["pages_measured"] == 10 and report["baselines"]["extraction"]["sampled"]
     assert report["poll_304"]["not_modified"] == 8
+    # The same feeds through the sharded task functions, one process per shard: every feed polled, all 304.
+    sharded = report["poll_304"]["sharded"]
+    assert sharded["feeds"] == 8 and sharded["not_modified"] == 8 and 1 <= sharded["shards"] <= 2
     roles = {p["role"] for p in report["pipeline"]["processes"]}
     assert {"pipeline", "broker", "extract_worker"} <= roles
     assert report["pipeline"]["peak_rss_mb"]["pipeline"] > 0

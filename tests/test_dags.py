@@ -79,9 +79,9 @@ def test_dags_import_and_are_wired_as_documented(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr[-3000:]
     dags = json.loads(proc.stdout.strip().splitlines()[-1])
     ingest, transform = dags["newswire_ingest"], dags["newswire_transform"]
-    assert ingest["tasks"] == ["ingest_feed", "list_feeds", "summarize"]
-    assert ingest["schedule"] == "*/15 * * * *" and ingest["catchup"] is False
-    assert ingest["retries"]["ingest_feed"] == 3 and ingest["pools"]["ingest_feed"] == "newswire_fetch"
+    assert ingest["tasks"] == ["claim_feeds", "ingest_shard", "summarize"]
+    assert ingest["schedule"] == "*/5 * * * *" and ingest["catchup"] is False
+    assert ingest["retries"]["ingest_shard"] == 3 and ingest["pools"]["ingest_shard"] == "newswire_fetch"
     assert transform["tasks"] == ["transform_articles"]
     assert "newswire_articles" in transform["schedule"]
 

@@ -166,16 +166,12 @@ class Warehouse:
         Opening a DuckDB file costs ~14 ms against ~0.3 ms for a cursor of an open one, and a PostgreSQL
         connection costs a round of authentication: a batch of hundreds of small transactions pays that once.
         Hold only for bounded spans (a feed poll, a transform batch): a held DuckDB file is locked against
-        other processes until the span ends.
+        other processes until the span ends. The file is opened at the first transaction inside the span, not
+        at its start: a poll answered 304 (its rows deferred) never opens it, so shard processes polling
+        mostly unchanged feeds do not lock each other out of the file.
         """
         with self._hold_lock:
             self._holders += 1
-            if self._holders == 1 and self.dialect == "duckdb":
-                try:
-                    self._held = self._connect()
-                except BaseException:
-                    self._holders -= 1
-                    raise
         try:
             yield self
         finally:
@@ -194,7 +190,18 @@ class Warehouse:
                 return self._held.cursor()  # a new connection to the already-open database
             if self._holders and self._idle:
                 return self._idle.pop()
-        return self._connect()
+            keep = self._holders > 0 and self.dialect == "duckdb"
+        conn = self._connect()  # outside the lock: waiting for another process's file lock can take seconds
+        if keep:
+            with self._hold_lock:
+                if self._holders > 0:
+                    if self._held is None:
+                        self._held = conn  # kept open until the last holder leaves
+                        return conn.cursor()
+                    cursor = self._held.cursor()  # another thread opened it meanwhile
+                    conn.close()
+                    return cursor
+        return conn
 
     def _release(self, conn: Any) -> None:
         with self._hold_lock:

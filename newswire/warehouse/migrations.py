@@ -241,6 +241,39 @@ MIGRATIONS: tuple[Migration, ...] = (
         ),
     ),
     Migration(
+        5,
+        "per-feed poll schedule",
+        (
+            # When each feed is polled next and why (ingest/schedule.py decides, ingest/feed_schedule.py stores).
+            # A row per feed ever configured: a feed removed from the list keeps its row (in_list FALSE) and its
+            # history. claim_token/claim_shard/claimed_until: the newswire_ingest run and shard polling it now;
+            # a claim past claimed_until is void, so a killed shard's feeds become due again. No secondary
+            # index: the claim query reads every listed feed anyway, and DuckDB rewrites indexed rows on update.
+            """CREATE TABLE IF NOT EXISTS feed_schedule (
+                feed_url TEXT PRIMARY KEY,
+                host TEXT NOT NULL,
+                in_list BOOLEAN NOT NULL DEFAULT TRUE,
+                min_interval_seconds DOUBLE PRECISION,
+                interval_seconds DOUBLE PRECISION,
+                next_poll_at TIMESTAMPTZ,
+                last_polled_at TIMESTAMPTZ,
+                last_outcome TEXT,
+                last_reason TEXT,
+                consecutive_failures INTEGER NOT NULL DEFAULT 0,
+                permanent_failures INTEGER NOT NULL DEFAULT 0,
+                last_new_entries_at TIMESTAMPTZ,
+                hints TEXT,
+                disabled_at TIMESTAMPTZ,
+                disabled_reason TEXT,
+                claim_token TEXT,
+                claim_shard INTEGER,
+                claimed_until TIMESTAMPTZ,
+                added_at TIMESTAMPTZ NOT NULL,
+                removed_at TIMESTAMPTZ
+            )""",
+        ),
+    ),
+    Migration(
         7,
         "indexes for reconciling the raw store with the warehouse",
         (),

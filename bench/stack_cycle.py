@@ -1,0 +1,370 @@
+"""A polling cycle of the REAL local stack (``newswire up``) against thousands of loopback feeds.
+
+``python -m bench.stack_cycle --feeds 10000 --hosts 100`` serves a :class:`~bench.feedfarm.FeedFarm`, polls it
+once in-process the way ``newswire run`` does (the reference rate), starts the stack with the farm's OPML as
+its feed list, and then measures, with default settings:
+
+* a full cycle: every feed polled by one ``newswire_ingest`` run (90 % answer 304, 10 % carry one or two new
+  entries), while a ``newswire_archive`` daily run is active; its time, feeds/s, and the ratio to the
+  in-process rate on the same list;
+* the peak summed RSS of the stack's processes (task processes included) during that cycle;
+* freshness: entries published on the active feeds at known times, for ``--freshness-minutes``, with the
+  stack on its own schedule; the delay until each reaches ``newswire.events`` (p50, p95).
+
+The stack helpers (:func:`start_stack`, :class:`Stack`) are what the stack tests drive too: ``up_args`` and
+``env`` choose the executor and its settings, so the same cycle runs on another executor.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from bench.feedfarm import FeedFarm
+from newswire import stack
+
+REPO = Path(__file__).resolve().parent.parent
+RESULTS_DIR = REPO / "bench" / "results"
+
+
+# -- driving a stack -----------------------------------------------------------------------------------------
+
+
+@dataclass
+class Stack:
+    """A running stack started by :func:`start_stack`: its API, and what to stop."""
+
+    home: Path
+    url: str
+    token: str
+    env: dict[str, str]
+
+    def api(self, method: str, path: str, body: Any = None) -> Any:
+        return stack.api(self.url, self.token, method, path, body, timeout=30)
+
+    def trigger(self, dag_id: str, conf: Mapping[str, Any] | None = None, logical_date: datetime | None = None) -> str:
+        body = {"conf": dict(conf or {}), "logical_date": logical_date.isoformat() if logical_date else None}
+        return str(self.api("POST", f"dags/{dag_id}/dagRuns", body)["dag_run_id"])
+
+    def run_state(self, dag_id: str, run_id: str) -> str:
+        return str(self.api("GET", f"dags/{dag_id}/dagRuns/{run_id}")["state"])
+
+    def wait(self, dag_id: str, run_id: str, timeout: float, poll: float = 2.0) -> str:
+        deadline = time.monotonic() + timeout
+        while True:
+            state = self.run_state(dag_id, run_id)
+            if state in ("success", "failed") or time.monotonic() > deadline:
+                return state
+            time.sleep(poll)
+
+    def task_instances(self, dag_id: str, run_id: str) -> list[dict[str, Any]]:
+        return list(self.api("GET", f"dags/{dag_id}/dagRuns/{run_id}/taskInstances?limit=1000")["task_instances"])
+
+    def pause(self, dag_id: str, *, paused: bool = True) -> None:
+        stack.set_paused(self.url, self.token, dag_id, paused=paused)
+
+    def drop_runs(self, dag_id: str) -> None:
+        """Delete every run of a DAG (e.g. the archive run the scheduler starts when the DAG is unpaused)."""
+        for run in self.api("GET", f"dags/{dag_id}/dagRuns?limit=100")["dag_runs"]:
+            with contextlib.suppress(Exception):
+                self.api("DELETE", f"dags/{dag_id}/dagRuns/{run['dag_run_id']}")
+
+    def rss_mib(self) -> float:
+        return stack.status(self.home).rss_mib
+
+    def stop(self) -> None:
+        stop_stack(self.home, self.env)
+
+
+def stack_env(home: Path, feeds: Path, extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The environment ``newswire up`` runs in: a private home, the feed list, loopback allowed."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("NEWSWIRE_", "AIRFLOW"))}
+    env.update(
+        {
+            "NEWSWIRE_HOME": str(home),
+            "NEWSWIRE_FEEDS": str(feeds),
+            "NEWSWIRE_ALLOW_PRIVATE_NETWORKS": "true",
+        }
+    )
+    env.update(extra or {})
+    return env
+
+
+def start_stack(home: Path, port: int, env: Mapping[str, str], up_args: Sequence[str] = ()) -> Stack:
+    """``newswire up --port PORT *up_args`` (``make up``'s command) in ``env``; raises with its output on failure."""
+    cmd = [str(Path(sys.executable).parent / "newswire"), "up", "--port", str(port), *up_args]
+    proc = subprocess.run(cmd, env=dict(env), cwd=REPO, capture_output=True, text=True, timeout=400)
+    if proc.returncode != 0:
+        with contextlib.suppress(Exception):
+            stop_stack(home, env)
+        raise RuntimeError(f"newswire up failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+    state = json.loads((home / stack.STATE_FILE).read_text())
+    try:
+        password = stack.admin_password(home / "airflow", "admin")
+        for attempt in range(6):  # a busy api-server may not answer the first login in time
+            try:
+                token = stack.api_token(state["url"], "admin", password)
+                break
+            except OSError:
+                if attempt == 5:
+                    raise
+                time.sleep(5)
+    except BaseException:
+        stop_stack(home, env)
+        raise
+    return Stack(home=home, url=state["url"], token=token, env=dict(env))
+
+
+def stop_stack(home: Path, env: Mapping[str, str]) -> None:
+    cmd = [str(Path(sys.executable).parent / "newswire"), "down"]
+    subprocess.run(cmd, env=dict(env), cwd=REPO, capture_output=True, text=True, timeout=120)
+
+
+class RssSampler:
+    """Samples the stack's summed RSS every ``interval`` seconds in a thread; keeps the peak."""
+
+    def __init__(self, home: Path, interval: float = 2.0) -> None:
+        self.home, self.interval = home, interval
+        self.peak = 0.0
+        self.samples: list[float] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> RssSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(10)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            with contextlib.suppress(Exception):
+                value = stack.status(self.home).rss_mib
+                self.samples.append(value)
+                self.peak = max(self.peak, value)
+            self._stop.wait(self.interval)
+
+
+# -- the measurement -----------------------------------------------------------------------------------------
+
+
+def in_process_rate(farm: FeedFarm, feeds_file: Path, work: Path, active: Sequence[int]) -> dict[str, Any]:
+    """``newswire run``'s ingest path on the same list: a first pass (stores ETags), then the timed pass with
+    the same 90 % / 10 % mix the stack cycle sees."""
+    from ingest.feedlist import load_feed_list
+    from ingest.run import ingest_feeds
+    from newswire.broker import EmbeddedBroker
+    from newswire.settings import load_settings
+
+    settings = load_settings(home=work / "inproc", allow_private_networks=True, feeds=feeds_file)
+    feeds = load_feed_list(feeds_file)
+    with EmbeddedBroker() as broker:
+        t0 = time.monotonic()
+        ingest_feeds(settings, broker.bootstrap, feeds, run_id="inproc-first")
+        first = time.monotonic() - t0
+        for index in active:
+            farm.publish(index)
+        t0 = time.monotonic()
+        summary = ingest_feeds(settings, broker.bootstrap, feeds, run_id="inproc-timed")
+        seconds = time.monotonic() - t0
+    return {
+        "first_pass_seconds": round(first, 1),
+        "seconds": round(seconds, 1),
+        "feeds": len(summary.reports),
+        "failed": len(summary.failures),
+        "feeds_per_s": round(len(feeds) / seconds, 1),
+        "new": summary.totals()["new"],
+    }
+
+
+def ingest_cycle(st: Stack, *, conf: Mapping[str, Any], timeout: float) -> dict[str, Any]:
+    t0 = time.monotonic()
+    run_id = st.trigger("newswire_ingest", conf)
+    state = st.wait("newswire_ingest", run_id, timeout)
+    seconds = time.monotonic() - t0
+    tis = st.task_instances("newswire_ingest", run_id)
+    shards = [t for t in tis if t["task_id"] == "ingest_shard"]
+    run = st.api("GET", f"dags/newswire_ingest/dagRuns/{run_id}")
+    began, ended = (datetime.fromisoformat(str(run[k]).replace("Z", "+00:00")) for k in ("start_date", "end_date"))
+    return {
+        "run_id": run_id,
+        "state": state,
+        # The run's own duration (a scheduled run may have made this one queue); and trigger to end.
+        "seconds": round((ended - began).total_seconds(), 1),
+        "seconds_from_trigger": round(seconds, 1),
+        "shard_seconds": sorted(round(float(t["duration"]), 1) for t in shards if t.get("duration") is not None),
+        "shards": len(shards),
+        "shard_states": sorted({str(t["state"]) for t in shards}),
+    }
+
+
+def warehouse_counts(home: Path, run_id: str, url: str | None = None) -> dict[str, Any]:
+    from newswire.report import accounting_violations
+    from newswire.settings import load_settings
+    from newswire.warehouse import Warehouse
+
+    warehouse = Warehouse(url or load_settings(home=home).resolved_warehouse_url)
+    rows = warehouse.query(
+        "SELECT status, COUNT(*) AS n FROM ingest_runs WHERE run_id = ? GROUP BY status ORDER BY status", (run_id,)
+    )
+    return {
+        "statuses": {r["status"]: int(r["n"]) for r in rows},
+        "polled": sum(int(r["n"]) for r in rows),
+        "accounting_violations": len(accounting_violations(warehouse)),
+    }
+
+
+def freshness(st: Stack, farm: FeedFarm, active: Sequence[int], minutes: float, grace: float) -> dict[str, Any]:
+    """Publish entries on active feeds at random moments for ``minutes``; time their arrival on newswire.events."""
+    from newswire.broker import running_embedded_broker
+    from newswire.messaging import make_consumer
+    from newswire.settings import load_settings
+
+    settings = load_settings(home=st.home)
+    bootstrap = running_embedded_broker(st.home)
+    consumer = make_consumer(
+        bootstrap,
+        settings,
+        group_id=None,
+        topics=["newswire.events"],
+        auto_offset_reset="latest",
+        enable_auto_commit=False,
+    )
+    consumer.poll(timeout_ms=2000)  # assignment: only events from now on
+    rng = random.Random(5)
+    end = time.time() + minutes * 60
+    schedule = sorted(time.time() + rng.uniform(0, minutes * 60) for _ in range(max(1, len(active) // 4)))
+    published: dict[str, float] = {}
+    arrived: dict[str, float] = {}
+    stop = threading.Event()
+
+    def consume() -> None:
+        while not stop.is_set():
+            for records in consumer.poll(timeout_ms=500).values():
+                for message in records:
+                    text = message.value.decode("utf-8", "replace") if message.value else ""
+                    now = time.time()
+                    for path in [p for p in list(published) if p not in arrived and p in text]:
+                        arrived[path] = now
+
+    reader = threading.Thread(target=consume, daemon=True)
+    reader.start()
+    for moment in schedule:
+        time.sleep(max(0.0, moment - time.time()))
+        url = farm.publish(rng.choice(active))
+        published["/" + url.split("/", 3)[3]] = time.time()
+    deadline = end + grace * 60
+    while time.time() < deadline and len(arrived) < len(published):
+        time.sleep(5)
+    stop.set()
+    reader.join(5)
+    consumer.close()
+    delays = sorted(arrived[p] - published[p] for p in arrived)
+
+    def pct(q: float) -> float | None:
+        return round(delays[min(len(delays) - 1, int(q * len(delays)))] / 60, 2) if delays else None
+
+    missing = len(published) - len(arrived)
+    # An entry that never arrived counts as later than every arrival for the percentiles.
+    return {
+        "published": len(published),
+        "arrived": len(arrived),
+        "missing": missing,
+        "p50_minutes": pct(0.5),
+        "p95_minutes": pct(0.95) if missing <= 0.05 * len(published) else None,
+        "max_minutes": round(delays[-1] / 60, 2) if delays else None,
+    }
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    report: dict[str, Any] = {"feeds": args.feeds, "hosts": args.hosts, "started_at": datetime.now(UTC).isoformat()}
+    report["load_before"] = os.getloadavg()
+    rng = random.Random(3)
+    work = Path(tempfile.mkdtemp(prefix="stack-cycle-"))
+    with FeedFarm(args.feeds, args.hosts, network=args.network, with_entry=0) as farm:
+        feeds_file = farm.write_opml(work / "feeds.opml")
+        active = sorted(rng.sample(range(args.feeds), args.feeds // 10))
+        if not args.skip_in_process:
+            print("in-process reference pass (newswire run's ingest path) ...", flush=True)
+            report["in_process"] = in_process_rate(farm, feeds_file, work, active)
+            print(f"  {report['in_process']}", flush=True)
+        home = work / "home"
+        env = stack_env(home, feeds_file, dict(kv.split("=", 1) for kv in args.env))
+        print("starting the stack ...", flush=True)
+        st = start_stack(home, args.port, env, args.up_arg)
+        try:
+            st.pause("newswire_archive")
+            st.drop_runs("newswire_archive")
+            print("warm-up cycle: every feed is new ...", flush=True)
+            report["warm_up"] = ingest_cycle(st, conf={}, timeout=args.timeout)
+            url = env.get("NEWSWIRE_WAREHOUSE_URL")
+            report["warm_up"].update(warehouse_counts(home, report["warm_up"]["run_id"], url))
+            print(f"  {report['warm_up']}", flush=True)
+            for index in active:
+                for _ in range(rng.randint(1, 2)):
+                    farm.publish(index)
+            with RssSampler(home) as rss:
+                st.pause("newswire_archive", paused=False)
+                archive_run = st.trigger("newswire_archive")
+                print("measured cycle: every feed, 10 % with new entries, archive run active ...", flush=True)
+                cycle = ingest_cycle(st, conf={"poll_all": True}, timeout=args.timeout)
+                cycle.update(warehouse_counts(home, cycle["run_id"], url))
+                cycle["archive_state_at_end"] = st.run_state("newswire_archive", archive_run)
+                cycle["feeds_per_s"] = round(cycle["polled"] / cycle["seconds"], 1)
+            cycle["peak_rss_mib"] = round(rss.peak, 0)
+            report["cycle"] = cycle
+            if "in_process" in report:
+                report["ratio_to_in_process"] = round(cycle["feeds_per_s"] / report["in_process"]["feeds_per_s"], 3)
+            print(f"  {cycle}", flush=True)
+            if args.freshness_minutes > 0:
+                print(f"freshness: publishing for {args.freshness_minutes} min on the stack's schedule ...", flush=True)
+                report["freshness"] = freshness(st, farm, active, args.freshness_minutes, args.grace_minutes)
+                print(f"  {report['freshness']}", flush=True)
+            report["archive_final_state"] = st.run_state("newswire_archive", archive_run)
+        finally:
+            st.stop()
+    report["load_after"] = os.getloadavg()
+    return report
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.stack_cycle", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--feeds", type=int, default=10_000)
+    parser.add_argument("--hosts", type=int, default=100)
+    parser.add_argument("--network", default="127.0.12", help="first three octets of the loopback hosts")
+    parser.add_argument("--port", type=int, default=8120, help="Airflow UI/API port of the stack")
+    parser.add_argument("--timeout", type=float, default=1800, help="seconds one cycle may take")
+    parser.add_argument("--freshness-minutes", type=float, default=12)
+    parser.add_argument("--grace-minutes", type=float, default=10)
+    parser.add_argument("--skip-in-process", action="store_true")
+    parser.add_argument("--up-arg", action="append", default=[], help="extra `newswire up` argument (repeatable)")
+    parser.add_argument("--env", action="append", default=[], help="extra KEY=VALUE for the stack (repeatable)")
+    args = parser.parse_args(argv)
+    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    report = run(args)
+    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    out = RESULTS_DIR / f"stack-cycle-{datetime.now(UTC):%Y%m%dT%H%M%S}.json"
+    out.write_text(json.dumps(report, indent=2, default=str))
+    print(json.dumps(report, indent=2, default=str))
+    print(f"written to {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
