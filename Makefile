@@ -22,7 +22,7 @@ demo: install
 ## The whole test suite (what CI runs).
 test: install browser-deps
 	$(BIN)/ruff check .
-	$(BIN)/python -m pytest -q -p no:cacheprovider
+	$(BIN)/python -m pytest -q -p no:cacheprovider -n 2 --dist loadgroup
 
 test-fast: install
 	$(BIN)/python -m pytest -q -m "not airflow and not browser"

@@ -20,6 +20,20 @@ CORPUS = REPO / "tests" / "fixtures" / "corpus"
 PG_DSN = os.environ.get("NEWSWIRE_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
 
 
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Under pytest-xdist (``make test`` runs two workers), every test that runs Airflow goes to one worker.
+
+    Most of the suite's wall time is waiting (stacks starting, runs being scheduled, servers answering), so two
+    workers halve it on two cores; but two Airflow stacks, or a stack beside in-process DAG runs, would compete
+    for the same cores and for the executor's time-outs. Grouping them keeps those tests one after another,
+    while the other worker runs everything else.
+    """
+    for item in items:
+        if item.get_closest_marker("airflow"):
+            item.add_marker(pytest.mark.xdist_group("airflow"))
+
+
 @pytest.fixture(autouse=True)
 def _isolated_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """No test sees the developer's NEWSWIRE_* variables or ./newswire.toml."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shlex
 import subprocess
 import tomllib
@@ -141,19 +142,25 @@ def test_image_installs_the_celery_provider() -> None:
     assert "pip install --no-cache-dir ." in (REPO / "Dockerfile").read_text()
 
 
-def test_make_up_passes_the_executor_to_newswire_up() -> None:
-    dry = subprocess.run(
-        ["make", "-n", "-o", ".venv/.installed-stamp", "up", "EXECUTOR=celery", "WORKERS=3", "CONCURRENCY=1"],
+def _dry_make(*args: str) -> str:
+    """The commands `make -n` would run, as a top-level make: under `make test` the inherited MAKEFLAGS and
+    MAKELEVEL would make it a sub-make, which prints "make[1]: Entering directory" before them."""
+    env = {k: v for k, v in os.environ.items() if k not in {"MAKEFLAGS", "MAKELEVEL", "MFLAGS", "MAKEOVERRIDES"}}
+    return subprocess.run(
+        ["make", "--no-print-directory", "-n", "-o", ".venv/.installed-stamp", *args],
         cwd=REPO,
+        env=env,
         capture_output=True,
         text=True,
         check=True,
     ).stdout
+
+
+def test_make_up_passes_the_executor_to_newswire_up() -> None:
+    dry = _dry_make("up", "EXECUTOR=celery", "WORKERS=3", "CONCURRENCY=1")
     argv = shlex.split(dry.replace("\\\n", " "))
     assert argv[0].endswith("newswire") and argv[1] == "up"
     args = build_parser().parse_args(argv[1:])
     assert (args.executor, args.workers, args.worker_concurrency) == ("celery", 3, 1)
-    local = subprocess.run(
-        ["make", "-n", "-o", ".venv/.installed-stamp", "up"], cwd=REPO, capture_output=True, text=True, check=True
-    ).stdout
+    local = _dry_make("up")
     assert build_parser().parse_args(shlex.split(local.replace("\\\n", " "))[1:]).executor == "local"
