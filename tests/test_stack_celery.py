@@ -1,5 +1,6 @@
 """The local stack on the CeleryExecutor: two ``airflow celery worker`` processes (Redis broker, PostgreSQL
-metadata DB) run one ``newswire_ingest`` cycle between them, and ``make down`` stops everything."""
+metadata DB) run one ``newswire_ingest`` cycle over more feeds than Airflow can map tasks (1,500 tiny feeds on
+40 loopback hosts) between them, and ``make down`` stops everything."""
 
 from __future__ import annotations
 
@@ -11,21 +12,30 @@ import pytest
 from stack_run import celery_resources, make_down, run_ingest_cycle
 from test_stack import free_block, leftovers
 
+from bench.feedfarm import FeedFarm
 from newswire import stack
+
+FEEDS, HOSTS = 1500, 40
 
 pytestmark = [pytest.mark.airflow, pytest.mark.postgres]
 
 
 def test_celery_stack_spreads_an_ingest_cycle_over_two_workers(tmp_path: Path) -> None:
     home = tmp_path / "home"
-    port, sample = free_block(1), free_block(8)
-    with celery_resources() as executor:
+    port = free_block(1)
+    # Two feeds per host list one shared article page; the other feeds are empty. Another network than
+    # test_stack_scale's farm, should the two ever run side by side.
+    with celery_resources() as executor, FeedFarm(FEEDS, HOSTS, network="127.0.13", with_entry=2 * HOSTS) as farm:
+        feeds = farm.write_opml(tmp_path / "feeds.opml")
         try:
-            cycle = run_ingest_cycle(home, port=port, executor=executor, sample_port=sample)
+            cycle = run_ingest_cycle(home, port=port, executor=executor, feeds=feeds)
             state = cycle.state
             print(f"\n{cycle.summary()}")
             names = {p["name"] for p in state["processes"]}
-            assert names == {"broker", "sample-sites", *stack.COMPONENTS, "worker-1", "worker-2"}
+            assert names == {"broker", *stack.COMPONENTS, "worker-1", "worker-2"}
+            polls = farm.feed_polls()
+            assert set(polls) == set(range(FEEDS)), f"{FEEDS - len(polls)} feeds never polled"
+            assert max(polls.values()) == 1, "a feed was polled twice in one cycle"
             report = stack.status(home)
             assert report.health is not None and report.health["celery_workers"]["status"] == "healthy", report
             assert cycle.run["state"] == "success", cycle.run
