@@ -7,6 +7,7 @@ COPY pyproject.toml README.md ./
 COPY newswire ./newswire
 COPY ingest ./ingest
 COPY transform ./transform
+COPY pipeline ./pipeline
 COPY dags ./dags
 RUN pip install --no-cache-dir . && mkdir -p /opt/airflow /var/lib/newswire && chown -R airflow /opt/airflow /var/lib/newswire
 USER airflow

@@ -66,8 +66,8 @@ from bench.synthetic import (
     generate_corpus,
     generate_poll_corpus,
 )
+from devtools.devserver import CorpusServer
 from newswire.broker import EmbeddedBroker
-from newswire.devserver import CorpusServer
 from newswire.errors import NewswireError
 
 __all__ = [
@@ -605,8 +605,8 @@ def phase_extraction(payload: dict[str, Any]) -> dict[str, Any]:
     """Single-process extraction of the sampled pages: bare, with metadata, and the project's extractor."""
     import trafilatura
 
+    from devtools.devserver import TemplateRenderer
     from ingest.extract import ExtractionError, extract_article
-    from newswire.devserver import TemplateRenderer
 
     fast = _load_settings({}).extract_fast  # NEWSWIRE_EXTRACT_FAST: time the extractor the pipeline will run
     renderer = TemplateRenderer(payload["sites"], date.fromisoformat(payload["today"]))
@@ -664,7 +664,7 @@ def phase_pipeline(payload: dict[str, Any]) -> dict[str, Any]:
     """The real pipeline as ``newswire run`` runs it: one ingest pass over every feed and one transform pass,
     the transform consuming while ingest publishes (or, with ``overlap`` false, after it)."""
     from ingest.feedlist import load_feed_list
-    from newswire.passes import run_passes
+    from pipeline.passes import run_passes
 
     settings = _load_settings(payload["settings"])
     feeds = load_feed_list(Path(payload["feed_list"]))
@@ -1158,13 +1158,13 @@ def sharded_poll(settings: Mapping[str, Any], bootstrap: str, *, run_id: str, sl
 
     t0 = time.monotonic()
     shards = task(
-        "import json, sys; from ingest import jobs; "
+        "import json, sys; from pipeline import ingest_tasks as jobs; "
         "print(json.dumps(jobs.claim_shards(run_id=sys.argv[1], poll_all=True)))",
         run_id,
     )
     claimed = time.monotonic() - t0
     code = (
-        "import json, sys; from ingest import jobs; "
+        "import json, sys; from pipeline import ingest_tasks as jobs; "
         "print(json.dumps(jobs.ingest_shard(json.loads(sys.argv[1]), run_id=sys.argv[2]), default=str))"
     )
     with ThreadPoolExecutor(max_workers=slots) as pool:

@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.feedfarm import FeedFarm
-from newswire import stack
+from devtools import stack
 
 REPO = Path(__file__).resolve().parent.parent
 RESULTS_DIR = REPO / "bench" / "results"

@@ -1,4 +1,4 @@
-"""A synthetic news corpus of any size, laid out the way :class:`newswire.devserver.CorpusServer` serves it.
+"""A synthetic news corpus of any size, laid out the way :class:`devtools.devserver.CorpusServer` serves it.
 
 The speed benchmark needs thousands of pages that cost trafilatura what real news pages cost (50–200 KB of
 mega-menus, cookie banners, inline state, comments and footers around a few KB of article), with the

@@ -24,13 +24,12 @@ from datetime import UTC, datetime, timedelta
 
 from airflow.sdk import CronDataIntervalTimetable, Param, dag, get_current_context, task
 
-from newswire.airflow_retry import RetryAfterPolicy
-from newswire.assets import ARTICLES_TOPIC
+from pipeline import ingest_tasks as jobs
+from pipeline import transform_tasks
+from pipeline.assets import ARTICLES_TOPIC
+from pipeline.pools import FETCH_POOL
+from pipeline.retry_policy import RetryAfterPolicy
 
-# The library is imported inside the tasks: the dag-processor parses this file often, and a task process
-# should load only what its own task needs (extraction for the fetching tasks, clustering for the rebuild).
-
-FETCH_POOL = "newswire_fetch"
 RETRY_DELAY = timedelta(minutes=1)
 MAX_RETRY_DELAY = timedelta(minutes=30)
 
@@ -59,8 +58,6 @@ MAX_RETRY_DELAY = timedelta(minutes=30)
 def newswire_archive() -> None:
     @task
     def plan_shards() -> list[dict]:
-        from ingest import jobs
-
         return jobs.archive_shards(get_current_context()["params"].get("feeds") or None)
 
     @task(
@@ -72,8 +69,6 @@ def newswire_archive() -> None:
         retry_policy=RetryAfterPolicy(RETRY_DELAY, MAX_RETRY_DELAY),
     )
     def archive_shard(shard: dict) -> dict:
-        from ingest import jobs
-
         ctx = get_current_context()
         return jobs.archive_shard(
             shard,
@@ -86,8 +81,6 @@ def newswire_archive() -> None:
 
     @task(trigger_rule="all_done")
     def summarize(reports: list[dict | None], shards: list[dict]) -> dict:
-        from ingest import jobs
-
         # Index by length: iterating the lazy XCom sequence probes one past its end and logs an error.
         done = [reports[i] for i in range(len(reports))]
         return jobs.summarize(done, run_id=get_current_context()["run_id"], expected=len(shards))
@@ -97,9 +90,7 @@ def newswire_archive() -> None:
         ctx = get_current_context()
         if not ctx["params"].get("rebuild_events"):
             return {"skipped": True, "summary": "rebuild_events not requested"}
-        from transform.rebuild import rebuild_window_job
-
-        return rebuild_window_job(ctx.get("data_interval_start"), ctx.get("data_interval_end"))
+        return transform_tasks.rebuild_window(ctx.get("data_interval_start"), ctx.get("data_interval_end"))
 
     shards = plan_shards()
     rebuild_events(summarize(archive_shard.expand(shard=shards), shards))

@@ -16,12 +16,11 @@ from datetime import datetime, timedelta
 
 from airflow.sdk import CronDataIntervalTimetable, Param, dag, get_current_context, task
 
-from ingest import jobs
-from newswire.airflow_retry import RetryAfterPolicy
-from newswire.assets import ARTICLES_TOPIC
-from newswire.settings import load_settings
+from pipeline import ingest_tasks as jobs
+from pipeline.assets import ARTICLES_TOPIC
+from pipeline.pools import FETCH_POOL
+from pipeline.retry_policy import RetryAfterPolicy
 
-FETCH_POOL = "newswire_fetch"
 RETRY_DELAY = timedelta(seconds=30)
 MAX_RETRY_DELAY = timedelta(minutes=15)
 
@@ -29,7 +28,7 @@ MAX_RETRY_DELAY = timedelta(minutes=15)
 @dag(
     dag_id="newswire_ingest",
     # Data intervals, so each run records the period it covers (ingest_runs.interval_start/end).
-    schedule=CronDataIntervalTimetable(load_settings().ingest_schedule, timezone="UTC"),
+    schedule=CronDataIntervalTimetable(jobs.schedule(), timezone="UTC"),
     start_date=datetime(2026, 1, 1),
     catchup=False,
     max_active_runs=1,

@@ -10,8 +10,8 @@ from datetime import datetime, timedelta
 
 from airflow.sdk import dag, task
 
-from newswire.assets import ARTICLES_TOPIC, EVENTS_TOPIC
-from transform import jobs
+from pipeline import transform_tasks as jobs
+from pipeline.assets import ARTICLES_TOPIC, EVENTS_TOPIC
 
 
 @dag(

@@ -38,10 +38,9 @@ from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from ingest.errors import FetchError, HttpStatusError
-from ingest.feedlist import FeedSpec
+from ingest.feedlist import FeedSpec, feed_from_dict
 from ingest.feeds import FeedEntry, FeedParseError, parse_feed
 from ingest.http import Fetcher
-from ingest.jobs import feed_from_dict
 from ingest.ledger import IngestLedger, KnownEntry
 from ingest.poll import FEED_TYPES, NOT_FEED_TYPES, FeedFailed, FeedPoller
 from ingest.robots import RobotsCache

@@ -52,6 +52,29 @@ class FeedSpec:
     ignore_robots: bool = False
 
 
+def feed_to_dict(feed: FeedSpec) -> dict[str, Any]:
+    """A feed as JSON (an Airflow XCom, an archive plan entry); :func:`feed_from_dict` reads it back."""
+    return {
+        "url": feed.url,
+        "name": feed.name,
+        "language": feed.language,
+        "tags": list(feed.tags),
+        "poll_interval_minutes": feed.poll_interval_minutes,
+        "ignore_robots": feed.ignore_robots,
+    }
+
+
+def feed_from_dict(data: dict[str, Any]) -> FeedSpec:
+    return FeedSpec(
+        url=data["url"],
+        name=data["name"],
+        language=data.get("language"),
+        tags=tuple(data.get("tags") or ()),
+        poll_interval_minutes=data.get("poll_interval_minutes"),
+        ignore_robots=bool(data.get("ignore_robots")),
+    )
+
+
 _LANGUAGE_TAG = re.compile(r"[A-Za-z]{2,3}(?:[-_][A-Za-z0-9]{1,8})*")
 _SPEC_KEYS = frozenset({"url", "name", "language", "tags", "poll_interval_minutes", "ignore_robots"})
 

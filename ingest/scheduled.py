@@ -1,7 +1,7 @@
 """Scheduled polling: claim the due feeds, poll one shard of them, record when each is due next.
 
-What ``newswire_ingest``'s tasks (through :mod:`ingest.jobs`) and ``newswire run --due`` call. A shard polls
-its feeds with :func:`ingest.run.ingest_feeds`, the code of a one-shot ``newswire run`` (fetch concurrency,
+What ``newswire_ingest``'s tasks (through :mod:`pipeline.ingest_tasks`) and ``newswire run --due`` call. A shard
+polls its feeds with :func:`ingest.run.ingest_feeds`, the code of a one-shot ``newswire run`` (fetch concurrency,
 per-host spacing, extraction), and records each feed's outcome and next poll as it finishes. A failing feed
 is recorded (``ingest_runs``, ``feed_schedule``) and named in the shard's summary; it never fails the shard.
 Broker or warehouse failures propagate, so the orchestrator retries the shard, which then polls only the

@@ -293,6 +293,28 @@ def redact_url(url: str) -> str:
     return re.sub(r"(://[^:/@]+:)[^@/]+@", r"\1***@", url)
 
 
+class _IngestScheduleSettings(BaseSettings):
+    """``ingest_schedule`` alone, from the same sources as :class:`Settings` (the TOML file's other keys ignored)."""
+
+    model_config = SettingsConfigDict(env_prefix="NEWSWIRE_", extra="ignore", frozen=True)
+
+    ingest_schedule: str = Settings.model_fields["ingest_schedule"]
+
+    settings_customise_sources = classmethod(Settings.settings_customise_sources.__func__)  # type: ignore[assignment]
+
+
+def load_ingest_schedule() -> str:
+    """The cron of ``newswire_ingest``, read the way :func:`load_settings` reads it, validating nothing else.
+
+    The dag-processor calls this every time it parses the DAG file: a bad value elsewhere in the settings
+    must fail the tasks that read it (with :func:`load_settings`'s full message), not hide the DAG.
+    """
+    config = _config_file()
+    if config is not None and not config.is_file():
+        raise SettingsError(f"NEWSWIRE_CONFIG points to {str(config)!r}, which does not exist")
+    return _IngestScheduleSettings().ingest_schedule
+
+
 def load_settings(**overrides: Any) -> Settings:
     """Build and validate the settings; raise :class:`SettingsError` listing every invalid field."""
     config = _config_file()

@@ -16,7 +16,7 @@ from newswire.broker import EmbeddedBroker
 from newswire.settings import Settings, load_settings
 
 REPO = Path(__file__).resolve().parent.parent
-CORPUS = REPO / "tests" / "fixtures" / "corpus"
+CORPUS = REPO / "devtools" / "corpus"
 PG_DSN = os.environ.get("NEWSWIRE_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
 
 
@@ -83,7 +83,7 @@ def make_settings(tmp_path: Path) -> Any:
 
 @pytest.fixture(scope="session")
 def corpus() -> Iterator[Any]:
-    from newswire.devserver import CorpusServer
+    from devtools.devserver import CorpusServer
 
     with CorpusServer(CORPUS) as server:
         yield server

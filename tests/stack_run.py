@@ -32,10 +32,10 @@ from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 
-from newswire import stack
+from devtools import stack
+from devtools.stack_executor import ExecutorConfig
 from newswire.report import INVARIANT_SQL
 from newswire.settings import load_settings
-from newswire.stack_executor import ExecutorConfig
 from newswire.warehouse import Warehouse
 
 REPO = Path(__file__).resolve().parent.parent

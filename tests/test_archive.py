@@ -16,6 +16,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
+from devtools import CORPUS
 from ingest.archive import (
     HEAD_TTL,
     ArchiveDay,
@@ -36,7 +37,6 @@ from newswire.warehouse import Warehouse
 from transform.clustering import ClusteringConfig
 from transform.rebuild import RebuildError, rebuild_events, window_of
 
-CORPUS = Path(__file__).resolve().parent / "fixtures" / "corpus"
 ARCHIVE: dict[str, Any] = tomllib.loads((CORPUS / "EXPECTED-archive.toml").read_text(encoding="utf-8"))
 AGENT = "Newswire/0.1 (+https://github.com/newswire/newswire; news ingestion bot)"
 

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
-ARCHIVE: dict[str, Any] = tomllib.loads((REPO / "tests" / "fixtures" / "corpus" / "EXPECTED-archive.toml").read_text())
+ARCHIVE: dict[str, Any] = tomllib.loads((REPO / "devtools" / "corpus" / "EXPECTED-archive.toml").read_text())
 pytestmark = pytest.mark.airflow
 
 SCRIPT = r"""
@@ -26,10 +26,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 home = Path(sys.argv[1])
-from newswire import local_airflow
+from devtools import local_airflow
 local_airflow.configure(home)
 from newswire.broker import bootstrap_servers
-from newswire.devserver import CorpusServer
+from devtools.devserver import CorpusServer
 from newswire.settings import load_settings
 from newswire.warehouse import Warehouse
 
@@ -115,7 +115,7 @@ def result(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("NEWSWIRE_", "AIRFLOW"))}
     env.update({"NEWSWIRE_HOME": str(home), "NEWSWIRE_ALLOW_PRIVATE_NETWORKS": "true", "NEWSWIRE_HOST_INTERVAL": "0"})
     proc = subprocess.run(
-        [sys.executable, "-c", SCRIPT, str(home), str(REPO / "tests" / "fixtures" / "corpus")],
+        [sys.executable, "-c", SCRIPT, str(home), str(REPO / "devtools" / "corpus")],
         capture_output=True,
         text=True,
         env=env,

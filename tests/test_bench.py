@@ -37,8 +37,8 @@ from bench.synthetic import (
     generate_corpus,
     generate_poll_corpus,
 )
+from devtools.devserver import CorpusServer
 from ingest.feedlist import load_feed_list
-from newswire.devserver import CorpusServer
 
 
 def _lookup(report: dict[str, Any], dotted: str) -> Any:

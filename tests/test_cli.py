@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from newswire.cli import build_parser, main
+from pipeline.cli import build_parser, main
 
 COMMANDS = {"run", "demo", "broker", "tail", "schema", "migrate", "status", "sql", "dead-letters", "replay"}
 COMMANDS |= {"up", "down", "stack-status"}  # the local stack (newswire/stack.py)
@@ -16,7 +16,7 @@ COMMANDS |= {"reconcile"}  # re-publish what the topic lost (newswire/reconcile.
 
 def test_help_lists_every_command() -> None:
     out = subprocess.run(
-        [sys.executable, "-m", "newswire.cli", "--help"], capture_output=True, text=True, check=True
+        [sys.executable, "-m", "pipeline.cli", "--help"], capture_output=True, text=True, check=True
     ).stdout
     for command in COMMANDS:
         assert command in out

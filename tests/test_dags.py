@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
-EXPECTED = tomllib.loads((REPO / "tests" / "fixtures" / "corpus" / "EXPECTED.toml").read_text())
+EXPECTED = tomllib.loads((REPO / "devtools" / "corpus" / "EXPECTED.toml").read_text())
 pytestmark = pytest.mark.airflow
 
 
@@ -48,7 +48,7 @@ def _free_port_block(size: int) -> int:
 
 INSPECT = """
 import json
-from newswire import local_airflow
+from devtools import local_airflow
 from pathlib import Path
 local_airflow.configure(Path({home!r}))
 local_airflow.init_metadata_db()
@@ -92,7 +92,7 @@ def test_demo_runs_both_dags_and_a_second_demo_finds_nothing_new(tmp_path: Path)
 
     def demo() -> str:
         proc = subprocess.run(
-            [sys.executable, "-m", "newswire.cli", "demo", "--port", str(port)],
+            [sys.executable, "-m", "pipeline.cli", "demo", "--port", str(port)],
             capture_output=True,
             text=True,
             env=_env(home),

@@ -10,11 +10,12 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import yaml
+from setuptools import find_packages
 
+from devtools.stack_executor import ExecutorConfig, airflow_env
 from ingest.feedlist import load_feed_list
-from newswire.cli import build_parser
 from newswire.settings import Settings, load_settings
-from newswire.stack_executor import ExecutorConfig, airflow_env
+from pipeline.cli import build_parser
 
 REPO = Path(__file__).resolve().parent.parent
 COMPOSE = yaml.safe_load((REPO / "docker-compose.yml").read_text())
@@ -85,8 +86,33 @@ def test_bootstrap_and_warehouse_point_at_the_compose_services() -> None:
 def test_image_serves_this_repositorys_dags() -> None:
     dockerfile = (REPO / "Dockerfile").read_text()
     assert "AIRFLOW__CORE__DAGS_FOLDER=/opt/newswire/dags" in dockerfile
-    for package in ("newswire", "ingest", "transform", "dags"):
+    for package in ("newswire", "ingest", "transform", "pipeline", "dags"):
         assert f"COPY {package} ./{package}" in dockerfile
+
+
+def image_packages() -> list[str]:
+    """The packages ``pip install .`` puts in the image: pyproject's package search over what the Dockerfile copies."""
+    copied = {
+        shlex.split(line)[1].rstrip("/")
+        for line in (REPO / "Dockerfile").read_text().splitlines()
+        if line.startswith("COPY ") and "--from" not in line
+    }
+    found = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]["find"]
+    return sorted(p for p in find_packages(str(REPO), include=found["include"]) if p.split(".")[0] in copied)
+
+
+def test_image_installs_no_development_tooling() -> None:
+    packages = image_packages()
+    assert {"newswire", "ingest", "transform", "pipeline"} <= set(packages)
+    assert not [p for p in packages if p.split(".")[0] == "devtools"]
+    modules = {m.stem for p in packages for m in (REPO / p.replace(".", "/")).glob("*.py")}
+    assert modules.isdisjoint({"stack", "stack_executor", "devserver", "demo", "local_airflow"})
+    # The dev tools' corpus and the tests' fixtures stay out too.
+    assert not any(line.split()[1].startswith(("tests", "devtools")) for line in _copy_lines())
+
+
+def _copy_lines() -> list[str]:
+    return [line for line in (REPO / "Dockerfile").read_text().splitlines() if line.startswith("COPY ")]
 
 
 # -- CeleryExecutor: the same shape as `make up EXECUTOR=celery` -------------------------------------------------

@@ -27,7 +27,7 @@ import feedparser
 import lxml.html
 import pytest
 
-from newswire.devserver import (
+from devtools.devserver import (
     CorpusError,
     CorpusServer,
     ServerNotRunning,
@@ -37,7 +37,7 @@ from newswire.devserver import (
 from newswire.errors import NewswireError
 
 REPO = Path(__file__).resolve().parent.parent
-CORPUS = REPO / "tests" / "fixtures" / "corpus"
+CORPUS = REPO / "devtools" / "corpus"
 SAMPLE = REPO.parent / "shared" / "samples" / "khan-al-assal.fr.txt"
 EXPECTED: dict[str, Any] = tomllib.loads((CORPUS / "EXPECTED.toml").read_text(encoding="utf-8"))
 TODAY = date(2024, 11, 28)
@@ -418,7 +418,7 @@ def test_command_line_serves_until_interrupted(tmp_path: Path) -> None:
         [
             sys.executable,
             "-m",
-            "newswire.devserver",
+            "devtools.devserver",
             str(CORPUS),
             "--today",
             "2024-11-28",
@@ -641,6 +641,6 @@ def test_committed_output_matches_the_sources(tmp_path: Path) -> None:
         return {str(path.relative_to(root)): path.read_bytes() for path in files if path.is_file()}
 
     fresh, committed = tree(tmp_path), tree(CORPUS)
-    assert sorted(fresh) == sorted(committed), "run: python tests/fixtures/corpus/build.py"
+    assert sorted(fresh) == sorted(committed), "run: python devtools/corpus/build.py"
     stale = [name for name in fresh if fresh[name] != committed[name]]
-    assert not stale, f"stale generated files {stale}; run: python tests/fixtures/corpus/build.py"
+    assert not stale, f"stale generated files {stale}; run: python devtools/corpus/build.py"

@@ -16,8 +16,8 @@ import pytest
 from ingest.feed_schedule import plan_shards
 from ingest.politeness import host_key
 from ingest.scheduled import claim_due, poll_shard, schedule_store
-from newswire.cli import main as cli
 from newswire.warehouse import utcnow
+from pipeline.cli import main as cli
 
 
 class _Gone(BaseHTTPRequestHandler):

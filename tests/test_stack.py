@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 from hostile_server import HostileServer, article_page, ok, rss, rss_item
 
+from devtools import stack
 from ingest.feedlist import FeedSpec
 from ingest.run import ingest_feeds
-from newswire import stack
 from newswire.broker import EmbeddedBroker
 from newswire.settings import load_settings
 from newswire.warehouse import Warehouse

@@ -13,7 +13,7 @@ from stack_run import celery_resources, make_down, run_ingest_cycle
 from test_stack import free_block, leftovers
 
 from bench.feedfarm import FeedFarm
-from newswire import stack
+from devtools import stack
 
 FEEDS, HOSTS = 1500, 40
 

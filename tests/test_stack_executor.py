@@ -10,10 +10,10 @@ from urllib.parse import urlsplit, urlunsplit
 import psycopg
 import pytest
 
-from newswire import stack, stack_executor
+from devtools import stack, stack_executor
+from devtools.stack_executor import ExecutorConfig, airflow_env, worker_commands
 from newswire.errors import SettingsError
 from newswire.settings import load_settings
-from newswire.stack_executor import ExecutorConfig, airflow_env, worker_commands
 
 PG = "postgresql://postgres@127.0.0.1:5432/test"
 

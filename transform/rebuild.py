@@ -29,10 +29,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from newswire.broker import bootstrap_servers
 from newswire.errors import NewswireError
-from newswire.messaging import Publisher, ensure_topics, make_producer
-from newswire.settings import load_settings
+from newswire.messaging import Publisher
 from newswire.warehouse import Cursor, Warehouse, utcnow
 from transform.clustering import ClusteringConfig
 from transform.eventrecords import build_event_record, digest, merged_event_record
@@ -40,7 +38,7 @@ from transform.process import BatchProcessor
 from transform.store import StoredArticle, TransformStore
 from transform.stories import StoryState, doc_from_stored, stored_embedding
 
-__all__ = ["RebuildError", "RebuildStats", "rebuild_events", "rebuild_window_job"]
+__all__ = ["RebuildError", "RebuildStats", "rebuild_events", "window_of"]
 
 log = logging.getLogger(__name__)
 
@@ -220,20 +218,3 @@ def window_of(start: datetime | str | None, end: datetime | str | None) -> tuple
     anchor = (start_at or end_at or datetime.now(UTC)) - timedelta(days=1)
     day = datetime(anchor.year, anchor.month, anchor.day, tzinfo=UTC)
     return day, day + timedelta(days=1)
-
-
-def rebuild_window_job(interval_start: datetime | str | None, interval_end: datetime | str | None) -> dict[str, Any]:
-    """The Airflow task: rebuild the events of the run's day and publish the changed versions."""
-    settings = load_settings()
-    start, end = window_of(interval_start, interval_end)
-    warehouse = Warehouse(settings.resolved_warehouse_url)
-    warehouse.migrate()
-    with bootstrap_servers(settings) as bootstrap:
-        ensure_topics(bootstrap, settings)
-        publisher = Publisher(make_producer(bootstrap, settings, client_id="newswire-rebuild"))
-        try:
-            config = ClusteringConfig(embedding_model=settings.embedding_model)
-            stats = rebuild_events(warehouse, publisher, start, end, config=config)
-        finally:
-            publisher.close()
-    return stats.as_dict()

@@ -24,13 +24,13 @@ from typing import Any
 
 import pytest
 
-from newswire import stack
+from devtools import stack
 from newswire.warehouse import Warehouse
 
 pytestmark = [pytest.mark.browser, pytest.mark.airflow]
 
 REPO = Path(__file__).resolve().parents[2]
-ARCHIVE: dict[str, Any] = tomllib.loads((REPO / "tests" / "fixtures" / "corpus" / "EXPECTED-archive.toml").read_text())
+ARCHIVE: dict[str, Any] = tomllib.loads((REPO / "devtools" / "corpus" / "EXPECTED-archive.toml").read_text())
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
     "--headless",

@@ -23,10 +23,10 @@ from ingest.poll import CHUNK
 from ingest.run import ingest_feeds
 from newswire import contracts, messaging
 from newswire.broker import EmbeddedBroker
-from newswire.cli import main
 from newswire.errors import BrokerUnavailable
 from newswire.messaging import make_consumer, poll_batch
 from newswire.warehouse import Warehouse
+from pipeline.cli import main
 
 pytestmark = pytest.mark.integration
 

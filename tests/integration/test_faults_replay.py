@@ -19,9 +19,9 @@ from ingest.rawstore import raw_page
 from ingest.run import ingest_feeds
 from newswire import contracts
 from newswire.broker import EmbeddedBroker
-from newswire.cli import main
 from newswire.messaging import make_consumer, poll_batch
 from newswire.warehouse import Warehouse
+from pipeline.cli import main
 from transform.run import run_transform
 
 pytestmark = pytest.mark.integration

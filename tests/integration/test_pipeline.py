@@ -10,14 +10,15 @@ from urllib.parse import urlsplit
 
 import pytest
 
+from devtools import CORPUS
 from ingest.run import configured_feeds
 from newswire import contracts
 from newswire.messaging import make_consumer, poll_batch
-from newswire.passes import run_passes
 from newswire.report import accounting_violations
 from newswire.warehouse import Warehouse
+from pipeline.passes import run_passes
 
-EXPECTED = tomllib.loads((Path(__file__).parents[1] / "fixtures" / "corpus" / "EXPECTED.toml").read_text())
+EXPECTED = tomllib.loads((CORPUS / "EXPECTED.toml").read_text())
 TABLES = ("articles", "article_duplicates", "events", "event_articles", "dead_letters", "feed_entries", "article_urls")
 
 pytestmark = pytest.mark.integration

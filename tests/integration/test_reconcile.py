@@ -26,10 +26,10 @@ from test_faults import _normal
 from ingest.feedlist import FeedSpec
 from ingest.run import ingest_feeds
 from newswire.broker import EmbeddedBroker
-from newswire.cli import main
 from newswire.messaging import Publisher, make_producer
 from newswire.reconcile import pending, reconcile
 from newswire.warehouse import Warehouse
+from pipeline.cli import main
 from transform.run import run_transform
 
 pytestmark = pytest.mark.integration
@@ -37,7 +37,9 @@ pytestmark = pytest.mark.integration
 STORIES = 6
 RSS = "application/rss+xml"
 PG_DSN = os.environ.get("NEWSWIRE_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
-TRANSFORM_TASK = "import json\nfrom transform.jobs import transform_pending\nprint(json.dumps(transform_pending()))\n"
+TRANSFORM_TASK = (
+    "import json\nfrom pipeline.transform_tasks import transform_pending\nprint(json.dumps(transform_pending()))\n"
+)
 #: Wall-clock columns, and the arrival sequence: reconcile re-publishes in store order, not in the order ingest
 #: first published (the same articles and events, numbered differently).
 IGNORED = {"loaded_at", "detected_at", "updated_at", "added_at", "created_at", "last_attempt_at", "load_order"}

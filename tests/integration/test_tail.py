@@ -37,7 +37,7 @@ def tail(broker: str, *args: str) -> list[dict]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("NEWSWIRE_")}
     env["NEWSWIRE_KAFKA_BOOTSTRAP"] = broker
     proc = subprocess.run(
-        [sys.executable, "-m", "newswire.cli", "tail", "newswire.events", *args],
+        [sys.executable, "-m", "pipeline.cli", "tail", "newswire.events", *args],
         capture_output=True,
         text=True,
         env=env,

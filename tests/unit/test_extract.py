@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from devtools import CORPUS
 from ingest.extract import ExtractedArticle, ExtractionError, decode_html, extract_article, parse_datetime
 from ingest.extraction import make_extractor
 from newswire.errors import NewswireError
@@ -295,7 +296,7 @@ def test_http_charset_and_bom() -> None:
 
 # A page trafilatura's own heuristics read badly: an unrendered site template whose article body is a
 # placeholder. Its fallback extractors find more text than the main pass, so the two modes differ on it.
-TEMPLATE = Path(__file__).resolve().parents[1] / "fixtures" / "corpus" / "src" / "templates" / "daily-ledger.html"
+TEMPLATE = CORPUS / "src" / "templates" / "daily-ledger.html"
 
 
 def test_fast_mode_skips_the_fallback_extractors() -> None:

@@ -9,7 +9,7 @@ LocalExecutor, all under ``NEWSWIRE_HOME``):
 * ``airflow db migrate`` and the pools the DAGs use, in one short process;
 * the api-server, scheduler, dag-processor and triggerer, each in its own session (process group), sized for
   a 2-core machine (``parallelism`` 4, one api-server worker);
-* with the CeleryExecutor (``executor=ExecutorConfig("celery")``, see :mod:`newswire.stack_executor`): a
+* with the CeleryExecutor (``executor=ExecutorConfig("celery")``, see :mod:`devtools.stack_executor`): a
   PostgreSQL metadata DB instead of SQLite, and N ``airflow celery worker`` processes taking tasks from Redis;
 
 waits until the health endpoint reports every component healthy (and every Celery worker answers a ping) and
@@ -37,13 +37,16 @@ import time
 import urllib.error
 import urllib.request
 import uuid
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from newswire import stack_executor
+import psutil
+
+from devtools import CORPUS, DAGS_FOLDER, stack_executor
+from devtools.stack_executor import ExecutorConfig
 from newswire.broker import (
     EmbeddedBroker,
     port_accepts,
@@ -52,7 +55,7 @@ from newswire.broker import (
 )
 from newswire.errors import NewswireError
 from newswire.settings import redact_url
-from newswire.stack_executor import ExecutorConfig
+from pipeline.pools import FETCH_POOL
 
 __all__ = [
     "COMPONENTS",
@@ -65,14 +68,10 @@ __all__ = [
     "up",
 ]
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-DAGS_FOLDER = REPO_ROOT / "dags"
-CORPUS = REPO_ROOT / "tests" / "fixtures" / "corpus"
 STATE_FILE = "stack.json"
 SECRETS_FILE = "stack-secrets.json"
 COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer")
 DAG_IDS = ("newswire_ingest", "newswire_transform", "newswire_archive")
-FETCH_POOL = "newswire_fetch"
 PASSWORDS_FILE = "simple_auth_manager_passwords.json.generated"
 
 
@@ -366,7 +365,7 @@ def sample_sites(base_port: int) -> dict[str, str]:
 
 def _start_sample(config: StackConfig, state: dict[str, Any]) -> str:
     """Serve the sample corpus and write a feed list of its polled and archived feeds; returns its path."""
-    from newswire.devserver import TemplateRenderer
+    from devtools.devserver import TemplateRenderer
 
     today = datetime.now(UTC).date()
     sites = sample_sites(config.sample_base_port)
@@ -376,7 +375,7 @@ def _start_sample(config: StackConfig, state: dict[str, Any]) -> str:
     cmd = [
         sys.executable,
         "-m",
-        "newswire.devserver",
+        "devtools.devserver",
         str(CORPUS),
         "--base-port",
         str(config.sample_base_port),
@@ -663,39 +662,56 @@ def _descends(pid: int, roots: set[int], table: Mapping[int, _Proc]) -> bool:
 
 @dataclass(frozen=True)
 class _Proc:
-    state: str
+    state: str  # "Z" for a zombie
     ppid: int
     pgrp: int
     sid: int
-    start: int  # clock ticks after boot: with the pid, identifies a process for good
+    start: float  # psutil's creation time: with the pid, identifies a process for good
+
+
+_GONE = (psutil.NoSuchProcess, psutil.AccessDenied, ProcessLookupError, PermissionError)
 
 
 def _process_table() -> dict[int, _Proc]:
     table = {}
-    for pid in _pids():
-        info = _read_stat(pid)
+    for process in psutil.process_iter(["ppid", "status", "create_time"]):
+        info = _proc(process)
         if info is not None:
-            table[pid] = info
+            table[process.pid] = info
     return table
 
 
-def _read_stat(pid: int) -> _Proc | None:
-    """``/proc/PID/stat`` fields after the command name (which may hold spaces and parentheses)."""
+def _proc(process: psutil.Process) -> _Proc | None:
     try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return _Proc(fields[0], int(fields[1]), int(fields[2]), int(fields[3]), int(fields[19]))
-    except (OSError, IndexError, ValueError):
+        attrs = process.info if hasattr(process, "info") else process.as_dict(["ppid", "status", "create_time"])
+        if attrs.get("create_time") is None or attrs.get("ppid") is None:
+            return None  # not ours to read
+        state = "Z" if attrs["status"] == psutil.STATUS_ZOMBIE else "R"
+        pid = process.pid
+        return _Proc(state, int(attrs["ppid"]), os.getpgid(pid), os.getsid(pid), _start_of(attrs["create_time"]))
+    except _GONE:
         return None
 
 
-def _starttime(pid: int) -> int | None:
+def _start_of(create_time: float) -> float:
+    return round(create_time, 3)  # what the state file records; rounding keeps JSON and psutil equal
+
+
+def _read_stat(pid: int) -> _Proc | None:
+    try:
+        return _proc(psutil.Process(pid))
+    except _GONE:
+        return None
+
+
+def _starttime(pid: int) -> float | None:
     info = _read_stat(pid)
     return info.start if info else None
 
 
 def _describe(pid: int) -> str:
-    with contextlib.suppress(OSError):
-        command = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    with contextlib.suppress(*_GONE):
+        command = " ".join(psutil.Process(pid).cmdline())
         return f"{pid} ({command[:60].strip()})"
     return str(pid)
 
@@ -750,12 +766,6 @@ def _workers_health(state: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def _pids() -> Iterator[int]:
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            yield int(entry.name)
-
-
 def _alive(pid: int) -> bool:
     """Whether ``pid`` runs (a zombie, exited but not yet reaped by its parent, does not)."""
     info = _read_stat(pid)
@@ -763,10 +773,8 @@ def _alive(pid: int) -> bool:
 
 
 def _rss_kib(pid: int) -> int:
-    with contextlib.suppress(OSError, ValueError):
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
+    with contextlib.suppress(*_GONE):
+        return psutil.Process(pid).memory_info().rss // 1024
     return 0
 
 

@@ -40,10 +40,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     """One ingest pass and one transform pass, with the library code the DAGs call."""
     from ingest.run import configured_feeds
     from newswire.broker import bootstrap_servers
-    from newswire.passes import run_passes
     from newswire.report import format_summary, run_totals
     from newswire.settings import redact_url
     from newswire.warehouse import Warehouse
+    from pipeline.passes import run_passes
 
     settings = _settings(args, feeds=Path(args.feeds) if args.feeds else None)
     feeds = configured_feeds(settings)
@@ -73,8 +73,20 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _require_devtools(command: str) -> None:
+    """``up``/``down``/``status``/``demo`` run the development tools, which the production image leaves out."""
+    try:
+        import devtools  # noqa: F401
+    except ImportError:
+        raise NewswireError(
+            f"newswire {command} needs the development tools (the devtools package of a checkout, installed by "
+            "make install); this installation does not include them"
+        ) from None
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
-    from newswire.demo import run_demo
+    _require_devtools("demo")
+    from devtools.demo import run_demo
 
     print(run_demo(base_port=args.port))
     return 0
@@ -404,8 +416,9 @@ def _utc_datetime(text: str) -> datetime:
 
 def cmd_up(args: argparse.Namespace) -> int:
     """Start the local stack: embedded broker, Airflow components, DAGs unpaused (``make up``)."""
-    from newswire.stack import StackConfig, default_home, up
-    from newswire.stack_executor import ExecutorConfig
+    _require_devtools("up")
+    from devtools.stack import StackConfig, default_home, up
+    from devtools.stack_executor import ExecutorConfig
 
     config = StackConfig(
         home=default_home(),
@@ -422,7 +435,8 @@ def cmd_up(args: argparse.Namespace) -> int:
 
 def cmd_down(args: argparse.Namespace) -> int:
     """Stop every process the local stack started (``make down``)."""
-    from newswire.stack import default_home, down
+    _require_devtools("down")
+    from devtools.stack import default_home, down
 
     down(default_home(), timeout=args.timeout)
     return 0
@@ -430,7 +444,8 @@ def cmd_down(args: argparse.Namespace) -> int:
 
 def cmd_stack_status(args: argparse.Namespace) -> int:
     """Processes, health and memory of the local stack; exit 1 unless every process runs."""
-    from newswire.stack import default_home, status
+    _require_devtools("status")
+    from devtools.stack import default_home, status
 
     report = status(default_home())
     for line in report.lines():

@@ -1,8 +1,11 @@
 """The ingest tasks as Airflow calls them: JSON in, JSON out, settings from the environment.
 
 Kept free of Airflow imports so they can be tested and run without a scheduler; the DAG file only maps
-its tasks onto these functions. The unit of work of a task is a shard of feeds polled in one process, never one
-feed: a task process costs over a second of start-up, and Airflow maps at most ``max_map_length`` tasks.
+its tasks onto these functions. The DAG files import this module while the dag-processor parses them, so
+it imports the ingest stage (trafilatura, the HTTP client) and the settings only inside the functions.
+
+The unit of work of a task is a shard of feeds polled in one process, never one feed: a task process is slow
+to start, and Airflow maps at most ``max_map_length`` tasks.
 """
 
 from __future__ import annotations
@@ -12,38 +15,22 @@ import time
 from datetime import datetime
 from typing import Any
 
-from ingest.feedlist import FeedSpec
-from ingest.run import configured_feeds
-from newswire.broker import bootstrap_servers
-from newswire.settings import load_settings
-
 log = logging.getLogger(__name__)
 
 
-def feed_to_dict(feed: FeedSpec) -> dict[str, Any]:
-    return {
-        "url": feed.url,
-        "name": feed.name,
-        "language": feed.language,
-        "tags": list(feed.tags),
-        "poll_interval_minutes": feed.poll_interval_minutes,
-        "ignore_robots": feed.ignore_robots,
-    }
+def schedule() -> str:
+    """The cron of ``newswire_ingest`` (``NEWSWIRE_INGEST_SCHEDULE``), read while the DAG file is parsed."""
+    from newswire.settings import load_ingest_schedule
 
-
-def feed_from_dict(data: dict[str, Any]) -> FeedSpec:
-    return FeedSpec(
-        url=data["url"],
-        name=data["name"],
-        language=data.get("language"),
-        tags=tuple(data.get("tags") or ()),
-        poll_interval_minutes=data.get("poll_interval_minutes"),
-        ignore_robots=bool(data.get("ignore_robots")),
-    )
+    return load_ingest_schedule()
 
 
 def list_feeds(selection: list[str] | None = None) -> list[dict[str, Any]]:
     """The configured feeds, optionally narrowed to URLs or names in ``selection``."""
+    from ingest.feedlist import feed_to_dict
+    from ingest.run import configured_feeds
+    from newswire.settings import load_settings
+
     feeds = configured_feeds(load_settings())
     if selection:
         wanted = set(selection)
@@ -59,6 +46,7 @@ def claim_shards(*, run_id: str, poll_all: bool = False) -> list[dict[str, Any]]
     claims every listed, enabled feed, due or not (a manual "poll everything now").
     """
     from ingest.scheduled import claim_due
+    from newswire.settings import load_settings
 
     claim = claim_due(load_settings(), run_id, every_feed=poll_all)
     return [{"token": claim.token, "shard": s, "feeds": n} for s, n in sorted(claim.shards.items())]
@@ -73,6 +61,8 @@ def ingest_shard(
 ) -> dict[str, Any]:
     """Poll one shard's claimed feeds in this process; failing feeds are recorded, never raised."""
     from ingest.scheduled import poll_shard
+    from newswire.broker import bootstrap_servers
+    from newswire.settings import load_settings
 
     settings = load_settings()
     with bootstrap_servers(settings) as bootstrap:
@@ -92,6 +82,7 @@ def archive_shards(selection: list[str] | None = None) -> list[dict[str, Any]]:
     Each shard task recomputes the split from the feed list (deterministic), so XCom holds no URL lists.
     """
     from ingest.feed_schedule import plan_shards
+    from newswire.settings import load_settings
 
     groups = plan_shards([f["url"] for f in list_feeds(selection)], load_settings().ingest_shards)
     return [{"shard": i, "of": len(groups), "feeds": len(g)} for i, g in enumerate(groups)]
@@ -110,6 +101,7 @@ def archive_shard(
     from ingest import archive
     from ingest.feed_schedule import plan_shards
     from ingest.scheduled import shard_totals
+    from newswire.settings import load_settings
 
     settings = load_settings()
     planned = archive.plan_feeds(list_feeds(selection))  # sitemaps once per site, decided over the whole list

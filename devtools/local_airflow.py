@@ -12,8 +12,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-DAGS_FOLDER = REPO_ROOT / "dags"
+from devtools import DAGS_FOLDER
 
 
 def configure(home: Path, *, log_level: str = "WARNING") -> Path:

@@ -14,7 +14,7 @@ and text files are templates whose placeholders are filled in per request:
 ``{{date:D}}`` / ``{{dmy:D}}``
     the calendar day alone, ``2024-11-25`` / ``25/11/2024`` (visible dates on English / French pages).
 
-Run ``python -m newswire.devserver ROOT`` to browse a corpus locally.
+Run ``python -m devtools.devserver ROOT`` to browse a corpus locally.
 """
 
 from __future__ import annotations
@@ -607,7 +607,7 @@ class CorpusServer:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Serve a corpus until Ctrl-C, printing each outlet's base URL."""
-    parser = argparse.ArgumentParser(prog="python -m newswire.devserver", description=main.__doc__)
+    parser = argparse.ArgumentParser(prog="python -m devtools.devserver", description=main.__doc__)
     parser.add_argument("root", type=Path, help="corpus directory (the one holding sites/ and feeds.toml)")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--today", type=date.fromisoformat, help="day the relative dates count from (UTC)")

@@ -5,7 +5,7 @@ metadata DB under ``NEWSWIRE_HOME``. The CeleryExecutor queues tasks on a Celery
 ``airflow celery worker`` processes take them, so shard tasks can spread over several machines; SQLite cannot
 be shared by processes on other machines, so its metadata DB (and the Celery result backend) is PostgreSQL.
 
-Everything executor-specific lives here, so :mod:`newswire.stack` only asks for the Airflow environment, the
+Everything executor-specific lives here, so :mod:`devtools.stack` only asks for the Airflow environment, the
 extra processes and their health. Kept free of heavy imports at module level: :func:`worker_hostname` is
 imported by every task process a Celery worker runs.
 """

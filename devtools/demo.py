@@ -11,10 +11,9 @@ import os
 import time
 from pathlib import Path
 
-from newswire import local_airflow
+from devtools import CORPUS, local_airflow
 from newswire.settings import load_settings, redact_url
 
-CORPUS = local_airflow.REPO_ROOT / "tests" / "fixtures" / "corpus"
 DEFAULT_BASE_PORT = 18700
 
 
@@ -26,8 +25,8 @@ def run_demo(base_port: int = DEFAULT_BASE_PORT) -> str:
     os.environ.setdefault("NEWSWIRE_HOST_INTERVAL", "0.1")
     local_airflow.configure(home)
 
+    from devtools.devserver import CorpusServer
     from newswire.broker import bootstrap_servers
-    from newswire.devserver import CorpusServer
     from newswire.report import format_summary, run_totals
     from newswire.warehouse import Warehouse, utcnow
 
