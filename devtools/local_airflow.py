@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from devtools import DAGS_FOLDER
+from devtools.errors import DagRunError
 
 
 def configure(home: Path, *, log_level: str = "WARNING") -> Path:
@@ -44,7 +45,7 @@ def load_dag(dag_id: str) -> Any:
     bag = DagBag(dag_folder=str(DAGS_FOLDER))
     if bag.import_errors:
         details = "\n".join(f"{path}: {err}" for path, err in bag.import_errors.items())
-        raise RuntimeError(f"DAG import errors:\n{details}")
+        raise DagRunError(f"DAG import errors:\n{details}")
     if dag_id not in bag.dags:
         raise KeyError(f"DAG {dag_id!r} not found in {DAGS_FOLDER}; found {sorted(bag.dags)}")
     return bag.dags[dag_id]
@@ -59,5 +60,5 @@ def run_dag(dag_id: str, run_conf: dict[str, Any] | None = None, logical_date: A
     dag_run = dag.test(**kwargs)
     state = str(getattr(dag_run, "state", "unknown"))
     if "success" not in state:
-        raise RuntimeError(f"DAG {dag_id} finished in state {state}")
+        raise DagRunError(f"DAG {dag_id} finished in state {state}")
     return dag_run

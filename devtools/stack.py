@@ -46,6 +46,7 @@ from typing import Any
 import psutil
 
 from devtools import CORPUS, DAGS_FOLDER, stack_executor
+from devtools.errors import StackError
 from devtools.stack_executor import ExecutorConfig
 from newswire.broker import (
     EmbeddedBroker,
@@ -53,7 +54,6 @@ from newswire.broker import (
     record_embedded_broker,
     running_embedded_broker,
 )
-from newswire.errors import NewswireError
 from newswire.settings import redact_url
 from pipeline.pools import FETCH_POOL
 
@@ -73,10 +73,6 @@ SECRETS_FILE = "stack-secrets.json"
 COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer")
 DAG_IDS = ("newswire_ingest", "newswire_transform", "newswire_archive")
 PASSWORDS_FILE = "simple_auth_manager_passwords.json.generated"
-
-
-class StackError(NewswireError):
-    """The stack could not be started, or is not in the state the command needs."""
 
 
 @dataclass(frozen=True)
@@ -478,7 +474,7 @@ def _wait_workers(config: StackConfig, state: Mapping[str, Any], deadline: float
             lambda: [p["name"] for p in state["processes"] if not _alive(p["pid"])],
             timeout=max(1.0, deadline - time.monotonic()),
         )
-    except (RuntimeError, TimeoutError) as exc:
+    except (StackError, TimeoutError) as exc:
         raise StackError(f"{exc}; see {config.home / 'logs' / 'stack'}") from None
     return {"status": "healthy", "answering": sorted(answering)}
 

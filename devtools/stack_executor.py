@@ -20,6 +20,8 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 
+from devtools.errors import StackError
+
 __all__ = [
     "EXECUTORS",
     "ExecutorConfig",
@@ -161,7 +163,7 @@ def ensure_database(url: str) -> bool:
     parts = urlsplit(url)
     name = parts.path.lstrip("/")
     if not name:
-        raise ValueError(f"no database name in {url!r}")
+        raise StackError(f"no database name in {url!r}")
     server = urlunsplit(parts._replace(path="/postgres"))
     with psycopg.connect(server, autocommit=True, connect_timeout=5) as conn:
         if conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone():
@@ -192,7 +194,7 @@ def wait_workers(broker_url: str, names: tuple[str, ...], alive: Any, *, timeout
     while time.monotonic() < deadline:
         dead = alive()
         if dead:
-            raise RuntimeError(f"{', '.join(dead)} exited at start")
+            raise StackError(f"{', '.join(dead)} exited at start")
         answering = celery_workers_answering(broker_url)
         if set(names) <= answering:
             return answering

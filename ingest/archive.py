@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from ingest.errors import FetchError, HttpStatusError
+from ingest.errors import ArchiveError, FetchError, HttpStatusError
 from ingest.feedlist import FeedSpec, feed_from_dict
 from ingest.feeds import FeedEntry, FeedParseError, parse_feed
 from ingest.http import Fetcher
@@ -47,7 +47,6 @@ from ingest.robots import RobotsCache
 from ingest.run import ingest_session
 from ingest.sitemaps import SitemapHarvest, collect_sitemap_entries, sitemap_roots
 from newswire.broker import bootstrap_servers
-from newswire.errors import NewswireError
 from newswire.settings import Settings, load_settings
 from newswire.warehouse import Warehouse
 
@@ -86,10 +85,6 @@ SITEMAP_TYPES = (
     "application/octet-stream",
     "text/plain",
 )
-
-
-class ArchiveError(NewswireError):
-    """The archive of a feed could not be walked (bad interval, unusable cache directory)."""
 
 
 # -- the day -----------------------------------------------------------------------------------------------

@@ -16,7 +16,7 @@ from urllib.parse import unquote, urljoin, urlsplit, urlunsplit
 
 import idna
 
-from newswire.errors import NewswireError
+from ingest.errors import InvalidUrlError
 
 __all__ = [
     "TRACKING_PARAMS",
@@ -27,18 +27,6 @@ __all__ = [
     "registrable_domain",
     "same_site",
 ]
-
-
-class InvalidUrlError(NewswireError):
-    """The URL cannot identify a web article (not http(s), no host, malformed host or port).
-
-    ``reason`` is a short stable code (``empty``, ``unsupported_scheme``, ``no_host``, ``invalid_host``,
-    ``invalid_port``) so callers can count rejections without parsing messages.
-    """
-
-    def __init__(self, reason: str, message: str) -> None:
-        super().__init__(message)
-        self.reason = reason
 
 
 # Query parameters that only say how a reader arrived (campaign, click and share trackers). Compared
@@ -154,24 +142,24 @@ def canonicalize_url(url: str, base: str | None = None) -> str:
     # Browsers drop embedded tabs/newlines (WHATWG URL); feeds wrap long links across lines.
     raw = re.sub(r"[\t\r\n]", "", raw)
     if not raw:
-        raise InvalidUrlError("empty", "empty URL")
+        raise InvalidUrlError(url or "", "empty URL", reason="empty")
     if base:
         try:
             raw = urljoin(base.strip(_STRIP_CHARS), raw)
         except ValueError as exc:  # either side may be malformed, e.g. an unbalanced IPv6 bracket
-            raise InvalidUrlError("invalid_host", f"malformed URL {url!r} against base {base!r}: {exc}") from exc
+            raise InvalidUrlError(url, f"malformed URL against base {base!r}: {exc}", reason="invalid_host") from exc
     try:
         parts = urlsplit(raw)
     except ValueError as exc:  # e.g. unbalanced IPv6 brackets
-        raise InvalidUrlError("invalid_host", f"malformed URL {url!r}: {exc}") from exc
+        raise InvalidUrlError(url, f"malformed URL: {exc}", reason="invalid_host") from exc
     scheme = parts.scheme.lower()
     if scheme not in _DEFAULT_PORTS:
-        raise InvalidUrlError("unsupported_scheme", f"not an http(s) URL: {url!r}")
+        raise InvalidUrlError(url, "not an http(s) URL", reason="unsupported_scheme")
     host = _canonical_host(parts.hostname or "", url)
     try:
         port = parts.port
     except ValueError as exc:
-        raise InvalidUrlError("invalid_port", f"invalid port in {url!r}") from exc
+        raise InvalidUrlError(url, "invalid port", reason="invalid_port") from exc
     netloc = host if port is None or port == _DEFAULT_PORTS[scheme] else f"{host}:{port}"
     path = _normalize_path(parts.path)
     query = _normalize_query(parts.query)
@@ -245,12 +233,12 @@ def _canonical_host(hostname: str, original: str) -> str:
     """Lower-case, IDNA-encoded host; IPv6 literals re-bracketed. urlsplit has already dropped userinfo."""
     host = hostname.strip().rstrip(".")
     if not host:
-        raise InvalidUrlError("no_host", f"URL has no host: {original!r}")
+        raise InvalidUrlError(original, "URL has no host", reason="no_host")
     if ":" in host:  # IPv6 literal (urlsplit strips the brackets)
         try:
             return f"[{ipaddress.IPv6Address(host.split('%')[0]).compressed}]"
         except ValueError as exc:
-            raise InvalidUrlError("invalid_host", f"invalid IPv6 host in {original!r}") from exc
+            raise InvalidUrlError(original, "invalid IPv6 host", reason="invalid_host") from exc
     labels = []
     for label in unquote(host).split("."):
         if label.isascii():
@@ -259,9 +247,9 @@ def _canonical_host(hostname: str, original: str) -> str:
             try:
                 label = idna.encode(label, uts46=True).decode("ascii")
             except idna.IDNAError as exc:
-                raise InvalidUrlError("invalid_host", f"invalid internationalised host in {original!r}") from exc
+                raise InvalidUrlError(original, "invalid internationalised host", reason="invalid_host") from exc
         if not _ASCII_LABEL.match(label) or len(label) > 63:
-            raise InvalidUrlError("invalid_host", f"invalid host {hostname!r} in {original!r}")
+            raise InvalidUrlError(original, f"invalid host {hostname!r}", reason="invalid_host")
         labels.append(label)
     return ".".join(labels)
 

@@ -1,25 +1,16 @@
-"""Typed failures of the ingest network layer.
+"""The ingest stage's errors (the whole tree is drawn in :mod:`newswire.errors`).
 
-Every failure to fetch a URL is a :class:`FetchError` carrying a short, stable ``reason`` code (safe to
-store in metrics, dead-letter records and logs) and a ``retryable`` flag, so schedulers decide between
-"try again later" and "give up on this URL" without parsing messages. Subclasses exist so callers can
-``except`` the cases they handle specially (e.g. :class:`HttpStatusError` to honour ``retry_after``).
+Every failure to fetch a URL is a :class:`FetchError`; its subclasses exist so callers can ``except`` the
+cases they handle specially (e.g. :class:`HttpStatusError` to honour ``retry_after``). The other classes are
+what the stage's parsers and passes raise: a feed, feed list, sitemap or page that cannot be used, a feed that
+failed as a whole. All carry the base's ``reason`` and ``retryable``.
 """
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
-
 from newswire.errors import NewswireError
 
 _RETRYABLE_STATUSES = frozenset({408, 425, 429})
-
-
-def _rebuild(cls: type[FetchError], state: dict[str, Any]) -> FetchError:
-    error = cls.__new__(cls)
-    error.__dict__.update(state)
-    error.args = (str(error),)
-    return error
 
 
 class FetchError(NewswireError):
@@ -30,23 +21,15 @@ class FetchError(NewswireError):
     the address guard) only know the host; the fetcher fills in the URL as the error passes through.
     """
 
-    default_reason: ClassVar[str] = "fetch"
-    default_retryable: ClassVar[bool] = False
+    default_reason = "fetch"
 
     def __init__(self, url: str, detail: str, *, reason: str | None = None, retryable: bool | None = None):
         self.url = url
         self.detail = detail
-        self.reason = reason if reason is not None else self.default_reason
-        self.retryable = retryable if retryable is not None else self.default_retryable
-        super().__init__(str(self))
+        super().__init__(detail, reason=reason, retryable=retryable)
 
     def __str__(self) -> str:
         return f"{self.detail} [{self.reason}] ({self.url})"
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        # Subclass constructors take different arguments, so pickle the attributes rather than ``args``:
-        # errors cross process boundaries (Airflow task results, executor pools) and must survive it.
-        return (_rebuild, (type(self), dict(self.__dict__)))
 
 
 class BlockedAddressError(FetchError):
@@ -129,7 +112,12 @@ class UnsupportedContentType(FetchError):
 
 
 class InvalidUrlError(FetchError):
-    """The URL (or a redirect target) is malformed or not http(s)."""
+    """The URL (or a redirect target) is malformed or not http(s), so it cannot identify or fetch a page.
+
+    The fetcher raises it with ``reason`` ``invalid_url``; :func:`ingest.canonical.canonicalize_url` with a
+    finer code (``empty``, ``unsupported_scheme``, ``no_host``, ``invalid_host``, ``invalid_port``) so callers
+    can count rejections without parsing messages.
+    """
 
     default_reason = "invalid_url"
 
@@ -157,3 +145,75 @@ class RobotsUnavailable(FetchError):
     def __init__(self, url: str, detail: str, *, retry_after: float | None = None):
         self.retry_after = retry_after
         super().__init__(url, detail)
+
+
+# -- documents and passes --------------------------------------------------------------------------------
+
+
+class FeedParseError(NewswireError):
+    """The fetched document cannot be used as a feed.
+
+    ``reason`` is one of ``empty_feed``, ``not_a_feed``, ``invalid_xml``, ``invalid_json``,
+    ``entity_declaration``: stable codes for metrics and for deciding whether to retry (never, for these) or
+    to flag the feed to an operator.
+    """
+
+    default_reason = "not_a_feed"
+
+
+class FeedListError(NewswireError):
+    """The feed list cannot be used; the message names the file and the offending entry.
+
+    ``reason``: ``not_found``, ``unsupported_format``, ``syntax``, ``entity_declaration``, ``invalid_entry``,
+    ``duplicate_url`` or ``empty``.
+    """
+
+    default_reason = "invalid_entry"
+
+
+class SitemapError(NewswireError):
+    """A document cannot be used as a sitemap.
+
+    ``reason``: ``not_a_sitemap``, ``invalid_xml``, ``entity_declaration`` (DOCTYPE or ENTITY markup) or
+    ``too_large`` (after gunzip). None of them is worth retrying.
+    """
+
+    default_reason = "not_a_sitemap"
+
+
+class ExtractionError(NewswireError):
+    """No usable article in the page. ``reason``: ``no_body`` (too little main text), ``not_html``, or
+    ``worker_crashed`` (the extraction process died on the page)."""
+
+    default_reason = "no_body"
+
+
+class ArchiveError(NewswireError):
+    """The archive of a feed could not be walked (bad interval, unusable cache directory)."""
+
+    default_reason = "archive"
+
+
+class RawStoreError(NewswireError):
+    """A page kept in the raw store cannot be read back (an encoding this version does not know)."""
+
+    default_reason = "raw_store"
+
+
+class FeedFailed(NewswireError):
+    """The feed itself could not be fetched or parsed; its entries were not looked at."""
+
+    def __init__(
+        self,
+        feed_url: str,
+        reason: str,
+        message: str,
+        retryable: bool,
+        retry_after: float | None = None,
+        http_status: int | None = None,
+    ) -> None:
+        super().__init__(f"feed {feed_url} failed ({reason}): {message}", reason=reason, retryable=retryable)
+        self.feed_url = feed_url
+        # The server's Retry-After (429/503), so the scheduler retries no sooner than asked.
+        self.retry_after = retry_after
+        self.http_status = http_status  # 404/410 tell the feed schedule the feed is gone

@@ -29,9 +29,9 @@ import trafilatura
 from trafilatura.utils import decode_file, load_html
 
 from ingest.canonical import InvalidUrlError, canonicalize_url
+from ingest.errors import ExtractionError
 from ingest.feeds import normalize_language
 from newswire.embedding import Embedding
-from newswire.errors import NewswireError
 
 __all__ = ["ExtractedArticle", "ExtractionError", "extract_article"]
 
@@ -47,18 +47,6 @@ _CANONICAL_XPATH = (
 # htmldate's "extensive search" guesses from any date-looking text on the page (related links, copyright
 # lines); explicit metadata is read first by this module, so only htmldate's structured pass is wanted.
 _DATE_PARAMS: dict[str, Any] = {"extensive_search": False, "original_date": True}
-
-
-class ExtractionError(NewswireError):
-    """No usable article in the page. ``reason``: ``no_body`` (too little main text) or ``not_html``."""
-
-    def __init__(self, reason: str, message: str) -> None:
-        super().__init__(message)
-        self.reason = reason
-
-    def __reduce__(self) -> tuple[type[ExtractionError], tuple[str, str]]:
-        # Raised in extraction worker processes: must survive pickling back to the parent.
-        return (type(self), (self.reason, str(self)))
 
 
 @dataclass(frozen=True)
@@ -102,7 +90,7 @@ def extract_article(
     text = html if isinstance(html, str) else decode_html(html, content_type)
     tree = load_html(text)
     if tree is None:
-        raise ExtractionError("not_html", f"not an HTML document: {url}")
+        raise ExtractionError(f"not an HTML document: {url}", reason="not_html")
     now = now or datetime.now(UTC)
     base = _base_url(tree, url)
     canonical = _absolute(_first(tree.xpath(_CANONICAL_XPATH)), base)
@@ -120,11 +108,11 @@ def extract_article(
             date_extraction_params=dict(_DATE_PARAMS),
         )
     if document is None:
-        raise ExtractionError("no_body", f"no main text found: {url}")
+        raise ExtractionError(f"no main text found: {url}", reason="no_body")
     title = _clean(document.title) or _clean(json_ld.get("headline"))
     body = _without_leading_title((document.text or "").strip(), title)
     if len(body) < min_chars:
-        raise ExtractionError("no_body", f"main text too short ({len(body)} < {min_chars} chars): {url}")
+        raise ExtractionError(f"main text too short ({len(body)} < {min_chars} chars): {url}", reason="no_body")
 
     return ExtractedArticle(
         text=body,

@@ -85,7 +85,7 @@ class ProcessPoolExtractor:
             self._pool = ProcessPoolExecutor(
                 max_workers=self.workers, mp_context=multiprocessing.get_context("forkserver")
             )
-            raise ExtractionError("worker_crashed", f"extraction worker died on {url}: {exc}") from exc
+            raise ExtractionError(f"extraction worker died on {url}: {exc}", reason="worker_crashed") from exc
 
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)

@@ -19,25 +19,13 @@ import lxml.etree
 import yaml
 
 from ingest.canonical import InvalidUrlError, canonicalize_url
+from ingest.errors import FeedListError
 from ingest.feeds import normalize_language
-from newswire.errors import NewswireError
 
 __all__ = ["FeedListError", "FeedSpec", "load_feed_list"]
 
 # A feed list is a small hand-made file; anything larger is a mistake (or an attack on the parser).
 MAX_FEED_LIST_BYTES = 10 * 1024 * 1024
-
-
-class FeedListError(NewswireError):
-    """The feed list cannot be used; the message names the file and the offending entry.
-
-    ``reason``: ``not_found``, ``unsupported_format``, ``syntax``, ``entity_declaration``, ``invalid_entry``,
-    ``duplicate_url`` or ``empty``.
-    """
-
-    def __init__(self, reason: str, message: str) -> None:
-        super().__init__(message)
-        self.reason = reason
 
 
 @dataclass(frozen=True)
@@ -96,18 +84,18 @@ def load_feed_list(path: Path) -> list[FeedSpec]:
     }
     if suffix not in readers:
         raise FeedListError(
-            "unsupported_format",
             f"{path}: unsupported feed list format {suffix!r} (use .opml, .toml or .yaml)",
+            reason="unsupported_format",
         )
     try:
         size = path.stat().st_size
         if size > MAX_FEED_LIST_BYTES:
-            raise FeedListError("syntax", f"{path}: {size} bytes is too large for a feed list")
+            raise FeedListError(f"{path}: {size} bytes is too large for a feed list", reason="syntax")
         data = path.read_bytes()
     except FileNotFoundError as exc:
-        raise FeedListError("not_found", f"{path}: feed list not found") from exc
+        raise FeedListError(f"{path}: feed list not found", reason="not_found") from exc
     except OSError as exc:
-        raise FeedListError("not_found", f"{path}: cannot read feed list: {exc.strerror or exc}") from exc
+        raise FeedListError(f"{path}: cannot read feed list: {exc.strerror or exc}", reason="not_found") from exc
 
     specs: list[FeedSpec] = []
     seen: dict[str, str] = {}  # canonical URL -> label of the entry that declared it
@@ -115,11 +103,11 @@ def load_feed_list(path: Path) -> list[FeedSpec]:
         spec = _validate(raw, label, path)
         key = canonicalize_url(spec.url)
         if key in seen:
-            raise FeedListError("duplicate_url", f"{path}: {label} has the same URL as {seen[key]}: {spec.url}")
+            raise FeedListError(f"{path}: {label} has the same URL as {seen[key]}: {spec.url}", reason="duplicate_url")
         seen[key] = label
         specs.append(spec)
     if not specs:
-        raise FeedListError("empty", f"{path}: no feeds in feed list")
+        raise FeedListError(f"{path}: no feeds in feed list", reason="empty")
     return specs
 
 
@@ -128,7 +116,7 @@ def load_feed_list(path: Path) -> list[FeedSpec]:
 
 def _validate(raw: Mapping[str, Any], label: str, path: Path) -> FeedSpec:
     def fail(problem: str) -> FeedListError:
-        return FeedListError("invalid_entry", f"{path}: {label}: {problem}")
+        return FeedListError(f"{path}: {label}: {problem}", reason="invalid_entry")
 
     unknown = sorted(set(raw) - _SPEC_KEYS)
     if unknown:
@@ -192,12 +180,12 @@ def _unique(values: Iterable[str]) -> tuple[str, ...]:
 
 def _entries_from_list(feeds: Any, path: Path, where: str) -> Iterator[tuple[str, Mapping[str, Any]]]:
     if not isinstance(feeds, list):
-        raise FeedListError("syntax", f"{path}: {where} must be a list of feeds")
+        raise FeedListError(f"{path}: {where} must be a list of feeds", reason="syntax")
     for index, item in enumerate(feeds, start=1):
         if isinstance(item, str):  # YAML shorthand: "- https://example.com/feed.xml"
             item = {"url": item}
         if not isinstance(item, Mapping):
-            raise FeedListError("invalid_entry", f"{path}: feed #{index}: expected a table/mapping")
+            raise FeedListError(f"{path}: feed #{index}: expected a table/mapping", reason="invalid_entry")
         name = item.get("name") or item.get("url")
         yield f"feed #{index} ({name!r})", item
 
@@ -206,10 +194,12 @@ def _read_toml(data: bytes, path: Path) -> Iterator[tuple[str, Mapping[str, Any]
     try:
         document = tomllib.loads(data.decode("utf-8"))
     except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
-        raise FeedListError("syntax", f"{path}: invalid TOML: {exc}") from exc
+        raise FeedListError(f"{path}: invalid TOML: {exc}", reason="syntax") from exc
     unknown = sorted(set(document) - {"feeds"})
     if unknown:
-        raise FeedListError("syntax", f"{path}: unknown top-level key(s) {', '.join(unknown)} (expected [[feeds]])")
+        raise FeedListError(
+            f"{path}: unknown top-level key(s) {', '.join(unknown)} (expected [[feeds]])", reason="syntax"
+        )
     return _entries_from_list(document.get("feeds", []), path, "[[feeds]]")
 
 
@@ -217,14 +207,14 @@ def _read_yaml(data: bytes, path: Path) -> Iterator[tuple[str, Mapping[str, Any]
     try:
         document = yaml.safe_load(data)
     except yaml.YAMLError as exc:
-        raise FeedListError("syntax", f"{path}: invalid YAML: {exc}") from exc
+        raise FeedListError(f"{path}: invalid YAML: {exc}", reason="syntax") from exc
     if document is None:
         document = {}
     if not isinstance(document, Mapping):
-        raise FeedListError("syntax", f"{path}: expected a mapping with a 'feeds:' list at the top level")
+        raise FeedListError(f"{path}: expected a mapping with a 'feeds:' list at the top level", reason="syntax")
     unknown = sorted(str(key) for key in set(document) - {"feeds"})
     if unknown:
-        raise FeedListError("syntax", f"{path}: unknown top-level key(s) {', '.join(unknown)} (expected feeds:)")
+        raise FeedListError(f"{path}: unknown top-level key(s) {', '.join(unknown)} (expected feeds:)", reason="syntax")
     return _entries_from_list(document.get("feeds") or [], path, "feeds:")
 
 
@@ -240,19 +230,19 @@ def _read_opml(data: bytes, path: Path) -> Iterator[tuple[str, Mapping[str, Any]
     laughs, external entities), and the parser itself resolves no entities and touches no network.
     """
     if _DECLARATION.search(data.replace(b"\x00", b"")):
-        raise FeedListError("entity_declaration", f"{path}: DOCTYPE/ENTITY declarations are not allowed in OPML")
+        raise FeedListError(f"{path}: DOCTYPE/ENTITY declarations are not allowed in OPML", reason="entity_declaration")
     parser = lxml.etree.XMLParser(
         resolve_entities=False, no_network=True, load_dtd=False, dtd_validation=False, huge_tree=False
     )
     try:
         root = lxml.etree.fromstring(data, parser=parser)
     except lxml.etree.XMLSyntaxError as exc:
-        raise FeedListError("syntax", f"{path}: invalid OPML: {exc}") from exc
+        raise FeedListError(f"{path}: invalid OPML: {exc}", reason="syntax") from exc
     if _local(root.tag) != "opml":
-        raise FeedListError("syntax", f"{path}: root element is <{_local(root.tag)}>, expected <opml>")
+        raise FeedListError(f"{path}: root element is <{_local(root.tag)}>, expected <opml>", reason="syntax")
     body = next((child for child in root if _local(child.tag) == "body"), None)
     if body is None:
-        raise FeedListError("syntax", f"{path}: OPML has no <body>")
+        raise FeedListError(f"{path}: OPML has no <body>", reason="syntax")
     return _walk_outlines(body, folders=())
 
 

@@ -28,7 +28,7 @@ import lxml.etree
 import lxml.html
 
 from ingest.canonical import InvalidUrlError, canonicalize_url
-from newswire.errors import NewswireError
+from ingest.errors import FeedParseError
 
 __all__ = [
     "FeedEntry",
@@ -59,19 +59,6 @@ FEED_MEDIA_TYPES = frozenset(
 MAX_FUTURE_SKEW = timedelta(days=2)
 # Dates before this are a zero timestamp (1970-01-01, or 1969 after a time-zone shift) left by a CMS bug.
 EPOCH_PLACEHOLDER_BEFORE = datetime(1971, 1, 1, tzinfo=UTC)
-
-
-class FeedParseError(NewswireError):
-    """The fetched document cannot be used as a feed.
-
-    ``reason`` is one of ``empty_feed``, ``not_a_feed``, ``invalid_xml``, ``invalid_json``,
-    ``entity_declaration``: stable codes for metrics and for deciding whether to retry (never, for these) or
-    to flag the feed to an operator.
-    """
-
-    def __init__(self, reason: str, message: str) -> None:
-        super().__init__(message)
-        self.reason = reason
 
 
 @dataclass(frozen=True)
@@ -140,7 +127,7 @@ def parse_feed(
     if max_entries < 1:
         raise ValueError("max_entries must be positive")
     if not content or not content.strip(b" \t\r\n\f\v\x00\xef\xbb\xbf\xff\xfe"):
-        raise FeedParseError("empty_feed", f"empty document from {url}")
+        raise FeedParseError(f"empty document from {url}", reason="empty_feed")
     now = now or datetime.now(UTC)
     from ingest.jsonfeed import looks_like_json, parse_json_feed  # it builds on this module's types
 
@@ -149,9 +136,9 @@ def parse_feed(
     _refuse_entity_declarations(content, content_type, url)
     root = _sniff_root(content)
     if root is None:
-        raise FeedParseError("not_a_feed", f"no XML element in document from {url}")
+        raise FeedParseError(f"no XML element in document from {url}", reason="not_a_feed")
     if root == "html":
-        raise FeedParseError("not_a_feed", f"HTML page, not a feed, at {url}")
+        raise FeedParseError(f"HTML page, not a feed, at {url}", reason="not_a_feed")
 
     headers = {"content-location": url}
     if content_type:
@@ -162,7 +149,7 @@ def parse_feed(
         result = feedparser.parse(io.BytesIO(content), response_headers=headers)
     except Exception as exc:  # a third-party parser on hostile bytes: any crash means "unusable document"
         # Found by fuzzing: e.g. a lone-surrogate character reference (&#xD800;) raises UnicodeEncodeError.
-        raise FeedParseError("invalid_xml", f"unparsable feed from {url}: {type(exc).__name__}: {exc}") from exc
+        raise FeedParseError(f"unparsable feed from {url}: {type(exc).__name__}: {exc}", reason="invalid_xml") from exc
     version = result.get("version") or ""
     raw_entries = result.get("entries") or []
     warnings: list[str] = []
@@ -170,12 +157,12 @@ def parse_feed(
         exc = result.get("bozo_exception")
         if not version and not raw_entries:
             if isinstance(exc, feedparser.NonXMLContentType) or exc is None:
-                raise FeedParseError("not_a_feed", f"no feed found in document from {url}")
-            raise FeedParseError("invalid_xml", f"unparsable feed from {url}: {exc}")
+                raise FeedParseError(f"no feed found in document from {url}", reason="not_a_feed")
+            raise FeedParseError(f"unparsable feed from {url}: {exc}", reason="invalid_xml")
         if not isinstance(exc, feedparser.NonXMLContentType):  # the declared type is checked below
             warnings.append(f"bozo: {exc}")
     elif not version and not raw_entries:
-        raise FeedParseError("not_a_feed", f"XML document from {url} is not a feed (root <{root}>)")
+        raise FeedParseError(f"XML document from {url} is not a feed (root <{root}>)", reason="not_a_feed")
 
     channel = result.get("feed") or {}
     feed_language = normalize_language(channel.get("language") or _detail_language(channel, "title"))
@@ -285,7 +272,7 @@ def _refuse_entity_declarations(content: bytes, content_type: str | None, url: s
     """
     for text in _decodings(content, content_type):
         if _ENTITY_DECL.search(_CDATA_OR_COMMENT.sub("", text)):
-            raise FeedParseError("entity_declaration", f"document from {url} declares XML entities; refused")
+            raise FeedParseError(f"document from {url} declares XML entities; refused", reason="entity_declaration")
 
 
 def _decodings(content: bytes, content_type: str | None) -> Iterable[str]:

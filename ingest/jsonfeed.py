@@ -40,10 +40,12 @@ def parse_json_feed(content: bytes, *, url: str, max_entries: int, now: datetime
     try:
         document = json.loads(content.lstrip(b"\xef\xbb\xbf"))
     except (ValueError, RecursionError) as exc:  # RecursionError: absurdly deep nesting
-        raise FeedParseError("invalid_json", f"unparsable JSON document from {url}: {exc}") from exc
+        raise FeedParseError(f"unparsable JSON document from {url}: {exc}", reason="invalid_json") from exc
     version = document.get("version") if isinstance(document, dict) else None
     if not (isinstance(version, str) and version.startswith(VERSION_PREFIX)):
-        raise FeedParseError("not_a_feed", f"JSON document from {url} is not a JSON Feed (no jsonfeed.org version)")
+        raise FeedParseError(
+            f"JSON document from {url} is not a JSON Feed (no jsonfeed.org version)", reason="not_a_feed"
+        )
     warnings: list[str] = []
     number = version.removeprefix(VERSION_PREFIX).strip("/")
     if number not in _FORMATS:

@@ -19,7 +19,7 @@ from itertools import repeat
 
 from ingest.canonical import InvalidUrlError, article_id_for, canonicalize_url, choose_canonical
 from ingest.claims import UrlClaims
-from ingest.errors import FetchError, HttpStatusError, TooLargeError, UnsupportedContentType
+from ingest.errors import FeedFailed, FetchError, HttpStatusError, TooLargeError, UnsupportedContentType
 from ingest.extract import ExtractionError
 from ingest.extraction import Extractor
 from ingest.feedlist import FeedSpec
@@ -41,7 +41,7 @@ from ingest.rawstore import RawArticle
 from ingest.robots import RobotsCache
 from ingest.schedule import ServerHints, parse_hints
 from newswire import contracts
-from newswire.deadletters import dead_letter_message
+from newswire.deadletters import DeadLetterReason, DeadLetterStage, dead_letter_message
 from newswire.errors import NewswireError
 from newswire.messaging import Publisher
 from newswire.settings import Settings
@@ -58,27 +58,6 @@ NOT_FEED_TYPES = ("application/pdf", "application/zip", "application/gzip", "app
 PAGE_TYPES = ("text/html", "application/xhtml+xml")
 #: Articles confirmed by the broker and recorded in the ledger together.
 CHUNK = 25
-
-
-class FeedFailed(NewswireError):
-    """The feed itself could not be fetched or parsed; its entries were not looked at."""
-
-    def __init__(
-        self,
-        feed_url: str,
-        reason: str,
-        message: str,
-        retryable: bool,
-        retry_after: float | None = None,
-        http_status: int | None = None,
-    ) -> None:
-        super().__init__(f"feed {feed_url} failed ({reason}): {message}")
-        self.feed_url = feed_url
-        self.reason = reason
-        self.retryable = retryable
-        # The server's Retry-After (429/503), so the scheduler retries no sooner than asked.
-        self.retry_after = retry_after
-        self.http_status = http_status  # 404/410 tell the feed schedule the feed is gone
 
 
 @dataclass
@@ -194,7 +173,13 @@ class FeedPoller:
         except FetchError as exc:
             report.http_status = getattr(exc, "status", None)
             self._feed_failed(
-                feed, "feed_fetch", exc.reason, str(exc), exc.retryable, report, getattr(exc, "retry_after", None)
+                feed,
+                DeadLetterStage.FEED_FETCH,
+                exc.reason,
+                str(exc),
+                exc.retryable,
+                report,
+                getattr(exc, "retry_after", None),
             )
         report.http_status = response.status
         report.counts.bytes += len(response.content)
@@ -211,7 +196,7 @@ class FeedPoller:
                     max_entries=self.settings.max_entries_per_feed,
                 )
             except FeedParseError as exc:
-                self._feed_failed(feed, "feed_parse", exc.reason, str(exc), False, report)
+                self._feed_failed(feed, DeadLetterStage.FEED_PARSE, exc.reason, str(exc), False, report)
             entries = parsed.entries
             report.counts.entries_in_feed = len(entries)
             report.published = tuple(e.published for e in entries if e.published is not None)
@@ -235,7 +220,7 @@ class FeedPoller:
     def _feed_failed(
         self,
         feed: FeedSpec,
-        stage: str,
+        stage: DeadLetterStage,
         reason: str,
         message: str,
         retryable: bool,
@@ -370,7 +355,7 @@ class FeedPoller:
             "published_at": entry.published,
         }
 
-        def dead(stage: str, reason: str, message: str, retryable: bool) -> EntryOutcome:
+        def dead(stage: DeadLetterStage, reason: str, message: str, retryable: bool) -> EntryOutcome:
             dl = dead_letter_message(
                 dead_letter_id=dead_letter_id(feed.url, entry.key),
                 stage=stage,
@@ -382,18 +367,20 @@ class FeedPoller:
                 payload={"entry": entry_to_payload(entry), "feed": {"url": feed.url, "name": feed.name}},
                 created_at=utcnow(),
             )
-            return EntryOutcome(**base, outcome=DEAD_LETTER, reason=reason, dead_letter=dl)
+            return EntryOutcome(**base, outcome=DEAD_LETTER, reason=dl["reason"], dead_letter=dl)
 
         if not (entry.link or entry.guid or entry.title):
             # Nothing to fetch and nothing to name it by (an RSS item with only a description): counted and
             # recorded, keyed by a hash of its text, so later polls know it and do not count it again.
             return EntryOutcome(**base, outcome=SKIPPED, reason="no_identity")
         if not entry.link:
-            return dead("feed_parse", "no_link", "entry has no link to an article page", False)
+            return dead(
+                DeadLetterStage.FEED_PARSE, DeadLetterReason.NO_LINK, "entry has no link to an article page", False
+            )
         try:
             url = canonicalize_url(entry.link)
         except InvalidUrlError as exc:
-            return dead("feed_parse", "invalid_url", str(exc), False)
+            return dead(DeadLetterStage.FEED_PARSE, DeadLetterReason.INVALID_URL, str(exc), False)
 
         prior = known.article_of(url)
         owner, slot = self.claims.claim(url)
@@ -430,7 +417,7 @@ class FeedPoller:
                 if not self.robots.allowed(entry.link):
                     return EntryOutcome(**base, outcome=SKIPPED, reason="robots")
             except FetchError as exc:
-                return dead("page_fetch", exc.reason, str(exc), True)
+                return dead(DeadLetterStage.PAGE_FETCH, exc.reason, str(exc), True)
 
         try:
             page = self.fetcher.get(entry.link, allowed_types=PAGE_TYPES, max_bytes=self.settings.max_page_bytes)
@@ -440,16 +427,16 @@ class FeedPoller:
             return EntryOutcome(**base, outcome=SKIPPED, reason="too_large")
         except HttpStatusError as exc:
             wait = f"; server asked to retry after {exc.retry_after:.0f} s" if exc.retry_after is not None else ""
-            return dead("page_fetch", exc.reason, f"{exc}{wait}", exc.retryable)
+            return dead(DeadLetterStage.PAGE_FETCH, exc.reason, f"{exc}{wait}", exc.retryable)
         except FetchError as exc:
-            return dead("page_fetch", exc.reason, str(exc), exc.retryable)
+            return dead(DeadLetterStage.PAGE_FETCH, exc.reason, str(exc), exc.retryable)
 
         try:
             extracted = self.extractor.extract(
                 page.content, url=page.final_url, content_type=page.headers.get("content-type")
             )
         except ExtractionError as exc:
-            return dead("extract", exc.reason, str(exc), False)
+            return dead(DeadLetterStage.EXTRACT, exc.reason, str(exc), False)
 
         final_url = _canonical_or(page.final_url, url)
         canonical = choose_canonical(final_url, extracted.canonical_url, extracted.og_url)

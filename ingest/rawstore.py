@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from ingest.errors import RawStoreError
 from newswire.messaging import Publisher
 from newswire.reconcile import STORED_CONDITION, republish
 from newswire.warehouse import Cursor, Warehouse, utcnow
@@ -98,7 +99,7 @@ def decompress(blob: bytes | memoryview, encoding: str | None) -> bytes:
     if encoding in (None, ""):
         return data
     if encoding != HTML_ENCODING:
-        raise ValueError(f"unknown raw page encoding {encoding!r}")
+        raise RawStoreError(f"unknown raw page encoding {encoding!r}")
     return gzip.decompress(data)
 
 

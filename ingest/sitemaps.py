@@ -27,9 +27,8 @@ from urllib.parse import urljoin, urlsplit
 import lxml.etree
 
 from ingest.canonical import InvalidUrlError, canonicalize_url
-from ingest.errors import FetchError, HttpStatusError
+from ingest.errors import FetchError, HttpStatusError, SitemapError
 from ingest.feeds import FeedEntry, normalize_language
-from newswire.errors import NewswireError
 
 __all__ = [
     "ParsedSitemap",
@@ -60,18 +59,6 @@ _W3C_DATE = re.compile(r"^(\d{4})(?:-(\d{2})(?:-(\d{2}))?)?$")
 
 Loader = Callable[[str], bytes]
 """Returns a document's bytes (already decoded from any Content-Encoding); raises ``FetchError``."""
-
-
-class SitemapError(NewswireError):
-    """A document cannot be used as a sitemap.
-
-    ``reason``: ``not_a_sitemap``, ``invalid_xml``, ``entity_declaration`` (DOCTYPE or ENTITY markup) or
-    ``too_large`` (after gunzip). None of them is worth retrying.
-    """
-
-    def __init__(self, reason: str, message: str) -> None:
-        super().__init__(message)
-        self.reason = reason
 
 
 @dataclass(frozen=True)
@@ -127,16 +114,16 @@ def parse_sitemap(
     if content.startswith(_GZIP_MAGIC):
         content = _gunzip(content, max_bytes, url)
     if _DOCTYPE_OR_ENTITY.search(content.replace(b"\x00", b"")):
-        raise SitemapError("entity_declaration", f"sitemap {url} declares a DOCTYPE or entities; refused")
+        raise SitemapError(f"sitemap {url} declares a DOCTYPE or entities; refused", reason="entity_declaration")
     parser = lxml.etree.XMLParser(
         resolve_entities=False, no_network=True, load_dtd=False, huge_tree=False, remove_comments=True
     )
     try:
         root = lxml.etree.fromstring(content, parser=parser)
     except lxml.etree.XMLSyntaxError as exc:
-        raise SitemapError("invalid_xml", f"unparsable sitemap {url}: {exc}") from exc
+        raise SitemapError(f"unparsable sitemap {url}: {exc}", reason="invalid_xml") from exc
     if root is None:
-        raise SitemapError("invalid_xml", f"empty sitemap document {url}")
+        raise SitemapError(f"empty sitemap document {url}", reason="invalid_xml")
     kind = lxml.etree.QName(root).localname
     warnings: list[str] = []
     if kind == "urlset":
@@ -158,7 +145,7 @@ def parse_sitemap(
                 continue
             children.append(SitemapChild(loc, _date(_text(node, "lastmod"), warnings)))
         return ParsedSitemap("sitemapindex", sitemaps=tuple(children[:max_urls]), warnings=tuple(warnings))
-    raise SitemapError("not_a_sitemap", f"{url} is not a sitemap (root <{kind}>)")
+    raise SitemapError(f"{url} is not a sitemap (root <{kind}>)", reason="not_a_sitemap")
 
 
 def parse_w3c_datetime(text: str | None) -> datetime | None:
@@ -294,9 +281,9 @@ def _gunzip(content: bytes, max_bytes: int, url: str) -> bytes:
     try:
         out = decompressor.decompress(content, max_bytes + 1)
     except zlib.error as exc:
-        raise SitemapError("invalid_xml", f"sitemap {url}: bad gzip data: {exc}") from exc
+        raise SitemapError(f"sitemap {url}: bad gzip data: {exc}", reason="invalid_xml") from exc
     if len(out) > max_bytes or decompressor.unconsumed_tail:
-        raise SitemapError("too_large", f"sitemap {url} decompresses to more than {max_bytes} bytes")
+        raise SitemapError(f"sitemap {url} decompresses to more than {max_bytes} bytes", reason="too_large")
     return out
 
 

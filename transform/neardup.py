@@ -31,8 +31,8 @@ from typing import Any
 import numpy as np
 from datasketch import MinHash, MinHashLSH
 
-from newswire.errors import NewswireError
 from transform.documents import ArticleDoc
+from transform.errors import NearDuplicateError, StaleSignature
 from transform.text import hashed_shingles, shingle_tokens
 
 __all__ = [
@@ -63,14 +63,6 @@ _MAX_TEXT_CHARS = 100_000
 # Bumped whenever shingling or hashing changes: signatures stored by an older version then no longer
 # describe what this code would compute, and must be rebuilt from the text.
 SIGNATURE_VERSION = 1
-
-
-class NearDuplicateError(NewswireError):
-    """The near-duplicate index was configured or used inconsistently."""
-
-
-class StaleSignature(NearDuplicateError):
-    """A stored signature was made by another version or configuration: rebuild it with ``add(doc)``."""
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,13 @@ from typing import Any
 
 from newswire import contracts
 from newswire.contracts import iso, parse_iso
-from newswire.deadletters import dead_letter_id, dead_letter_message, upsert_dead_letter
+from newswire.deadletters import (
+    DeadLetterReason,
+    DeadLetterStage,
+    dead_letter_id,
+    dead_letter_message,
+    upsert_dead_letter,
+)
 from newswire.embedding import Embedding, embed_articles, encoder_for, from_message
 from newswire.faults import fault_point
 from newswire.langid import detect_language
@@ -344,11 +350,11 @@ class BatchProcessor:
             total += len(messages)
 
     def _dead_letter(self, item: Incoming) -> dict[str, Any]:
-        reason = item.error.reason if item.error else "invalid_message"
+        reason = item.error.reason if item.error else DeadLetterReason.INVALID_MESSAGE
         details = item.error.details if item.error else "no message"
         return dead_letter_message(
             dead_letter_id=dead_letter_id(item.topic, str(item.partition), str(item.offset)),
-            stage="decode",
+            stage=DeadLetterStage.DECODE,
             reason=reason,
             message=details,
             retryable=False,

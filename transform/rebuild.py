@@ -29,10 +29,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from newswire.errors import NewswireError
 from newswire.messaging import Publisher
 from newswire.warehouse import Cursor, Warehouse, utcnow
 from transform.clustering import ClusteringConfig
+from transform.errors import RebuildError
 from transform.eventrecords import build_event_record, digest, merged_event_record
 from transform.process import BatchProcessor
 from transform.store import StoredArticle, TransformStore
@@ -47,10 +47,6 @@ _COLUMNS = (
     "a.published_at, a.fetched_at, a.content_hash, ea.event_id"
 )
 _FROM = "FROM articles a LEFT JOIN event_articles ea ON ea.article_id = a.article_id"
-
-
-class RebuildError(NewswireError):
-    """The window to rebuild is not a valid interval."""
 
 
 @dataclass

@@ -9,6 +9,7 @@ import sys
 
 import pytest
 
+from newswire.errors import SettingsError
 from newswire.faults import fault_point
 
 SCRIPT = (
@@ -28,7 +29,7 @@ def test_unarmed_points_do_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_unknown_point_is_refused_loudly(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("NEWSWIRE_FAULT", "after_lunch")
-    with pytest.raises(ValueError, match="unknown fault point"):
+    with pytest.raises(SettingsError, match="unknown fault point"):
         fault_point("mid_batch")
 
 
