@@ -111,6 +111,20 @@ def test_image_installs_no_development_tooling() -> None:
     assert not any(line.split()[1].startswith(("tests", "devtools")) for line in _copy_lines())
 
 
+def test_the_installed_packages_carry_their_data_files() -> None:
+    """Data the code loads at import (schemas, migrations, the gazetteer) must be package data, or an installed
+    wheel (the image) would not have it."""
+    declared = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]
+    shipped = {path for package, globs in declared.items() for g in globs for path in (REPO / package).glob(g)}
+    needed = [
+        *(REPO / "newswire" / "contracts" / "schemas").glob("*.json"),
+        *(REPO / "newswire" / "warehouse" / "migrations").glob("*.sql"),
+        *(REPO / "transform" / "data").glob("*"),
+    ]
+    assert len(needed) >= 4 and REPO / "transform" / "data" / "gazetteer.json" in needed
+    assert set(needed) <= shipped
+
+
 def _copy_lines() -> list[str]:
     return [line for line in (REPO / "Dockerfile").read_text().splitlines() if line.startswith("COPY ")]
 

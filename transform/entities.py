@@ -20,10 +20,12 @@ first is kept for display in event profiles.
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from functools import lru_cache
+from importlib import resources
 
 from transform.text import fold, space_out_no_space_scripts, stopwords_for, words
 
@@ -856,360 +858,37 @@ def extract_cues(title: str, text: str, language: str | None) -> Cues:
 # Why built in: the pipeline runs offline and cheaply; the point is not coverage (unknown names still
 # match through their folded spelling) but agreement across languages on names spelt differently.
 
-# canonical key: variants (folded). The canonical key itself is always a variant.
-_COUNTRIES: dict[str, str] = {
-    "afghanistan": "afghan afghane",
-    "albania": "albanie albanien albanian",
-    "algeria": "algerie argelia algerien algerian algerienne",
-    "argentina": "argentine argentinien argentinian",
-    "armenia": "armenie armenien armenian",
-    "australia": "australie australien australian",
-    "austria": "autriche osterreich austrian autrichien",
-    "azerbaijan": "azerbaidjan aserbaidschan",
-    "bangladesh": "",
-    "belgium": "belgique belgica belgien belgian belge",
-    "bolivia": "bolivie bolivien",
-    "bosnia": "bosnie bosnien",
-    "brazil": "bresil brasil brasilien brazilian bresilien",
-    "bulgaria": "bulgarie bulgarien",
-    "burkina faso": "",
-    "cameroon": "cameroun kamerun",
-    "canada": "kanada canadian canadien canadienne",
-    "chad": "tchad tschad",
-    "chile": "chili chilean chilien",
-    "china": "chine chinese chinois chinoise",
-    "colombia": "colombie kolumbien colombian colombien",
-    "congo": "kongo rdc drc",
-    "croatia": "croatie kroatien",
-    "cuba": "kuba cuban cubain",
-    "cyprus": "chypre chipre zypern",
-    "czech republic": "czechia republique tcheque tschechien czech",
-    "denmark": "danemark dinamarca danemark danish danois",
-    "ecuador": "equateur",
-    "egypt": "egypte egipto agypten egyptian egyptien egyptienne",
-    "estonia": "estonie estland",
-    "ethiopia": "ethiopie etiopia athiopien ethiopian",
-    "finland": "finlande finlandia finnland finnish",
-    "france": "francia frankreich french francais francaise",
-    "georgia": "georgie georgien",
-    "germany": "allemagne alemania deutschland german allemand allemande",
-    "ghana": "",
-    "greece": "grece grecia griechenland greek grec grecque",
-    "haiti": "",
-    "hungary": "hongrie hungria ungarn hungarian hongrois",
-    "iceland": "islande islandia island",
-    "india": "inde indien indian",
-    "indonesia": "indonesie indonesien indonesian",
-    "iran": "iranian iranien iranienne",
-    "iraq": "irak iraqi irakien",
-    "ireland": "irlande irlanda irland irish irlandais",
-    "israel": "israeli israelien israelienne",
-    "italy": "italie italia italien italian italienne",
-    "ivory coast": "cote d ivoire elfenbeinkuste",
-    "japan": "japon japan japanese japonais japonaise",
-    "jordan": "jordanie jordania jordanien",
-    "kazakhstan": "kasachstan",
-    "kenya": "kenia kenyan",
-    "kosovo": "",
-    "latvia": "lettonie lettland",
-    "lebanon": "liban libano libanon lebanese libanais",
-    "libya": "libye libia libyen libyan",
-    "lithuania": "lituanie litauen",
-    "luxembourg": "luxemburg",
-    "mali": "malian malien",
-    "mexico": "mexique mejico mexiko mexican mexicain",
-    "moldova": "moldavie moldawien",
-    "morocco": "maroc marruecos marokko moroccan marocain marocaine",
-    "mozambique": "mosambik",
-    "myanmar": "birmanie burma",
-    "nepal": "",
-    "netherlands": "pays bas paises bajos niederlande holland dutch neerlandais",
-    "new zealand": "nouvelle zelande neuseeland",
-    "niger": "",
-    "nigeria": "nigerian nigerian",
-    "north korea": "coree du nord nordkorea",
-    "norway": "norvege noruega norwegen norwegian norvegien",
-    "pakistan": "pakistani pakistanais",
-    "palestine": "palestinian palestinien palestinienne",
-    "peru": "perou",
-    "philippines": "filipinas philippinen filipino philippin",
-    "poland": "pologne polonia polen polish polonais polonaise",
-    "portugal": "portuguese portugais portugaise",
-    "qatar": "katar",
-    "romania": "roumanie rumania rumanien romanian roumain",
-    "russia": "russie rusia russland russian russe",
-    "rwanda": "ruanda",
-    "saudi arabia": "arabie saoudite arabia saudita saudi arabien saudi saoudien",
-    "senegal": "senegalese senegalais",
-    "serbia": "serbie serbien serbian serbe",
-    "slovakia": "slovaquie slowakei",
-    "slovenia": "slovenie slowenien",
-    "somalia": "somalie",
-    "south africa": "afrique du sud sudafrica sudafrika",
-    "south korea": "coree du sud sudkorea korea coree",
-    "spain": "espagne espana spanien spanish espagnol espagnole",
-    "sudan": "soudan",
-    "sweden": "suede suecia schweden swedish suedois",
-    "switzerland": "suisse suiza schweiz swiss",
-    "syria": "syrie siria syrien syrian",
-    "taiwan": "taiwanese",
-    "tanzania": "tanzanie tansania",
-    "thailand": "thailande tailandia thai thailandais",
-    "tunisia": "tunisie tunez tunesien tunisian tunisien tunisienne",
-    "turkey": "turquie turquia turkei turkiye turkish turc turque",
-    "ukraine": "ucrania ukrainian ukrainien ukrainienne",
-    "united arab emirates": "emirats arabes unis uae",
-    "united kingdom": "royaume uni reino unido vereinigtes konigreich uk britain great britain british britannique",
-    "united states": "etats unis estados unidos vereinigte staaten usa us america american americain americaine",
-    "uruguay": "",
-    "venezuela": "venezuelan venezuelien",
-    "vietnam": "viet nam vietnamese vietnamien",
-    "yemen": "jemen",
-    "zimbabwe": "",
-}
 
-_CITIES: dict[str, str] = {
-    "abidjan": "",
-    "addis ababa": "addis abeba",
-    "aleppo": "alep halab",
-    "algiers": "alger argel",
-    "amsterdam": "",
-    "ankara": "",
-    "antwerp": "anvers amberes antwerpen",
-    "athens": "athenes atenas athen",
-    "baghdad": "bagdad",
-    "bamako": "",
-    "bangkok": "",
-    "barcelona": "barcelone",
-    "beijing": "pekin peking",
-    "beirut": "beyrouth beirut",
-    "belgrade": "belgrado belgrad",
-    "berlin": "",
-    "bern": "berne",
-    "bogota": "",
-    "bordeaux": "burdeos",
-    "brussels": "bruxelles bruselas brussel brussel",
-    "bucharest": "bucarest bukarest",
-    "budapest": "",
-    "buenos aires": "",
-    "cairo": "le caire el cairo kairo",
-    "casablanca": "",
-    "cologne": "koln colonia",
-    "copenhagen": "copenhague kopenhagen",
-    "dakar": "",
-    "damascus": "damas damasco damaskus",
-    "delhi": "new delhi",
-    "doha": "",
-    "dubai": "",
-    "dublin": "",
-    "edinburgh": "edimbourg",
-    "frankfurt": "francfort francfort",
-    "gaza": "",
-    "geneva": "geneve ginebra genf",
-    "hamburg": "hambourg hamburgo",
-    "hong kong": "",
-    "istanbul": "estambul",
-    "jakarta": "",
-    "jerusalem": "jerusalen",
-    "johannesburg": "",
-    "kabul": "kaboul",
-    "kinshasa": "",
-    "kyiv": "kiev kiew",
-    "lagos": "",
-    "lille": "",
-    "lisbon": "lisbonne lisboa lissabon",
-    "london": "londres londra",
-    "los angeles": "",
-    "lyon": "lyons lyon",
-    "madrid": "",
-    "marseille": "marseilles marsella",
-    "mexico city": "mexico",
-    "milan": "milano mailand",
-    "montreal": "",
-    "moscow": "moscou moscu moskau",
-    "mumbai": "bombay",
-    "munich": "munchen munich",
-    "nairobi": "",
-    "nantes": "",
-    "naples": "napoli neapel",
-    "new york": "nueva york",
-    "nice": "nizza",
-    "paris": "",
-    "prague": "praga prag",
-    "quebec": "",
-    "rabat": "",
-    "riyadh": "riyad riad",
-    "rome": "roma rom",
-    "rotterdam": "",
-    "san francisco": "",
-    "sao paulo": "",
-    "seoul": "seoul",
-    "shanghai": "",
-    "singapore": "singapour singapur",
-    "stockholm": "estocolmo",
-    "strasbourg": "strasburg strassburg estrasburgo",
-    "sydney": "",
-    "tehran": "teheran",
-    "tel aviv": "",
-    "tokyo": "tokio",
-    "toulouse": "",
-    "tripoli": "",
-    "tunis": "",
-    "vienna": "vienne viena wien",
-    "warsaw": "varsovie varsovia warschau",
-    "washington": "",
-    "zurich": "",
-}
-
-_REGIONS: dict[str, str] = {
-    "europe": "europa european europeen europeenne",
-    "africa": "afrique afrika african africain",
-    "asia": "asie asien",
-    "middle east": "moyen orient proche orient oriente medio nahost",
-    "euro zone": "eurozone zone euro euroraum",
-    "mediterranean": "mediterranee mediterraneo mittelmeer",
-    "brittany": "bretagne",
-    "normandy": "normandie",
-    "corsica": "corse",
-    "catalonia": "catalogne cataluna katalonien",
-    "bavaria": "baviere bayern",
-    "sicily": "sicile sicilia sizilien",
-    "sahel": "",
-    "west bank": "cisjordanie",
-    "crimea": "crimee krim",
-    "donbas": "donbass",
-}
-
-_ORGANISATIONS: dict[str, str] = {
-    "ecb": "bce ezb european central bank banque centrale europeenne banco central europeo europaische zentralbank",
-    "federal reserve": "fed reserve federale",
-    "imf": "fmi iwf international monetary fund fonds monetaire international",
-    "world bank": "banque mondiale banco mundial weltbank",
-    "un": "onu uno united nations nations unies naciones unidas vereinte nationen",
-    "nato": "otan",
-    "eu": "ue european union union europeenne union europea europaische union",
-    "european commission": "commission europeenne comision europea eu kommission",
-    "european parliament": "parlement europeen parlamento europeo europaisches parlament",
-    "who": "oms world health organization organisation mondiale de la sante",
-    "unicef": "",
-    "unhcr": "hcr",
-    "red cross": "croix rouge cruz roja rotes kreuz icrc cicr",
-    "msf": "medecins sans frontieres doctors without borders",
-    "amnesty international": "amnesty",
-    "opec": "opep",
-    "wto": "omc world trade organization organisation mondiale du commerce",
-    "icc": "cpi international criminal court cour penale internationale",
-    "usgs": "",
-    "afp": "",
-    "reuters": "",
-    "ap": "associated press",
-    "interpol": "",
-    "europol": "",
-    "sncf": "",
-    "ratp": "",
-}
+def _load_gazetteer() -> dict[str, dict[str, list[str]]]:
+    """``transform/data/gazetteer.json``: per table, canonical key -> its variants (folded)."""
+    text = resources.files("transform").joinpath("data/gazetteer.json").read_text(encoding="utf-8")
+    return {name: table for name, table in json.loads(text).items() if not name.startswith("_")}
 
 
-def _build(table: dict[str, str]) -> dict[str, str]:
+def _build(table: dict[str, list[str]]) -> dict[str, str]:
+    """Variant -> canonical key; the key is a variant of itself, and the first key to claim a variant keeps it."""
     out: dict[str, str] = {}
     for key, variants in table.items():
         out[key] = key
-        # Variants are written as space-separated words; multi-word variants are listed in the
-        # multi-word tables below, so split on double spaces is not needed: we add every word-run
-        # that is itself a known variant by trying the full string and each single word.
-        for variant in _split_variants(variants):
+        for variant in variants:
             out.setdefault(variant, key)
     return out
 
 
-# Multi-word variants cannot be split on spaces blindly; these are listed explicitly.
-_MULTIWORD_VARIANTS: tuple[str, ...] = (
-    "republique tcheque",
-    "cote d ivoire",
-    "pays bas",
-    "paises bajos",
-    "nouvelle zelande",
-    "coree du nord",
-    "coree du sud",
-    "afrique du sud",
-    "arabie saoudite",
-    "arabia saudita",
-    "emirats arabes unis",
-    "royaume uni",
-    "reino unido",
-    "vereinigtes konigreich",
-    "great britain",
-    "etats unis",
-    "estados unidos",
-    "vereinigte staaten",
-    "viet nam",
-    "le caire",
-    "el cairo",
-    "addis abeba",
-    "new delhi",
-    "nueva york",
-    "moyen orient",
-    "proche orient",
-    "oriente medio",
-    "zone euro",
-    "croix rouge",
-    "cruz roja",
-    "rotes kreuz",
-    "european central bank",
-    "banque centrale europeenne",
-    "banco central europeo",
-    "europaische zentralbank",
-    "reserve federale",
-    "international monetary fund",
-    "fonds monetaire international",
-    "banque mondiale",
-    "banco mundial",
-    "united nations",
-    "nations unies",
-    "naciones unidas",
-    "vereinte nationen",
-    "european union",
-    "union europeenne",
-    "union europea",
-    "europaische union",
-    "commission europeenne",
-    "comision europea",
-    "eu kommission",
-    "parlement europeen",
-    "parlamento europeo",
-    "europaisches parlament",
-    "world health organization",
-    "organisation mondiale de la sante",
-    "medecins sans frontieres",
-    "doctors without borders",
-    "world trade organization",
-    "organisation mondiale du commerce",
-    "international criminal court",
-    "cour penale internationale",
-    "associated press",
-    "amnesty international",
-)
+_GAZETTEER = _load_gazetteer()
 
 
-def _split_variants(variants: str) -> list[str]:
-    remaining = f" {variants} "
-    found: list[str] = []
-    for multi in _MULTIWORD_VARIANTS:
-        token = f" {multi} "
-        if token in remaining:
-            found.append(multi)
-            remaining = remaining.replace(token, " ")
-    found.extend(remaining.split())
-    return found
-
-
-PLACES: dict[str, str] = {**_build(_REGIONS), **_build(_CITIES), **_build(_COUNTRIES)}
-ORGANISATIONS: dict[str, str] = _build(_ORGANISATIONS)
+PLACES: dict[str, str] = {
+    **_build(_GAZETTEER["regions"]),
+    **_build(_GAZETTEER["cities"]),
+    **_build(_GAZETTEER["countries"]),
+}
+ORGANISATIONS: dict[str, str] = _build(_GAZETTEER["organisations"])
 # Lower-case adjectives that name a country in French/Spanish/German prose ("le ministère turc").
 NATIONALITY_WORDS: frozenset[str] = frozenset(
     variant
-    for key, variants in _COUNTRIES.items()
-    for variant in _split_variants(variants)
+    for key, variants in _GAZETTEER["countries"].items()
+    for variant in variants
     if variant != key and " " not in variant and len(variant) > 3
 )
 _MULTIWORD_PLACES: frozenset[str] = frozenset(k for k in PLACES if " " in k)
