@@ -28,7 +28,7 @@ from pipeline import ingest_tasks as jobs
 from pipeline import transform_tasks
 from pipeline.assets import ARTICLES_TOPIC
 from pipeline.pools import FETCH_POOL
-from pipeline.retry_policy import RetryAfterPolicy
+from pipeline.retry_policy import RetryAfterPolicy, backoff_args
 
 RETRY_DELAY = timedelta(minutes=1)
 MAX_RETRY_DELAY = timedelta(minutes=30)
@@ -47,12 +47,7 @@ MAX_RETRY_DELAY = timedelta(minutes=30)
         "refetch": Param(False, type="boolean", description="Fetch again the pages of entries already stored"),
         "rebuild_events": Param(False, type="boolean", description="Recompute the events of the day's articles"),
     },
-    default_args={
-        "retries": 3,
-        "retry_delay": RETRY_DELAY,
-        "retry_exponential_backoff": True,
-        "max_retry_delay": MAX_RETRY_DELAY,
-    },
+    default_args=backoff_args(RETRY_DELAY, MAX_RETRY_DELAY),
     doc_md=__doc__,
 )
 def newswire_archive() -> None:

@@ -19,7 +19,7 @@ from airflow.sdk import CronDataIntervalTimetable, Param, dag, get_current_conte
 from pipeline import ingest_tasks as jobs
 from pipeline.assets import ARTICLES_TOPIC
 from pipeline.pools import FETCH_POOL
-from pipeline.retry_policy import RetryAfterPolicy
+from pipeline.retry_policy import RetryAfterPolicy, backoff_args
 
 RETRY_DELAY = timedelta(seconds=30)
 MAX_RETRY_DELAY = timedelta(minutes=15)
@@ -34,12 +34,7 @@ MAX_RETRY_DELAY = timedelta(minutes=15)
     max_active_runs=1,
     tags=["newswire"],
     params={"poll_all": Param(False, type="boolean", description="Poll every enabled feed, due or not")},
-    default_args={
-        "retries": 3,
-        "retry_delay": RETRY_DELAY,
-        "retry_exponential_backoff": True,
-        "max_retry_delay": MAX_RETRY_DELAY,
-    },
+    default_args=backoff_args(RETRY_DELAY, MAX_RETRY_DELAY),
     doc_md=__doc__,
 )
 def newswire_ingest() -> None:

@@ -12,6 +12,7 @@ from airflow.sdk import dag, task
 
 from pipeline import transform_tasks as jobs
 from pipeline.assets import ARTICLES_TOPIC, EVENTS_TOPIC
+from pipeline.retry_policy import backoff_args
 
 
 @dag(
@@ -21,12 +22,7 @@ from pipeline.assets import ARTICLES_TOPIC, EVENTS_TOPIC
     catchup=False,
     max_active_runs=1,
     tags=["newswire"],
-    default_args={
-        "retries": 3,
-        "retry_delay": timedelta(seconds=30),
-        "retry_exponential_backoff": True,
-        "max_retry_delay": timedelta(minutes=10),
-    },
+    default_args=backoff_args(timedelta(seconds=30), timedelta(minutes=10)),
     doc_md=__doc__,
 )
 def newswire_transform() -> None:

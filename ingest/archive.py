@@ -48,6 +48,7 @@ from ingest.run import ingest_session
 from ingest.sitemaps import SitemapHarvest, collect_sitemap_entries, sitemap_roots
 from newswire.broker import bootstrap_servers
 from newswire.settings import Settings, load_settings
+from newswire.timestamps import as_utc
 from newswire.warehouse import Warehouse
 
 __all__ = [
@@ -109,7 +110,7 @@ class ArchiveDay:
     @classmethod
     def from_interval(cls, start: datetime | str | None, end: datetime | str | None) -> ArchiveDay:
         """The run's data interval; an empty or missing one (a manual run) means the UTC day before it."""
-        start_at, end_at = _utc(start), _utc(end)
+        start_at, end_at = as_utc(start), as_utc(end)
         if start_at is not None and end_at is not None and end_at > start_at:
             return cls(start_at, end_at)
         anchor = start_at or end_at or datetime.now(UTC)
@@ -123,15 +124,6 @@ class ArchiveDay:
 
     def holds(self, moment: datetime | None) -> bool:
         return moment is not None and self.start <= moment < self.end
-
-
-def _utc(value: datetime | str | None) -> datetime | None:
-    if value is None or value == "":
-        return None
-    moment = datetime.fromisoformat(value.replace("Z", "+00:00")) if isinstance(value, str) else value
-    # Airflow hands out pendulum DateTimes (datetime subclasses); plain datetimes compare and serialise better.
-    moment = datetime.fromtimestamp(moment.timestamp(), tz=UTC) if moment.tzinfo else moment.replace(tzinfo=UTC)
-    return moment
 
 
 # -- the page cache ----------------------------------------------------------------------------------------

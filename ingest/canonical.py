@@ -26,6 +26,7 @@ __all__ = [
     "choose_canonical",
     "registrable_domain",
     "same_site",
+    "web_url",
 ]
 
 
@@ -199,6 +200,22 @@ def same_site(a: str, b: str) -> bool:
     if host_a == host_b:
         return True
     return registrable_domain(host_a) == registrable_domain(host_b)
+
+
+def web_url(value: object, base: str) -> str | None:
+    """``value`` made absolute against ``base`` if it is an http(s) URL with a valid host, else None.
+
+    For links found in documents (feed entries, sitemap locations, a page's ``<base href>``): the URL as
+    written, not canonicalised; only its validity is checked.
+    """
+    if not isinstance(value, str) or not value.strip():
+        return None
+    try:
+        absolute = urljoin(base, value.strip())
+        canonicalize_url(absolute)
+    except (InvalidUrlError, ValueError):
+        return None
+    return absolute
 
 
 def choose_canonical(entry_url: str, page_canonical: str | None, og_url: str | None) -> str:

@@ -22,13 +22,12 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from email.utils import parsedate_to_datetime
 from typing import Any
-from urllib.parse import urljoin
 
 import lxml.html
 import trafilatura
 from trafilatura.utils import decode_file, load_html
 
-from ingest.canonical import InvalidUrlError, canonicalize_url
+from ingest.canonical import web_url
 from ingest.errors import ExtractionError
 from ingest.feeds import normalize_language
 from newswire.embedding import Embedding
@@ -93,8 +92,8 @@ def extract_article(
         raise ExtractionError(f"not an HTML document: {url}", reason="not_html")
     now = now or datetime.now(UTC)
     base = _base_url(tree, url)
-    canonical = _absolute(_first(tree.xpath(_CANONICAL_XPATH)), base)
-    og_url = _absolute(_meta(tree, "og:url"), base)
+    canonical = web_url(_first(tree.xpath(_CANONICAL_XPATH)), base)
+    og_url = web_url(_meta(tree, "og:url"), base)
     json_ld = _json_ld_article(tree)
 
     with _TRAFILATURA_LOCK:
@@ -124,7 +123,7 @@ def extract_article(
         description=_clean(document.description),
         categories=_strings(document.categories),
         tags=_strings(document.tags),
-        image=_absolute(document.image, base),
+        image=web_url(document.image, base),
         canonical_url=canonical,
         og_url=og_url,
     )
@@ -201,19 +200,7 @@ def _meta(tree: lxml.html.HtmlElement, key: str) -> str | None:
 
 def _base_url(tree: lxml.html.HtmlElement, url: str) -> str:
     """Base for relative URLs in the page: ``<base href>`` when it is a web URL, else the page URL."""
-    return _absolute(_first(tree.xpath("//base/@href")), url) or url
-
-
-def _absolute(value: str | None, base: str) -> str | None:
-    """``value`` made absolute against ``base`` if it is a web URL, else None."""
-    if not value or not value.strip():
-        return None
-    absolute = urljoin(base, value.strip())
-    try:
-        canonicalize_url(absolute)
-    except InvalidUrlError:
-        return None
-    return absolute
+    return web_url(_first(tree.xpath("//base/@href")), url) or url
 
 
 # -- JSON-LD ---------------------------------------------------------------------------------------------

@@ -21,13 +21,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.message import Message
 from typing import Any
-from urllib.parse import urljoin
 
 import feedparser
 import lxml.etree
 import lxml.html
 
-from ingest.canonical import InvalidUrlError, canonicalize_url
+from ingest.canonical import InvalidUrlError, canonicalize_url, web_url
 from ingest.errors import FeedParseError
 
 __all__ = [
@@ -408,18 +407,6 @@ def _detail_language(container: Mapping[str, Any], field: str) -> str | None:
     detail = container.get(f"{field}_detail") or {}
     language = detail.get("language")
     return language if isinstance(language, str) else None
-
-
-def web_url(value: Any, base: str) -> str | None:
-    """``value`` made absolute against ``base`` if it is an http(s) URL with a valid host, else None."""
-    if not isinstance(value, str) or not value.strip():
-        return None
-    absolute = urljoin(base, value.strip())
-    try:
-        canonicalize_url(absolute)
-    except InvalidUrlError:
-        return None
-    return absolute
 
 
 def _rel_link(links: Iterable[Mapping[str, Any]], rel: str, base: str) -> str | None:

@@ -26,7 +26,7 @@ from urllib.parse import urljoin, urlsplit
 
 import lxml.etree
 
-from ingest.canonical import InvalidUrlError, canonicalize_url
+from ingest.canonical import InvalidUrlError, canonicalize_url, web_url
 from ingest.errors import FetchError, HttpStatusError, SitemapError
 from ingest.feeds import FeedEntry, normalize_language
 
@@ -139,7 +139,7 @@ def parse_sitemap(
     if kind == "sitemapindex":
         children = []
         for node in _children(root, "sitemap"):
-            loc = _web_url(_text(node, "loc"), url)
+            loc = web_url(_text(node, "loc"), url)
             if loc is None:
                 warnings.append("index entry without a usable <loc> skipped")
                 continue
@@ -312,7 +312,7 @@ def _text(node: Any, name: str, namespace: str | None = None) -> str | None:
 
 
 def _url(node: Any, base: str, warnings: list[str]) -> SitemapUrl | None:
-    loc = _web_url(_text(node, "loc"), base)
+    loc = web_url(_text(node, "loc"), base)
     if loc is None:
         warnings.append("url entry without a usable <loc> skipped")
         return None
@@ -349,19 +349,6 @@ def _date(text: str | None, warnings: list[str]) -> datetime | None:
         warnings.append(f"date {text[:60]!r} is in the future; ignored")
         return None
     return moment
-
-
-def _web_url(value: str | None, base: str) -> str | None:
-    if not value:
-        return None
-    absolute = urljoin(base, value)
-    if urlsplit(absolute).scheme not in ("http", "https"):
-        return None
-    try:
-        canonicalize_url(absolute)
-    except InvalidUrlError:
-        return None
-    return absolute
 
 
 def _origin(url: str) -> str:

@@ -19,6 +19,16 @@ from airflow.sdk import RetryDecision, RetryPolicy
 MAX_RETRY_AFTER = timedelta(hours=6)
 
 
+def backoff_args(base: timedelta, max_delay: timedelta, *, retries: int = 3) -> dict[str, Any]:
+    """A DAG's ``default_args``: ``retries`` tries more, waiting ``base`` then doubling up to ``max_delay``."""
+    return {
+        "retries": retries,
+        "retry_delay": base,
+        "retry_exponential_backoff": True,
+        "max_retry_delay": max_delay,
+    }
+
+
 class RetryAfterPolicy(RetryPolicy):
     """Retry after ``max(Retry-After, exponential backoff)``; defer to Airflow when the server said nothing."""
 

@@ -27,12 +27,7 @@ from decimal import Decimal, InvalidOperation
 from functools import lru_cache
 from importlib import resources
 
-from transform.text import fold, space_out_no_space_scripts, stopwords_for, words
-
-
-def _wordlist(text: str) -> list[str]:
-    return text.split()
-
+from transform.text import _wordlist, fold, space_out_no_space_scripts, stopwords_for, words
 
 __all__ = ["NATIONALITY_WORDS", "ORGANISATIONS", "PLACES", "Cues", "extract_cues", "outlet_keys"]
 

@@ -9,14 +9,37 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from newswire.contracts import SCHEMA_VERSION, iso
 from transform.errors import EventRecordError
 
+if TYPE_CHECKING:
+    from transform.clustering import EventProfile
+
 SUMMARY_CHARS = 400
+
+
+def final_survivors(merges: Iterable[tuple[str, str]]) -> dict[str, str]:
+    """Each merged-away event -> the event that holds its members in the end, following chains (a→b then b→c)."""
+    merged = dict(merges)
+    while any(target in merged for target in merged.values()):
+        merged = {gone: merged.get(survivor, survivor) for gone, survivor in merged.items()}
+    return merged
+
+
+def profiled_event_record(event_id: str, members: Sequence[dict[str, Any]], profile: EventProfile) -> dict[str, Any]:
+    """:func:`build_event_record` with what the clusterer's profile of the event says (representative, keywords,
+    entities): the record of a live event, wherever it is rebuilt."""
+    return build_event_record(
+        event_id,
+        members,
+        representative_id=profile.representative_article_id,
+        keywords=profile.keywords,
+        entities={"places": profile.places, "people": profile.people, "organisations": profile.organisations},
+    )
 
 
 def _summary(article: dict[str, Any]) -> str:

@@ -35,7 +35,7 @@ from newswire.warehouse import Warehouse, utcnow
 from transform.clustering import ClusteringConfig
 from transform.consume import Incoming
 from transform.documents import ArticleDoc
-from transform.eventrecords import build_event_record, digest, event_message, merged_event_record
+from transform.eventrecords import digest, event_message, final_survivors, merged_event_record, profiled_event_record
 from transform.store import KnownArticle, TransformStore, article_row
 from transform.stories import StoryState
 
@@ -304,9 +304,7 @@ class BatchProcessor:
 
     @staticmethod
     def _save_events(store: TransformStore, state: StoryState, view: _BatchView) -> int:
-        merged = dict(view.merges)
-        while any(target in merged for target in merged.values()):  # chains: a→b then b→c
-            merged = {gone: merged.get(survivor, survivor) for gone, survivor in merged.items()}
+        merged = final_survivors(view.merges)
         live = sorted(view.touched - merged.keys())
         current = store.events([*live, *merged])
         members = store.members_of(live)
@@ -320,14 +318,7 @@ class BatchProcessor:
         for event_id in live:
             if not members.get(event_id):
                 continue
-            profile = state.profile(event_id)
-            record = build_event_record(
-                event_id,
-                members[event_id],
-                representative_id=profile.representative_article_id,
-                keywords=profile.keywords,
-                entities={"places": profile.places, "people": profile.people, "organisations": profile.organisations},
-            )
+            record = profiled_event_record(event_id, members[event_id], state.profile(event_id))
             records.append((record, digest(record)))
         return store.save_events(records, current, view.now)
 

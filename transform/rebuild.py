@@ -30,23 +30,18 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from newswire.messaging import Publisher
+from newswire.timestamps import as_utc
 from newswire.warehouse import Cursor, Warehouse, utcnow
 from transform.clustering import ClusteringConfig
 from transform.errors import RebuildError
-from transform.eventrecords import build_event_record, digest, merged_event_record
+from transform.eventrecords import digest, final_survivors, merged_event_record, profiled_event_record
 from transform.process import BatchProcessor
-from transform.store import StoredArticle, TransformStore
+from transform.store import TransformStore
 from transform.stories import StoryState, doc_from_stored, stored_embedding
 
 __all__ = ["RebuildError", "RebuildStats", "rebuild_events", "window_of"]
 
 log = logging.getLogger(__name__)
-
-_COLUMNS = (
-    "a.article_id, a.url, a.canonical_url, a.title, a.text, a.description, a.language, a.source, "
-    "a.published_at, a.fetched_at, a.content_hash, ea.event_id"
-)
-_FROM = "FROM articles a LEFT JOIN event_articles ea ON ea.article_id = a.article_id"
 
 
 @dataclass
@@ -98,7 +93,7 @@ def rebuild_events(
 
 def _rebuild(cur: Cursor, start: datetime, end: datetime, config: ClusteringConfig | None, stats: RebuildStats) -> None:
     store = TransformStore(cur)
-    window = [a for _, a in _articles(cur, "WHERE a.published_at >= ? AND a.published_at < ?", (start, end))]
+    window = [a for _, a in store.articles_where("WHERE a.published_at >= ? AND a.published_at < ?", (start, end))]
     if not window:
         return
     ids = [a.article_id for a in window]
@@ -108,13 +103,14 @@ def _rebuild(cur: Cursor, start: datetime, end: datetime, config: ClusteringConf
 
     state = StoryState(config)
     horizon = state.horizon
-    context = _articles(
-        cur,
+    context = store.articles_where(
         "WHERE a.published_at >= ? AND a.published_at < ? AND ea.event_id IS NOT NULL",
         (start - horizon, end + horizon),
     )
     if former_events:
-        context += _articles(cur, "WHERE ea.event_id IN ({})".format(",".join("?" * len(former_events))), former_events)
+        context += store.articles_where(
+            "WHERE ea.event_id IN ({})".format(",".join("?" * len(former_events))), former_events
+        )
     window_ids = set(ids)
     restored: set[str] = set()
     # Stored embeddings are reused: the encoder runs only for articles stored before embeddings existed.
@@ -142,9 +138,7 @@ def _rebuild(cur: Cursor, start: datetime, end: datetime, config: ClusteringConf
     for gone, survivor in merges:
         store.move_members(gone, survivor)
     # Merges re-home members: follow them to the surviving event.
-    merged = dict(merges)
-    while any(target in merged for target in merged.values()):
-        merged = {gone: merged.get(survivor, survivor) for gone, survivor in merged.items()}
+    merged = final_survivors(merges)
     final = {a: merged.get(e, e) for a, e in after.items()}
     stats.events_after = len(set(final.values()))
     stats.moved = sum(1 for a in ids if before.get(a) != final[a])
@@ -155,14 +149,7 @@ def _rebuild(cur: Cursor, start: datetime, end: datetime, config: ClusteringConf
     records: list[tuple[dict[str, Any], str]] = []
     for event_id in sorted(touched):
         if members.get(event_id):
-            profile = state.profile(event_id)
-            record = build_event_record(
-                event_id,
-                members[event_id],
-                representative_id=profile.representative_article_id,
-                keywords=profile.keywords,
-                entities={"places": profile.places, "people": profile.people, "organisations": profile.organisations},
-            )
+            record = profiled_event_record(event_id, members[event_id], state.profile(event_id))
         else:
             row = current.get(event_id)
             if row is None:
@@ -171,12 +158,6 @@ def _rebuild(cur: Cursor, start: datetime, end: datetime, config: ClusteringConf
             record = merged_event_record(row, survivor)
         records.append((record, digest(record)))
     stats.events_changed = store.save_events(records, current, now)
-
-
-def _articles(cur: Cursor, where: str, params: Any) -> list[tuple[int, StoredArticle]]:
-    """(load_order, article) pairs in load order."""
-    rows = cur.execute(f"SELECT {_COLUMNS}, a.load_order {_FROM} {where} ORDER BY a.load_order", params).fetchall()
-    return [(int(row[-1]), StoredArticle(*row[:-1])) for row in rows]
 
 
 def _detach(cur: Cursor, article_ids: list[str]) -> None:
@@ -199,16 +180,9 @@ def _label(start: datetime, end: datetime) -> str:
     return f"{start.isoformat()}..{end.isoformat()}"
 
 
-def _utc(value: datetime | str | None) -> datetime | None:
-    if value is None or value == "":
-        return None
-    moment = datetime.fromisoformat(value.replace("Z", "+00:00")) if isinstance(value, str) else value
-    return datetime.fromtimestamp(moment.timestamp(), tz=UTC) if moment.tzinfo else moment.replace(tzinfo=UTC)
-
-
 def window_of(start: datetime | str | None, end: datetime | str | None) -> tuple[datetime, datetime]:
     """A run's data interval; an empty or missing one (a manual run) means the UTC day before it."""
-    start_at, end_at = _utc(start), _utc(end)
+    start_at, end_at = as_utc(start), as_utc(end)
     if start_at is not None and end_at is not None and end_at > start_at:
         return start_at, end_at
     anchor = (start_at or end_at or datetime.now(UTC)) - timedelta(days=1)

@@ -146,6 +146,11 @@ class TransformStore:
         for row in self.cur.execute(sql, (since, since)).fetchall():
             yield StoredArticle(*row[:13])
 
+    def articles_where(self, where: str, params: Any) -> list[tuple[int, StoredArticle]]:
+        """``(load_order, article)`` of the articles matching ``where`` (over ``a`` and ``ea``), in load order."""
+        sql = f"SELECT {_ARTICLE_COLUMNS}, a.load_order {_ARTICLE_JOIN} {where} ORDER BY a.load_order"
+        return [(int(row[-1]), StoredArticle(*row[:-1])) for row in self.cur.execute(sql, params).fetchall()]
+
     def features_of(self, article_ids: Sequence[str]) -> dict[str, tuple[str, str]]:
         """Stored (features, signature) JSON of these articles (those a restore reads)."""
         rows = self.cur.select_in(
