@@ -37,7 +37,7 @@ from newswire.embedding import DEFAULT_MODEL, UseMultilingualEncoder, embed_arti
 from newswire.messaging import Publisher, ensure_topics, make_producer
 from newswire.settings import load_settings
 from transform.documents import ArticleDoc
-from transform.run import run_transform
+from transform.stage import run_transform
 
 RESULTS = Path(__file__).resolve().parent / "results" / "embedding.json"
 LEADS = (0, 200, 400, 800)

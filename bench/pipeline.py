@@ -842,7 +842,7 @@ def _article_row(m: Mapping[str, Any], order: int) -> tuple[Any, ...]:
 def phase_transform(payload: dict[str, Any]) -> dict[str, Any]:
     """Transform + load alone: a new consumer group and an empty warehouse over the articles already published."""
     from newswire.warehouse import Warehouse
-    from transform.run import run_transform
+    from transform.stage import run_transform
 
     settings = _load_settings(payload["settings"])
     stacks = StackSampler().start() if payload.get("profile") else None
@@ -876,7 +876,7 @@ def phase_transform(payload: dict[str, Any]) -> dict[str, Any]:
 def phase_poll(payload: dict[str, Any]) -> dict[str, Any]:
     """Poll every feed twice; the second poll, where every feed answers 304, is the one timed."""
     from ingest.feedlist import load_feed_list
-    from ingest.run import ingest_feeds
+    from ingest.stage import ingest_feeds
 
     settings = _load_settings(payload["settings"])
     feeds = load_feed_list(Path(payload["feed_list"]))

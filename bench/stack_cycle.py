@@ -168,7 +168,7 @@ def in_process_rate(farm: FeedFarm, feeds_file: Path, work: Path, active: Sequen
     """``newswire run``'s ingest path on the same list: a first pass (stores ETags), then the timed pass with
     the same 90 % / 10 % mix the stack cycle sees."""
     from ingest.feedlist import load_feed_list
-    from ingest.run import ingest_feeds
+    from ingest.stage import ingest_feeds
     from newswire.broker import EmbeddedBroker
     from newswire.settings import load_settings
 

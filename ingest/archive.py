@@ -44,8 +44,8 @@ from ingest.http import Fetcher
 from ingest.ledger import IngestLedger, KnownEntry
 from ingest.poll import FEED_TYPES, NOT_FEED_TYPES, FeedFailed, FeedPoller
 from ingest.robots import RobotsCache
-from ingest.run import ingest_session
 from ingest.sitemaps import SitemapHarvest, collect_sitemap_entries, sitemap_roots
+from ingest.stage import ingest_session
 from newswire.broker import bootstrap_servers
 from newswire.settings import Settings, load_settings
 from newswire.timestamps import as_utc
@@ -543,7 +543,7 @@ def archive_feeds(
     """Archive the day of many feeds in one process (one session, feeds concurrently, hosts interleaved):
     the reports of the feeds done, and the failing feeds with their error. A failing feed does not stop the
     others; broker and warehouse failures propagate."""
-    from ingest.feed_schedule import interleave_hosts
+    from ingest.schedule_store import interleave_hosts
 
     settings = load_settings()
     day = ArchiveDay.from_interval(interval_start, interval_end)

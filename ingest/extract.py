@@ -64,7 +64,7 @@ class ExtractedArticle:
     image: str | None
     canonical_url: str | None  # <link rel="canonical">, as declared by the page (made absolute)
     og_url: str | None  # <meta property="og:url">, as declared by the page (made absolute)
-    # Filled by the extraction worker after extraction (see ingest.extraction), not by extract_article:
+    # Filled by the extraction worker after extraction (see ingest.extract_workers), not by extract_article:
     detected_language: str | None = None  # identified from the text, for pages and feeds that declare none
     embedding: Embedding | None = None  # multilingual title+lead vector for story clustering
 

@@ -21,7 +21,7 @@ from ingest.canonical import InvalidUrlError, article_id_for, canonicalize_url, 
 from ingest.claims import UrlClaims
 from ingest.errors import FeedFailed, FetchError, HttpStatusError, TooLargeError, UnsupportedContentType
 from ingest.extract import ExtractionError
-from ingest.extraction import Extractor
+from ingest.extract_workers import Extractor
 from ingest.feedlist import FeedSpec
 from ingest.feeds import FeedEntry, FeedParseError, parse_feed
 from ingest.http import Fetcher
@@ -39,7 +39,7 @@ from ingest.ledger import (
 from ingest.messages import article_message, entry_from_payload, entry_to_payload
 from ingest.rawstore import RawArticle
 from ingest.robots import RobotsCache
-from ingest.schedule import ServerHints, parse_hints
+from ingest.schedule_policy import ServerHints, parse_hints
 from newswire import contracts
 from newswire.deadletters import DeadLetterReason, DeadLetterStage, dead_letter_message
 from newswire.errors import NewswireError
@@ -72,7 +72,7 @@ class FeedReport:
     seconds: float = 0.0
     reasons: dict[str, int] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)  # what the feed document had wrong (stored per run)
-    # For the feed schedule (ingest/schedule.py), not reported: the entries' dates and the server's hints.
+    # For the feed schedule (ingest/schedule_policy.py), not reported: the entries' dates and the server's hints.
     published: tuple[datetime, ...] = ()
     hints: ServerHints | None = None
 

@@ -18,7 +18,7 @@ from typing import Any
 from ingest.feedlist import FeedSpec
 from ingest.messages import entry_from_payload
 from ingest.poll import FeedFailed
-from ingest.run import ingest_session
+from ingest.stage import ingest_session
 from newswire.redrive import RedriveResult, remaining
 from newswire.settings import Settings
 from newswire.warehouse import Warehouse

@@ -38,7 +38,7 @@ def _settings(args: argparse.Namespace, **extra: Any) -> Any:
 
 def cmd_run(args: argparse.Namespace) -> int:
     """One ingest pass and one transform pass, with the library code the DAGs call."""
-    from ingest.run import configured_feeds
+    from ingest.stage import configured_feeds
     from newswire.broker import bootstrap_servers
     from newswire.report import format_summary, run_totals
     from newswire.settings import redact_url
@@ -215,7 +215,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 def _overdue_line(warehouse: Any) -> str:
     """How late scheduled polling runs: listed, enabled feeds past their next poll, and by how much."""
-    from ingest.feed_schedule import ScheduleStore
+    from ingest.schedule_store import ScheduleStore
     from newswire.warehouse import utcnow
 
     try:
@@ -231,7 +231,7 @@ def _overdue_line(warehouse: Any) -> str:
 
 def cmd_feeds(args: argparse.Namespace) -> int:
     """The feed schedule: each feed's state, interval, next poll, last outcome; or re-enable one feed."""
-    from ingest.feed_schedule import ScheduleStore, describe
+    from ingest.schedule_store import ScheduleStore, describe
     from newswire.warehouse import Warehouse, utcnow
 
     settings = _settings(args)
@@ -348,7 +348,7 @@ def _publishing_broker(settings: Any) -> Iterator[tuple[str, bool]]:
 
 def _transform_if_owned(settings: Any, bootstrap: str, owned: bool) -> None:
     if owned:
-        from transform.run import run_transform
+        from transform.stage import run_transform
 
         print(run_transform(settings, bootstrap).line())
 
@@ -390,7 +390,7 @@ def cmd_reconcile(args: argparse.Namespace) -> int:
     warehouse.migrate()
     with _publishing_broker(settings) as (bootstrap, owned):
         if owned:  # a broker this command started dies with it: the transform pass it runs reconciles first
-            from transform.run import run_transform
+            from transform.stage import run_transform
 
             transformed = run_transform(settings, bootstrap)
             print(transformed.reconciled.line())

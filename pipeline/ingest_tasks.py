@@ -28,7 +28,7 @@ def schedule() -> str:
 def list_feeds(selection: list[str] | None = None) -> list[dict[str, Any]]:
     """The configured feeds, optionally narrowed to URLs or names in ``selection``."""
     from ingest.feedlist import feed_to_dict
-    from ingest.run import configured_feeds
+    from ingest.stage import configured_feeds
     from newswire.settings import load_settings
 
     feeds = configured_feeds(load_settings())
@@ -45,7 +45,7 @@ def claim_shards(*, run_id: str, poll_all: bool = False) -> list[dict[str, Any]]
     from the schedule table, so XCom stays a few bytes per shard whatever the feed count. ``poll_all``
     claims every listed, enabled feed, due or not (a manual "poll everything now").
     """
-    from ingest.scheduled import claim_due
+    from ingest.shards import claim_due
     from newswire.settings import load_settings
 
     claim = claim_due(load_settings(), run_id, every_feed=poll_all)
@@ -60,7 +60,7 @@ def ingest_shard(
     interval_end: datetime | None = None,
 ) -> dict[str, Any]:
     """Poll one shard's claimed feeds in this process; failing feeds are recorded, never raised."""
-    from ingest.scheduled import poll_shard
+    from ingest.shards import poll_shard
     from newswire.broker import bootstrap_servers
     from newswire.settings import load_settings
 
@@ -81,7 +81,7 @@ def archive_shards(selection: list[str] | None = None) -> list[dict[str, Any]]:
 
     Each shard task recomputes the split from the feed list (deterministic), so XCom holds no URL lists.
     """
-    from ingest.feed_schedule import plan_shards
+    from ingest.schedule_store import plan_shards
     from newswire.settings import load_settings
 
     groups = plan_shards([f["url"] for f in list_feeds(selection)], load_settings().ingest_shards)
@@ -99,8 +99,8 @@ def archive_shard(
 ) -> dict[str, Any]:
     """Archive the run's day for one shard's feeds in this process; failing feeds are named, never raised."""
     from ingest import archive
-    from ingest.feed_schedule import plan_shards
-    from ingest.scheduled import shard_totals
+    from ingest.schedule_store import plan_shards
+    from ingest.shards import shard_totals
     from newswire.settings import load_settings
 
     settings = load_settings()

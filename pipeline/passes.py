@@ -15,9 +15,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from ingest.feedlist import FeedSpec
-from ingest.run import IngestSummary, ingest_feeds
+from ingest.stage import IngestSummary, ingest_feeds
 from newswire.settings import Settings
-from transform.run import TransformSummary, run_transform
+from transform.stage import TransformSummary, run_transform
 
 
 @dataclass(frozen=True)

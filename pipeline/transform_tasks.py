@@ -18,7 +18,7 @@ def transform_pending(max_batches: int | None = None) -> dict[str, Any]:
     changed events; return the batch stats."""
     from newswire.broker import bootstrap_servers
     from newswire.settings import load_settings
-    from transform.run import run_transform
+    from transform.stage import run_transform
 
     settings = load_settings()
     with bootstrap_servers(settings) as bootstrap:

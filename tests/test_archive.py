@@ -319,7 +319,7 @@ def test_a_backfill_ingests_exactly_the_days_articles_once(
     assert archive_env.scalar("SELECT COUNT(*) FROM article_urls") == urls_before
 
     # Rebuilding the events of a day from the warehouse: idempotent, and it follows the clustering code.
-    from transform.run import run_transform
+    from transform.stage import run_transform
 
     settings = make_settings(warehouse_url=archive_env.url, kafka_bootstrap=broker, topic_partitions=1)
     run_transform(settings, settings.kafka_bootstrap)

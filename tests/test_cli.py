@@ -9,8 +9,8 @@ import pytest
 from pipeline.cli import build_parser, main
 
 COMMANDS = {"run", "demo", "broker", "tail", "schema", "migrate", "status", "sql", "dead-letters", "replay"}
-COMMANDS |= {"up", "down", "stack-status"}  # the local stack (newswire/stack.py)
-COMMANDS |= {"feeds"}  # the feed schedule (ingest/feed_schedule.py)
+COMMANDS |= {"up", "down", "stack-status"}  # the local stack (devtools/stack.py)
+COMMANDS |= {"feeds"}  # the feed schedule (ingest/schedule_store.py)
 COMMANDS |= {"reconcile"}  # re-publish what the topic lost (newswire/reconcile.py)
 
 

@@ -13,9 +13,9 @@ from typing import Any
 
 import pytest
 
-from ingest.feed_schedule import plan_shards
 from ingest.politeness import host_key
-from ingest.scheduled import claim_due, poll_shard, schedule_store
+from ingest.schedule_store import plan_shards
+from ingest.shards import claim_due, poll_shard, schedule_store
 from newswire.warehouse import utcnow
 from pipeline.cli import main as cli
 

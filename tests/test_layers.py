@@ -74,13 +74,13 @@ def test_every_module_imports_only_lower_layers() -> None:
 def test_the_check_catches_an_upward_import(tmp_path: Path) -> None:
     # The rule itself, on a tree written for it: each file breaks it once, the allowed imports pass.
     files = {
-        "newswire/bad_core.py": "import newswire.errors\ndef f():\n    from ingest.run import ingest_feeds\n",
+        "newswire/bad_core.py": "import newswire.errors\ndef f():\n    from ingest.stage import ingest_feeds\n",
         "ingest/bad_stage.py": "from newswire import contracts\nimport transform.store\n",
         "transform/bad_airflow.py": "from airflow.sdk import task\n",
-        "pipeline/good.py": "from ingest import run\nfrom transform import run as t\nfrom airflow.sdk import Asset\n",
+        "pipeline/good.py": "from ingest import stage\nfrom transform import batch\nfrom airflow.sdk import Asset\n",
         "pipeline/cli.py": "def up():\n    from devtools import stack\n",
         "pipeline/bad_plugin.py": "def up():\n    from devtools import stack\n",
-        "dags/bad_dag.py": "from pipeline import ingest_tasks\nfrom ingest import scheduled\n",
+        "dags/bad_dag.py": "from pipeline import ingest_tasks\nfrom ingest import shards\n",
     }
     for name, text in files.items():
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)

@@ -16,11 +16,11 @@ from hostile_server import HostileServer, article_page, ok, rss, rss_item
 
 from devtools import stack
 from ingest.feedlist import FeedSpec
-from ingest.run import ingest_feeds
+from ingest.stage import ingest_feeds
 from newswire.broker import EmbeddedBroker
 from newswire.settings import load_settings
 from newswire.warehouse import Warehouse
-from transform.run import run_transform
+from transform.stage import run_transform
 
 REPO = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.airflow

@@ -20,7 +20,7 @@ from test_stack import free_block
 
 from bench.feedfarm import FeedFarm, client_pid
 from bench.stack_cycle import stack_env, start_stack
-from ingest.feed_schedule import plan_shards
+from ingest.schedule_store import plan_shards
 from newswire.settings import Settings
 
 pytestmark = [pytest.mark.airflow, pytest.mark.timeout(600)]

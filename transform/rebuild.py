@@ -32,10 +32,10 @@ from typing import Any
 from newswire.messaging import Publisher
 from newswire.timestamps import as_utc
 from newswire.warehouse import Cursor, Warehouse, utcnow
+from transform.batch import BatchProcessor
 from transform.clustering import ClusteringConfig
 from transform.errors import RebuildError
 from transform.eventrecords import digest, final_survivors, merged_event_record, profiled_event_record
-from transform.process import BatchProcessor
 from transform.store import TransformStore
 from transform.stories import StoryState, doc_from_stored, stored_embedding
 

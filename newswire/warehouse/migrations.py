@@ -244,7 +244,8 @@ MIGRATIONS: tuple[Migration, ...] = (
         5,
         "per-feed poll schedule",
         (
-            # When each feed is polled next and why (ingest/schedule.py decides, ingest/feed_schedule.py stores).
+            # When each feed is polled next and why (ingest/schedule_policy.py decides, ingest/schedule_store.py
+            # stores).
             # A row per feed ever configured: a feed removed from the list keeps its row (in_list FALSE) and its
             # history. claim_token/claim_shard/claimed_until: the newswire_ingest run and shard polling it now;
             # a claim past claimed_until is void, so a killed shard's feeds become due again. No secondary

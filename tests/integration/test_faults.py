@@ -26,14 +26,14 @@ import psycopg
 import pytest
 from kafka import KafkaProducer, TopicPartition
 
-from ingest.run import configured_feeds, ingest_feeds
+from ingest.stage import configured_feeds, ingest_feeds
 from newswire import contracts
 from newswire.broker import EmbeddedBroker
 from newswire.errors import WarehouseUnavailable
 from newswire.messaging import make_consumer
 from newswire.settings import Settings, load_settings
 from newswire.warehouse import Warehouse
-from transform.run import run_transform
+from transform.stage import run_transform
 
 pytestmark = pytest.mark.integration
 
@@ -44,7 +44,7 @@ WALL_CLOCK = {"loaded_at", "detected_at", "updated_at", "added_at", "created_at"
 JUNK = [b"not json at all", b'{"schema_version": 1, "article_id": "nope"}', b"\xff\xfe\x00binary"]
 TRANSFORM_SCRIPT = (
     "from newswire.settings import load_settings\n"
-    "from transform.run import run_transform\n"
+    "from transform.stage import run_transform\n"
     "settings = load_settings()\n"
     "print(run_transform(settings, settings.kafka_bootstrap).line())\n"
 )
@@ -274,7 +274,7 @@ def test_warehouse_outage_stops_transform_uncommitted_and_a_later_run_loses_noth
     direct = f"{PG_DSN}?schema={schema}"
     group = "warehouse-outage"
     try:
-        from transform.process import BatchProcessor
+        from transform.batch import BatchProcessor
 
         original = BatchProcessor.process
 

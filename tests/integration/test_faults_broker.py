@@ -20,7 +20,7 @@ from hostile_server import HostileServer, article_page, ok, rss, rss_item
 
 from ingest.feedlist import FeedSpec
 from ingest.poll import CHUNK
-from ingest.run import ingest_feeds
+from ingest.stage import ingest_feeds
 from newswire import contracts, messaging
 from newswire.broker import EmbeddedBroker
 from newswire.errors import BrokerUnavailable

@@ -13,12 +13,12 @@ from hostile_server import HostileServer, article_page, empty_article_page, ok, 
 from kafka import KafkaProducer
 
 from ingest.feedlist import FeedSpec
-from ingest.run import ingest_feeds
+from ingest.stage import ingest_feeds
 from newswire import contracts
 from newswire.deadletters import dead_letter_id, dead_letter_message, upsert_dead_letter
 from newswire.warehouse import Warehouse, utcnow
 from pipeline.cli import main
-from transform.run import run_transform
+from transform.stage import run_transform
 
 pytestmark = pytest.mark.integration
 

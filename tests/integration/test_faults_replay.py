@@ -16,13 +16,13 @@ from hostile_server import HostileServer, article_page, ok, rss, rss_item, statu
 
 from ingest.feedlist import FeedSpec
 from ingest.rawstore import raw_page
-from ingest.run import ingest_feeds
+from ingest.stage import ingest_feeds
 from newswire import contracts
 from newswire.broker import EmbeddedBroker
 from newswire.messaging import make_consumer, poll_batch
 from newswire.warehouse import Warehouse
 from pipeline.cli import main
-from transform.run import run_transform
+from transform.stage import run_transform
 
 pytestmark = pytest.mark.integration
 

@@ -55,7 +55,7 @@ from hostile_server import (
 from ingest.feedlist import FeedSpec
 from ingest.http import Fetcher
 from ingest.netguard import AddressGuard, IPAddress, is_public_address
-from ingest.run import IngestSummary, ingest_feeds
+from ingest.stage import IngestSummary, ingest_feeds
 from newswire.broker import EmbeddedBroker
 from newswire.settings import load_settings
 from newswire.warehouse import Warehouse
@@ -295,7 +295,7 @@ def hostile(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HostileRun]:
             mp.delenv(key)
         mp.chdir(tmp)
         # The real guard with a simulated internet: 127.0.0.1 is "public", every other private range is not.
-        mp.setattr("ingest.run.Fetcher", partial(Fetcher, guard=AddressGuard(is_public=loopback_is_public)))
+        mp.setattr("ingest.stage.Fetcher", partial(Fetcher, guard=AddressGuard(is_public=loopback_is_public)))
         feeds, pages = build_world(server, tls_port)
         settings = load_settings(
             home=tmp / "home",

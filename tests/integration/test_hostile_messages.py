@@ -20,7 +20,7 @@ from kafka import KafkaProducer
 from newswire import contracts
 from newswire.messaging import make_consumer, poll_batch
 from newswire.warehouse import Warehouse
-from transform.run import run_transform
+from transform.stage import run_transform
 
 pytestmark = pytest.mark.integration
 

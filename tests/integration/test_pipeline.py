@@ -11,7 +11,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from devtools import CORPUS
-from ingest.run import configured_feeds
+from ingest.stage import configured_feeds
 from newswire import contracts
 from newswire.messaging import make_consumer, poll_batch
 from newswire.report import accounting_violations

@@ -24,13 +24,13 @@ from hostile_server import HostileServer, article_page, ok, rss, rss_item, statu
 from test_faults import _normal
 
 from ingest.feedlist import FeedSpec
-from ingest.run import ingest_feeds
+from ingest.stage import ingest_feeds
 from newswire.broker import EmbeddedBroker
 from newswire.messaging import Publisher, make_producer
 from newswire.reconcile import pending, reconcile
 from newswire.warehouse import Warehouse
 from pipeline.cli import main
-from transform.run import run_transform
+from transform.stage import run_transform
 
 pytestmark = pytest.mark.integration
 

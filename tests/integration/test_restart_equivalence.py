@@ -12,7 +12,7 @@ from test_transform_batches import message, publish
 from newswire.embedding import DEFAULT_MODEL, embed_articles, encoder_for, to_message
 from newswire.messaging import ensure_topics
 from newswire.warehouse import Warehouse
-from transform.run import run_transform
+from transform.stage import run_transform
 
 STORIES = Path(__file__).parents[1] / "fixtures" / "stories"
 pytestmark = pytest.mark.integration

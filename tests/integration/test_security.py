@@ -16,12 +16,12 @@ import pytest
 from hostile_server import HostileServer, article_page, ok, rss, rss_item
 
 from ingest.feedlist import FeedSpec
-from ingest.run import ingest_feeds
+from ingest.stage import ingest_feeds
 from newswire.errors import WarehouseUnavailable
 from newswire.warehouse import Warehouse
 from newswire.warehouse.migrations import MIGRATIONS
 from pipeline.cli import main
-from transform.run import run_transform
+from transform.stage import run_transform
 
 pytestmark = [pytest.mark.integration, pytest.mark.postgres]
 

@@ -28,7 +28,7 @@ import pytest
 from hostile_server import HostileServer, article_page, empty_article_page, ok, rss, rss_item, status, truncated
 
 from ingest.feedlist import FeedSpec
-from ingest.run import ingest_feeds
+from ingest.stage import ingest_feeds
 from newswire import contracts
 from newswire.messaging import make_consumer, poll_batch
 from newswire.report import accounting_violations

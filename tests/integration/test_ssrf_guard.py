@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from ingest.feedlist import FeedSpec
-from ingest.run import ingest_feeds
+from ingest.stage import ingest_feeds
 from newswire.warehouse import Warehouse
 
 RSS = b"""<?xml version="1.0"?><rss version="2.0"><channel><title>t</title><link>http://x/</link>

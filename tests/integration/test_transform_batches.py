@@ -12,7 +12,7 @@ import pytest
 from newswire import contracts
 from newswire.messaging import Publisher, ensure_topics, make_consumer, make_producer, poll_batch
 from newswire.warehouse import Warehouse
-from transform.run import run_transform
+from transform.stage import run_transform
 
 STORIES = Path(__file__).parents[1] / "fixtures" / "stories"
 pytestmark = pytest.mark.integration

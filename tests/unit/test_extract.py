@@ -10,7 +10,7 @@ import pytest
 
 from devtools import CORPUS
 from ingest.extract import ExtractedArticle, ExtractionError, decode_html, extract_article, parse_datetime
-from ingest.extraction import make_extractor
+from ingest.extract_workers import make_extractor
 from newswire.errors import NewswireError
 
 DATA = Path(__file__).parent / "data"

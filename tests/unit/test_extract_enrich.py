@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 import numpy as np
 import pytest
 
-from ingest.extraction import make_extractor
+from ingest.extract_workers import make_extractor
 from ingest.feedlist import FeedSpec
 from ingest.feeds import FeedEntry
 from ingest.messages import article_message

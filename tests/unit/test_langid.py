@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 from newswire.langid import detect_language
-from transform.process import canonical_order, with_language
+from transform.batch import canonical_order, with_language
 
 STORIES = Path(__file__).parents[1] / "fixtures" / "stories"
 

@@ -1,4 +1,5 @@
-"""The poll-interval policy (ingest/schedule.py): entry frequency, server hints, backoff, clamps, jitter, disabling."""
+"""The poll-interval policy (ingest/schedule_policy.py): entry frequency, server hints, backoff, clamps, jitter,
+disabling."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from ingest.schedule import (
+from ingest.schedule_policy import (
     POLLS_PER_ENTRY,
     FeedSchedule,
     Limits,

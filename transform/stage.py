@@ -19,9 +19,9 @@ from newswire.messaging import Publisher, ensure_topics, make_producer
 from newswire.reconcile import ReconcileSummary, reconcile
 from newswire.settings import Settings
 from newswire.warehouse import Warehouse
+from transform.batch import BatchProcessor, BatchStats
 from transform.clustering import ClusteringConfig
-from transform.consume import ArticleConsumer, Incoming
-from transform.process import BatchProcessor, BatchStats
+from transform.consumer import ArticleConsumer, Incoming
 
 log = logging.getLogger(__name__)
 

@@ -5,7 +5,7 @@ once, removed ones kept with ``in_list`` FALSE), then :meth:`ScheduleStore.claim
 fresh token, split into shards; every shard task polls only the feeds claimed for its index and records each
 feed's next poll (:meth:`ScheduleStore.record`), which releases the claim. Claims expire, so the feeds of a
 shard killed mid-run are due again after ``claim_ttl``; a second run overlapping the first never claims a
-feed the first still holds. The interval policy itself is in :mod:`ingest.schedule`.
+feed the first still holds. The interval policy itself is in :mod:`ingest.schedule_policy`.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from typing import Any
 
 from ingest.feedlist import FeedSpec
 from ingest.politeness import host_key
-from ingest.schedule import FeedSchedule, ServerHints
+from ingest.schedule_policy import FeedSchedule, ServerHints
 from newswire.warehouse import Warehouse
 
 #: A feed due within this margin of a run counts as due now: jitter must not make a feed whose interval

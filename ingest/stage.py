@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from ingest.extraction import make_extractor
+from ingest.extract_workers import make_extractor
 from ingest.feedlist import FeedSpec, load_feed_list
 from ingest.http import Fetcher, HttpPolicy
 from ingest.ledger import IngestLedger

@@ -33,7 +33,7 @@ from newswire.langid import detect_language
 from newswire.messaging import Publisher
 from newswire.warehouse import Warehouse, utcnow
 from transform.clustering import ClusteringConfig
-from transform.consume import Incoming
+from transform.consumer import Incoming
 from transform.documents import ArticleDoc
 from transform.eventrecords import digest, event_message, final_survivors, merged_event_record, profiled_event_record
 from transform.store import KnownArticle, TransformStore, article_row

@@ -1,7 +1,7 @@
 """Scheduled polling: claim the due feeds, poll one shard of them, record when each is due next.
 
 What ``newswire_ingest``'s tasks (through :mod:`pipeline.ingest_tasks`) and ``newswire run --due`` call. A shard
-polls its feeds with :func:`ingest.run.ingest_feeds`, the code of a one-shot ``newswire run`` (fetch concurrency,
+polls its feeds with :func:`ingest.stage.ingest_feeds`, the code of a one-shot ``newswire run`` (fetch concurrency,
 per-host spacing, extraction), and records each feed's outcome and next poll as it finishes. A failing feed
 is recorded (``ingest_runs``, ``feed_schedule``) and named in the shard's summary; it never fails the shard.
 Broker or warehouse failures propagate, so the orchestrator retries the shard, which then polls only the
@@ -19,11 +19,11 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from ingest.feed_schedule import Claim, ScheduleStore, interleave_hosts
 from ingest.feedlist import FeedSpec
 from ingest.poll import FeedFailed, FeedReport
-from ingest.run import IngestSummary, configured_feeds, ingest_feeds
-from ingest.schedule import FeedSchedule, Limits, PollOutcome, ServerHints, plan_next, retry_after_delay
+from ingest.schedule_policy import FeedSchedule, Limits, PollOutcome, ServerHints, plan_next, retry_after_delay
+from ingest.schedule_store import Claim, ScheduleStore, interleave_hosts
+from ingest.stage import IngestSummary, configured_feeds, ingest_feeds
 from newswire.settings import Settings
 from newswire.warehouse import Warehouse, utcnow
 
