@@ -131,7 +131,7 @@ def test_every_reason_an_error_can_dead_letter_with_is_in_the_enum() -> None:
     }
     root = Path(__file__).resolve().parent.parent
     raised: set[str] = set()
-    modules = ["http", "netguard", "robots", "feeds", "jsonfeed", "extract", "extraction", "poll", "errors"]
+    modules = ["http", "netguard", "robots", "feeds", "jsonfeed", "extract", "extract_workers", "poll", "errors"]
     for path in [root / "ingest" / f"{m}.py" for m in modules] + [root / "newswire" / "contracts" / "__init__.py"]:
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.keyword) and node.arg == "reason" and isinstance(node.value, ast.Constant):
