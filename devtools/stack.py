@@ -155,7 +155,8 @@ def up(config: StackConfig, *, log: Any = print) -> dict[str, Any]:
         _write_state(home, state)
         _bootstrap_airflow(config, env)
         for name in COMPONENTS:
-            # Task logs are local files the api-server reads itself: no serve-logs processes (~150 MiB each).
+            # Task logs are local files the api-server reads itself: no serve-logs processes (each a full Airflow
+            # process).
             extra = ["--skip-serve-logs"] if name in ("scheduler", "triggerer") else []
             state["processes"].append(_spawn(name, [_airflow_bin(), name, *extra], env, home))
             _write_state(home, state)

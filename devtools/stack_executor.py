@@ -44,8 +44,8 @@ class ExecutorConfig:
 
     kind: Literal["local", "celery"] = "local"
     workers: int = 2
-    # Task processes one worker runs at once. Each is a full Airflow task process (~150-250 MB); 2 workers x 2
-    # keeps a 2-core machine busy without swapping it.
+    # Task processes one worker runs at once. Each is a full Airflow task process (hundreds of MB of RSS);
+    # 2 workers x 2 keeps a 2-core machine busy without swapping it.
     worker_concurrency: int = 2
     broker_url: str | None = None
     database_url: str | None = None

@@ -23,8 +23,8 @@ class _CharacterMap(dict[int, str | None]):
     """``str.translate`` table filled on first sight of each character: separators become a space, invisible
     characters vanish, everything else maps to itself.
 
-    A per-character Python loop over every article body cost ~8 ms per article in ingest (profiled);
-    ``translate`` runs in C and asks this table only for characters it has not met before.
+    A per-character Python loop over every article body showed up in ingest profiles; ``translate`` runs in C
+    and asks this table only for characters it has not met before.
     """
 
     _LIMIT = 65_536  # a text of a million distinct code points must not grow the table without bound

@@ -2,7 +2,7 @@
 
 The settings here are the ones measured to work on both the embedded broker (Tansu) and Apache Kafka:
 idempotent producer with ``acks='all'`` (never ``acks=0``, which Tansu silently drops), no transactions,
-consumer sessions short enough that group joins on Tansu take seconds rather than ~23 s, manual offset
+consumer sessions short enough that group joins on Tansu take seconds rather than tens of seconds, manual offset
 commits so offsets move only after the warehouse has committed.
 """
 

@@ -73,8 +73,8 @@ class Settings(BaseSettings):
     respect_robots: bool = True
     fetch_concurrency: int = Field(32, ge=1, le=64, description="Feeds polled at once by one process.")
     # Enough pages in flight that extraction never waits on the network: an entry spends most of its time in
-    # fetch latency and per-host spacing. In the benchmark (2 cores, 50 ms latency) 16 left the machine 23 %
-    # idle at 36 articles/s; 48 and 64 both made it CPU-bound at 43-44 articles/s.
+    # fetch latency and per-host spacing. In the benchmark a smaller value left the machine partly idle, while
+    # this one keeps extraction CPU-bound (figures in the README's Configuration table).
     entry_concurrency: int = Field(
         48, ge=1, le=64, description="Entries of one process fetched and extracted at once (all feeds share them)."
     )
@@ -129,7 +129,7 @@ class Settings(BaseSettings):
         10_000,
         ge=100,
         description="Articles the transform's in-memory story state holds at most (the latest arrivals); "
-        "about 100 KB of RSS each for 4,000-character bodies. Beyond it the oldest leave early, shortening "
+        "each costs memory in proportion to its body. Beyond it the oldest leave early, shortening "
         "the 21-day clustering horizon.",
     )
 

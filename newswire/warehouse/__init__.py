@@ -38,7 +38,7 @@ _DUCKDB_OPTIONS = {
 }
 # Applied unless the URL says otherwise. DuckDB's allocator keeps up to 128 MiB of freed memory per task for
 # reuse; in a process that also fetches and clusters, that cache showed up as RSS spikes that grew with the
-# run (bench: peak 786 MB -> 575 MB over 5,000 articles with these two settings).
+# run (the README's Configuration table has the peak RSS with and without these two settings).
 _DUCKDB_DEFAULTS = {"allocator_flush_threshold": "16MB", "allocator_background_threads": "true"}
 
 # DuckDB has one writer per file and detects write-write conflicts between concurrent transactions of one
@@ -76,9 +76,10 @@ class Cursor:
     def insert_rows(self, head: str, rows: Sequence[Sequence[Any]], tail: str = "", *, chunk: int = 200) -> Cursor:
         """``head VALUES (…), (…) tail`` in chunks: one statement per chunk instead of one per row.
 
-        DuckDB's executemany runs a statement per row (~0.5 ms each); a multi-row VALUES list is several
-        times faster on DuckDB and no slower on PostgreSQL. ``tail`` is typically an ON CONFLICT clause; rows
-        of one call must not repeat a conflict key (both engines refuse to upsert one row twice per statement).
+        DuckDB's executemany runs a statement per row; a multi-row VALUES list is several times faster on
+        DuckDB and no slower on PostgreSQL (``bench.pipeline``'s insert baseline measures both). ``tail`` is
+        typically an ON CONFLICT clause; rows of one call must not repeat a conflict key (both engines refuse
+        to upsert one row twice per statement).
         """
         if not rows:
             return self
@@ -163,8 +164,8 @@ class Warehouse:
     def hold(self) -> Iterator[Warehouse]:
         """Keep the warehouse open across the transactions of a span of work (re-entrant, thread-safe).
 
-        Opening a DuckDB file costs ~14 ms against ~0.3 ms for a cursor of an open one, and a PostgreSQL
-        connection costs a round of authentication: a batch of hundreds of small transactions pays that once.
+        Opening a DuckDB file costs far more than a cursor of an open one, and a PostgreSQL connection costs
+        a round of authentication: a batch of hundreds of small transactions pays that once.
         Hold only for bounded spans (a feed poll, a transform batch): a held DuckDB file is locked against
         other processes until the span ends. The file is opened at the first transaction inside the span, not
         at its start: a poll answered 304 (its rows deferred) never opens it, so shard processes polling

@@ -209,7 +209,7 @@ MIGRATIONS: tuple[Migration, ...] = (
         "stored clustering features",
         (
             # What the story state needs of an article, computed once: a restart restores from these instead
-            # of re-extracting features from the full text (~4x cheaper). Versioned inside the JSON; a stale
+            # of re-extracting features from the full text (several times cheaper). Versioned inside the JSON; a stale
             # version falls back to the text.
             """CREATE TABLE IF NOT EXISTS article_features (
                 article_id TEXT PRIMARY KEY,
@@ -224,10 +224,9 @@ MIGRATIONS: tuple[Migration, ...] = (
         (),
         # Signatures are base64 of random 64-bit hashes and features short JSON: DuckDB's string compression
         # gains little on them, yet at every checkpoint it re-analyses the table's partly filled row group, so
-        # the cost of a checkpoint grew with the rows appended since the last full one. With ~11 KB of both
-        # per article that made closing the file after a 500-article transform batch take 1.1 s on average at
-        # 20,000 articles (spikes of 2-4 s); without compression, a tenth of that. DuckDB cannot change a
-        # column's compression in place, hence the copy.
+        # the cost of a checkpoint grew with the rows appended since the last full one: closing the file after
+        # a transform batch grew slower as the warehouse grew, and without compression it stays an order of
+        # magnitude cheaper. DuckDB cannot change a column's compression in place, hence the copy.
         duckdb_statements=(
             """CREATE TABLE article_features_v4 (
                 article_id TEXT PRIMARY KEY,
