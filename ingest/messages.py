@@ -16,6 +16,7 @@ from ingest.feedlist import FeedSpec
 from ingest.feeds import FeedEntry
 from ingest.fingerprint import content_hash
 from newswire.contracts import SCHEMA_VERSION, iso, parse_iso
+from newswire.contracts.messages import ArticleMessage
 from newswire.embedding import to_message
 
 
@@ -28,10 +29,10 @@ def article_message(
     page: ExtractedArticle,
     fetched_at: datetime,
     run_id: str,
-) -> dict[str, Any]:
+) -> ArticleMessage:
     published = page.published_at or entry.published or entry.updated
     source = page.site_name or feed.name or urlsplit(canonical_url).hostname or "unknown"
-    message = {
+    message: ArticleMessage = {
         "schema_version": SCHEMA_VERSION,
         "article_id": article_id,
         "url": entry.link or canonical_url,

@@ -14,6 +14,7 @@ from enum import StrEnum
 from typing import Any
 
 from newswire.contracts import SCHEMA_VERSION, iso
+from newswire.contracts.messages import DeadLetterMessage
 from newswire.warehouse import Cursor
 
 
@@ -83,7 +84,7 @@ def dead_letter_message(
     payload: dict[str, Any] | None,
     created_at: datetime,
     attempts: int = 1,
-) -> dict[str, Any]:
+) -> DeadLetterMessage:
     return {
         "schema_version": SCHEMA_VERSION,
         "dead_letter_id": dead_letter_id,

@@ -31,6 +31,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from newswire.contracts.messages import EmbeddingPayload
 from newswire.errors import EmbeddingError
 
 __all__ = [
@@ -99,7 +100,7 @@ def embed_articles(encoder: Encoder, articles: Sequence[tuple[str | None, str | 
 # --- the article message field -------------------------------------------------------------------------
 
 
-def to_message(embedding: Embedding) -> dict[str, Any]:
+def to_message(embedding: Embedding) -> EmbeddingPayload:
     """The ``embedding`` field of an article message (see ``article.v1.json``)."""
     return {
         "model": embedding.model,

@@ -142,3 +142,18 @@ def test_every_reason_an_error_can_dead_letter_with_is_in_the_enum() -> None:
     known = {r.value for r in DeadLetterReason}
     assert len(defaults) >= 15 and len(raised) > 10
     assert (defaults | raised) - skipped - known == set()
+
+
+def test_message_types_name_exactly_the_schema_properties() -> None:
+    """The TypedDicts of newswire.contracts.messages keep the schemas' keys, and which of them are required."""
+    from newswire import contracts
+    from newswire.contracts.messages import ArticleMessage, DeadLetterMessage, EventMessage
+
+    for topic, kind in (
+        (contracts.ARTICLES, ArticleMessage),
+        (contracts.EVENTS, EventMessage),
+        (contracts.DEAD_LETTERS, DeadLetterMessage),
+    ):
+        schema = contracts.schema_for(topic)
+        assert set(kind.__annotations__) == set(schema["properties"]), topic.name
+        assert kind.__required_keys__ == set(schema["required"]), topic.name

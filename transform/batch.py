@@ -20,6 +20,7 @@ from typing import Any
 
 from newswire import contracts
 from newswire.contracts import iso, parse_iso
+from newswire.contracts.messages import ArticleMessage
 from newswire.deadletters import (
     DeadLetterReason,
     DeadLetterStage,
@@ -70,7 +71,7 @@ class BatchStats:
             self.duplicate_methods[k] = self.duplicate_methods.get(k, 0) + v
 
 
-def _doc(m: dict[str, Any], embedding: Embedding | None = None) -> ArticleDoc:
+def _doc(m: ArticleMessage, embedding: Embedding | None = None) -> ArticleDoc:
     published = parse_iso(m.get("published_at")) or parse_iso(m["fetched_at"]) or datetime.now(UTC)
     return ArticleDoc(
         article_id=m["article_id"],
@@ -93,7 +94,7 @@ def canonical_order(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return sorted(messages, key=lambda m: (parse_iso(m.get("published_at") or m["fetched_at"]), m["article_id"]))
 
 
-def with_language(m: dict[str, Any]) -> dict[str, Any]:
+def with_language(m: ArticleMessage) -> ArticleMessage:
     """The message with a detected language when it declares none (older messages, feeds without one)."""
     if m.get("language"):
         return m

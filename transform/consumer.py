@@ -9,12 +9,12 @@ from __future__ import annotations
 import contextlib
 import time
 from dataclasses import dataclass
-from typing import Any
 
 from kafka import KafkaConsumer
 from kafka.errors import KafkaError
 
 from newswire import contracts
+from newswire.contracts.messages import ArticleMessage
 from newswire.errors import BrokerUnavailable, ContractError
 from newswire.messaging import make_consumer, poll_batch
 from newswire.settings import Settings
@@ -29,7 +29,7 @@ class Incoming:
     offset: int
     key: str | None
     raw: bytes | None
-    message: dict[str, Any] | None
+    message: ArticleMessage | None
     error: ContractError | None
 
 

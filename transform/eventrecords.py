@@ -14,6 +14,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from newswire.contracts import SCHEMA_VERSION, iso
+from newswire.contracts.messages import EventMessage
 from transform.errors import EventRecordError
 
 if TYPE_CHECKING:
@@ -130,7 +131,7 @@ def _jsonable(value: Any) -> Any:
     raise TypeError(type(value))
 
 
-def event_message(row: dict[str, Any], articles: Sequence[dict[str, Any]]) -> dict[str, Any]:
+def event_message(row: dict[str, Any], articles: Sequence[dict[str, Any]]) -> EventMessage:
     """The ``newswire.events`` message for a stored event row (JSON text columns decoded)."""
 
     def load(value: Any, default: Any) -> Any:

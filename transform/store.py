@@ -15,6 +15,7 @@ from datetime import datetime
 from typing import Any
 
 from newswire.contracts import parse_iso
+from newswire.contracts.messages import ArticleMessage
 from newswire.warehouse import Cursor
 
 
@@ -70,7 +71,7 @@ _EVENT_COLUMNS = (
 )
 
 
-def article_row(m: dict[str, Any], *, load_order: int, now: datetime) -> tuple[Any, ...]:
+def article_row(m: ArticleMessage, *, load_order: int, now: datetime) -> tuple[Any, ...]:
     """An ``articles`` row from an article message, in ``_ARTICLE_INSERT`` column order."""
     return (
         m["article_id"],
