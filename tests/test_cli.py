@@ -62,3 +62,16 @@ def test_migrate_and_status_on_a_fresh_warehouse(
     assert main(["migrate"]) == 0
     assert main(["status"]) == 0
     assert "accounting invariant holds" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("command", [["up"], ["down"], ["stack-status"], ["demo"]])
+def test_development_commands_say_so_where_the_dev_tools_are_not_installed(
+    command: list[str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The production image has no devtools package: `import devtools` fails there as it does here.
+    for name in [m for m in sys.modules if m == "devtools" or m.startswith("devtools.")]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, "devtools", None)
+    assert main(command) == 1
+    err = capsys.readouterr().err
+    assert "development tools" in err and "Traceback" not in err
