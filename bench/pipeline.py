@@ -762,7 +762,11 @@ def phase_transport(payload: dict[str, Any]) -> dict[str, Any]:
     finally:
         publisher.close()
 
-    rows = [_article_row(m, order) for order, m in enumerate(messages, start=1)]
+    from newswire.warehouse import utcnow
+    from transform.store import article_row
+
+    now = utcnow()
+    rows = [article_row(m, load_order=order, now=now) for order, m in enumerate(messages, start=1)]
     insert_seconds = {
         method: _timed_insert(Path(f"{payload['insert_db']}-{method}.duckdb"), rows, method)
         for method in ("executemany", "multirow")
@@ -782,10 +786,6 @@ def phase_transport(payload: dict[str, Any]) -> dict[str, Any]:
 
 
 INSERT_BATCH_ROWS = 100
-_ARTICLE_COLUMNS = (
-    "article_id, url, canonical_url, title, text, description, author, published_at, language, source, "
-    "site_name, feed_url, feed_name, categories, tags, image, fetched_at, content_hash, loaded_at, load_order"
-)
 
 
 def _timed_insert(path: Path, rows: Sequence[tuple[Any, ...]], method: str) -> float:
@@ -795,11 +795,12 @@ def _timed_insert(path: Path, rows: Sequence[tuple[Any, ...]], method: str) -> f
     ``INSERT_BATCH_ROWS`` rows per statement, plain SQL that PostgreSQL accepts too.
     """
     from newswire.warehouse import Warehouse
+    from transform.store import ARTICLE_INSERT
 
     warehouse = Warehouse(f"duckdb:///{path}")
     warehouse.migrate()
-    one = "(" + ", ".join("?" * 20) + ", 1)"
-    sql = f"INSERT INTO articles ({_ARTICLE_COLUMNS}, version) VALUES "
+    one = "(" + ", ".join("?" * (ARTICLE_INSERT.count(",") + 1)) + ")"
+    sql = f"{ARTICLE_INSERT} VALUES "
     t0 = time.perf_counter()
     with warehouse.transaction() as cur:
         if method == "executemany":
@@ -809,34 +810,6 @@ def _timed_insert(path: Path, rows: Sequence[tuple[Any, ...]], method: str) -> f
                 chunk = rows[start : start + INSERT_BATCH_ROWS]
                 cur.execute(sql + ", ".join([one] * len(chunk)), [value for row in chunk for value in row])
     return time.perf_counter() - t0
-
-
-def _article_row(m: Mapping[str, Any], order: int) -> tuple[Any, ...]:
-    from newswire.contracts import parse_iso
-    from newswire.warehouse import utcnow
-
-    return (
-        m["article_id"],
-        m["url"],
-        m["canonical_url"],
-        m["title"],
-        m["text"],
-        m.get("description"),
-        m.get("author"),
-        parse_iso(m.get("published_at")),
-        m.get("language"),
-        m["source"],
-        m.get("site_name"),
-        m["feed_url"],
-        m.get("feed_name"),
-        json.dumps(m.get("categories") or [], ensure_ascii=False),
-        json.dumps(m.get("tags") or [], ensure_ascii=False),
-        m.get("image"),
-        parse_iso(m["fetched_at"]),
-        m["content_hash"],
-        utcnow(),
-        order,
-    )
 
 
 def phase_transform(payload: dict[str, Any]) -> dict[str, Any]:

@@ -52,7 +52,7 @@ _ARTICLE_COLUMNS = (
     "a.published_at, a.fetched_at, a.content_hash, ea.event_id, a.loaded_at"
 )
 _ARTICLE_JOIN = "FROM articles a LEFT JOIN event_articles ea ON ea.article_id = a.article_id"
-_ARTICLE_INSERT = (
+ARTICLE_INSERT = (
     "INSERT INTO articles (article_id, url, canonical_url, title, text, description, author, published_at, "
     "language, source, site_name, feed_url, feed_name, categories, tags, image, fetched_at, content_hash, "
     "loaded_at, load_order, version)"
@@ -72,7 +72,7 @@ _EVENT_COLUMNS = (
 
 
 def article_row(m: ArticleMessage, *, load_order: int, now: datetime) -> tuple[Any, ...]:
-    """An ``articles`` row from an article message, in ``_ARTICLE_INSERT`` column order."""
+    """An ``articles`` row from an article message, in ``ARTICLE_INSERT`` column order."""
     return (
         m["article_id"],
         m["url"],
@@ -187,11 +187,11 @@ class TransformStore:
     # --- writes for a batch ------------------------------------------------------------------------------
 
     def insert_articles(self, rows: Sequence[tuple[Any, ...]]) -> None:
-        self.cur.insert_rows(_ARTICLE_INSERT, rows, "ON CONFLICT (article_id) DO NOTHING")
+        self.cur.insert_rows(ARTICLE_INSERT, rows, "ON CONFLICT (article_id) DO NOTHING")
 
     def update_article(self, row: tuple[Any, ...]) -> None:
         """A new version of a stored article (same URL, changed text)."""
-        self.cur.insert_rows(_ARTICLE_INSERT, [row], _ARTICLE_UPDATE)
+        self.cur.insert_rows(ARTICLE_INSERT, [row], _ARTICLE_UPDATE)
 
     def insert_duplicates(self, rows: Sequence[tuple[Any, ...]]) -> None:
         """Rows of (url, article_id, duplicate_of, method, score, feed_url, detected_at)."""
