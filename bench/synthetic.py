@@ -581,6 +581,18 @@ def _slug(text: str, index: int) -> str:
     return "-".join([*parts, str(index)])
 
 
+def _take_round(items: Sequence[str], sizes: Sequence[int], start: int, limit: float) -> tuple[list[str], int]:
+    """Items from ``start`` on, wrapping around at most once, until their sizes reach ``limit``."""
+    taken, used, i = [], 0, start
+    while used < limit:
+        taken.append(items[i])
+        used += sizes[i]
+        i = (i + 1) % len(items)
+        if i == start:
+            break
+    return taken, used
+
+
 def _render_page(a: _Article, words: _Words, target: int, related: Sequence[_Article]) -> str:
     r = words.rng
     o = a.outlet
@@ -677,28 +689,13 @@ def _render_page(a: _Article, words: _Words, target: int, related: Sequence[_Art
     grid, grid_used = [], 0
     grid_limit = budget * r.uniform(0.45, 0.55)
     if o.cards:
-        start = r.randrange(len(o.cards))
-        i = start
-        while grid_used < grid_limit:
-            grid.append(o.cards[i])
-            grid_used += o.card_sizes[i]
-            i = (i + 1) % len(o.cards)
-            if i == start:
-                break
+        grid, grid_used = _take_round(o.cards, o.card_sizes, r.randrange(len(o.cards)), grid_limit)
     cards = "".join(
         f'<section class="onward"><h2>{heading}</h2><div class="card-grid">{"".join(grid[k::3])}</div></section>'
         for k, heading in enumerate(("More from this section", "Around the site", "Sponsored stories"))
     )
     state_budget = budget - used - grid_used
-    items, size = [], 0
-    start = r.randrange(len(o.state_items))
-    i = start
-    while size < state_budget:
-        items.append(o.state_items[i])
-        size += o.state_sizes[i]
-        i = (i + 1) % len(o.state_items)
-        if i == start:
-            break
+    items, _ = _take_round(o.state_items, o.state_sizes, r.randrange(len(o.state_items)), state_budget)
     state = f'<script id="__APP_STATE__" type="application/json">{{"items":[{",".join(items)}]}}</script>'
     return "".join((head, "</head><body>", o.banner, o.header, article, section, cards, tail, state, closing))
 
