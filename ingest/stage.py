@@ -1,4 +1,4 @@
-"""Ingest entry points: what the Airflow tasks and the CLI call.
+"""The ingest stage's entry point: what ``pipeline`` calls (the Airflow task adapters, the CLI, one-shot passes).
 
 ``ingest_session`` builds the per-process resources once (warehouse, HTTP client with its politeness
 throttle and robots cache, Kafka producer); ``ingest_feeds`` polls a list of feeds with bounded concurrency

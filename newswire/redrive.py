@@ -18,15 +18,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from newswire import contracts
-from newswire.deadletters import DeadLetterStage
 from newswire.errors import ContractError
 from newswire.messaging import Publisher
 from newswire.warehouse import Warehouse, utcnow
 
 log = logging.getLogger(__name__)
-
-#: Stage of dead letters made by consumers from records that failed their topic's contract.
-DECODE_STAGE = DeadLetterStage.DECODE.value
 
 
 @dataclass

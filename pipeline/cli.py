@@ -299,16 +299,17 @@ def _retry_dead_letters(args: argparse.Namespace, settings: Any, warehouse: Any)
     """Re-drive dead letters: ingest entries and feeds are fetched again, undecodable messages re-validated."""
     from ingest.feedlist import load_feed_list
     from ingest.redrive import redrive_ingest
+    from newswire.deadletters import DeadLetterStage
     from newswire.messaging import Publisher, ensure_topics, make_producer
-    from newswire.redrive import DECODE_STAGE, RedriveResult, redrive_messages, select_dead_letters
+    from newswire.redrive import RedriveResult, redrive_messages, select_dead_letters
 
     rows = select_dead_letters(warehouse, ids=args.ids or (), stage=args.stage)
     if not rows:
         print("no dead letters to retry", file=sys.stderr)
         return 0
     feeds = load_feed_list(settings.feeds) if settings.feeds else []
-    decode = [r for r in rows if r["stage"] == DECODE_STAGE]
-    ingest = [r for r in rows if r["stage"] != DECODE_STAGE]
+    decode = [r for r in rows if r["stage"] == DeadLetterStage.DECODE]
+    ingest = [r for r in rows if r["stage"] != DeadLetterStage.DECODE]
     result = RedriveResult()
     with _publishing_broker(settings) as (bootstrap, owned):
         if ingest:
