@@ -114,6 +114,7 @@ class LedgerBuffer:
 
     batched: bool = False
     lock: threading.Lock = field(default_factory=threading.Lock)
+    flushing: threading.RLock = field(default_factory=threading.RLock)  # held by a flush from start to end
     feeds: dict[str, tuple[Any, ...]] = field(default_factory=dict)
     runs: dict[tuple[str, str], tuple[Any, ...]] = field(default_factory=dict)
     entries: dict[tuple[str, str], tuple[Any, ...]] = field(default_factory=dict)
@@ -423,27 +424,28 @@ class IngestLedger:
         that feed's ledger rows, so every hook row taken here has its ledger rows in this transaction or an
         earlier one, never a later one.
         """
-        if self.buffer.broken is not None:
-            # The rows of a failed flush are gone: writing later hook rows could release claims of feeds
-            # whose outcomes were among them. The session fails instead, and its retry polls those feeds.
-            raise WarehouseUnavailable(f"an earlier ledger flush failed: {self.buffer.broken}")
-        writers = [w for w in (hook() for hook in list(self.buffer.hooks)) if w is not None]
-        with self.buffer.lock:
-            taken = self.buffer.take()
-        if taken.empty() and not writers:
-            return
-        try:
-            with self.warehouse.transaction() as cur:
-                _write_entries(cur, taken)
-                if taken.feeds:
-                    self._write_feeds(cur, list(taken.feeds.values()))
-                if taken.runs:
-                    self._write_runs(cur, list(taken.runs.values()))
-                for write in writers:
-                    write(cur)
-        except BaseException as exc:
-            self.buffer.broken = exc
-            raise
+        with self.buffer.flushing:  # one flush at a time: a flush starts only once the previous one is settled
+            if self.buffer.broken is not None:
+                # The rows of a failed flush are gone: writing later hook rows could release claims of feeds
+                # whose outcomes were among them. The session fails instead, and its retry polls those feeds.
+                raise WarehouseUnavailable(f"an earlier ledger flush failed: {self.buffer.broken}")
+            writers = [w for w in (hook() for hook in list(self.buffer.hooks)) if w is not None]
+            with self.buffer.lock:
+                taken = self.buffer.take()
+            if taken.empty() and not writers:
+                return
+            try:
+                with self.warehouse.transaction() as cur:
+                    _write_entries(cur, taken)
+                    if taken.feeds:
+                        self._write_feeds(cur, list(taken.feeds.values()))
+                    if taken.runs:
+                        self._write_runs(cur, list(taken.runs.values()))
+                    for write in writers:
+                        write(cur)
+            except BaseException as exc:
+                self.buffer.broken = exc
+                raise
 
     def _flush_if_full(self) -> None:
         buffer = self.buffer
