@@ -444,7 +444,8 @@ class IngestLedger:
                     for write in writers:
                         write(cur)
             except BaseException as exc:
-                self.buffer.broken = exc
+                if self.batched:  # unbatched, the lost rows are 304 bookkeeping only: later flushes may go on
+                    self.buffer.broken = exc
                 raise
 
     def _flush_if_full(self) -> None:
