@@ -16,10 +16,12 @@ from datetime import datetime, timedelta
 
 from airflow.sdk import CronDataIntervalTimetable, Param, dag, get_current_context, task
 
-from ingest import jobs
 from newswire.airflow_retry import RetryAfterPolicy
 from newswire.assets import ARTICLES_TOPIC
 from newswire.settings import load_settings
+
+# The library is imported inside the tasks: the dag-processor parses this file often (in forked processes
+# that count in the stack's memory), and each task process loads only what its task needs.
 
 FETCH_POOL = "newswire_fetch"
 RETRY_DELAY = timedelta(seconds=30)
@@ -46,6 +48,8 @@ MAX_RETRY_DELAY = timedelta(minutes=15)
 def newswire_ingest() -> None:
     @task
     def claim_feeds() -> list[dict]:
+        from ingest import jobs
+
         ctx = get_current_context()
         return jobs.claim_shards(run_id=ctx["run_id"], poll_all=bool(ctx["params"].get("poll_all")))
 
@@ -59,6 +63,8 @@ def newswire_ingest() -> None:
         retry_policy=RetryAfterPolicy(RETRY_DELAY, MAX_RETRY_DELAY),
     )
     def ingest_shard(shard: dict) -> dict:
+        from ingest import jobs
+
         ctx = get_current_context()
         return jobs.ingest_shard(
             shard,
@@ -69,6 +75,8 @@ def newswire_ingest() -> None:
 
     @task(trigger_rule="all_done")
     def summarize(reports: list[dict | None], shards: list[dict]) -> dict:
+        from ingest import jobs
+
         # Index by length: iterating the lazy XCom sequence probes one past its end and logs an error.
         done = [reports[i] for i in range(len(reports))]
         return jobs.summarize(done, run_id=get_current_context()["run_id"], expected=len(shards))

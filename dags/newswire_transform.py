@@ -11,7 +11,6 @@ from datetime import datetime, timedelta
 from airflow.sdk import dag, task
 
 from newswire.assets import ARTICLES_TOPIC, EVENTS_TOPIC
-from transform import jobs
 
 
 @dag(
@@ -32,6 +31,8 @@ from transform import jobs
 def newswire_transform() -> None:
     @task(outlets=[EVENTS_TOPIC])
     def transform_articles() -> dict:
+        from transform import jobs  # imported by the task, not each time the dag-processor parses this file
+
         return jobs.transform_pending()
 
     transform_articles()
