@@ -59,8 +59,9 @@ def newswire_archive() -> None:
         pool=FETCH_POOL,
         outlets=[ARTICLES_TOPIC],
         map_index_template="shard {{ task.op_kwargs['shard']['shard'] }}",
-        # One shard of a run at a time: the daily catch-up leaves the other fetch slots to newswire_ingest.
-        max_active_tis_per_dagrun=1,
+        # One archive shard at a time across all runs (the scheduled day, a manual run, a backfill's days): the
+        # catch-up takes one fetch slot and leaves the others to newswire_ingest's shards.
+        max_active_tis_per_dag=1,
         retry_policy=RetryAfterPolicy(RETRY_DELAY, MAX_RETRY_DELAY),
     )
     def archive_shard(shard: dict) -> dict:

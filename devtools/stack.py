@@ -226,6 +226,10 @@ def component_env(config: StackConfig, *, stack_id: str, bootstrap: str, feeds: 
             "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
             # New DAG files are picked up within a minute instead of five.
             "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "60",
+            # One parsing process, every 2 minutes: each is a fork of the dag-processor (its RSS, CPU
+            # for imports) and three DAG files need no parallel parsing.
+            "AIRFLOW__DAG_PROCESSOR__PARSING_PROCESSES": "1",
+            "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "120",
             "NEWSWIRE_HOME": str(config.home),
             "NEWSWIRE_KAFKA_BOOTSTRAP": bootstrap,
             "PYTHONUNBUFFERED": "1",

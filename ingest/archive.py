@@ -41,7 +41,7 @@ from ingest.errors import ArchiveError, FetchError, HttpStatusError
 from ingest.feedlist import FeedSpec, feed_from_dict
 from ingest.feeds import FeedEntry, FeedParseError, parse_feed
 from ingest.http import Fetcher
-from ingest.ledger import IngestLedger, KnownEntry
+from ingest.ledger import IngestLedger, KnownEntry, LedgerBuffer
 from ingest.poll import FEED_TYPES, NOT_FEED_TYPES, FeedFailed, FeedPoller
 from ingest.robots import RobotsCache
 from ingest.sitemaps import SitemapHarvest, collect_sitemap_entries, sitemap_roots
@@ -472,8 +472,10 @@ class ArchiveLedger(IngestLedger):
     article ids: the transform stage replays or updates them, never doubles them).
     """
 
-    def __init__(self, warehouse: Warehouse, *, refetch_keys: Iterable[str] = ()) -> None:
-        super().__init__(warehouse)
+    def __init__(
+        self, warehouse: Warehouse, *, refetch_keys: Iterable[str] = (), buffer: LedgerBuffer | None = None
+    ) -> None:
+        super().__init__(warehouse, buffer=buffer)
         self._refetch = frozenset(refetch_keys)
         self._forgotten: frozenset[str] | None = None
 
@@ -556,9 +558,18 @@ def archive_feeds(
     with (
         bootstrap_servers(settings) as bootstrap,
         ingest_session(
-            settings, bootstrap, run_id=run_id, interval=(day.start, day.end), extract_workers=extract_workers
+            settings,
+            bootstrap,
+            run_id=run_id,
+            interval=(day.start, day.end),
+            extract_workers=extract_workers,
+            enrich_inline=False,  # a shard task beside others: language and embeddings in the transform
         ) as poller,
     ):
+        # Rows of many feeds per transaction, the file not held across fetches (see ingest.ledger.LedgerBuffer):
+        # archive shards share the DuckDB file with the ingest shards polling meanwhile.
+        poller.ledger.buffer.batched = True
+        poller.defer_bookkeeping = True
 
         def one(feed: Mapping[str, Any]) -> None:
             try:
@@ -567,8 +578,11 @@ def archive_feeds(
                 log.warning("%s", exc)
                 failures[str(feed["url"])] = str(exc)
 
-        with ThreadPoolExecutor(max_workers=settings.fetch_concurrency, thread_name_prefix="archive") as pool:
-            list(pool.map(one, ordered))
+        try:
+            with ThreadPoolExecutor(max_workers=settings.fetch_concurrency, thread_name_prefix="archive") as pool:
+                list(pool.map(one, ordered))
+        finally:
+            poller.ledger.flush()
     return reports, failures
 
 
@@ -594,7 +608,11 @@ def _archive_one(
         sitemaps=bool(feed.get("sitemaps", True)),
         max_entries=settings.max_entries_per_feed,
     )
-    ledger = ArchiveLedger(poller.ledger.warehouse, refetch_keys=[e.key for e in harvest.entries] if refetch else ())
+    ledger = ArchiveLedger(
+        poller.ledger.warehouse,
+        refetch_keys=[e.key for e in harvest.entries] if refetch else (),
+        buffer=poller.ledger.buffer,  # the session's: a batched session writes every feed's rows together
+    )
     report = dataclasses.replace(poller, ledger=ledger).process_entries(
         spec, harvest.entries, bytes_fetched=loader.bytes_fetched, warnings=harvest.warnings
     )

@@ -43,15 +43,25 @@ def extract_and_enrich(
 
 
 class InlineExtractor:
-    """Extraction in the calling process, serialised: right for one Airflow task polling one feed."""
+    """Extraction in the calling process, serialised: right for one Airflow task polling one feed.
 
-    def __init__(self, *, fast: bool = False, embedding_model: str = DEFAULT_MODEL) -> None:
+    ``enrich`` False leaves language detection and the embedding to the transform: for shard task processes
+    (``NEWSWIRE_SHARD_EXTRACT_WORKERS`` 1), several of which run at once on one machine, each of which would
+    otherwise load the language identifier and the sentence encoder. Their articles reach the transform
+    without a detected language or an embedding, and the transform, one process, computes both in batches
+    (``transform.batch``: ``with_language``, ``_missing_embeddings``).
+    """
+
+    def __init__(self, *, fast: bool = False, embedding_model: str = DEFAULT_MODEL, enrich: bool = True) -> None:
         self._lock = threading.Lock()
         self.fast = fast
         self.embedding_model = embedding_model
+        self.enrich = enrich
 
     def extract(self, content: bytes, *, url: str, content_type: str | None) -> ExtractedArticle:
         with self._lock:
+            if not self.enrich:
+                return extract_article(content, url=url, content_type=content_type, fast=self.fast)
             return extract_and_enrich(
                 content, url=url, content_type=content_type, fast=self.fast, embedding_model=self.embedding_model
             )

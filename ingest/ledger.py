@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -19,6 +20,7 @@ from ingest.canonical import article_id_for
 from ingest.rawstore import RawArticle, store_raw
 from newswire.deadletters import dead_letter_id as shared_dead_letter_id
 from newswire.deadletters import upsert_dead_letter
+from newswire.errors import WarehouseUnavailable
 from newswire.warehouse import Cursor, Warehouse, utcnow
 
 NEW = "new"
@@ -27,6 +29,11 @@ DEAD_LETTER = "dead_letter"
 SKIPPED = "skipped"
 #: Deferred feed-state and run rows written together (see ``IngestLedger.flush``).
 FLUSH_ROWS = 200
+#: A batched session (:class:`LedgerBuffer`) also writes once this many feeds' rows are waiting, once the
+#: buffered pages reach this many bytes, or once its oldest row has waited this many seconds.
+BATCH_FEEDS = 250
+BATCH_BYTES = 32 * 1024 * 1024
+BATCH_SECONDS = 20.0
 
 
 @dataclass(frozen=True)
@@ -87,14 +94,74 @@ class RunCounts:
             raise ValueError(outcome)
 
 
+#: Run-row columns that add up when one feed is recorded twice under one run (as the upsert adds them).
+_RUN_SUMS = range(10, 16)  # entries_seen, new_articles, duplicates, dead_letters, skipped, bytes
+
+
+@dataclass
+class LedgerBuffer:
+    """Ledger rows waiting for a shared transaction.
+
+    Unbatched (the default), only the feed-state and run rows of polls that recorded no entry wait here.
+    ``batched``: every write of the session waits (entry outcomes, URL aliases, duplicates, dead letters, raw
+    pages, feed states, runs) and is written in one transaction per :data:`BATCH_FEEDS` feeds: a shard task
+    sharing a DuckDB file with other processes then opens it for writing a few times per cycle instead of at
+    every feed with new entries. Rows are buffered only after the broker confirmed their chunk, so the order
+    "Kafka first, then the ledger" holds; a crash loses buffered rows, and the re-poll publishes those
+    articles again under the same ids (at-least-once, deduplicated downstream), never records one twice.
+    ``hooks`` add rows of other tables (the feed schedule) to the same transaction.
+    """
+
+    batched: bool = False
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    flushing: threading.RLock = field(default_factory=threading.RLock)  # held by a flush from start to end
+    feeds: dict[str, tuple[Any, ...]] = field(default_factory=dict)
+    runs: dict[tuple[str, str], tuple[Any, ...]] = field(default_factory=dict)
+    entries: dict[tuple[str, str], tuple[Any, ...]] = field(default_factory=dict)
+    urls: dict[str, tuple[Any, ...]] = field(default_factory=dict)
+    duplicates: dict[str, tuple[Any, ...]] = field(default_factory=dict)
+    dead_letters: list[tuple[dict[str, Any], datetime]] = field(default_factory=list)
+    cleared: list[str] = field(default_factory=list)
+    raws: list[tuple[RawArticle, datetime]] = field(default_factory=list)
+    raw_bytes: int = 0
+    since: float | None = None  # monotonic time of the oldest waiting row
+    broken: BaseException | None = None  # why a flush failed (no later flush writes)
+    hooks: list[Callable[[], Callable[[Cursor], None] | None]] = field(default_factory=list)
+
+    def rows(self) -> int:
+        return len(self.feeds) + len(self.runs)
+
+    def take(self) -> LedgerBuffer:
+        """Move the waiting rows into a new buffer (call with ``lock`` held) and leave this one empty."""
+        taken = LedgerBuffer(
+            feeds=self.feeds,
+            runs=self.runs,
+            entries=self.entries,
+            urls=self.urls,
+            duplicates=self.duplicates,
+            dead_letters=self.dead_letters,
+            cleared=self.cleared,
+            raws=self.raws,
+        )
+        self.feeds, self.runs, self.entries, self.urls, self.duplicates = {}, {}, {}, {}, {}
+        self.dead_letters, self.cleared, self.raws = [], [], []
+        self.raw_bytes, self.since = 0, None
+        return taken
+
+    def empty(self) -> bool:
+        return not (self.feeds or self.runs or self.entries or self.dead_letters or self.cleared or self.raws)
+
+
 class IngestLedger:
     """Reads and writes the ingest-owned tables."""
 
-    def __init__(self, warehouse: Warehouse) -> None:
+    def __init__(self, warehouse: Warehouse, *, buffer: LedgerBuffer | None = None) -> None:
         self.warehouse = warehouse
-        self._pending_lock = threading.Lock()
-        self._pending_feeds: dict[str, tuple[Any, ...]] = {}
-        self._pending_runs: dict[tuple[str, str], tuple[Any, ...]] = {}
+        self.buffer = buffer if buffer is not None else LedgerBuffer()
+
+    @property
+    def batched(self) -> bool:
+        return self.buffer.batched
 
     def feed_state(self, feed_url: str) -> FeedState:
         with self.warehouse.read() as cur:
@@ -178,73 +245,73 @@ class IngestLedger:
         """Write outcomes, URL aliases, duplicates and dead letters in one transaction (idempotent).
 
         A handful of multi-row statements per chunk, not several per entry: on DuckDB every statement costs
-        about a millisecond under the process's writer lock, which all feed threads share.
+        about a millisecond under the process's writer lock, which all feed threads share. Batched: the rows
+        wait for the session's next :meth:`flush`.
         """
-        now = utcnow()
         outcomes = list(outcomes)
         if not outcomes:
             return
-        entries: dict[tuple[str, str], tuple[Any, ...]] = {}
-        urls: dict[str, tuple[Any, ...]] = {}
-        duplicates: dict[str, tuple[Any, ...]] = {}
-        cleared: list[str] = []
-        with self.warehouse.transaction() as cur:
-            for o in outcomes:
-                dl_id = None
-                if o.outcome == DEAD_LETTER and o.dead_letter is not None:
-                    dl_id = o.dead_letter["dead_letter_id"]
-                    upsert_dead_letter(cur, o.dead_letter, now)
-                elif o.outcome in (NEW, DUPLICATE):
-                    # The entry was retried successfully (or never failed): it leaves the dead-letter table.
-                    cleared.append(dead_letter_id(o.feed_url, o.entry_key))
-                target = o.article_id or o.duplicate_of
-                entries[(o.feed_url, o.entry_key)] = (
-                    o.feed_url,
-                    o.entry_key,
-                    o.entry_url,
-                    o.guid,
-                    o.title,
-                    o.published_at,
-                    target,
-                    o.outcome,
-                    o.reason,
-                    dl_id,
-                    1,
-                    now,
-                    now,
-                    run_id,
+        now = utcnow()
+        part = LedgerBuffer()
+        for o in outcomes:
+            dl_id = None
+            if o.outcome == DEAD_LETTER and o.dead_letter is not None:
+                dl_id = o.dead_letter["dead_letter_id"]
+                part.dead_letters.append((o.dead_letter, now))
+            elif o.outcome in (NEW, DUPLICATE):
+                # The entry was retried successfully (or never failed): it leaves the dead-letter table.
+                part.cleared.append(dead_letter_id(o.feed_url, o.entry_key))
+            target = o.article_id or o.duplicate_of
+            part.entries[(o.feed_url, o.entry_key)] = (
+                o.feed_url,
+                o.entry_key,
+                o.entry_url,
+                o.guid,
+                o.title,
+                o.published_at,
+                target,
+                o.outcome,
+                o.reason,
+                dl_id,
+                1,
+                now,
+                now,
+                run_id,
+            )
+            if target and o.outcome in (NEW, DUPLICATE):
+                for url in o.urls:
+                    part.urls.setdefault(url, (url, target, now))
+            # A row per duplicate URL: the same URL listed by two feeds is one article, not a duplicate URL.
+            if o.outcome == DUPLICATE and o.entry_url and target and article_id_for(o.entry_url) != target:
+                part.duplicates.setdefault(
+                    o.entry_url, (o.entry_url, target, target, o.method or "url", 1.0, o.feed_url, now)
                 )
-                if target and o.outcome in (NEW, DUPLICATE):
-                    for url in o.urls:
-                        urls.setdefault(url, (url, target, now))
-                # A row per duplicate URL: the same URL listed by two feeds is one article, not a duplicate URL.
-                if o.outcome == DUPLICATE and o.entry_url and target and article_id_for(o.entry_url) != target:
-                    duplicates.setdefault(
-                        o.entry_url, (o.entry_url, target, target, o.method or "url", 1.0, o.feed_url, now)
-                    )
-            if cleared:
-                cur.execute_in("DELETE FROM dead_letters WHERE dead_letter_id IN {in}", cleared)
-            cur.insert_rows(
-                "INSERT INTO feed_entries (feed_url, entry_key, entry_url, guid, title, published_at, article_id, "
-                "outcome, reason, dead_letter_id, attempts, first_seen_at, last_attempt_at, run_id)",
-                list(entries.values()),
-                "ON CONFLICT (feed_url, entry_key) DO UPDATE SET outcome = excluded.outcome, "
-                "reason = excluded.reason, dead_letter_id = excluded.dead_letter_id, "
-                "article_id = excluded.article_id, entry_url = excluded.entry_url, "
-                "attempts = feed_entries.attempts + 1, last_attempt_at = excluded.last_attempt_at, "
-                "run_id = excluded.run_id",
-            )
-            cur.insert_rows(
-                "INSERT INTO article_urls (url, article_id, first_seen_at)",
-                list(urls.values()),
-                "ON CONFLICT (url) DO NOTHING",
-            )
-            cur.insert_rows(
-                "INSERT INTO article_duplicates (url, article_id, duplicate_of, method, score, feed_url, detected_at)",
-                list(duplicates.values()),
-                "ON CONFLICT (url) DO NOTHING",
-            )
-            store_raw(cur, (o.raw for o in outcomes if o.outcome == NEW and o.raw is not None), now)
+            if o.outcome == NEW and o.raw is not None:
+                part.raws.append((o.raw, now))
+                part.raw_bytes += o.raw.html_bytes
+        if not self.batched:
+            with self.warehouse.transaction() as cur:
+                _write_entries(cur, part)
+            return
+        buffer = self.buffer
+        with buffer.lock:
+            # An entry decided twice before a flush (a redrive, a feed listed twice): the first decision is
+            # written first, so the upsert counts both attempts.
+            collides = any(key in buffer.entries for key in part.entries)
+        if collides:
+            self.flush()
+        with buffer.lock:
+            buffer.entries.update(part.entries)
+            for url, row in part.urls.items():
+                buffer.urls.setdefault(url, row)
+            for url, row in part.duplicates.items():
+                buffer.duplicates.setdefault(url, row)
+            buffer.dead_letters.extend(part.dead_letters)
+            buffer.cleared.extend(part.cleared)
+            buffer.raws.extend(part.raws)
+            buffer.raw_bytes += part.raw_bytes
+            buffer.since = buffer.since or time.monotonic()
+        self._flush_if_full()
 
     def save_feed(
         self,
@@ -262,7 +329,8 @@ class IngestLedger:
         """Store conditional-GET validators only after every entry of that response was recorded.
 
         ``defer``: buffer the row and write it with others (see :meth:`flush`); for polls that recorded no
-        entry, where losing the row in a crash only means the next poll fetches the feed in full again.
+        entry, where losing the row in a crash only means the next poll fetches the feed in full again. A
+        batched ledger buffers every row, after the entry rows it follows (one transaction writes both).
         """
         ok = error is None
         now = utcnow()
@@ -279,9 +347,14 @@ class IngestLedger:
             error,
             0 if ok else 1,
         )
-        if defer:
-            with self._pending_lock:
-                self._pending_feeds[feed_url] = row
+        if defer or self.batched:
+            with self.buffer.lock:
+                earlier = self.buffer.feeds.get(feed_url)
+            if earlier is not None and (earlier[9] is not None or error is not None):
+                self.flush()  # a failure counts once per poll: write the earlier row before this one
+            with self.buffer.lock:
+                self.buffer.feeds[feed_url] = row
+                self.buffer.since = self.buffer.since or time.monotonic()
             self._flush_if_full()
             return
         with self.warehouse.transaction() as cur:
@@ -305,7 +378,8 @@ class IngestLedger:
         """One row per feed per run; re-running the same run replaces it, so a retry is not counted twice.
 
         ``defer`` (runs that saw no entry and have no warnings): buffered like :meth:`save_feed`, so a poll of
-        1,000 unchanged feeds writes a few multi-row statements instead of 1,000 transactions.
+        1,000 unchanged feeds writes a few multi-row statements instead of 1,000 transactions. A batched
+        ledger buffers every run row.
         """
         row = (
             run_id,
@@ -327,32 +401,61 @@ class IngestLedger:
             duration,
             json.dumps(summarize_warnings(warnings), ensure_ascii=False) if warnings else None,
         )
-        if defer and counts.entries_seen == 0 and not warnings:
-            with self._pending_lock:
-                earlier = self._pending_runs.get((run_id, feed_url))
-                if earlier is not None:  # the same feed twice in one run: bytes add up, as in the upsert
-                    row = (*row[:15], row[15] + earlier[15], *row[16:])
-                self._pending_runs[(run_id, feed_url)] = row
+        if self.batched or (defer and counts.entries_seen == 0 and not warnings):
+            with self.buffer.lock:
+                earlier = self.buffer.runs.get((run_id, feed_url))
+                if earlier is not None:  # the same feed twice in one run: counts add up, as in the upsert
+                    sums = {i: row[i] + earlier[i] for i in _RUN_SUMS}
+                    row = tuple(sums.get(i, value) for i, value in enumerate(row))
+                    if row[17] is None:
+                        row = (*row[:17], earlier[17])
+                self.buffer.runs[(run_id, feed_url)] = row
+                self.buffer.since = self.buffer.since or time.monotonic()
             self._flush_if_full()
             return
         with self.warehouse.transaction() as cur:
             self._write_runs(cur, [row])
 
     def flush(self) -> None:
-        """Write the buffered feed states and run rows in one transaction. Called by the ingest session's
-        end, and whenever :data:`FLUSH_ROWS` rows are waiting."""
-        with self._pending_lock:
-            feeds, self._pending_feeds = list(self._pending_feeds.values()), {}
-            runs, self._pending_runs = list(self._pending_runs.values()), {}
-        if not feeds and not runs:
-            return
-        with self.warehouse.transaction() as cur:
-            self._write_feeds(cur, feeds)
-            self._write_runs(cur, runs)
+        """Write the buffered rows in one transaction, with the rows the buffer's hooks add. Called by the
+        ingest session's end, and whenever the buffer is full (:meth:`_flush_if_full`).
+
+        Hooks are asked first: a hook's rows (a feed's next poll, releasing its claim) are only added after
+        that feed's ledger rows, so every hook row taken here has its ledger rows in this transaction or an
+        earlier one, never a later one.
+        """
+        with self.buffer.flushing:  # one flush at a time: a flush starts only once the previous one is settled
+            if self.buffer.broken is not None:
+                # The rows of a failed flush are gone: writing later hook rows could release claims of feeds
+                # whose outcomes were among them. The session fails instead, and its retry polls those feeds.
+                raise WarehouseUnavailable(f"an earlier ledger flush failed: {self.buffer.broken}")
+            writers = [w for w in (hook() for hook in list(self.buffer.hooks)) if w is not None]
+            with self.buffer.lock:
+                taken = self.buffer.take()
+            if taken.empty() and not writers:
+                return
+            try:
+                with self.warehouse.transaction() as cur:
+                    _write_entries(cur, taken)
+                    if taken.feeds:
+                        self._write_feeds(cur, list(taken.feeds.values()))
+                    if taken.runs:
+                        self._write_runs(cur, list(taken.runs.values()))
+                    for write in writers:
+                        write(cur)
+            except BaseException as exc:
+                if self.batched:  # unbatched, the lost rows are 304 bookkeeping only: later flushes may go on
+                    self.buffer.broken = exc
+                raise
 
     def _flush_if_full(self) -> None:
-        with self._pending_lock:
-            full = len(self._pending_feeds) + len(self._pending_runs) >= FLUSH_ROWS
+        buffer = self.buffer
+        with buffer.lock:
+            if buffer.batched:
+                waited = time.monotonic() - buffer.since if buffer.since is not None else 0.0
+                full = len(buffer.runs) >= BATCH_FEEDS or buffer.raw_bytes >= BATCH_BYTES or waited >= BATCH_SECONDS
+            else:
+                full = buffer.rows() >= FLUSH_ROWS
         if full:
             self.flush()
 
@@ -395,12 +498,47 @@ class IngestLedger:
         )
 
     def record_feed_failure(self, dead_letter: dict[str, Any]) -> None:
+        if self.batched:  # written before the feed's row, which :meth:`save_feed` buffers next
+            with self.buffer.lock:
+                self.buffer.dead_letters.append((dead_letter, utcnow()))
+                self.buffer.since = self.buffer.since or time.monotonic()
+            return
         with self.warehouse.transaction() as cur:
             upsert_dead_letter(cur, dead_letter, utcnow())
 
     def clear_feed_failure(self, feed_url: str) -> None:
         with self.warehouse.transaction() as cur:
             cur.execute("DELETE FROM dead_letters WHERE dead_letter_id = ?", (dead_letter_id(feed_url, "(feed)"),))
+
+
+def _write_entries(cur: Cursor, rows: LedgerBuffer) -> None:
+    """The entry rows of :meth:`IngestLedger.record` (one chunk's, or a batched session's), a few statements."""
+    for dl, at in rows.dead_letters:
+        upsert_dead_letter(cur, dl, at)
+    if rows.cleared:
+        cur.execute_in("DELETE FROM dead_letters WHERE dead_letter_id IN {in}", rows.cleared)
+    cur.insert_rows(
+        "INSERT INTO feed_entries (feed_url, entry_key, entry_url, guid, title, published_at, article_id, "
+        "outcome, reason, dead_letter_id, attempts, first_seen_at, last_attempt_at, run_id)",
+        list(rows.entries.values()),
+        "ON CONFLICT (feed_url, entry_key) DO UPDATE SET outcome = excluded.outcome, "
+        "reason = excluded.reason, dead_letter_id = excluded.dead_letter_id, "
+        "article_id = excluded.article_id, entry_url = excluded.entry_url, "
+        "attempts = feed_entries.attempts + 1, last_attempt_at = excluded.last_attempt_at, "
+        "run_id = excluded.run_id",
+    )
+    cur.insert_rows(
+        "INSERT INTO article_urls (url, article_id, first_seen_at)",
+        list(rows.urls.values()),
+        "ON CONFLICT (url) DO NOTHING",
+    )
+    cur.insert_rows(
+        "INSERT INTO article_duplicates (url, article_id, duplicate_of, method, score, feed_url, detected_at)",
+        list(rows.duplicates.values()),
+        "ON CONFLICT (url) DO NOTHING",
+    )
+    if rows.raws:
+        store_raw(cur, (raw for raw, _ in rows.raws), max(at for _, at in rows.raws))
 
 
 def summarize_warnings(warnings: Sequence[str], limit: int = 20) -> list[str]:

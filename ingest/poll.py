@@ -12,7 +12,7 @@ import logging
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager, nullcontext, suppress
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from itertools import repeat
@@ -117,7 +117,10 @@ class FeedPoller:
 
     def prefetch(self, feeds: Sequence[FeedSpec]) -> None:
         """Read every feed's conditional-GET state in one query (a run over 1,000 feeds saves 1,000)."""
-        self._states.update(self.ledger.feed_states([f.url for f in feeds]))
+        urls = [f.url for f in feeds]
+        known = self.ledger.feed_states(urls)
+        # A feed never polled has no row: known to have no validators, so its poll does not ask again.
+        self._states.update({url: known.get(url, FeedState(None, None)) for url in urls})
         self._retry_feeds = frozenset(self.ledger.feeds_with_retries(self.settings.entry_max_attempts))
 
     def poll(self, feed: FeedSpec) -> FeedReport:
@@ -129,11 +132,13 @@ class FeedPoller:
     def _recorded(self, feed: FeedSpec, http_status: int | None = None) -> Iterator[FeedReport]:
         """A report for one pass over a feed's entries, stored in ``ingest_runs`` however the pass ends.
 
-        The feed's many small ledger transactions share one open warehouse for the duration.
+        The feed's many small ledger transactions share one open warehouse for the duration. A batched
+        ledger writes nothing until its flush, so the feed's few reads open the warehouse briefly instead:
+        holding a DuckDB file across page fetches would lock every other process out of it meanwhile.
         """
         started, t0 = utcnow(), time.monotonic()
         report = FeedReport(feed_url=feed.url, status="ok", http_status=http_status)
-        with self.ledger.warehouse.hold():
+        with nullcontext() if self.ledger.batched else self.ledger.warehouse.hold():
             try:
                 yield report
             except FeedFailed as exc:

@@ -237,9 +237,22 @@ class FeedSchedule:
 
 
 def plan_next(
-    state: FeedSchedule, outcome: PollOutcome, now: datetime, limits: Limits, rng: random.Random
+    state: FeedSchedule,
+    outcome: PollOutcome,
+    now: datetime,
+    limits: Limits,
+    rng: random.Random,
+    *,
+    anchor: datetime | None = None,
 ) -> FeedSchedule:
-    """The state after a poll: base interval, failure counts, and when to poll next (None = disabled)."""
+    """The state after a poll: base interval, failure counts, and when to poll next (None = disabled).
+
+    ``anchor`` (default ``now``): the moment the interval counts from. A scheduled run passes its own start,
+    so that a feed polled late in a run is due by the same run of the next period, not one period later
+    (an interval equal to the run period would otherwise double: a feed polled two minutes into a run would
+    be due two minutes after the next run began, and wait for the run after it). What the feed or server
+    asks (``ttl``, ``max-age``, ``Retry-After``, ...) still counts from ``now``, the poll itself.
+    """
     if outcome.status == "failed":
         failures = state.consecutive_failures + 1
         permanent = state.permanent_failures + 1 if is_permanent(outcome.reason, outcome.http_status) else 0
@@ -280,7 +293,8 @@ def plan_next(
             last_new_entries_at=last_new,
             document_hints=document,
         )
-    moment = now + jittered(wait, rng, limits.jitter)
+    start = anchor if anchor is not None and anchor <= now else now
+    moment = start + jittered(wait, rng, limits.jitter)
     floor = hints.not_before(now)
     if floor is not None and floor > moment:
         moment = floor

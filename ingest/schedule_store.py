@@ -20,7 +20,7 @@ from typing import Any
 from ingest.feedlist import FeedSpec
 from ingest.politeness import host_key
 from ingest.schedule_policy import FeedSchedule, ServerHints
-from newswire.warehouse import Warehouse
+from newswire.warehouse import Cursor, Warehouse
 
 #: A feed due within this margin of a run counts as due now: jitter must not make a feed whose interval
 #: equals the run period skip a whole run.
@@ -171,8 +171,19 @@ class ScheduleStore:
     def record(self, decisions: Sequence[tuple[str, str, str | None, FeedSchedule]], token: str, now: datetime) -> None:
         """Store each feed's new schedule (``(url, outcome, reason, state)``) and release ``token``'s claims on
         them; a claim another run took over meanwhile stays with that run."""
+        if not decisions:
+            return
+        with self.warehouse.transaction() as cur:
+            self.write(cur, decisions, token, now)
+
+    @staticmethod
+    def write(
+        cur: Cursor, decisions: Sequence[tuple[str, str, str | None, FeedSchedule]], token: str, now: datetime
+    ) -> None:
+        """:meth:`record` inside a transaction the caller holds (a batched shard's ledger flush)."""
         rows = []
-        for url, outcome, reason, s in decisions:
+        latest = {d[0]: d for d in decisions}  # one row per feed and statement (upserts refuse repeats)
+        for url, outcome, reason, s in latest.values():
             rows.append(
                 (
                     url,
@@ -194,23 +205,22 @@ class ScheduleStore:
             )
         if not rows:
             return
-        with self.warehouse.transaction() as cur:
-            cur.insert_rows(
-                "INSERT INTO feed_schedule (feed_url, host, interval_seconds, next_poll_at, last_polled_at, "
-                "last_outcome, last_reason, consecutive_failures, permanent_failures, last_new_entries_at, hints, "
-                "disabled_at, disabled_reason, claim_token, added_at)",
-                rows,
-                "ON CONFLICT (feed_url) DO UPDATE SET interval_seconds = excluded.interval_seconds, "
-                "next_poll_at = excluded.next_poll_at, last_polled_at = excluded.last_polled_at, "
-                "last_outcome = excluded.last_outcome, last_reason = excluded.last_reason, "
-                "consecutive_failures = excluded.consecutive_failures, "
-                "permanent_failures = excluded.permanent_failures, "
-                "last_new_entries_at = excluded.last_new_entries_at, hints = excluded.hints, "
-                "disabled_at = COALESCE(feed_schedule.disabled_at, excluded.disabled_at), "
-                "disabled_reason = excluded.disabled_reason, "
-                "claimed_until = CASE WHEN feed_schedule.claim_token = excluded.claim_token THEN NULL "
-                "ELSE feed_schedule.claimed_until END",
-            )
+        cur.insert_rows(
+            "INSERT INTO feed_schedule (feed_url, host, interval_seconds, next_poll_at, last_polled_at, "
+            "last_outcome, last_reason, consecutive_failures, permanent_failures, last_new_entries_at, hints, "
+            "disabled_at, disabled_reason, claim_token, added_at)",
+            rows,
+            "ON CONFLICT (feed_url) DO UPDATE SET interval_seconds = excluded.interval_seconds, "
+            "next_poll_at = excluded.next_poll_at, last_polled_at = excluded.last_polled_at, "
+            "last_outcome = excluded.last_outcome, last_reason = excluded.last_reason, "
+            "consecutive_failures = excluded.consecutive_failures, "
+            "permanent_failures = excluded.permanent_failures, "
+            "last_new_entries_at = excluded.last_new_entries_at, hints = excluded.hints, "
+            "disabled_at = COALESCE(feed_schedule.disabled_at, excluded.disabled_at), "
+            "disabled_reason = excluded.disabled_reason, "
+            "claimed_until = CASE WHEN feed_schedule.claim_token = excluded.claim_token THEN NULL "
+            "ELSE feed_schedule.claimed_until END",
+        )
 
     def enable(self, url: str, now: datetime) -> bool:
         """Re-enable a disabled feed: failures forgotten, due at once. False if the feed is unknown."""

@@ -14,7 +14,7 @@ import logging
 import random
 import threading
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -25,7 +25,7 @@ from ingest.schedule_policy import FeedSchedule, Limits, PollOutcome, ServerHint
 from ingest.schedule_store import Claim, ScheduleStore, interleave_hosts
 from ingest.stage import IngestSummary, configured_feeds, ingest_feeds
 from newswire.settings import Settings
-from newswire.warehouse import Warehouse, utcnow
+from newswire.warehouse import Cursor, Warehouse, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -82,13 +82,21 @@ def claim_due(
 
 @dataclass
 class ScheduleRecorder:
-    """Turns each finished poll into the feed's next schedule; writes them in batches from any thread."""
+    """Turns each finished poll into the feed's next schedule; writes them in batches from any thread.
+
+    ``batched``: the rows are written only by the ledger's flush (:meth:`take` is its hook), in the
+    transaction that writes the feed's ledger rows or after it, so a retried shard never skips a feed whose
+    outcomes were not stored.
+    """
 
     store: ScheduleStore
     limits: Limits
     token: str
     states: dict[str, FeedSchedule]
     rng: random.Random = field(default_factory=random.Random)
+    batched: bool = False
+    #: When the pass began: intervals count from it (see :func:`ingest.schedule_policy.plan_next`'s ``anchor``).
+    started: datetime = field(default_factory=utcnow)
     _pending: list[tuple[str, str, str | None, FeedSchedule]] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     disabled: list[str] = field(default_factory=list)
@@ -115,12 +123,19 @@ class ScheduleRecorder:
             status, reason = report.status, None
         with self._lock:
             prior = self.states.get(feed.url, FeedSchedule())
-            decided = plan_next(prior, outcome, now, self.limits.for_feed(feed.poll_interval_minutes), self.rng)
+            decided = plan_next(
+                prior,
+                outcome,
+                now,
+                self.limits.for_feed(feed.poll_interval_minutes),
+                self.rng,
+                anchor=self.started,
+            )
             if decided.disabled_reason and not prior.disabled_reason:
                 self.disabled.append(feed.url)
                 log.warning("feed %s disabled: %s", feed.url, decided.disabled_reason)
             self._pending.append((feed.url, status, reason, decided))
-            full = len(self._pending) >= RECORD_BATCH
+            full = len(self._pending) >= RECORD_BATCH and not self.batched
         if full:
             self.flush()
 
@@ -128,6 +143,15 @@ class ScheduleRecorder:
         with self._lock:
             batch, self._pending = self._pending, []
         self.store.record(batch, self.token, utcnow())
+
+    def take(self) -> Callable[[Cursor], None] | None:
+        """The ledger flush hook: the waiting rows, as a writer for the flush's transaction."""
+        with self._lock:
+            batch, self._pending = self._pending, []
+        if not batch:
+            return None
+        now = utcnow()
+        return lambda cur: self.store.write(cur, batch, self.token, now)
 
 
 def poll_scheduled(
@@ -143,19 +167,21 @@ def poll_scheduled(
     """Poll ``feeds`` (claimed under ``token``) and record each one's next poll; returns the summary and the
     feeds disabled by this pass."""
     store = schedule_store(settings)
-    recorder = ScheduleRecorder(store, limits_of(settings), token, store.states([f.url for f in feeds]))
-    try:
-        summary = ingest_feeds(
-            settings,
-            bootstrap,
-            interleave_hosts(feeds),
-            run_id=run_id,
-            interval=interval,
-            extract_workers=extract_workers,
-            on_done=recorder,
-        )
-    finally:
-        recorder.flush()
+    recorder = ScheduleRecorder(store, limits_of(settings), token, store.states([f.url for f in feeds]), batched=True)
+    # Every row of the pass is written by the ledger's flushes, the schedule rows in the same transactions
+    # (a few per pass): shard processes share a DuckDB file, and a failed flush writes nothing later.
+    summary = ingest_feeds(
+        settings,
+        bootstrap,
+        interleave_hosts(feeds),
+        run_id=run_id,
+        interval=interval,
+        extract_workers=extract_workers,
+        on_done=recorder,
+        batched=True,
+        flush_hooks=[recorder.take],
+        enrich_inline=False,  # several shard processes at once: the models load once, in the transform
+    )
     return summary, recorder.disabled
 
 

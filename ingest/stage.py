@@ -8,6 +8,7 @@ and returns one summary. The same functions serve a mapped Airflow task (one fee
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -15,7 +16,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from ingest.extract_workers import make_extractor
+from ingest.extract_workers import Extractor, InlineExtractor, make_extractor
 from ingest.feedlist import FeedSpec, load_feed_list
 from ingest.http import Fetcher, HttpPolicy
 from ingest.ledger import IngestLedger
@@ -26,7 +27,7 @@ from ingest.robots import RobotsCache
 from newswire.errors import SettingsError
 from newswire.messaging import Publisher, ensure_topics, make_producer
 from newswire.settings import Settings
-from newswire.warehouse import Warehouse
+from newswire.warehouse import Cursor, Warehouse
 
 log = logging.getLogger(__name__)
 
@@ -57,17 +58,21 @@ def ingest_session(
     run_id: str,
     interval: tuple[datetime | None, datetime | None] = (None, None),
     extract_workers: int | None = None,
+    enrich_inline: bool = True,
 ) -> Iterator[FeedPoller]:
+    """The per-process resources of an ingest pass. ``enrich_inline`` False: an inline extractor (one worker)
+    leaves language detection and embeddings to the transform (:class:`~ingest.extract_workers.InlineExtractor`)."""
     warehouse = Warehouse(settings.resolved_warehouse_url)
     warehouse.migrate()
     purge_expired(warehouse, settings.raw_retention_days)
     ensure_topics(bootstrap, settings)
     publisher = Publisher(make_producer(bootstrap, settings, client_id="newswire-ingest"))
     throttle = HostThrottle(settings.host_interval)
-    extractor = make_extractor(
-        settings.extract_workers if extract_workers is None else extract_workers,
-        fast=settings.extract_fast,
-        embedding_model=settings.embedding_model,
+    workers = settings.extract_workers if extract_workers is None else extract_workers
+    extractor: Extractor = (
+        make_extractor(workers, fast=settings.extract_fast, embedding_model=settings.embedding_model)
+        if enrich_inline or (workers or os.cpu_count() or 1) > 1
+        else InlineExtractor(fast=settings.extract_fast, enrich=False)
     )
     entry_pool = ThreadPoolExecutor(max_workers=settings.entry_concurrency, thread_name_prefix="entry")
     try:
@@ -130,17 +135,29 @@ def ingest_feeds(
     interval: tuple[datetime | None, datetime | None] = (None, None),
     extract_workers: int | None = None,
     on_done: Callable[[FeedSpec, FeedReport | None, FeedFailed | None], None] | None = None,
+    batched: bool = False,
+    flush_hooks: Sequence[Callable[[], Callable[[Cursor], None] | None]] = (),
+    enrich_inline: bool = True,
 ) -> IngestSummary:
     """Poll every feed; a failing feed is reported in ``failures`` and does not stop the others.
 
     ``on_done`` is called from the polling thread after each feed, with its report or its failure (the feed
-    schedule records both).
+    schedule records both). ``batched``: every ledger write waits for a flush of many feeds (see
+    :class:`ingest.ledger.LedgerBuffer`), the shape for processes that share a DuckDB file; ``flush_hooks``
+    add rows to each flush's transaction; ``enrich_inline``: see :func:`ingest_session`.
     """
     summary = IngestSummary(run_id=run_id)
     t0 = time.monotonic()
     with ingest_session(
-        settings, bootstrap, run_id=run_id, interval=interval, extract_workers=extract_workers
+        settings,
+        bootstrap,
+        run_id=run_id,
+        interval=interval,
+        extract_workers=extract_workers,
+        enrich_inline=enrich_inline,
     ) as poller:
+        poller.ledger.buffer.batched = batched
+        poller.ledger.buffer.hooks.extend(flush_hooks)
         poller.prefetch(feeds)
         poller.defer_bookkeeping = True
 
@@ -163,7 +180,7 @@ def ingest_feeds(
                     if report is not None:
                         summary.reports.append(report)
         finally:
-            poller.ledger.flush()  # the deferred rows of feeds that recorded no entry
+            poller.ledger.flush()  # the deferred rows (batched: every row) not written yet
     summary.seconds = time.monotonic() - t0
     log.info("%s", summary.line())
     return summary

@@ -140,12 +140,13 @@ class Settings(BaseSettings):
         "little and bounds how late a due feed is polled.",
     )
     ingest_shards: int = Field(
-        3,
+        2,
         ge=1,
         le=256,
         description="Most shards (mapped tasks) one newswire_ingest or newswire_archive run splits its feeds into; "
         "each shard polls its feeds concurrently in one task process. A cycle is bounded by the feeds per host "
-        "times the host interval, so shards that all run at once (shards <= fetch pool slots) finish soonest.",
+        "times the host interval, so shards that all run at once finish soonest: the fetch pool's slots minus "
+        "the one an archive run may hold (3 - 1 in the local stack).",
     )
     shard_extract_workers: int = Field(
         1,

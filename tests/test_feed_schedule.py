@@ -1,5 +1,6 @@
 """Scheduled polling on both warehouses with the real broker: claims, shards, per-feed next polls, failing and
-disabled feeds, expired claims, feeds added to and removed from the list, ``newswire feeds``."""
+disabled feeds, expired claims, feeds added to and removed from the list, ``newswire feeds``, a shard killed
+between its batched writes."""
 
 from __future__ import annotations
 
@@ -13,9 +14,12 @@ from typing import Any
 
 import pytest
 
+from ingest import ledger as ledger_module
+from ingest.ledger import IngestLedger
 from ingest.politeness import host_key
 from ingest.schedule_store import plan_shards
 from ingest.shards import claim_due, poll_shard, schedule_store
+from newswire.errors import WarehouseUnavailable
 from newswire.warehouse import utcnow
 from pipeline.cli import main as cli
 
@@ -148,3 +152,45 @@ def test_newswire_feeds_lists_state_interval_and_next_poll(
     assert gone_url in text and text.count("\n") == 2  # header and the one failing feed
     assert cli(["status", "--warehouse", warehouse_url]) == 0
     assert "feeds overdue" in capsys.readouterr().out
+
+
+def test_a_shard_killed_between_its_batched_writes_is_completed_by_its_retry_without_doubling(
+    corpus: Any,
+    gone_url: str,
+    tmp_path: Path,
+    make_settings: Any,
+    warehouse_url: str,
+    broker: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    settings = make_settings(warehouse_url=warehouse_url, feeds=_feed_list(corpus, tmp_path, gone_url), ingest_shards=1)
+    listed = claim_due(settings, "run-k").feeds
+    monkeypatch.setattr(ledger_module, "BATCH_FEEDS", 2)  # several writes in one shard of 10 feeds
+    writes: list[int] = []
+    original = IngestLedger.__dict__["_write_runs"]  # the staticmethod itself, to put back
+    write_runs = IngestLedger._write_runs
+
+    def dies_at_the_second_write(cur: Any, rows: Any) -> None:
+        writes.append(len(rows))
+        if len(writes) == 2:
+            raise RuntimeError("killed between two writes")
+        write_runs(cur, rows)
+
+    monkeypatch.setattr(IngestLedger, "_write_runs", staticmethod(dies_at_the_second_write))
+    with pytest.raises((RuntimeError, WarehouseUnavailable)):
+        poll_shard(settings, broker, token="run-k", shard=0, run_id="run-k")
+    monkeypatch.setattr(IngestLedger, "_write_runs", original)
+
+    warehouse = schedule_store(settings).warehouse
+    recorded = {r["feed_url"] for r in warehouse.query("SELECT feed_url FROM ingest_runs WHERE run_id = 'run-k'")}
+    assert len(recorded) == writes[0] and 0 < len(recorded) < listed  # the first write only
+    released = {u for u, r in _rows(settings).items() if r["claimed_until"] is None}
+    assert released <= recorded  # a feed's claim is released with its ledger rows or after them, never before
+
+    retry = poll_shard(settings, broker, token="run-k", shard=0, run_id="run-k")
+    assert retry["claimed"] == listed - len(released)  # the retry polls only what the killed try had not released
+    runs = warehouse.query("SELECT feed_url, entries_seen FROM ingest_runs WHERE run_id = 'run-k'")
+    assert sorted(r["feed_url"] for r in runs) == sorted(_rows(settings))  # every feed once
+    entries = warehouse.scalar("SELECT COUNT(*) FROM feed_entries")
+    assert sum(int(r["entries_seen"]) for r in runs) == entries  # each entry counted once, in one feed's run
+    assert all(r["claimed_until"] is None for r in _rows(settings).values())

@@ -263,3 +263,15 @@ def test_jitter_stays_within_its_bounds_and_spreads_polls() -> None:
     }
     assert len(moments) == 20
     assert all(NOW + 54 * MIN <= m <= NOW + 66 * MIN for m in moments if m is not None)
+
+
+def test_a_scheduled_runs_start_anchors_the_interval_but_not_what_the_server_asks() -> None:
+    run_start = NOW - 3 * MIN  # the feed was polled three minutes into its run
+    state = FeedSchedule(interval=5 * MIN, last_new_entries_at=NOW)
+    anchored = plan_next(state, PollOutcome("not_modified"), NOW, LIMITS, random.Random(1), anchor=run_start)
+    assert anchored.next_poll_at == run_start + 5 * MIN  # due by the next run, not 3 minutes after it began
+    asked = PollOutcome("not_modified", hints=ServerHints(max_age=4 * MIN))
+    floored = plan_next(state, asked, NOW, LIMITS, random.Random(1), anchor=run_start)
+    assert floored.next_poll_at == NOW + 4 * MIN  # max-age counts from the response, not from the run
+    future = plan_next(state, PollOutcome("not_modified"), NOW, LIMITS, random.Random(1), anchor=NOW + HOUR)
+    assert future.next_poll_at == NOW + 5 * MIN  # an anchor after the poll is ignored
