@@ -107,7 +107,8 @@ def run_transform(
         summary.stats.events_published += processor.publish_outbox()
         while max_batches is None or summary.batches < max_batches:
             following = follow is not None and follow()
-            batch = consumer.next_batch()
+            # A run not following a producer ends as soon as it has read everything: no idle poll to wait for.
+            batch = consumer.next_batch(stop_when_caught_up=not following)
             if not batch:
                 if following or lost_articles_republished():
                     continue
