@@ -66,7 +66,8 @@ class ArticleConsumer:
         except KafkaError as exc:
             raise BrokerUnavailable(f"cannot consume {contracts.ARTICLES.name}: {exc!r}") from exc
         # Short of a full batch and before the deadline: the poll that ended it was empty (or found every
-        # partition at its high watermark), so there was nothing more to read. The caller can stop without another ``poll_timeout`` of waiting for an empty batch.
+        # partition at its high watermark), so there was nothing more to read. The caller can stop without
+        # another ``poll_timeout`` of waiting for an empty batch.
         self.drained = (
             len(records) < self.settings.batch_max_messages
             and time.monotonic() - started < self.settings.batch_deadline
