@@ -105,8 +105,9 @@ def compile_schema(schema: Mapping[str, Any] | bool, format_checker: FormatCheck
                 raise UnsupportedSchema("additionalProperties beside patternProperties")
             extra = compile_schema(value, format_checker)
             checks.append(
-                lambda v, known=known, extra=extra: not isinstance(v, dict)
-                or all(extra(item) for name, item in v.items() if name not in known)
+                lambda v, known=known, extra=extra: (
+                    not isinstance(v, dict) or all(extra(item) for name, item in v.items() if name not in known)
+                )
             )
         elif key == "items":
             if "prefixItems" in schema:
