@@ -144,7 +144,7 @@ def run_batches(
     total = BatchStats()
     for start in range(0, len(topic), batch_size):
         batch = incoming(topic[start : start + batch_size], start)
-        total.add(processor.process(batch, f"bench-{start}"))
+        total.add(processor.process(batch, f"batch-{start}"))
     return {"stats": total.__dict__, "events_sent": publisher.sent}
 
 
