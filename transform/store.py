@@ -201,9 +201,8 @@ class TransformStore:
 
     def link_articles(self, rows: Sequence[tuple[str, str, datetime]]) -> None:
         """Rows of (event_id, article_id, added_at)."""
-        self.cur.bulk_insert(
-            "event_articles", ("event_id", "article_id", "added_at"), rows, "ON CONFLICT (event_id, article_id) DO NOTHING"
-        )
+        columns = ("event_id", "article_id", "added_at")
+        self.cur.bulk_insert("event_articles", columns, rows, "ON CONFLICT (event_id, article_id) DO NOTHING")
 
     def move_members(self, from_event: str, to_event: str) -> None:
         """Re-home the members of a merged event (insert then delete: both engines, no key clash)."""
