@@ -164,8 +164,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--profile", action="store_true", help="cProfile the transform, print the top entries")
     parser.add_argument("--top", type=int, default=25)
     parser.add_argument("--rebuild", action="store_true", help="then time rebuild_events over every article")
+    parser.add_argument(
+        "--no-embeddings", action="store_true", help="messages without vectors, words and cues only (model 'none')"
+    )
+    parser.add_argument("--json", type=Path, help="also write the report here")
     args = parser.parse_args(argv)
-    messages = stream_messages(args.articles)
+    messages = stream_messages(args.articles, embeddings=not args.no_embeddings)
+    config = ClusteringConfig(embedding_model="none") if args.no_embeddings else ClusteringConfig()
     topic = records(messages)
     report: dict[str, Any] = {"articles": len(topic), "warehouse": "postgres" if args.warehouse_url else "duckdb"}
     with tempfile.TemporaryDirectory(prefix="nw-bench-transform-") as tmp:
@@ -174,20 +179,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         t0 = time.perf_counter()
         if profiler:
             profiler.enable()
-        result = run_batches(warehouse, topic, batch_size=args.batch)
+        result = run_batches(warehouse, topic, batch_size=args.batch, config=config)
         if profiler:
             profiler.disable()
         seconds = time.perf_counter() - t0
         report.update(result, seconds=round(seconds, 2), articles_per_s=round(len(topic) / seconds, 1))
-        print(json.dumps(report, indent=1), flush=True)
         if profiler:
             print(_profile_top(profiler, args.top))
         if args.rebuild:
             from transform.rebuild import rebuild_events
 
             t0 = time.perf_counter()
-            stats = rebuild_events(warehouse, None, datetime(1970, 1, 1, tzinfo=UTC), datetime(2100, 1, 1, tzinfo=UTC))
-            print(f"rebuild_events: {stats.line()} wall={time.perf_counter() - t0:.1f}s", flush=True)
+            everything = (datetime(1970, 1, 1, tzinfo=UTC), datetime(2100, 1, 1, tzinfo=UTC))
+            stats = rebuild_events(warehouse, None, *everything, config=config)
+            report["rebuild"] = {**stats.as_dict(), "wall_seconds": round(time.perf_counter() - t0, 2)}
+    print(json.dumps(report, indent=1), flush=True)
+    if args.json:
+        args.json.write_text(json.dumps(report, indent=1) + "\n", "utf-8")
     return 0
 
 

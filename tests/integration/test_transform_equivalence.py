@@ -21,6 +21,7 @@ import tarfile
 import textwrap
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +32,7 @@ from bench.transform import article_message, run_batches
 from newswire import contracts
 from newswire.warehouse import Warehouse
 from transform.clustering import ClusteringConfig
+from transform.rebuild import rebuild_events
 
 pytestmark = pytest.mark.integration
 
@@ -38,6 +40,7 @@ REPO = Path(__file__).resolve().parents[2]
 # The last commit with the row-at-a-time transform (main before issue 15).
 REFERENCE_COMMIT = "5035d84caadc32cc66f8fd27bcb251071ac329f0"
 PG_DSN = "postgresql://postgres@127.0.0.1:5432/test"
+ALL_TIME = (datetime(1970, 1, 1, tzinfo=UTC), datetime(2100, 1, 1, tzinfo=UTC))
 
 # Columns that hold the wall-clock time of the run, which differs between any two runs.
 WALL_CLOCK = {
@@ -64,7 +67,8 @@ ORDER = {
 REFERENCE_DRIVER = textwrap.dedent(
     """
     import base64, json, sys
-    tree, records_path, url, batch_size, model = sys.argv[1:6]
+    from datetime import datetime
+    tree, records_path, url, batch_size, model, windows = sys.argv[1:7]
     sys.path.insert(0, tree)
     import transform, newswire
     assert transform.__file__.startswith(tree) and newswire.__file__.startswith(tree), transform.__file__
@@ -97,6 +101,10 @@ REFERENCE_DRIVER = textwrap.dedent(
                 error = exc
             batch.append(Incoming(contracts.ARTICLES.name, 0, offset, key, raw, message, error))
         processor.process(batch, f"batch-{start}")
+    from transform.rebuild import rebuild_events
+    for window in json.loads(windows):
+        start, end = (datetime.fromisoformat(moment) for moment in window)
+        rebuild_events(warehouse, None, start, end, config=ClusteringConfig(embedding_model=model))
     """
 )
 
@@ -168,13 +176,21 @@ def snapshot(url: str) -> dict[str, list[dict[str, Any]]]:
     return out
 
 
-def run_reference(tree: Path, records: list[tuple[str, bytes]], url: str, batch: int, model: str, tmp: Path) -> None:
+def run_reference(
+    tree: Path,
+    records: list[tuple[str, bytes]],
+    url: str,
+    batch: int,
+    model: str,
+    tmp: Path,
+    windows: list[tuple[datetime, datetime]],
+) -> None:
     path = tmp / f"records-{uuid.uuid4().hex[:8]}.json"
     path.write_text(json.dumps([(k, base64.b64encode(v).decode()) for k, v in records]), "utf-8")
     driver = tmp / "reference_driver.py"
     driver.write_text(REFERENCE_DRIVER, "utf-8")
     done = subprocess.run(
-        [sys.executable, str(driver), str(tree), str(path), url, str(batch), model],
+        [sys.executable, str(driver), str(tree), str(path), url, str(batch), model, json.dumps(windows, default=str)],
         capture_output=True,
         text=True,
         cwd=tree,
@@ -210,10 +226,18 @@ def test_labelled_corpus_gives_the_reference_warehouse(
 
     records = with_traffic_noise(labelled_messages())
     reference_url, current_url = two_warehouses
-    run_reference(reference_tree, records, reference_url, 53, DEFAULT_MODEL, tmp_path)
+    config = ClusteringConfig(embedding_model=DEFAULT_MODEL)
+    windows = [ALL_TIME]
+    run_reference(reference_tree, records, reference_url, 53, DEFAULT_MODEL, tmp_path, [])
     warehouse = Warehouse(current_url)
     warehouse.migrate()
-    run_batches(warehouse, records, batch_size=53, config=ClusteringConfig(embedding_model=DEFAULT_MODEL))
+    run_batches(warehouse, records, batch_size=53, config=config)
+    assert_same_warehouse(reference_url, current_url)
+    # rebuild_events over every stored article (stored features and signatures reused) then gives the same
+    # events as the reference's rebuild
+    run_reference(reference_tree, [], reference_url, 53, DEFAULT_MODEL, tmp_path, windows)
+    for start, end in windows:
+        rebuild_events(warehouse, None, start, end, config=config)
     counts = assert_same_warehouse(reference_url, current_url)
     assert counts["articles"] > 300 and counts["article_duplicates"] > 10 and counts["events"] > 50
     assert counts["dead_letters"] >= 2 and counts["article_features"] > 300
@@ -226,10 +250,15 @@ def test_synthetic_stream_of_2000_articles_gives_the_reference_warehouse(
 
     records = with_traffic_noise(stream_messages(2000, embeddings=False))
     reference_url, current_url = two_warehouses
-    run_reference(reference_tree, records, reference_url, 500, "none", tmp_path)
+    config = ClusteringConfig(embedding_model="none")
+    # a month of the stream (the story state restored around it from stored articles), then everything
+    windows = [(datetime(2025, 5, 1, tzinfo=UTC), datetime(2025, 6, 1, tzinfo=UTC)), ALL_TIME]
+    run_reference(reference_tree, records, reference_url, 500, "none", tmp_path, windows)
     warehouse = Warehouse(current_url)
     warehouse.migrate()
-    run_batches(warehouse, records, batch_size=500, config=ClusteringConfig(embedding_model="none"))
+    run_batches(warehouse, records, batch_size=500, config=config)
+    for start, end in windows:
+        rebuild_events(warehouse, None, start, end, config=config)
     counts = assert_same_warehouse(reference_url, current_url)
     assert counts["articles"] >= 1800 and counts["article_duplicates"] > 100 and counts["events"] > 300
     assert counts["transform_batches"] >= 4
