@@ -203,7 +203,7 @@ def poll_batch(
         for batch in consumer.poll(timeout_ms=500, max_records=max_messages).values():
             records.extend(batch)
     while len(records) < max_messages and time.monotonic() < stop_at:
-        if stop_when_caught_up and records and caught_up(consumer):
+        if stop_when_caught_up and caught_up(consumer):
             break  # what an empty poll would show, without waiting ``idle_timeout`` for it
         remaining_ms = max(1, int(min(idle_timeout, stop_at - time.monotonic()) * 1000))
         polled = consumer.poll(timeout_ms=remaining_ms, max_records=max_messages - len(records))
