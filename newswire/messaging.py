@@ -183,9 +183,16 @@ class Publisher:
 
 
 def poll_batch(
-    consumer: KafkaConsumer, *, max_messages: int, idle_timeout: float, deadline: float
+    consumer: KafkaConsumer,
+    *,
+    max_messages: int,
+    idle_timeout: float,
+    deadline: float,
+    stop_when_caught_up: bool = False,
 ) -> list[ConsumerRecord]:
-    """Poll one bounded batch: until an empty poll, ``max_messages`` records, or ``deadline`` seconds.
+    """Poll one bounded batch: until an empty poll, ``max_messages`` records, or ``deadline`` seconds; with
+    ``stop_when_caught_up``, also as soon as every partition is read to its high watermark (a one-shot run
+    then ends without waiting ``idle_timeout`` for the empty poll that would tell the same).
 
     A batch is never bounded by ``end_offsets()``: Tansu answers it wrongly. Empty polls count only once the
     group has assigned partitions, because the first polls of a joining consumer are empty by design.
@@ -196,6 +203,8 @@ def poll_batch(
         for batch in consumer.poll(timeout_ms=500, max_records=max_messages).values():
             records.extend(batch)
     while len(records) < max_messages and time.monotonic() < stop_at:
+        if stop_when_caught_up and caught_up(consumer):
+            break  # what an empty poll would show, without waiting ``idle_timeout`` for it
         remaining_ms = max(1, int(min(idle_timeout, stop_at - time.monotonic()) * 1000))
         polled = consumer.poll(timeout_ms=remaining_ms, max_records=max_messages - len(records))
         if not polled:
@@ -203,3 +212,19 @@ def poll_batch(
         for batch in polled.values():
             records.extend(batch)
     return records
+
+
+def caught_up(consumer: KafkaConsumer) -> bool:
+    """Whether every assigned partition was read up to the high watermark its last fetch reported.
+
+    The high watermark comes with each fetch response (unlike ``end_offsets()``, it is right on the embedded
+    broker too); a partition not fetched yet has none, and then the answer is no.
+    """
+    assignment = consumer.assignment()
+    if not assignment:
+        return False
+    for tp in assignment:
+        highwater = consumer.highwater(tp)
+        if highwater is None or consumer.position(tp) < highwater:
+            return False
+    return True

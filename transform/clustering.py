@@ -701,6 +701,21 @@ class StoryClusterer:
         :class:`StaleFeatures` when they were made by another feature version or ``title_weight`` (fall
         back to :meth:`restore`), :class:`ClusteringError` when they are malformed.
         """
+        parsed = self._stored_features(features)
+        if not self._restored_already(parsed.article_id, event_id):
+            self._attach(parsed, event_id)
+
+    def prime_features(self, doc: ArticleDoc, features: Mapping[str, Any]) -> None:
+        """Let the next :meth:`assign` of ``doc`` use its stored :meth:`export_features` output instead of
+        extracting the features from its text again (a rebuild re-assigns articles the warehouse holds
+        features of). The assignment is the one ``assign(doc)`` makes. Raises like :meth:`restore_features`.
+        """
+        parsed = self._stored_features(features)
+        if parsed.article_id != doc.article_id:
+            raise ClusteringError(f"stored features of {parsed.article_id!r} offered for {doc.article_id!r}")
+        self._last_features = (doc, parsed)
+
+    def _stored_features(self, features: Mapping[str, Any]) -> _Features:
         if features.get("v") != FEATURES_VERSION or features.get("title_weight") != self.config.title_weight:
             raise StaleFeatures(
                 f"features version {features.get('v')!r}/title_weight {features.get('title_weight')!r}, "
@@ -708,12 +723,11 @@ class StoryClusterer:
             )
         parsed = _parse_features(features)
         if self.model_id is None:
-            parsed = replace(parsed, embedding=None)
-        elif parsed.embedding is None or parsed.embedding.model != self.model_id:
+            return replace(parsed, embedding=None)
+        if parsed.embedding is None or parsed.embedding.model != self.model_id:
             model = None if parsed.embedding is None else parsed.embedding.model
             raise StaleFeatures(f"stored embedding of model {model!r}, expected {self.model_id!r}")
-        if not self._restored_already(parsed.article_id, event_id):
-            self._attach(parsed, event_id)
+        return parsed
 
     def _restored_already(self, article_id: str, event_id: str) -> bool:
         """Restoring an article twice is a no-op; into another event, an error (the stored state disagrees)."""

@@ -38,16 +38,22 @@ class ArticleConsumer:
 
     def __init__(self, settings: Settings, bootstrap: str, *, group_id: str | None = None) -> None:
         self.settings = settings
+        # The embedded broker (no ``kafka_bootstrap`` configured) holds a new member's join for about half its
+        # session timeout; Kafka itself refuses sessions under 6 s (group.min.session.timeout.ms), so only the
+        # embedded broker gets a shorter one, and the transform's one-shot runs start a second sooner.
+        embedded = {} if settings.kafka_bootstrap else {"session_timeout_ms": 3000, "heartbeat_interval_ms": 1000}
         self._consumer: KafkaConsumer = make_consumer(
             bootstrap,
             settings,
             group_id=group_id or settings.consumer_group,
             topics=[contracts.ARTICLES.name],
+            **embedded,
         )
         self.drained = False
 
-    def next_batch(self) -> list[Incoming]:
-        """The next bounded batch; ``drained`` then tells whether it ended on an empty poll."""
+    def next_batch(self, *, stop_when_caught_up: bool = False) -> list[Incoming]:
+        """The next bounded batch; ``drained`` then tells whether it ended on an empty poll (or, with
+        ``stop_when_caught_up``, read every partition to its high watermark)."""
         started = time.monotonic()
         try:
             records = poll_batch(
@@ -55,11 +61,13 @@ class ArticleConsumer:
                 max_messages=self.settings.batch_max_messages,
                 idle_timeout=self.settings.poll_timeout,
                 deadline=self.settings.batch_deadline,
+                stop_when_caught_up=stop_when_caught_up,
             )
         except KafkaError as exc:
             raise BrokerUnavailable(f"cannot consume {contracts.ARTICLES.name}: {exc!r}") from exc
-        # Short of a full batch and before the deadline: the poll that ended it was empty, so there was nothing
-        # more to read. The caller can stop without another ``poll_timeout`` of waiting for an empty batch.
+        # Short of a full batch and before the deadline: the poll that ended it was empty (or found every
+        # partition at its high watermark), so there was nothing more to read. The caller can stop without
+        # another ``poll_timeout`` of waiting for an empty batch.
         self.drained = (
             len(records) < self.settings.batch_max_messages
             and time.monotonic() - started < self.settings.batch_deadline

@@ -93,7 +93,11 @@ def rebuild_events(
 
 def _rebuild(cur: Cursor, start: datetime, end: datetime, config: ClusteringConfig | None, stats: RebuildStats) -> None:
     store = TransformStore(cur)
-    window = [a for _, a in store.articles_where("WHERE a.published_at >= ? AND a.published_at < ?", (start, end))]
+    rows = store.articles_where("WHERE a.published_at >= ? AND a.published_at < ?", (start, end))
+    window = [a for _, a, _ in rows]
+    # Stored features and signatures describe the text an article was first clustered with: reused for every
+    # article still at that version (a new version's text is processed again, as before).
+    first_version = {a.article_id for _, a, version in rows if version == 1}
     if not window:
         return
     ids = [a.article_id for a in window]
@@ -114,14 +118,14 @@ def _rebuild(cur: Cursor, start: datetime, end: datetime, config: ClusteringConf
     window_ids = set(ids)
     restored: set[str] = set()
     # Stored embeddings are reused: the encoder runs only for articles stored before embeddings existed.
-    stored = store.features_of(sorted({a.article_id for _, a in context} | window_ids))
-    for _, article in sorted(context, key=lambda pair: pair[0]):
+    stored = store.features_of(sorted({a.article_id for _, a, _ in context} | window_ids))
+    for _, article, version in sorted(context, key=lambda triple: triple[0]):
         if article.article_id in window_ids or article.article_id in restored or article.event_id is None:
             continue
         restored.add(article.article_id)
+        features, signature = stored.get(article.article_id, (None, None)) if version == 1 else (None, None)
         doc = doc_from_stored(article, stored_embedding(stored.get(article.article_id, (None, None))[0]))
-        state.neardup.add(doc)
-        state.clusterer.restore(doc, article.event_id)
+        state.restore_stored(doc, article.event_id, features, signature)
     stats.context = len(restored)
 
     _detach(cur, ids)
@@ -129,8 +133,10 @@ def _rebuild(cur: Cursor, start: datetime, end: datetime, config: ClusteringConf
     after: dict[str, str] = {}
     merges: list[tuple[str, str]] = []
     for article in window:  # already in load order
-        embedding = stored_embedding(stored.get(article.article_id, (None, None))[0])
-        assignment = state.assign(doc_from_stored(article, embedding))
+        kept = stored.get(article.article_id, (None, None))
+        doc = doc_from_stored(article, stored_embedding(kept[0]))
+        current = article.article_id in first_version
+        assignment = state.assign_stored(doc, *kept) if current else state.assign(doc)
         after[article.article_id] = assignment.event_id
         for gone in assignment.merged:
             merges.append((gone, assignment.event_id))

@@ -92,22 +92,30 @@ def run_transform(
     )
     summary = TransformSummary()
     reconciled = False
+    republished = False  # messages this process just put on the topic, past the last fetch's high watermark
+    was_following = False
 
     def lost_articles_republished() -> bool:
         """Reconcile once per run, when the topic is drained; true if there is something more to consume."""
-        nonlocal reconciled
+        nonlocal reconciled, republished
         if reconciled:
             return False
         reconciled = True
         summary.reconciled = reconcile(warehouse, publisher, grace=settings.reconcile_grace)
-        return summary.reconciled.republished > 0
+        republished = summary.reconciled.republished > 0
+        return republished
 
     try:
         # Versions a previous process committed but could not publish go out first.
         summary.stats.events_published += processor.publish_outbox()
         while max_batches is None or summary.batches < max_batches:
             following = follow is not None and follow()
-            batch = consumer.next_batch()
+            # A run not following a producer ends as soon as it has read everything: no idle poll to wait for.
+            # Not right after messages it could not have fetched yet were produced (its own re-publishing, or a
+            # followed producer that just finished): the last fetch's high watermark predates them.
+            stale = republished or was_following
+            batch = consumer.next_batch(stop_when_caught_up=not following and not stale)
+            republished, was_following = False, following
             if not batch:
                 if following or lost_articles_republished():
                     continue

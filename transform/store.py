@@ -1,7 +1,8 @@
 """Transform's reads and writes: articles, duplicates, events and their members, batch records.
 
 A batch reads what it needs up front (one IN query per kind, not one query per message) and writes in bulk
-(multi-row upserts), all through one cursor inside one transaction. Every write is an upsert keyed by a
+(each kind of row as one table: NumPy columns into DuckDB, ``COPY`` into PostgreSQL, then one upsert), all
+through one cursor inside one transaction. Every write is an upsert keyed by a
 natural id, so replaying a batch (after a crash between warehouse commit and offset commit) changes nothing.
 """
 
@@ -57,6 +58,7 @@ ARTICLE_INSERT = (
     "language, source, site_name, feed_url, feed_name, categories, tags, image, fetched_at, content_hash, "
     "loaded_at, load_order, version)"
 )
+_ARTICLE_FIELDS = tuple(ARTICLE_INSERT[ARTICLE_INSERT.index("(") + 1 : -1].split(", "))
 _ARTICLE_UPDATE = (
     "ON CONFLICT (article_id) DO UPDATE SET title = excluded.title, text = excluded.text, "
     "description = excluded.description, author = excluded.author, published_at = excluded.published_at, "
@@ -147,10 +149,12 @@ class TransformStore:
         for row in self.cur.execute(sql, (since, since)).fetchall():
             yield StoredArticle(*row[:13])
 
-    def articles_where(self, where: str, params: Any) -> list[tuple[int, StoredArticle]]:
-        """``(load_order, article)`` of the articles matching ``where`` (over ``a`` and ``ea``), in load order."""
-        sql = f"SELECT {_ARTICLE_COLUMNS}, a.load_order {_ARTICLE_JOIN} {where} ORDER BY a.load_order"
-        return [(int(row[-1]), StoredArticle(*row[:-1])) for row in self.cur.execute(sql, params).fetchall()]
+    def articles_where(self, where: str, params: Any) -> list[tuple[int, StoredArticle, int]]:
+        """``(load_order, article, version)`` of the articles matching ``where`` (over ``a`` and ``ea``), in load
+        order."""
+        sql = f"SELECT {_ARTICLE_COLUMNS}, a.load_order, a.version {_ARTICLE_JOIN} {where} ORDER BY a.load_order"
+        rows = self.cur.execute(sql, params).fetchall()
+        return [(int(row[-2]), StoredArticle(*row[:-2]), int(row[-1])) for row in rows]
 
     def features_of(self, article_ids: Sequence[str]) -> dict[str, tuple[str, str]]:
         """Stored (features, signature) JSON of these articles (those a restore reads)."""
@@ -161,8 +165,9 @@ class TransformStore:
 
     def insert_features(self, rows: Sequence[tuple[str, str, str]]) -> None:
         """Rows of (article_id, features JSON, signature JSON)."""
-        self.cur.insert_rows(
-            "INSERT INTO article_features (article_id, features, signature)",
+        self.cur.bulk_insert(
+            "article_features",
+            ("article_id", "features", "signature"),
             rows,
             "ON CONFLICT (article_id) DO UPDATE SET features = excluded.features, signature = excluded.signature",
         )
@@ -187,7 +192,7 @@ class TransformStore:
     # --- writes for a batch ------------------------------------------------------------------------------
 
     def insert_articles(self, rows: Sequence[tuple[Any, ...]]) -> None:
-        self.cur.insert_rows(ARTICLE_INSERT, rows, "ON CONFLICT (article_id) DO NOTHING")
+        self.cur.bulk_insert("articles", _ARTICLE_FIELDS, rows, "ON CONFLICT (article_id) DO NOTHING")
 
     def update_article(self, row: tuple[Any, ...]) -> None:
         """A new version of a stored article (same URL, changed text)."""
@@ -195,19 +200,17 @@ class TransformStore:
 
     def insert_duplicates(self, rows: Sequence[tuple[Any, ...]]) -> None:
         """Rows of (url, article_id, duplicate_of, method, score, feed_url, detected_at)."""
-        self.cur.insert_rows(
-            "INSERT INTO article_duplicates (url, article_id, duplicate_of, method, score, feed_url, detected_at)",
+        self.cur.bulk_insert(
+            "article_duplicates",
+            ("url", "article_id", "duplicate_of", "method", "score", "feed_url", "detected_at"),
             rows,
             "ON CONFLICT (url) DO NOTHING",
         )
 
     def link_articles(self, rows: Sequence[tuple[str, str, datetime]]) -> None:
         """Rows of (event_id, article_id, added_at)."""
-        self.cur.insert_rows(
-            "INSERT INTO event_articles (event_id, article_id, added_at)",
-            rows,
-            "ON CONFLICT (event_id, article_id) DO NOTHING",
-        )
+        columns = ("event_id", "article_id", "added_at")
+        self.cur.bulk_insert("event_articles", columns, rows, "ON CONFLICT (event_id, article_id) DO NOTHING")
 
     def move_members(self, from_event: str, to_event: str) -> None:
         """Re-home the members of a merged event (insert then delete: both engines, no key clash)."""

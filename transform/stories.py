@@ -140,6 +140,44 @@ class StoryState:
             self._event_arrival.pop(gone, None)
         return assignment
 
+    def assign_stored(self, doc: ArticleDoc, features: str | None, signature: str | None) -> Assignment:
+        """:meth:`assign` for an article whose features and signature the warehouse holds (a rebuild): the
+        same assignment, without tokenising, shingling or exporting again; what is missing or stale is
+        computed from the text as :meth:`assign` does."""
+        try:
+            if signature is None:
+                raise StaleSignature("no stored signature")
+            self.neardup.add_signature(json.loads(signature))
+        except NearDuplicateError:
+            self.neardup.add(doc)
+        try:
+            if features is None:
+                raise StaleFeatures("no stored features")
+            self.clusterer.prime_features(doc, json.loads(features))
+        except StaleFeatures:
+            pass  # assign() extracts them from the text
+        assignment = self.clusterer.assign(doc)
+        self._arrived(doc.article_id, assignment.event_id, datetime.now(UTC))
+        for gone in assignment.merged:
+            self._event_arrival.pop(gone, None)
+        return assignment
+
+    def restore_stored(self, doc: ArticleDoc, event_id: str, features: str | None, signature: str | None) -> None:
+        """Put a stored article back in ``event_id`` from its stored features and signature when they are
+        current (else from its text), as :meth:`restore` does for each article."""
+        try:
+            if signature is None:
+                raise StaleSignature("no stored signature")
+            self.neardup.add_signature(json.loads(signature))
+        except NearDuplicateError:
+            self.neardup.add(doc)
+        try:
+            if features is None:
+                raise StaleFeatures("no stored features")
+            self.clusterer.restore_features(json.loads(features), event_id)
+        except StaleFeatures:
+            self.clusterer.restore(doc, event_id)
+
     def _arrived(self, article_id: str, event_id: str, moment: datetime) -> None:
         self._arrivals[article_id] = moment
         self._arrivals.move_to_end(article_id)

@@ -91,6 +91,56 @@ class Cursor:
             self.execute(f"{head} VALUES {', '.join([group] * len(part))} {tail}", params)
         return self
 
+    def bulk_insert(
+        self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]], tail: str = "", *, chunk: int = 1000
+    ) -> Cursor:
+        """``INSERT INTO table (columns) … tail`` of many rows as a table, not as statement parameters.
+
+        Binding thousands of parameters per statement is most of what a multi-row ``VALUES`` insert costs:
+        DuckDB scans the rows as NumPy columns instead, PostgreSQL receives them by ``COPY`` into a temporary
+        staging table; either way one ``INSERT … SELECT`` then applies ``tail`` (an ``ON CONFLICT`` clause)
+        as the row-wise statement did. Same rule as :meth:`insert_rows`: rows of one call must not repeat a
+        conflict key. ``table`` and ``columns`` are identifiers from code, never from data.
+        """
+        if not rows:
+            return self
+        names = ", ".join(columns)
+        for start in range(0, len(rows), chunk):
+            part = rows[start : start + chunk]
+            if self._dialect == "duckdb":
+                self._duckdb_bulk(table, columns, part, tail)
+                continue
+            stage = f"_stage_{table}"
+            self._raw.execute(f"CREATE TEMP TABLE {stage} ON COMMIT DROP AS SELECT {names} FROM {table} WITH NO DATA")
+            with self._raw.copy(f"COPY {stage} ({names}) FROM STDIN") as copy:
+                for row in part:
+                    copy.write_row(row)
+            self._raw.execute(self._sql(f"INSERT INTO {table} ({names}) SELECT {names} FROM {stage} {tail}"))
+            self._raw.execute(f"DROP TABLE {stage}")
+        return self
+
+    def _duckdb_bulk(self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]], tail: str) -> None:
+        import numpy as np
+
+        data: dict[str, Any] = {}
+        for index, name in enumerate(columns):
+            values = [row[index] for row in rows]
+            column = np.empty(len(values), dtype=object)  # object: DuckDB infers the type from the values
+            column[:] = values
+            data[name] = column
+        # Chunks of at most 1,000 rows: DuckDB infers an object column's type from (up to) its first 1,000.
+        view = f"_stage_{table}"
+        # DuckDB 2 refuses to register while the previous statement's result is pending: finish it first.
+        complete = getattr(self._raw, "complete", lambda: None)
+        complete()
+        self._raw.register(view, data)
+        try:
+            names = ", ".join(columns)
+            self._raw.execute(f"INSERT INTO {table} ({names}) SELECT {names} FROM {view} {tail}")
+        finally:
+            complete()
+            self._raw.unregister(view)
+
     def select_in(
         self, sql: str, values: Sequence[Any], params: Sequence[Any] = (), *, chunk: int = 1000
     ) -> list[dict[str, Any]]:

@@ -1,0 +1,203 @@
+"""Transform core speed, without a broker: decode + dedup + cluster + load of a synthetic stream, in-process.
+
+``bench.pipeline`` measures the transform through Kafka (consumer group join, polls, offset commits); this
+harness times what the transform itself does with a batch, so that a change to decoding, features or the
+warehouse writes shows up without the broker's fixed waits, on DuckDB or PostgreSQL:
+
+* ``transform``: N synthetic articles (:func:`bench.quality.synthetic_stream`, messages carrying their
+  embedding as ingest sends them) encoded as on the topic, then decoded and applied batch by batch with
+  :class:`transform.batch.BatchProcessor` on a fresh warehouse; articles/s and a cProfile top list;
+* ``--rebuild``: ``rebuild_events`` over every stored article afterwards (the window spans the whole stream).
+
+Run ``python -m bench.transform [--articles 2000] [--warehouse-url URL] [--profile] [--rebuild]``. The
+stream's embeddings are computed once per size and cached under the system temp directory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import hashlib
+import io
+import json
+import pstats
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from newswire import contracts
+from newswire.warehouse import Warehouse
+from transform.clustering import ClusteringConfig
+from transform.consumer import Incoming
+from transform.documents import ArticleDoc
+
+CACHE = Path(tempfile.gettempdir()) / "newswire-bench-transform"
+
+
+class NullPublisher:
+    """Stands in for :class:`newswire.messaging.Publisher`: events are encoded (schema-checked) and dropped."""
+
+    def __init__(self) -> None:
+        self.sent = 0
+
+    def send(self, topic: contracts.Topic, key: str, message: dict[str, Any]) -> None:
+        contracts.encode(topic, message)
+        self.sent += 1
+
+    def confirm(self) -> None:
+        return None
+
+    def close(self) -> None:
+        return None
+
+
+def article_message(doc: ArticleDoc) -> dict[str, Any]:
+    """The ``newswire.articles`` message ingest would send for ``doc`` (without embedding)."""
+    host = f"outlet-{hashlib.sha256(doc.source.encode()).hexdigest()[:8]}.example"
+    url = f"https://{host}/{doc.article_id}"
+    return {
+        "schema_version": 1,
+        "article_id": hashlib.sha256(url.encode()).hexdigest()[:32],
+        "url": url,
+        "canonical_url": url,
+        "feed_url": f"https://{host}/feed.xml",
+        "source": doc.source,
+        "title": doc.title,
+        "text": doc.text,
+        "content_hash": hashlib.sha256(doc.text.encode()).hexdigest()[:32],
+        "fetched_at": contracts.iso(doc.published_at),
+        "published_at": contracts.iso(doc.published_at),
+        "language": doc.language,
+        "categories": [],
+        "tags": [],
+    }
+
+
+def stream_messages(count: int, *, embeddings: bool = True, seed: int = 7) -> list[dict[str, Any]]:
+    """``count`` article messages of the synthetic stream; with ``embeddings``, each carries its vector."""
+    from bench.quality import load_corpus, synthetic_stream
+
+    messages = [article_message(doc) for doc in synthetic_stream(load_corpus(), count, seed=seed)]
+    if not embeddings:
+        return messages
+    from newswire.embedding import DEFAULT_MODEL, embed_articles, encoder_for, to_message
+
+    CACHE.mkdir(parents=True, exist_ok=True)
+    path = CACHE / f"stream-{count}-{seed}.json"
+    if path.exists():
+        vectors = json.loads(path.read_text("utf-8"))
+    else:
+        encoder = encoder_for(DEFAULT_MODEL)
+        assert encoder is not None
+        vectors = [to_message(v) for v in embed_articles(encoder, [(m["title"], m["text"]) for m in messages])]
+        path.write_text(json.dumps(vectors), "utf-8")
+    return [{**m, "embedding": v} for m, v in zip(messages, vectors, strict=True)]
+
+
+def records(messages: Sequence[dict[str, Any]]) -> list[tuple[str, bytes]]:
+    """The messages as they sit on the topic: (key, JSON bytes)."""
+    return [(m["article_id"], contracts.encode(contracts.ARTICLES, m)) for m in messages]
+
+
+def incoming(batch: Sequence[tuple[str, bytes]], offset: int) -> list[Incoming]:
+    """Decode a batch exactly as :class:`transform.consumer.ArticleConsumer` does."""
+    out = []
+    for i, (key, value) in enumerate(batch):
+        message, error = None, None
+        try:
+            message = contracts.decode(contracts.ARTICLES, value)
+        except contracts.ContractError as exc:
+            error = exc
+        out.append(Incoming(contracts.ARTICLES.name, 0, offset + i, key, value, message, error))
+    return out
+
+
+def fresh_warehouse(url: str | None, workdir: Path) -> Warehouse:
+    """A new empty warehouse: a DuckDB file in ``workdir``, or a new schema of the PostgreSQL URL."""
+    if url is None:
+        url = f"duckdb:///{workdir / 'bench.duckdb'}"
+    elif url.startswith("postgres"):
+        sep = "&" if "?" in url else "?"
+        url = f"{url}{sep}schema=bench_{uuid.uuid4().hex[:10]}"
+    warehouse = Warehouse(url)
+    warehouse.migrate()
+    return warehouse
+
+
+def run_batches(
+    warehouse: Warehouse,
+    topic: Sequence[tuple[str, bytes]],
+    *,
+    batch_size: int = 500,
+    config: ClusteringConfig | None = None,
+) -> dict[str, Any]:
+    """Decode and process ``topic`` in batches as ``run_transform`` does; stats and events sent."""
+    from transform.batch import BatchProcessor, BatchStats
+
+    publisher = NullPublisher()
+    processor = BatchProcessor(warehouse, publisher, config=config or ClusteringConfig())  # type: ignore[arg-type]
+    total = BatchStats()
+    for start in range(0, len(topic), batch_size):
+        batch = incoming(topic[start : start + batch_size], start)
+        total.add(processor.process(batch, f"batch-{start}"))
+    return {"stats": total.__dict__, "events_sent": publisher.sent}
+
+
+def _profile_top(profiler: cProfile.Profile, top: int) -> str:
+    out = io.StringIO()
+    stats = pstats.Stats(profiler, stream=out)
+    stats.sort_stats("cumulative").print_stats(top)
+    stats.sort_stats("tottime").print_stats(top)
+    return out.getvalue()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.transform", description=__doc__.split("\n")[0])
+    parser.add_argument("--articles", type=int, default=2000)
+    parser.add_argument("--batch", type=int, default=500)
+    parser.add_argument("--warehouse-url", help="postgresql://… (a fresh schema is made); default: a DuckDB file")
+    parser.add_argument("--profile", action="store_true", help="cProfile the transform, print the top entries")
+    parser.add_argument("--top", type=int, default=25)
+    parser.add_argument("--rebuild", action="store_true", help="then time rebuild_events over every article")
+    parser.add_argument(
+        "--no-embeddings", action="store_true", help="messages without vectors, words and cues only (model 'none')"
+    )
+    parser.add_argument("--json", type=Path, help="also write the report here")
+    args = parser.parse_args(argv)
+    messages = stream_messages(args.articles, embeddings=not args.no_embeddings)
+    config = ClusteringConfig(embedding_model="none") if args.no_embeddings else ClusteringConfig()
+    topic = records(messages)
+    report: dict[str, Any] = {"articles": len(topic), "warehouse": "postgres" if args.warehouse_url else "duckdb"}
+    with tempfile.TemporaryDirectory(prefix="nw-bench-transform-") as tmp:
+        warehouse = fresh_warehouse(args.warehouse_url, Path(tmp))
+        profiler = cProfile.Profile() if args.profile else None
+        t0 = time.perf_counter()
+        if profiler:
+            profiler.enable()
+        result = run_batches(warehouse, topic, batch_size=args.batch, config=config)
+        if profiler:
+            profiler.disable()
+        seconds = time.perf_counter() - t0
+        report.update(result, seconds=round(seconds, 2), articles_per_s=round(len(topic) / seconds, 1))
+        if profiler:
+            print(_profile_top(profiler, args.top))
+        if args.rebuild:
+            from transform.rebuild import rebuild_events
+
+            t0 = time.perf_counter()
+            everything = (datetime(1970, 1, 1, tzinfo=UTC), datetime(2100, 1, 1, tzinfo=UTC))
+            stats = rebuild_events(warehouse, None, *everything, config=config)
+            report["rebuild"] = {**stats.as_dict(), "wall_seconds": round(time.perf_counter() - t0, 2)}
+    print(json.dumps(report, indent=1), flush=True)
+    if args.json:
+        args.json.write_text(json.dumps(report, indent=1) + "\n", "utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,264 @@
+"""The batch-at-a-time transform builds the same warehouse as the row-at-a-time one it replaced.
+
+The reference is the transform as it was before the columnar work (``REFERENCE_COMMIT``), taken from git and
+run in its own process on the same records; the current code runs in this process. Both see the same
+messages, in the same batches, with the same clustering configuration, and the test compares every table the
+transform writes (articles, duplicates, events with their versions and digests, memberships, stored features,
+dead letters, batch records), leaving out only wall-clock columns. On the labelled corpus (messages carrying
+their embeddings, as ingest sends them) and on a 2,000-article synthetic stream (words and cues only: the
+encoder would dominate the test's time), each with redeliveries, new versions, a second URL of one article
+and undecodable records mixed in, on DuckDB and PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import shutil
+import subprocess
+import sys
+import tarfile
+import textwrap
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+
+from bench.transform import article_message, run_batches
+from newswire import contracts
+from newswire.warehouse import Warehouse
+from transform.clustering import ClusteringConfig
+from transform.rebuild import rebuild_events
+
+pytestmark = pytest.mark.integration
+
+REPO = Path(__file__).resolve().parents[2]
+# The last commit with the row-at-a-time transform (main before issue 15).
+REFERENCE_COMMIT = "5035d84caadc32cc66f8fd27bcb251071ac329f0"
+PG_DSN = "postgresql://postgres@127.0.0.1:5432/test"
+ALL_TIME = (datetime(1970, 1, 1, tzinfo=UTC), datetime(2100, 1, 1, tzinfo=UTC))
+
+# Columns that hold the wall-clock time of the run, which differs between any two runs.
+WALL_CLOCK = {
+    "articles": {"loaded_at"},
+    "article_duplicates": {"detected_at"},
+    "event_articles": {"added_at"},
+    "events": {"updated_at"},
+    "dead_letters": {"created_at", "last_attempt_at"},
+    "transform_batches": {"started_at", "finished_at"},
+    "article_features": set(),
+}
+ORDER = {
+    "articles": "article_id",
+    "article_duplicates": "url",
+    "event_articles": "event_id, article_id",
+    "events": "event_id",
+    "dead_letters": "dead_letter_id",
+    "transform_batches": "batch_id",
+    "article_features": "article_id",
+}
+
+# Runs the reference tree's own BatchProcessor on the records; written against that commit's API, which is
+# pinned, so this script never has to follow later renames.
+REFERENCE_DRIVER = textwrap.dedent(
+    """
+    import base64, json, sys
+    from datetime import datetime
+    tree, records_path, url, batch_size, model, windows = sys.argv[1:7]
+    sys.path.insert(0, tree)
+    import transform, newswire
+    assert transform.__file__.startswith(tree) and newswire.__file__.startswith(tree), transform.__file__
+    from newswire import contracts
+    from newswire.errors import ContractError
+    from newswire.warehouse import Warehouse
+    from transform.clustering import ClusteringConfig
+    from transform.consume import Incoming
+    from transform.process import BatchProcessor
+
+    class Publisher:
+        def send(self, topic, key, message):
+            contracts.encode(topic, message)
+        def confirm(self):
+            pass
+
+    records = json.loads(open(records_path).read())
+    warehouse = Warehouse(url)
+    warehouse.migrate()
+    processor = BatchProcessor(warehouse, Publisher(), config=ClusteringConfig(embedding_model=model))
+    size = int(batch_size)
+    for start in range(0, len(records), size):
+        batch = []
+        for offset, (key, value) in enumerate(records[start : start + size], start):
+            raw = base64.b64decode(value)
+            message, error = None, None
+            try:
+                message = contracts.decode(contracts.ARTICLES, raw)
+            except ContractError as exc:
+                error = exc
+            batch.append(Incoming(contracts.ARTICLES.name, 0, offset, key, raw, message, error))
+        processor.process(batch, f"batch-{start}")
+    from transform.rebuild import rebuild_events
+    for window in json.loads(windows):
+        start, end = (datetime.fromisoformat(moment) for moment in window)
+        rebuild_events(warehouse, None, start, end, config=ClusteringConfig(embedding_model=model))
+    """
+)
+
+
+@pytest.fixture(scope="module")
+def reference_tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The reference commit's ``newswire`` and ``transform`` packages, extracted from git."""
+    if shutil.which("git") is None:
+        pytest.skip("git is needed to extract the reference transform")
+    tree = tmp_path_factory.mktemp("reference")
+    archive = tree / "ref.tar"
+    done = subprocess.run(
+        ["git", "-C", str(REPO), "archive", "-o", str(archive), REFERENCE_COMMIT, "newswire", "transform"],
+        capture_output=True,
+        text=True,
+    )
+    if done.returncode != 0:
+        pytest.skip(f"reference commit not in this clone: {done.stderr.strip()}")
+    with tarfile.open(archive) as tar:
+        tar.extractall(tree, filter="data")
+    return tree
+
+
+@pytest.fixture(params=["duckdb", pytest.param("postgres", marks=pytest.mark.postgres)])
+def two_warehouses(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[str, str]]:
+    """Two empty warehouses of one backend: (reference, current)."""
+    if request.param == "duckdb":
+        yield f"duckdb:///{tmp_path / 'reference.duckdb'}", f"duckdb:///{tmp_path / 'current.duckdb'}"
+        return
+    schemas = [f"nwequiv_{uuid.uuid4().hex[:12]}" for _ in range(2)]
+    yield f"{PG_DSN}?schema={schemas[0]}", f"{PG_DSN}?schema={schemas[1]}"
+    with psycopg.connect(PG_DSN, autocommit=True) as conn:
+        for schema in schemas:
+            conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+
+
+def with_traffic_noise(messages: list[dict[str, Any]]) -> list[tuple[str, bytes]]:
+    """Records as on the topic, with what real traffic adds: a redelivery of every 40th message, a new version
+    (changed text) of every 61st, one article reached through a second URL, and undecodable records."""
+    records: list[tuple[str, bytes]] = []
+    for number, m in enumerate(messages):
+        records.append((m["article_id"], contracts.encode(contracts.ARTICLES, m)))
+        if number % 40 == 7:
+            records.append((m["article_id"], contracts.encode(contracts.ARTICLES, m)))
+        if number % 61 == 11:
+            text = m["text"] + " Updated with a correction."
+            changed = {**m, "text": text, "content_hash": _hash(text)}
+            records.append((m["article_id"], contracts.encode(contracts.ARTICLES, changed)))
+        if number == 5:
+            records.append((m["article_id"], contracts.encode(contracts.ARTICLES, {**m, "url": m["url"] + "?amp=1"})))
+        if number % 300 == 13:
+            records.append(("bad", b"{not json"))
+            records.append(("bad", json.dumps({**m, "content_hash": "short"}).encode()))
+    return records
+
+
+def _hash(text: str) -> str:
+    import hashlib
+
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+def snapshot(url: str) -> dict[str, list[dict[str, Any]]]:
+    warehouse = Warehouse(url)
+    out = {}
+    for table, order in ORDER.items():
+        rows = warehouse.query(f"SELECT * FROM {table} ORDER BY {order}")
+        out[table] = [{k: v for k, v in row.items() if k not in WALL_CLOCK[table]} for row in rows]
+    return out
+
+
+def run_reference(
+    tree: Path,
+    records: list[tuple[str, bytes]],
+    url: str,
+    batch: int,
+    model: str,
+    tmp: Path,
+    windows: list[tuple[datetime, datetime]],
+) -> None:
+    path = tmp / f"records-{uuid.uuid4().hex[:8]}.json"
+    path.write_text(json.dumps([(k, base64.b64encode(v).decode()) for k, v in records]), "utf-8")
+    driver = tmp / "reference_driver.py"
+    driver.write_text(REFERENCE_DRIVER, "utf-8")
+    done = subprocess.run(
+        [sys.executable, str(driver), str(tree), str(path), url, str(batch), model, json.dumps(windows, default=str)],
+        capture_output=True,
+        text=True,
+        cwd=tree,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-4000:]
+
+
+def assert_same_warehouse(reference_url: str, current_url: str) -> dict[str, int]:
+    reference, current = snapshot(reference_url), snapshot(current_url)
+    for table in ORDER:
+        assert len(current[table]) == len(reference[table]), table
+        for expected, got in zip(reference[table], current[table], strict=True):
+            assert got == expected, table
+    return {table: len(rows) for table, rows in reference.items()}
+
+
+def labelled_messages() -> list[dict[str, Any]]:
+    from bench.quality import load_corpus
+    from newswire.embedding import DEFAULT_MODEL, embed_articles, encoder_for, to_message
+
+    messages = [article_message(item.doc) for item in load_corpus()]
+    encoder = encoder_for(DEFAULT_MODEL)
+    assert encoder is not None
+    vectors = embed_articles(encoder, [(m["title"], m["text"]) for m in messages])
+    return [{**m, "embedding": to_message(v)} for m, v in zip(messages, vectors, strict=True)]
+
+
+def test_labelled_corpus_gives_the_reference_warehouse(
+    reference_tree: Path, two_warehouses: tuple[str, str], tmp_path: Path
+) -> None:
+    from newswire.embedding import DEFAULT_MODEL
+
+    records = with_traffic_noise(labelled_messages())
+    reference_url, current_url = two_warehouses
+    config = ClusteringConfig(embedding_model=DEFAULT_MODEL)
+    windows = [ALL_TIME]
+    run_reference(reference_tree, records, reference_url, 53, DEFAULT_MODEL, tmp_path, [])
+    warehouse = Warehouse(current_url)
+    warehouse.migrate()
+    run_batches(warehouse, records, batch_size=53, config=config)
+    assert_same_warehouse(reference_url, current_url)
+    # rebuild_events over every stored article (stored features and signatures reused) then gives the same
+    # events as the reference's rebuild
+    run_reference(reference_tree, [], reference_url, 53, DEFAULT_MODEL, tmp_path, windows)
+    for start, end in windows:
+        rebuild_events(warehouse, None, start, end, config=config)
+    counts = assert_same_warehouse(reference_url, current_url)
+    assert counts["articles"] > 300 and counts["article_duplicates"] > 10 and counts["events"] > 50
+    assert counts["dead_letters"] >= 2 and counts["article_features"] > 300
+
+
+def test_synthetic_stream_of_2000_articles_gives_the_reference_warehouse(
+    reference_tree: Path, two_warehouses: tuple[str, str], tmp_path: Path
+) -> None:
+    from bench.transform import stream_messages
+
+    records = with_traffic_noise(stream_messages(2000, embeddings=False))
+    reference_url, current_url = two_warehouses
+    config = ClusteringConfig(embedding_model="none")
+    # a month of the stream (the story state restored around it from stored articles), then everything
+    windows = [(datetime(2025, 5, 1, tzinfo=UTC), datetime(2025, 6, 1, tzinfo=UTC)), ALL_TIME]
+    run_reference(reference_tree, records, reference_url, 500, "none", tmp_path, windows)
+    warehouse = Warehouse(current_url)
+    warehouse.migrate()
+    run_batches(warehouse, records, batch_size=500, config=config)
+    for start, end in windows:
+        rebuild_events(warehouse, None, start, end, config=config)
+    counts = assert_same_warehouse(reference_url, current_url)
+    assert counts["articles"] >= 1800 and counts["article_duplicates"] > 100 and counts["events"] > 300
+    assert counts["transform_batches"] >= 4
