@@ -83,19 +83,7 @@ class StoryState:
         for article in articles:  # every one is in an event (articles_for_restore selects only those)
             assert article.event_id is not None
             doc = doc_from_stored(article, vectors.get(article.article_id))
-            features, signature = stored.get(article.article_id, (None, None))
-            try:
-                if signature is None:
-                    raise StaleSignature("no stored signature")
-                state.neardup.add_signature(json.loads(signature))
-            except NearDuplicateError:
-                state.neardup.add(doc)
-            try:
-                if features is None:
-                    raise StaleFeatures("no stored features")
-                state.clusterer.restore_features(json.loads(features), article.event_id)
-            except StaleFeatures:
-                state.clusterer.restore(doc, article.event_id)
+            state.restore_stored(doc, article.event_id, *stored.get(article.article_id, (None, None)))
             state._arrived(doc.article_id, article.event_id, _utc(article.loaded_at or datetime.now(UTC)))
             state.restored += 1
         state.evict()  # the original run evicted as it went: the rebuilt state must match it
@@ -144,12 +132,7 @@ class StoryState:
         """:meth:`assign` for an article whose features and signature the warehouse holds (a rebuild): the
         same assignment, without tokenising, shingling or exporting again; what is missing or stale is
         computed from the text as :meth:`assign` does."""
-        try:
-            if signature is None:
-                raise StaleSignature("no stored signature")
-            self.neardup.add_signature(json.loads(signature))
-        except NearDuplicateError:
-            self.neardup.add(doc)
+        self._add_signature(doc, signature)
         try:
             if features is None:
                 raise StaleFeatures("no stored features")
@@ -165,18 +148,22 @@ class StoryState:
     def restore_stored(self, doc: ArticleDoc, event_id: str, features: str | None, signature: str | None) -> None:
         """Put a stored article back in ``event_id`` from its stored features and signature when they are
         current (else from its text), as :meth:`restore` does for each article."""
-        try:
-            if signature is None:
-                raise StaleSignature("no stored signature")
-            self.neardup.add_signature(json.loads(signature))
-        except NearDuplicateError:
-            self.neardup.add(doc)
+        self._add_signature(doc, signature)
         try:
             if features is None:
                 raise StaleFeatures("no stored features")
             self.clusterer.restore_features(json.loads(features), event_id)
         except StaleFeatures:
             self.clusterer.restore(doc, event_id)
+
+    def _add_signature(self, doc: ArticleDoc, signature: str | None) -> None:
+        """Index ``doc`` from its stored near-duplicate signature when current, else from its text."""
+        try:
+            if signature is None:
+                raise StaleSignature("no stored signature")
+            self.neardup.add_signature(json.loads(signature))
+        except NearDuplicateError:
+            self.neardup.add(doc)
 
     def _arrived(self, article_id: str, event_id: str, moment: datetime) -> None:
         self._arrivals[article_id] = moment
