@@ -110,8 +110,20 @@ class Cursor:
             if self._dialect == "duckdb":
                 self._duckdb_bulk(table, columns, part, tail)
                 continue
+            import psycopg
+
             stage = f"_stage_{table}"
-            self._raw.execute(f"CREATE TEMP TABLE {stage} ON COMMIT DROP AS SELECT {names} FROM {table} WITH NO DATA")
+            # A role without TEMPORARY on the database (deploy/warehouse-roles.sql's newswire_app) cannot stage:
+            # it gets the multi-row VALUES insert instead, inside a savepoint so the transaction survives.
+            self._raw.execute("SAVEPOINT newswire_bulk")
+            try:
+                self._raw.execute(
+                    f"CREATE TEMP TABLE {stage} ON COMMIT DROP AS SELECT {names} FROM {table} WITH NO DATA"
+                )
+            except psycopg.errors.InsufficientPrivilege:
+                self._raw.execute("ROLLBACK TO SAVEPOINT newswire_bulk")
+                return self.insert_rows(f"INSERT INTO {table} ({names})", rows[start:], tail)
+            self._raw.execute("RELEASE SAVEPOINT newswire_bulk")
             with self._raw.copy(f"COPY {stage} ({names}) FROM STDIN") as copy:
                 for row in part:
                     copy.write_row(row)
