@@ -16,7 +16,6 @@ The numbers are CPU-bound: run it on an otherwise idle machine (the report recor
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import statistics
@@ -31,12 +30,12 @@ import numpy as np
 
 import newswire.embedding as embedding
 from bench.quality import load_corpus, synthetic_stream
+from bench.transform import article_message
 from newswire import contracts
 from newswire.broker import EmbeddedBroker
 from newswire.embedding import DEFAULT_MODEL, UseMultilingualEncoder, embed_articles, to_message
 from newswire.messaging import Publisher, ensure_topics, make_producer
 from newswire.settings import load_settings
-from transform.documents import ArticleDoc
 from transform.stage import run_transform
 
 RESULTS = Path(__file__).resolve().parent / "results" / "embedding.json"
@@ -86,29 +85,9 @@ def encoder_costs(sample: int) -> dict[str, Any]:
     return out
 
 
-def _message(doc: ArticleDoc) -> dict[str, Any]:
-    url = f"https://synthetic.example/{doc.article_id}"
-    return {
-        "schema_version": 1,
-        "article_id": hashlib.sha256(url.encode()).hexdigest()[:32],
-        "url": url,
-        "canonical_url": url,
-        "feed_url": "https://synthetic.example/feed.xml",
-        "source": doc.source,
-        "title": doc.title,
-        "text": doc.text,
-        "content_hash": hashlib.sha256(doc.text.encode()).hexdigest()[:32],
-        "fetched_at": contracts.iso(doc.published_at),
-        "published_at": contracts.iso(doc.published_at),
-        "language": doc.language,
-        "categories": [],
-        "tags": [],
-    }
-
-
 def transform_alone(count: int) -> dict[str, Any]:
     docs = synthetic_stream(load_corpus(), count)
-    plain = [_message(doc) for doc in docs]
+    plain = [article_message(doc) for doc in docs]
     encoder = embedding.encoder_for(DEFAULT_MODEL)
     assert encoder is not None
     vectors = embed_articles(encoder, [(m["title"], m["text"]) for m in plain])
