@@ -16,6 +16,7 @@ from __future__ import annotations
 import re
 import threading
 import time
+import weakref
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -50,6 +51,10 @@ _DUCKDB_LOCKS_GUARD = threading.Lock()
 def _duckdb_lock(path: Path) -> threading.RLock:
     with _DUCKDB_LOCKS_GUARD:
         return _DUCKDB_LOCKS.setdefault(str(path.resolve()), threading.RLock())
+
+
+# PostgreSQL connections whose role may not create temporary tables (see Cursor.bulk_insert).
+_NO_TEMP_TABLES: weakref.WeakSet[Any] = weakref.WeakSet()
 
 
 class Cursor:
@@ -114,7 +119,11 @@ class Cursor:
 
             stage = f"_stage_{table}"
             # A role without TEMPORARY on the database (deploy/warehouse-roles.sql's newswire_app) cannot stage:
-            # it gets the multi-row VALUES insert instead, inside a savepoint so the transaction survives.
+            # it gets the multi-row VALUES insert instead, inside a savepoint so the transaction survives. The
+            # refusal is remembered per connection, so later batches don't ask again.
+            connection = self._raw.connection
+            if connection in _NO_TEMP_TABLES:
+                return self.insert_rows(f"INSERT INTO {table} ({names})", rows[start:], tail)
             self._raw.execute("SAVEPOINT newswire_bulk")
             try:
                 self._raw.execute(
@@ -122,6 +131,7 @@ class Cursor:
                 )
             except psycopg.errors.InsufficientPrivilege:
                 self._raw.execute("ROLLBACK TO SAVEPOINT newswire_bulk")
+                _NO_TEMP_TABLES.add(connection)
                 return self.insert_rows(f"INSERT INTO {table} ({names})", rows[start:], tail)
             self._raw.execute("RELEASE SAVEPOINT newswire_bulk")
             with self._raw.copy(f"COPY {stage} ({names}) FROM STDIN") as copy:
