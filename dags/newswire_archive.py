@@ -6,9 +6,11 @@ documents (RFC 5005, or WordPress ``?paged=N``) and its site's sitemaps back to 
 entries published that day that are not stored yet. Scheduled, it is the daily catch-up for whatever polling
 missed; for the past, it is the DAG to backfill from the UI (Trigger -> Backfill), one run per day.
 
-Sharded like ``newswire_ingest``: ``plan_shards`` splits the feeds into at most ``NEWSWIRE_INGEST_SHARDS``
-shards (every host's feeds in one), and each ``archive_shard`` task walks its feeds concurrently in one
-process; a failing feed is named in the shard's summary and does not fail the shard.
+A run is one ``archive_day`` task that walks every feed of its day concurrently in one process (hosts
+interleaved, each host's requests spaced); a failing feed is named in its summary and does not fail the task.
+Archive tasks hold one ``newswire_fetch`` slot across all runs (the scheduled day, a manual run, a backfill's
+days run their ``archive_day`` one after another), so the others stay with ``newswire_ingest``; sharding a day
+like ``newswire_ingest`` would therefore only walk its shards in series, one task start-up each.
 
 Params (defaults are right for a backfill: the UI sends edited Params to backfill runs only when "Override
 parameters on existing runs" is ticked):
@@ -51,23 +53,18 @@ MAX_RETRY_DELAY = timedelta(minutes=30)
     doc_md=__doc__,
 )
 def newswire_archive() -> None:
-    @task
-    def plan_shards() -> list[dict]:
-        return jobs.archive_shards(get_current_context()["params"].get("feeds") or None)
-
     @task(
         pool=FETCH_POOL,
         outlets=[ARTICLES_TOPIC],
-        map_index_template="shard {{ task.op_kwargs['shard']['shard'] }}",
-        # One archive shard at a time across all runs (the scheduled day, a manual run, a backfill's days): the
-        # catch-up takes one fetch slot and leaves the others to newswire_ingest's shards.
+        # One archive task at a time across all runs (the scheduled day, a manual run, a backfill's days): the
+        # catch-up takes one fetch slot and leaves the others to newswire_ingest's shards, and a site sees one
+        # archive walker at a time, which also reuses the archive cache of the day walked before.
         max_active_tis_per_dag=1,
         retry_policy=RetryAfterPolicy(RETRY_DELAY, MAX_RETRY_DELAY),
     )
-    def archive_shard(shard: dict) -> dict:
+    def archive_day() -> dict:
         ctx = get_current_context()
-        return jobs.archive_shard(
-            shard,
+        return jobs.archive_day(
             selection=ctx["params"].get("feeds") or None,
             run_id=ctx["run_id"],
             interval_start=ctx.get("data_interval_start"),
@@ -76,10 +73,9 @@ def newswire_archive() -> None:
         )
 
     @task(trigger_rule="all_done")
-    def summarize(reports: list[dict | None], shards: list[dict]) -> dict:
-        # Index by length: iterating the lazy XCom sequence probes one past its end and logs an error.
-        done = [reports[i] for i in range(len(reports))]
-        return jobs.summarize(done, run_id=get_current_context()["run_id"], expected=len(shards))
+    def summarize(report: dict | None) -> dict:
+        # None when archive_day failed for good: the summary then counts it as a failed shard.
+        return jobs.summarize([report], run_id=get_current_context()["run_id"], expected=1)
 
     @task
     def rebuild_events(summary: dict) -> dict:
@@ -88,8 +84,7 @@ def newswire_archive() -> None:
             return {"skipped": True, "summary": "rebuild_events not requested"}
         return transform_tasks.rebuild_window(ctx.get("data_interval_start"), ctx.get("data_interval_end"))
 
-    shards = plan_shards()
-    rebuild_events(summarize(archive_shard.expand(shard=shards), shards))
+    rebuild_events(summarize(archive_day()))
 
 
 newswire_archive()

@@ -47,7 +47,7 @@ def newswire_ingest() -> None:
         pool=FETCH_POOL,
         outlets=[ARTICLES_TOPIC],
         map_index_template="shard {{ task.op_kwargs['shard']['shard'] }}",
-        # Ahead of archive shards in the shared fetch pool: a daily archive run must not delay polling.
+        # Ahead of archive tasks in the shared fetch pool: a daily archive run must not delay polling.
         priority_weight=10,
         weight_rule="absolute",
         retry_policy=RetryAfterPolicy(RETRY_DELAY, MAX_RETRY_DELAY),

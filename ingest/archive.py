@@ -567,7 +567,7 @@ def archive_feeds(
         ) as poller,
     ):
         # Rows of many feeds per transaction, the file not held across fetches (see ingest.ledger.LedgerBuffer):
-        # archive shards share the DuckDB file with the ingest shards polling meanwhile.
+        # archive tasks share the DuckDB file with the ingest shards polling meanwhile.
         poller.ledger.buffer.batched = True
         poller.defer_bookkeeping = True
 

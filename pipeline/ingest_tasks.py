@@ -4,8 +4,8 @@ Kept free of Airflow imports so they can be tested and run without a scheduler; 
 its tasks onto these functions. The DAG files import this module while the dag-processor parses them, so
 it imports the ingest stage (trafilatura, the HTTP client) and the settings only inside the functions.
 
-The unit of work of a task is a shard of feeds polled in one process, never one feed: a task process is slow
-to start, and Airflow maps at most ``max_map_length`` tasks.
+The unit of work of a task is a shard of feeds polled in one process (an archive day: all its feeds), never
+one feed: a task process is slow to start, and Airflow maps at most ``max_map_length`` tasks.
 """
 
 from __future__ import annotations
@@ -76,20 +76,7 @@ def ingest_shard(
         )
 
 
-def archive_shards(selection: list[str] | None = None) -> list[dict[str, Any]]:
-    """The archive run's first task: how many shards its feeds split into (``{"shard", "of", "feeds"}``).
-
-    Each shard task recomputes the split from the feed list (deterministic), so XCom holds no URL lists.
-    """
-    from ingest.schedule_store import plan_shards
-    from newswire.settings import load_settings
-
-    groups = plan_shards([f["url"] for f in list_feeds(selection)], load_settings().ingest_shards)
-    return [{"shard": i, "of": len(groups), "feeds": len(g)} for i, g in enumerate(groups)]
-
-
-def archive_shard(
-    shard: dict[str, Any],
+def archive_day(
     *,
     selection: list[str] | None,
     run_id: str,
@@ -97,27 +84,29 @@ def archive_shard(
     interval_end: datetime | str | None,
     refetch: bool = False,
 ) -> dict[str, Any]:
-    """Archive the run's day for one shard's feeds in this process; failing feeds are named, never raised."""
+    """Archive the run's day for every selected feed in this one process; failing feeds are named, never raised.
+
+    One task per day, not shards: archive tasks run one at a time across all runs (the DAG's
+    ``max_active_tis_per_dag=1``, so the archive holds one fetch slot), hence a day split into shards would
+    walk them one after another, paying a task start-up per shard and leaving each shard's hosts idle while
+    the others are walked. In one process ``archive_feeds`` walks every host concurrently instead.
+    """
     from ingest import archive
-    from ingest.schedule_store import plan_shards
     from ingest.shards import shard_totals
     from newswire.settings import load_settings
 
     settings = load_settings()
     planned = archive.plan_feeds(list_feeds(selection))  # sitemaps once per site, decided over the whole list
-    groups = plan_shards([f["url"] for f in planned], settings.ingest_shards)
-    index = int(shard["shard"])
-    mine = set(groups[index]) if index < len(groups) else set()
     t0 = time.monotonic()
     reports, failures = archive.archive_feeds(
-        [f for f in planned if f["url"] in mine],
+        planned,
         run_id=run_id,
         interval_start=interval_start,
         interval_end=interval_end,
         refetch=refetch,
         extract_workers=settings.shard_extract_workers,
     )
-    return shard_totals(reports, failures, shard=index, kind="archive", run_id=run_id, seconds=time.monotonic() - t0)
+    return shard_totals(reports, failures, shard=0, kind="archive", run_id=run_id, seconds=time.monotonic() - t0)
 
 
 def summarize(reports: list[dict[str, Any] | None], *, run_id: str, expected: int | None = None) -> dict[str, Any]:

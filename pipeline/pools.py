@@ -4,5 +4,5 @@ Kept apart from :mod:`pipeline.assets` because creating the pool (``newswire up`
 ``airflow-init``) must not import Airflow in the supervising process.
 """
 
-#: Ingest and archive shards draw from it: its slots bound how many shards fetch at once across DAGs.
+#: Ingest shards and archive tasks draw from it: its slots bound how many of them fetch at once across DAGs.
 FETCH_POOL = "newswire_fetch"

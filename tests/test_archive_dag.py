@@ -82,7 +82,7 @@ with CorpusServer(CORPUS) as corpus:
 
         archive = local_airflow.load_dag("newswire_archive")
         day = datetime.combine(corpus.today - timedelta(days=18), datetime.min.time(), UTC)
-        archive.get_task("archive_shard").retries = 0
+        archive.get_task("archive_day").retries = 0
         run = archive.test(logical_date=day + timedelta(days=1))
         out["archive"] = {
             "state": str(run.state),
@@ -90,7 +90,16 @@ with CorpusServer(CORPUS) as corpus:
             "tis": sorted([ti.task_id, ti.map_index, str(ti.state)] for ti in run.get_task_instances()),
             "params": {k: v for k, v in archive.params.dump().items()},
             "schedule": archive.timetable.expression,
-            "pool": archive.get_task("archive_shard").pool,
+            "pool": archive.get_task("archive_day").pool,
+            "tasks": sorted(archive.task_ids),
+            "archive_limits": {
+                t.task_id: [t.pool, t.max_active_tis_per_dag] for t in archive.tasks if t.pool == "newswire_fetch"
+            },
+            "ingest_limits": {
+                t.task_id: [t.max_active_tis_per_dag, t.priority_weight]
+                for t in ingest.tasks
+                if t.pool == "newswire_fetch"
+            },
         }
         warehouse = Warehouse(load_settings().resolved_warehouse_url)
         out["runs"] = warehouse.query(
@@ -172,8 +181,10 @@ def test_an_archive_run_ingests_the_articles_published_on_its_day(result: dict[s
     assert end - start == timedelta(days=1) and start.date() == today - timedelta(days=18)
     assert archive["params"] == {"feeds": [], "refetch": False, "rebuild_events": False}
     assert archive["schedule"] == "0 0 * * *" and archive["pool"] == "newswire_fetch"
-    states = [state for task, _, state in archive["tis"] if task == "archive_shard"]
-    assert states and all(state == "success" for state in states)  # the feed that is down fails alone
+    # One task walks the whole day (the feed that is down fails alone, inside it), unmapped.
+    assert [[task, index, state] for task, index, state in archive["tis"] if task == "archive_day"] == [
+        ["archive_day", -1, "success"]
+    ]
     wanted = set()
     for article in ARCHIVE["articles"]:
         offset, clock = article["published"].split()
@@ -188,3 +199,13 @@ def test_an_archive_run_ingests_the_articles_published_on_its_day(result: dict[s
         if e["run_id"] in archive_runs and e["outcome"] == "new"
     }
     assert got == wanted and len(wanted) == 2
+
+
+def test_the_archive_holds_one_fetch_slot_across_all_runs_and_ingest_goes_first(result: dict[str, Any]) -> None:
+    """Issue 12's slot rule: of the pool's slots, archive runs (scheduled, manual, a backfill's days) take one
+    at a time, and ingest shards are queued ahead of it, so polling never waits for the archive."""
+    archive = result["archive"]
+    assert archive["tasks"] == ["archive_day", "rebuild_events", "summarize"]
+    assert archive["archive_limits"] == {"archive_day": ["newswire_fetch", 1]}
+    (limit, weight), *_ = archive["ingest_limits"].values()
+    assert list(archive["ingest_limits"]) == ["ingest_shard"] and limit is None and weight == 10
