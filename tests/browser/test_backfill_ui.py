@@ -124,7 +124,9 @@ def backfill_runs(state: dict[str, Any]) -> list[dict[str, Any]]:
     return [r for r in runs if r["run_type"] == "backfill"]
 
 
-def wait_for(predicate: Any, timeout: float, what: str) -> Any:
+def wait_for(predicate: Any, timeout: float, what: str, describe: Any = None) -> Any:
+    """Poll ``predicate`` until truthy; on time-out, say what was still pending (``describe``) rather than only
+    that the budget ran out."""
     deadline = time.monotonic() + timeout
     last = None
     while time.monotonic() < deadline:
@@ -132,7 +134,28 @@ def wait_for(predicate: Any, timeout: float, what: str) -> Any:
         if last:
             return last
         time.sleep(1.0)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what} (last: {last})")
+    pending = f"; pending: {describe()}" if describe else ""
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what} (last: {last}){pending}")
+
+
+def unfinished_tasks(state: dict[str, Any]) -> str:
+    """Every task instance of the DAG not yet successful, with its state and try (a retry waits its delay)."""
+    tis = api(state, "GET", f"dags/{DAG}/dagRuns/~/taskInstances?limit=100")["task_instances"]
+    return "; ".join(
+        f"{t['dag_run_id']} {t['task_id']}: {t['state']} (try {t['try_number']})"
+        for t in tis
+        if t["state"] != "success"
+    )
+
+
+def successful_runs(state: dict[str, Any], ended_after: str = "") -> list[dict[str, Any]]:
+    """The backfill's runs once all DAYS succeeded (and ended after ``ended_after``), else []; a failed run
+    fails the test at once, with its tasks' states, instead of waiting out the budget."""
+    runs = backfill_runs(state)
+    if any(r["state"] == "failed" for r in runs):
+        raise AssertionError(f"a backfill run failed: {runs}; tasks: {unfinished_tasks(state)}")
+    done = [r for r in runs if r["state"] == "success" and r["end_date"] and r["end_date"] > ended_after]
+    return runs if len(runs) == DAYS and len(done) == DAYS else []
 
 
 def submit_backfill(page: Any, url: str, first: date, last: date, *, reprocess: str | None = None) -> None:
@@ -215,11 +238,10 @@ def test_backfill_from_the_ui_ingests_exactly_the_days_and_all_runs_adds_nothing
                 print("screenshot:", home / "backfill-dialog.png")
                 raise
             runs = wait_for(
-                lambda: (
-                    (r := backfill_runs(running)) and len(r) == DAYS and all(x["state"] == "success" for x in r) and r
-                ),
+                lambda: successful_runs(running),
                 RUNS_SECONDS,
                 "four successful backfill runs",
+                lambda: unfinished_tasks(running),
             )
             wait_for(
                 lambda: all(b["completed_at"] for b in api(running, "GET", f"backfills?dag_id={DAG}")["backfills"]),
@@ -279,14 +301,10 @@ def test_backfill_from_the_ui_ingests_exactly_the_days_and_all_runs_adds_nothing
                 "the second backfill",
             )
             rerun = wait_for(
-                lambda: (
-                    (r := backfill_runs(running))
-                    and all(x["state"] == "success" for x in r)
-                    and all(x["end_date"] and x["end_date"] > max(y["end_date"] for y in runs) for x in r)
-                    and r
-                ),
+                lambda: successful_runs(running, ended_after=max(r["end_date"] for r in runs)),
                 RUNS_SECONDS,
                 "the four runs to be re-run",
+                lambda: unfinished_tasks(running),
             )
             assert len(rerun) == DAYS
             assert ledger(warehouse) == before
