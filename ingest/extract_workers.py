@@ -7,22 +7,40 @@ parent already runs Kafka and HTTP threads, which a plain ``fork`` would copy in
 
 The workers also identify the language of the text and embed its title and lead (``newswire.embedding``):
 that is CPU work of the same kind, and here it runs on every core instead of on the transform's one thread.
-The encoder is loaded once per worker process, on its first page.
+The encoder is loaded once per worker process, on its first page. An injected ``enrich`` callable (the
+``pipeline`` layer passes the transform's feature extraction, which ``ingest`` may not import) runs after
+them, and what it returns travels with the article (:attr:`ExtractedArticle.features`).
+
+Talking to a worker: each has its own pipe, and the fetch thread that wants a page extracted writes the page
+bytes to an idle worker's pipe itself and blocks reading the answer (the GIL is released while it waits). A
+``concurrent.futures`` pool routes every page through two more threads of the parent (a queue feeder that
+pickles the call, a manager thread that unpickles the result): each hop needs the parent's GIL, which the
+transform thread of ``newswire run`` holds most of the time, so a page waited for it twice more. The page
+goes as raw bytes (no pickling of the page), the settings once per worker, and only the article comes back.
 """
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import multiprocessing
 import os
+import queue
 import threading
-from concurrent.futures import ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
+from collections.abc import Callable
 from dataclasses import replace
-from typing import Protocol
+from multiprocessing.connection import Connection
+from typing import Any, Protocol
 
 from ingest.extract import ExtractedArticle, ExtractionError, extract_article
 from newswire.embedding import DEFAULT_MODEL, embed_articles, encoder_for
 from newswire.langid import detect_language
+
+log = logging.getLogger(__name__)
+
+# Adds a JSON-able dict to an extracted article (None: nothing to add). Must be picklable (a module-level
+# function or a partial of one) to reach worker processes; it must not raise for any article it is given.
+Enricher = Callable[[ExtractedArticle], dict[str, Any] | None]
 
 
 class Extractor(Protocol):
@@ -32,14 +50,28 @@ class Extractor(Protocol):
 
 
 def extract_and_enrich(
-    content: bytes, *, url: str, content_type: str | None, fast: bool, embedding_model: str
+    content: bytes,
+    *,
+    url: str,
+    content_type: str | None,
+    fast: bool,
+    embedding_model: str,
+    enrich: Enricher | None = None,
 ) -> ExtractedArticle:
-    """:func:`extract_article`, then the detected language and the embedding (``embedding_model`` "none": no
-    embedding)."""
+    """:func:`extract_article`, then the detected language, the embedding (``embedding_model`` "none": no
+    embedding) and what ``enrich`` adds."""
     article = extract_article(content, url=url, content_type=content_type, fast=fast)
     encoder = encoder_for(embedding_model)
     embedding = embed_articles(encoder, [(article.title, article.text)])[0] if encoder is not None else None
-    return replace(article, detected_language=detect_language(article.title, article.text), embedding=embedding)
+    article = replace(article, detected_language=detect_language(article.title, article.text), embedding=embedding)
+    if enrich is None:
+        return article
+    try:
+        features = enrich(article)
+    except Exception:  # the article is still good: the consumer computes what was not carried
+        log.exception("enrichment failed for %s; the article goes without it", url)
+        return article
+    return replace(article, features=features)
 
 
 class InlineExtractor:
@@ -48,63 +80,181 @@ class InlineExtractor:
     ``enrich`` False leaves language detection and the embedding to the transform: for shard task processes
     (``NEWSWIRE_SHARD_EXTRACT_WORKERS`` 1), several of which run at once on one machine, each of which would
     otherwise load the language identifier and the sentence encoder. Their articles reach the transform
-    without a detected language or an embedding, and the transform, one process, computes both in batches
-    (``transform.batch``: ``with_language``, ``_missing_embeddings``).
+    without a detected language, an embedding or features, and the transform, one process, computes them
+    (``transform.batch``: ``with_language``, ``_missing_embeddings``, the clusterer). ``enricher``: see
+    :func:`extract_and_enrich` (only with ``enrich``).
     """
 
-    def __init__(self, *, fast: bool = False, embedding_model: str = DEFAULT_MODEL, enrich: bool = True) -> None:
+    def __init__(
+        self,
+        *,
+        fast: bool = False,
+        embedding_model: str = DEFAULT_MODEL,
+        enrich: bool = True,
+        enricher: Enricher | None = None,
+    ) -> None:
         self._lock = threading.Lock()
         self.fast = fast
         self.embedding_model = embedding_model
         self.enrich = enrich
+        self.enricher = enricher
 
     def extract(self, content: bytes, *, url: str, content_type: str | None) -> ExtractedArticle:
         with self._lock:
             if not self.enrich:
                 return extract_article(content, url=url, content_type=content_type, fast=self.fast)
             return extract_and_enrich(
-                content, url=url, content_type=content_type, fast=self.fast, embedding_model=self.embedding_model
+                content,
+                url=url,
+                content_type=content_type,
+                fast=self.fast,
+                embedding_model=self.embedding_model,
+                enrich=self.enricher,
             )
 
     def close(self) -> None:
         pass
 
 
-def _extract_in_worker(
-    content: bytes, url: str, content_type: str | None, fast: bool, embedding_model: str
-) -> ExtractedArticle:
-    return extract_and_enrich(content, url=url, content_type=content_type, fast=fast, embedding_model=embedding_model)
+def _serve(conn: Connection, fast: bool, embedding_model: str, enrich: Enricher | None) -> None:
+    """A worker process: read (url, content type) then the page bytes, answer with the article or the error,
+    until the parent sends None or goes away."""
+    while True:
+        try:
+            request = conn.recv()
+            if request is None:
+                return
+            url, content_type = request
+            content = conn.recv_bytes()
+        except (EOFError, OSError):
+            return
+        try:
+            article = extract_and_enrich(
+                content, url=url, content_type=content_type, fast=fast, embedding_model=embedding_model, enrich=enrich
+            )
+        except ExtractionError as exc:
+            conn.send(("refused", str(exc), exc.reason))
+        except Exception as exc:  # a bug, not the page's fault: re-raised in the parent as it was here
+            conn.send(("raised", _picklable(exc), None))
+        else:
+            conn.send(("ok", article, None))
+
+
+def _picklable(exc: Exception) -> Exception:
+    import pickle
+
+    try:
+        pickle.loads(pickle.dumps(exc))
+    except Exception:
+        return RuntimeError(f"extraction worker error: {exc!r}")
+    return exc
+
+
+class _Worker:
+    def __init__(self, context: Any, fast: bool, embedding_model: str, enrich: Enricher | None) -> None:
+        self.conn, child = context.Pipe(duplex=True)
+        self.process = context.Process(
+            target=_serve, args=(child, fast, embedding_model, enrich), name="newswire-extract", daemon=True
+        )
+        self.process.start()
+        child.close()
+
+    def stop(self, timeout: float) -> None:
+        with contextlib.suppress(OSError, ValueError):  # already gone
+            self.conn.send(None)
+        self.process.join(timeout)
+        if self.process.is_alive():
+            self.process.kill()
+            self.process.join()
+        self.conn.close()
 
 
 class ProcessPoolExtractor:
-    """Extraction spread over worker processes; each worker extracts one page at a time."""
+    """Extraction spread over worker processes; each worker extracts one page at a time.
 
-    def __init__(self, workers: int, *, fast: bool = False, embedding_model: str = DEFAULT_MODEL) -> None:
+    Workers start when first needed, up to ``workers``; a caller waits for an idle one. A worker that dies on
+    a page (native crash, OOM) fails that page only (``worker_crashed``) and is replaced on the next demand.
+    """
+
+    def __init__(
+        self, workers: int, *, fast: bool = False, embedding_model: str = DEFAULT_MODEL, enrich: Enricher | None = None
+    ) -> None:
         self.workers = workers
         self.fast = fast
         self.embedding_model = embedding_model
-        self._pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("forkserver"))
+        self.enrich = enrich
+        self._context = multiprocessing.get_context("forkserver")
+        self._idle: queue.SimpleQueue[_Worker] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._started = 0
+        self._all: set[_Worker] = set()
+        self._closed = False
+
+    def _acquire(self) -> _Worker:
+        """An idle worker, else a new one while fewer than ``workers`` run, else the next to become idle."""
+        while True:
+            try:
+                return self._idle.get_nowait()
+            except queue.Empty:
+                pass
+            with self._lock:
+                if self._closed:
+                    raise RuntimeError("the extractor is closed")
+                if self._started < self.workers:
+                    self._started += 1
+                    try:
+                        worker = _Worker(self._context, self.fast, self.embedding_model, self.enrich)
+                    except BaseException:
+                        self._started -= 1
+                        raise
+                    self._all.add(worker)
+                    return worker
+            try:  # a timeout, not a plain wait: a worker that died frees a slot without becoming idle
+                return self._idle.get(timeout=0.2)
+            except queue.Empty:
+                continue
+
+    def _retire(self, worker: _Worker) -> None:
+        with self._lock:
+            self._all.discard(worker)
+            self._started -= 1
+        worker.stop(timeout=0)
 
     def extract(self, content: bytes, *, url: str, content_type: str | None) -> ExtractedArticle:
+        worker = self._acquire()
         try:
-            return self._pool.submit(
-                _extract_in_worker, content, url, content_type, self.fast, self.embedding_model
-            ).result()
-        except BrokenProcessPool as exc:
-            # A page that kills its worker (native crash, OOM) is that page's failure, not the run's.
-            self._pool = ProcessPoolExecutor(
-                max_workers=self.workers, mp_context=multiprocessing.get_context("forkserver")
-            )
-            raise ExtractionError(f"extraction worker died on {url}: {exc}", reason="worker_crashed") from exc
+            worker.conn.send((url, content_type))
+            worker.conn.send_bytes(content)
+            status, value, reason = worker.conn.recv()
+        except (EOFError, OSError) as exc:
+            # A page that kills its worker is that page's failure, not the run's.
+            self._retire(worker)
+            raise ExtractionError(f"extraction worker died on {url}: {exc!r}", reason="worker_crashed") from exc
+        except BaseException:
+            self._retire(worker)  # interrupted mid-exchange: the pipe's state is unknown
+            raise
+        self._idle.put(worker)
+        if status == "ok":
+            return value  # type: ignore[no-any-return]
+        if status == "refused":
+            raise ExtractionError(value, reason=reason)
+        raise value
 
     def close(self) -> None:
-        self._pool.shutdown(wait=True, cancel_futures=True)
+        with self._lock:
+            self._closed = True
+            workers, self._all = list(self._all), set()
+            self._started = 0
+        for worker in workers:
+            worker.stop(timeout=5)
 
 
-def make_extractor(workers: int, *, fast: bool = False, embedding_model: str = DEFAULT_MODEL) -> Extractor:
+def make_extractor(
+    workers: int, *, fast: bool = False, embedding_model: str = DEFAULT_MODEL, enrich: Enricher | None = None
+) -> Extractor:
     """``workers`` 0 = one per CPU; 1 = inline. ``fast``: see :func:`ingest.extract.extract_article`;
-    ``embedding_model``: ``NEWSWIRE_EMBEDDING_MODEL``."""
+    ``embedding_model``: ``NEWSWIRE_EMBEDDING_MODEL``; ``enrich``: see :func:`extract_and_enrich`."""
     count = workers or (os.cpu_count() or 1)
     if count <= 1:
-        return InlineExtractor(fast=fast, embedding_model=embedding_model)
-    return ProcessPoolExtractor(count, fast=fast, embedding_model=embedding_model)
+        return InlineExtractor(fast=fast, embedding_model=embedding_model, enricher=enrich)
+    return ProcessPoolExtractor(count, fast=fast, embedding_model=embedding_model, enrich=enrich)

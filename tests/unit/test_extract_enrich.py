@@ -60,3 +60,88 @@ def test_embedding_can_be_turned_off() -> None:
     extractor = make_extractor(1, embedding_model="none")
     page = extractor.extract(PAGE.encode("utf-8"), url=URL, content_type="text/html")
     assert page.embedding is None and page.detected_language == "zh"
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_workers_add_the_transforms_features_and_the_message_carries_them(workers: int) -> None:
+    from pipeline.enrich import feature_enricher
+    from transform.carried import carried_features, parse_carried
+
+    extractor = make_extractor(workers, embedding_model="none", enrich=feature_enricher())
+    try:
+        page = extractor.extract(PAGE.encode("utf-8"), url=URL, content_type="text/html")
+    finally:
+        extractor.close()
+    assert page.features == carried_features(page.title, page.text, "zh", title_weight=2)
+    entry = FeedEntry(guid="g", link=URL, title=None, summary=None, published=None, updated=None, author=None,
+                      tags=(), language=None)  # fmt: skip
+    message = article_message(
+        article_id="a" * 32,
+        canonical_url=URL,
+        entry=entry,
+        feed=FeedSpec(url="https://huanqiuwang.example/rss", name="Huanqiu"),
+        page=page,
+        fetched_at=datetime(2026, 4, 14, 3, tzinfo=UTC),
+        run_id="run",
+    )
+    decoded = contracts.decode(contracts.ARTICLES, contracts.encode(contracts.ARTICLES, message))
+    carried = parse_carried(
+        decoded["features"], title=decoded["title"], text=decoded["text"], language="zh", title_weight=2
+    )
+    assert carried is not None and carried.counts  # the transform will use them
+
+
+def _fail(article: object) -> dict[str, object]:
+    raise ValueError("a bug in the enrichment")
+
+
+def test_a_failing_enrichment_leaves_the_article_without_features() -> None:
+    extractor = make_extractor(2, embedding_model="none", enrich=_fail)
+    try:
+        page = extractor.extract(PAGE.encode("utf-8"), url=URL, content_type="text/html")
+    finally:
+        extractor.close()
+    assert page.features is None and page.text
+
+
+def _die(article: object) -> dict[str, object]:
+    import os
+
+    os._exit(3)
+
+
+def test_a_worker_that_dies_fails_its_page_only_and_is_replaced() -> None:
+    from ingest.extract import ExtractionError
+
+    dying = make_extractor(2, embedding_model="none", enrich=_die)
+    try:
+        for _ in range(3):  # more deaths than workers: every one is replaced
+            with pytest.raises(ExtractionError) as err:
+                dying.extract(PAGE.encode("utf-8"), url=URL, content_type="text/html")
+            assert err.value.reason == "worker_crashed"
+    finally:
+        dying.close()
+    extractor = make_extractor(2, embedding_model="none")
+    try:
+        with pytest.raises(ExtractionError) as err:  # a refused page is the page's error, the worker lives on
+            extractor.extract(b"<html><body><p>short</p></body></html>", url=URL, content_type="text/html")
+        assert err.value.reason == "no_body"
+        assert extractor.extract(PAGE.encode("utf-8"), url=URL, content_type="text/html").text
+    finally:
+        extractor.close()
+
+
+def test_many_threads_share_the_workers_and_each_gets_its_own_page() -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from ingest.extract import extract_article
+
+    pages = [PAGE.replace("6.1级", f"{n}.{n}级").encode("utf-8") for n in range(1, 13)]
+    expected = [extract_article(p, url=URL, content_type="text/html").text for p in pages]
+    extractor = make_extractor(2, embedding_model="none")
+    try:
+        with ThreadPoolExecutor(max_workers=6) as pool:
+            got = list(pool.map(lambda p: extractor.extract(p, url=URL, content_type="text/html").text, pages))
+    finally:
+        extractor.close()
+    assert got == expected and len(set(got)) == len(pages)
