@@ -22,10 +22,13 @@ goes as raw bytes (no pickling of the page), the settings once per worker, and o
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import logging
 import multiprocessing
 import os
+import pickle
 import queue
+import struct
 import threading
 from collections.abc import Callable
 from dataclasses import replace
@@ -116,33 +119,76 @@ class InlineExtractor:
         pass
 
 
-def _serve(conn: Connection, fast: bool, embedding_model: str, enrich: Enricher | None) -> None:
-    """A worker process: read (url, content type) then the page bytes, answer with the article or the error,
-    until the parent sends None or goes away."""
+# Pipes are enlarged to this (Linux allows up to /proc/sys/fs/pipe-max-size, 1 MiB by default), so that a
+# page or an article goes in one write and one read: each system call that blocks gives the GIL back, and in a
+# busy parent taking it again can wait a whole switch interval.
+_PIPE_BYTES = 1 << 20
+_HEADER = struct.Struct("<II")  # request: (pickled url and content type, page bytes); reply: (pickle, 0)
+
+
+def _enlarge(fd: int) -> None:
+    if hasattr(fcntl, "F_SETPIPE_SZ"):
+        with contextlib.suppress(OSError):  # not allowed or not a pipe: smaller writes, same bytes
+            fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, _PIPE_BYTES)
+
+
+def _write_frame(fd: int, head: bytes, body: bytes = b"") -> None:
+    """One length-prefixed frame; ``body`` (page bytes) goes as is, never pickled."""
+    frame = memoryview(b"".join((_HEADER.pack(len(head), len(body)), head, body)))
+    while frame:
+        frame = frame[os.write(fd, frame) :]
+
+
+def _read_exact(fd: int, size: int, first: bytes = b"") -> bytes:
+    chunks, have = [first], len(first)
+    while have < size:
+        chunk = os.read(fd, max(size - have, _PIPE_BYTES))
+        if not chunk:
+            raise EOFError("the other end of the pipe is gone")
+        chunks.append(chunk)
+        have += len(chunk)
+    return b"".join(chunks)
+
+
+def _read_frame(fd: int) -> tuple[bytes, bytes]:
+    """The (head, body) of the next frame; EOFError when the writer is gone. Reads as much as the pipe holds
+    at once: usually the whole frame in one system call."""
+    data = _read_exact(fd, _HEADER.size, os.read(fd, _PIPE_BYTES))
+    head_size, body_size = _HEADER.unpack_from(data)
+    data = _read_exact(fd, _HEADER.size + head_size + body_size, data)
+    view = memoryview(data)
+    return bytes(view[_HEADER.size : _HEADER.size + head_size]), bytes(view[_HEADER.size + head_size :])
+
+
+def _serve(
+    requests: Connection, replies: Connection, fast: bool, embedding_model: str, enrich: Enricher | None
+) -> None:
+    """A worker process: read a page with its URL and content type, answer with the article or the error, until
+    the parent closes its end."""
+    rfd, wfd = requests.fileno(), replies.fileno()
     while True:
         try:
-            request = conn.recv()
-            if request is None:
-                return
-            url, content_type = request
-            content = conn.recv_bytes()
+            head, content = _read_frame(rfd)
         except (EOFError, OSError):
             return
+        url, content_type = pickle.loads(head)
         try:
             article = extract_and_enrich(
                 content, url=url, content_type=content_type, fast=fast, embedding_model=embedding_model, enrich=enrich
             )
         except ExtractionError as exc:
-            conn.send(("refused", str(exc), exc.reason))
+            reply: tuple[str, Any, str | None] = ("refused", str(exc), exc.reason)
         except Exception as exc:  # a bug, not the page's fault: re-raised in the parent as it was here
-            conn.send(("raised", _picklable(exc), None))
+            reply = ("raised", _picklable(exc), None)
         else:
-            conn.send(("ok", article, None))
+            reply = ("ok", article, None)
+        try:
+            _write_frame(wfd, pickle.dumps(reply, protocol=pickle.HIGHEST_PROTOCOL))
+        except OSError:
+            return
 
 
 def _picklable(exc: Exception) -> Exception:
-    import pickle
-
     try:
         pickle.loads(pickle.dumps(exc))
     except Exception:
@@ -151,22 +197,35 @@ def _picklable(exc: Exception) -> Exception:
 
 
 class _Worker:
+    """One worker process and its two pipes (requests in, replies out)."""
+
     def __init__(self, context: Any, fast: bool, embedding_model: str, enrich: Enricher | None) -> None:
-        self.conn, child = context.Pipe(duplex=True)
+        child_requests, self._requests = context.Pipe(duplex=False)
+        self._replies, child_replies = context.Pipe(duplex=False)
+        for end in (self._requests, self._replies):
+            _enlarge(end.fileno())
         self.process = context.Process(
-            target=_serve, args=(child, fast, embedding_model, enrich), name="newswire-extract", daemon=True
+            target=_serve,
+            args=(child_requests, child_replies, fast, embedding_model, enrich),
+            name="newswire-extract",
+            daemon=True,
         )
         self.process.start()
-        child.close()
+        child_requests.close()
+        child_replies.close()
+
+    def extract(self, content: bytes, url: str, content_type: str | None) -> tuple[str, Any, str | None]:
+        _write_frame(self._requests.fileno(), pickle.dumps((url, content_type)), content)
+        head, _ = _read_frame(self._replies.fileno())
+        return pickle.loads(head)  # type: ignore[no-any-return]
 
     def stop(self, timeout: float) -> None:
-        with contextlib.suppress(OSError, ValueError):  # already gone
-            self.conn.send(None)
+        self._requests.close()  # the worker reads end-of-file and returns
         self.process.join(timeout)
         if self.process.is_alive():
             self.process.kill()
             self.process.join()
-        self.conn.close()
+        self._replies.close()
 
 
 class ProcessPoolExtractor:
@@ -223,9 +282,7 @@ class ProcessPoolExtractor:
     def extract(self, content: bytes, *, url: str, content_type: str | None) -> ExtractedArticle:
         worker = self._acquire()
         try:
-            worker.conn.send((url, content_type))
-            worker.conn.send_bytes(content)
-            status, value, reason = worker.conn.recv()
+            status, value, reason = worker.extract(content, url, content_type)
         except (EOFError, OSError) as exc:
             # A page that kills its worker is that page's failure, not the run's.
             self._retire(worker)

@@ -21,7 +21,7 @@ import psycopg
 import pytest
 from test_transform_equivalence import ALL_TIME, ORDER, labelled_messages, snapshot, with_traffic_noise
 
-from bench.transform import run_batches, stream_messages
+from bench.transform import run_batches, stream_messages, with_carried_features
 from ingest.extract import ExtractedArticle
 from newswire.warehouse import Warehouse
 from pipeline.enrich import feature_enricher
@@ -47,7 +47,7 @@ def warehouses(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[list[
 
 
 def as_extracted(m: dict[str, Any]) -> ExtractedArticle:
-    """What an extraction worker would have made the message from."""
+    """What an extraction worker would have made the message from (for features made under other settings)."""
     return ExtractedArticle(
         text=m["text"], title=m["title"], author=None, published_at=None, language=m["language"], site_name=None,
         description=None, categories=(), tags=(), image=None, canonical_url=None, og_url=None,
@@ -55,8 +55,7 @@ def as_extracted(m: dict[str, Any]) -> ExtractedArticle:
 
 
 def with_features(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    enrich = feature_enricher()
-    return [{**m, "features": enrich(as_extracted(m))} for m in messages]
+    return with_carried_features(messages, ClusteringConfig())
 
 
 def with_unusable_features(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
