@@ -77,28 +77,31 @@ def parse_carried(value: Any, *, title: str, text: str, language: str | None, ti
         return None
 
 
+def _only(values: Any, kind: type) -> bool:
+    """Whether ``values`` is a list of exactly ``kind`` items (``bool`` is not an ``int`` here); the type set is
+    built in C, which matters at a few hundred terms per article."""
+    return isinstance(values, list) and set(map(type, values)) <= {kind}
+
+
 def _parse(value: Mapping[str, Any]) -> TextFeatures:
     terms, counts = value["terms"], value["tf"]
-    if not (isinstance(terms, list) and isinstance(counts, list) and len(terms) == len(counts)):
-        raise ValueError("terms and counts differ in length")
-    if not all(type(term) is str for term in terms) or not all(type(n) is int and n > 0 for n in counts):
-        raise ValueError("terms must be strings, counts positive integers")
+    if not (_only(terms, str) and _only(counts, int) and len(terms) == len(counts)):
+        raise ValueError("terms must be strings, with as many integer counts")
+    if counts and min(counts) <= 0:
+        raise ValueError("counts must be positive")
     by_term = dict(zip(terms, counts, strict=True))
     if len(by_term) != len(terms):
         raise ValueError("a term is listed twice")
     cues = value["cues"]
-    if not isinstance(cues, list) or not all(type(cue) is str for cue in cues):
+    if not _only(cues, str):
         raise ValueError("cues must be strings")
-    entities = value["entities"]
-    if not isinstance(entities, list) or not all(
-        isinstance(item, list) and len(item) == 3 and all(type(part) is str for part in item) for item in entities
+    entities, surfaces = value["entities"], value["surfaces"]
+    for items, width, what in (
+        (entities, 3, "entities: [kind, key, display]"),
+        (surfaces, 2, "surfaces: [term, word]"),
     ):
-        raise ValueError("entities must be [kind, key, display] strings")
-    surfaces = value["surfaces"]
-    if not isinstance(surfaces, list) or not all(
-        isinstance(pair, list) and len(pair) == 2 and type(pair[0]) is str and type(pair[1]) is str for pair in surfaces
-    ):
-        raise ValueError("surfaces must be [term, word] strings")
+        if not _only(items, list) or any(len(item) != width or not _only(item, str) for item in items):
+            raise ValueError(f"malformed {what}")
     novelty = value["novelty"]
     if type(novelty) is not bool:
         raise ValueError("novelty must be a boolean")
