@@ -302,7 +302,7 @@ def _retry_dead_letters(args: argparse.Namespace, settings: Any, warehouse: Any)
     from newswire.deadletters import DeadLetterStage
     from newswire.messaging import Publisher, ensure_topics, make_producer
     from newswire.redrive import RedriveResult, redrive_messages, select_dead_letters
-    from pipeline.enrich import feature_enricher
+    from pipeline.enrich import enricher_for
 
     rows = select_dead_letters(warehouse, ids=args.ids or (), stage=args.stage)
     if not rows:
@@ -316,7 +316,7 @@ def _retry_dead_letters(args: argparse.Namespace, settings: Any, warehouse: Any)
         if ingest:
             run_id = f"retry__{time.strftime('%Y%m%dT%H%M%S')}__{uuid.uuid4().hex[:6]}"
             result.add(
-                redrive_ingest(settings, bootstrap, ingest, run_id=run_id, feeds=feeds, enrich=feature_enricher())
+                redrive_ingest(settings, bootstrap, ingest, run_id=run_id, feeds=feeds, enrich=enricher_for(settings))
             )
         if decode:
             ensure_topics(bootstrap, settings)

@@ -13,6 +13,7 @@ from typing import Any
 
 from ingest.extract import ExtractedArticle
 from ingest.extract_workers import Enricher
+from newswire.settings import Settings
 from transform.carried import carried_features
 from transform.clustering import ClusteringConfig
 
@@ -28,3 +29,10 @@ def clustering_features(article: ExtractedArticle, *, title_weight: int) -> dict
 def feature_enricher(config: ClusteringConfig | None = None) -> Enricher:
     """The enrichment for ``ingest``'s extractors, for a transform running ``config`` (default: defaults)."""
     return partial(clustering_features, title_weight=(config or ClusteringConfig()).title_weight)
+
+
+def enricher_for(settings: Settings) -> Enricher | None:
+    """The enrichment ingest's extractors run under ``settings`` (``NEWSWIRE_EXTRACT_FEATURES``): the features,
+    or nothing. On a machine where extraction already uses every core, the features cost the workers what they
+    save the transform."""
+    return feature_enricher() if settings.extract_features else None

@@ -63,7 +63,7 @@ def ingest_shard(
     from ingest.shards import poll_shard
     from newswire.broker import bootstrap_servers
     from newswire.settings import load_settings
-    from pipeline.enrich import feature_enricher
+    from pipeline.enrich import enricher_for
 
     settings = load_settings()
     with bootstrap_servers(settings) as bootstrap:
@@ -74,7 +74,7 @@ def ingest_shard(
             shard=int(shard["shard"]),
             run_id=run_id,
             interval=(interval_start, interval_end),
-            enrich=feature_enricher(),
+            enrich=enricher_for(settings),
         )
 
 
@@ -104,7 +104,7 @@ def archive_shard(
     from ingest.schedule_store import plan_shards
     from ingest.shards import shard_totals
     from newswire.settings import load_settings
-    from pipeline.enrich import feature_enricher
+    from pipeline.enrich import enricher_for
 
     settings = load_settings()
     planned = archive.plan_feeds(list_feeds(selection))  # sitemaps once per site, decided over the whole list
@@ -119,7 +119,7 @@ def archive_shard(
         interval_end=interval_end,
         refetch=refetch,
         extract_workers=settings.shard_extract_workers,
-        enrich=feature_enricher(),
+        enrich=enricher_for(settings),
     )
     return shard_totals(reports, failures, shard=index, kind="archive", run_id=run_id, seconds=time.monotonic() - t0)
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from ingest.feedlist import FeedSpec
 from ingest.stage import IngestSummary, ingest_feeds
 from newswire.settings import Settings
-from pipeline.enrich import feature_enricher
+from pipeline.enrich import enricher_for
 from transform.stage import TransformSummary, run_transform
 
 
@@ -34,7 +34,7 @@ def run_passes(
 ) -> PassSummary:
     """Ingest ``feeds`` and transform what they published; ``overlap=False`` runs the stages in turn."""
     t0 = time.monotonic()
-    enrich = feature_enricher()
+    enrich = enricher_for(settings)
     if not overlap:
         ingest = ingest_feeds(settings, bootstrap, feeds, run_id=run_id, enrich=enrich)
         ingest_seconds = time.monotonic() - t0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,6 +14,7 @@ from ingest.feeds import FeedEntry
 from ingest.messages import article_message
 from newswire import contracts
 from newswire.embedding import DEFAULT_MODEL, embed_articles, encoder_for, from_message
+from transform.carried import carried_features
 
 BODY = (
     "据台湾“中央灾害应变中心”消息，台湾东部花莲县近海14日上午发生6.1级地震，目前已造成至少7人死亡、186人受伤。"
@@ -65,7 +67,7 @@ def test_embedding_can_be_turned_off() -> None:
 @pytest.mark.parametrize("workers", [1, 2])
 def test_workers_add_the_transforms_features_and_the_message_carries_them(workers: int) -> None:
     from pipeline.enrich import feature_enricher
-    from transform.carried import carried_features, parse_carried
+    from transform.carried import parse_carried
 
     extractor = make_extractor(workers, embedding_model="none", enrich=feature_enricher())
     try:
@@ -145,3 +147,17 @@ def test_many_threads_share_the_workers_and_each_gets_its_own_page() -> None:
     finally:
         extractor.close()
     assert got == expected and len(set(got)) == len(pages)
+
+
+def test_the_features_follow_the_setting(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from newswire.settings import load_settings
+    from pipeline.enrich import enricher_for
+
+    monkeypatch.setenv("NEWSWIRE_EXTRACT_FEATURES", "false")
+    assert enricher_for(load_settings(home=tmp_path)) is None
+    monkeypatch.delenv("NEWSWIRE_EXTRACT_FEATURES")
+    enrich = enricher_for(load_settings(home=tmp_path))  # on by default
+    assert enrich is not None
+    page = make_extractor(1, embedding_model="none").extract(PAGE.encode("utf-8"), url=URL, content_type=None)
+    assert page.features is None  # inline extraction without an enricher adds none
+    assert enrich(page) == carried_features(page.title, page.text, "zh", title_weight=2)
