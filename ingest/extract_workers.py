@@ -135,31 +135,46 @@ def _enlarge(fd: int) -> None:
 
 
 def _write_frame(fd: int, head: bytes, body: bytes = b"") -> None:
-    """One length-prefixed frame; ``body`` (page bytes) goes as is, never pickled."""
-    frame = memoryview(b"".join((_HEADER.pack(len(head), len(body)), head, body)))
-    while frame:
-        frame = frame[os.write(fd, frame) :]
+    """One length-prefixed frame in one gathered write: ``body`` (page bytes) goes as is, never copied."""
+    parts = [_HEADER.pack(len(head), len(body)), head, body]
+    written = os.writev(fd, parts)
+    total = sum(map(len, parts))
+    if written < total:  # the pipe could not take it all at once (a page larger than the pipe): the rest in turn
+        rest = memoryview(b"".join(parts))[written:]
+        while rest:
+            rest = rest[os.write(fd, rest) :]
 
 
-def _read_exact(fd: int, size: int, first: bytes = b"") -> bytes:
-    chunks, have = [first], len(first)
+def _read_into(fd: int, view: memoryview, have: int, size: int) -> int:
     while have < size:
-        chunk = os.read(fd, max(size - have, _PIPE_BYTES))
-        if not chunk:
+        got = os.readv(fd, [view[have:size]])
+        if not got:
             raise EOFError("the other end of the pipe is gone")
-        chunks.append(chunk)
-        have += len(chunk)
-    return b"".join(chunks)
+        have += got
+    return have
 
 
-def _read_frame(fd: int) -> tuple[bytes, bytes]:
-    """The (head, body) of the next frame; EOFError when the writer is gone. Reads as much as the pipe holds
-    at once: usually the whole frame in one system call."""
-    data = _read_exact(fd, _HEADER.size, os.read(fd, _PIPE_BYTES))
-    head_size, body_size = _HEADER.unpack_from(data)
-    data = _read_exact(fd, _HEADER.size + head_size + body_size, data)
-    view = memoryview(data)
-    return bytes(view[_HEADER.size : _HEADER.size + head_size]), bytes(view[_HEADER.size + head_size :])
+def _read_frame(fd: int, buffer: bytearray) -> tuple[bytes, bytes]:
+    """The (head, body) of the next frame; EOFError when the writer is gone.
+
+    Reads into ``buffer``, allocated once per pipe end, as much as the pipe holds at once (usually the whole
+    frame in one system call): a fresh large buffer per read would be allocated and shrunk on every page, in the
+    many threads that fetch pages, and the allocator keeps such memory. Only one frame is ever in flight on a
+    pipe, so reading ahead never takes part of the next one.
+    """
+    view = memoryview(buffer)
+    have = os.readv(fd, [view])
+    if not have:
+        raise EOFError("the other end of the pipe is gone")
+    have = _read_into(fd, view, have, _HEADER.size)
+    head_size, body_size = _HEADER.unpack_from(buffer)
+    size = _HEADER.size + head_size + body_size
+    if size > len(buffer):  # a frame larger than the buffer: the rest goes into one of its own size
+        view = memoryview(bytearray(size))
+        view[:have] = memoryview(buffer)[:have]
+    _read_into(fd, view, have, size)
+    split = _HEADER.size + head_size
+    return bytes(view[_HEADER.size : split]), bytes(view[split:size])
 
 
 def _serve(
@@ -168,9 +183,10 @@ def _serve(
     """A worker process: read a page with its URL and content type, answer with the article or the error, until
     the parent closes its end."""
     rfd, wfd = requests.fileno(), replies.fileno()
+    buffer = bytearray(_PIPE_BYTES)
     while True:
         try:
-            head, content = _read_frame(rfd)
+            head, content = _read_frame(rfd, buffer)
         except (EOFError, OSError):
             return
         url, content_type = pickle.loads(head)
@@ -215,10 +231,11 @@ class _Worker:
         self.process.start()
         child_requests.close()
         child_replies.close()
+        self._buffer = bytearray(_PIPE_BYTES)  # replies are read into it (one caller at a time per worker)
 
     def extract(self, content: bytes, url: str, content_type: str | None) -> tuple[str, Any, str | None]:
         _write_frame(self._requests.fileno(), pickle.dumps((url, content_type)), content)
-        head, _ = _read_frame(self._replies.fileno())
+        head, _ = _read_frame(self._replies.fileno(), self._buffer)
         return pickle.loads(head)  # type: ignore[no-any-return]
 
     def stop(self, timeout: float) -> None:

@@ -161,3 +161,16 @@ def test_the_features_follow_the_setting(tmp_path: Path, monkeypatch: pytest.Mon
     page = make_extractor(1, embedding_model="none").extract(PAGE.encode("utf-8"), url=URL, content_type=None)
     assert page.features is None  # inline extraction without an enricher adds none
     assert enrich(page) == carried_features(page.title, page.text, "zh", title_weight=2)
+
+
+def test_a_page_larger_than_the_pipe_goes_through_whole() -> None:
+    from ingest.extract import extract_article
+
+    padding = "<!-- " + "x" * (3 << 20) + " -->"  # three times the enlarged pipe: partial writes and a large frame
+    page = PAGE.replace("<body>", f"<body>{padding}").encode("utf-8")
+    extractor = make_extractor(2, embedding_model="none")
+    try:
+        got = extractor.extract(page, url=URL, content_type="text/html")
+    finally:
+        extractor.close()
+    assert got.text == extract_article(page, url=URL, content_type="text/html").text
