@@ -6,11 +6,16 @@ warehouse writes shows up without the broker's fixed waits, on DuckDB or Postgre
 
 * ``transform``: N synthetic articles (:func:`bench.quality.synthetic_stream`, messages carrying their
   embedding as ingest sends them) encoded as on the topic, then decoded and applied batch by batch with
-  :class:`transform.batch.BatchProcessor` on a fresh warehouse; articles/s and a cProfile top list;
-* ``--rebuild``: ``rebuild_events`` over every stored article afterwards (the window spans the whole stream).
+  :class:`transform.batch.BatchProcessor` on a fresh warehouse; articles/s and a cProfile top list. Two
+  phases: ``computed``, messages without clustering features (as shard tasks that extract inline send them:
+  the transform computes them), and ``carried``, the same messages with the ``features`` the extraction
+  workers add (``pipeline.enrich``), which is what ``newswire run`` now publishes; ``--features`` picks one;
+* ``--rebuild``: ``rebuild_events`` over every stored article afterwards (the window spans the whole stream),
+  on the last phase's warehouse.
 
-Run ``python -m bench.transform [--articles 2000] [--warehouse-url URL] [--profile] [--rebuild]``. The
-stream's embeddings are computed once per size and cached under the system temp directory.
+Run ``python -m bench.transform [--articles 2000] [--warehouse-url URL] [--features both|computed|carried]
+[--profile] [--rebuild]``. The stream's embeddings are computed once per size and cached under the system
+temp directory; the carried features are computed before the clock starts (their cost is the workers').
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ import hashlib
 import io
 import json
 import pstats
+import shutil
 import sys
 import tempfile
 import time
@@ -99,6 +105,22 @@ def stream_messages(count: int, *, embeddings: bool = True, seed: int = 7) -> li
     return [{**m, "embedding": v} for m, v in zip(messages, vectors, strict=True)]
 
 
+def with_carried_features(messages: Sequence[dict[str, Any]], config: ClusteringConfig) -> list[dict[str, Any]]:
+    """The messages with the ``features`` an extraction worker adds for a transform of ``config``."""
+    from ingest.extract import ExtractedArticle
+    from pipeline.enrich import feature_enricher
+
+    enrich = feature_enricher(config)
+    out = []
+    for m in messages:
+        page = ExtractedArticle(
+            text=m["text"], title=m["title"], author=None, published_at=None, language=m["language"],
+            site_name=None, description=None, categories=(), tags=(), image=None, canonical_url=None, og_url=None,
+        )  # fmt: skip
+        out.append({**m, "features": enrich(page)})
+    return out
+
+
 def records(messages: Sequence[dict[str, Any]]) -> list[tuple[str, bytes]]:
     """The messages as they sit on the topic: (key, JSON bytes)."""
     return [(m["article_id"], contracts.encode(contracts.ARTICLES, m)) for m in messages]
@@ -156,11 +178,42 @@ def _profile_top(profiler: cProfile.Profile, top: int) -> str:
     return out.getvalue()
 
 
+def _phase(
+    url: str | None,
+    topic: Sequence[tuple[str, bytes]],
+    *,
+    batch: int,
+    config: ClusteringConfig,
+    profile: bool,
+    top: int,
+) -> tuple[dict[str, Any], Warehouse, Path]:
+    workdir = Path(tempfile.mkdtemp(prefix="nw-bench-transform-"))
+    warehouse = fresh_warehouse(url, workdir)
+    profiler = cProfile.Profile() if profile else None
+    t0 = time.perf_counter()
+    if profiler:
+        profiler.enable()
+    result = run_batches(warehouse, topic, batch_size=batch, config=config)
+    if profiler:
+        profiler.disable()
+    seconds = time.perf_counter() - t0
+    result.update(seconds=round(seconds, 2), articles_per_s=round(len(topic) / seconds, 1))
+    if profiler:
+        print(_profile_top(profiler, top))
+    return result, warehouse, workdir
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.transform", description=__doc__.split("\n")[0])
     parser.add_argument("--articles", type=int, default=2000)
     parser.add_argument("--batch", type=int, default=500)
     parser.add_argument("--warehouse-url", help="postgresql://… (a fresh schema is made); default: a DuckDB file")
+    parser.add_argument(
+        "--features",
+        choices=("both", "computed", "carried"),
+        default="both",
+        help="messages without clustering features, with those the extraction workers add, or both in turn",
+    )
     parser.add_argument("--profile", action="store_true", help="cProfile the transform, print the top entries")
     parser.add_argument("--top", type=int, default=25)
     parser.add_argument("--rebuild", action="store_true", help="then time rebuild_events over every article")
@@ -171,28 +224,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     messages = stream_messages(args.articles, embeddings=not args.no_embeddings)
     config = ClusteringConfig(embedding_model="none") if args.no_embeddings else ClusteringConfig()
-    topic = records(messages)
-    report: dict[str, Any] = {"articles": len(topic), "warehouse": "postgres" if args.warehouse_url else "duckdb"}
-    with tempfile.TemporaryDirectory(prefix="nw-bench-transform-") as tmp:
-        warehouse = fresh_warehouse(args.warehouse_url, Path(tmp))
-        profiler = cProfile.Profile() if args.profile else None
-        t0 = time.perf_counter()
-        if profiler:
-            profiler.enable()
-        result = run_batches(warehouse, topic, batch_size=args.batch, config=config)
-        if profiler:
-            profiler.disable()
-        seconds = time.perf_counter() - t0
-        report.update(result, seconds=round(seconds, 2), articles_per_s=round(len(topic) / seconds, 1))
-        if profiler:
-            print(_profile_top(profiler, args.top))
-        if args.rebuild:
-            from transform.rebuild import rebuild_events
+    phases = ("computed", "carried") if args.features == "both" else (args.features,)
+    report: dict[str, Any] = {"articles": len(messages), "warehouse": "postgres" if args.warehouse_url else "duckdb"}
+    warehouse, workdir = None, None
+    for phase in phases:
+        topic = records(messages if phase == "computed" else with_carried_features(messages, config))
+        if workdir is not None:
+            shutil.rmtree(workdir, ignore_errors=True)
+        result, warehouse, workdir = _phase(
+            args.warehouse_url, topic, batch=args.batch, config=config, profile=args.profile, top=args.top
+        )
+        report[phase] = result
+        print(f"{phase}: {result['articles_per_s']} articles/s ({result['seconds']} s)", file=sys.stderr, flush=True)
+    assert warehouse is not None and workdir is not None
+    if args.rebuild:
+        from transform.rebuild import rebuild_events
 
-            t0 = time.perf_counter()
-            everything = (datetime(1970, 1, 1, tzinfo=UTC), datetime(2100, 1, 1, tzinfo=UTC))
-            stats = rebuild_events(warehouse, None, *everything, config=config)
-            report["rebuild"] = {**stats.as_dict(), "wall_seconds": round(time.perf_counter() - t0, 2)}
+        t0 = time.perf_counter()
+        everything = (datetime(1970, 1, 1, tzinfo=UTC), datetime(2100, 1, 1, tzinfo=UTC))
+        stats = rebuild_events(warehouse, None, *everything, config=config)
+        report["rebuild"] = {**stats.as_dict(), "wall_seconds": round(time.perf_counter() - t0, 2)}
+    shutil.rmtree(workdir, ignore_errors=True)
     print(json.dumps(report, indent=1), flush=True)
     if args.json:
         args.json.write_text(json.dumps(report, indent=1) + "\n", "utf-8")

@@ -38,6 +38,7 @@ from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from ingest.errors import ArchiveError, FetchError, HttpStatusError
+from ingest.extract_workers import Enricher
 from ingest.feedlist import FeedSpec, feed_from_dict
 from ingest.feeds import FeedEntry, FeedParseError, parse_feed
 from ingest.http import Fetcher
@@ -541,6 +542,7 @@ def archive_feeds(
     interval_end: datetime | str | None,
     refetch: bool = False,
     extract_workers: int | None = 1,
+    enrich: Enricher | None = None,
 ) -> tuple[list[dict[str, Any]], dict[str, str]]:
     """Archive the day of many feeds in one process (one session, feeds concurrently, hosts interleaved):
     the reports of the feeds done, and the failing feeds with their error. A failing feed does not stop the
@@ -564,6 +566,7 @@ def archive_feeds(
             interval=(day.start, day.end),
             extract_workers=extract_workers,
             enrich_inline=False,  # a shard task beside others: language and embeddings in the transform
+            enrich=enrich,  # used only by worker processes (extract_workers > 1)
         ) as poller,
     ):
         # Rows of many feeds per transaction, the file not held across fetches (see ingest.ledger.LedgerBuffer):

@@ -67,6 +67,9 @@ class ExtractedArticle:
     # Filled by the extraction worker after extraction (see ingest.extract_workers), not by extract_article:
     detected_language: str | None = None  # identified from the text, for pages and feeds that declare none
     embedding: Embedding | None = None  # multilingual title+lead vector for story clustering
+    # What the injected enrichment adds (pipeline.enrich: the transform's clustering features), carried as is
+    # in the article message's ``features`` field; ingest does not look inside.
+    features: dict[str, Any] | None = None
 
 
 def extract_article(

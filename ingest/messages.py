@@ -57,6 +57,8 @@ def article_message(
     }
     if page.embedding is not None:
         message["embedding"] = to_message(page.embedding)
+    if page.features is not None:
+        message["features"] = page.features
     return message
 
 

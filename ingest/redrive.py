@@ -15,6 +15,7 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
+from ingest.extract_workers import Enricher
 from ingest.feedlist import FeedSpec
 from ingest.messages import entry_from_payload
 from ingest.poll import FeedFailed
@@ -50,6 +51,7 @@ def redrive_ingest(
     *,
     run_id: str,
     feeds: Sequence[FeedSpec] = (),
+    enrich: Enricher | None = None,
 ) -> RedriveResult:
     """Retry the ingest dead letters in ``rows`` (as returned by ``select_dead_letters``)."""
     result = RedriveResult()
@@ -63,7 +65,7 @@ def redrive_ingest(
     if not by_feed:
         return result
     ids = [row["dead_letter_id"] for group in by_feed.values() for row in group]
-    with ingest_session(settings, bootstrap, run_id=run_id) as poller:
+    with ingest_session(settings, bootstrap, run_id=run_id, enrich=enrich) as poller:
         warehouse = poller.ledger.warehouse
         for feed_url, group in by_feed.items():
             spec = feed_spec_for(warehouse, feed_url, feeds, group[0]["payload"])

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from ingest.extract_workers import Enricher
 from ingest.feedlist import FeedSpec
 from ingest.poll import FeedFailed, FeedReport
 from ingest.schedule_policy import FeedSchedule, Limits, PollOutcome, ServerHints, plan_next, retry_after_delay
@@ -163,9 +164,10 @@ def poll_scheduled(
     token: str,
     interval: tuple[datetime | None, datetime | None] = (None, None),
     extract_workers: int | None = None,
+    enrich: Enricher | None = None,
 ) -> tuple[IngestSummary, list[str]]:
     """Poll ``feeds`` (claimed under ``token``) and record each one's next poll; returns the summary and the
-    feeds disabled by this pass."""
+    feeds disabled by this pass. ``enrich``: see :func:`ingest.stage.ingest_session` (worker processes only)."""
     store = schedule_store(settings)
     recorder = ScheduleRecorder(store, limits_of(settings), token, store.states([f.url for f in feeds]), batched=True)
     # Every row of the pass is written by the ledger's flushes, the schedule rows in the same transactions
@@ -181,6 +183,7 @@ def poll_scheduled(
         batched=True,
         flush_hooks=[recorder.take],
         enrich_inline=False,  # several shard processes at once: the models load once, in the transform
+        enrich=enrich,
     )
     return summary, recorder.disabled
 
@@ -193,9 +196,10 @@ def poll_shard(
     shard: int,
     run_id: str,
     interval: tuple[datetime | None, datetime | None] = (None, None),
+    enrich: Enricher | None = None,
 ) -> dict[str, Any]:
     """Poll the feeds ``token`` still holds for ``shard``; a JSON summary whose ``summary`` line names the
-    failing feeds."""
+    failing feeds. ``enrich``: see :func:`poll_scheduled`."""
     store = schedule_store(settings)
     urls = set(store.claimed(token, shard, utcnow(), timedelta(minutes=settings.claim_ttl_minutes)))
     feeds = [f for f in configured_feeds(settings) if f.url in urls]
@@ -207,6 +211,7 @@ def poll_shard(
         token=token,
         interval=interval,
         extract_workers=settings.shard_extract_workers,
+        enrich=enrich,
     )
     statuses = Counter(r.status for r in summary.reports)
     return shard_totals(

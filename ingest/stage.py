@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from ingest.extract_workers import Extractor, InlineExtractor, make_extractor
+from ingest.extract_workers import Enricher, Extractor, InlineExtractor, make_extractor
 from ingest.feedlist import FeedSpec, load_feed_list
 from ingest.http import Fetcher, HttpPolicy
 from ingest.ledger import IngestLedger
@@ -59,9 +59,12 @@ def ingest_session(
     interval: tuple[datetime | None, datetime | None] = (None, None),
     extract_workers: int | None = None,
     enrich_inline: bool = True,
+    enrich: Enricher | None = None,
 ) -> Iterator[FeedPoller]:
     """The per-process resources of an ingest pass. ``enrich_inline`` False: an inline extractor (one worker)
-    leaves language detection and embeddings to the transform (:class:`~ingest.extract_workers.InlineExtractor`)."""
+    leaves language detection and embeddings to the transform (:class:`~ingest.extract_workers.InlineExtractor`).
+    ``enrich``: what the extractor adds to each article besides (the ``pipeline`` layer passes the transform's
+    feature extraction; see :func:`~ingest.extract_workers.extract_and_enrich`)."""
     warehouse = Warehouse(settings.resolved_warehouse_url)
     warehouse.migrate()
     purge_expired(warehouse, settings.raw_retention_days)
@@ -70,7 +73,7 @@ def ingest_session(
     throttle = HostThrottle(settings.host_interval)
     workers = settings.extract_workers if extract_workers is None else extract_workers
     extractor: Extractor = (
-        make_extractor(workers, fast=settings.extract_fast, embedding_model=settings.embedding_model)
+        make_extractor(workers, fast=settings.extract_fast, embedding_model=settings.embedding_model, enrich=enrich)
         if enrich_inline or (workers or os.cpu_count() or 1) > 1
         else InlineExtractor(fast=settings.extract_fast, enrich=False)
     )
@@ -138,13 +141,14 @@ def ingest_feeds(
     batched: bool = False,
     flush_hooks: Sequence[Callable[[], Callable[[Cursor], None] | None]] = (),
     enrich_inline: bool = True,
+    enrich: Enricher | None = None,
 ) -> IngestSummary:
     """Poll every feed; a failing feed is reported in ``failures`` and does not stop the others.
 
     ``on_done`` is called from the polling thread after each feed, with its report or its failure (the feed
     schedule records both). ``batched``: every ledger write waits for a flush of many feeds (see
     :class:`ingest.ledger.LedgerBuffer`), the shape for processes that share a DuckDB file; ``flush_hooks``
-    add rows to each flush's transaction; ``enrich_inline``: see :func:`ingest_session`.
+    add rows to each flush's transaction; ``enrich_inline``, ``enrich``: see :func:`ingest_session`.
     """
     summary = IngestSummary(run_id=run_id)
     t0 = time.monotonic()
@@ -155,6 +159,7 @@ def ingest_feeds(
         interval=interval,
         extract_workers=extract_workers,
         enrich_inline=enrich_inline,
+        enrich=enrich,
     ) as poller:
         poller.ledger.buffer.batched = batched
         poller.ledger.buffer.hooks.extend(flush_hooks)

@@ -87,6 +87,11 @@ class Settings(BaseSettings):
         "extraction time, but a page its own heuristics read badly keeps the shorter text (or becomes a no_body "
         "dead letter).",
     )
+    extract_features: bool = Field(
+        True,
+        description="Extraction worker processes also compute the transform's clustering features and the "
+        "article message carries them (the transform then skips that work); false leaves it to the transform.",
+    )
     embedding_model: str = Field(
         "use-multilingual-v3",
         description="Multilingual sentence encoder for story clustering: 'use-multilingual-v3' (weights in the "

@@ -302,6 +302,7 @@ def _retry_dead_letters(args: argparse.Namespace, settings: Any, warehouse: Any)
     from newswire.deadletters import DeadLetterStage
     from newswire.messaging import Publisher, ensure_topics, make_producer
     from newswire.redrive import RedriveResult, redrive_messages, select_dead_letters
+    from pipeline.enrich import enricher_for
 
     rows = select_dead_letters(warehouse, ids=args.ids or (), stage=args.stage)
     if not rows:
@@ -314,7 +315,9 @@ def _retry_dead_letters(args: argparse.Namespace, settings: Any, warehouse: Any)
     with _publishing_broker(settings) as (bootstrap, owned):
         if ingest:
             run_id = f"retry__{time.strftime('%Y%m%dT%H%M%S')}__{uuid.uuid4().hex[:6]}"
-            result.add(redrive_ingest(settings, bootstrap, ingest, run_id=run_id, feeds=feeds))
+            result.add(
+                redrive_ingest(settings, bootstrap, ingest, run_id=run_id, feeds=feeds, enrich=enricher_for(settings))
+            )
         if decode:
             ensure_topics(bootstrap, settings)
             publisher = Publisher(make_producer(bootstrap, settings, client_id="newswire-redrive"))

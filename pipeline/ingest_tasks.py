@@ -63,6 +63,7 @@ def ingest_shard(
     from ingest.shards import poll_shard
     from newswire.broker import bootstrap_servers
     from newswire.settings import load_settings
+    from pipeline.enrich import enricher_for
 
     settings = load_settings()
     with bootstrap_servers(settings) as bootstrap:
@@ -73,6 +74,7 @@ def ingest_shard(
             shard=int(shard["shard"]),
             run_id=run_id,
             interval=(interval_start, interval_end),
+            enrich=enricher_for(settings),
         )
 
 
@@ -94,6 +96,7 @@ def archive_day(
     from ingest import archive
     from ingest.shards import shard_totals
     from newswire.settings import load_settings
+    from pipeline.enrich import enricher_for
 
     settings = load_settings()
     planned = archive.plan_feeds(list_feeds(selection))  # sitemaps once per site, decided over the whole list
@@ -105,6 +108,7 @@ def archive_day(
         interval_end=interval_end,
         refetch=refetch,
         extract_workers=settings.shard_extract_workers,
+        enrich=enricher_for(settings),
     )
     return shard_totals(reports, failures, shard=0, kind="archive", run_id=run_id, seconds=time.monotonic() - t0)
 

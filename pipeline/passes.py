@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from ingest.feedlist import FeedSpec
 from ingest.stage import IngestSummary, ingest_feeds
 from newswire.settings import Settings
+from pipeline.enrich import enricher_for
 from transform.stage import TransformSummary, run_transform
 
 
@@ -33,8 +34,9 @@ def run_passes(
 ) -> PassSummary:
     """Ingest ``feeds`` and transform what they published; ``overlap=False`` runs the stages in turn."""
     t0 = time.monotonic()
+    enrich = enricher_for(settings)
     if not overlap:
-        ingest = ingest_feeds(settings, bootstrap, feeds, run_id=run_id)
+        ingest = ingest_feeds(settings, bootstrap, feeds, run_id=run_id, enrich=enrich)
         ingest_seconds = time.monotonic() - t0
         transform = run_transform(settings, bootstrap)
         return PassSummary(ingest, transform, ingest_seconds, time.monotonic() - t0)
@@ -52,7 +54,7 @@ def run_passes(
     consumer = threading.Thread(target=consume, name="transform", daemon=True)
     consumer.start()
     try:
-        ingest = ingest_feeds(settings, bootstrap, feeds, run_id=run_id)
+        ingest = ingest_feeds(settings, bootstrap, feeds, run_id=run_id, enrich=enrich)
     finally:
         # Set only after ingest returned: every message it published has been acknowledged by then.
         ingesting.clear()

@@ -1,7 +1,9 @@
 """The in-process transform benchmark (``python -m bench.transform``): one small run of every phase.
 
 No speed assertions: what is checked is that the run really processed the stream (every message accounted
-for, events written and sent) and that the rebuild phase re-assigned every stored article.
+for, events written and sent) in both phases (messages without features, messages carrying the extraction
+workers' features, all of which the transform used), that both phases give the same results, and that the
+rebuild phase re-assigned every stored article.
 """
 
 from __future__ import annotations
@@ -12,12 +14,19 @@ from pathlib import Path
 from bench.transform import main
 
 
-def test_small_run_covers_transform_and_rebuild(tmp_path: Path) -> None:
+def test_small_run_covers_both_feature_phases_and_rebuild(tmp_path: Path) -> None:
     out = tmp_path / "report.json"
     assert main(["--articles", "120", "--batch", "50", "--no-embeddings", "--rebuild", "--json", str(out)]) == 0
     report = json.loads(out.read_text("utf-8"))
-    stats = report["stats"]
-    assert stats["messages"] == report["articles"] == 120
-    assert stats["new_articles"] + stats["duplicates"] + stats["replays"] + stats["dead_letters"] == 120
-    assert stats["new_articles"] > 80 and report["events_sent"] > 20 and report["articles_per_s"] > 0
-    assert report["rebuild"]["articles"] == stats["new_articles"]
+    computed, carried = report["computed"], report["carried"]
+    for phase in (computed, carried):
+        stats = phase["stats"]
+        assert stats["messages"] == report["articles"] == 120
+        assert stats["new_articles"] + stats["duplicates"] + stats["replays"] + stats["dead_letters"] == 120
+        assert stats["new_articles"] > 80 and phase["events_sent"] > 20 and phase["articles_per_s"] > 0
+    assert computed["stats"]["features_carried"] == 0
+    assert carried["stats"]["features_carried"] == carried["stats"]["new_articles"]
+    same = {k: v for k, v in carried["stats"].items() if k != "features_carried"}
+    assert same == {k: v for k, v in computed["stats"].items() if k != "features_carried"}
+    assert carried["events_sent"] == computed["events_sent"]
+    assert report["rebuild"]["articles"] == carried["stats"]["new_articles"]

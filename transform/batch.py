@@ -33,6 +33,8 @@ from newswire.faults import fault_point
 from newswire.langid import detect_language
 from newswire.messaging import Publisher
 from newswire.warehouse import Warehouse, utcnow
+from transform.carried import FIELD as CARRIED_FIELD
+from transform.carried import parse_carried
 from transform.clustering import ClusteringConfig
 from transform.consumer import Incoming
 from transform.documents import ArticleDoc
@@ -53,6 +55,7 @@ class BatchStats:
     dead_letters: int = 0
     events_changed: int = 0
     events_published: int = 0
+    features_carried: int = 0  # new articles clustered with the features their message carried
     duplicate_methods: dict[str, int] = field(default_factory=dict)
 
     def add(self, other: BatchStats) -> None:
@@ -65,6 +68,7 @@ class BatchStats:
             "dead_letters",
             "events_changed",
             "events_published",
+            "features_carried",
         ):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         for k, v in other.duplicate_methods.items():
@@ -260,6 +264,8 @@ class BatchProcessor:
         view.new_rows.append(article_row(m, load_order=view.order(), now=view.now))
         view.by_hash[m["content_hash"]] = article_id
         stats.new_articles += 1
+        if self._prime_carried(state, doc, m):
+            stats.features_carried += 1
         assignment = state.assign(doc)
         view.features[article_id] = state.exported.pop(article_id)
         view.by_id[article_id] = KnownArticle(
@@ -270,6 +276,21 @@ class BatchProcessor:
         for gone in assignment.merged:
             view.merges.append((gone, assignment.event_id))
             view.touched.discard(gone)
+
+    def _prime_carried(self, state: StoryState, doc: ArticleDoc, m: dict[str, Any]) -> bool:
+        """Hand the clusterer the features the message carries when they are of this configuration and of
+        exactly this title, text and language (:mod:`transform.carried`); else it computes them."""
+        carried = parse_carried(
+            m.get(CARRIED_FIELD),
+            title=doc.title,
+            text=doc.text,
+            language=doc.language,
+            title_weight=self.config.title_weight,
+        )
+        if carried is None:
+            return False
+        state.clusterer.prime_text_features(doc, carried)
+        return True
 
     def _duplicate(
         self,

@@ -63,7 +63,9 @@ __all__ = [
     "EventProfile",
     "StaleFeatures",
     "StoryClusterer",
+    "TextFeatures",
     "UnknownEvent",
+    "text_features",
 ]
 
 # Bumped whenever feature extraction (text.py, entities.py, _features) changes what it computes:
@@ -211,16 +213,52 @@ def _weight(tf: int) -> int:
     return round(_WEIGHT_SCALE * (1.0 + math.log(tf)))
 
 
-def _features(doc: ArticleDoc, config: ClusteringConfig, embedding: Embedding | None) -> _Features:
-    title, text = doc.title[:_MAX_TITLE_CHARS], doc.text[:_MAX_TEXT_CHARS]
-    title_terms = content_terms(title, doc.language)
-    body_terms = content_terms(text, doc.language)
+@dataclass(frozen=True)
+class TextFeatures:
+    """The part of an article's features that depends only on its title, text and language (and
+    ``title_weight``): everything but the outlet's own names, which :func:`_with_doc` removes.
+
+    It is what the extraction workers compute beside trafilatura and the article message carries
+    (:mod:`transform.carried`), so the order of ``counts`` and ``surfaces`` is kept as computed: the stored
+    features (``article_features``) serialise those dicts in that order.
+    """
+
+    counts: dict[str, int]  # stem -> occurrences (title occurrences count title_weight times), first-seen order
+    cues: frozenset[str]  # every cue key, the outlet's names included
+    entity_kinds: tuple[tuple[str, str, str], ...]  # (kind, key, display), the outlet's names included
+    surfaces: dict[str, str]
+    novelty: bool
+
+
+def text_features(title: str, text: str, language: str | None, title_weight: int) -> TextFeatures:
+    """Tokenisation, terms, cues, surfaces and novelty of one article: the costly part of :func:`_features`.
+
+    ``language`` is the article's base language as :class:`ArticleDoc` normalises it.
+    """
+    title, text = title[:_MAX_TITLE_CHARS], text[:_MAX_TEXT_CHARS]
+    title_terms = content_terms(title, language)
+    body_terms = content_terms(text, language)
     counts: Counter[str] = Counter(body_terms)
     for term in title_terms:
-        counts[term] += config.title_weight
+        counts[term] += title_weight
+    cues = extract_cues(title, text, language)
+    return TextFeatures(
+        counts=dict(counts),
+        cues=_cue_keys(cues),
+        entity_kinds=_entity_kinds(cues),
+        surfaces=_surfaces(f"{title}\n{text}", language, {term: _weight(tf) for term, tf in counts.items()}),
+        novelty=_announces_new_incident(title, text),
+    )
+
+
+def _features(doc: ArticleDoc, config: ClusteringConfig, embedding: Embedding | None) -> _Features:
+    return _with_doc(text_features(doc.title, doc.text, doc.language, config.title_weight), doc, embedding)
+
+
+def _with_doc(text: TextFeatures, doc: ArticleDoc, embedding: Embedding | None) -> _Features:
+    """An article's features from its text features: the outlet's own names removed, the document's fields."""
     # interned: the same term string is shared by every event and posting key that holds it
-    terms = {sys.intern(term): _weight(tf) for term, tf in counts.items()}
-    cues = extract_cues(title, text, doc.language)
+    terms = {sys.intern(term): _weight(tf) for term, tf in text.counts.items()}
     outlet = {f"e:{key}" for key in outlet_keys(doc.source)}
     return _Features(
         article_id=doc.article_id,
@@ -228,10 +266,10 @@ def _features(doc: ArticleDoc, config: ClusteringConfig, embedding: Embedding | 
         language=doc.language,
         published_at=doc.published_at,
         terms=terms,
-        cues=_cue_keys(cues) - outlet,
-        entity_kinds=tuple(item for item in _entity_kinds(cues) if f"e:{item[1]}" not in outlet),
-        surfaces=_surfaces(f"{title}\n{text}", doc.language, terms),
-        novelty=_announces_new_incident(title, text),
+        cues=text.cues - outlet,
+        entity_kinds=tuple(item for item in text.entity_kinds if f"e:{item[1]}" not in outlet),
+        surfaces=text.surfaces,
+        novelty=text.novelty,
         embedding=embedding,
     )
 
@@ -714,6 +752,12 @@ class StoryClusterer:
         if parsed.article_id != doc.article_id:
             raise ClusteringError(f"stored features of {parsed.article_id!r} offered for {doc.article_id!r}")
         self._last_features = (doc, parsed)
+
+    def prime_text_features(self, doc: ArticleDoc, text: TextFeatures) -> None:
+        """Let the next :meth:`assign` of ``doc`` use text features computed elsewhere (an extraction worker,
+        see :mod:`transform.carried`) for the very title, text and language of ``doc``: the assignment and the
+        exported features are those ``assign(doc)`` makes, without tokenising again here."""
+        self._last_features = (doc, _with_doc(text, doc, self._embedding_of(doc)))
 
     def _stored_features(self, features: Mapping[str, Any]) -> _Features:
         if features.get("v") != FEATURES_VERSION or features.get("title_weight") != self.config.title_weight:

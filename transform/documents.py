@@ -40,9 +40,13 @@ class ArticleDoc:
             raise InvalidArticleDoc(f"published_at of {self.article_id!r} must be timezone-aware")
         if self.published_at.utcoffset():
             object.__setattr__(self, "published_at", self.published_at.astimezone(UTC))
-        language = (self.language or "").strip().lower()
-        # "fr-FR", "en_GB" -> "fr", "en": the language-specific rules only know base languages.
-        base = language.replace("_", "-").split("-", 1)[0] if language else ""
-        object.__setattr__(self, "language", base or None)
+        object.__setattr__(self, "language", base_language(self.language))
         object.__setattr__(self, "title", self.title or "")
         object.__setattr__(self, "text", self.text or "")
+
+
+def base_language(language: str | None) -> str | None:
+    """The base language ("fr-FR", "en_GB" -> "fr", "en"): the language-specific rules only know those."""
+    lowered = (language or "").strip().lower()
+    base = lowered.replace("_", "-").split("-", 1)[0] if lowered else ""
+    return base or None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,6 +14,7 @@ from ingest.feeds import FeedEntry
 from ingest.messages import article_message
 from newswire import contracts
 from newswire.embedding import DEFAULT_MODEL, embed_articles, encoder_for, from_message
+from transform.carried import carried_features
 
 BODY = (
     "据台湾“中央灾害应变中心”消息，台湾东部花莲县近海14日上午发生6.1级地震，目前已造成至少7人死亡、186人受伤。"
@@ -60,3 +62,115 @@ def test_embedding_can_be_turned_off() -> None:
     extractor = make_extractor(1, embedding_model="none")
     page = extractor.extract(PAGE.encode("utf-8"), url=URL, content_type="text/html")
     assert page.embedding is None and page.detected_language == "zh"
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_workers_add_the_transforms_features_and_the_message_carries_them(workers: int) -> None:
+    from pipeline.enrich import feature_enricher
+    from transform.carried import parse_carried
+
+    extractor = make_extractor(workers, embedding_model="none", enrich=feature_enricher())
+    try:
+        page = extractor.extract(PAGE.encode("utf-8"), url=URL, content_type="text/html")
+    finally:
+        extractor.close()
+    assert page.features == carried_features(page.title, page.text, "zh", title_weight=2)
+    entry = FeedEntry(guid="g", link=URL, title=None, summary=None, published=None, updated=None, author=None,
+                      tags=(), language=None)  # fmt: skip
+    message = article_message(
+        article_id="a" * 32,
+        canonical_url=URL,
+        entry=entry,
+        feed=FeedSpec(url="https://huanqiuwang.example/rss", name="Huanqiu"),
+        page=page,
+        fetched_at=datetime(2026, 4, 14, 3, tzinfo=UTC),
+        run_id="run",
+    )
+    decoded = contracts.decode(contracts.ARTICLES, contracts.encode(contracts.ARTICLES, message))
+    carried = parse_carried(
+        decoded["features"], title=decoded["title"], text=decoded["text"], language="zh", title_weight=2
+    )
+    assert carried is not None and carried.counts  # the transform will use them
+
+
+def _fail(article: object) -> dict[str, object]:
+    raise ValueError("a bug in the enrichment")
+
+
+def test_a_failing_enrichment_leaves_the_article_without_features() -> None:
+    extractor = make_extractor(2, embedding_model="none", enrich=_fail)
+    try:
+        page = extractor.extract(PAGE.encode("utf-8"), url=URL, content_type="text/html")
+    finally:
+        extractor.close()
+    assert page.features is None and page.text
+
+
+def _die(article: object) -> dict[str, object]:
+    import os
+
+    os._exit(3)
+
+
+def test_a_worker_that_dies_fails_its_page_only_and_is_replaced() -> None:
+    from ingest.extract import ExtractionError
+
+    dying = make_extractor(2, embedding_model="none", enrich=_die)
+    try:
+        for _ in range(3):  # more deaths than workers: every one is replaced
+            with pytest.raises(ExtractionError) as err:
+                dying.extract(PAGE.encode("utf-8"), url=URL, content_type="text/html")
+            assert err.value.reason == "worker_crashed"
+    finally:
+        dying.close()
+    extractor = make_extractor(2, embedding_model="none")
+    try:
+        with pytest.raises(ExtractionError) as err:  # a refused page is the page's error, the worker lives on
+            extractor.extract(b"<html><body><p>short</p></body></html>", url=URL, content_type="text/html")
+        assert err.value.reason == "no_body"
+        assert extractor.extract(PAGE.encode("utf-8"), url=URL, content_type="text/html").text
+    finally:
+        extractor.close()
+
+
+def test_many_threads_share_the_workers_and_each_gets_its_own_page() -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from ingest.extract import extract_article
+
+    pages = [PAGE.replace("6.1级", f"{n}.{n}级").encode("utf-8") for n in range(1, 13)]
+    expected = [extract_article(p, url=URL, content_type="text/html").text for p in pages]
+    extractor = make_extractor(2, embedding_model="none")
+    try:
+        with ThreadPoolExecutor(max_workers=6) as pool:
+            got = list(pool.map(lambda p: extractor.extract(p, url=URL, content_type="text/html").text, pages))
+    finally:
+        extractor.close()
+    assert got == expected and len(set(got)) == len(pages)
+
+
+def test_the_features_follow_the_setting(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from newswire.settings import load_settings
+    from pipeline.enrich import enricher_for
+
+    monkeypatch.setenv("NEWSWIRE_EXTRACT_FEATURES", "false")
+    assert enricher_for(load_settings(home=tmp_path)) is None
+    monkeypatch.delenv("NEWSWIRE_EXTRACT_FEATURES")
+    enrich = enricher_for(load_settings(home=tmp_path))  # on by default
+    assert enrich is not None
+    page = make_extractor(1, embedding_model="none").extract(PAGE.encode("utf-8"), url=URL, content_type=None)
+    assert page.features is None  # inline extraction without an enricher adds none
+    assert enrich(page) == carried_features(page.title, page.text, "zh", title_weight=2)
+
+
+def test_a_page_larger_than_the_pipe_goes_through_whole() -> None:
+    from ingest.extract import extract_article
+
+    padding = "<!-- " + "x" * (3 << 20) + " -->"  # three times the enlarged pipe: partial writes and a large frame
+    page = PAGE.replace("<body>", f"<body>{padding}").encode("utf-8")
+    extractor = make_extractor(2, embedding_model="none")
+    try:
+        got = extractor.extract(page, url=URL, content_type="text/html")
+    finally:
+        extractor.close()
+    assert got.text == extract_article(page, url=URL, content_type="text/html").text

@@ -1,0 +1,149 @@
+"""Features carried in the article messages change nothing in the warehouse, only who computes them.
+
+The same records go through the transform three times, on DuckDB and on PostgreSQL: without ``features`` (as
+shard tasks that extract inline send them), with the features the extraction workers compute
+(``pipeline.enrich``), and with features that must not be used (another feature version, another title
+weight, another language, malformed). Every table the transform writes (articles, duplicates, events with
+their versions, memberships, stored features, batch records, dead letters but for the undecodable record's
+bytes) must be identical, before and after a rebuild; the transform's count of carried features shows which run
+really used them.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+from test_transform_equivalence import ALL_TIME, ORDER, labelled_messages, snapshot, with_traffic_noise
+
+from bench.transform import run_batches, stream_messages, with_carried_features
+from ingest.extract import ExtractedArticle
+from newswire.warehouse import Warehouse
+from pipeline.enrich import feature_enricher
+from transform.clustering import FEATURES_VERSION, ClusteringConfig
+from transform.rebuild import rebuild_events
+
+pytestmark = pytest.mark.integration
+
+PG_DSN = "postgresql://postgres@127.0.0.1:5432/test"
+
+
+@pytest.fixture(params=["duckdb", pytest.param("postgres", marks=pytest.mark.postgres)])
+def warehouses(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[list[str]]:
+    """Three empty warehouses of one backend."""
+    if request.param == "duckdb":
+        yield [f"duckdb:///{tmp_path / f'w{n}.duckdb'}" for n in range(3)]
+        return
+    schemas = [f"nwcarried_{uuid.uuid4().hex[:12]}" for _ in range(3)]
+    yield [f"{PG_DSN}?schema={schema}" for schema in schemas]
+    with psycopg.connect(PG_DSN, autocommit=True) as conn:
+        for schema in schemas:
+            conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+
+
+def as_extracted(m: dict[str, Any]) -> ExtractedArticle:
+    """What an extraction worker would have made the message from (for features made under other settings)."""
+    return ExtractedArticle(
+        text=m["text"], title=m["title"], author=None, published_at=None, language=m["language"], site_name=None,
+        description=None, categories=(), tags=(), image=None, canonical_url=None, og_url=None,
+    )  # fmt: skip
+
+
+def with_features(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return with_carried_features(messages, ClusteringConfig())
+
+
+def with_unusable_features(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each message carries features the transform must refuse, in turn: another feature version, another
+    title weight, computed under another language, and malformed in three ways."""
+    spoiled = []
+    for number, m in enumerate(with_features(messages)):
+        features = dict(m["features"])
+        kind = number % 6
+        if kind == 0:
+            features["v"] = FEATURES_VERSION - 1
+        elif kind == 1:
+            features = feature_enricher(ClusteringConfig(title_weight=3))(as_extracted(m))
+        elif kind == 2:
+            features = feature_enricher()(as_extracted({**m, "language": "de" if m["language"] != "de" else "fr"}))
+        elif kind == 3:
+            features["tf"] = features["tf"][:-1]
+        elif kind == 4:
+            features["cues"] = {"not": "a list"}
+        else:
+            del features["surfaces"]
+        spoiled.append({**m, "features": features})
+    return spoiled
+
+
+def assert_same_warehouse(first: str, second: str) -> dict[str, int]:
+    """Every table equal but for wall-clock columns, and but for the dead letters' payloads: those keep the
+    undecodable record's bytes, which include the features when it carried some."""
+    one, two = snapshot(first), snapshot(second)
+    for table in ORDER:
+        left, right = one[table], two[table]
+        if table == "dead_letters":
+            left, right = ([{k: v for k, v in row.items() if k != "payload"} for row in rows] for rows in (left, right))
+        assert len(left) == len(right), table
+        for expected, got in zip(left, right, strict=True):
+            assert got == expected, table
+    return {table: len(rows) for table, rows in one.items()}
+
+
+def run(url: str, messages: list[dict[str, Any]], config: ClusteringConfig, batch: int) -> dict[str, Any]:
+    warehouse = Warehouse(url)
+    warehouse.migrate()
+    stats = run_batches(warehouse, with_traffic_noise(messages), batch_size=batch, config=config)["stats"]
+    return stats  # type: ignore[no-any-return]
+
+
+def rebuild(url: str, config: ClusteringConfig, windows: list[tuple[datetime, datetime]]) -> None:
+    for start, end in windows:
+        rebuild_events(Warehouse(url), None, start, end, config=config)
+
+
+def check(
+    urls: list[str],
+    messages: list[dict[str, Any]],
+    config: ClusteringConfig,
+    batch: int,
+    windows: list[tuple[datetime, datetime]],
+) -> dict[str, int]:
+    plain, carried, unusable = urls
+    stats = [
+        run(plain, messages, config, batch),
+        run(carried, with_features(messages), config, batch),
+        run(unusable, with_unusable_features(messages), config, batch),
+    ]
+    assert stats[0]["features_carried"] == 0 and stats[2]["features_carried"] == 0
+    assert stats[1]["features_carried"] == stats[1]["new_articles"] > 0  # every new article used its features
+    for other in stats[1:]:
+        assert {k: v for k, v in other.items() if k != "features_carried"} == {
+            k: v for k, v in stats[0].items() if k != "features_carried"
+        }
+    assert_same_warehouse(plain, carried)
+    assert_same_warehouse(plain, unusable)
+    for url in urls:
+        rebuild(url, config, windows)
+    assert_same_warehouse(plain, carried)
+    return assert_same_warehouse(plain, unusable)
+
+
+def test_labelled_corpus_with_and_without_carried_features_gives_one_warehouse(warehouses: list[str]) -> None:
+    from newswire.embedding import DEFAULT_MODEL
+
+    counts = check(warehouses, labelled_messages(), ClusteringConfig(embedding_model=DEFAULT_MODEL), 53, [ALL_TIME])
+    assert counts["articles"] > 300 and counts["events"] > 50 and counts["article_features"] > 300
+
+
+def test_synthetic_stream_with_and_without_carried_features_gives_one_warehouse(warehouses: list[str]) -> None:
+    windows = [(datetime(2025, 5, 1, tzinfo=UTC), datetime(2025, 6, 1, tzinfo=UTC)), ALL_TIME]
+    counts = check(
+        warehouses, stream_messages(1000, embeddings=False), ClusteringConfig(embedding_model="none"), 250, windows
+    )
+    assert counts["articles"] >= 900 and counts["article_duplicates"] > 50 and counts["events"] > 150

@@ -1,0 +1,124 @@
+"""Features carried in the article message (computed by the extraction workers) cluster exactly as features the
+transform computes itself; stale, foreign or malformed ones are refused, never used.
+
+Uses the labelled corpus (entities, numbers, dates, accents, several languages, scripts without spaces) and
+passes every carried payload through the topic's own encoding, as the transform receives it.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from test_clustering import _state  # the white-box state that decides future assignments
+
+from bench.quality import load_corpus
+from bench.transform import article_message
+from newswire import contracts
+from transform.carried import carried_features, input_digest, parse_carried
+from transform.clustering import FEATURES_VERSION, ClusteringConfig, StoryClusterer
+from transform.documents import ArticleDoc
+
+CORPUS = [item.doc for item in load_corpus()]
+CONFIG = ClusteringConfig(embedding_model="none")
+
+
+def _carried(doc: ArticleDoc, *, language: str | None = None, title_weight: int = 2) -> dict[str, Any]:
+    """The features as the transform decodes them: inside an article message encoded for the topic (sorted
+    keys) and decoded (validated) again."""
+    payload = carried_features(doc.title, doc.text, language or doc.language, title_weight=title_weight)
+    encoded = contracts.encode(contracts.ARTICLES, {**article_message(doc), "features": payload})
+    return contracts.decode(contracts.ARTICLES, encoded)["features"]
+
+
+def _parse(payload: Any, doc: ArticleDoc, title_weight: int = 2) -> Any:
+    return parse_carried(payload, title=doc.title, text=doc.text, language=doc.language, title_weight=title_weight)
+
+
+def test_carried_features_give_the_same_assignments_exports_and_state_as_computed_ones() -> None:
+    computed, carried = StoryClusterer(CONFIG), StoryClusterer(CONFIG)
+    for doc in CORPUS:
+        text = _parse(_carried(doc), doc)
+        assert text is not None
+        carried.prime_text_features(doc, text)
+        assert carried.assign(doc) == computed.assign(doc)
+        # byte-identical stored features: same terms and surfaces in the same order
+        assert json.dumps(carried.export_features(doc)) == json.dumps(computed.export_features(doc))
+    assert _state(carried) == _state(computed)
+    assert [carried.profile(e) for e in carried.event_ids()] == [computed.profile(e) for e in computed.event_ids()]
+    assert len(computed) > 50  # the corpus really forms events
+
+
+def test_the_outlets_own_names_are_removed_by_the_transform_whatever_the_worker_saw() -> None:
+    # An outlet that names itself in its text ("(AHP) -"): the worker does not know which source the message
+    # will name, so it keeps every name, and the transform drops the outlet's own.
+    doc = next(d for d in CORPUS if d.article_id == "p2-s25-01" and d.source == "Agence Hexa Presse")
+    exported = []
+    for source in (doc.source, "Some Other Outlet"):
+        renamed = ArticleDoc(**{**doc.__dict__, "source": source})
+        computed, carried = StoryClusterer(CONFIG), StoryClusterer(CONFIG)
+        computed.assign(renamed)
+        text = _parse(_carried(renamed), renamed)
+        assert text is not None and "e:ahp" in text.cues
+        carried.prime_text_features(renamed, text)
+        carried.assign(renamed)
+        assert carried.export_features(renamed) == computed.export_features(renamed)
+        exported.append(set(computed.export_features(renamed)["cues"]))
+    assert exported[1] - exported[0] == {"e:ahp"}  # the removal really happened for the outlet itself
+
+
+def test_features_of_another_version_title_weight_or_input_are_refused() -> None:
+    doc = CORPUS[0]
+    payload = _carried(doc)
+    assert _parse(payload, doc) is not None
+    assert _parse({**payload, "v": FEATURES_VERSION - 1}, doc) is None
+    assert _parse(payload, doc, title_weight=3) is None  # made for another title weight
+    assert _parse(_carried(doc, title_weight=3), doc) is None
+    other_title = ArticleDoc(**{**doc.__dict__, "title": doc.title + " (updated)"})
+    other_text = ArticleDoc(**{**doc.__dict__, "text": doc.text + " Correction appended."})
+    other_language = ArticleDoc(**{**doc.__dict__, "language": "de" if doc.language != "de" else "fr"})
+    for other in (other_title, other_text, other_language):
+        assert _parse(payload, other) is None
+    # the language is compared in its base form, as the transform normalises it
+    assert _parse(_carried(doc, language=f"{doc.language}-XX"), doc) is not None
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"terms": "not a list"},
+        {"tf": [1]},  # fewer counts than terms
+        {"tf": None},
+        {"cues": [1, 2]},
+        {"cues": "e:paris"},
+        {"entities": [["place", "paris"]]},
+        {"entities": [["place", "paris", 3]]},
+        {"surfaces": {"a": "b"}},
+        {"surfaces": [["a"]]},
+        {"novelty": 0},
+        {"in": None},
+    ],
+)
+def test_malformed_features_are_refused(change: dict[str, Any]) -> None:
+    doc = next(d for d in CORPUS if len(d.text) > 500)
+    assert _parse({**_carried(doc), **change}, doc) is None
+
+
+def test_malformed_structure_is_refused() -> None:
+    doc = CORPUS[1]
+    payload = _carried(doc)
+    for key in ("terms", "tf", "cues", "entities", "surfaces", "novelty"):
+        assert _parse({k: v for k, v in payload.items() if k != key}, doc) is None
+    assert _parse({**payload, "tf": [0] * len(payload["tf"])}, doc) is None  # counts are positive
+    assert _parse({**payload, "tf": [True] * len(payload["tf"])}, doc) is None  # not booleans
+    twice = [payload["terms"][0]] * len(payload["terms"])
+    assert _parse({**payload, "terms": twice}, doc) is None
+    for value in (None, [], "x", 3):
+        assert _parse(value, doc) is None
+
+
+def test_the_input_digest_tells_apart_inputs_that_concatenate_alike() -> None:
+    assert input_digest("ab", "c", None) != input_digest("a", "bc", None)
+    assert input_digest("a", "b", None) == input_digest("a", "b", "")
+    assert input_digest("\ud800", "text", "en")  # a lone surrogate (valid in JSON) does not break it

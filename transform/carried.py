@@ -1,0 +1,114 @@
+"""Clustering features computed where the text is extracted, carried to the transform in the article message.
+
+Tokenising, term counting and entity extraction are most of the transform's own cost per article, and they
+depend only on the article's title, text and language. Ingest's extraction workers, one per core, run them
+beside trafilatura (``pipeline.enrich`` injects :func:`carried_features` into the workers: ``ingest`` never
+imports ``transform``), and the message's optional ``features`` field carries the result. The transform
+uses them (:func:`parse_carried`) only when they describe exactly the article it clusters:
+
+* the same ``FEATURES_VERSION`` and ``title_weight`` as its configuration;
+* an input digest equal to that of the title, text and language the transform itself sees (a page without
+  a title of its own gets the feed entry's; a language may come from the feed, not the page): features of
+  other inputs would be other features;
+* a well-formed structure.
+
+Anything else, or no field at all, and the transform computes the features from the text as it always did.
+What the carried features replace is :func:`transform.clustering.text_features`; the outlet's own names are
+removed, and the embedding joined, by the transform, so the stored features and every assignment are those of
+a transform that computed everything itself.
+
+The encoding is compact (terms and their counts as two lists, not the stored ``{term: weight}`` map) since
+it travels with every article; it is an internal transport that other consumers of the topic may ignore.
+Every ordered collection is a list: messages are encoded with sorted keys (``newswire.contracts.encode``),
+which would reorder a map, and the order of terms and surfaces is part of the stored features.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from typing import Any
+
+from transform.clustering import FEATURES_VERSION, TextFeatures, text_features
+from transform.documents import base_language
+
+__all__ = ["FIELD", "carried_features", "input_digest", "parse_carried"]
+
+FIELD = "features"  # the article message's field
+
+
+def input_digest(title: str, text: str, language: str | None) -> str:
+    """What the features are a function of, hashed: lengths first, so no two inputs share an encoding."""
+    digest = hashlib.blake2b(digest_size=16)
+    for part in (title, text, language or ""):
+        encoded = part.encode("utf-8", "surrogatepass")
+        digest.update(len(encoded).to_bytes(8, "little"))
+        digest.update(encoded)
+    return digest.hexdigest()
+
+
+def carried_features(title: str | None, text: str | None, language: str | None, *, title_weight: int) -> dict[str, Any]:
+    """The ``features`` field for an article of this title, text and (declared or detected) language."""
+    title, text, language = title or "", text or "", base_language(language)
+    features = text_features(title, text, language, title_weight)
+    return {
+        "v": FEATURES_VERSION,
+        "tw": title_weight,
+        "in": input_digest(title, text, language),
+        "terms": list(features.counts),
+        "tf": list(features.counts.values()),
+        "cues": sorted(features.cues),
+        "entities": [list(item) for item in features.entity_kinds],
+        "surfaces": [[term, word] for term, word in features.surfaces.items()],
+        "novelty": features.novelty,
+    }
+
+
+def parse_carried(value: Any, *, title: str, text: str, language: str | None, title_weight: int) -> TextFeatures | None:
+    """The text features ``value`` carries for exactly this title, text and (normalised) language; None when
+    there are none, or they are stale, of other inputs or malformed (the caller then computes them)."""
+    if not isinstance(value, Mapping) or value.get("v") != FEATURES_VERSION or value.get("tw") != title_weight:
+        return None
+    if value.get("in") != input_digest(title, text, language):
+        return None
+    try:
+        return _parse(value)
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+def _only(values: Any, kind: type) -> bool:
+    """Whether ``values`` is a list of exactly ``kind`` items (``bool`` is not an ``int`` here); the type set is
+    built in C, which matters at a few hundred terms per article."""
+    return isinstance(values, list) and set(map(type, values)) <= {kind}
+
+
+def _parse(value: Mapping[str, Any]) -> TextFeatures:
+    terms, counts = value["terms"], value["tf"]
+    if not (_only(terms, str) and _only(counts, int) and len(terms) == len(counts)):
+        raise ValueError("terms must be strings, with as many integer counts")
+    if counts and min(counts) <= 0:
+        raise ValueError("counts must be positive")
+    by_term = dict(zip(terms, counts, strict=True))
+    if len(by_term) != len(terms):
+        raise ValueError("a term is listed twice")
+    cues = value["cues"]
+    if not _only(cues, str):
+        raise ValueError("cues must be strings")
+    entities, surfaces = value["entities"], value["surfaces"]
+    for items, width, what in (
+        (entities, 3, "entities: [kind, key, display]"),
+        (surfaces, 2, "surfaces: [term, word]"),
+    ):
+        if not _only(items, list) or any(len(item) != width or not _only(item, str) for item in items):
+            raise ValueError(f"malformed {what}")
+    novelty = value["novelty"]
+    if type(novelty) is not bool:
+        raise ValueError("novelty must be a boolean")
+    return TextFeatures(
+        counts=by_term,
+        cues=frozenset(cues),
+        entity_kinds=tuple((kind, key, display) for kind, key, display in entities),
+        surfaces={term: word for term, word in surfaces},
+        novelty=novelty,
+    )
