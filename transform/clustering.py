@@ -306,7 +306,8 @@ def _parse_features(data: Mapping[str, Any]) -> _Features:
     try:
         published_at = datetime.fromisoformat(data["published_at"])
         language = data["language"]
-        terms = {sys.intern(str(term)): int(weight) for term, weight in data["terms"].items()}
+        stored_terms = data["terms"]
+        terms = dict(zip(map(sys.intern, map(str, stored_terms.keys())), map(int, stored_terms.values()), strict=True))
         entities = tuple((str(kind), str(key), str(display)) for kind, key, display in data["entities"])
         features = _Features(
             article_id=str(data["article_id"]),
@@ -373,15 +374,30 @@ class _Vocabulary:
     def document_frequencies(self, ids: np.ndarray) -> np.ndarray:
         return self._df[ids]
 
+    def frequencies_of(self, keys: list[str]) -> list[int]:
+        """Document frequency of each key (0 for a key no live article has), gathered in one NumPy step."""
+        if not keys:
+            return []
+        ids = self._ids
+        index = np.fromiter((ids.get(key, -1) for key in keys), dtype=np.int64, count=len(keys))
+        found = self._df[index]
+        found[index < 0] = 0
+        return found.tolist()
+
     def add(self, keys: Iterable[str]) -> None:
+        """Count one more article for each of ``keys`` (distinct keys: one article's terms or cues)."""
+        ids = self._ids
+        index = []
         for key in keys:
-            index = self._ids.get(key)
-            if index is None:
-                index = self._free.pop() if self._free else len(self._ids)
-                if index >= len(self._df):
+            found = ids.get(key)
+            if found is None:
+                found = self._free.pop() if self._free else len(ids)
+                if found >= len(self._df):
                     self._df = np.concatenate([self._df, np.zeros(len(self._df), dtype=np.int64)])
-                self._ids[key] = index
-            self._df[index] += 1
+                ids[key] = found
+            index.append(found)
+        if index:
+            self._df[np.array(index, dtype=np.int64)] += 1  # distinct ids: one increment each
 
     def subtract(self, amounts: Counter[str]) -> None:
         for key, amount in amounts.items():
@@ -416,8 +432,10 @@ _MEMBER_TERMS = 40
 
 
 def _member(features: _Features) -> _Member:
-    ranked = sorted(features.terms.items(), key=lambda item: (-item[1], item[0]))[:_MEMBER_TERMS]
-    return _Member(features.article_id, features.source, features.language, features.published_at, tuple(ranked))
+    # the strongest terms, ties by term: what sorted(..., key=(-weight, term))[:n] gives, without a key function
+    ranked = heapq.nsmallest(_MEMBER_TERMS, [(-weight, term) for term, weight in features.terms.items()])
+    top = tuple((term, -weight) for weight, term in ranked)
+    return _Member(features.article_id, features.source, features.language, features.published_at, top)
 
 
 def _keep_earliest(table: dict[str, tuple[Any, ...]], key: str, candidate: tuple[Any, ...]) -> None:
@@ -800,13 +818,20 @@ class StoryClusterer:
         return math.log((1 + len(self._article_event)) / (1 + self._cues.df(key))) + 1.0
 
     def _idfs(self, keys: Iterable[str], vocabulary: _Vocabulary) -> dict[str, float]:
-        """IDF of each key, computed exactly as :meth:`_idf_terms` / :meth:`_idf_cues` do, in one pass."""
+        """IDF of each key, computed exactly as :meth:`_idf_terms` / :meth:`_idf_cues` do, in one pass.
+
+        The frequencies are gathered in one NumPy step, and the logarithm is taken once per distinct frequency
+        (most keys share a handful of small ones): the same float for the same (total, frequency).
+        """
+        keys = list(keys)
         total = 1 + len(self._article_event)
-        ids, df = vocabulary._ids, vocabulary._df
+        memo: dict[int, float] = {}
         out: dict[str, float] = {}
-        for key in keys:
-            index = ids.get(key)
-            out[key] = math.log(total / (1 + (0 if index is None else int(df[index])))) + 1.0
+        for key, frequency in zip(keys, vocabulary.frequencies_of(keys), strict=True):
+            idf = memo.get(frequency)
+            if idf is None:
+                idf = memo[frequency] = math.log(total / (1 + frequency)) + 1.0
+            out[key] = idf
         return out
 
     def _score_candidates(self, features: _Features) -> list[tuple[float, _Event]]:
@@ -829,8 +854,11 @@ class StoryClusterer:
         cue_idf2 = {k: v**2 for k, v in cue_idf.items()}
         article_term_norm = math.sqrt(math.fsum((w * term_idf[t]) ** 2 for t, w in features.terms.items()))
         article_cue_norm = math.sqrt(math.fsum(cue_idf[k] ** 2 for k in features.cues))
-        scored = []
         floor = self.config.semantic_floor
+        # First the cheap parts per candidate (time, dot products), then the events' TF-IDF norms of those with a
+        # non-zero dot product in one NumPy pass over all of them: the norms change with every article stored
+        # (every IDF moves), so they cannot be kept, but one pass costs a fraction of one per event.
+        pending: list[tuple[float, _Event, float, float, float]] = []
         for event in candidates:
             decay = self._time_factor(features.published_at, event)
             if decay <= 0.0:
@@ -838,11 +866,18 @@ class StoryClusterer:
             assert event.first is not None
             if features.novelty and features.published_at - event.first > self.config.novelty_min_gap:
                 decay *= self.config.novelty_penalty
-            text = self._text_cosine(features, event, term_idf2, article_term_norm)
-            cue = self._cue_cosine(features, event, cue_idf2, article_cue_norm)
+            text_dot = self._text_dot(features, event, term_idf2) if article_term_norm else 0.0
+            cue_dot = self._cue_dot(features, event, cue_idf2) if article_cue_norm else 0.0
             meaning = 0.0
             if article_vector is not None and self._vectors.may_reach(approximate, event.event_id, floor):
                 meaning = self._meaning(article_vector, article_vector_norm, event)
+            pending.append((decay, event, text_dot, cue_dot, meaning))
+        text_norms = self._event_norms([event for _, event, dot, _, _ in pending if dot], terms=True)
+        cue_norms = self._event_norms([event for _, event, _, dot, _ in pending if dot], terms=False)
+        scored = []
+        for decay, event, text_dot, cue_dot, meaning in pending:
+            text = _cosine_of(text_dot, article_term_norm, text_norms, event.event_id)
+            cue = _cosine_of(cue_dot, article_cue_norm, cue_norms, event.event_id)
             scored.append((self._combine(text, cue, meaning) * decay, event))
         scored.sort(key=lambda pair: (-pair[0], pair[1].sort_key))
         return scored
@@ -883,40 +918,42 @@ class StoryClusterer:
         nearest.sort(key=lambda item: (item[0], item[1]))
         return candidates + [event for _, _, event in nearest[: config.semantic_candidates]]
 
-    def _text_cosine(
-        self, features: _Features, event: _Event, term_idf2: dict[str, float], article_norm: float
-    ) -> float:
-        if article_norm == 0.0:
-            return 0.0
-        # fsum is exactly rounded, so iterating the smaller side changes nothing in the result
+    @staticmethod
+    def _text_dot(features: _Features, event: _Event, term_idf2: dict[str, float]) -> float:
+        """Dot product of the article's and the event's TF-IDF vectors (``math.fsum``: exact, order-free)."""
         terms, sums = features.terms, event.term_sum
         shared = terms.keys() & sums.keys()  # set intersection in C; products only for shared terms
-        dot = math.fsum([terms[t] * sums[t] * term_idf2[t] for t in shared])
-        if dot == 0.0:
-            return 0.0
-        arrays = event.arrays(self._terms, self._cues)
-        event_norm = self._norm(arrays.term_sums, arrays.term_ids, self._terms)
-        return dot / (article_norm * event_norm) if event_norm else 0.0
+        return math.fsum([terms[t] * sums[t] * term_idf2[t] for t in shared])
 
-    def _cue_cosine(self, features: _Features, event: _Event, cue_idf2: dict[str, float], article_norm: float) -> float:
-        if article_norm == 0.0:
-            return 0.0
+    @staticmethod
+    def _cue_dot(features: _Features, event: _Event, cue_idf2: dict[str, float]) -> float:
         counts = event.cue_counts
-        dot = math.fsum([counts[k] * cue_idf2[k] for k in features.cues & counts.keys()])
-        if dot == 0.0:
-            return 0.0
-        arrays = event.arrays(self._terms, self._cues)
-        event_norm = self._norm(arrays.cue_counts, arrays.cue_ids, self._cues)
-        return dot / (article_norm * event_norm) if event_norm else 0.0
+        return math.fsum([counts[k] * cue_idf2[k] for k in features.cues & counts.keys()])
 
-    def _norm(self, weights: np.ndarray, ids: np.ndarray, vocabulary: _Vocabulary) -> float:
-        """Euclidean norm of an event's TF-IDF vector under the current document frequencies."""
-        if not len(ids):
-            return 0.0
-        frequencies = vocabulary.document_frequencies(ids)
-        idf = np.log((1.0 + len(self._article_event)) / (1.0 + frequencies)) + 1.0
+    def _event_norms(self, events: list[_Event], *, terms: bool) -> dict[str, float]:
+        """Euclidean norm of each event's TF-IDF (or cue) vector under the current document frequencies.
+
+        The events' key-sorted arrays are concatenated for one gather, one logarithm and one product; each event's
+        sum of squares is then taken over its own slice with ``np.sum``, exactly as over its own array (the same
+        values in the same order give the same pairwise sum), so every norm has the bits a per-event computation
+        gives.
+        """
+        if not events:
+            return {}
+        vocabulary = self._terms if terms else self._cues
+        pairs = [event.arrays(self._terms, self._cues) for event in events]
+        ids = np.concatenate([a.term_ids if terms else a.cue_ids for a in pairs])
+        weights = np.concatenate([a.term_sums if terms else a.cue_counts for a in pairs])
+        idf = np.log((1.0 + len(self._article_event)) / (1.0 + vocabulary.document_frequencies(ids))) + 1.0
         weighted = weights * idf
-        return math.sqrt(float(np.sum(weighted * weighted)))
+        squares = weighted * weighted
+        out: dict[str, float] = {}
+        start = 0
+        for event, arrays in zip(events, pairs, strict=True):
+            stop = start + len(arrays.term_ids if terms else arrays.cue_ids)
+            out[event.event_id] = math.sqrt(float(np.sum(squares[start:stop]))) if stop > start else 0.0
+            start = stop
+        return out
 
     def _time_factor(self, moment: datetime, event: _Event) -> float:
         assert event.first is not None and event.last is not None
@@ -935,7 +972,9 @@ class StoryClusterer:
         """Events sharing salient keys with the article, most (IDF-weighted) shared keys first."""
         config = self.config
         terms = features.terms
-        top_terms = heapq.nsmallest(config.query_terms, terms, key=lambda t: (-terms[t] * term_idf[t], t))
+        # the same top terms as nsmallest(key=(-weight * idf, term)), ranked as tuples without a key function
+        ranked_terms = heapq.nsmallest(config.query_terms, [(-w * term_idf[t], t) for t, w in terms.items()])
+        top_terms = [t for _, t in ranked_terms]
         # Same key order as before (top terms by weight, then cues by key): float sums below depend on it.
         keyed = [(f"t:{t}", term_idf[t]) for t in top_terms]
         keyed.extend((f"c:{k}", cue_idf[k]) for k in sorted(features.cues))
@@ -1051,6 +1090,14 @@ class StoryClusterer:
             first_published_at=event.first,
             last_published_at=event.last,
         )
+
+
+def _cosine_of(dot: float, article_norm: float, event_norms: dict[str, float], event_id: str) -> float:
+    """``dot / (article_norm * event_norm)``; 0 without overlap or for a zero vector."""
+    if not dot:
+        return 0.0
+    event_norm = event_norms[event_id]
+    return dot / (article_norm * event_norm) if event_norm else 0.0
 
 
 def _posting_keys(event: _Event) -> Iterable[str]:
