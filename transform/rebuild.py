@@ -120,10 +120,8 @@ def _rebuild(cur: Cursor, start: datetime, end: datetime, config: ClusteringConf
     restored: set[str] = set()
     # Each article's stored features, parsed once: they carry its embedding (the encoder runs only for articles
     # stored before embeddings existed) and, at its first version, everything its assignment needs.
-    stored = {
-        article_id: parsed_features(text)
-        for article_id, text in store.stored_features(sorted({a.article_id for _, a, _ in context} | window_ids)).items()
-    }
+    needed = sorted({a.article_id for _, a, _ in context} | window_ids)
+    stored = {article_id: parsed_features(text) for article_id, text in store.stored_features(needed).items()}
     for _, article, version in sorted(context, key=lambda triple: triple[0]):
         if article.article_id in window_ids or article.article_id in restored or article.event_id is None:
             continue
