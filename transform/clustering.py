@@ -369,7 +369,8 @@ class _Vocabulary:
 
     def ids(self, keys: list[str]) -> np.ndarray:
         """Ids of keys that are all live (every key of a live event is)."""
-        return np.fromiter((self._ids[k] for k in keys), dtype=np.int64, count=len(keys))
+        ids = self._ids
+        return np.array([ids[k] for k in keys], dtype=np.int64)
 
     def document_frequencies(self, ids: np.ndarray) -> np.ndarray:
         return self._df[ids]
@@ -811,14 +812,8 @@ class StoryClusterer:
 
     # --- scoring ----------------------------------------------------------------------------------
 
-    def _idf_terms(self, term: str) -> float:
-        return math.log((1 + len(self._article_event)) / (1 + self._terms.df(term))) + 1.0
-
-    def _idf_cues(self, key: str) -> float:
-        return math.log((1 + len(self._article_event)) / (1 + self._cues.df(key))) + 1.0
-
     def _idfs(self, keys: Iterable[str], vocabulary: _Vocabulary) -> dict[str, float]:
-        """IDF of each key, computed exactly as :meth:`_idf_terms` / :meth:`_idf_cues` do, in one pass.
+        """IDF of each key, ``log((1 + live articles) / (1 + document frequency)) + 1``, in one pass.
 
         The frequencies are gathered in one NumPy step, and the logarithm is taken once per distinct frequency
         (most keys share a handful of small ones): the same float for the same (total, frequency).
@@ -1058,11 +1053,13 @@ class StoryClusterer:
         assert event.first is not None and event.last is not None
         config = self.config
         members = sorted(event.members.values(), key=lambda m: (m.published_at, m.article_id))
-        centroid = {t: w * self._idf_terms(t) for t, w in event.term_sum.items()}
+        # every IDF once; a member's top terms are all among the event's terms
+        idf = self._idfs(event.term_sum, self._terms)
+        centroid = {t: w * idf[t] for t, w in event.term_sum.items()}
         centroid_norm = math.sqrt(math.fsum(v * v for v in centroid.values())) or 1.0
 
         def centrality(member: _Member) -> float:
-            vector = {t: w * self._idf_terms(t) for t, w in member.top_terms}
+            vector = {t: w * idf[t] for t, w in member.top_terms}
             norm = math.sqrt(math.fsum(v * v for v in vector.values())) or 1.0
             return math.fsum(v * centroid.get(t, 0.0) for t, v in vector.items()) / (norm * centroid_norm)
 
@@ -1070,13 +1067,12 @@ class StoryClusterer:
         representative = max(members, key=lambda m: (centrality(m), -m.published_at.timestamp(), m.article_id))
         # Keywords: terms that several articles use, weighted by rarity, shown as a readable word.
         min_support = min(2, len(members))
-        ranked_terms = sorted(
-            (t for t, docs in event.term_docs.items() if docs >= min_support),
-            key=lambda t: (-event.term_sum[t] * self._idf_terms(t), t),
+        term_sum = event.term_sum
+        ranked_terms = heapq.nsmallest(  # the first keyword_count of sorted(key=(-weight * idf, term))
+            config.keyword_count,
+            [(-term_sum[t] * idf[t], t) for t, docs in event.term_docs.items() if docs >= min_support],
         )
-        keywords = _unique(
-            event.surfaces[t][2] if t in event.surfaces else t for t in ranked_terms[: config.keyword_count]
-        )
+        keywords = _unique(event.surfaces[t][2] if t in event.surfaces else t for _, t in ranked_terms)
         return EventProfile(
             event_id=event.event_id,
             article_ids=tuple(m.article_id for m in members),
