@@ -458,6 +458,7 @@ class _Event:
         "first",
         "last",
         "members",
+        "slot",
         "surfaces",
         "term_docs",
         "term_sum",
@@ -481,6 +482,7 @@ class _Event:
         # Exact sum of the members' float16 embeddings (float64 holds each sum exactly), and its norm.
         self.vec_sum: np.ndarray | None = None
         self.vec_norm = 0.0
+        self.slot = -1  # its dense id in the clusterer's postings (see _EventSlots), once live
 
     def arrays(self, terms: _Vocabulary, cues: _Vocabulary) -> _EventArrays:
         """Aggregates as arrays sorted by key, rebuilt only after the event changed.
@@ -544,6 +546,30 @@ class _Event:
         """Older events first: the survivor of a merge is the event with the earliest article."""
         assert self.first is not None
         return (self.first, self.event_id)
+
+
+class _EventSlots:
+    """Dense integer ids of the live events, so that candidate lookups add up posting weights in NumPy.
+
+    Ids are bookkeeping only (never an ordering: candidates are ranked by score, then event id) and are recycled
+    when an event leaves, so the arrays follow the number of live events.
+    """
+
+    def __init__(self) -> None:
+        self.owners: list[_Event | None] = []
+        self._free: list[int] = []
+
+    def take(self, event: _Event) -> None:
+        slot = self._free.pop() if self._free else len(self.owners)
+        if slot == len(self.owners):
+            self.owners.append(None)
+        self.owners[slot] = event
+        event.slot = slot
+
+    def release(self, event: _Event) -> None:
+        self.owners[event.slot] = None
+        self._free.append(event.slot)
+        event.slot = -1
 
 
 class _VectorIndex:
@@ -629,7 +655,8 @@ class StoryClusterer:
         self._article_event: dict[str, str] = {}
         self._terms = _Vocabulary()
         self._cues = _Vocabulary()
-        self._postings: dict[str, set[str]] = {}
+        self._postings: dict[str, set[int]] = {}  # "t:<term>" / "c:<cue>" -> slots of the events holding it
+        self._slots = _EventSlots()
         self._by_last: list[tuple[datetime, str]] = []  # lazy min-heap of (event.last, event_id)
         self._last_features: tuple[ArticleDoc, _Features] | None = None  # assign() then export_features()
         self.model_id = model_id_for(self.config.embedding_model)  # None: no meaning term
@@ -973,16 +1000,36 @@ class StoryClusterer:
         # Same key order as before (top terms by weight, then cues by key): float sums below depend on it.
         keyed = [(f"t:{t}", term_idf[t]) for t in top_terms]
         keyed.extend((f"c:{k}", cue_idf[k]) for k in sorted(features.cues))
-        hits: dict[str, float] = {}
         postings = self._postings
+        slots: list[np.ndarray] = []
+        weights: list[float] = []
         for key, weight in keyed:
             posting = postings.get(key)
             if not posting or len(posting) > config.max_posting:
                 continue
-            for event_id in posting:
-                hits[event_id] = hits.get(event_id, 0.0) + weight
-        ranked = sorted(hits.items(), key=lambda item: (-item[1], item[0]))[: config.max_candidates]
-        return [self._events[event_id] for event_id, _ in ranked]
+            slots.append(np.fromiter(posting, dtype=np.intp, count=len(posting)))
+            weights.append(weight)
+        if not slots:
+            return []
+        # Each event's hit weight is the sum of its keys' weights, added one by one in key order: np.add.at adds
+        # unbuffered, in the order of its input (keys in order), from 0.0 -- the floats a dict of running sums
+        # gives, so the ranking and its ties are those of the per-event loop.
+        index = np.concatenate(slots)
+        totals = np.zeros(len(self._slots.owners), dtype=np.float64)
+        np.add.at(totals, index, np.repeat(np.array(weights), [len(part) for part in slots]))
+        hit = np.unique(index)
+        if len(hit) > config.max_candidates:
+            # keep every event scoring at least the max_candidates-th best (ties included), rank those exactly
+            cut = np.partition(totals[hit], len(hit) - config.max_candidates)[len(hit) - config.max_candidates]
+            hit = hit[totals[hit] >= cut]
+        owners = self._slots.owners
+        ranked = []
+        for slot, total in zip(hit.tolist(), totals[hit].tolist(), strict=True):
+            event = owners[slot]
+            assert event is not None
+            ranked.append((-total, event.event_id, event))
+        ranked.sort(key=lambda item: (item[0], item[1]))
+        return [event for _, _, event in ranked[: config.max_candidates]]
 
     # --- state changes ----------------------------------------------------------------------------
 
@@ -997,6 +1044,7 @@ class StoryClusterer:
         event = self._events.get(event_id)
         if event is None:
             event = self._events[event_id] = _Event(event_id)
+            self._slots.take(event)
         new_terms = [t for t in features.terms if t not in event.term_sum]
         new_cues = [k for k in features.cues if k not in event.cue_counts]
         event.add(features)
@@ -1005,15 +1053,17 @@ class StoryClusterer:
         self._article_event[features.article_id] = event_id
         self._terms.add(features.terms.keys())
         self._cues.add(features.cues)
+        postings, slot = self._postings, event.slot
         for term in new_terms:
-            self._postings.setdefault(f"t:{term}", set()).add(event_id)
+            postings.setdefault(f"t:{term}", set()).add(slot)
         for key in new_cues:
-            self._postings.setdefault(f"c:{key}", set()).add(event_id)
+            postings.setdefault(f"c:{key}", set()).add(slot)
         assert event.last is not None
         heapq.heappush(self._by_last, (event.last, event_id))
 
     def _merge_into(self, survivor: _Event, absorbed: _Event) -> None:
         self._unpost(absorbed)
+        self._slots.release(absorbed)
         self._vectors.remove(absorbed.event_id)
         del self._events[absorbed.event_id]
         new_terms = [t for t in absorbed.term_sum if t not in survivor.term_sum]
@@ -1023,10 +1073,11 @@ class StoryClusterer:
             self._vectors.put(survivor.event_id, survivor.vec_sum, survivor.vec_norm)
         for article_id in absorbed.members:
             self._article_event[article_id] = survivor.event_id
+        postings, slot = self._postings, survivor.slot
         for term in new_terms:
-            self._postings.setdefault(f"t:{term}", set()).add(survivor.event_id)
+            postings.setdefault(f"t:{term}", set()).add(slot)
         for key in new_cues:
-            self._postings.setdefault(f"c:{key}", set()).add(survivor.event_id)
+            postings.setdefault(f"c:{key}", set()).add(slot)
         assert survivor.last is not None
         heapq.heappush(self._by_last, (survivor.last, survivor.event_id))
 
@@ -1034,12 +1085,13 @@ class StoryClusterer:
         for key in _posting_keys(event):
             posting = self._postings.get(key)
             if posting is not None:
-                posting.discard(event.event_id)
+                posting.discard(event.slot)
                 if not posting:
                     del self._postings[key]
 
     def _drop_event(self, event: _Event) -> None:
         self._unpost(event)
+        self._slots.release(event)
         self._vectors.remove(event.event_id)
         del self._events[event.event_id]
         for article_id in event.members:
