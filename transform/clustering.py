@@ -45,6 +45,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from functools import lru_cache
+from itertools import chain, repeat
 from typing import Any
 
 import numpy as np
@@ -315,9 +316,9 @@ def _parse_features(data: Mapping[str, Any]) -> _Features:
             language=None if language is None else str(language),
             published_at=published_at,
             terms=terms,
-            cues=frozenset(str(cue) for cue in data["cues"]),
+            cues=frozenset(map(str, data["cues"])),
             entity_kinds=entities,
-            surfaces={str(term): str(word) for term, word in data["surfaces"].items()},
+            surfaces=dict(zip(map(str, data["surfaces"].keys()), map(str, data["surfaces"].values()), strict=True)),
             novelty=bool(data["novelty"]),
             embedding=_parse_embedding(data.get("embedding")),
         )
@@ -369,8 +370,7 @@ class _Vocabulary:
 
     def ids(self, keys: list[str]) -> np.ndarray:
         """Ids of keys that are all live (every key of a live event is)."""
-        ids = self._ids
-        return np.array([ids[k] for k in keys], dtype=np.int64)
+        return np.fromiter(map(self._ids.__getitem__, keys), dtype=np.int64, count=len(keys))
 
     def document_frequencies(self, ids: np.ndarray) -> np.ndarray:
         return self._df[ids]
@@ -379,8 +379,7 @@ class _Vocabulary:
         """Document frequency of each key (0 for a key no live article has), gathered in one NumPy step."""
         if not keys:
             return []
-        ids = self._ids
-        index = np.fromiter((ids.get(key, -1) for key in keys), dtype=np.int64, count=len(keys))
+        index = np.fromiter(map(self._ids.get, keys, repeat(-1)), dtype=np.int64, count=len(keys))
         found = self._df[index]
         found[index < 0] = 0
         return found.tolist()
@@ -847,14 +846,9 @@ class StoryClusterer:
         """
         keys = list(keys)
         total = 1 + len(self._article_event)
-        memo: dict[int, float] = {}
-        out: dict[str, float] = {}
-        for key, frequency in zip(keys, vocabulary.frequencies_of(keys), strict=True):
-            idf = memo.get(frequency)
-            if idf is None:
-                idf = memo[frequency] = math.log(total / (1 + frequency)) + 1.0
-            out[key] = idf
-        return out
+        frequencies = vocabulary.frequencies_of(keys)
+        memo = {frequency: math.log(total / (1 + frequency)) + 1.0 for frequency in set(frequencies)}
+        return dict(zip(keys, map(memo.__getitem__, frequencies), strict=True))
 
     def _score_candidates(self, features: _Features) -> list[tuple[float, _Event]]:
         """Candidate events with their scores, best first (ties: older event first)."""
@@ -864,9 +858,10 @@ class StoryClusterer:
         article_vector_norm = 0.0 if article_vector is None else _unit_norm(article_vector)
         candidates = self._candidates(features, term_idf, cue_idf)
         approximate = np.zeros(0, dtype=np.float32)
+        exact: dict[str, float] = {}  # exact embedding cosines, each computed once per article
         if article_vector is not None and article_vector_norm > 0.0:
             approximate = self._vectors.cosines(article_vector / article_vector_norm)
-            candidates = self._with_nearest(candidates, article_vector, article_vector_norm, approximate)
+            candidates = self._with_nearest(candidates, article_vector, article_vector_norm, approximate, exact)
         else:
             article_vector = None
         if not candidates:
@@ -880,7 +875,7 @@ class StoryClusterer:
         # First the cheap parts per candidate (time, dot products), then the events' TF-IDF norms of those with a
         # non-zero dot product in one NumPy pass over all of them: the norms change with every article stored
         # (every IDF moves), so they cannot be kept, but one pass costs a fraction of one per event.
-        pending: list[tuple[float, _Event, float, float, float]] = []
+        pending: list[tuple[float, _Event, float, float, bool]] = []
         for event in candidates:
             decay = self._time_factor(features.published_at, event)
             if decay <= 0.0:
@@ -890,14 +885,15 @@ class StoryClusterer:
                 decay *= self.config.novelty_penalty
             text_dot = self._text_dot(features, event, term_idf2) if article_term_norm else 0.0
             cue_dot = self._cue_dot(features, event, cue_idf2) if article_cue_norm else 0.0
-            meaning = 0.0
-            if article_vector is not None and self._vectors.may_reach(approximate, event.event_id, floor):
-                meaning = self._meaning(article_vector, article_vector_norm, event)
-            pending.append((decay, event, text_dot, cue_dot, meaning))
+            meaningful = article_vector is not None and self._vectors.may_reach(approximate, event.event_id, floor)
+            pending.append((decay, event, text_dot, cue_dot, meaningful))
+        if article_vector is not None:
+            self._cosines(article_vector, article_vector_norm, [item[1] for item in pending if item[4]], exact)
         text_norms = self._event_norms([event for _, event, dot, _, _ in pending if dot], terms=True)
         cue_norms = self._event_norms([event for _, event, _, dot, _ in pending if dot], terms=False)
         scored = []
-        for decay, event, text_dot, cue_dot, meaning in pending:
+        for decay, event, text_dot, cue_dot, meaningful in pending:
+            meaning = self._meaning(exact[event.event_id]) if meaningful else 0.0
             text = _cosine_of(text_dot, article_term_norm, text_norms, event.event_id)
             cue = _cosine_of(cue_dot, article_cue_norm, cue_norms, event.event_id)
             scored.append((self._combine(text, cue, meaning) * decay, event))
@@ -912,29 +908,50 @@ class StoryClusterer:
             config.semantic_only_weight * meaning + config.semantic_cue_weight * cue,
         )
 
-    def _cosine(self, vector: np.ndarray, norm: float, event: _Event) -> float:
-        """Exact cosine of an article's vector with an event's vector sum (``math.fsum``: order-free)."""
-        if event.vec_sum is None or event.vec_norm == 0.0 or norm == 0.0:
-            return 0.0
-        return math.fsum((vector * event.vec_sum).tolist()) / (norm * event.vec_norm)
+    @staticmethod
+    def _cosines(vector: np.ndarray, norm: float, events: list[_Event], known: dict[str, float]) -> None:
+        """Exact cosines of an article's vector with events' vector sums (``math.fsum``: order-free) into ``known``.
 
-    def _meaning(self, vector: np.ndarray, norm: float, event: _Event) -> float:
+        The products of all the events are taken in one NumPy step (element by element, the same floats as one
+        event at a time); an event already in ``known`` is not computed again.
+        """
+        todo = [event for event in events if event.event_id not in known]
+        if not todo:
+            return
+        summed: list[tuple[_Event, np.ndarray]] = []
+        for event in todo:
+            known[event.event_id] = 0.0
+            if event.vec_sum is not None and event.vec_norm != 0.0 and norm != 0.0:
+                summed.append((event, event.vec_sum))
+        if not summed:
+            return
+        products = (np.stack([vec_sum for _, vec_sum in summed]) * vector).tolist()
+        for (event, _), row in zip(summed, products, strict=True):
+            known[event.event_id] = math.fsum(row) / (norm * event.vec_norm)
+
+    def _meaning(self, cosine: float) -> float:
         """The embedding cosine rescaled so that ``semantic_floor`` and below count as no evidence."""
         floor = self.config.semantic_floor
-        return max(0.0, (self._cosine(vector, norm, event) - floor) / (1.0 - floor))
+        return max(0.0, (cosine - floor) / (1.0 - floor))
 
     def _with_nearest(
-        self, candidates: list[_Event], vector: np.ndarray, norm: float, approximate: np.ndarray
+        self,
+        candidates: list[_Event],
+        vector: np.ndarray,
+        norm: float,
+        approximate: np.ndarray,
+        exact: dict[str, float],
     ) -> list[_Event]:
-        """``candidates`` plus the events nearest in meaning (exact cosine above the floor), best first."""
+        """``candidates`` plus the events nearest in meaning (exact cosine above the floor, kept in ``exact``),
+        best first."""
         config = self.config
         have = {event.event_id for event in candidates}
+        found = self._vectors.nearest(approximate, config.semantic_floor, 4 * config.semantic_candidates)
+        near = [self._events[event_id] for event_id in found if event_id not in have]
+        self._cosines(vector, norm, near, exact)
         nearest = []
-        for event_id in self._vectors.nearest(approximate, config.semantic_floor, 4 * config.semantic_candidates):
-            if event_id in have:
-                continue
-            event = self._events[event_id]
-            cosine = self._cosine(vector, norm, event)
+        for event in near:
+            cosine = exact[event.event_id]
             if cosine > config.semantic_floor:
                 nearest.append((-cosine, event.sort_key, event))
         nearest.sort(key=lambda item: (item[0], item[1]))
@@ -1001,23 +1018,24 @@ class StoryClusterer:
         keyed = [(f"t:{t}", term_idf[t]) for t in top_terms]
         keyed.extend((f"c:{k}", cue_idf[k]) for k in sorted(features.cues))
         postings = self._postings
-        slots: list[np.ndarray] = []
+        used: list[set[int]] = []
         weights: list[float] = []
         for key, weight in keyed:
             posting = postings.get(key)
             if not posting or len(posting) > config.max_posting:
                 continue
-            slots.append(np.fromiter(posting, dtype=np.intp, count=len(posting)))
+            used.append(posting)
             weights.append(weight)
-        if not slots:
+        if not used:
             return []
         # Each event's hit weight is the sum of its keys' weights, added one by one in key order: np.add.at adds
         # unbuffered, in the order of its input (keys in order), from 0.0 -- the floats a dict of running sums
         # gives, so the ranking and its ties are those of the per-event loop.
-        index = np.concatenate(slots)
+        lengths = [len(posting) for posting in used]
+        index = np.fromiter(chain.from_iterable(used), dtype=np.intp, count=sum(lengths))
         totals = np.zeros(len(self._slots.owners), dtype=np.float64)
-        np.add.at(totals, index, np.repeat(np.array(weights), [len(part) for part in slots]))
-        hit = np.unique(index)
+        np.add.at(totals, index, np.repeat(np.array(weights), lengths))
+        hit = np.flatnonzero(totals)  # every weight is an IDF >= 1: the events hit are the non-zero totals
         if len(hit) > config.max_candidates:
             # keep every event scoring at least the max_candidates-th best (ties included), rank those exactly
             cut = np.partition(totals[hit], len(hit) - config.max_candidates)[len(hit) - config.max_candidates]

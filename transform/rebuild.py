@@ -131,7 +131,7 @@ def _rebuild(cur: Cursor, start: datetime, end: datetime, config: ClusteringConf
         state.restore_stored(doc, article.event_id, features if version == 1 else None, None)
     stats.context = len(restored)
 
-    _detach(cur, ids)
+    _detach(cur, start, end)
     now = utcnow()
     after: dict[str, str] = {}
     merges: list[tuple[str, str]] = []
@@ -217,10 +217,14 @@ class _LoadBatches:
 _NO_GROUP = object()
 
 
-def _detach(cur: Cursor, article_ids: list[str]) -> None:
-    for start in range(0, len(article_ids), 500):
-        chunk = article_ids[start : start + 500]
-        cur.execute(f"DELETE FROM event_articles WHERE article_id IN ({','.join('?' * len(chunk))})", chunk)
+def _detach(cur: Cursor, start: datetime, end: datetime) -> None:
+    """Take the window's articles (the rows ``articles_where`` selected, by the same condition) out of their
+    events: one statement, not one per chunk of ids."""
+    cur.execute(
+        "DELETE FROM event_articles WHERE article_id IN "
+        "(SELECT article_id FROM articles WHERE published_at >= ? AND published_at < ?)",
+        (start, end),
+    )
 
 
 def _heir(event_id: str, before: dict[str, str | None], final: dict[str, str]) -> str | None:
