@@ -8,17 +8,23 @@ After a change of the clustering code or its configuration, the events of past d
    those events is known to the clusterer with all its members);
 3. the window's articles are assigned again, in their original load order, exactly as the transform stage
    assigns new articles (which may also merge events);
-4. every event that gained, lost or merged members is saved: a changed record gets a new version (the
-   content digest decides, so an unchanged event keeps its version and publishes nothing), an event left
-   without members is marked ``merged_into`` the event that took its first article, and the versions go
-   out through the event outbox like any other change.
+4. every event that gained, lost or merged members is saved with its profile as of the end of the last load
+   batch (articles sharing ``loaded_at``) that touched it, which is when the transform saved it: a profile
+   (representative, keyword order) depends on the document frequencies of every article held at that moment.
+   A changed record gets a new version (the content digest decides, so an unchanged event keeps its version
+   and publishes nothing), an event left without members is marked ``merged_into`` the event that took its
+   first article, and the versions go out through the event outbox like any other change.
 
 Articles stay as they are (no article is turned into a duplicate, no row is deleted): "rebuild" means
-events. Rebuilding a window twice with the same code changes nothing the second time, and rebuilding every
-stored article in load order gives back exactly what the transform stage built. A transform run that is
-in progress meanwhile keeps the story state it restored at its start until it ends (its next run restores
-from the warehouse again), so rebuild while ``newswire_transform`` is idle to have new articles cluster
-against the rebuilt events at once.
+events. Rebuilding a window twice with the same code changes nothing the second time. Rebuilding every stored
+article replays the transform: on a warehouse nothing changed since, it saves no new version, provided the
+transform's story state held every earlier article when it clustered each one (no eviction, no restart that
+restored less) and no article got a new version since (a new version's text is clustered again, as it should).
+A narrower window cannot promise that: its state is the horizon around the window, including articles loaded
+after the window's, not what the transform held then, so articles can move and events be re-versioned even
+without a code change. A transform run that is in progress meanwhile keeps the story state it restored at its
+start until it ends (its next run restores from the warehouse again), so rebuild while ``newswire_transform``
+is idle to have new articles cluster against the rebuilt events at once.
 """
 
 from __future__ import annotations
