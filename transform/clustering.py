@@ -45,6 +45,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from functools import lru_cache
+from itertools import chain, repeat
 from typing import Any
 
 import numpy as np
@@ -344,7 +345,8 @@ def _parse_features(data: Mapping[str, Any]) -> _Features:
     try:
         published_at = datetime.fromisoformat(data["published_at"])
         language = data["language"]
-        terms = {sys.intern(str(term)): int(weight) for term, weight in data["terms"].items()}
+        stored_terms = data["terms"]
+        terms = dict(zip(map(sys.intern, map(str, stored_terms.keys())), map(int, stored_terms.values()), strict=True))
         entities = tuple((str(kind), str(key), str(display)) for kind, key, display in data["entities"])
         features = _Features(
             article_id=str(data["article_id"]),
@@ -352,9 +354,9 @@ def _parse_features(data: Mapping[str, Any]) -> _Features:
             language=None if language is None else str(language),
             published_at=published_at,
             terms=terms,
-            cues=frozenset(str(cue) for cue in data["cues"]),
+            cues=frozenset(map(str, data["cues"])),
             entity_kinds=entities,
-            surfaces={str(term): str(word) for term, word in data["surfaces"].items()},
+            surfaces=dict(zip(map(str, data["surfaces"].keys()), map(str, data["surfaces"].values()), strict=True)),
             novelty=bool(data["novelty"]),
             embedding=_parse_embedding(data.get("embedding")),
         )
@@ -406,20 +408,34 @@ class _Vocabulary:
 
     def ids(self, keys: list[str]) -> np.ndarray:
         """Ids of keys that are all live (every key of a live event is)."""
-        return np.fromiter((self._ids[k] for k in keys), dtype=np.int64, count=len(keys))
+        return np.fromiter(map(self._ids.__getitem__, keys), dtype=np.int64, count=len(keys))
 
     def document_frequencies(self, ids: np.ndarray) -> np.ndarray:
         return self._df[ids]
 
+    def frequencies_of(self, keys: list[str]) -> list[int]:
+        """Document frequency of each key (0 for a key no live article has), gathered in one NumPy step."""
+        if not keys:
+            return []
+        index = np.fromiter(map(self._ids.get, keys, repeat(-1)), dtype=np.int64, count=len(keys))
+        found = self._df[index]
+        found[index < 0] = 0
+        return found.tolist()
+
     def add(self, keys: Iterable[str]) -> None:
+        """Count one more article for each of ``keys`` (distinct keys: one article's terms or cues)."""
+        ids = self._ids
+        index = []
         for key in keys:
-            index = self._ids.get(key)
-            if index is None:
-                index = self._free.pop() if self._free else len(self._ids)
-                if index >= len(self._df):
+            found = ids.get(key)
+            if found is None:
+                found = self._free.pop() if self._free else len(ids)
+                if found >= len(self._df):
                     self._df = np.concatenate([self._df, np.zeros(len(self._df), dtype=np.int64)])
-                self._ids[key] = index
-            self._df[index] += 1
+                ids[key] = found
+            index.append(found)
+        if index:
+            self._df[np.array(index, dtype=np.int64)] += 1  # distinct ids: one increment each
 
     def subtract(self, amounts: Counter[str]) -> None:
         for key, amount in amounts.items():
@@ -454,8 +470,10 @@ _MEMBER_TERMS = 40
 
 
 def _member(features: _Features) -> _Member:
-    ranked = sorted(features.terms.items(), key=lambda item: (-item[1], item[0]))[:_MEMBER_TERMS]
-    return _Member(features.article_id, features.source, features.language, features.published_at, tuple(ranked))
+    # the strongest terms, ties by term: what sorted(..., key=(-weight, term))[:n] gives, without a key function
+    ranked = heapq.nsmallest(_MEMBER_TERMS, [(-weight, term) for term, weight in features.terms.items()])
+    top = tuple((term, -weight) for weight, term in ranked)
+    return _Member(features.article_id, features.source, features.language, features.published_at, top)
 
 
 def _keep_earliest(table: dict[str, tuple[Any, ...]], key: str, candidate: tuple[Any, ...]) -> None:
@@ -477,6 +495,7 @@ class _Event:
         "first",
         "last",
         "members",
+        "slot",
         "surfaces",
         "term_docs",
         "term_sum",
@@ -500,6 +519,7 @@ class _Event:
         # Exact sum of the members' float16 embeddings (float64 holds each sum exactly), and its norm.
         self.vec_sum: np.ndarray | None = None
         self.vec_norm = 0.0
+        self.slot = -1  # its dense id in the clusterer's postings (see _EventSlots), once live
 
     def arrays(self, terms: _Vocabulary, cues: _Vocabulary) -> _EventArrays:
         """Aggregates as arrays sorted by key, rebuilt only after the event changed.
@@ -563,6 +583,30 @@ class _Event:
         """Older events first: the survivor of a merge is the event with the earliest article."""
         assert self.first is not None
         return (self.first, self.event_id)
+
+
+class _EventSlots:
+    """Dense integer ids of the live events, so that candidate lookups add up posting weights in NumPy.
+
+    Ids are bookkeeping only (never an ordering: candidates are ranked by score, then event id) and are recycled
+    when an event leaves, so the arrays follow the number of live events.
+    """
+
+    def __init__(self) -> None:
+        self.owners: list[_Event | None] = []
+        self._free: list[int] = []
+
+    def take(self, event: _Event) -> None:
+        slot = self._free.pop() if self._free else len(self.owners)
+        if slot == len(self.owners):
+            self.owners.append(None)
+        self.owners[slot] = event
+        event.slot = slot
+
+    def release(self, event: _Event) -> None:
+        self.owners[event.slot] = None
+        self._free.append(event.slot)
+        event.slot = -1
 
 
 class _VectorIndex:
@@ -648,7 +692,8 @@ class StoryClusterer:
         self._article_event: dict[str, str] = {}
         self._terms = _Vocabulary()
         self._cues = _Vocabulary()
-        self._postings: dict[str, set[str]] = {}
+        self._postings: dict[str, set[int]] = {}  # "t:<term>" / "c:<cue>" -> slots of the events holding it
+        self._slots = _EventSlots()
         self._by_last: list[tuple[datetime, str]] = []  # lazy min-heap of (event.last, event_id)
         self._last_features: tuple[ArticleDoc, _Features] | None = None  # assign() then export_features()
         self.model_id = model_id_for(self.config.embedding_model)  # None: no meaning term
@@ -837,21 +882,17 @@ class StoryClusterer:
 
     # --- scoring ----------------------------------------------------------------------------------
 
-    def _idf_terms(self, term: str) -> float:
-        return math.log((1 + len(self._article_event)) / (1 + self._terms.df(term))) + 1.0
-
-    def _idf_cues(self, key: str) -> float:
-        return math.log((1 + len(self._article_event)) / (1 + self._cues.df(key))) + 1.0
-
     def _idfs(self, keys: Iterable[str], vocabulary: _Vocabulary) -> dict[str, float]:
-        """IDF of each key, computed exactly as :meth:`_idf_terms` / :meth:`_idf_cues` do, in one pass."""
+        """IDF of each key, ``log((1 + live articles) / (1 + document frequency)) + 1``, in one pass.
+
+        The frequencies are gathered in one NumPy step, and the logarithm is taken once per distinct frequency
+        (most keys share a handful of small ones): the same float for the same (total, frequency).
+        """
+        keys = list(keys)
         total = 1 + len(self._article_event)
-        ids, df = vocabulary._ids, vocabulary._df
-        out: dict[str, float] = {}
-        for key in keys:
-            index = ids.get(key)
-            out[key] = math.log(total / (1 + (0 if index is None else int(df[index])))) + 1.0
-        return out
+        frequencies = vocabulary.frequencies_of(keys)
+        memo = {frequency: math.log(total / (1 + frequency)) + 1.0 for frequency in set(frequencies)}
+        return dict(zip(keys, map(memo.__getitem__, frequencies), strict=True))
 
     def _score_candidates(self, features: _Features) -> list[tuple[float, _Event]]:
         """Candidate events with their scores, best first (ties: older event first)."""
@@ -861,9 +902,10 @@ class StoryClusterer:
         article_vector_norm = 0.0 if article_vector is None else _unit_norm(article_vector)
         candidates = self._candidates(features, term_idf, cue_idf)
         approximate = np.zeros(0, dtype=np.float32)
+        exact: dict[str, float] = {}  # exact embedding cosines, each computed once per article
         if article_vector is not None and article_vector_norm > 0.0:
             approximate = self._vectors.cosines(article_vector / article_vector_norm)
-            candidates = self._with_nearest(candidates, article_vector, article_vector_norm, approximate)
+            candidates = self._with_nearest(candidates, article_vector, article_vector_norm, approximate, exact)
         else:
             article_vector = None
         if not candidates:
@@ -873,8 +915,11 @@ class StoryClusterer:
         cue_idf2 = {k: v**2 for k, v in cue_idf.items()}
         article_term_norm = math.sqrt(math.fsum((w * term_idf[t]) ** 2 for t, w in features.terms.items()))
         article_cue_norm = math.sqrt(math.fsum(cue_idf[k] ** 2 for k in features.cues))
-        scored = []
         floor = self.config.semantic_floor
+        # First the cheap parts per candidate (time, dot products), then the events' TF-IDF norms of those with a
+        # non-zero dot product in one NumPy pass over all of them: the norms change with every article stored
+        # (every IDF moves), so they cannot be kept, but one pass costs a fraction of one per event.
+        pending: list[tuple[float, _Event, float, float, bool]] = []
         for event in candidates:
             decay = self._time_factor(features.published_at, event)
             if decay <= 0.0:
@@ -882,11 +927,19 @@ class StoryClusterer:
             assert event.first is not None
             if features.novelty and features.published_at - event.first > self.config.novelty_min_gap:
                 decay *= self.config.novelty_penalty
-            text = self._text_cosine(features, event, term_idf2, article_term_norm)
-            cue = self._cue_cosine(features, event, cue_idf2, article_cue_norm)
-            meaning = 0.0
-            if article_vector is not None and self._vectors.may_reach(approximate, event.event_id, floor):
-                meaning = self._meaning(article_vector, article_vector_norm, event)
+            text_dot = self._text_dot(features, event, term_idf2) if article_term_norm else 0.0
+            cue_dot = self._cue_dot(features, event, cue_idf2) if article_cue_norm else 0.0
+            meaningful = article_vector is not None and self._vectors.may_reach(approximate, event.event_id, floor)
+            pending.append((decay, event, text_dot, cue_dot, meaningful))
+        if article_vector is not None:
+            self._cosines(article_vector, article_vector_norm, [item[1] for item in pending if item[4]], exact)
+        text_norms = self._event_norms([event for _, event, dot, _, _ in pending if dot], terms=True)
+        cue_norms = self._event_norms([event for _, event, _, dot, _ in pending if dot], terms=False)
+        scored = []
+        for decay, event, text_dot, cue_dot, meaningful in pending:
+            meaning = self._meaning(exact[event.event_id]) if meaningful else 0.0
+            text = _cosine_of(text_dot, article_term_norm, text_norms, event.event_id)
+            cue = _cosine_of(cue_dot, article_cue_norm, cue_norms, event.event_id)
             scored.append((self._combine(text, cue, meaning) * decay, event))
         scored.sort(key=lambda pair: (-pair[0], pair[1].sort_key))
         return scored
@@ -899,68 +952,91 @@ class StoryClusterer:
             config.semantic_only_weight * meaning + config.semantic_cue_weight * cue,
         )
 
-    def _cosine(self, vector: np.ndarray, norm: float, event: _Event) -> float:
-        """Exact cosine of an article's vector with an event's vector sum (``math.fsum``: order-free)."""
-        if event.vec_sum is None or event.vec_norm == 0.0 or norm == 0.0:
-            return 0.0
-        return math.fsum((vector * event.vec_sum).tolist()) / (norm * event.vec_norm)
+    @staticmethod
+    def _cosines(vector: np.ndarray, norm: float, events: list[_Event], known: dict[str, float]) -> None:
+        """Exact cosines of an article's vector with events' vector sums (``math.fsum``: order-free) into ``known``.
 
-    def _meaning(self, vector: np.ndarray, norm: float, event: _Event) -> float:
+        The products of all the events are taken in one NumPy step (element by element, the same floats as one
+        event at a time); an event already in ``known`` is not computed again.
+        """
+        todo = [event for event in events if event.event_id not in known]
+        if not todo:
+            return
+        summed: list[tuple[_Event, np.ndarray]] = []
+        for event in todo:
+            known[event.event_id] = 0.0
+            if event.vec_sum is not None and event.vec_norm != 0.0 and norm != 0.0:
+                summed.append((event, event.vec_sum))
+        if not summed:
+            return
+        products = (np.stack([vec_sum for _, vec_sum in summed]) * vector).tolist()
+        for (event, _), row in zip(summed, products, strict=True):
+            known[event.event_id] = math.fsum(row) / (norm * event.vec_norm)
+
+    def _meaning(self, cosine: float) -> float:
         """The embedding cosine rescaled so that ``semantic_floor`` and below count as no evidence."""
         floor = self.config.semantic_floor
-        return max(0.0, (self._cosine(vector, norm, event) - floor) / (1.0 - floor))
+        return max(0.0, (cosine - floor) / (1.0 - floor))
 
     def _with_nearest(
-        self, candidates: list[_Event], vector: np.ndarray, norm: float, approximate: np.ndarray
+        self,
+        candidates: list[_Event],
+        vector: np.ndarray,
+        norm: float,
+        approximate: np.ndarray,
+        exact: dict[str, float],
     ) -> list[_Event]:
-        """``candidates`` plus the events nearest in meaning (exact cosine above the floor), best first."""
+        """``candidates`` plus the events nearest in meaning (exact cosine above the floor, kept in ``exact``),
+        best first."""
         config = self.config
         have = {event.event_id for event in candidates}
+        found = self._vectors.nearest(approximate, config.semantic_floor, 4 * config.semantic_candidates)
+        near = [self._events[event_id] for event_id in found if event_id not in have]
+        self._cosines(vector, norm, near, exact)
         nearest = []
-        for event_id in self._vectors.nearest(approximate, config.semantic_floor, 4 * config.semantic_candidates):
-            if event_id in have:
-                continue
-            event = self._events[event_id]
-            cosine = self._cosine(vector, norm, event)
+        for event in near:
+            cosine = exact[event.event_id]
             if cosine > config.semantic_floor:
                 nearest.append((-cosine, event.sort_key, event))
         nearest.sort(key=lambda item: (item[0], item[1]))
         return candidates + [event for _, _, event in nearest[: config.semantic_candidates]]
 
-    def _text_cosine(
-        self, features: _Features, event: _Event, term_idf2: dict[str, float], article_norm: float
-    ) -> float:
-        if article_norm == 0.0:
-            return 0.0
-        # fsum is exactly rounded, so iterating the smaller side changes nothing in the result
+    @staticmethod
+    def _text_dot(features: _Features, event: _Event, term_idf2: dict[str, float]) -> float:
+        """Dot product of the article's and the event's TF-IDF vectors (``math.fsum``: exact, order-free)."""
         terms, sums = features.terms, event.term_sum
         shared = terms.keys() & sums.keys()  # set intersection in C; products only for shared terms
-        dot = math.fsum([terms[t] * sums[t] * term_idf2[t] for t in shared])
-        if dot == 0.0:
-            return 0.0
-        arrays = event.arrays(self._terms, self._cues)
-        event_norm = self._norm(arrays.term_sums, arrays.term_ids, self._terms)
-        return dot / (article_norm * event_norm) if event_norm else 0.0
+        return math.fsum([terms[t] * sums[t] * term_idf2[t] for t in shared])
 
-    def _cue_cosine(self, features: _Features, event: _Event, cue_idf2: dict[str, float], article_norm: float) -> float:
-        if article_norm == 0.0:
-            return 0.0
+    @staticmethod
+    def _cue_dot(features: _Features, event: _Event, cue_idf2: dict[str, float]) -> float:
         counts = event.cue_counts
-        dot = math.fsum([counts[k] * cue_idf2[k] for k in features.cues & counts.keys()])
-        if dot == 0.0:
-            return 0.0
-        arrays = event.arrays(self._terms, self._cues)
-        event_norm = self._norm(arrays.cue_counts, arrays.cue_ids, self._cues)
-        return dot / (article_norm * event_norm) if event_norm else 0.0
+        return math.fsum([counts[k] * cue_idf2[k] for k in features.cues & counts.keys()])
 
-    def _norm(self, weights: np.ndarray, ids: np.ndarray, vocabulary: _Vocabulary) -> float:
-        """Euclidean norm of an event's TF-IDF vector under the current document frequencies."""
-        if not len(ids):
-            return 0.0
-        frequencies = vocabulary.document_frequencies(ids)
-        idf = np.log((1.0 + len(self._article_event)) / (1.0 + frequencies)) + 1.0
+    def _event_norms(self, events: list[_Event], *, terms: bool) -> dict[str, float]:
+        """Euclidean norm of each event's TF-IDF (or cue) vector under the current document frequencies.
+
+        The events' key-sorted arrays are concatenated for one gather, one logarithm and one product; each event's
+        sum of squares is then taken over its own slice with ``np.sum``, exactly as over its own array (the same
+        values in the same order give the same pairwise sum), so every norm has the bits a per-event computation
+        gives.
+        """
+        if not events:
+            return {}
+        vocabulary = self._terms if terms else self._cues
+        pairs = [event.arrays(self._terms, self._cues) for event in events]
+        ids = np.concatenate([a.term_ids if terms else a.cue_ids for a in pairs])
+        weights = np.concatenate([a.term_sums if terms else a.cue_counts for a in pairs])
+        idf = np.log((1.0 + len(self._article_event)) / (1.0 + vocabulary.document_frequencies(ids))) + 1.0
         weighted = weights * idf
-        return math.sqrt(float(np.sum(weighted * weighted)))
+        squares = weighted * weighted
+        out: dict[str, float] = {}
+        start = 0
+        for event, arrays in zip(events, pairs, strict=True):
+            stop = start + len(arrays.term_ids if terms else arrays.cue_ids)
+            out[event.event_id] = math.sqrt(float(np.sum(squares[start:stop]))) if stop > start else 0.0
+            start = stop
+        return out
 
     def _time_factor(self, moment: datetime, event: _Event) -> float:
         assert event.first is not None and event.last is not None
@@ -979,20 +1055,43 @@ class StoryClusterer:
         """Events sharing salient keys with the article, most (IDF-weighted) shared keys first."""
         config = self.config
         terms = features.terms
-        top_terms = heapq.nsmallest(config.query_terms, terms, key=lambda t: (-terms[t] * term_idf[t], t))
+        # the same top terms as nsmallest(key=(-weight * idf, term)), ranked as tuples without a key function
+        ranked_terms = heapq.nsmallest(config.query_terms, [(-w * term_idf[t], t) for t, w in terms.items()])
+        top_terms = [t for _, t in ranked_terms]
         # Same key order as before (top terms by weight, then cues by key): float sums below depend on it.
         keyed = [(f"t:{t}", term_idf[t]) for t in top_terms]
         keyed.extend((f"c:{k}", cue_idf[k]) for k in sorted(features.cues))
-        hits: dict[str, float] = {}
         postings = self._postings
+        used: list[set[int]] = []
+        weights: list[float] = []
         for key, weight in keyed:
             posting = postings.get(key)
             if not posting or len(posting) > config.max_posting:
                 continue
-            for event_id in posting:
-                hits[event_id] = hits.get(event_id, 0.0) + weight
-        ranked = sorted(hits.items(), key=lambda item: (-item[1], item[0]))[: config.max_candidates]
-        return [self._events[event_id] for event_id, _ in ranked]
+            used.append(posting)
+            weights.append(weight)
+        if not used:
+            return []
+        # Each event's hit weight is the sum of its keys' weights, added one by one in key order: np.add.at adds
+        # unbuffered, in the order of its input (keys in order), from 0.0 -- the floats a dict of running sums
+        # gives, so the ranking and its ties are those of the per-event loop.
+        lengths = [len(posting) for posting in used]
+        index = np.fromiter(chain.from_iterable(used), dtype=np.intp, count=sum(lengths))
+        totals = np.zeros(len(self._slots.owners), dtype=np.float64)
+        np.add.at(totals, index, np.repeat(np.array(weights), lengths))
+        hit = np.flatnonzero(totals)  # every weight is an IDF >= 1: the events hit are the non-zero totals
+        if len(hit) > config.max_candidates:
+            # keep every event scoring at least the max_candidates-th best (ties included), rank those exactly
+            cut = np.partition(totals[hit], len(hit) - config.max_candidates)[len(hit) - config.max_candidates]
+            hit = hit[totals[hit] >= cut]
+        owners = self._slots.owners
+        ranked = []
+        for slot, total in zip(hit.tolist(), totals[hit].tolist(), strict=True):
+            event = owners[slot]
+            assert event is not None
+            ranked.append((-total, event.event_id, event))
+        ranked.sort(key=lambda item: (item[0], item[1]))
+        return [event for _, _, event in ranked[: config.max_candidates]]
 
     # --- state changes ----------------------------------------------------------------------------
 
@@ -1007,6 +1106,7 @@ class StoryClusterer:
         event = self._events.get(event_id)
         if event is None:
             event = self._events[event_id] = _Event(event_id)
+            self._slots.take(event)
         new_terms = [t for t in features.terms if t not in event.term_sum]
         new_cues = [k for k in features.cues if k not in event.cue_counts]
         event.add(features)
@@ -1015,15 +1115,17 @@ class StoryClusterer:
         self._article_event[features.article_id] = event_id
         self._terms.add(features.terms.keys())
         self._cues.add(features.cues)
+        postings, slot = self._postings, event.slot
         for term in new_terms:
-            self._postings.setdefault(f"t:{term}", set()).add(event_id)
+            postings.setdefault(f"t:{term}", set()).add(slot)
         for key in new_cues:
-            self._postings.setdefault(f"c:{key}", set()).add(event_id)
+            postings.setdefault(f"c:{key}", set()).add(slot)
         assert event.last is not None
         heapq.heappush(self._by_last, (event.last, event_id))
 
     def _merge_into(self, survivor: _Event, absorbed: _Event) -> None:
         self._unpost(absorbed)
+        self._slots.release(absorbed)
         self._vectors.remove(absorbed.event_id)
         del self._events[absorbed.event_id]
         new_terms = [t for t in absorbed.term_sum if t not in survivor.term_sum]
@@ -1033,10 +1135,11 @@ class StoryClusterer:
             self._vectors.put(survivor.event_id, survivor.vec_sum, survivor.vec_norm)
         for article_id in absorbed.members:
             self._article_event[article_id] = survivor.event_id
+        postings, slot = self._postings, survivor.slot
         for term in new_terms:
-            self._postings.setdefault(f"t:{term}", set()).add(survivor.event_id)
+            postings.setdefault(f"t:{term}", set()).add(slot)
         for key in new_cues:
-            self._postings.setdefault(f"c:{key}", set()).add(survivor.event_id)
+            postings.setdefault(f"c:{key}", set()).add(slot)
         assert survivor.last is not None
         heapq.heappush(self._by_last, (survivor.last, survivor.event_id))
 
@@ -1044,12 +1147,13 @@ class StoryClusterer:
         for key in _posting_keys(event):
             posting = self._postings.get(key)
             if posting is not None:
-                posting.discard(event.event_id)
+                posting.discard(event.slot)
                 if not posting:
                     del self._postings[key]
 
     def _drop_event(self, event: _Event) -> None:
         self._unpost(event)
+        self._slots.release(event)
         self._vectors.remove(event.event_id)
         del self._events[event.event_id]
         for article_id in event.members:
@@ -1063,11 +1167,13 @@ class StoryClusterer:
         assert event.first is not None and event.last is not None
         config = self.config
         members = sorted(event.members.values(), key=lambda m: (m.published_at, m.article_id))
-        centroid = {t: w * self._idf_terms(t) for t, w in event.term_sum.items()}
+        # every IDF once; a member's top terms are all among the event's terms
+        idf = self._idfs(event.term_sum, self._terms)
+        centroid = {t: w * idf[t] for t, w in event.term_sum.items()}
         centroid_norm = math.sqrt(math.fsum(v * v for v in centroid.values())) or 1.0
 
         def centrality(member: _Member) -> float:
-            vector = {t: w * self._idf_terms(t) for t, w in member.top_terms}
+            vector = {t: w * idf[t] for t, w in member.top_terms}
             norm = math.sqrt(math.fsum(v * v for v in vector.values())) or 1.0
             return math.fsum(v * centroid.get(t, 0.0) for t, v in vector.items()) / (norm * centroid_norm)
 
@@ -1075,13 +1181,12 @@ class StoryClusterer:
         representative = max(members, key=lambda m: (centrality(m), -m.published_at.timestamp(), m.article_id))
         # Keywords: terms that several articles use, weighted by rarity, shown as a readable word.
         min_support = min(2, len(members))
-        ranked_terms = sorted(
-            (t for t, docs in event.term_docs.items() if docs >= min_support),
-            key=lambda t: (-event.term_sum[t] * self._idf_terms(t), t),
+        term_sum = event.term_sum
+        ranked_terms = heapq.nsmallest(  # the first keyword_count of sorted(key=(-weight * idf, term))
+            config.keyword_count,
+            [(-term_sum[t] * idf[t], t) for t, docs in event.term_docs.items() if docs >= min_support],
         )
-        keywords = _unique(
-            event.surfaces[t][2] if t in event.surfaces else t for t in ranked_terms[: config.keyword_count]
-        )
+        keywords = _unique(event.surfaces[t][2] if t in event.surfaces else t for _, t in ranked_terms)
         return EventProfile(
             event_id=event.event_id,
             article_ids=tuple(m.article_id for m in members),
@@ -1095,6 +1200,14 @@ class StoryClusterer:
             first_published_at=event.first,
             last_published_at=event.last,
         )
+
+
+def _cosine_of(dot: float, article_norm: float, event_norms: dict[str, float], event_id: str) -> float:
+    """``dot / (article_norm * event_norm)``; 0 without overlap or for a zero vector."""
+    if not dot:
+        return 0.0
+    event_norm = event_norms[event_id]
+    return dot / (article_norm * event_norm) if event_norm else 0.0
 
 
 def _posting_keys(event: _Event) -> Iterable[str]:

@@ -8,17 +8,23 @@ After a change of the clustering code or its configuration, the events of past d
    those events is known to the clusterer with all its members);
 3. the window's articles are assigned again, in their original load order, exactly as the transform stage
    assigns new articles (which may also merge events);
-4. every event that gained, lost or merged members is saved: a changed record gets a new version (the
-   content digest decides, so an unchanged event keeps its version and publishes nothing), an event left
-   without members is marked ``merged_into`` the event that took its first article, and the versions go
-   out through the event outbox like any other change.
+4. every event that gained, lost or merged members is saved with its profile as of the end of the last load
+   batch (articles sharing ``loaded_at``) that touched it, which is when the transform saved it: a profile
+   (representative, keyword order) depends on the document frequencies of every article held at that moment.
+   A changed record gets a new version (the content digest decides, so an unchanged event keeps its version
+   and publishes nothing), an event left without members is marked ``merged_into`` the event that took its
+   first article, and the versions go out through the event outbox like any other change.
 
 Articles stay as they are (no article is turned into a duplicate, no row is deleted): "rebuild" means
-events. Rebuilding a window twice with the same code changes nothing the second time, and rebuilding every
-stored article in load order gives back exactly what the transform stage built. A transform run that is
-in progress meanwhile keeps the story state it restored at its start until it ends (its next run restores
-from the warehouse again), so rebuild while ``newswire_transform`` is idle to have new articles cluster
-against the rebuilt events at once.
+events. Rebuilding a window twice with the same code changes nothing the second time. Rebuilding every stored
+article replays the transform: on a warehouse nothing changed since, it saves no new version, provided the
+transform's story state held every earlier article when it clustered each one (no eviction, no restart that
+restored less) and no article got a new version since (a new version's text is clustered again, as it should).
+A narrower window cannot promise that: its state is the horizon around the window, including articles loaded
+after the window's, not what the transform held then, so articles can move and events be re-versioned even
+without a code change. A transform run that is in progress meanwhile keeps the story state it restored at its
+start until it ends (its next run restores from the warehouse again), so rebuild while ``newswire_transform``
+is idle to have new articles cluster against the rebuilt events at once.
 """
 
 from __future__ import annotations
@@ -33,11 +39,11 @@ from newswire.messaging import Publisher
 from newswire.timestamps import as_utc
 from newswire.warehouse import Cursor, Warehouse, utcnow
 from transform.batch import BatchProcessor
-from transform.clustering import ClusteringConfig
+from transform.clustering import ClusteringConfig, EventProfile
 from transform.errors import RebuildError
 from transform.eventrecords import digest, final_survivors, merged_event_record, profiled_event_record
 from transform.store import TransformStore
-from transform.stories import StoryState, doc_from_stored, stored_embedding
+from transform.stories import StoryState, doc_from_stored, parsed_features, stored_embedding
 
 __all__ = ["RebuildError", "RebuildStats", "rebuild_events", "window_of"]
 
@@ -95,8 +101,8 @@ def _rebuild(cur: Cursor, start: datetime, end: datetime, config: ClusteringConf
     store = TransformStore(cur)
     rows = store.articles_where("WHERE a.published_at >= ? AND a.published_at < ?", (start, end))
     window = [a for _, a, _ in rows]
-    # Stored features and signatures describe the text an article was first clustered with: reused for every
-    # article still at that version (a new version's text is processed again, as before).
+    # Stored features describe the text an article was first clustered with: reused for every article still at
+    # that version (a new version's text is processed again, as before).
     first_version = {a.article_id for _, a, version in rows if version == 1}
     if not window:
         return
@@ -105,7 +111,8 @@ def _rebuild(cur: Cursor, start: datetime, end: datetime, config: ClusteringConf
     former_events = sorted({e for e in before.values() if e})
     stats.articles, stats.events_before = len(window), len(former_events)
 
-    state = StoryState(config)
+    # No near-duplicate index: a rebuild re-assigns stored articles and never looks for copies among them.
+    state = StoryState(config, near_duplicates=False)
     horizon = state.horizon
     context = store.articles_where(
         "WHERE a.published_at >= ? AND a.published_at < ? AND ea.event_id IS NOT NULL",
@@ -117,29 +124,35 @@ def _rebuild(cur: Cursor, start: datetime, end: datetime, config: ClusteringConf
         )
     window_ids = set(ids)
     restored: set[str] = set()
-    # Stored embeddings are reused: the encoder runs only for articles stored before embeddings existed.
-    stored = store.features_of(sorted({a.article_id for _, a, _ in context} | window_ids))
+    # Each article's stored features, parsed once: they carry its embedding (the encoder runs only for articles
+    # stored before embeddings existed) and, at its first version, everything its assignment needs.
+    needed = sorted({a.article_id for _, a, _ in context} | window_ids)
+    stored = {article_id: parsed_features(text) for article_id, text in store.stored_features(needed).items()}
     for _, article, version in sorted(context, key=lambda triple: triple[0]):
         if article.article_id in window_ids or article.article_id in restored or article.event_id is None:
             continue
         restored.add(article.article_id)
-        features, signature = stored.get(article.article_id, (None, None)) if version == 1 else (None, None)
-        doc = doc_from_stored(article, stored_embedding(stored.get(article.article_id, (None, None))[0]))
-        state.restore_stored(doc, article.event_id, features, signature)
+        features = stored.get(article.article_id)
+        doc = doc_from_stored(article, stored_embedding(features))
+        state.restore_stored(doc, article.event_id, features if version == 1 else None, None)
     stats.context = len(restored)
 
-    _detach(cur, ids)
+    _detach(cur, start, end)
     now = utcnow()
     after: dict[str, str] = {}
     merges: list[tuple[str, str]] = []
+    profiles = _LoadBatches(state)
     for article in window:  # already in load order
-        kept = stored.get(article.article_id, (None, None))
-        doc = doc_from_stored(article, stored_embedding(kept[0]))
+        profiles.arrive(article.loaded_at)
+        features = stored.get(article.article_id)
+        doc = doc_from_stored(article, stored_embedding(features))
         current = article.article_id in first_version
-        assignment = state.assign_stored(doc, *kept) if current else state.assign(doc)
+        assignment = state.assign_stored(doc, features, None) if current else state.assign(doc)
         after[article.article_id] = assignment.event_id
+        profiles.touch(assignment.event_id, assignment.merged)
         for gone in assignment.merged:
             merges.append((gone, assignment.event_id))
+    profiles.close()
     store.link_articles([(event_id, article_id, now) for article_id, event_id in after.items()])
     for gone, survivor in merges:
         store.move_members(gone, survivor)
@@ -155,7 +168,7 @@ def _rebuild(cur: Cursor, start: datetime, end: datetime, config: ClusteringConf
     records: list[tuple[dict[str, Any], str]] = []
     for event_id in sorted(touched):
         if members.get(event_id):
-            record = profiled_event_record(event_id, members[event_id], state.profile(event_id))
+            record = profiled_event_record(event_id, members[event_id], profiles.of(event_id))
         else:
             row = current.get(event_id)
             if row is None:
@@ -166,10 +179,58 @@ def _rebuild(cur: Cursor, start: datetime, end: datetime, config: ClusteringConf
     stats.events_changed = store.save_events(records, current, now)
 
 
-def _detach(cur: Cursor, article_ids: list[str]) -> None:
-    for start in range(0, len(article_ids), 500):
-        chunk = article_ids[start : start + 500]
-        cur.execute(f"DELETE FROM event_articles WHERE article_id IN ({','.join('?' * len(chunk))})", chunk)
+class _LoadBatches:
+    """Each event's profile as of the end of the last load batch that changed it, as the transform saved it.
+
+    A profile (representative article, keyword order) depends on the document frequencies of every article the
+    story state holds when it is taken, not only on the event's own members. The transform stage saves an
+    event's record at the end of each batch that touches it; later batches change the frequencies but not that
+    record. Profiling every event once at the end of a rebuild would therefore differ, for most events, from what
+    the transform saved, and re-version them although nothing changed. The articles of one transform batch share
+    their ``loaded_at``, so the rebuild, going through them in load order, profiles the events an arrival group
+    touched when that group ends: a rebuild of an unchanged warehouse saves the records the transform saved.
+    """
+
+    def __init__(self, state: StoryState) -> None:
+        self._state = state
+        self._group: object = _NO_GROUP
+        self._touched: set[str] = set()
+        self._profiles: dict[str, EventProfile] = {}
+
+    def arrive(self, loaded_at: datetime | None) -> None:
+        """The next article of the window was loaded at ``loaded_at``: a new value closes the previous group."""
+        if loaded_at != self._group:
+            self.close()
+            self._group = loaded_at
+
+    def touch(self, event_id: str, merged: tuple[str, ...]) -> None:
+        self._touched.add(event_id)
+        for gone in merged:
+            self._touched.discard(gone)
+            self._profiles.pop(gone, None)
+
+    def close(self) -> None:
+        for event_id in self._touched:
+            self._profiles[event_id] = self._state.profile(event_id)
+        self._touched.clear()
+
+    def of(self, event_id: str) -> EventProfile:
+        """The profile saved for ``event_id``; an event no group touched (it only lost articles) is profiled now."""
+        profile = self._profiles.get(event_id)
+        return profile if profile is not None else self._state.profile(event_id)
+
+
+_NO_GROUP = object()
+
+
+def _detach(cur: Cursor, start: datetime, end: datetime) -> None:
+    """Take the window's articles (the rows ``articles_where`` selected, by the same condition) out of their
+    events: one statement, not one per chunk of ids."""
+    cur.execute(
+        "DELETE FROM event_articles WHERE article_id IN "
+        "(SELECT article_id FROM articles WHERE published_at >= ? AND published_at < ?)",
+        (start, end),
+    )
 
 
 def _heir(event_id: str, before: dict[str, str | None], final: dict[str, str]) -> str | None:

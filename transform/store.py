@@ -163,6 +163,13 @@ class TransformStore:
         )
         return {r["article_id"]: (r["features"], r["signature"]) for r in rows}
 
+    def stored_features(self, article_ids: Sequence[str]) -> dict[str, str]:
+        """Stored features JSON of these articles, without their near-duplicate signatures (a rebuild's reads)."""
+        rows = self.cur.select_in(
+            "SELECT article_id, features FROM article_features WHERE article_id IN {in}", article_ids
+        )
+        return {r["article_id"]: r["features"] for r in rows}
+
     def insert_features(self, rows: Sequence[tuple[str, str, str]]) -> None:
         """Rows of (article_id, features JSON, signature JSON)."""
         self.cur.bulk_insert(

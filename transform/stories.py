@@ -11,7 +11,9 @@ import base64
 import json
 import logging
 from collections import OrderedDict
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from newswire.embedding import Embedding, embed_articles, encoder_for
 from transform.clustering import Assignment, ClusteringConfig, EventProfile, StaleFeatures, StoryClusterer
@@ -35,16 +37,23 @@ def doc_from_stored(a: StoredArticle, embedding: Embedding | None = None) -> Art
     )
 
 
-def stored_embedding(features: str | None) -> Embedding | None:
-    """The embedding kept in an article's stored features (``article_features``), if any: a rebuild reuses it
-    instead of running the encoder again (the clusterer still ignores one of another model)."""
+def stored_embedding(features: str | Mapping[str, Any] | None) -> Embedding | None:
+    """The embedding kept in an article's stored features (``article_features``, as text or already parsed), if
+    any: a rebuild reuses it instead of running the encoder again (the clusterer still ignores one of another
+    model)."""
     if features is None:
         return None
     try:
-        value = json.loads(features).get("embedding")
+        value = (json.loads(features) if isinstance(features, str) else features).get("embedding")
         return None if value is None else Embedding(str(value["model"]), base64.b64decode(value["vector"]))
     except (ValueError, KeyError, TypeError, AttributeError):
         return None
+
+
+def parsed_features(features: str | Mapping[str, Any] | None) -> Mapping[str, Any] | None:
+    """Stored features as a mapping: JSON text is parsed here, an already parsed mapping (a rebuild parses each
+    article's features once, for its embedding and its assignment) is passed through."""
+    return json.loads(features) if isinstance(features, str) else features
 
 
 def _utc(moment: datetime) -> datetime:
@@ -54,8 +63,13 @@ def _utc(moment: datetime) -> datetime:
 class StoryState:
     """Near-duplicate detection and story clustering over the articles inside the horizon."""
 
-    def __init__(self, config: ClusteringConfig | None = None, *, max_articles: int | None = None) -> None:
+    def __init__(
+        self, config: ClusteringConfig | None = None, *, max_articles: int | None = None, near_duplicates: bool = True
+    ) -> None:
         self.config = config or ClusteringConfig()
+        # A rebuild re-assigns stored articles and never asks for near-duplicates: it leaves the index empty
+        # rather than filling it with signatures nothing reads.
+        self.near_duplicates = near_duplicates
         self.horizon: timedelta = self.config.horizon
         # Memory bound: at most this many articles (the latest arrivals) are held, whatever the horizon's
         # traffic. A busy deployment reaching it shortens the effective horizon instead of running out of RAM.
@@ -128,15 +142,18 @@ class StoryState:
             self._event_arrival.pop(gone, None)
         return assignment
 
-    def assign_stored(self, doc: ArticleDoc, features: str | None, signature: str | None) -> Assignment:
+    def assign_stored(
+        self, doc: ArticleDoc, features: str | Mapping[str, Any] | None, signature: str | None
+    ) -> Assignment:
         """:meth:`assign` for an article whose features and signature the warehouse holds (a rebuild): the
         same assignment, without tokenising, shingling or exporting again; what is missing or stale is
         computed from the text as :meth:`assign` does."""
         self._add_signature(doc, signature)
         try:
-            if features is None:
+            stored = parsed_features(features)
+            if stored is None:
                 raise StaleFeatures("no stored features")
-            self.clusterer.prime_features(doc, json.loads(features))
+            self.clusterer.prime_features(doc, stored)
         except StaleFeatures:
             pass  # assign() extracts them from the text
         assignment = self.clusterer.assign(doc)
@@ -145,19 +162,24 @@ class StoryState:
             self._event_arrival.pop(gone, None)
         return assignment
 
-    def restore_stored(self, doc: ArticleDoc, event_id: str, features: str | None, signature: str | None) -> None:
+    def restore_stored(
+        self, doc: ArticleDoc, event_id: str, features: str | Mapping[str, Any] | None, signature: str | None
+    ) -> None:
         """Put a stored article back in ``event_id`` from its stored features and signature when they are
         current (else from its text), as :meth:`restore` does for each article."""
         self._add_signature(doc, signature)
         try:
-            if features is None:
+            stored = parsed_features(features)
+            if stored is None:
                 raise StaleFeatures("no stored features")
-            self.clusterer.restore_features(json.loads(features), event_id)
+            self.clusterer.restore_features(stored, event_id)
         except StaleFeatures:
             self.clusterer.restore(doc, event_id)
 
     def _add_signature(self, doc: ArticleDoc, signature: str | None) -> None:
         """Index ``doc`` from its stored near-duplicate signature when current, else from its text."""
+        if not self.near_duplicates:
+            return
         try:
             if signature is None:
                 raise StaleSignature("no stored signature")
