@@ -77,6 +77,7 @@ __all__ = [
     "ProcessSampler",
     "ProcessUsage",
     "StackSampler",
+    "ThreadCpuSampler",
     "compare_memory",
     "format_table",
     "main",
@@ -107,6 +108,7 @@ REPORT_FIELDS: tuple[str, ...] = (
     "host.python",
     "host.versions",
     "host.background_cpu_utilisation",
+    "host.blas",
     "config.articles",
     "config.feeds",
     "config.latency",
@@ -165,9 +167,13 @@ REPORT_FIELDS: tuple[str, ...] = (
     "pipeline.peak_rss_mb.broker",
     "pipeline.processes",
     "pipeline.rss_timeline_mb",
+    "pipeline.cpu_timeline",
     "pipeline.transform.memory_after",
     "pipeline.transform.busy_seconds",
     "pipeline.overlap",
+    "pipeline.thread_cpu_seconds",
+    "pipeline.cpu_ms_per_article",
+    "pipeline.transform_timeline",
     "transform_alone.messages",
     "transform_alone.seconds",
     "transform_alone.articles_per_s",
@@ -267,6 +273,9 @@ class ProcessSampler:
         self._first_round = True
         self.timeline: list[tuple[float, float]] = []
         """(seconds since start, RSS MB) of the first ``pipeline`` root, about once a second."""
+        self.cpu_timeline: list[tuple[float, ...]] = []
+        """(seconds since start, then cumulative CPU seconds of the ``pipeline`` process, of its extraction
+        workers, and of the whole machine) about once a second: where the cores were idle, and who ran."""
         self._machine_start = psutil.cpu_times()
         self._wall_start = time.monotonic()
 
@@ -349,6 +358,13 @@ class ProcessSampler:
                     if not self.timeline or elapsed - self.timeline[-1][0] >= 1.0:
                         self.timeline.append((round(elapsed, 1), round(rss / MIB, 1)))
         self._first_round = False
+        elapsed = time.monotonic() - self._wall_start
+        if not self.cpu_timeline or elapsed - self.cpu_timeline[-1][0] >= 1.0:
+            with self._lock:
+                own = sum(t.cpu_last - t.cpu_first for t in self._tracked.values() if t.role == "pipeline")
+                workers = sum(t.cpu_last - t.cpu_first for t in self._tracked.values() if t.role == "extract_worker")
+            machine = _busy_seconds(self._machine_start, psutil.cpu_times())
+            self.cpu_timeline.append((round(elapsed, 1), round(own, 2), round(workers, 2), round(machine, 2)))
 
 
 def _busy_seconds(start: Any, end: Any) -> float:
@@ -379,6 +395,64 @@ def _role_of(process: psutil.Process) -> str:
     if "forkserver" in parent_cmdline or "multiprocessing" in cmdline:
         return "extract_worker"
     return "child"
+
+
+class ThreadCpuSampler:
+    """CPU seconds of this process's threads, summed per thread group (``transform``, ``entry``, ``feed``, ...).
+
+    The pipeline process runs ingest's feed and entry threads, Kafka's I/O threads and the transform in one
+    interpreter: its CPU total says nothing about which stage spends it. Linux keeps per-thread CPU times in
+    ``/proc/self/task/<tid>/stat``; sampled every ``interval`` seconds, a thread that ends between two samples
+    loses at most one interval of CPU (pools here live for the whole run).
+    """
+
+    def __init__(self, interval: float = 0.25) -> None:
+        self.interval = interval
+        self._ticks = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+        self._threads: dict[int, tuple[str, float]] = {}
+        self._before: dict[int, float] = {}  # CPU threads alive at start() had spent already: not counted
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> ThreadCpuSampler:
+        self._sample()
+        self._before = {tid: cpu for tid, (_name, cpu) in self._threads.items()}
+        self._thread = threading.Thread(target=self._run, name="bench-thread-cpu", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> dict[str, float]:
+        """Stop; CPU seconds per thread group (the sampler's own thread included as ``bench-thread-cpu``)."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+        self._sample()
+        groups: Counter[str] = Counter()
+        for tid, (name, cpu) in self._threads.items():
+            groups[_thread_group(name)] += cpu - self._before.get(tid, 0.0)
+        return {group: round(cpu, 3) for group, cpu in groups.most_common()}
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            self._sample()
+
+    def _sample(self) -> None:
+        names = {t.native_id: t.name for t in threading.enumerate()}
+        try:
+            tids = [int(entry) for entry in os.listdir("/proc/self/task")]
+        except OSError:  # not Linux: no per-thread figures
+            return
+        for tid in tids:
+            # Threads Python did not start (DuckDB's, OpenBLAS's) are "native"; a Python thread seen once keeps
+            # its name after it ends.
+            name = names.get(tid) or self._threads.get(tid, ("native", 0.0))[0]
+            try:
+                fields = Path(f"/proc/self/task/{tid}/stat").read_text().rpartition(")")[2].split()
+            except OSError:
+                continue
+            # After the command name: state is field 3, utime and stime are fields 14 and 15 (proc(5)).
+            cpu = (int(fields[11]) + int(fields[12])) / self._ticks
+            self._threads[tid] = (name, cpu)
 
 
 # -- stack profile ---------------------------------------------------------------------------------------
@@ -544,6 +618,7 @@ class PhaseResult:
     machine_utilisation: float
     wall: float
     rss_timeline: list[tuple[float, float]] = field(default_factory=list)
+    cpu_timeline: list[tuple[float, ...]] = field(default_factory=list)
 
 
 def _run_phase(
@@ -584,10 +659,17 @@ def _run_phase(
         receiver.close()
     if status != "ok":
         raise BenchError(f"benchmark phase {name!r} failed:\n{value}")
-    return PhaseResult(value, usage, machine, time.monotonic() - t0, _thin(sampler.timeline, 240))
+    return PhaseResult(
+        value,
+        usage,
+        machine,
+        time.monotonic() - t0,
+        _thin(sampler.timeline, 240),
+        _thin(sampler.cpu_timeline, 600),
+    )
 
 
-def _thin(points: list[tuple[float, float]], limit: int) -> list[tuple[float, float]]:
+def _thin(points: list[Any], limit: int) -> list[Any]:
     """At most ``limit`` evenly spaced points, the last one kept (it is where a leak shows)."""
     if len(points) <= limit:
         return points
@@ -670,6 +752,8 @@ def phase_pipeline(payload: dict[str, Any]) -> dict[str, Any]:
     feeds = load_feed_list(Path(payload["feed_list"]))
     overlap = bool(payload.get("overlap", True))
     stacks = StackSampler().start() if payload.get("profile") else None
+    threads = ThreadCpuSampler().start()
+    began = datetime.now(UTC)
     try:
         if stacks:
             stacks.stage = "pipeline"
@@ -677,8 +761,11 @@ def phase_pipeline(payload: dict[str, Any]) -> dict[str, Any]:
     finally:
         if stacks:
             stacks.stop()
+        thread_cpu = threads.stop()
     ingest, transform = passes.ingest, passes.transform
     return {
+        "thread_cpu_seconds": thread_cpu,
+        "transform_timeline": _batch_timeline(settings, began, passes.ingest_seconds),
         "overlap": overlap,
         "ingest_seconds": passes.ingest_seconds,
         "transform_seconds": passes.seconds - passes.ingest_seconds,
@@ -692,6 +779,33 @@ def phase_pipeline(payload: dict[str, Any]) -> dict[str, Any]:
         "transform_batches": transform.batches,
         "transform_stats": asdict(transform.stats),
         "profile": stacks.report() if stacks else None,
+    }
+
+
+def _batch_timeline(settings: Any, began: datetime, ingest_seconds: float) -> dict[str, Any]:
+    """When the transform's batches ran, in seconds from the run's start, and what the wall time after ingest
+    ended was made of: waiting for the last batch to fill or end, processing it, closing polls and reconcile."""
+    from newswire.warehouse import Warehouse
+
+    rows = Warehouse(settings.resolved_warehouse_url).query(
+        "SELECT started_at, finished_at, messages FROM transform_batches ORDER BY started_at"
+    )
+    batches = [
+        [
+            round((r["started_at"] - began).total_seconds(), 2),
+            round((r["finished_at"] - began).total_seconds(), 2),
+            int(r["messages"]),
+        ]
+        for r in rows
+    ]
+    after = [b for b in batches if b[1] > ingest_seconds]
+    return {
+        "batches": batches,
+        "ingest_end": round(ingest_seconds, 2),
+        "busy_seconds": round(sum(b[1] - b[0] for b in batches), 2),
+        "after_ingest_batches": len(after),
+        "after_ingest_messages": sum(b[2] for b in after),
+        "after_ingest_busy_seconds": round(sum(b[1] - max(b[0], ingest_seconds) for b in after), 2),
     }
 
 
@@ -1226,9 +1340,28 @@ def _pipeline_block(phase: PhaseResult) -> dict[str, Any]:
         "cpu": cpu,
         "peak_rss_mb": rss,
         "rss_timeline_mb": phase.rss_timeline,
+        "cpu_timeline": phase.cpu_timeline,
         "processes": processes,
+        "thread_cpu_seconds": r.get("thread_cpu_seconds"),
+        "cpu_ms_per_article": _cpu_per_article(phase, r.get("thread_cpu_seconds") or {}, articles),
+        "transform_timeline": r.get("transform_timeline"),
         "profile": r.get("profile"),
     }
+
+
+def _cpu_per_article(phase: PhaseResult, threads: Mapping[str, float], articles: int) -> dict[str, float]:
+    """CPU milliseconds per published article: each process role, and the pipeline process's thread groups."""
+    if not articles:
+        return {}
+    out: Counter[str] = Counter()
+    for usage in phase.usage:
+        out[usage.role] += usage.cpu_seconds
+    own = phase.result.get("_self", {}).get("cpu_seconds")
+    if own is not None:
+        out["pipeline"] = max(out["pipeline"], own)
+    for group, seconds in threads.items():
+        out[f"pipeline/{group}"] += seconds
+    return {name: round(1000 * seconds / articles, 2) for name, seconds in sorted(out.items())}
 
 
 def _transport_block(phase: PhaseResult) -> dict[str, Any]:
@@ -1376,6 +1509,19 @@ def _host_info() -> dict[str, Any]:
         "python": platform.python_version(),
         "platform": platform.platform(),
         "versions": versions,
+        "blas": _blas_info(),
+    }
+
+
+def _blas_info() -> dict[str, Any]:
+    """NumPy's BLAS kernels and the ``OPENBLAS_*`` variables that chose them: the encoder's cost in the
+    extraction workers depends on them (``OPENBLAS_CORETYPE=Haswell`` on an AVX-512 CPU means AVX2 kernels)."""
+    import numpy  # noqa: F401  (loads OpenBLAS, so threadpoolctl can see it)
+    from threadpoolctl import threadpool_info
+
+    return {
+        "kernels": [str(i.get("architecture")) for i in threadpool_info() if i.get("internal_api") == "openblas"],
+        "env": {k: v for k, v in sorted(os.environ.items()) if k.startswith("OPENBLAS_")},
     }
 
 
@@ -1384,6 +1530,14 @@ def _host_info() -> dict[str, Any]:
 
 def _status(passed: bool | None) -> str:
     return "n/a" if passed is None else ("PASS" if passed else "FAIL")
+
+
+def _blas_line(blas: Mapping[str, Any] | None) -> list[str]:
+    """A header line when ``OPENBLAS_*`` variables chose the BLAS kernels (they change the encoder's cost)."""
+    if not blas or not blas.get("env"):
+        return []
+    settings = " ".join(f"{k}={v}" for k, v in blas["env"].items())
+    return [f"BLAS kernels: {', '.join(blas['kernels']) or '-'} ({settings})"]
 
 
 def format_table(report: Mapping[str, Any]) -> str:
@@ -1405,6 +1559,7 @@ def format_table(report: Mapping[str, Any]) -> str:
             if report["host"].get("background_cpu_utilisation", 0) > 0.15
             else []
         ),
+        *_blas_line(report["host"].get("blas")),
         "",
         f"{'measurement':<52} {'value':>12}  {'unit':<12} note",
         "-" * 110,
@@ -1464,6 +1619,31 @@ def format_table(report: Mapping[str, Any]) -> str:
         f"{p['cpu']['seconds']:.1f} CPU s; machine {100 * p['cpu']['machine_utilisation']:.0f}% busy, "
         f"harness {p['cpu']['harness_seconds']:.1f} CPU s",
     )
+    per_article = p.get("cpu_ms_per_article") or {}
+    if per_article:
+        roles = [k for k in per_article if "/" not in k and k != "forkserver"]
+        row(
+            "  CPU per article, by process",
+            sum(per_article[k] for k in roles if k != "harness"),
+            "ms",
+            ", ".join(f"{k} {per_article[k]:.1f}" for k in roles),
+        )
+        groups = sorted(((k, v) for k, v in per_article.items() if k.startswith("pipeline/")), key=lambda kv: -kv[1])
+        row(
+            "    pipeline process, by thread group",
+            sum(v for _, v in groups),
+            "ms",
+            ", ".join(f"{k.split('/', 1)[1]} {v:.1f}" for k, v in groups[:6]),
+        )
+    timeline = p.get("transform_timeline") or {}
+    if timeline.get("batches"):
+        row(
+            "  transform batches after ingest ended",
+            timeline["after_ingest_messages"],
+            "messages",
+            f"{timeline['after_ingest_batches']} batch(es), {timeline['after_ingest_busy_seconds']:.1f} s of "
+            f"{p['transform']['seconds']:.1f} s after ingest spent in batches",
+        )
     rss = p["peak_rss_mb"]
     row("  peak RSS: pipeline process", rss["pipeline"], "MB", "ingest and transform threads, sampled")
     after = p["transform"].get("memory_after") or {}

@@ -24,6 +24,7 @@ from ingest.politeness import HostThrottle
 from ingest.poll import FeedFailed, FeedPoller, FeedReport
 from ingest.rawstore import purge_expired
 from ingest.robots import RobotsCache
+from newswire import contracts
 from newswire.errors import SettingsError
 from newswire.messaging import Publisher, ensure_topics, make_producer
 from newswire.settings import Settings
@@ -108,6 +109,9 @@ class IngestSummary:
     reports: list[FeedReport] = field(default_factory=list)
     failures: dict[str, str] = field(default_factory=dict)
     seconds: float = 0.0
+    #: Per partition of the articles topic, the offset past the last article message this run published
+    #: (:meth:`~newswire.messaging.Publisher.acknowledged`): a consumer that read that far has every one.
+    published: dict[int, int] = field(default_factory=dict)
 
     def totals(self) -> dict[str, int]:
         keys = ("entries_seen", "new", "duplicates", "dead_letters", "skipped", "bytes")
@@ -186,6 +190,7 @@ def ingest_feeds(
                         summary.reports.append(report)
         finally:
             poller.ledger.flush()  # the deferred rows (batched: every row) not written yet
+        summary.published = poller.publisher.acknowledged(contracts.ARTICLES)
     summary.seconds = time.monotonic() - t0
     log.info("%s", summary.line())
     return summary

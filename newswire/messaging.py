@@ -13,7 +13,7 @@ import logging
 import socket
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -151,6 +151,8 @@ class Publisher:
 
     producer: KafkaProducer
     _local: threading.local = field(default_factory=threading.local)
+    _acknowledged: dict[tuple[str, int], int] = field(default_factory=dict)
+    _acknowledged_lock: threading.Lock = field(default_factory=threading.Lock)
 
     @property
     def _pending(self) -> list[Any]:
@@ -169,17 +171,61 @@ class Publisher:
         pending, self._local.pending = self._pending, []
         try:
             self.producer.flush(timeout=ACK_TIMEOUT)
-            for future in pending:
-                future.get(timeout=ACK_TIMEOUT)
+            acked = [future.get(timeout=ACK_TIMEOUT) for future in pending]
         except KafkaError as exc:
             raise BrokerUnavailable(f"broker did not acknowledge {len(pending)} message(s): {exc!r}") from exc
+        with self._acknowledged_lock:
+            for meta in acked:
+                key = (meta.topic, meta.partition)
+                if meta.offset >= 0 and meta.offset + 1 > self._acknowledged.get(key, 0):
+                    self._acknowledged[key] = meta.offset + 1
         return len(pending)
+
+    def acknowledged(self, topic: Topic) -> dict[int, int]:
+        """Per partition of ``topic``, the offset just past the last message the broker acknowledged from this
+        publisher: a consumer that has read up to these offsets has seen everything confirmed so far."""
+        with self._acknowledged_lock:
+            return {partition: end for (name, partition), end in self._acknowledged.items() if name == topic.name}
 
     def close(self) -> None:
         try:
             self.producer.close(timeout=10)
         except KafkaError:  # closing must never mask the caller's own error
             log.warning("producer close failed", exc_info=True)
+
+
+class FollowedProducer:
+    """A producer of this process that a consumer of the same topic follows (``newswire run``: the transform
+    consumes while ingest publishes), and where it ended.
+
+    The consumer keeps waiting for messages while :meth:`running`; once :meth:`finish` recorded the producer's
+    acknowledged end offsets, it stops as soon as it has read that far instead of waiting for an empty poll.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._running = True
+        self._end: dict[int, int] | None = None
+
+    def running(self) -> bool:
+        with self._lock:
+            return self._running
+
+    def finish(self, end_offsets: Mapping[int, int] | None) -> None:
+        """The producer is done; ``end_offsets`` as :meth:`Publisher.acknowledged`, or None when unknown (it
+        failed): the consumer then falls back to waiting for an empty poll."""
+        with self._lock:
+            self._running = False
+            self._end = dict(end_offsets) if end_offsets is not None else None
+
+    def end_offsets(self) -> Mapping[int, int] | None:
+        """None while the producer runs (or when its end is unknown), then its end offsets per partition."""
+        with self._lock:
+            return None if self._running or self._end is None else dict(self._end)
+
+
+#: Longest single poll while a followed producer is still running: how soon its end is noticed.
+FOLLOW_POLL_SLICE = 0.2
 
 
 def poll_batch(
@@ -189,10 +235,16 @@ def poll_batch(
     idle_timeout: float,
     deadline: float,
     stop_when_caught_up: bool = False,
+    end_offsets: Callable[[], Mapping[int, int] | None] | None = None,
 ) -> list[ConsumerRecord]:
     """Poll one bounded batch: until an empty poll, ``max_messages`` records, or ``deadline`` seconds; with
     ``stop_when_caught_up``, also as soon as every partition is read to its high watermark (a one-shot run
     then ends without waiting ``idle_timeout`` for the empty poll that would tell the same).
+
+    ``end_offsets`` follows a producer of this process: it returns None while the producer runs, then the
+    offsets past its last acknowledged message per partition (:meth:`Publisher.acknowledged`). From then on
+    the batch ends as soon as every partition is read that far (and to its high watermark), without an idle
+    poll; meanwhile polls last at most ``FOLLOW_POLL_SLICE`` so that moment is noticed at once.
 
     A batch is never bounded by ``end_offsets()``: Tansu answers it wrongly. Empty polls count only once the
     group has assigned partitions, because the first polls of a joining consumer are empty by design.
@@ -202,20 +254,28 @@ def poll_batch(
     while not consumer.assignment() and time.monotonic() < stop_at:
         for batch in consumer.poll(timeout_ms=500, max_records=max_messages).values():
             records.extend(batch)
+    idle_until = time.monotonic() + idle_timeout
     while len(records) < max_messages and time.monotonic() < stop_at:
-        if stop_when_caught_up and caught_up(consumer):
+        produced = end_offsets() if end_offsets is not None else None
+        if (stop_when_caught_up or produced is not None) and caught_up(consumer, produced):
             break  # what an empty poll would show, without waiting ``idle_timeout`` for it
-        remaining_ms = max(1, int(min(idle_timeout, stop_at - time.monotonic()) * 1000))
-        polled = consumer.poll(timeout_ms=remaining_ms, max_records=max_messages - len(records))
-        if not polled:
+        wait = min(idle_until, stop_at) - time.monotonic()
+        if end_offsets is not None and produced is None:
+            wait = min(wait, FOLLOW_POLL_SLICE)
+        polled = consumer.poll(timeout_ms=max(1, int(wait * 1000)), max_records=max_messages - len(records))
+        if polled:
+            for batch in polled.values():
+                records.extend(batch)
+            idle_until = time.monotonic() + idle_timeout
+        elif time.monotonic() >= idle_until:
             break
-        for batch in polled.values():
-            records.extend(batch)
     return records
 
 
-def caught_up(consumer: KafkaConsumer) -> bool:
-    """Whether every assigned partition was read up to the high watermark its last fetch reported.
+def caught_up(consumer: KafkaConsumer, at_least: Mapping[int, int] | None = None) -> bool:
+    """Whether every assigned partition was read up to the high watermark its last fetch reported, and up to
+    ``at_least`` (per partition number: offsets known to exist, such as a followed producer's acknowledged
+    ones, which a high watermark fetched earlier may predate).
 
     The high watermark comes with each fetch response (unlike ``end_offsets()``, it is right on the embedded
     broker too); a partition not fetched yet has none, and then the answer is no.
@@ -225,6 +285,10 @@ def caught_up(consumer: KafkaConsumer) -> bool:
         return False
     for tp in assignment:
         highwater = consumer.highwater(tp)
-        if highwater is None or consumer.position(tp) < highwater:
+        if highwater is None:
+            return False
+        if at_least:
+            highwater = max(highwater, at_least.get(tp.partition, 0))
+        if consumer.position(tp) < highwater:
             return False
     return True

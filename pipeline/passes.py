@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 from ingest.feedlist import FeedSpec
 from ingest.stage import IngestSummary, ingest_feeds
+from newswire.messaging import FollowedProducer
 from newswire.settings import Settings
 from pipeline.enrich import enricher_for
 from transform.stage import TransformSummary, run_transform
@@ -41,23 +42,25 @@ def run_passes(
         transform = run_transform(settings, bootstrap)
         return PassSummary(ingest, transform, ingest_seconds, time.monotonic() - t0)
 
-    ingesting = threading.Event()
-    ingesting.set()
+    ingesting = FollowedProducer()
     outcome: dict[str, TransformSummary | BaseException] = {}
 
     def consume() -> None:
         try:
-            outcome["summary"] = run_transform(settings, bootstrap, follow=ingesting.is_set)
+            outcome["summary"] = run_transform(settings, bootstrap, follow=ingesting)
         except BaseException as exc:  # re-raised in the caller's thread below
             outcome["error"] = exc
 
     consumer = threading.Thread(target=consume, name="transform", daemon=True)
     consumer.start()
+    published: dict[int, int] | None = None
     try:
         ingest = ingest_feeds(settings, bootstrap, feeds, run_id=run_id, enrich=enrich)
+        published = ingest.published
     finally:
-        # Set only after ingest returned: every message it published has been acknowledged by then.
-        ingesting.clear()
+        # Finished only after ingest returned: every message it published has been acknowledged by then, and
+        # the transform stops once it has read up to the last of them (or, if ingest failed, at an empty poll).
+        ingesting.finish(published)
         ingest_seconds = time.monotonic() - t0
         consumer.join()
     error = outcome.get("error")

@@ -25,6 +25,7 @@ from bench.pipeline import (
     BenchConfig,
     ProcessSampler,
     StackSampler,
+    ThreadCpuSampler,
     compare_memory,
     format_table,
     run_bench,
@@ -195,6 +196,35 @@ def test_stack_sampler_groups_threads_and_names_functions() -> None:
     assert share > 50
 
 
+def test_thread_cpu_sampler_charges_cpu_to_the_thread_group_that_spent_it() -> None:
+    stop = threading.Event()
+    spent: dict[str, float] = {}
+
+    def busy() -> None:
+        start = time.thread_time()
+        while not stop.is_set():
+            sum(range(1000))
+            spent[threading.current_thread().name] = time.thread_time() - start
+
+    sampler = ThreadCpuSampler(interval=0.02).start()
+    threads = [threading.Thread(target=busy, name=f"probe_{i}") for i in range(2)]
+    idle = threading.Thread(target=stop.wait, name="sleeper_1")
+    for thread in [*threads, idle]:
+        thread.start()
+    deadline = time.monotonic() + 20
+    while sum(spent.values()) < 0.4 and time.monotonic() < deadline:  # however busy the machine is
+        time.sleep(0.05)
+    stop.set()
+    for thread in [*threads, idle]:
+        thread.join()
+    groups = sampler.stop()
+    measured = sum(spent.values())
+    assert measured >= 0.4
+    # What ran after a thread's last sample is lost when it ends: at most an interval (plus a clock tick) each.
+    assert measured * 0.6 <= groups["probe"] <= measured + 0.05
+    assert groups.get("sleeper", 0.0) < 0.05
+
+
 def test_memory_comparison_judges_pipeline_processes_not_the_broker() -> None:
     def run(articles: int, pipeline: float, broker: float) -> dict[str, Any]:
         rss = {
@@ -249,6 +279,16 @@ def test_small_benchmark_run_reports_every_field(tmp_path: Path) -> None:
     # The same feeds through the sharded task functions, one process per shard: every feed polled, all 304.
     sharded = report["poll_304"]["sharded"]
     assert sharded["feeds"] == 8 and sharded["not_modified"] == 8 and 1 <= sharded["shards"] <= 2
+    # CPU per article by process role and by the pipeline process's thread groups; the transform thread
+    # worked, and its batches account for every message.
+    per_article = report["pipeline"]["cpu_ms_per_article"]
+    assert per_article["pipeline"] > 0 and per_article["extract_worker"] > 0
+    assert per_article["pipeline/transform"] > 0
+    threads = sum(v for k, v in per_article.items() if k.startswith("pipeline/"))
+    assert threads <= per_article["pipeline"] + 0.5  # threads of the process, counted from the run's start
+    timeline = report["pipeline"]["transform_timeline"]
+    assert sum(b[2] for b in timeline["batches"]) == report["pipeline"]["transform"]["stats"]["messages"]
+    assert all(0 <= start <= end for start, end, _ in timeline["batches"])
     roles = {p["role"] for p in report["pipeline"]["processes"]}
     assert {"pipeline", "broker", "extract_worker"} <= roles
     assert report["pipeline"]["peak_rss_mb"]["pipeline"] > 0

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from kafka import KafkaConsumer
@@ -51,9 +52,15 @@ class ArticleConsumer:
         )
         self.drained = False
 
-    def next_batch(self, *, stop_when_caught_up: bool = False) -> list[Incoming]:
+    def next_batch(
+        self,
+        *,
+        stop_when_caught_up: bool = False,
+        end_offsets: Callable[[], Mapping[int, int] | None] | None = None,
+    ) -> list[Incoming]:
         """The next bounded batch; ``drained`` then tells whether it ended on an empty poll (or, with
-        ``stop_when_caught_up``, read every partition to its high watermark)."""
+        ``stop_when_caught_up``, read every partition to its high watermark). ``end_offsets``: a followed
+        producer's end (:func:`newswire.messaging.poll_batch`)."""
         started = time.monotonic()
         try:
             records = poll_batch(
@@ -62,6 +69,7 @@ class ArticleConsumer:
                 idle_timeout=self.settings.poll_timeout,
                 deadline=self.settings.batch_deadline,
                 stop_when_caught_up=stop_when_caught_up,
+                end_offsets=end_offsets,
             )
         except KafkaError as exc:
             raise BrokerUnavailable(f"cannot consume {contracts.ARTICLES.name}: {exc!r}") from exc

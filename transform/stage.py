@@ -10,12 +10,11 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from newswire.errors import WarehouseUnavailable
 from newswire.faults import fault_point
-from newswire.messaging import Publisher, ensure_topics, make_producer
+from newswire.messaging import FollowedProducer, Publisher, ensure_topics, make_producer
 from newswire.reconcile import ReconcileSummary, reconcile
 from newswire.settings import Settings
 from newswire.warehouse import Warehouse
@@ -62,7 +61,7 @@ def run_transform(
     *,
     max_batches: int | None = None,
     group_id: str | None = None,
-    follow: Callable[[], bool] | None = None,
+    follow: FollowedProducer | None = None,
 ) -> TransformSummary:
     """Drain the articles topic batch by batch; stop at the first empty batch, or after a batch that ended on
     an empty poll (nothing more to read: waiting for one more empty batch would only cost ``poll_timeout``).
@@ -73,9 +72,10 @@ def run_transform(
     drain, not before, keeps an article that was merely waiting on the topic from being sent twice. A run cut
     short by ``max_batches`` leaves reconciling to the next one.
 
-    With ``follow``, an empty batch ends the run only once ``follow()`` has returned false *before* that
-    batch was polled: a producer still running in this process (``newswire run``) sets it false after its
-    last message was acknowledged, so the final poll sees every message and the run ends drained.
+    With ``follow``, a producer running in this process (``newswire run``), an empty batch ends the run only
+    once the producer had finished *before* that batch was polled: it finishes after its last message was
+    acknowledged, so the final poll sees every message and the run ends drained. When it finished with known
+    end offsets, the run ends as soon as it has read that far, without an idle poll.
     """
     t0 = time.monotonic()
     group = group_id or settings.consumer_group
@@ -109,12 +109,14 @@ def run_transform(
         # Versions a previous process committed but could not publish go out first.
         summary.stats.events_published += processor.publish_outbox()
         while max_batches is None or summary.batches < max_batches:
-            following = follow is not None and follow()
+            following = follow is not None and follow.running()
             # A run not following a producer ends as soon as it has read everything: no idle poll to wait for.
             # Not right after messages it could not have fetched yet were produced (its own re-publishing, or a
-            # followed producer that just finished): the last fetch's high watermark predates them.
-            stale = republished or was_following
-            batch = consumer.next_batch(stop_when_caught_up=not following and not stale)
+            # followed producer that just finished without known end offsets): the last fetch's high watermark
+            # predates them. A followed producer's end offsets say how far to read, whatever that watermark.
+            ended_at = None if follow is None or republished else follow.end_offsets
+            stale = republished or (was_following and (follow is None or follow.end_offsets() is None))
+            batch = consumer.next_batch(stop_when_caught_up=not following and not stale, end_offsets=ended_at)
             republished, was_following = False, following
             if not batch:
                 if following or lost_articles_republished():
