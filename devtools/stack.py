@@ -91,6 +91,9 @@ class StackConfig:
     host_interval: float | None = None  # NEWSWIRE_HOST_INTERVAL for the tasks; None = the settings default
     extra_env: Mapping[str, str] = field(default_factory=dict)
     unpause: tuple[str, ...] = DAG_IDS  # the DAGs `up` unpauses (all of the project's by default)
+    # DAGs created paused and kept paused (``newswire up --paused``): none by default. Paused at creation, not
+    # after start, so a scheduled run (the daily archive) cannot begin in between.
+    paused: tuple[str, ...] = ()
     sample_lists: tuple[str, ...] = ("feeds.toml", "feeds-archive.toml")  # corpus feed lists served with sample
     executor: ExecutorConfig = field(default_factory=ExecutorConfig)  # LocalExecutor unless kind="celery"
 
@@ -170,7 +173,10 @@ def up(config: StackConfig, *, log: Any = print) -> dict[str, Any]:
         token = api_token(config.url, config.username, password)
         wait_for_dags(config.url, token, DAG_IDS, timeout=config.timeout)
         for dag_id in config.unpause:
-            set_paused(config.url, token, dag_id, paused=False)
+            if dag_id not in config.paused:
+                set_paused(config.url, token, dag_id, paused=False)
+        for dag_id in config.paused:  # also on a re-up over a metadata database where it was unpaused
+            set_paused(config.url, token, dag_id, paused=True)
     except BaseException:
         _write_state(home, state)
         with contextlib.suppress(Exception):
@@ -211,7 +217,7 @@ def component_env(config: StackConfig, *, stack_id: str, bootstrap: str, feeds: 
             "AIRFLOW__CORE__DAGS_FOLDER": str(DAGS_FOLDER),
             "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
             "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
-            "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
+            "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": str(bool(config.paused)),
             "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{config.username}:admin",
             "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(airflow_home / PASSWORDS_FILE),
             "AIRFLOW__CORE__FERNET_KEY": secrets_["fernet_key"],

@@ -148,7 +148,7 @@ class Settings(BaseSettings):
         2,
         ge=1,
         le=256,
-        description="Most shards (mapped tasks) one newswire_ingest or newswire_archive run splits its feeds into; "
+        description="Most shards (mapped tasks) one newswire_ingest run splits its feeds into (archive: one task); "
         "each shard polls its feeds concurrently in one task process. A cycle is bounded by the feeds per host "
         "times the host interval, so shards that all run at once finish soonest: the fetch pool's slots minus "
         "the one an archive run may hold (3 - 1 in the local stack).",

@@ -421,9 +421,13 @@ def _utc_datetime(text: str) -> datetime:
 def cmd_up(args: argparse.Namespace) -> int:
     """Start the local stack: embedded broker, Airflow components, DAGs unpaused (``make up``)."""
     _require_devtools("up")
-    from devtools.stack import StackConfig, default_home, up
+    from devtools.stack import DAG_IDS, StackConfig, default_home, up
     from devtools.stack_executor import ExecutorConfig
 
+    unknown = sorted(set(args.paused) - set(DAG_IDS))
+    if unknown:
+        print(f"newswire up: --paused {', '.join(unknown)}: not one of {', '.join(DAG_IDS)}", file=sys.stderr)
+        return 2
     config = StackConfig(
         home=default_home(),
         port=args.port,
@@ -432,6 +436,7 @@ def cmd_up(args: argparse.Namespace) -> int:
         timeout=args.timeout,
         host_interval=0.2 if args.sample else None,
         executor=ExecutorConfig(args.executor, workers=args.workers, worker_concurrency=args.worker_concurrency),
+        paused=tuple(args.paused),
     )
     up(config)
     return 0
@@ -551,6 +556,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=8080, help="port of the Airflow UI and API (default 8080)")
     p.add_argument("--sample", action="store_true", help="also serve the bundled sample sites and poll them")
     p.add_argument("--sample-port", type=int, default=18700, help="first loopback port of the sample sites")
+    p.add_argument(
+        "--paused",
+        action="append",
+        default=[],
+        metavar="DAG_ID",
+        help="create this DAG paused and leave it paused (repeatable), e.g. newswire_archive to keep the daily "
+        "catch-up from running",
+    )
     p.add_argument("--timeout", type=float, default=180.0, help="seconds to wait for a healthy stack")
     p.add_argument(
         "--executor",

@@ -75,3 +75,10 @@ def test_development_commands_say_so_where_the_dev_tools_are_not_installed(
     assert main(command) == 1
     err = capsys.readouterr().err
     assert "development tools" in err and "Traceback" not in err
+
+
+def test_up_refuses_an_unknown_dag_to_keep_paused_before_starting_anything(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["up", "--paused", "newswire_nope"]) == 2
+    assert "newswire_nope" in capsys.readouterr().err

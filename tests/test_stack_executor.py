@@ -33,6 +33,15 @@ def test_default_stack_is_the_local_executor_on_sqlite_with_no_workers(tmp_path:
     assert worker_commands(config.executor, "airflow", tmp_path) == []
 
 
+def test_dags_named_paused_are_created_paused_and_others_as_before(tmp_path: Path) -> None:
+    default = stack.component_env(stack.StackConfig(home=tmp_path), stack_id="x", bootstrap="b:1", feeds=None)
+    assert default["AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION"] == "False"
+    config = stack.StackConfig(home=tmp_path, paused=("newswire_archive",))
+    env = stack.component_env(config, stack_id="x", bootstrap="b:1", feeds=None)
+    # Created paused, so no scheduled run can start before `up` unpauses the others.
+    assert env["AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION"] == "True"
+
+
 def test_celery_env_uses_postgres_for_metadata_and_results_and_covers_every_worker_slot() -> None:
     env = airflow_env(celery(workers=3, worker_concurrency=2), Path("/h"), parallelism=4)
     assert env["AIRFLOW__CORE__EXECUTOR"] == "CeleryExecutor"
