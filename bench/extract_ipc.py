@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import sys
 import tempfile
 import threading
@@ -28,6 +27,8 @@ from collections.abc import Callable, Sequence
 from datetime import date
 from pathlib import Path
 from typing import Any
+
+from bench.report import emit
 
 
 def sample_pages(count: int) -> list[tuple[bytes, str]]:
@@ -136,9 +137,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, help="also write the report here")
     args = parser.parse_args(argv)
     report = run(sample_pages(args.pages), args.workers, args.rounds)
-    print(json.dumps(report, indent=1), flush=True)
-    if args.json:
-        args.json.write_text(json.dumps(report, indent=1) + "\n", "utf-8")
+    emit(report, args.json)
     return 0
 
 

@@ -36,6 +36,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from bench.report import emit
 from newswire import contracts
 from newswire.warehouse import Warehouse
 from transform.clustering import ClusteringConfig
@@ -245,9 +246,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         stats = rebuild_events(warehouse, None, *everything, config=config)
         report["rebuild"] = {**stats.as_dict(), "wall_seconds": round(time.perf_counter() - t0, 2)}
     shutil.rmtree(workdir, ignore_errors=True)
-    print(json.dumps(report, indent=1), flush=True)
-    if args.json:
-        args.json.write_text(json.dumps(report, indent=1) + "\n", "utf-8")
+    emit(report, args.json)
     return 0
 
 

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 
+from ingest.extract import ExtractedArticle
 from ingest.extract_workers import make_extractor
 from ingest.feedlist import FeedSpec
 from ingest.feeds import FeedEntry
@@ -28,6 +30,21 @@ PAGE = f"""<html><head><meta charset="utf-8"><title>台湾花莲发生6.1级地�
 URL = "https://huanqiuwang.example/guoji/2026/04/14/s01-04"
 
 
+def _message(page: ExtractedArticle) -> dict[str, Any]:
+    """The article message ingest builds for ``page`` reached through a feed entry without a title."""
+    entry = FeedEntry(guid="g", link=URL, title=None, summary=None, published=None, updated=None, author=None,
+                      tags=(), language=None)  # fmt: skip
+    return article_message(
+        article_id="a" * 32,
+        canonical_url=URL,
+        entry=entry,
+        feed=FeedSpec(url="https://huanqiuwang.example/rss", name="Huanqiu"),
+        page=page,
+        fetched_at=datetime(2026, 4, 14, 3, tzinfo=UTC),
+        run_id="run",
+    )
+
+
 @pytest.mark.parametrize("workers", [1, 2])
 def test_workers_detect_the_language_and_embed_title_and_lead(workers: int) -> None:
     extractor = make_extractor(workers)
@@ -42,17 +59,7 @@ def test_workers_detect_the_language_and_embed_title_and_lead(workers: int) -> N
     expected = embed_articles(encoder, [(page.title, page.text)])[0]
     assert np.allclose(page.embedding.array(), expected.array(), atol=2e-3)  # same vector from the worker
 
-    entry = FeedEntry(guid="g", link=URL, title=None, summary=None, published=None, updated=None, author=None,
-                      tags=(), language=None)  # fmt: skip
-    message = article_message(
-        article_id="a" * 32,
-        canonical_url=URL,
-        entry=entry,
-        feed=FeedSpec(url="https://huanqiuwang.example/rss", name="Huanqiu"),
-        page=page,
-        fetched_at=datetime(2026, 4, 14, 3, tzinfo=UTC),
-        run_id="run",
-    )
+    message = _message(page)
     contracts.validate(contracts.ARTICLES, message)
     assert message["language"] == "zh"
     assert from_message(message["embedding"]) == page.embedding
@@ -75,17 +82,7 @@ def test_workers_add_the_transforms_features_and_the_message_carries_them(worker
     finally:
         extractor.close()
     assert page.features == carried_features(page.title, page.text, "zh", title_weight=2)
-    entry = FeedEntry(guid="g", link=URL, title=None, summary=None, published=None, updated=None, author=None,
-                      tags=(), language=None)  # fmt: skip
-    message = article_message(
-        article_id="a" * 32,
-        canonical_url=URL,
-        entry=entry,
-        feed=FeedSpec(url="https://huanqiuwang.example/rss", name="Huanqiu"),
-        page=page,
-        fetched_at=datetime(2026, 4, 14, 3, tzinfo=UTC),
-        run_id="run",
-    )
+    message = _message(page)
     decoded = contracts.decode(contracts.ARTICLES, contracts.encode(contracts.ARTICLES, message))
     carried = parse_carried(
         decoded["features"], title=decoded["title"], text=decoded["text"], language="zh", title_weight=2
