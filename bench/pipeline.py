@@ -413,6 +413,7 @@ class ThreadCpuSampler:
         self._before: dict[int, float] = {}  # CPU threads alive at start() had spent already: not counted
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self.samples = 0  # completed samples: a thread is charged to its group once a sample saw it by name
 
     def start(self) -> ThreadCpuSampler:
         self._sample()
@@ -437,11 +438,12 @@ class ThreadCpuSampler:
             self._sample()
 
     def _sample(self) -> None:
-        names = {t.native_id: t.name for t in threading.enumerate()}
         try:
             tids = [int(entry) for entry in os.listdir("/proc/self/task")]
         except OSError:  # not Linux: no per-thread figures
             return
+        # Names after the listing: a thread listed has started, so Python knows its name by now.
+        names = {t.native_id: t.name for t in threading.enumerate()}
         for tid in tids:
             # Threads Python did not start (DuckDB's, OpenBLAS's) are "native"; a Python thread seen once keeps
             # its name after it ends.
@@ -453,6 +455,7 @@ class ThreadCpuSampler:
             # After the command name: state is field 3, utime and stime are fields 14 and 15 (proc(5)).
             cpu = (int(fields[11]) + int(fields[12])) / self._ticks
             self._threads[tid] = (name, cpu)
+        self.samples += 1
 
 
 # -- stack profile ---------------------------------------------------------------------------------------
