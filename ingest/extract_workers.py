@@ -30,6 +30,7 @@ import multiprocessing
 import os
 import pickle
 import queue
+import signal
 import struct
 import threading
 from collections.abc import Callable
@@ -182,6 +183,8 @@ def _serve(
 ) -> None:
     """A worker process: read a page with its URL and content type, answer with the article or the error, until
     the parent closes its end."""
+    # Ctrl-C reaches the whole process group: the parent decides what an interrupt stops, and closes the pipe.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     rfd, wfd = requests.fileno(), replies.fileno()
     buffer = bytearray(_PIPE_BYTES)
     while True:
@@ -233,8 +236,10 @@ class _Worker:
         child_replies.close()
         self._buffer = bytearray(_PIPE_BYTES)  # replies are read into it (one caller at a time per worker)
 
-    def extract(self, content: bytes, url: str, content_type: str | None) -> tuple[str, Any, str | None]:
+    def send(self, content: bytes, url: str, content_type: str | None) -> None:
         _write_frame(self._requests.fileno(), pickle.dumps((url, content_type)), content)
+
+    def receive(self) -> tuple[str, Any, str | None]:
         head, _ = _read_frame(self._replies.fileno(), self._buffer)
         return pickle.loads(head)  # type: ignore[no-any-return]
 
@@ -271,13 +276,14 @@ class ProcessPoolExtractor:
     def _acquire(self) -> _Worker:
         """An idle worker, else a new one while fewer than ``workers`` run, else the next to become idle."""
         while True:
+            with self._lock:
+                if self._closed:
+                    raise RuntimeError("the extractor is closed")
             try:
                 return self._idle.get_nowait()
             except queue.Empty:
                 pass
             with self._lock:
-                if self._closed:
-                    raise RuntimeError("the extractor is closed")
                 if self._started < self.workers:
                     self._started += 1
                     try:
@@ -294,14 +300,42 @@ class ProcessPoolExtractor:
 
     def _retire(self, worker: _Worker) -> None:
         with self._lock:
-            self._all.discard(worker)
-            self._started -= 1
+            if worker in self._all:  # after close() every worker is already accounted for
+                self._all.discard(worker)
+                self._started -= 1
         worker.stop(timeout=0)
 
+    def _release(self, worker: _Worker) -> None:
+        with self._lock:
+            closed = self._closed
+        if closed:
+            worker.stop(timeout=0)
+        else:
+            self._idle.put(worker)
+
+    def _send(self, content: bytes, url: str, content_type: str | None) -> _Worker:
+        """A worker holding the page. One that died while idle (OOM killer, a stray signal) shows as a broken
+        pipe before the page is delivered: not this page's fault, so the page goes to another worker once."""
+        for attempt in range(2):
+            worker = self._acquire()
+            try:
+                worker.send(content, url, content_type)
+                return worker
+            except OSError as exc:
+                self._retire(worker)
+                if attempt == 1:
+                    raise ExtractionError(
+                        f"extraction workers died before taking {url}: {exc!r}", reason="worker_crashed"
+                    ) from exc
+            except BaseException:
+                self._retire(worker)  # interrupted mid-frame: the pipe's state is unknown
+                raise
+        raise AssertionError("unreachable")
+
     def extract(self, content: bytes, *, url: str, content_type: str | None) -> ExtractedArticle:
-        worker = self._acquire()
+        worker = self._send(content, url, content_type)
         try:
-            status, value, reason = worker.extract(content, url, content_type)
+            status, value, reason = worker.receive()
         except (EOFError, OSError) as exc:
             # A page that kills its worker is that page's failure, not the run's.
             self._retire(worker)
@@ -309,7 +343,7 @@ class ProcessPoolExtractor:
         except BaseException:
             self._retire(worker)  # interrupted mid-exchange: the pipe's state is unknown
             raise
-        self._idle.put(worker)
+        self._release(worker)
         if status == "ok":
             return value  # type: ignore[no-any-return]
         if status == "refused":
@@ -321,6 +355,11 @@ class ProcessPoolExtractor:
             self._closed = True
             workers, self._all = list(self._all), set()
             self._started = 0
+        while True:  # idle workers are among ``workers``; none may be handed out again
+            try:
+                self._idle.get_nowait()
+            except queue.Empty:
+                break
         for worker in workers:
             worker.stop(timeout=5)
 

@@ -26,6 +26,7 @@ which would reorder a map, and the order of terms and surfaces is part of the st
 from __future__ import annotations
 
 import hashlib
+import unicodedata
 from collections.abc import Mapping
 from typing import Any
 
@@ -40,6 +41,9 @@ FIELD = "features"  # the article message's field
 def input_digest(title: str, text: str, language: str | None) -> str:
     """What the features are a function of, hashed: lengths first, so no two inputs share an encoding."""
     digest = hashlib.blake2b(digest_size=16)
+    # Tokenising follows the interpreter's Unicode tables: ingest and transform on two Pythons with different
+    # tables could tokenise the same text apart, so their features never match.
+    digest.update(unicodedata.unidata_version.encode("ascii"))
     for part in (title, text, language or ""):
         encoded = part.encode("utf-8", "surrogatepass")
         digest.update(len(encoded).to_bytes(8, "little"))

@@ -130,6 +130,32 @@ def test_a_worker_that_dies_fails_its_page_only_and_is_replaced() -> None:
         extractor.close()
 
 
+def test_a_worker_killed_while_idle_costs_no_page_and_ctrl_c_kills_none() -> None:
+    import os
+    import signal
+    import time
+
+    from ingest.extract_workers import ProcessPoolExtractor
+
+    extractor = make_extractor(2, embedding_model="none")
+    assert isinstance(extractor, ProcessPoolExtractor)
+    try:
+        assert extractor.extract(PAGE.encode("utf-8"), url=URL, content_type="text/html").text
+        (worker,) = extractor._all
+        os.kill(worker.process.pid, signal.SIGINT)  # a terminal's Ctrl-C reaches the whole process group
+        time.sleep(0.3)
+        assert worker.process.is_alive()
+        os.kill(worker.process.pid, signal.SIGKILL)  # the OOM killer, while the worker waits for a page
+        worker.process.join(5)
+        # The next page finds the dead worker's pipe broken before it is delivered: it goes to another worker.
+        assert extractor.extract(PAGE.encode("utf-8"), url=URL, content_type="text/html").text
+        assert worker not in extractor._all
+    finally:
+        extractor.close()
+    with pytest.raises(RuntimeError, match="closed"):
+        extractor.extract(PAGE.encode("utf-8"), url=URL, content_type="text/html")
+
+
 def test_many_threads_share_the_workers_and_each_gets_its_own_page() -> None:
     from concurrent.futures import ThreadPoolExecutor
 
