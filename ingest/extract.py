@@ -68,8 +68,8 @@ class ExtractedArticle:
     detected_language: str | None = None  # identified from the text, for pages and feeds that declare none
     embedding: Embedding | None = None  # multilingual title+lead vector for story clustering
     # What the injected enrichment adds (pipeline.enrich: the transform's clustering features), carried as is
-    # in the article message's ``features`` field; ingest does not look inside.
-    features: dict[str, Any] | None = None
+    # in the article message's ``features`` field (an opaque string); ingest does not look inside.
+    features: str | None = None
 
 
 def extract_article(

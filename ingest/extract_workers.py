@@ -44,9 +44,9 @@ from newswire.langid import detect_language
 
 log = logging.getLogger(__name__)
 
-# Adds a JSON-able dict to an extracted article (None: nothing to add). Must be picklable (a module-level
+# Adds an opaque string to an extracted article (None: nothing to add). Must be picklable (a module-level
 # function or a partial of one) to reach worker processes; it must not raise for any article it is given.
-Enricher = Callable[[ExtractedArticle], dict[str, Any] | None]
+Enricher = Callable[[ExtractedArticle], str | None]
 
 
 class Extractor(Protocol):

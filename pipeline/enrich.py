@@ -9,7 +9,6 @@ its own configuration and the article's final title, text and language (see :mod
 from __future__ import annotations
 
 from functools import partial
-from typing import Any
 
 from ingest.extract import ExtractedArticle
 from ingest.extract_workers import Enricher
@@ -18,7 +17,7 @@ from transform.carried import carried_features
 from transform.clustering import ClusteringConfig
 
 
-def clustering_features(article: ExtractedArticle, *, title_weight: int) -> dict[str, Any]:
+def clustering_features(article: ExtractedArticle, *, title_weight: int) -> str:
     """The message's ``features`` for ``article``, under the language its message will most likely declare
     (the page's own, else the one identified from the text); a feed-declared language differs, and then the
     transform computes them again."""

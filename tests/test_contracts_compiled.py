@@ -35,7 +35,7 @@ VALID: dict[str, dict[str, Any]] = {
         "categories": ["world"],
         "tags": [],
         "embedding": {"model": "use-multilingual-v3@x", "dtype": "float16", "dim": 2, "vector": "AAAA"},
-        "features": {"v": 2, "tw": 2, "in": "0" * 32, "terms": ["fire"], "tf": [1], "novelty": False},
+        "features": '{"v":2,"tw":2,"in":"00","terms":["fire"],"tf":[1],"novelty":false}',
     },
     contracts.EVENTS.name: {
         "schema_version": 1,

@@ -17,15 +17,22 @@ What the carried features replace is :func:`transform.clustering.text_features`;
 removed, and the embedding joined, by the transform, so the stored features and every assignment are those of
 a transform that computed everything itself.
 
-The encoding is compact (terms and their counts as two lists, not the stored ``{term: weight}`` map) since
-it travels with every article; it is an internal transport that other consumers of the topic may ignore.
-Every ordered collection is a list: messages are encoded with sorted keys (``newswire.contracts.encode``),
-which would reorder a map, and the order of terms and surfaces is part of the stored features.
+The field is one opaque string, the compact JSON of the features, decoded only by :func:`parse_carried`: a
+batch, and the consumer's fetch, hold every message at once, and most of a message's Python objects would
+otherwise be its features (hundreds of terms and counts, entities, surfaces), including those of the replays
+and duplicates that are never clustered. A string is one object; the transform decodes it for a new article
+about to be clustered, once. A string that is not the expected JSON is ignored like any unusable value, never
+a reason to dead-letter the article.
+
+Inside, the encoding is compact (terms and their counts as two lists, not the stored ``{term: weight}`` map)
+since it travels with every article; it is an internal transport that other consumers of the topic may ignore.
+Every ordered collection is a list, whose order is part of the stored features (terms and surfaces).
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import unicodedata
 from collections.abc import Mapping
 from typing import Any
@@ -51,11 +58,12 @@ def input_digest(title: str, text: str, language: str | None) -> str:
     return digest.hexdigest()
 
 
-def carried_features(title: str | None, text: str | None, language: str | None, *, title_weight: int) -> dict[str, Any]:
-    """The ``features`` field for an article of this title, text and (declared or detected) language."""
+def carried_features(title: str | None, text: str | None, language: str | None, *, title_weight: int) -> str:
+    """The ``features`` field for an article of this title, text and (declared or detected) language: the
+    compact JSON of the features with what they are valid for (``v``, ``tw``, ``in``)."""
     title, text, language = title or "", text or "", base_language(language)
     features = text_features(title, text, language, title_weight)
-    return {
+    payload = {
         "v": FEATURES_VERSION,
         "tw": title_weight,
         "in": input_digest(title, text, language),
@@ -66,11 +74,19 @@ def carried_features(title: str | None, text: str | None, language: str | None, 
         "surfaces": [[term, word] for term, word in features.surfaces.items()],
         "novelty": features.novelty,
     }
+    return json.dumps(payload, ensure_ascii=False, separators=(",", ":"))
 
 
 def parse_carried(value: Any, *, title: str, text: str, language: str | None, title_weight: int) -> TextFeatures | None:
-    """The text features ``value`` carries for exactly this title, text and (normalised) language; None when
-    there are none, or they are stale, of other inputs or malformed (the caller then computes them)."""
+    """The text features ``value`` (the message's ``features`` string) carries for exactly this title, text and
+    (normalised) language; None when there are none, or they are stale, of other inputs or malformed (the
+    caller then computes them). Decodes the string: call it only for an article about to be clustered."""
+    if not isinstance(value, str):
+        return None
+    try:
+        value = json.loads(value)
+    except (ValueError, RecursionError):  # not JSON, or nested thousands deep
+        return None
     if not isinstance(value, Mapping) or value.get("v") != FEATURES_VERSION or value.get("tw") != title_weight:
         return None
     if value.get("in") != input_digest(title, text, language):

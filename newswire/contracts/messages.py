@@ -44,8 +44,8 @@ class ArticleMessage(TypedDict):
     ingest_run_id: NotRequired[str | None]
     embedding: NotRequired[EmbeddingPayload]
     # The transform's own clustering features, computed by ingest's extraction workers (revision 1.2): an
-    # internal transport whose layout belongs to ``transform.carried``; other consumers may ignore it.
-    features: NotRequired[dict[str, Any]]
+    # opaque string (compact JSON) whose layout belongs to ``transform.carried``; other consumers may ignore it.
+    features: NotRequired[str]
 
 
 class EventMessage(TypedDict):

@@ -3,14 +3,15 @@
 The same records go through the transform three times, on DuckDB and on PostgreSQL: without ``features`` (as
 shard tasks that extract inline send them), with the features the extraction workers compute
 (``pipeline.enrich``), and with features that must not be used (another feature version, another title
-weight, another language, malformed). Every table the transform writes (articles, duplicates, events with
-their versions, memberships, stored features, batch records, dead letters but for the undecodable record's
-bytes) must be identical, before and after a rebuild; the transform's count of carried features shows which run
-really used them.
+weight, another language, a malformed structure, a string that is not JSON). Every table the transform writes
+(articles, duplicates, events with their versions, memberships, stored features, batch records, dead letters
+but for the undecodable record's bytes) must be identical, before and after a rebuild; the transform's count of
+carried features shows which run really used them.
 """
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -60,24 +61,28 @@ def with_features(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def with_unusable_features(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Each message carries features the transform must refuse, in turn: another feature version, another
-    title weight, computed under another language, and malformed in three ways."""
+    title weight, computed under another language, a malformed structure in three ways, and a string that is
+    not JSON at all (cut short)."""
     spoiled = []
     for number, m in enumerate(with_features(messages)):
-        features = dict(m["features"])
-        kind = number % 6
+        carried = m["features"]
+        assert isinstance(carried, str)
+        features = json.loads(carried)
+        kind = number % 7
         if kind == 0:
             features["v"] = FEATURES_VERSION - 1
         elif kind == 1:
-            features = feature_enricher(ClusteringConfig(title_weight=3))(as_extracted(m))
+            features = json.loads(feature_enricher(ClusteringConfig(title_weight=3))(as_extracted(m)))
         elif kind == 2:
-            features = feature_enricher()(as_extracted({**m, "language": "de" if m["language"] != "de" else "fr"}))
+            language = "de" if m["language"] != "de" else "fr"
+            features = json.loads(feature_enricher()(as_extracted({**m, "language": language})))
         elif kind == 3:
             features["tf"] = features["tf"][:-1]
         elif kind == 4:
             features["cues"] = {"not": "a list"}
-        else:
+        elif kind == 5:
             del features["surfaces"]
-        spoiled.append({**m, "features": features})
+        spoiled.append({**m, "features": carried[: len(carried) // 2] if kind == 6 else json.dumps(features)})
     return spoiled
 
 

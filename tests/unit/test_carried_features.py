@@ -16,6 +16,7 @@ from test_clustering import _state  # the white-box state that decides future as
 from bench.quality import load_corpus
 from bench.transform import article_message
 from newswire import contracts
+from newswire.errors import ContractError
 from transform.carried import carried_features, input_digest, parse_carried
 from transform.clustering import FEATURES_VERSION, ClusteringConfig, StoryClusterer
 from transform.documents import ArticleDoc
@@ -24,12 +25,29 @@ CORPUS = [item.doc for item in load_corpus()]
 CONFIG = ClusteringConfig(embedding_model="none")
 
 
-def _carried(doc: ArticleDoc, *, language: str | None = None, title_weight: int = 2) -> dict[str, Any]:
-    """The features as the transform decodes them: inside an article message encoded for the topic (sorted
-    keys) and decoded (validated) again."""
+def _carried(doc: ArticleDoc, *, language: str | None = None, title_weight: int = 2) -> str:
+    """The features as the transform receives them: inside an article message encoded for the topic and
+    decoded (validated) again; the field stays one string."""
     payload = carried_features(doc.title, doc.text, language or doc.language, title_weight=title_weight)
     encoded = contracts.encode(contracts.ARTICLES, {**article_message(doc), "features": payload})
-    return contracts.decode(contracts.ARTICLES, encoded)["features"]
+    decoded = contracts.decode(contracts.ARTICLES, encoded)["features"]
+    assert isinstance(decoded, str) and decoded == payload
+    return decoded
+
+
+def _fields(payload: str) -> dict[str, Any]:
+    fields = json.loads(payload)
+    assert isinstance(fields, dict)
+    return fields
+
+
+def _changed(payload: str, **change: Any) -> str:
+    """``payload`` re-encoded with some of its fields replaced (a well-formed string of other content)."""
+    return json.dumps({**_fields(payload), **change}, separators=(",", ":"))
+
+
+def _without(payload: str, key: str) -> str:
+    return json.dumps({k: v for k, v in _fields(payload).items() if k != key})
 
 
 def _parse(payload: Any, doc: ArticleDoc, title_weight: int = 2) -> Any:
@@ -72,7 +90,7 @@ def test_features_of_another_version_title_weight_or_input_are_refused() -> None
     doc = CORPUS[0]
     payload = _carried(doc)
     assert _parse(payload, doc) is not None
-    assert _parse({**payload, "v": FEATURES_VERSION - 1}, doc) is None
+    assert _parse(_changed(payload, v=FEATURES_VERSION - 1), doc) is None
     assert _parse(payload, doc, title_weight=3) is None  # made for another title weight
     assert _parse(_carried(doc, title_weight=3), doc) is None
     other_title = ArticleDoc(**{**doc.__dict__, "title": doc.title + " (updated)"})
@@ -102,20 +120,42 @@ def test_features_of_another_version_title_weight_or_input_are_refused() -> None
 )
 def test_malformed_features_are_refused(change: dict[str, Any]) -> None:
     doc = next(d for d in CORPUS if len(d.text) > 500)
-    assert _parse({**_carried(doc), **change}, doc) is None
+    payload = _carried(doc)
+    assert _parse(payload, doc) is not None  # the change alone makes it unusable
+    assert _parse(_changed(payload, **change), doc) is None
 
 
 def test_malformed_structure_is_refused() -> None:
     doc = CORPUS[1]
     payload = _carried(doc)
-    for key in ("terms", "tf", "cues", "entities", "surfaces", "novelty"):
-        assert _parse({k: v for k, v in payload.items() if k != key}, doc) is None
-    assert _parse({**payload, "tf": [0] * len(payload["tf"])}, doc) is None  # counts are positive
-    assert _parse({**payload, "tf": [True] * len(payload["tf"])}, doc) is None  # not booleans
-    twice = [payload["terms"][0]] * len(payload["terms"])
-    assert _parse({**payload, "terms": twice}, doc) is None
-    for value in (None, [], "x", 3):
+    fields = _fields(payload)
+    assert _parse(_changed(payload), doc) is not None  # re-encoding alone keeps it usable
+    for key in ("terms", "tf", "cues", "entities", "surfaces", "novelty", "v", "tw", "in"):
+        assert _parse(_without(payload, key), doc) is None
+    assert _parse(_changed(payload, tf=[0] * len(fields["tf"])), doc) is None  # counts are positive
+    assert _parse(_changed(payload, tf=[True] * len(fields["tf"])), doc) is None  # not booleans
+    twice = [fields["terms"][0]] * len(fields["terms"])
+    assert _parse(_changed(payload, terms=twice), doc) is None
+    # values that are not the string, or strings that are not the JSON object
+    for value in (None, [], 3, fields, payload.encode("utf-8")):
         assert _parse(value, doc) is None
+    for text in ("", "x", "null", "[]", '"' + payload + '"', json.dumps(json.dumps(fields)), payload[:-1],
+                 payload + "x", "[" * 100_000 + "]" * 100_000):  # fmt: skip
+        assert _parse(text, doc) is None
+
+
+def test_the_field_is_one_compact_json_string_decoded_only_by_parse_carried() -> None:
+    doc = CORPUS[2]
+    payload = carried_features(doc.title, doc.text, doc.language, title_weight=2)
+    assert isinstance(payload, str) and ", " not in payload[:20] and ": " not in payload[:20]
+    assert json.dumps(_fields(payload), ensure_ascii=False, separators=(",", ":")) == payload
+    assert _fields(payload)["v"] == FEATURES_VERSION and _fields(payload)["tw"] == 2
+    # the message keeps the string as it is: the transform decodes nothing before it clusters
+    encoded = contracts.encode(contracts.ARTICLES, {**article_message(doc), "features": payload})
+    assert contracts.decode(contracts.ARTICLES, encoded)["features"] == payload
+    # the schema requires a string: the JSON object itself is not the field
+    with pytest.raises(ContractError):
+        contracts.encode(contracts.ARTICLES, {**article_message(doc), "features": _fields(payload)})
 
 
 def test_the_input_digest_tells_apart_inputs_that_concatenate_alike() -> None:
