@@ -8,6 +8,7 @@ process that crashed mid-stream and one that never stopped reach the same events
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import logging
 from collections import OrderedDict
@@ -136,10 +137,7 @@ class StoryState:
             json.dumps(self.clusterer.export_features(doc), separators=(",", ":")),
             json.dumps(self.neardup.export_signature(doc), separators=(",", ":")),
         )
-        now = datetime.now(UTC)
-        self._arrived(doc.article_id, assignment.event_id, now)
-        for gone in assignment.merged:
-            self._event_arrival.pop(gone, None)
+        self._assigned(doc, assignment)
         return assignment
 
     def assign_stored(
@@ -149,17 +147,12 @@ class StoryState:
         same assignment, without tokenising, shingling or exporting again; what is missing or stale is
         computed from the text as :meth:`assign` does."""
         self._add_signature(doc, signature)
-        try:
-            stored = parsed_features(features)
-            if stored is None:
-                raise StaleFeatures("no stored features")
-            self.clusterer.prime_features(doc, stored)
-        except StaleFeatures:
-            pass  # assign() extracts them from the text
+        stored = parsed_features(features)
+        if stored is not None:
+            with contextlib.suppress(StaleFeatures):  # stale: assign() extracts them from the text
+                self.clusterer.prime_features(doc, stored)
         assignment = self.clusterer.assign(doc)
-        self._arrived(doc.article_id, assignment.event_id, datetime.now(UTC))
-        for gone in assignment.merged:
-            self._event_arrival.pop(gone, None)
+        self._assigned(doc, assignment)
         return assignment
 
     def restore_stored(
@@ -168,13 +161,14 @@ class StoryState:
         """Put a stored article back in ``event_id`` from its stored features and signature when they are
         current (else from its text), as :meth:`restore` does for each article."""
         self._add_signature(doc, signature)
-        try:
-            stored = parsed_features(features)
-            if stored is None:
-                raise StaleFeatures("no stored features")
-            self.clusterer.restore_features(stored, event_id)
-        except StaleFeatures:
-            self.clusterer.restore(doc, event_id)
+        stored = parsed_features(features)
+        if stored is not None:
+            try:
+                self.clusterer.restore_features(stored, event_id)
+                return
+            except StaleFeatures:
+                pass
+        self.clusterer.restore(doc, event_id)
 
     def _add_signature(self, doc: ArticleDoc, signature: str | None) -> None:
         """Index ``doc`` from its stored near-duplicate signature when current, else from its text."""
@@ -186,6 +180,12 @@ class StoryState:
             self.neardup.add_signature(json.loads(signature))
         except NearDuplicateError:
             self.neardup.add(doc)
+
+    def _assigned(self, doc: ArticleDoc, assignment: Assignment) -> None:
+        """An article just assigned arrives now; the events it merged away have no arrival any more."""
+        self._arrived(doc.article_id, assignment.event_id, datetime.now(UTC))
+        for gone in assignment.merged:
+            self._event_arrival.pop(gone, None)
 
     def _arrived(self, article_id: str, event_id: str, moment: datetime) -> None:
         self._arrivals[article_id] = moment
