@@ -35,6 +35,7 @@ import hashlib
 import json
 import unicodedata
 from collections.abc import Mapping
+from itertools import chain
 from typing import Any
 
 from transform.clustering import FEATURES_VERSION, TextFeatures, text_features
@@ -120,7 +121,8 @@ def _parse(value: Mapping[str, Any]) -> TextFeatures:
         (entities, 3, "entities: [kind, key, display]"),
         (surfaces, 2, "surfaces: [term, word]"),
     ):
-        if not _only(items, list) or any(len(item) != width or not _only(item, str) for item in items):
+        # lists of `width` strings each, checked with set operations built in C rather than a loop per item
+        if not (_only(items, list) and set(map(len, items)) <= {width} and _only(list(chain.from_iterable(items)), str)):
             raise ValueError(f"malformed {what}")
     novelty = value["novelty"]
     if type(novelty) is not bool:
@@ -128,7 +130,7 @@ def _parse(value: Mapping[str, Any]) -> TextFeatures:
     return TextFeatures(
         counts=by_term,
         cues=frozenset(cues),
-        entity_kinds=tuple((kind, key, display) for kind, key, display in entities),
-        surfaces={term: word for term, word in surfaces},
+        entity_kinds=tuple(map(tuple, entities)),
+        surfaces=dict(surfaces),  # [term, word] pairs, in their order
         novelty=novelty,
     )

@@ -29,11 +29,11 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import numpy as np
-from datasketch import MinHash, MinHashLSH
 
 from transform.documents import ArticleDoc
 from transform.errors import NearDuplicateError, StaleSignature
-from transform.text import hashed_shingles, shingle_tokens
+from transform.minhash import BandIndex, MinHasher
+from transform.text import shingle_hashes, shingle_tokens
 
 __all__ = [
     "DEFAULT_THRESHOLD",
@@ -83,10 +83,6 @@ class _Entry:
     edges: frozenset[int]  # head/tail shingles (for the per-source boilerplate counter)
 
 
-def _identity_hash(value: int) -> int:
-    return value
-
-
 class NearDuplicateIndex:
     """Online index of recent articles for near-duplicate lookup.
 
@@ -115,15 +111,14 @@ class NearDuplicateIndex:
         self.horizon = horizon
         self.min_shingles = min_shingles
         self.min_containment_shingles = min_containment_shingles
-        template = MinHash(num_perm=num_perm, seed=1, hashfunc=_identity_hash, scheme="affine64")
-        self._permutations = template.permutations
-        self._lsh = MinHashLSH(num_perm=num_perm, params=(_LSH_BANDS, _LSH_ROWS))
+        self._minhasher = MinHasher(num_perm)
+        self._lsh = BandIndex(_LSH_BANDS, _LSH_ROWS)
         self._entries: dict[str, _Entry] = {}
         self._by_time: list[tuple[datetime, str]] = []  # min-heap for eviction
         self._edge_counts: dict[str, Counter[int]] = {}
         self._boilerplate: dict[str, set[int]] = {}  # per source: edge shingles seen in enough docs
-        self._last: tuple[str, str, list[int]] | None = None  # find() then add() share one shingling
-        self._last_minhash: tuple[str, np.ndarray, MinHash] | None = None
+        self._last: tuple[str, str, np.ndarray] | None = None  # find() then add() share one shingling
+        self._last_minhash: tuple[str, np.ndarray, np.ndarray] | None = None
         self._last_unique: tuple[str, str, np.ndarray] | None = None
 
     def __len__(self) -> int:
@@ -184,7 +179,7 @@ class NearDuplicateIndex:
             "num_perm": self.num_perm,
         }
         if entry.shingles.size >= self.min_shingles:
-            payload["minhash"] = _pack(self._minhash(doc.article_id, entry.shingles).hashvalues)
+            payload["minhash"] = _pack(self._minhash(doc.article_id, entry.shingles))
         return payload
 
     def add_signature(self, signature: Mapping[str, Any]) -> None:
@@ -216,13 +211,7 @@ class NearDuplicateIndex:
         if shingles.size >= self.min_shingles:
             if hashvalues is None or hashvalues.size != self.num_perm:
                 raise NearDuplicateError(f"signature of {article_id!r} lacks a {self.num_perm}-value MinHash")
-            minhash = MinHash(
-                num_perm=self.num_perm,
-                hashfunc=_identity_hash,
-                permutations=self._permutations,
-                hashvalues=hashvalues,
-                scheme="affine64",
-            )
+            minhash = hashvalues
         self._index(_Entry(article_id, source, published_at, shingles, edges), minhash)
 
     def remove(self, article_id: str) -> bool:
@@ -265,10 +254,10 @@ class NearDuplicateIndex:
     def _entry(self, doc: ArticleDoc) -> _Entry:
         shingle_list = self._shingle_list(doc)
         shingles = self._shingles(doc)
-        edges = frozenset(shingle_list[:_EDGE_SHINGLES] + shingle_list[-_EDGE_SHINGLES:])
+        edges = frozenset(shingle_list[:_EDGE_SHINGLES].tolist() + shingle_list[-_EDGE_SHINGLES:].tolist())
         return _Entry(doc.article_id, doc.source, doc.published_at, shingles, edges)
 
-    def _index(self, entry: _Entry, minhash: MinHash | None) -> None:
+    def _index(self, entry: _Entry, minhash: np.ndarray | None) -> None:
         self._entries[entry.article_id] = entry
         heapq.heappush(self._by_time, (entry.published_at, entry.article_id))
         counts = self._edge_counts.setdefault(entry.source, Counter())
@@ -277,7 +266,7 @@ class NearDuplicateIndex:
             if counts[shingle] == _BOILERPLATE_MIN_DOCS:
                 self._boilerplate.setdefault(entry.source, set()).add(shingle)
         if minhash is not None:
-            self._lsh.insert(entry.article_id, minhash, check_duplication=False)
+            self._lsh.insert(entry.article_id, minhash)
 
     def _forget_edges(self, entry: _Entry) -> None:
         counts = self._edge_counts.get(entry.source)
@@ -295,11 +284,12 @@ class NearDuplicateIndex:
         if not boilerplate:
             self._boilerplate.pop(entry.source, None)
 
-    def _shingle_list(self, doc: ArticleDoc) -> list[int]:
+    def _shingle_list(self, doc: ArticleDoc) -> np.ndarray:
+        """The article's shingle hashes in text order (repeats kept)."""
         if self._last is not None and self._last[0] == doc.article_id and self._last[1] == doc.text:
             return self._last[2]
         tokens = shingle_tokens(doc.text[:_MAX_TEXT_CHARS])
-        shingle_list = list(hashed_shingles(tokens, _SHINGLE_SIZE))
+        shingle_list = shingle_hashes(tokens, _SHINGLE_SIZE)
         self._last = (doc.article_id, doc.text, shingle_list)
         return shingle_list
 
@@ -307,22 +297,18 @@ class NearDuplicateIndex:
         last = self._last_unique
         if last is not None and last[0] == doc.article_id and last[1] == doc.text:
             return last[2]
-        shingles = np.unique(np.asarray(self._shingle_list(doc), dtype=np.uint64))
+        shingles = np.unique(self._shingle_list(doc))
         shingles.setflags(write=False)  # shared by find(), add() and the index entry
         self._last_unique = (doc.article_id, doc.text, shingles)
         return shingles
 
-    def _minhash(self, article_id: str, shingles: np.ndarray) -> MinHash:
+    def _minhash(self, article_id: str, shingles: np.ndarray) -> np.ndarray:
+        """The MinHash values of ``shingles`` (:mod:`transform.minhash`), kept for the next call of the same article."""
         last = self._last_minhash
         if last is not None and last[0] == article_id and np.array_equal(last[1], shingles):
             return last[2]
-        minhash = MinHash(
-            num_perm=self.num_perm,
-            hashfunc=_identity_hash,
-            permutations=self._permutations,
-            scheme="affine64",
-        )
-        minhash.update_batch(shingles.tolist())
+        minhash = self._minhasher.signature(shingles)
+        minhash.setflags(write=False)
         self._last_minhash = (article_id, shingles, minhash)
         return minhash
 

@@ -22,8 +22,10 @@ from __future__ import annotations
 import hashlib
 import re
 import unicodedata
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from functools import lru_cache
+
+import numpy as np
 
 # Word-ish runs: letters, digits, marks. Apostrophes/hyphens split ("l'Intérieur" -> "l", "interieur").
 _WORD_RE = re.compile(r"[^\W_]+", re.UNICODE)
@@ -350,12 +352,24 @@ def shingles(text: str, k: int = 5) -> set[int]:
 
 
 def hashed_shingles(tokens: Iterable[str], k: int) -> Iterator[int]:
-    items = list(tokens)
-    if not items:
-        return
-    if len(items) <= k:
-        yield stable_hash64(" ".join(items))
-        return
-    blake2b, from_bytes, join = hashlib.blake2b, int.from_bytes, " ".join  # the same as stable_hash64
-    for i in range(len(items) - k + 1):
-        yield from_bytes(blake2b(join(items[i : i + k]).encode("utf-8"), digest_size=8).digest(), "little")
+    """The hash of every run of ``k`` consecutive tokens, in text order (see :func:`shingle_hashes`)."""
+    yield from shingle_hashes(list(tokens), k).tolist()
+
+
+def shingle_hashes(tokens: Sequence[str], k: int) -> np.ndarray:
+    """:func:`stable_hash64` of every run of ``k`` consecutive tokens joined by a space, in text order, as
+    ``uint64``; a text of at most ``k`` tokens gives one hash of all of them, no tokens none.
+
+    These are the stored signatures' shingles, so the values must not change. Each token is encoded once and
+    the runs are joined as bytes (the UTF-8 of a space-joined string is the space-joined UTF-8 of its parts),
+    and the digests are read as one little-endian array instead of one ``int`` each.
+    """
+    if not tokens:
+        return np.zeros(0, dtype=np.uint64)
+    if len(tokens) <= k:
+        return np.array([stable_hash64(" ".join(tokens))], dtype=np.uint64)
+    encoded = [token.encode("utf-8") for token in tokens]
+    runs = zip(*(encoded[i:] for i in range(k)))  # zip stops at the shortest: len(tokens) - k + 1 runs
+    blake2b, join = hashlib.blake2b, b" ".join
+    digests = b"".join([blake2b(join(run), digest_size=8).digest() for run in runs])
+    return np.frombuffer(digests, dtype="<u8").astype(np.uint64)

@@ -1,0 +1,106 @@
+"""MinHash signatures and their LSH band index, for near-duplicate candidates (:mod:`transform.neardup`).
+
+The signatures are datasketch's ``MinHash`` of scheme ``affine64`` over shingle hashes taken as they are
+(identity hash function, ``seed=1``): each value is ``min(a * fmix64(h) + b)`` over the shingles ``h``, modulo
+2**64, with datasketch's permutations ``(a, b)``. They are stored with every article, so these are the very
+values datasketch computes (``tests/unit/test_minhash.py`` checks it); the index reads the permutations from
+datasketch and computes the rest here, in one NumPy expression per article, because a ``MinHash`` object and
+``MinHashLSH`` spend most of their time in per-call Python (argument checks, one hash-function call per
+shingle, a byte swap per band) at the ~150 shingles of a news article.
+
+The band index is the structure ``MinHashLSH(params=(bands, rows))`` keeps: one table per band, keyed by the
+band's values, so a query finds exactly the articles that agree with it on every value of at least one band.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+from datasketch import MinHash
+
+__all__ = ["BandIndex", "MinHasher"]
+
+# The MurmurHash3 64-bit finaliser datasketch applies to every input before its affine permutations.
+_FMIX_SHIFT = np.uint64(33)
+_FMIX_MULTIPLIERS = (np.uint64(0xFF51AFD7ED558CCD), np.uint64(0xC4CEB9FE1A85EC53))
+
+
+def _fmix64(values: np.ndarray) -> np.ndarray:
+    """MurmurHash3's ``fmix64`` of each ``uint64`` (multiplications wrap modulo 2**64, as intended)."""
+    values = values ^ (values >> _FMIX_SHIFT)
+    values = values * _FMIX_MULTIPLIERS[0]
+    values = values ^ (values >> _FMIX_SHIFT)
+    values = values * _FMIX_MULTIPLIERS[1]
+    return values ^ (values >> _FMIX_SHIFT)
+
+
+class MinHasher:
+    """``num_perm`` MinHash values of a set of 64-bit shingle hashes: datasketch's ``affine64`` scheme, seed 1."""
+
+    def __init__(self, num_perm: int) -> None:
+        self.num_perm = num_perm
+        permutations = MinHash(num_perm=num_perm, seed=1, scheme="affine64").permutations
+        self._a = np.ascontiguousarray(permutations[0], dtype=np.uint64)
+        self._b = np.ascontiguousarray(permutations[1], dtype=np.uint64)
+
+    def signature(self, shingles: np.ndarray) -> np.ndarray:
+        """The MinHash values of the non-empty ``uint64`` array ``shingles`` (one per permutation)."""
+        if shingles.size == 0:
+            raise ValueError("a MinHash of no shingles has no values")
+        mixed = _fmix64(np.asarray(shingles, dtype=np.uint64)).reshape(-1, 1)
+        return (mixed * self._a + self._b).min(axis=0)
+
+
+class BandIndex:
+    """LSH over MinHash signatures: ``bands`` bands of ``rows`` consecutive values, one hash table per band."""
+
+    def __init__(self, bands: int, rows: int) -> None:
+        self._width = rows * 8  # bytes of one band's values
+        self._span = bands * rows
+        self._tables: list[dict[bytes, set[str]]] = [{} for _ in range(bands)]
+        self._keys: dict[str, list[bytes]] = {}
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._keys
+
+    def __len__(self) -> int:
+        return len(self._keys)
+
+    def _bands(self, signature: np.ndarray) -> Iterator[bytes]:
+        raw = np.ascontiguousarray(signature[: self._span], dtype="<u8").tobytes()
+        width = self._width
+        return (raw[start : start + width] for start in range(0, len(raw), width))
+
+    def insert(self, key: str, signature: np.ndarray) -> None:
+        """Index ``key`` under each band of ``signature``; a key already held is left as it is."""
+        if key in self._keys:
+            return
+        bands = list(self._bands(signature))
+        self._keys[key] = bands
+        for table, band in zip(self._tables, bands, strict=True):
+            holders = table.get(band)
+            if holders is None:
+                table[band] = {key}
+            else:
+                holders.add(key)
+
+    def remove(self, key: str) -> None:
+        """Forget ``key``; a key not held is ignored."""
+        bands = self._keys.pop(key, None)
+        if bands is None:
+            return
+        for table, band in zip(self._tables, bands, strict=True):
+            holders = table[band]
+            holders.discard(key)
+            if not holders:
+                del table[band]
+
+    def query(self, signature: np.ndarray) -> set[str]:
+        """Every key that agrees with ``signature`` on all the values of at least one band."""
+        found: set[str] = set()
+        for table, band in zip(self._tables, self._bands(signature), strict=True):
+            holders = table.get(band)
+            if holders:
+                found |= holders
+        return found
