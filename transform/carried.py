@@ -122,7 +122,9 @@ def _parse(value: Mapping[str, Any]) -> TextFeatures:
         (surfaces, 2, "surfaces: [term, word]"),
     ):
         # lists of `width` strings each, checked with set operations built in C rather than a loop per item
-        if not (_only(items, list) and set(map(len, items)) <= {width} and _only(list(chain.from_iterable(items)), str)):
+        if not (
+            _only(items, list) and set(map(len, items)) <= {width} and _only(list(chain.from_iterable(items)), str)
+        ):
             raise ValueError(f"malformed {what}")
     novelty = value["novelty"]
     if type(novelty) is not bool:

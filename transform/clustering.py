@@ -38,6 +38,7 @@ import base64
 import hashlib
 import heapq
 import math
+import operator
 import re
 import sys
 from collections import Counter
@@ -259,7 +260,7 @@ def _features(doc: ArticleDoc, config: ClusteringConfig, embedding: Embedding | 
 def _with_doc(text: TextFeatures, doc: ArticleDoc, embedding: Embedding | None) -> _Features:
     """An article's features from its text features: the outlet's own names removed, the document's fields."""
     # interned: the same term string is shared by every event and posting key that holds it
-    terms = {sys.intern(term): _weight(tf) for term, tf in text.counts.items()}
+    terms = dict(zip(map(sys.intern, text.counts), map(_weight, text.counts.values()), strict=True))
     outlet = {f"e:{key}" for key in outlet_keys(doc.source)}
     return _Features(
         article_id=doc.article_id,
@@ -425,15 +426,15 @@ class _Vocabulary:
     def add(self, keys: Iterable[str]) -> None:
         """Count one more article for each of ``keys`` (distinct keys: one article's terms or cues)."""
         ids = self._ids
-        index = []
-        for key in keys:
-            found = ids.get(key)
-            if found is None:
-                found = self._free.pop() if self._free else len(ids)
-                if found >= len(self._df):
-                    self._df = np.concatenate([self._df, np.zeros(len(self._df), dtype=np.int64)])
-                ids[key] = found
-            index.append(found)
+        keys = list(keys)
+        index = list(map(ids.get, keys))  # in C; the keys seen for the first time get an id below
+        if None in index:
+            for position, (key, found) in enumerate(zip(keys, index, strict=True)):
+                if found is None:
+                    found = self._free.pop() if self._free else len(ids)
+                    if found >= len(self._df):
+                        self._df = np.concatenate([self._df, np.zeros(len(self._df), dtype=np.int64)])
+                    ids[key] = index[position] = found
         if index:
             self._df[np.array(index, dtype=np.int64)] += 1  # distinct ids: one increment each
 
@@ -470,10 +471,22 @@ _MEMBER_TERMS = 40
 
 
 def _member(features: _Features) -> _Member:
-    # the strongest terms, ties by term: what sorted(..., key=(-weight, term))[:n] gives, without a key function
-    ranked = heapq.nsmallest(_MEMBER_TERMS, [(-weight, term) for term, weight in features.terms.items()])
+    # the strongest terms, ties by term: what sorted(..., key=(-weight, term))[:n] gives, without a key function;
+    # only the terms at least as heavy as the n-th heaviest weight are ranked (sorting ints is done in C)
+    weights = features.terms
+    floor = sorted(weights.values(), reverse=True)[_MEMBER_TERMS - 1] if len(weights) > _MEMBER_TERMS else None
+    heavy = weights.items() if floor is None else [(term, w) for term, w in weights.items() if w >= floor]
+    ranked = sorted([(-weight, term) for term, weight in heavy])[:_MEMBER_TERMS]
     top = tuple((term, -weight) for weight, term in ranked)
     return _Member(features.article_id, features.source, features.language, features.published_at, top)
+
+
+def _add_counts(counter: Counter[Any], amounts: Mapping[Any, int]) -> None:
+    """``counter.update(amounts)`` for a mapping, with the sums taken by C-level iterators instead of
+    ``Counter.update``'s loop in Python: the same values, new keys added in the same order."""
+    dict.update(
+        counter, zip(amounts, map(operator.add, amounts.values(), map(counter.get, amounts, repeat(0))), strict=True)
+    )
 
 
 def _keep_earliest(table: dict[str, tuple[Any, ...]], key: str, candidate: tuple[Any, ...]) -> None:
@@ -541,7 +554,7 @@ class _Event:
     def add(self, features: _Features) -> None:
         self._arrays = None
         self.members[features.article_id] = _member(features)
-        self.term_sum.update(features.terms)
+        _add_counts(self.term_sum, features.terms)
         self.term_docs.update(features.terms.keys())
         self.cue_counts.update(features.cues)
         stamp = (features.published_at, features.article_id)
@@ -557,10 +570,10 @@ class _Event:
     def absorb(self, other: _Event) -> None:
         self._arrays = None
         self.members.update(other.members)
-        self.term_sum.update(other.term_sum)
-        self.term_docs.update(other.term_docs)
-        self.cue_counts.update(other.cue_counts)
-        self.entity_counts.update(other.entity_counts)
+        _add_counts(self.term_sum, other.term_sum)
+        _add_counts(self.term_docs, other.term_docs)
+        _add_counts(self.cue_counts, other.cue_counts)
+        _add_counts(self.entity_counts, other.entity_counts)
         for key, value in other.displays.items():
             _keep_earliest(self.displays, key, value)
         for term, value in other.surfaces.items():
@@ -692,7 +705,9 @@ class StoryClusterer:
         self._article_event: dict[str, str] = {}
         self._terms = _Vocabulary()
         self._cues = _Vocabulary()
-        self._postings: dict[str, set[int]] = {}  # "t:<term>" / "c:<cue>" -> slots of the events holding it
+        # term -> slots of the events holding it, and cue -> slots: two tables, so that no key string is built
+        self._term_postings: dict[str, set[int]] = {}
+        self._cue_postings: dict[str, set[int]] = {}
         self._slots = _EventSlots()
         self._by_last: list[tuple[datetime, str]] = []  # lazy min-heap of (event.last, event_id)
         self._last_features: tuple[ArticleDoc, _Features] | None = None  # assign() then export_features()
@@ -1059,13 +1074,15 @@ class StoryClusterer:
         ranked_terms = heapq.nsmallest(config.query_terms, [(-w * term_idf[t], t) for t, w in terms.items()])
         top_terms = [t for _, t in ranked_terms]
         # Same key order as before (top terms by weight, then cues by key): float sums below depend on it.
-        keyed = [(f"t:{t}", term_idf[t]) for t in top_terms]
-        keyed.extend((f"c:{k}", cue_idf[k]) for k in sorted(features.cues))
-        postings = self._postings
+        cue_keys = sorted(features.cues)
+        keyed = zip(
+            chain(map(self._term_postings.get, top_terms), map(self._cue_postings.get, cue_keys)),
+            chain(map(term_idf.__getitem__, top_terms), map(cue_idf.__getitem__, cue_keys)),
+            strict=True,
+        )
         used: list[set[int]] = []
         weights: list[float] = []
-        for key, weight in keyed:
-            posting = postings.get(key)
+        for posting, weight in keyed:
             if not posting or len(posting) > config.max_posting:
                 continue
             used.append(posting)
@@ -1115,11 +1132,7 @@ class StoryClusterer:
         self._article_event[features.article_id] = event_id
         self._terms.add(features.terms.keys())
         self._cues.add(features.cues)
-        postings, slot = self._postings, event.slot
-        for term in new_terms:
-            postings.setdefault(f"t:{term}", set()).add(slot)
-        for key in new_cues:
-            postings.setdefault(f"c:{key}", set()).add(slot)
+        self._post(event.slot, new_terms, new_cues)
         assert event.last is not None
         heapq.heappush(self._by_last, (event.last, event_id))
 
@@ -1135,21 +1148,28 @@ class StoryClusterer:
             self._vectors.put(survivor.event_id, survivor.vec_sum, survivor.vec_norm)
         for article_id in absorbed.members:
             self._article_event[article_id] = survivor.event_id
-        postings, slot = self._postings, survivor.slot
-        for term in new_terms:
-            postings.setdefault(f"t:{term}", set()).add(slot)
-        for key in new_cues:
-            postings.setdefault(f"c:{key}", set()).add(slot)
+        self._post(survivor.slot, new_terms, new_cues)
         assert survivor.last is not None
         heapq.heappush(self._by_last, (survivor.last, survivor.event_id))
 
+    def _post(self, slot: int, terms: list[str], cues: list[str]) -> None:
+        """Add the event of ``slot`` to the postings of its new ``terms`` and ``cues``."""
+        for postings, keys in ((self._term_postings, terms), (self._cue_postings, cues)):
+            for key in keys:
+                posting = postings.get(key)
+                if posting is None:
+                    postings[key] = {slot}
+                else:
+                    posting.add(slot)
+
     def _unpost(self, event: _Event) -> None:
-        for key in _posting_keys(event):
-            posting = self._postings.get(key)
-            if posting is not None:
-                posting.discard(event.slot)
-                if not posting:
-                    del self._postings[key]
+        for postings, keys in ((self._term_postings, event.term_sum), (self._cue_postings, event.cue_counts)):
+            for key in keys:
+                posting = postings.get(key)
+                if posting is not None:
+                    posting.discard(event.slot)
+                    if not posting:
+                        del postings[key]
 
     def _drop_event(self, event: _Event) -> None:
         self._unpost(event)
@@ -1208,11 +1228,6 @@ def _cosine_of(dot: float, article_norm: float, event_norms: dict[str, float], e
         return 0.0
     event_norm = event_norms[event_id]
     return dot / (article_norm * event_norm) if event_norm else 0.0
-
-
-def _posting_keys(event: _Event) -> Iterable[str]:
-    yield from (f"t:{t}" for t in event.term_sum)
-    yield from (f"c:{k}" for k in event.cue_counts)
 
 
 def _unique(values: Iterable[str]) -> tuple[str, ...]:

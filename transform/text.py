@@ -369,7 +369,7 @@ def shingle_hashes(tokens: Sequence[str], k: int) -> np.ndarray:
     if len(tokens) <= k:
         return np.array([stable_hash64(" ".join(tokens))], dtype=np.uint64)
     encoded = [token.encode("utf-8") for token in tokens]
-    runs = zip(*(encoded[i:] for i in range(k)))  # zip stops at the shortest: len(tokens) - k + 1 runs
+    runs = zip(*(encoded[i:] for i in range(k)), strict=False)  # stops at the shortest: len(tokens) - k + 1 runs
     blake2b, join = hashlib.blake2b, b" ".join
     digests = b"".join([blake2b(join(run), digest_size=8).digest() for run in runs])
     return np.frombuffer(digests, dtype="<u8").astype(np.uint64)

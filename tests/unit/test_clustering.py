@@ -295,7 +295,10 @@ def _state(clusterer: StoryClusterer) -> object:
         for event_id, event in clusterer._events.items()
     }
     owners = clusterer._slots.owners  # postings hold dense event slots: compare the events they stand for
-    postings = {key: sorted(owners[slot].event_id for slot in slots) for key, slots in clusterer._postings.items()}
+    postings = [
+        {key: sorted(owners[slot].event_id for slot in slots) for key, slots in table.items()}
+        for table in (clusterer._term_postings, clusterer._cue_postings)
+    ]
     frequencies = (clusterer._terms.frequencies(), clusterer._cues.frequencies())
     return events, frequencies, postings, dict(clusterer._article_event)
 
