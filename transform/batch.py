@@ -44,6 +44,8 @@ from transform.stories import StoryState
 
 log = logging.getLogger(__name__)
 
+_OUTBOX_PAGE = 1000  # event versions published per read of the outbox
+
 
 @dataclass
 class BatchStats:
@@ -345,12 +347,16 @@ class BatchProcessor:
         return store.save_events(records, current, view.now)
 
     def publish_outbox(self) -> int:
-        """Publish every committed-but-unpublished event version; safe to call any time, from any process."""
+        """Publish every committed-but-unpublished event version; safe to call any time, from any process.
+
+        Pages of ``_OUTBOX_PAGE`` versions; a page shorter than that was the last one, so no further read is
+        made for nothing (a version another process commits meanwhile is left to its own publish, or the next).
+        """
         total = 0
         while True:
             with self.warehouse.transaction() as cur:
                 store = TransformStore(cur)
-                rows = store.unpublished_events(limit=1000)
+                rows = store.unpublished_events(limit=_OUTBOX_PAGE)
                 members = store.members_of(r["event_id"] for r in rows)
                 messages = [event_message(row, _articles(members.get(row["event_id"], []))) for row in rows]
             if not messages:
@@ -361,6 +367,8 @@ class BatchProcessor:
             with self.warehouse.transaction() as cur:
                 TransformStore(cur).mark_published({m["event_id"]: m["version"] for m in messages})
             total += len(messages)
+            if len(rows) < _OUTBOX_PAGE:
+                return total
 
     def _dead_letter(self, item: Incoming) -> dict[str, Any]:
         reason = item.error.reason if item.error else DeadLetterReason.INVALID_MESSAGE

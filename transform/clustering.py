@@ -545,9 +545,9 @@ class _Event:
             cue_keys = sorted(self.cue_counts)
             self._arrays = _EventArrays(
                 term_ids=terms.ids(term_keys),
-                term_sums=np.array([self.term_sum[t] for t in term_keys], dtype=np.float64),
+                term_sums=np.fromiter(map(self.term_sum.__getitem__, term_keys), np.float64, len(term_keys)),
                 cue_ids=cues.ids(cue_keys),
-                cue_counts=np.array([self.cue_counts[k] for k in cue_keys], dtype=np.float64),
+                cue_counts=np.fromiter(map(self.cue_counts.__getitem__, cue_keys), np.float64, len(cue_keys)),
             )
         return self._arrays
 
