@@ -3,10 +3,10 @@
 The signatures are datasketch's ``MinHash`` of scheme ``affine64`` over shingle hashes taken as they are
 (identity hash function, ``seed=1``): each value is ``min(a * fmix64(h) + b)`` over the shingles ``h``, modulo
 2**64, with datasketch's permutations ``(a, b)``. They are stored with every article, so these are the very
-values datasketch computes (``tests/unit/test_minhash.py`` checks it); the index reads the permutations from
-datasketch and computes the rest here, in one NumPy expression per article, because a ``MinHash`` object and
-``MinHashLSH`` spend most of their time in per-call Python (argument checks, one hash-function call per
-shingle, a byte swap per band) at the ~150 shingles of a news article.
+values datasketch computes (``tests/unit/test_minhash.py`` checks it), here in one NumPy expression per
+article: a ``MinHash`` object and ``MinHashLSH`` spend most of their time in per-call Python (argument checks,
+one hash-function call per shingle, a byte swap per band) at the ~150 shingles of a news article, and importing
+datasketch imports SciPy, which made every transform process start slower than any batch it then ran.
 
 The band index is the structure ``MinHashLSH(params=(bands, rows))`` keeps: one table per band, keyed by the
 band's values, so a query finds exactly the articles that agree with it on every value of at least one band.
@@ -17,7 +17,6 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import numpy as np
-from datasketch import MinHash
 
 __all__ = ["BandIndex", "MinHasher"]
 
@@ -40,9 +39,10 @@ class MinHasher:
 
     def __init__(self, num_perm: int) -> None:
         self.num_perm = num_perm
-        permutations = MinHash(num_perm=num_perm, seed=1, scheme="affine64").permutations
-        self._a = np.ascontiguousarray(permutations[0], dtype=np.uint64)
-        self._b = np.ascontiguousarray(permutations[1], dtype=np.uint64)
+        # datasketch's affine64 permutations for seed 1: odd multipliers a, offsets b, from one RandomState
+        generator = np.random.RandomState(1)
+        self._a = generator.randint(0, 1 << 63, num_perm, dtype=np.uint64) * np.uint64(2) + np.uint64(1)
+        self._b = generator.randint(0, 1 << 64, num_perm, dtype=np.uint64)
 
     def signature(self, shingles: np.ndarray) -> np.ndarray:
         """The MinHash values of the non-empty ``uint64`` array ``shingles`` (one per permutation)."""

@@ -25,6 +25,8 @@ def _datasketch(values: np.ndarray, num_perm: int = 128) -> MinHash:
 def test_signatures_are_datasketch_affine64_minhashes() -> None:
     rng = np.random.default_rng(3)
     hasher = MinHasher(128)
+    template = MinHash(num_perm=128, seed=1, scheme="affine64").permutations
+    assert np.array_equal(hasher._a, template[0]) and np.array_equal(hasher._b, template[1])
     for size in (1, 2, 8, 150, 3000):
         values = np.unique(rng.integers(0, 2**64, size=size, dtype=np.uint64))
         expected = _datasketch(values).hashvalues
