@@ -47,6 +47,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from functools import lru_cache
 from itertools import chain, repeat
+from operator import itemgetter
 from typing import Any
 
 import numpy as np
@@ -261,19 +262,26 @@ def _with_doc(text: TextFeatures, doc: ArticleDoc, embedding: Embedding | None) 
     """An article's features from its text features: the outlet's own names removed, the document's fields."""
     # interned: the same term string is shared by every event and posting key that holds it
     terms = dict(zip(map(sys.intern, text.counts), map(_weight, text.counts.values()), strict=True))
-    outlet = {f"e:{key}" for key in outlet_keys(doc.source)}
+    outlet, outlet_cues = _outlet(doc.source)
     return _Features(
         article_id=doc.article_id,
         source=doc.source,
         language=doc.language,
         published_at=doc.published_at,
         terms=terms,
-        cues=text.cues - outlet,
-        entity_kinds=tuple(item for item in text.entity_kinds if f"e:{item[1]}" not in outlet),
+        cues=text.cues - outlet_cues,
+        entity_kinds=tuple(item for item in text.entity_kinds if item[1] not in outlet),
         surfaces=text.surfaces,
         novelty=text.novelty,
         embedding=embedding,
     )
+
+
+@lru_cache(maxsize=4096)
+def _outlet(source: str) -> tuple[frozenset[str], frozenset[str]]:
+    """The outlet's own entity keys and their cue keys (``e:<key>``): the same few sources recur in every batch."""
+    keys = outlet_keys(source)
+    return keys, frozenset(f"e:{key}" for key in keys)
 
 
 # Headline words that announce another incident of a kind already reported. Only the headline is
@@ -471,12 +479,14 @@ _MEMBER_TERMS = 40
 
 
 def _member(features: _Features) -> _Member:
-    # the strongest terms, ties by term: what sorted(..., key=(-weight, term))[:n] gives, without a key function;
-    # only the terms at least as heavy as the n-th heaviest weight are ranked (sorting ints is done in C)
-    weights = features.terms
-    floor = sorted(weights.values(), reverse=True)[_MEMBER_TERMS - 1] if len(weights) > _MEMBER_TERMS else None
-    heavy = weights.items() if floor is None else [(term, w) for term, w in weights.items() if w >= floor]
-    ranked = sorted([(-weight, term) for term, weight in heavy])[:_MEMBER_TERMS]
+    # the strongest terms, ties by term: what sorted(..., key=(-weight, term))[:n] gives. The terms are first
+    # ordered by weight alone (a C-level key), then only those down to the n-th one's weight, ties included,
+    # are ranked with their terms.
+    by_weight = sorted(features.terms.items(), key=itemgetter(1), reverse=True)
+    end = min(_MEMBER_TERMS, len(by_weight))
+    while end < len(by_weight) and by_weight[end][1] == by_weight[end - 1][1]:
+        end += 1
+    ranked = sorted([(-weight, term) for term, weight in by_weight[:end]])[:_MEMBER_TERMS]
     top = tuple((term, -weight) for weight, term in ranked)
     return _Member(features.article_id, features.source, features.language, features.published_at, top)
 

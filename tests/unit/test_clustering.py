@@ -3,6 +3,8 @@ reproduce state exactly, merges keep a stable survivor."""
 
 from __future__ import annotations
 
+import heapq
+import random
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
@@ -14,6 +16,8 @@ from transform.clustering import (
     ClusteringError,
     StoryClusterer,
     UnknownEvent,
+    _features,
+    _member,
 )
 from transform.documents import ArticleDoc
 from transform.entities import extract_cues
@@ -479,3 +483,14 @@ def test_text_without_spaces_still_clusters() -> None:
     clusterer = StoryClusterer()
     assert clusterer.assign(first).created
     assert clusterer.assign(second).event_id == "evt_zh-1"
+
+
+def test_member_keeps_the_strongest_terms_ties_by_term() -> None:
+    rng = random.Random(5)
+    for size in (0, 1, 39, 40, 41, 300):
+        # few distinct weights: ties at the cut are the rule, not the exception
+        terms = {f"t{rng.randrange(10**6)}": rng.choice((1000, 1693, 2099, 2386)) for _ in range(size)}
+        features = _features(doc("m", "Title", "Body text.", lang="en", hours=0), ClusteringConfig(), None)
+        member = _member(replace(features, terms=terms))
+        expected = heapq.nsmallest(40, [(-weight, term) for term, weight in terms.items()])
+        assert member.top_terms == tuple((term, -weight) for weight, term in expected)
