@@ -479,16 +479,22 @@ _MEMBER_TERMS = 40
 
 
 def _member(features: _Features) -> _Member:
-    # the strongest terms, ties by term: what sorted(..., key=(-weight, term))[:n] gives. The terms are first
-    # ordered by weight alone (a C-level key), then only those down to the n-th one's weight, ties included,
-    # are ranked with their terms.
-    by_weight = sorted(features.terms.items(), key=itemgetter(1), reverse=True)
-    end = min(_MEMBER_TERMS, len(by_weight))
-    while end < len(by_weight) and by_weight[end][1] == by_weight[end - 1][1]:
-        end += 1
-    ranked = sorted([(-weight, term) for term, weight in by_weight[:end]])[:_MEMBER_TERMS]
-    top = tuple((term, -weight) for weight, term in ranked)
+    terms = features.terms
+    top = tuple((term, terms[term]) for term in _strongest(list(terms.values()), list(terms), _MEMBER_TERMS))
     return _Member(features.article_id, features.source, features.language, features.published_at, top)
+
+
+def _strongest(values: list[Any], keys: list[str], n: int) -> list[str]:
+    """The ``n`` keys of largest value, ties by key: ``[k for _, k in heapq.nsmallest(n, [(-v, k) ...])]``.
+
+    The pairs are first ordered by value alone (a C-level key), then only those down to the n-th one's value,
+    ties included, are ranked with their keys; the values are numbers (negation is exact).
+    """
+    by_value = sorted(zip(values, keys, strict=True), key=itemgetter(0), reverse=True)
+    end = min(n, len(by_value))
+    while end < len(by_value) and by_value[end][0] == by_value[end - 1][0]:
+        end += 1
+    return [key for _, key in sorted([(-value, key) for value, key in by_value[:end]])[:n]]
 
 
 def _add_counts(counter: Counter[Any], amounts: Mapping[Any, int]) -> None:
@@ -1080,9 +1086,9 @@ class StoryClusterer:
         """Events sharing salient keys with the article, most (IDF-weighted) shared keys first."""
         config = self.config
         terms = features.terms
-        # the same top terms as nsmallest(key=(-weight * idf, term)), ranked as tuples without a key function
-        ranked_terms = heapq.nsmallest(config.query_terms, [(-w * term_idf[t], t) for t, w in terms.items()])
-        top_terms = [t for _, t in ranked_terms]
+        # the top terms by weight * idf, ties by term (-w * idf is exactly -(w * idf))
+        weighted = list(map(operator.mul, terms.values(), map(term_idf.__getitem__, terms)))
+        top_terms = _strongest(weighted, list(terms), config.query_terms)
         # Same key order as before (top terms by weight, then cues by key): float sums below depend on it.
         cue_keys = sorted(features.cues)
         keyed = zip(

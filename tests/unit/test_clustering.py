@@ -18,6 +18,7 @@ from transform.clustering import (
     UnknownEvent,
     _features,
     _member,
+    _strongest,
 )
 from transform.documents import ArticleDoc
 from transform.entities import extract_cues
@@ -494,3 +495,12 @@ def test_member_keeps_the_strongest_terms_ties_by_term() -> None:
         member = _member(replace(features, terms=terms))
         expected = heapq.nsmallest(40, [(-weight, term) for term, weight in terms.items()])
         assert member.top_terms == tuple((term, -weight) for weight, term in expected)
+
+
+def test_strongest_keys_are_those_nsmallest_ranks_first() -> None:
+    rng = random.Random(9)
+    for size in (0, 3, 25, 26, 400):
+        keys = [f"k{i}" for i in rng.sample(range(10**6), size)]
+        values = [rng.choice((1000, 1693, 2099)) * rng.choice((1.0, 1.5, 2.75)) for _ in keys]
+        expected = heapq.nsmallest(25, [(-value, key) for value, key in zip(values, keys, strict=True)])
+        assert _strongest(values, keys, 25) == [key for _, key in expected]
