@@ -931,7 +931,9 @@ class StoryClusterer:
         cue_idf = self._idfs(features.cues, self._cues)
         article_vector = None if features.embedding is None else features.embedding.array()
         article_vector_norm = 0.0 if article_vector is None else _unit_norm(article_vector)
-        candidates = self._candidates(features, term_idf, cue_idf)
+        # the article's TF-IDF weights, in its terms' order (the same floats as w * idf one term at a time)
+        weighted = list(map(operator.mul, features.terms.values(), map(term_idf.__getitem__, features.terms)))
+        candidates = self._candidates(features, weighted, term_idf, cue_idf)
         approximate = np.zeros(0, dtype=np.float32)
         exact: dict[str, float] = {}  # exact embedding cosines, each computed once per article
         if article_vector is not None and article_vector_norm > 0.0:
@@ -944,7 +946,7 @@ class StoryClusterer:
         # idf**2 once per key (the same float the per-event products used to compute each time)
         term_idf2 = {t: v**2 for t, v in term_idf.items()}
         cue_idf2 = {k: v**2 for k, v in cue_idf.items()}
-        article_term_norm = math.sqrt(math.fsum((w * term_idf[t]) ** 2 for t, w in features.terms.items()))
+        article_term_norm = math.sqrt(math.fsum(map(pow, weighted, repeat(2))))
         article_cue_norm = math.sqrt(math.fsum(cue_idf[k] ** 2 for k in features.cues))
         floor = self.config.semantic_floor
         # First the cheap parts per candidate (time, dot products), then the events' TF-IDF norms of those with a
@@ -1082,13 +1084,14 @@ class StoryClusterer:
             return 1.0
         return 0.5 ** (extra / self.config.time_half_life)
 
-    def _candidates(self, features: _Features, term_idf: dict[str, float], cue_idf: dict[str, float]) -> list[_Event]:
-        """Events sharing salient keys with the article, most (IDF-weighted) shared keys first."""
+    def _candidates(
+        self, features: _Features, weighted: list[float], term_idf: dict[str, float], cue_idf: dict[str, float]
+    ) -> list[_Event]:
+        """Events sharing salient keys with the article, most (IDF-weighted) shared keys first; ``weighted`` holds
+        the article's TF-IDF weights in the order of its terms."""
         config = self.config
-        terms = features.terms
         # the top terms by weight * idf, ties by term (-w * idf is exactly -(w * idf))
-        weighted = list(map(operator.mul, terms.values(), map(term_idf.__getitem__, terms)))
-        top_terms = _strongest(weighted, list(terms), config.query_terms)
+        top_terms = _strongest(weighted, list(features.terms), config.query_terms)
         # Same key order as before (top terms by weight, then cues by key): float sums below depend on it.
         cue_keys = sorted(features.cues)
         keyed = zip(
