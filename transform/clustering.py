@@ -35,6 +35,7 @@ uninterrupted run.
 from __future__ import annotations
 
 import base64
+import bisect
 import hashlib
 import heapq
 import math
@@ -487,14 +488,23 @@ def _member(features: _Features) -> _Member:
 def _strongest(values: list[Any], keys: list[str], n: int) -> list[str]:
     """The ``n`` keys of largest value, ties by key: ``[k for _, k in heapq.nsmallest(n, [(-v, k) ...])]``.
 
-    The pairs are first ordered by value alone (a C-level key), then only those down to the n-th one's value,
-    ties included, are ranked with their keys; the values are numbers (negation is exact).
+    The pairs are ordered by value alone (a C-level key); those above the n-th one's value are ranked with their
+    keys, and the rest of the n are the smallest keys of that value (sub-linear weights tie a lot: most terms occur
+    once). The values are numbers, the keys distinct.
     """
     by_value = sorted(zip(values, keys, strict=True), key=itemgetter(0), reverse=True)
-    end = min(n, len(by_value))
-    while end < len(by_value) and by_value[end][0] == by_value[end - 1][0]:
-        end += 1
-    return [key for _, key in sorted([(-value, key) for value, key in by_value[:end]])[:n]]
+    if len(by_value) <= n:
+        return [key for _, key in sorted([(-value, key) for value, key in by_value])]
+    cut = by_value[n - 1][0]
+    first = bisect.bisect_left(by_value, -cut, hi=n - 1, key=_negated_value)
+    end = bisect.bisect_right(by_value, -cut, lo=n - 1, key=_negated_value)
+    above = [key for _, key in sorted([(-value, key) for value, key in by_value[:first]])]
+    return above + sorted(map(itemgetter(1), by_value[first:end]))[: n - first]
+
+
+def _negated_value(pair: tuple[Any, str]) -> Any:
+    """The bisection key of pairs ordered by value, largest first."""
+    return -pair[0]
 
 
 def _add_counts(counter: Counter[Any], amounts: Mapping[Any, int]) -> None:
