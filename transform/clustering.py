@@ -42,12 +42,12 @@ import math
 import operator
 import re
 import sys
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from functools import lru_cache
-from itertools import chain, repeat
+from itertools import chain, compress, filterfalse, repeat
 from operator import itemgetter
 from typing import Any
 
@@ -1153,8 +1153,8 @@ class StoryClusterer:
         if event is None:
             event = self._events[event_id] = _Event(event_id)
             self._slots.take(event)
-        new_terms = [t for t in features.terms if t not in event.term_sum]
-        new_cues = [k for k in features.cues if k not in event.cue_counts]
+        new_terms = list(filterfalse(event.term_sum.__contains__, features.terms))
+        new_cues = list(filterfalse(event.cue_counts.__contains__, features.cues))
         event.add(features)
         if event.vec_sum is not None:
             self._vectors.put(event_id, event.vec_sum, event.vec_norm)
@@ -1170,8 +1170,8 @@ class StoryClusterer:
         self._slots.release(absorbed)
         self._vectors.remove(absorbed.event_id)
         del self._events[absorbed.event_id]
-        new_terms = [t for t in absorbed.term_sum if t not in survivor.term_sum]
-        new_cues = [k for k in absorbed.cue_counts if k not in survivor.cue_counts]
+        new_terms = list(filterfalse(survivor.term_sum.__contains__, absorbed.term_sum))
+        new_cues = list(filterfalse(survivor.cue_counts.__contains__, absorbed.cue_counts))
         survivor.absorb(absorbed)
         if survivor.vec_sum is not None:
             self._vectors.put(survivor.event_id, survivor.vec_sum, survivor.vec_norm)
@@ -1183,13 +1183,13 @@ class StoryClusterer:
 
     def _post(self, slot: int, terms: list[str], cues: list[str]) -> None:
         """Add the event of ``slot`` to the postings of its new ``terms`` and ``cues``."""
+        # C-level iterators instead of a loop per key (a new event posts every one of its few hundred terms):
+        # the slot joins the postings that exist, and each missing key gets a posting of its own.
         for postings, keys in ((self._term_postings, terms), (self._cue_postings, cues)):
-            for key in keys:
-                posting = postings.get(key)
-                if posting is None:
-                    postings[key] = {slot}
-                else:
-                    posting.add(slot)
+            found = list(map(postings.get, keys))
+            deque(map(set.add, filter(None, found), repeat(slot)), maxlen=0)
+            missing = list(compress(keys, map(operator.is_, found, repeat(None))))
+            postings.update(zip(missing, map(set, repeat((slot,), len(missing))), strict=True))
 
     def _unpost(self, event: _Event) -> None:
         for postings, keys in ((self._term_postings, event.term_sum), (self._cue_postings, event.cue_counts)):
