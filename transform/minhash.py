@@ -14,7 +14,8 @@ band's values, so a query finds exactly the articles that agree with it on every
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections import deque
+from itertools import repeat, starmap
 
 import numpy as np
 
@@ -56,8 +57,9 @@ class BandIndex:
     """LSH over MinHash signatures: ``bands`` bands of ``rows`` consecutive values, one hash table per band."""
 
     def __init__(self, bands: int, rows: int) -> None:
-        self._width = rows * 8  # bytes of one band's values
+        width = rows * 8  # bytes of one band's values
         self._span = bands * rows
+        self._slices = [slice(start, start + width) for start in range(0, bands * width, width)]
         self._tables: list[dict[bytes, set[str]]] = [{} for _ in range(bands)]
         self._keys: dict[str, list[bytes]] = {}
 
@@ -67,23 +69,19 @@ class BandIndex:
     def __len__(self) -> int:
         return len(self._keys)
 
-    def _bands(self, signature: np.ndarray) -> Iterator[bytes]:
+    def _bands(self, signature: np.ndarray) -> list[bytes]:
         raw = np.ascontiguousarray(signature[: self._span], dtype="<u8").tobytes()
-        width = self._width
-        return (raw[start : start + width] for start in range(0, len(raw), width))
+        return list(map(raw.__getitem__, self._slices))
 
     def insert(self, key: str, signature: np.ndarray) -> None:
         """Index ``key`` under each band of ``signature``; a key already held is left as it is."""
         if key in self._keys:
             return
-        bands = list(self._bands(signature))
+        bands = self._bands(signature)
         self._keys[key] = bands
-        for table, band in zip(self._tables, bands, strict=True):
-            holders = table.get(band)
-            if holders is None:
-                table[band] = {key}
-            else:
-                holders.add(key)
+        # table.setdefault(band, set()).add(key) for every band, with C-level iterators
+        holders = map(dict.setdefault, self._tables, bands, starmap(set, repeat((), len(bands))))
+        deque(map(set.add, holders, repeat(key)), maxlen=0)
 
     def remove(self, key: str) -> None:
         """Forget ``key``; a key not held is ignored."""
@@ -98,9 +96,4 @@ class BandIndex:
 
     def query(self, signature: np.ndarray) -> set[str]:
         """Every key that agrees with ``signature`` on all the values of at least one band."""
-        found: set[str] = set()
-        for table, band in zip(self._tables, self._bands(signature), strict=True):
-            holders = table.get(band)
-            if holders:
-                found |= holders
-        return found
+        return set().union(*filter(None, map(dict.get, self._tables, self._bands(signature))))
