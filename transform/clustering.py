@@ -587,8 +587,12 @@ class _Event:
         for kind, key, display in features.entity_kinds:
             self.entity_counts[(kind, key)] += 1
             _keep_earliest(self.displays, key, (display.isupper(), *stamp, display))
-        for term, word in features.surfaces.items():
-            _keep_earliest(self.surfaces, term, (*stamp, word))
+        surfaces, published_at, article_id = self.surfaces, features.published_at, features.article_id
+        for term, word in features.surfaces.items():  # _keep_earliest, inline: a few dozen per article
+            current = surfaces.get(term)
+            candidate = (published_at, article_id, word)
+            if current is None or candidate < current:
+                surfaces[term] = candidate
         self._extend_span(features.published_at, features.published_at)
         if features.embedding is not None:
             self._add_vector(features.embedding.array())
