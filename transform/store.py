@@ -261,8 +261,9 @@ class TransformStore:
                     now,
                 )
             )
-        self.cur.insert_rows(
-            f"INSERT INTO events ({_EVENT_COLUMNS})",
+        self.cur.bulk_insert(
+            "events",
+            _EVENT_COLUMNS.split(", "),
             rows,
             "ON CONFLICT (event_id) DO UPDATE SET version = excluded.version, title = excluded.title, "
             "summary = excluded.summary, first_seen_at = excluded.first_seen_at, "
