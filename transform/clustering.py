@@ -47,7 +47,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from functools import lru_cache
-from itertools import chain, compress, filterfalse, repeat
+from itertools import chain, compress, filterfalse, islice, repeat
 from operator import itemgetter
 from typing import Any
 
@@ -515,6 +515,28 @@ def _add_counts(counter: Counter[Any], amounts: Mapping[Any, int]) -> None:
     )
 
 
+def _sorted_keys(
+    counts: Counter[str], previous: tuple[list[str], np.ndarray] | None, vocabulary: _Vocabulary
+) -> tuple[list[str], np.ndarray]:
+    """The keys of ``counts`` in sorted order with their vocabulary ids, from ``previous`` (the same for an earlier
+    state of ``counts``) and the keys added since.
+
+    An event never loses a key, a dict appends new keys at the end, and a live key keeps its vocabulary id (every
+    key of a live event is), so only the added keys are sorted and looked up, then merged with the previous
+    ones (a sort of two sorted runs).
+    """
+    if previous is None:
+        keys = sorted(counts)
+        return keys, vocabulary.ids(keys)
+    old_keys, old_ids = previous
+    if len(old_keys) == len(counts):
+        return previous
+    added = sorted(islice(counts, len(old_keys), None))
+    merged = old_keys + added
+    order = sorted(range(len(merged)), key=merged.__getitem__)
+    return list(map(merged.__getitem__, order)), np.concatenate([old_ids, vocabulary.ids(added)])[order]
+
+
 def _keep_earliest(table: dict[str, tuple[Any, ...]], key: str, candidate: tuple[Any, ...]) -> None:
     """Display forms come from the earliest article (not the first *added*): order-free."""
     current = table.get(key)
@@ -527,6 +549,8 @@ class _Event:
 
     __slots__ = (
         "_arrays",
+        "_cue_index",
+        "_term_index",
         "cue_counts",
         "displays",
         "entity_counts",
@@ -555,6 +579,9 @@ class _Event:
         self.first: datetime | None = None
         self.last: datetime | None = None
         self._arrays: _EventArrays | None = None
+        # its keys sorted, with their vocabulary ids, as of the last arrays(): kept, since an event only gains keys
+        self._term_index: tuple[list[str], np.ndarray] | None = None
+        self._cue_index: tuple[list[str], np.ndarray] | None = None
         # Exact sum of the members' float16 embeddings (float64 holds each sum exactly), and its norm.
         self.vec_sum: np.ndarray | None = None
         self.vec_norm = 0.0
@@ -567,12 +594,13 @@ class _Event:
         an uninterrupted run and after a restore, whatever order the articles were added in.
         """
         if self._arrays is None:
-            term_keys = sorted(self.term_sum)
-            cue_keys = sorted(self.cue_counts)
+            self._term_index = _sorted_keys(self.term_sum, self._term_index, terms)
+            self._cue_index = _sorted_keys(self.cue_counts, self._cue_index, cues)
+            (term_keys, term_ids), (cue_keys, cue_ids) = self._term_index, self._cue_index
             self._arrays = _EventArrays(
-                term_ids=terms.ids(term_keys),
+                term_ids=term_ids,
                 term_sums=np.fromiter(map(self.term_sum.__getitem__, term_keys), np.float64, len(term_keys)),
-                cue_ids=cues.ids(cue_keys),
+                cue_ids=cue_ids,
                 cue_counts=np.fromiter(map(self.cue_counts.__getitem__, cue_keys), np.float64, len(cue_keys)),
             )
         return self._arrays

@@ -8,6 +8,7 @@ import random
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
+import numpy as np
 import pytest
 
 from transform.clustering import (
@@ -504,3 +505,16 @@ def test_strongest_keys_are_those_nsmallest_ranks_first() -> None:
         values = [rng.choice((1000, 1693, 2099)) * rng.choice((1.0, 1.5, 2.75)) for _ in keys]
         expected = heapq.nsmallest(25, [(-value, key) for value, key in zip(values, keys, strict=True)])
         assert _strongest(values, keys, 25) == [key for _, key in expected]
+
+
+def test_event_arrays_kept_across_changes_are_those_built_afresh() -> None:
+    clusterer = StoryClusterer()
+    for d in stream():
+        clusterer.assign(d)  # scoring builds the candidates' arrays, attaching then changes some of them
+        for event in clusterer._events.values():
+            arrays = event.arrays(clusterer._terms, clusterer._cues)
+            terms, cues = sorted(event.term_sum), sorted(event.cue_counts)
+            assert np.array_equal(arrays.term_ids, clusterer._terms.ids(terms))
+            assert arrays.term_sums.tolist() == [float(event.term_sum[t]) for t in terms]
+            assert np.array_equal(arrays.cue_ids, clusterer._cues.ids(cues))
+            assert arrays.cue_counts.tolist() == [float(event.cue_counts[k]) for k in cues]
