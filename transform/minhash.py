@@ -50,7 +50,9 @@ class MinHasher:
         if shingles.size == 0:
             raise ValueError("a MinHash of no shingles has no values")
         mixed = _fmix64(np.asarray(shingles, dtype=np.uint64)).reshape(-1, 1)
-        return (mixed * self._a + self._b).min(axis=0)
+        values = mixed * self._a
+        values += self._b  # in place: one shingles-by-permutations array, not two
+        return values.min(axis=0)
 
 
 class BandIndex:
