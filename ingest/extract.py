@@ -308,16 +308,24 @@ def _published_at(
     tree: lxml.html.HtmlElement, json_ld: Mapping[str, Any], trafilatura_date: str | None, now: datetime
 ) -> datetime | None:
     """Earliest-trusted explicit publication timestamp, falling back to trafilatura's (htmldate) date."""
-    candidates: list[Any] = [_meta(tree, key) for key in _PUBLISHED_META_KEYS]
-    candidates.append(json_ld.get("datePublished"))
-    candidates.extend(tree.xpath("//time[@itemprop='datePublished' or @pubdate]/@datetime"))
-    candidates.extend(tree.xpath("(//article//time[@datetime])[1]/@datetime"))
-    candidates.append(trafilatura_date)
-    for candidate in candidates:
+    for candidate in _published_candidates(tree, json_ld, trafilatura_date):
         moment = parse_datetime(candidate)
         if moment is not None and moment <= now + MAX_FUTURE_SKEW:
             return moment
     return None
+
+
+def _published_candidates(
+    tree: lxml.html.HtmlElement, json_ld: Mapping[str, Any], trafilatura_date: str | None
+) -> Iterator[Any]:
+    """The candidates in order of trust, each looked up only when every earlier one failed: most pages declare
+    the date in their head, and each XPath below walks the whole page."""
+    for key in _PUBLISHED_META_KEYS:
+        yield _meta(tree, key)
+    yield json_ld.get("datePublished")
+    yield from tree.xpath("//time[@itemprop='datePublished' or @pubdate]/@datetime")
+    yield from tree.xpath("(//article//time[@datetime])[1]/@datetime")
+    yield trafilatura_date
 
 
 def parse_datetime(value: Any) -> datetime | None:
