@@ -25,11 +25,12 @@ from typing import Any
 
 import lxml.html
 import trafilatura
-from trafilatura.utils import decode_file, load_html
+from trafilatura.utils import decode_file
 
 from ingest.canonical import web_url
 from ingest.errors import ExtractionError
 from ingest.feeds import normalize_language
+from ingest.htmltree import load_page
 from ingest.pagemeta import page_metadata
 from newswire.embedding import Embedding
 
@@ -91,7 +92,7 @@ def extract_article(
     fewer than ``min_chars`` characters of main text or is not HTML at all.
     """
     text = html if isinstance(html, str) else decode_html(html, content_type)
-    tree = load_html(text)
+    tree = load_page(text)
     if tree is None:
         raise ExtractionError(f"not an HTML document: {url}", reason="not_html")
     now = now or datetime.now(UTC)
