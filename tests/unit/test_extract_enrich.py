@@ -10,12 +10,13 @@ import numpy as np
 import pytest
 
 from ingest.extract import ExtractedArticle
-from ingest.extract_workers import make_extractor
+from ingest.extract_workers import _preload_modules, make_extractor
 from ingest.feedlist import FeedSpec
 from ingest.feeds import FeedEntry
 from ingest.messages import article_message
 from newswire import contracts
 from newswire.embedding import DEFAULT_MODEL, embed_articles, encoder_for, from_message
+from pipeline.enrich import feature_enricher
 from transform.carried import carried_features
 
 BODY = (
@@ -197,3 +198,8 @@ def test_a_page_larger_than_the_pipe_goes_through_whole() -> None:
     finally:
         extractor.close()
     assert got.text == extract_article(page, url=URL, content_type="text/html").text
+
+
+def test_the_fork_server_preloads_the_worker_and_enricher_modules() -> None:
+    assert _preload_modules(None) == ["__main__", "ingest.extract_workers"]
+    assert _preload_modules(feature_enricher()) == ["__main__", "ingest.extract_workers", "pipeline.enrich"]
