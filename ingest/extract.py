@@ -67,7 +67,7 @@ class ExtractedArticle:
     canonical_url: str | None  # <link rel="canonical">, as declared by the page (made absolute)
     og_url: str | None  # <meta property="og:url">, as declared by the page (made absolute)
     # Filled by the extraction worker after extraction (see ingest.extract_workers), not by extract_article:
-    detected_language: str | None = None  # identified from the text, for pages and feeds that declare none
+    detected_language: str | None = None  # identified from the text, for pages that declare none (None otherwise)
     embedding: Embedding | None = None  # multilingual title+lead vector for story clustering
     # What the injected enrichment adds (pipeline.enrich: the transform's clustering features), carried as is
     # in the article message's ``features`` field (an opaque string); ingest does not look inside.

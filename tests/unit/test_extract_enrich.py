@@ -72,6 +72,15 @@ def test_embedding_can_be_turned_off() -> None:
     assert page.embedding is None and page.detected_language == "zh"
 
 
+def test_a_page_that_declares_its_language_is_not_identified_again() -> None:
+    declared = PAGE.replace("<html>", '<html lang="zh-CN">', 1)
+    assert declared != PAGE
+    extractor = make_extractor(1, embedding_model="none")
+    page = extractor.extract(declared.encode("utf-8"), url=URL, content_type="text/html")
+    assert page.language == "zh" and page.detected_language is None
+    assert _message(page)["language"] == "zh"
+
+
 @pytest.mark.parametrize("workers", [1, 2])
 def test_workers_add_the_transforms_features_and_the_message_carries_them(workers: int) -> None:
     from pipeline.enrich import feature_enricher
