@@ -96,10 +96,11 @@ def extract_article(
     if tree is None:
         raise ExtractionError(f"not an HTML document: {url}", reason="not_html")
     now = now or datetime.now(UTC)
-    base = _base_url(tree, url)
-    canonical = web_url(_first(tree.xpath(_CANONICAL_XPATH)), base)
+    declared = _declared(tree)
+    base = web_url(_first(declared.base), url) or url
+    canonical = web_url(_first(declared.canonical), base)
     og_url = web_url(_meta(tree, "og:url"), base)
-    json_ld = _json_ld_article(tree)
+    json_ld = _json_ld_article(declared.scripts)
 
     with _TRAFILATURA_LOCK:
         # What with_metadata=True computes first, on the same untouched tree, minus what is never read here
@@ -206,9 +207,46 @@ def _meta(tree: lxml.html.HtmlElement, key: str) -> str | None:
     return None
 
 
-def _base_url(tree: lxml.html.HtmlElement, url: str) -> str:
-    """Base for relative URLs in the page: ``<base href>`` when it is a web URL, else the page URL."""
-    return web_url(_first(tree.xpath("//base/@href")), url) or url
+@dataclass(frozen=True)
+class _Declared:
+    """What the page declares in ``<link>``, ``<base>`` and ``<script>`` elements, each in document order."""
+
+    canonical: list[str]  # the href of every <link rel="canonical">: what _CANONICAL_XPATH selects
+    base: list[str]  # the href of every <base> (the first web URL is the base for relative URLs)
+    scripts: list[lxml.html.HtmlElement]  # every <script> with a type (JSON-LD is among them)
+
+
+_XPATH_SPACE = re.compile("[ \t\r\n]+")  # what XPath's normalize-space() collapses
+_CANONICAL_CASE = str.maketrans("CANOIL", "canoil")  # XPath translate(@rel, 'CANONICAL', 'canonical')
+
+
+def _declared(tree: lxml.html.HtmlElement) -> _Declared:
+    """One walk over the page for what three whole-page XPaths found (``_CANONICAL_XPATH``, ``//base/@href``,
+    ``//script[@type]``), with their results in the same order; each XPath walked the whole page again."""
+    canonical: list[str] = []
+    base: list[str] = []
+    scripts: list[lxml.html.HtmlElement] = []
+    for element in tree.iter("link", "base", "script"):
+        if element.tag == "script":
+            if element.get("type") is not None:
+                scripts.append(element)
+            continue
+        href = element.get("href")
+        if href is None:
+            continue
+        if element.tag == "base":
+            base.append(href)
+        elif _is_canonical(element.get("rel")):
+            canonical.append(href)
+    return _Declared(canonical, base, scripts)
+
+
+def _is_canonical(rel: str | None) -> bool:
+    """Whether a ``rel`` value holds the token "canonical" as ``_CANONICAL_XPATH`` decides it."""
+    if rel is None:
+        return False
+    tokens = _XPATH_SPACE.sub(" ", rel.translate(_CANONICAL_CASE).strip(" \t\r\n"))
+    return " canonical " in f" {tokens} "
 
 
 # -- JSON-LD ---------------------------------------------------------------------------------------------
@@ -233,9 +271,10 @@ _ARTICLE_TYPES = frozenset(
 )
 
 
-def _json_ld_article(tree: lxml.html.HtmlElement) -> Mapping[str, Any]:
-    """The first Article-like object in the page's JSON-LD (searching @graph, lists and mainEntity)."""
-    for script in tree.xpath("//script[@type]"):
+def _json_ld_article(scripts: list[lxml.html.HtmlElement]) -> Mapping[str, Any]:
+    """The first Article-like object in the page's JSON-LD (searching @graph, lists and mainEntity), given the
+    page's ``<script>`` elements that have a type."""
+    for script in scripts:
         if "ld+json" not in script.get("type", "").lower() or not script.text:
             continue
         raw = script.text.strip()
