@@ -224,7 +224,7 @@ class BenchConfig:
     """Extra ``Settings`` overrides for every pipeline phase (the defaults otherwise, env included)."""
     sample_interval: float = 0.25
     """Seconds between two samples of the processes' CPU and RSS. Each sample walks every process of the
-    machine to find the phase's descendants, which costs the harness about 2 ms of CPU."""
+    machine to find the phase's descendants, on the cores being measured."""
     preload: bool = True
     """Render and gzip every page of the corpus before the measured phases, as a static site serves
     pre-compressed files; false: the page server renders and compresses each page when it is first asked for

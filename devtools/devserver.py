@@ -158,7 +158,7 @@ class _Resource:
     The encoding is made once, when the file is loaded, not per response: in a benchmark, compressing every
     page as it was served took CPU from the pipeline being measured (static sites and CDNs serve pre-compressed
     files the same way). A preloaded resource (:meth:`CorpusServer.preload`) keeps only the compressed bytes,
-    which are a sixth of a news page, and decompresses them for the rare client that does not accept gzip.
+    much smaller than the page, and decompresses them for the rare client that does not accept gzip.
     """
 
     plain: bytes | None

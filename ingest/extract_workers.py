@@ -69,7 +69,7 @@ def extract_and_enrich(
 
     The language is identified only for a page that declares none: a page's own language comes first wherever
     the article's language is chosen (the message, the carried features), so the identified one would never be
-    read, and identifying it costs about half a millisecond per page."""
+    read."""
     article = extract_article(content, url=url, content_type=content_type, fast=fast)
     encoder = encoder_for(embedding_model)
     embedding = embed_articles(encoder, [(article.title, article.text)])[0] if encoder is not None else None
@@ -260,9 +260,9 @@ class _Worker:
 def _preload_modules(enrich: Enricher | None) -> list[str]:
     """What the fork server imports once, before it forks any worker: this module (trafilatura, lxml, the
     language identifier) and the enricher's (the transform's feature extraction), beside ``__main__`` (the fork
-    server's default). Each worker then starts with them imported, instead of importing them itself: a second of
-    CPU per worker, at the start of a run, on the cores the first pages wait for. Only the first pool of a
-    process sets it: the fork server keeps what it imported when it started."""
+    server's default). Each worker then starts with them imported, instead of importing them itself, at the start
+    of a run, on the cores the first pages wait for. Only the first pool of a process sets it: the fork server
+    keeps what it imported when it started."""
     modules = ["__main__", __name__]
     if enrich is not None:
         module = getattr(getattr(enrich, "func", enrich), "__module__", None)

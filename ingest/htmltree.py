@@ -2,8 +2,8 @@
 
 trafilatura parses with an ``lxml.html.HTMLParser``, whose element classes are chosen by
 ``lxml.html.HtmlElementClassLookup``: a Python method that lxml calls every time it hands Python an element
-(every node an XPath returns or an iteration visits, in the tree and in each of trafilatura's copies of it).
-On news pages that method alone took about a tenth of ``extract_article``'s time. The only thing it adds is
+(every node an XPath returns or an iteration visits, in the tree and in each of trafilatura's copies of it),
+which made it one of the largest single costs of ``extract_article`` (see the README). The only thing it adds is
 special classes for form controls (``<form>``, ``<input>``, ``<select>``, ``<textarea>``, ``<label>``), whose
 extra methods neither trafilatura nor ingest calls; every element here is a plain ``HtmlElement`` (comments,
 processing instructions and entities keep their ``lxml.html`` classes), chosen by lxml's own C lookup.
