@@ -222,7 +222,13 @@ class BenchConfig:
     """Transform consuming while ingest publishes, as ``newswire run`` does; false: one stage after the other."""
     settings: Mapping[str, Any] = field(default_factory=dict)
     """Extra ``Settings`` overrides for every pipeline phase (the defaults otherwise, env included)."""
-    sample_interval: float = 0.1
+    sample_interval: float = 0.25
+    """Seconds between two samples of the processes' CPU and RSS. Each sample walks every process of the
+    machine to find the phase's descendants, on the cores being measured."""
+    preload: bool = True
+    """Render and gzip every page of the corpus before the measured phases, as a static site serves
+    pre-compressed files; false: the page server renders and compresses each page when it is first asked for
+    it, on the cores the measured pipeline runs on."""
     profile: bool = False
     workdir: Path | None = None
     keep: bool = False
@@ -406,7 +412,7 @@ class ThreadCpuSampler:
     loses at most one interval of CPU (pools here live for the whole run).
     """
 
-    def __init__(self, interval: float = 0.25) -> None:
+    def __init__(self, interval: float = 0.5) -> None:
         self.interval = interval
         self._ticks = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
         self._threads: dict[int, tuple[str, float]] = {}
@@ -1096,6 +1102,10 @@ def run_bench(config: BenchConfig) -> dict[str, Any]:
         with EmbeddedBroker(log_path=work / "broker.log") as broker:
             broker_pid = broker.pid
             with CorpusServer(corpus.root, latency=config.latency) as server:
+                if config.preload:
+                    t_preload = time.monotonic()
+                    files = server.preload()
+                    _say(f"page server: {files} files rendered and compressed in {time.monotonic() - t_preload:.1f} s")
                 feed_list = server.render_feed_list(work / "feeds.toml")
                 sites = {o: server.base_url(o) for o in server.outlets}
 
@@ -1758,6 +1768,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--poll-feeds", type=int, default=BenchConfig.poll_feeds)
     parser.add_argument("--poll-hosts", type=int, default=BenchConfig.poll_hosts)
     parser.add_argument("--no-poll", action="store_true", help="skip the 304 poll")
+    parser.add_argument(
+        "--no-preload",
+        action="store_true",
+        help="the page server renders and gzips each page when first asked (the default does it before the run)",
+    )
     parser.add_argument("--profile", action="store_true", help="stack-sample the pipeline, cProfile extraction")
     parser.add_argument(
         "--sequential", action="store_true", help="transform after ingest instead of while it runs (newswire run)"
@@ -1781,6 +1796,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         poll_feeds=args.poll_feeds,
         poll_hosts=args.poll_hosts,
         run_poll=not args.no_poll,
+        preload=not args.no_preload,
         overlap=not args.sequential,
         profile=args.profile,
         workdir=args.workdir,

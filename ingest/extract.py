@@ -25,11 +25,13 @@ from typing import Any
 
 import lxml.html
 import trafilatura
-from trafilatura.utils import decode_file, load_html
+from trafilatura.utils import decode_file
 
 from ingest.canonical import web_url
 from ingest.errors import ExtractionError
 from ingest.feeds import normalize_language
+from ingest.htmltree import load_page
+from ingest.pagemeta import page_metadata
 from newswire.embedding import Embedding
 
 __all__ = ["ExtractedArticle", "ExtractionError", "extract_article"]
@@ -65,7 +67,7 @@ class ExtractedArticle:
     canonical_url: str | None  # <link rel="canonical">, as declared by the page (made absolute)
     og_url: str | None  # <meta property="og:url">, as declared by the page (made absolute)
     # Filled by the extraction worker after extraction (see ingest.extract_workers), not by extract_article:
-    detected_language: str | None = None  # identified from the text, for pages and feeds that declare none
+    detected_language: str | None = None  # identified from the text, for pages that declare none (None otherwise)
     embedding: Embedding | None = None  # multilingual title+lead vector for story clustering
     # What the injected enrichment adds (pipeline.enrich: the transform's clustering features), carried as is
     # in the article message's ``features`` field (an opaque string); ingest does not look inside.
@@ -90,20 +92,24 @@ def extract_article(
     fewer than ``min_chars`` characters of main text or is not HTML at all.
     """
     text = html if isinstance(html, str) else decode_html(html, content_type)
-    tree = load_html(text)
+    tree = load_page(text)
     if tree is None:
         raise ExtractionError(f"not an HTML document: {url}", reason="not_html")
     now = now or datetime.now(UTC)
-    base = _base_url(tree, url)
-    canonical = web_url(_first(tree.xpath(_CANONICAL_XPATH)), base)
+    declared = _declared(tree)
+    base = web_url(_first(declared.base), url) or url
+    canonical = web_url(_first(declared.canonical), base)
     og_url = web_url(_meta(tree, "og:url"), base)
-    json_ld = _json_ld_article(tree)
+    json_ld = _json_ld_article(declared.scripts)
 
     with _TRAFILATURA_LOCK:
+        # What with_metadata=True computes first, on the same untouched tree, minus what is never read here
+        # (ingest.pagemeta); bare_extraction copies the tree before extracting, so both see the page as parsed.
+        metadata = page_metadata(tree, url, dict(_DATE_PARAMS))
         document = trafilatura.bare_extraction(
             tree,
             url=url,
-            with_metadata=True,
+            with_metadata=False,
             include_comments=False,
             include_tables=True,
             fast=fast,
@@ -111,7 +117,7 @@ def extract_article(
         )
     if document is None:
         raise ExtractionError(f"no main text found: {url}", reason="no_body")
-    title = _clean(document.title) or _clean(json_ld.get("headline"))
+    title = _clean(metadata.title) or _clean(json_ld.get("headline"))
     body = _without_leading_title((document.text or "").strip(), title)
     if len(body) < min_chars:
         raise ExtractionError(f"main text too short ({len(body)} < {min_chars} chars): {url}", reason="no_body")
@@ -119,14 +125,14 @@ def extract_article(
     return ExtractedArticle(
         text=body,
         title=title,
-        author=_clean(document.author) or _json_ld_author(json_ld),
-        published_at=_published_at(tree, json_ld, document.date, now),
-        language=_language(tree, json_ld, document.language),
-        site_name=_clean(document.sitename),
-        description=_clean(document.description),
-        categories=_strings(document.categories),
-        tags=_strings(document.tags),
-        image=web_url(document.image, base),
+        author=_clean(metadata.author) or _json_ld_author(json_ld),
+        published_at=_published_at(tree, json_ld, metadata.date, now),
+        language=_language(tree, json_ld, metadata.language),
+        site_name=_clean(metadata.sitename),
+        description=_clean(metadata.description),
+        categories=_strings(metadata.categories),
+        tags=_strings(metadata.tags),
+        image=web_url(metadata.image, base),
         canonical_url=canonical,
         og_url=og_url,
     )
@@ -201,9 +207,46 @@ def _meta(tree: lxml.html.HtmlElement, key: str) -> str | None:
     return None
 
 
-def _base_url(tree: lxml.html.HtmlElement, url: str) -> str:
-    """Base for relative URLs in the page: ``<base href>`` when it is a web URL, else the page URL."""
-    return web_url(_first(tree.xpath("//base/@href")), url) or url
+@dataclass(frozen=True)
+class _Declared:
+    """What the page declares in ``<link>``, ``<base>`` and ``<script>`` elements, each in document order."""
+
+    canonical: list[str]  # the href of every <link rel="canonical">: what _CANONICAL_XPATH selects
+    base: list[str]  # the href of every <base> (the first web URL is the base for relative URLs)
+    scripts: list[lxml.html.HtmlElement]  # every <script> with a type (JSON-LD is among them)
+
+
+_XPATH_SPACE = re.compile("[ \t\r\n]+")  # what XPath's normalize-space() collapses
+_CANONICAL_CASE = str.maketrans("CANOIL", "canoil")  # XPath translate(@rel, 'CANONICAL', 'canonical')
+
+
+def _declared(tree: lxml.html.HtmlElement) -> _Declared:
+    """One walk over the page for what three whole-page XPaths found (``_CANONICAL_XPATH``, ``//base/@href``,
+    ``//script[@type]``), with their results in the same order; each XPath walked the whole page again."""
+    canonical: list[str] = []
+    base: list[str] = []
+    scripts: list[lxml.html.HtmlElement] = []
+    for element in tree.iter("link", "base", "script"):
+        if element.tag == "script":
+            if element.get("type") is not None:
+                scripts.append(element)
+            continue
+        href = element.get("href")
+        if href is None:
+            continue
+        if element.tag == "base":
+            base.append(href)
+        elif _is_canonical(element.get("rel")):
+            canonical.append(href)
+    return _Declared(canonical, base, scripts)
+
+
+def _is_canonical(rel: str | None) -> bool:
+    """Whether a ``rel`` value holds the token "canonical" as ``_CANONICAL_XPATH`` decides it."""
+    if rel is None:
+        return False
+    tokens = _XPATH_SPACE.sub(" ", rel.translate(_CANONICAL_CASE).strip(" \t\r\n"))
+    return " canonical " in f" {tokens} "
 
 
 # -- JSON-LD ---------------------------------------------------------------------------------------------
@@ -228,9 +271,10 @@ _ARTICLE_TYPES = frozenset(
 )
 
 
-def _json_ld_article(tree: lxml.html.HtmlElement) -> Mapping[str, Any]:
-    """The first Article-like object in the page's JSON-LD (searching @graph, lists and mainEntity)."""
-    for script in tree.xpath("//script[@type]"):
+def _json_ld_article(scripts: list[lxml.html.HtmlElement]) -> Mapping[str, Any]:
+    """The first Article-like object in the page's JSON-LD (searching @graph, lists and mainEntity), given the
+    page's ``<script>`` elements that have a type."""
+    for script in scripts:
         if "ld+json" not in script.get("type", "").lower() or not script.text:
             continue
         raw = script.text.strip()
@@ -304,16 +348,24 @@ def _published_at(
     tree: lxml.html.HtmlElement, json_ld: Mapping[str, Any], trafilatura_date: str | None, now: datetime
 ) -> datetime | None:
     """Earliest-trusted explicit publication timestamp, falling back to trafilatura's (htmldate) date."""
-    candidates: list[Any] = [_meta(tree, key) for key in _PUBLISHED_META_KEYS]
-    candidates.append(json_ld.get("datePublished"))
-    candidates.extend(tree.xpath("//time[@itemprop='datePublished' or @pubdate]/@datetime"))
-    candidates.extend(tree.xpath("(//article//time[@datetime])[1]/@datetime"))
-    candidates.append(trafilatura_date)
-    for candidate in candidates:
+    for candidate in _published_candidates(tree, json_ld, trafilatura_date):
         moment = parse_datetime(candidate)
         if moment is not None and moment <= now + MAX_FUTURE_SKEW:
             return moment
     return None
+
+
+def _published_candidates(
+    tree: lxml.html.HtmlElement, json_ld: Mapping[str, Any], trafilatura_date: str | None
+) -> Iterator[Any]:
+    """The candidates in order of trust, each looked up only when every earlier one failed: most pages declare
+    the date in their head, and each XPath below walks the whole page."""
+    for key in _PUBLISHED_META_KEYS:
+        yield _meta(tree, key)
+    yield json_ld.get("datePublished")
+    yield from tree.xpath("//time[@itemprop='datePublished' or @pubdate]/@datetime")
+    yield from tree.xpath("(//article//time[@datetime])[1]/@datetime")
+    yield trafilatura_date
 
 
 def parse_datetime(value: Any) -> datetime | None:

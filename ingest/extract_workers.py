@@ -65,11 +65,16 @@ def extract_and_enrich(
     enrich: Enricher | None = None,
 ) -> ExtractedArticle:
     """:func:`extract_article`, then the detected language, the embedding (``embedding_model`` "none": no
-    embedding) and what ``enrich`` adds."""
+    embedding) and what ``enrich`` adds.
+
+    The language is identified only for a page that declares none: a page's own language comes first wherever
+    the article's language is chosen (the message, the carried features), so the identified one would never be
+    read."""
     article = extract_article(content, url=url, content_type=content_type, fast=fast)
     encoder = encoder_for(embedding_model)
     embedding = embed_articles(encoder, [(article.title, article.text)])[0] if encoder is not None else None
-    article = replace(article, detected_language=detect_language(article.title, article.text), embedding=embedding)
+    detected = None if article.language else detect_language(article.title, article.text)
+    article = replace(article, detected_language=detected, embedding=embedding)
     if enrich is None:
         return article
     try:
@@ -252,6 +257,20 @@ class _Worker:
         self._replies.close()
 
 
+def _preload_modules(enrich: Enricher | None) -> list[str]:
+    """What the fork server imports once, before it forks any worker: this module (trafilatura, lxml, the
+    language identifier) and the enricher's (the transform's feature extraction), beside ``__main__`` (the fork
+    server's default). Each worker then starts with them imported, instead of importing them itself, at the start
+    of a run, on the cores the first pages wait for. Only the first pool of a process sets it: the fork server
+    keeps what it imported when it started."""
+    modules = ["__main__", __name__]
+    if enrich is not None:
+        module = getattr(getattr(enrich, "func", enrich), "__module__", None)
+        if isinstance(module, str) and module not in modules:
+            modules.append(module)
+    return modules
+
+
 class ProcessPoolExtractor:
     """Extraction spread over worker processes; each worker extracts one page at a time.
 
@@ -267,6 +286,7 @@ class ProcessPoolExtractor:
         self.embedding_model = embedding_model
         self.enrich = enrich
         self._context = multiprocessing.get_context("forkserver")
+        self._context.set_forkserver_preload(_preload_modules(enrich))
         self._idle: queue.SimpleQueue[_Worker] = queue.SimpleQueue()
         self._lock = threading.Lock()
         self._started = 0

@@ -100,6 +100,10 @@ class FetchResult:
     content: bytes
     elapsed: float
     redirects: tuple[str, ...] = ()
+    #: The body as the server sent it when that was exactly one complete gzip member of ``content`` (a single
+    #: ``gzip`` Content-Encoding, nothing after the member), else None: a compressed copy that costs nothing
+    #: to keep (the raw store keeps pages gzip-compressed).
+    gzipped: bytes | None = None
 
     @property
     def not_modified(self) -> bool:
@@ -246,6 +250,7 @@ class Fetcher:
                     content=outcome.content,
                     elapsed=time.monotonic() - started,
                     redirects=tuple(redirects),
+                    gzipped=outcome.gzipped,
                 )
             target = _redirect_target(current, outcome, original)
             redirects.append(hop_url)
@@ -305,6 +310,7 @@ class _Response:
     status: int
     headers: Mapping[str, str]
     content: bytes
+    gzipped: bytes | None = None
 
 
 class _Budget:
@@ -352,15 +358,19 @@ def _read_response(
     decoder = _BodyDecoder(url, headers.get("content-encoding", ""), limit)
     received = 0
     body = bytearray()
+    wire = bytearray() if decoder.single_gzip else None
     for chunk in response.iter_raw():
         received += len(chunk)
         if received > limit:
             raise TooLargeError(url, f"body exceeds the {limit}-byte cap", limit=limit)
         body += decoder.feed(chunk)
+        if wire is not None:
+            wire += chunk
         if budget.remaining() <= 0:
             raise FetchTimeout(url, budget.exhausted_message())
     body += decoder.finish()
-    return _Response(status, headers, bytes(body))
+    gzipped = bytes(wire) if wire is not None and decoder.one_whole_member else None
+    return _Response(status, headers, bytes(body), gzipped)
 
 
 def _redirect_target(current: httpx.URL, location: str, original: str) -> httpx.URL:
@@ -510,6 +520,17 @@ class _BodyDecoder:
             # as browsers do: the body is not actually encoded.
         self._produced = 0
 
+    @property
+    def single_gzip(self) -> bool:
+        """Whether the body is encoded by one gzip layer and nothing else."""
+        return len(self._layers) == 1 and self._layers[0].is_gzip
+
+    @property
+    def one_whole_member(self) -> bool:
+        """After :meth:`finish`: the one gzip layer was exactly one complete member, nothing before or after it,
+        so the bytes received decompress (``gzip.decompress``) to the decoded body."""
+        return self.single_gzip and self._layers[0].one_whole_member
+
     def feed(self, data: bytes) -> bytes:
         return self._run(lambda layer, chunk: layer.feed(chunk), data)
 
@@ -545,7 +566,18 @@ class _ZlibLayer:
         # deflate without the zlib header (common server bug) and must be replayed.
         self._undecided: bytearray | None = None if self._gzip else bytearray()
         self._finished = False
+        self._members = 1
+        self._ignored_tail = False
         self._decompressor = self._new()
+
+    @property
+    def is_gzip(self) -> bool:
+        return self._gzip
+
+    @property
+    def one_whole_member(self) -> bool:
+        """One member read to its end (its trailer checked by zlib), and no byte after it."""
+        return self._gzip and self._finished and self._members == 1 and not self._ignored_tail
 
     def _new(self) -> Any:
         if self._gzip:
@@ -559,9 +591,11 @@ class _ZlibLayer:
         while data:
             if self._finished:
                 if not (self._gzip and data[:2] == b"\x1f\x8b"):
+                    self._ignored_tail = True
                     break  # trailing garbage after the stream: ignored, as browsers do
                 self._decompressor = self._new()  # concatenated gzip member
                 self._finished = False
+                self._members += 1
             room = self._limit - self._produced + 1
             try:
                 piece = self._decompressor.decompress(data, room)

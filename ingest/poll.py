@@ -475,6 +475,7 @@ class FeedPoller:
             content_type=page.headers.get("content-type"),
             html=page.content,
             fetched_at=fetched_at,
+            html_gz=page.gzipped,
         )
         return EntryOutcome(**base, outcome=NEW, article_id=article_id, urls=urls, raw=raw)
 

@@ -38,7 +38,9 @@ class RawArticle:
     """One fetched page and the article message made from it; ``html_gz`` is compressed at construction.
 
     Compressing early keeps a chunk of outcomes waiting for the broker small in memory (25 pages of up to
-    ``max_page_bytes`` each would otherwise be held uncompressed).
+    ``max_page_bytes`` each would otherwise be held uncompressed). A page the server sent as one gzip member
+    is kept as the server compressed it: it decompresses to the same bytes, and compressing it again took CPU
+    from the ingest process.
     """
 
     article_id: str
@@ -63,7 +65,10 @@ class RawArticle:
         content_type: str | None,
         html: bytes,
         fetched_at: datetime,
+        html_gz: bytes | None = None,
     ) -> RawArticle:
+        """``html_gz``: ``html`` already gzip-compressed (as the server sent it; see
+        :attr:`ingest.http.FetchResult.gzipped`), kept instead of compressing the page again."""
         return cls(
             article_id=str(message["article_id"]),
             url=url,
@@ -72,7 +77,7 @@ class RawArticle:
             http_status=http_status,
             content_type=content_type,
             message=message,
-            html_gz=compress(html),
+            html_gz=compress(html) if html_gz is None else html_gz,
             html_bytes=len(html),
             fetched_at=fetched_at,
         )

@@ -248,6 +248,22 @@ def test_gzip_only_when_the_client_accepts_it(server: CorpusServer) -> None:
     assert fetch(server, "national-chronicle", path, headers={"If-None-Match": packed_etag}).status == 304
 
 
+def test_a_preloaded_server_answers_as_one_that_renders_on_demand() -> None:
+    pages = [("national-chronicle", "world/turkey-earthquake-simav-kutahya.html"), ("echo-republicain", "atom.xml")]
+    with pytest.raises(ServerNotRunning):
+        CorpusServer(CORPUS, today=TODAY).preload()
+    with CorpusServer(CORPUS, today=TODAY) as preloaded:
+        assert preloaded.preload() > len(pages)
+        for outlet, path in pages:
+            expected = preloaded.render((CORPUS / "sites" / outlet / path).read_text("utf-8")).encode("utf-8")
+            plain = fetch(preloaded, outlet, f"/{path}")
+            packed = fetch(preloaded, outlet, f"/{path}", headers={"Accept-Encoding": "gzip"})
+            assert plain.body == expected and plain.headers["Content-Encoding"] is None
+            assert packed.headers["Content-Encoding"] == "gzip" and gzip.decompress(packed.body) == expected
+            assert int(packed.headers["Content-Length"]) == len(packed.body) < len(expected)
+            assert packed.headers["ETag"] == plain.headers["ETag"][:-1] + '-gzip"'
+
+
 def test_head_has_the_get_headers_and_no_body(server: CorpusServer) -> None:
     got = fetch(server, "echo-republicain", "/atom.xml")
     head = fetch(server, "echo-republicain", "/atom.xml", method="HEAD")

@@ -9,8 +9,17 @@ from pathlib import Path
 import pytest
 
 from devtools import CORPUS
-from ingest.extract import ExtractedArticle, ExtractionError, decode_html, extract_article, parse_datetime
+from ingest.extract import (
+    _CANONICAL_XPATH,
+    ExtractedArticle,
+    ExtractionError,
+    _declared,
+    decode_html,
+    extract_article,
+    parse_datetime,
+)
 from ingest.extract_workers import make_extractor
+from ingest.htmltree import load_page
 from newswire.errors import NewswireError
 
 DATA = Path(__file__).parent / "data"
@@ -328,3 +337,26 @@ def test_the_fast_setting_reaches_the_extractor_inline_and_in_worker_processes(w
                 assert err.value.reason == "no_body"
         finally:
             extractor.close()
+
+
+def test_one_walk_finds_what_the_canonical_base_and_script_xpaths_find() -> None:
+    rels = ["canonical", "CANONICAL", "Canonical", " canonical ", "alternate canonical", "canonical\talternate",
+            "\ncanonical\r\n", "noncanonical", "canonical-url", "cAnOnIcAl", "canonicalx", "", "CANONİCAL"]  # fmt: skip
+    links = "".join(f'<link rel="{rel}" href="/r{i}">' for i, rel in enumerate(rels))
+    links += '<link href="/no-rel"><link rel="canonical"><base target="_self"><base href="/b1"><base href="/b2">'
+    scripts = '<script>var a;</script><script type="application/ld+json">{}</script><script type="">x</script>'
+    body = f'<p>{PARAGRAPH}</p><link rel="canonical" href="/in-body"><base href="/b3"><script type="t">y</script>'
+    pages = [
+        page(links + scripts, body),
+        page(),
+        (DATA / "news_article.html").read_text("utf-8"),
+        (DATA / "fr_article_template.html").read_text("utf-8"),
+    ]
+    for text in pages:
+        tree = load_page(text)
+        assert tree is not None
+        declared = _declared(tree)
+        assert declared.canonical == tree.xpath(_CANONICAL_XPATH)
+        assert declared.base == tree.xpath("//base/@href")
+        assert declared.scripts == tree.xpath("//script[@type]")
+    assert len(_declared(load_page(pages[0])).canonical) == 9  # type: ignore[arg-type]

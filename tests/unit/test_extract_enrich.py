@@ -10,12 +10,13 @@ import numpy as np
 import pytest
 
 from ingest.extract import ExtractedArticle
-from ingest.extract_workers import make_extractor
+from ingest.extract_workers import _preload_modules, make_extractor
 from ingest.feedlist import FeedSpec
 from ingest.feeds import FeedEntry
 from ingest.messages import article_message
 from newswire import contracts
 from newswire.embedding import DEFAULT_MODEL, embed_articles, encoder_for, from_message
+from pipeline.enrich import feature_enricher
 from transform.carried import carried_features
 
 BODY = (
@@ -69,6 +70,15 @@ def test_embedding_can_be_turned_off() -> None:
     extractor = make_extractor(1, embedding_model="none")
     page = extractor.extract(PAGE.encode("utf-8"), url=URL, content_type="text/html")
     assert page.embedding is None and page.detected_language == "zh"
+
+
+def test_a_page_that_declares_its_language_is_not_identified_again() -> None:
+    declared = PAGE.replace("<html>", '<html lang="zh-CN">', 1)
+    assert declared != PAGE
+    extractor = make_extractor(1, embedding_model="none")
+    page = extractor.extract(declared.encode("utf-8"), url=URL, content_type="text/html")
+    assert page.language == "zh" and page.detected_language is None
+    assert _message(page)["language"] == "zh"
 
 
 @pytest.mark.parametrize("workers", [1, 2])
@@ -197,3 +207,8 @@ def test_a_page_larger_than_the_pipe_goes_through_whole() -> None:
     finally:
         extractor.close()
     assert got.text == extract_article(page, url=URL, content_type="text/html").text
+
+
+def test_the_fork_server_preloads_the_worker_and_enricher_modules() -> None:
+    assert _preload_modules(None) == ["__main__", "ingest.extract_workers"]
+    assert _preload_modules(feature_enricher()) == ["__main__", "ingest.extract_workers", "pipeline.enrich"]

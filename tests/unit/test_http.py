@@ -386,6 +386,32 @@ def test_compressed_bodies_are_decoded(serve, encoding, encode):
         assert fetcher.get(server.url("/")).content == text
 
 
+@pytest.mark.parametrize(
+    ("encoding", "encode", "kept"),
+    [
+        ("gzip", gzip.compress, True),
+        ("x-gzip", lambda data: gzip.compress(data, compresslevel=1), True),
+        ("gzip", lambda data: gzip.compress(data[:3000]) + gzip.compress(data[3000:]), False),  # two members
+        ("gzip", lambda data: gzip.compress(data) + b"\0\0junk", False),  # bytes after the member
+        ("deflate", zlib.compress, False),
+        ("gzip, gzip", lambda data: gzip.compress(gzip.compress(data)), False),  # two layers
+        ("identity", lambda data: data, False),
+    ],
+)
+def test_one_gzip_member_is_kept_as_sent(serve, encoding, encode, kept):
+    text = b"<p>news</p>" * 900
+    sent = encode(text)
+    server = serve({"/": ok(sent, Content_Encoding=encoding)})
+    with Fetcher(private_ok()) as fetcher:
+        result = fetcher.get(server.url("/"))
+    assert result.content == text
+    if kept:
+        assert result.gzipped == sent
+        assert gzip.decompress(result.gzipped) == text
+    else:
+        assert result.gzipped is None
+
+
 def test_bogus_content_encoding_is_ignored_but_unsupported_compression_is_refused(serve):
     server = serve({"/junk": ok(b"plain", Content_Encoding="UTF-8"), "/br": ok(b"\x1b", Content_Encoding="br")})
     with Fetcher(private_ok()) as fetcher:
