@@ -2,9 +2,10 @@
 
 ``python -m bench.stack_transform --articles 2000`` generates a synthetic corpus (:mod:`bench.synthetic`: real
 page weights, syndicated copies, stories covered by several outlets), serves it from loopback with per-response
-latency (:class:`~devtools.devserver.CorpusServer`), starts the stack on its feed list (the archive paused, an ingest schedule with
-no interval due), triggers one ``newswire_ingest`` run over every feed and lets the stack do the rest as it does
-for users: each finished shard updates the articles asset, on which ``newswire_transform`` runs. It reports:
+latency (:class:`~devtools.devserver.CorpusServer`), starts the stack on its feed list (the archive paused, an
+ingest schedule with no interval due), triggers one ``newswire_ingest`` run over every feed and lets the stack do
+the rest as it does for users: each finished shard updates the articles asset, on which ``newswire_transform``
+runs. It reports:
 
 * the shard tasks' durations and the ingest run's;
 * every transform run: its task's duration and the messages it consumed, and the transform's articles/s (per
@@ -123,10 +124,15 @@ class ProcessPeaks:
                 self.summed_peak = max(self.summed_peak, total)
             self._stop.wait(self.interval)
 
-    def new_processes(self, top: int = 12) -> list[dict[str, Any]]:
-        """The processes that appeared after the idle stack (task processes and their helpers), largest first."""
+    def new_processes(self, labels: Mapping[str, str], top: int = 12) -> list[dict[str, Any]]:
+        """The processes that appeared after the idle stack, largest first; a task process (``airflow worker --
+        <task instance id>``) named by its task from ``labels`` (task instance id to name)."""
         found = [(rss, cmd, pid) for pid, (rss, cmd) in self.peaks.items() if pid not in self.baseline]
-        return [{"pid": p, "peak_rss_mib": round(r, 1), "cmd": c} for r, c, p in sorted(found, reverse=True)[:top]]
+        out = []
+        for rss, cmd, pid in sorted(found, reverse=True)[:top]:
+            task = next((name for ti, name in labels.items() if ti in cmd), None)
+            out.append({"pid": pid, "task": task, "peak_rss_mib": round(rss, 1), "cmd": cmd.strip()})
+        return out
 
 
 def _when(value: Any) -> datetime | None:
@@ -211,9 +217,11 @@ def measure(st: Stack, timeout: float) -> dict[str, Any]:
     assert last_shard_end is not None
     runs = wait_transform(st, last_shard_end, timeout)
     observed = time.monotonic() - t0
+    labels = {str(t["id"]): f"{t['task_id']}[{t['map_index']}]" for t in tis}
     transforms = []
     for r in runs:
         ti = st.task_instances(TRANSFORM, r["dag_run_id"])[0]
+        labels[str(ti["id"])] = f"transform {r['dag_run_id'][:40]}"
         value = _xcom(st, TRANSFORM, r["dag_run_id"], "transform_articles") or {}
         transforms.append(
             {
@@ -234,6 +242,8 @@ def measure(st: Stack, timeout: float) -> dict[str, Any]:
     messages = sum(int(t["messages"] or 0) for t in transforms)
     task_seconds = sum(t["task_seconds"] for t in transforms)
     alone = [t for t in transforms if not t["overlapped_shards"]]
+    working = [t for t in transforms if t["messages"]]
+    working_seconds = sum(t["task_seconds"] for t in working)
     return {
         "ingest": {
             "run_id": run_id,
@@ -251,11 +261,14 @@ def measure(st: Stack, timeout: float) -> dict[str, Any]:
             "messages": messages,
             "task_seconds": round(task_seconds, 1),
             "articles_per_s": round(messages / task_seconds, 1) if task_seconds else None,
+            # only the runs that consumed messages (a run triggered by the last shard may find the topic drained)
+            "articles_per_working_task_s": round(messages / working_seconds, 1) if working_seconds else None,
             "alone_messages": sum(int(t["messages"] or 0) for t in alone),
             "alone_task_seconds": round(sum(t["task_seconds"] for t in alone), 1),
         },
         "end_to_end_seconds": round((ended - began).total_seconds(), 1),  # type: ignore[operator]
         "observed_seconds": round(observed, 1),
+        "task_labels": labels,
     }
 
 
@@ -292,7 +305,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 print(f"ingest run over {args.feeds} feeds, then the transform runs it triggers ...", flush=True)
                 report.update(measure(st, args.timeout))
             report["peak_summed_rss_mib"] = round(peaks.summed_peak, 0)
-            report["task_processes"] = peaks.new_processes()
+            report["task_processes"] = peaks.new_processes(report.pop("task_labels"))
         finally:
             st.stop()
     report["warehouse"] = warehouse_report(home, env, repo)
