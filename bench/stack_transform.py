@@ -217,11 +217,11 @@ def measure(st: Stack, timeout: float) -> dict[str, Any]:
     assert last_shard_end is not None
     runs = wait_transform(st, last_shard_end, timeout)
     observed = time.monotonic() - t0
-    labels = {str(t["id"]): f"{t['task_id']}[{t['map_index']}]" for t in tis}
+    labels = {str(t.get("id")): f"{t['task_id']}[{t.get('map_index')}]" for t in tis}
     transforms = []
     for r in runs:
         ti = st.task_instances(TRANSFORM, r["dag_run_id"])[0]
-        labels[str(ti["id"])] = f"transform {r['dag_run_id'][:40]}"
+        labels[str(ti.get("id"))] = f"transform {r['dag_run_id'][:40]}"
         value = _xcom(st, TRANSFORM, r["dag_run_id"], "transform_articles") or {}
         transforms.append(
             {
