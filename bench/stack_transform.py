@@ -15,8 +15,10 @@ runs. It reports:
 * what loading the language identifier and the sentence encoder costs one process (time, RSS), measured in a
   fresh interpreter with the stack's environment.
 
-``--env KEY=VALUE`` passes settings to the stack (e.g. ``NEWSWIRE_SHARD_ENRICH=false``). Every number comes from
-one run; the VM's speed drifts between runs, so compare before/after runs made back to back.
+``--sequential`` keeps ``newswire_transform`` paused until the ingest run has finished, so that it runs alone (its
+own rate, without shards sharing the cores; the shards without a transform beside them). ``--env KEY=VALUE``
+passes settings to the stack (e.g. ``NEWSWIRE_SHARD_ENRICH=false``). Every number comes from one run; the VM's
+speed drifts between runs, so compare before/after runs made back to back.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import argparse
 import contextlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -204,8 +207,9 @@ print(json.dumps({
     return dict(json.loads(proc.stdout.strip().splitlines()[-1]))
 
 
-def measure(st: Stack, timeout: float) -> dict[str, Any]:
-    """One ingest run over every feed, then the transform runs its shards' asset events start."""
+def measure(st: Stack, timeout: float, *, sequential: bool = False) -> dict[str, Any]:
+    """One ingest run over every feed, then the transform runs its shards' asset events start (``sequential``:
+    the transform DAG, paused until the ingest run has finished, is unpaused then: it runs alone)."""
     t0 = time.monotonic()
     run_id = st.trigger(INGEST, {"poll_all": True})
     state = st.wait(INGEST, run_id, timeout)
@@ -215,6 +219,12 @@ def measure(st: Stack, timeout: float) -> dict[str, Any]:
     shard_reports = [_xcom(st, INGEST, run_id, "ingest_shard", int(t["map_index"])) or {} for t in shards]
     last_shard_end = max((_when(t["end_date"]) for t in shards if t.get("end_date")), default=_when(run["end_date"]))
     assert last_shard_end is not None
+    if sequential:
+        st.pause(TRANSFORM, paused=False)
+        last_shard_end = datetime.now(UTC)
+        time.sleep(20)  # the asset events queued while it was paused start a run; else one is triggered
+        if not transform_runs(st):
+            st.trigger(TRANSFORM)
     runs = wait_transform(st, last_shard_end, timeout)
     observed = time.monotonic() - t0
     labels = {str(t.get("id")): f"{t['task_id']}[{t.get('map_index')}]" for t in tis}
@@ -255,6 +265,7 @@ def measure(st: Stack, timeout: float) -> dict[str, Any]:
             "duplicates": sum(int(r.get("duplicates", 0)) for r in shard_reports),
             "dead_letters": sum(int(r.get("dead_letters", 0)) for r in shard_reports),
         },
+        "sequential": sequential,
         "transform_runs": transforms,
         "transform": {
             "runs": len(transforms),
@@ -299,11 +310,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         report["model_cost"] = model_cost(env, repo)
         print(f"models in one process: {report['model_cost']}", flush=True)
         print("starting the stack ...", flush=True)
-        st = start_stack(home, args.port, env, ["--paused", "newswire_archive"])
+        paused = ["--paused", "newswire_archive"] + (["--paused", TRANSFORM] if args.sequential else [])
+        st = start_stack(home, args.port, env, paused)
         try:
             with ProcessPeaks(home) as peaks:
                 print(f"ingest run over {args.feeds} feeds, then the transform runs it triggers ...", flush=True)
-                report.update(measure(st, args.timeout))
+                report.update(measure(st, args.timeout, sequential=args.sequential))
             report["peak_summed_rss_mib"] = round(peaks.summed_peak, 0)
             report["task_processes"] = peaks.new_processes(report.pop("task_labels"))
         finally:
@@ -314,6 +326,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         report["transform"]["articles_per_batch_s"] = round(report["warehouse"]["batch_messages"] / batch_seconds, 1)
     report["load_after"] = [round(x, 2) for x in os.getloadavg()]
     report["finished_at"] = datetime.now(UTC).isoformat(timespec="seconds")
+    if not args.keep:
+        shutil.rmtree(work, ignore_errors=True)
+    else:
+        report["work"] = str(work)
     return report
 
 
@@ -335,6 +351,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=8150, help="Airflow UI/API port of the stack")
     parser.add_argument("--timeout", type=float, default=1800, help="seconds for ingest, then transform")
     parser.add_argument("--env", action="append", default=[], help="extra KEY=VALUE for the stack (repeatable)")
+    parser.add_argument(
+        "--sequential", action="store_true", help="keep the transform paused until ingest is done: it runs alone"
+    )
+    parser.add_argument("--keep", action="store_true", help="keep the work directory (corpus, stack home, logs)")
     parser.add_argument("--label", default="", help="what is measured (e.g. before / after), kept in the report")
     parser.add_argument("--json", type=Path, help="also write the report here")
     args = parser.parse_args(argv)
