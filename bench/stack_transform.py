@@ -155,7 +155,9 @@ def transform_runs(st: Stack) -> list[dict[str, Any]]:
     return list(st.api("GET", f"dags/{TRANSFORM}/dagRuns?order_by=start_date&limit=100")["dag_runs"])
 
 
-def wait_transform(st: Stack, after: datetime, timeout: float, settle: float = 20.0) -> list[dict[str, Any]]:
+def wait_transform(
+    st: Stack, after: datetime, timeout: float, settle: float = 20.0, poll: float = 2.0
+) -> list[dict[str, Any]]:
     """The transform runs, once one that started after ``after`` (the last shard's end, whose asset event it
     consumed) has finished and, ``settle`` seconds later, no run is queued or running."""
     deadline = time.monotonic() + timeout
@@ -168,7 +170,7 @@ def wait_transform(st: Stack, after: datetime, timeout: float, settle: float = 2
             again = transform_runs(st)
             if len(again) == len(runs) and not [r for r in again if r["state"] not in ("success", "failed")]:
                 return again
-        time.sleep(2.0)
+        time.sleep(poll)
     raise TimeoutError(f"the transform did not catch up within {timeout:.0f} s")
 
 
