@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -20,6 +20,8 @@ from typing import Any
 
 import pytest
 
+from devtools import CORPUS
+from ingest.archive import ArchiveDay
 from newswire import contracts
 from newswire.broker import EmbeddedBroker
 from newswire.embedding import DEFAULT_MODEL, encoder_for, from_message
@@ -168,3 +170,33 @@ def test_shard_tasks_carry_language_embedding_and_features_only_when_enabled(
     assert carried_counts == {True: views[True]["articles"].__len__(), False: 0}
     assert views[True] == views[False]
     assert "zh" in {language for _, language in views[True]["articles"]}
+
+
+def test_the_archive_task_carries_them_too(monkeypatch: pytest.MonkeyPatch, corpus: Any, tmp_path: Path) -> None:
+    """``newswire_archive``'s one task extracts inline beside the ingest shards: the same setting decides."""
+    feeds = tmp_path / "feeds-archive.toml"
+    feeds.write_text(corpus.render((CORPUS / "feeds-archive.toml").read_text(encoding="utf-8")), encoding="utf-8")
+    day = ArchiveDay.of(corpus.today - timedelta(days=18))
+    title_weight = ClusteringConfig().title_weight
+    for enrich in (True, False):
+        with EmbeddedBroker() as broker:
+            for key, value in {
+                "NEWSWIRE_HOME": str(tmp_path / f"home-{enrich}"),
+                "NEWSWIRE_FEEDS": str(feeds),
+                "NEWSWIRE_KAFKA_BOOTSTRAP": broker.bootstrap,
+                "NEWSWIRE_ALLOW_PRIVATE_NETWORKS": "true",
+                "NEWSWIRE_HOST_INTERVAL": "0",
+                "NEWSWIRE_SHARD_ENRICH": str(enrich).lower(),
+            }.items():
+                monkeypatch.setenv(key, value)
+            report = ingest_tasks.archive_day(
+                selection=None, run_id=f"archive-{enrich}", interval_start=day.start, interval_end=day.end
+            )
+            assert report["new"] > 0 and report["failed_feeds"] == 0
+            messages = article_messages(broker.bootstrap, load_settings())
+        assert len(messages) == report["new"]
+        for m in messages:
+            usable = parse_carried(
+                m.get(FIELD), title=m["title"], text=m["text"], language=m["language"], title_weight=title_weight
+            )
+            assert (from_message(m.get("embedding")) is not None, usable is not None) == (enrich, enrich), m["url"]
