@@ -11,7 +11,7 @@ runs. It reports:
 * every transform run: its task's duration and the messages it consumed, and the transform's articles/s (per
   task, and per second inside the warehouse batches, read from ``transform_batches`` once the stack is down);
 * end to end: from the ingest run's start to the end of the transform run that stored its last article;
-* each task process's peak RSS and the stack's peak summed RSS (sampled every second);
+* each task process's peak RSS and CPU seconds, and the stack's peak summed RSS (sampled every second);
 * what loading the language identifier and the sentence encoder costs one process (time, RSS), measured in a
   fresh interpreter with the stack's environment.
 
@@ -95,6 +95,7 @@ class ProcessPeaks:
     def __init__(self, home: Path, interval: float = 1.0) -> None:
         self.home, self.interval = home, interval
         self.peaks: dict[int, tuple[float, str]] = {}
+        self.cpu: dict[int, float] = {}  # CPU seconds (user + system) at the last sample
         self.summed_peak = 0.0
         self.baseline: set[int] = set()
         self._stop = threading.Event()
@@ -121,6 +122,8 @@ class ProcessPeaks:
                     with contextlib.suppress(psutil.Error):
                         process = psutil.Process(pid)
                         rss = process.memory_info().rss / (1 << 20)
+                        times = process.cpu_times()
+                        self.cpu[pid] = times.user + times.system
                         total += rss
                         if rss > self.peaks.get(pid, (0.0, ""))[0]:
                             self.peaks[pid] = (rss, " ".join(process.cmdline())[:160])
@@ -134,7 +137,16 @@ class ProcessPeaks:
         out = []
         for rss, cmd, pid in sorted(found, reverse=True)[:top]:
             task = next((name for ti, name in labels.items() if ti in cmd), None)
-            out.append({"pid": pid, "task": task, "peak_rss_mib": round(rss, 1), "cmd": cmd.strip()})
+            cpu = self.cpu.get(pid)
+            out.append(
+                {
+                    "pid": pid,
+                    "task": task,
+                    "peak_rss_mib": round(rss, 1),
+                    "cpu_seconds": round(cpu, 1) if cpu is not None else None,
+                    "cmd": cmd.strip(),
+                }
+            )
         return out
 
 

@@ -60,8 +60,15 @@ def test_task_processes_are_named_by_their_task_instance() -> None:
     peaks = ProcessPeaks(Path("/nonexistent"))
     peaks.baseline = {1}
     peaks.peaks = {1: (900.0, "airflow scheduler"), 2: (500.0, "airflow worker -- ti-a  "), 3: (700.0, "python x")}
+    peaks.cpu = {2: 12.34}
     found = peaks.new_processes({"ti-a": "ingest_shard[0]"})
     assert found == [
-        {"pid": 3, "task": None, "peak_rss_mib": 700.0, "cmd": "python x"},
-        {"pid": 2, "task": "ingest_shard[0]", "peak_rss_mib": 500.0, "cmd": "airflow worker -- ti-a"},
+        {"pid": 3, "task": None, "peak_rss_mib": 700.0, "cpu_seconds": None, "cmd": "python x"},
+        {
+            "pid": 2,
+            "task": "ingest_shard[0]",
+            "peak_rss_mib": 500.0,
+            "cpu_seconds": 12.3,
+            "cmd": "airflow worker -- ti-a",
+        },
     ]
