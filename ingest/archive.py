@@ -565,8 +565,8 @@ def archive_feeds(
             run_id=run_id,
             interval=(day.start, day.end),
             extract_workers=extract_workers,
-            enrich_inline=False,  # a shard task beside others: language and embeddings in the transform
-            enrich=enrich,  # used only by worker processes (extract_workers > 1)
+            enrich_inline=settings.shard_enrich,  # as an ingest shard: here, or left to the transform
+            enrich=enrich,  # inline only with enrich_inline; always in worker processes (extract_workers > 1)
         ) as poller,
     ):
         # Rows of many feeds per transaction, the file not held across fetches (see ingest.ledger.LedgerBuffer):

@@ -86,14 +86,13 @@ def extract_and_enrich(
 
 
 class InlineExtractor:
-    """Extraction in the calling process, serialised: right for one Airflow task polling one feed.
+    """Extraction in the calling process, serialised: what a shard task uses (``NEWSWIRE_SHARD_EXTRACT_WORKERS`` 1).
 
-    ``enrich`` False leaves language detection and the embedding to the transform: for shard task processes
-    (``NEWSWIRE_SHARD_EXTRACT_WORKERS`` 1), several of which run at once on one machine, each of which would
-    otherwise load the language identifier and the sentence encoder. Their articles reach the transform
-    without a detected language, an embedding or features, and the transform, one process, computes them
-    (``transform.batch``: ``with_language``, ``_missing_embeddings``, the clusterer). ``enricher``: see
-    :func:`extract_and_enrich` (only with ``enrich``).
+    ``enrich`` (``NEWSWIRE_SHARD_ENRICH`` for shard tasks): the detected language, the embedding and what
+    ``enricher`` adds are computed here too (:func:`extract_and_enrich`), in as many task processes as run at once,
+    each loading the language identifier and the encoder once, on its first article (a shard whose feeds all
+    answer 304 loads neither). False leaves the three to the transform, one process (``transform.batch``:
+    ``with_language``, ``_missing_embeddings``, the clusterer), and keeps the task process smaller.
     """
 
     def __init__(

@@ -167,7 +167,8 @@ def poll_scheduled(
     enrich: Enricher | None = None,
 ) -> tuple[IngestSummary, list[str]]:
     """Poll ``feeds`` (claimed under ``token``) and record each one's next poll; returns the summary and the
-    feeds disabled by this pass. ``enrich``: see :func:`ingest.stage.ingest_session` (worker processes only)."""
+    feeds disabled by this pass. ``enrich``: see :func:`ingest.stage.ingest_session`; an inline extractor runs it
+    only with ``NEWSWIRE_SHARD_ENRICH``."""
     store = schedule_store(settings)
     recorder = ScheduleRecorder(store, limits_of(settings), token, store.states([f.url for f in feeds]), batched=True)
     # Every row of the pass is written by the ledger's flushes, the schedule rows in the same transactions
@@ -182,7 +183,7 @@ def poll_scheduled(
         on_done=recorder,
         batched=True,
         flush_hooks=[recorder.take],
-        enrich_inline=False,  # several shard processes at once: the models load once, in the transform
+        enrich_inline=settings.shard_enrich,  # language, embedding, features here, in parallel, or in the transform
         enrich=enrich,
     )
     return summary, recorder.disabled

@@ -63,7 +63,8 @@ def ingest_session(
     enrich: Enricher | None = None,
 ) -> Iterator[FeedPoller]:
     """The per-process resources of an ingest pass. ``enrich_inline`` False: an inline extractor (one worker)
-    leaves language detection and embeddings to the transform (:class:`~ingest.extract_workers.InlineExtractor`).
+    leaves language detection, embeddings and ``enrich`` to the transform
+    (:class:`~ingest.extract_workers.InlineExtractor`).
     ``enrich``: what the extractor adds to each article besides (the ``pipeline`` layer passes the transform's
     feature extraction; see :func:`~ingest.extract_workers.extract_and_enrich`)."""
     warehouse = Warehouse(settings.resolved_warehouse_url)

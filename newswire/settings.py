@@ -160,6 +160,13 @@ class Settings(BaseSettings):
         description="Extraction processes per shard task; 1 = inline. Several shards run at once, so processes "
         "per shard multiply.",
     )
+    shard_enrich: bool = Field(
+        True,
+        description="Shard tasks that extract inline (shard_extract_workers 1) also identify each article's language, "
+        "embed it and compute its clustering features (extract_features), so that the transform, one process, "
+        "does not; the language identifier and the encoder load once per task process, on its first new "
+        "article. False leaves all three to the transform and keeps a shard task smaller.",
+    )
     claim_ttl_minutes: float = Field(
         30.0,
         gt=0,

@@ -32,6 +32,7 @@ def feature_enricher(config: ClusteringConfig | None = None) -> Enricher:
 
 def enricher_for(settings: Settings) -> Enricher | None:
     """The enrichment ingest's extractors run under ``settings`` (``NEWSWIRE_EXTRACT_FEATURES``): the features,
-    or nothing. On a machine where extraction already uses every core, the features cost the workers what they
-    save the transform."""
+    or nothing. Worker processes run it, and so do shard tasks extracting inline with ``NEWSWIRE_SHARD_ENRICH``.
+    On a machine where extraction already uses every core, the features cost the workers what they save the
+    transform; shard tasks bound by per-host spacing have the idle CPU for them."""
     return feature_enricher() if settings.extract_features else None

@@ -34,6 +34,7 @@ def transform_pending(max_batches: int | None = None) -> dict[str, Any]:
         "dead_letters": s.dead_letters,
         "events_changed": s.events_changed,
         "events_published": s.events_published,
+        "features_carried": s.features_carried,  # new articles clustered with the features their message carried
         "republished": summary.reconciled.republished,
         "seconds": round(summary.seconds, 1),
         "summary": summary.line(),

@@ -1,0 +1,206 @@
+"""Shard tasks carry what the transform needs (``NEWSWIRE_SHARD_ENRICH``), and the warehouse is the same either way.
+
+The scheduled path, as the ``newswire_ingest`` DAG calls it (``pipeline.ingest_tasks``: settings from the
+environment, the enricher injected by the ``pipeline`` layer), extracting inline (``NEWSWIRE_SHARD_EXTRACT_WORKERS``
+1). With the setting on, every article message a shard publishes carries the detected language, an embedding
+of the configured model and clustering features the transform accepts; with it off, none of the three. The
+transform then stores the same articles (languages included), duplicates and events from both topics, and its
+count of carried features shows that it used them only in the first case.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from devtools import CORPUS
+from ingest.archive import ArchiveDay
+from newswire import contracts
+from newswire.broker import EmbeddedBroker
+from newswire.embedding import DEFAULT_MODEL, encoder_for, from_message
+from newswire.messaging import make_consumer, poll_batch
+from newswire.settings import Settings, load_settings
+from newswire.warehouse import Warehouse
+from pipeline import ingest_tasks
+from transform.carried import FIELD, parse_carried
+from transform.clustering import ClusteringConfig
+from transform.stage import run_transform
+
+pytestmark = pytest.mark.integration
+
+# A page whose language nothing declares (no lang attribute, no Content-Language, a feed without a language):
+# only an identifier names it.
+BODY = (
+    "据台湾“中央灾害应变中心”消息，台湾东部花莲县近海14日上午发生6.1级地震，目前已造成至少7人死亡、186人受伤。"
+    "地震发生于当地时间8时42分，震源深度18公里，震中位于花莲市东南方约22公里海域。花莲市区有两栋住宅楼发生倾斜，"
+    "苏花公路及通往太鲁阁国家公园的道路多处发生落石坍方。消防部门称，截至中午已从受损建筑中救出34人。"
+    "台铁东部干线暂停运行，工程人员正在检查隧道安全。2024年4月，花莲曾发生7.2级地震，造成18人死亡。"
+)
+PAGE = f"""<html><head><meta charset="utf-8"><title>台湾花莲发生6.1级地震 已致至少7人死亡</title></head>
+<body><article><h1>台湾花莲发生6.1级地震 已致至少7人死亡</h1><p>{BODY}</p><p>{BODY}</p></article></body></html>"""
+
+
+class _Undeclared(BaseHTTPRequestHandler):
+    def do_GET(self) -> None:
+        base = f"http://127.0.0.1:{self.server.server_address[1]}"
+        if self.path == "/feed.rss":
+            body = (
+                '<?xml version="1.0"?><rss version="2.0"><channel><title>Undeclared</title>'
+                f"<link>{base}/</link><description>d</description><item><title>花莲地震</title>"
+                f"<link>{base}/page.html</link><guid>{base}/page.html</guid>"
+                f"<pubDate>{format_datetime(datetime.now(UTC), usegmt=True)}</pubDate></item></channel></rss>"
+            ).encode()
+            kind = "application/rss+xml"
+        elif self.path == "/page.html":
+            body, kind = PAGE.encode(), "text/html; charset=utf-8"
+        else:
+            self.send_response(404)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        self.send_response(200)
+        self.send_header("Content-Type", kind)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def undeclared_feed() -> Iterator[str]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Undeclared)
+    threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/feed.rss"
+    server.shutdown()
+    server.server_close()
+
+
+def scheduled_ingest(
+    monkeypatch: pytest.MonkeyPatch, corpus: Any, extra_feed: str, home: Path, bootstrap: str, *, enrich: bool
+) -> Settings:
+    """One ``newswire_ingest`` run through the task functions, its environment as the stack sets it."""
+    feeds = corpus.render_feed_list(home / "feeds.toml")
+    feeds.write_text(
+        feeds.read_text() + f'\n[[feeds]]\nname = "Undeclared"\nurl = "{extra_feed}"\nignore_robots = true\n'
+    )
+    env = {
+        "NEWSWIRE_HOME": str(home),
+        "NEWSWIRE_FEEDS": str(feeds),
+        "NEWSWIRE_KAFKA_BOOTSTRAP": bootstrap,
+        "NEWSWIRE_ALLOW_PRIVATE_NETWORKS": "true",
+        "NEWSWIRE_HOST_INTERVAL": "0",
+        "NEWSWIRE_POLL_TIMEOUT": "1",
+        "NEWSWIRE_INGEST_SHARDS": "2",
+        # One feed at a time: two feeds of a site listing the same page, polled at once, may both publish it
+        # before either records it (the transform then stores it once and records the copy), which depends on
+        # timing, not on what this test compares.
+        "NEWSWIRE_FETCH_CONCURRENCY": "1",
+        "NEWSWIRE_SHARD_EXTRACT_WORKERS": "1",
+        "NEWSWIRE_SHARD_ENRICH": str(enrich).lower(),
+    }
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    run_id = f"scheduled-{enrich}"
+    shards = ingest_tasks.claim_shards(run_id=run_id)
+    assert len(shards) == 2
+    reports = [ingest_tasks.ingest_shard(shard, run_id=run_id) for shard in shards]
+    assert sum(r["failed_feeds"] for r in reports) == 0 and sum(r["new"] for r in reports) > 20
+    return load_settings()
+
+
+def article_messages(bootstrap: str, settings: Settings) -> list[dict[str, Any]]:
+    consumer = make_consumer(bootstrap, settings, group_id=None, topics=[contracts.ARTICLES.name])
+    try:
+        records = poll_batch(consumer, max_messages=10_000, idle_timeout=1.0, deadline=30)
+    finally:
+        consumer.close()
+    return [contracts.decode(contracts.ARTICLES, r.value) for r in records]
+
+
+def warehouse_view(settings: Settings) -> dict[str, Any]:
+    """What the transform stored, by article id (the same URLs, so the same ids, in both runs)."""
+    warehouse = Warehouse(settings.resolved_warehouse_url)
+    events: dict[str, set[str]] = {}
+    for row in warehouse.query("SELECT event_id, article_id FROM event_articles"):
+        events.setdefault(row["event_id"], set()).add(row["article_id"])
+    return {
+        "articles": sorted((r["article_id"], r["language"]) for r in warehouse.query("SELECT * FROM articles")),
+        "duplicates": sorted(
+            (r["article_id"], r["duplicate_of"])
+            for r in warehouse.query("SELECT article_id, duplicate_of FROM article_duplicates")
+        ),
+        "events": sorted(sorted(members) for members in events.values()),
+    }
+
+
+def test_shard_tasks_carry_language_embedding_and_features_only_when_enabled(
+    monkeypatch: pytest.MonkeyPatch, corpus: Any, undeclared_feed: str, tmp_path: Path
+) -> None:
+    encoder = encoder_for(DEFAULT_MODEL)
+    assert encoder is not None
+    title_weight = ClusteringConfig().title_weight
+    views, carried_counts = {}, {}
+    for enrich in (True, False):
+        with EmbeddedBroker() as broker:
+            home = tmp_path / f"home-{enrich}"
+            settings = scheduled_ingest(monkeypatch, corpus, undeclared_feed, home, broker.bootstrap, enrich=enrich)
+            messages = article_messages(broker.bootstrap, settings)
+            assert len(messages) > 20
+            for m in messages:
+                embedding = from_message(m.get("embedding"))
+                usable = parse_carried(
+                    m.get(FIELD), title=m["title"], text=m["text"], language=m["language"], title_weight=title_weight
+                )
+                if enrich:
+                    assert embedding is not None and embedding.model == encoder.model_id
+                    assert usable is not None, m["url"]
+                else:
+                    assert embedding is None and m.get(FIELD) is None and usable is None
+            undeclared = [m for m in messages if m["url"].startswith(undeclared_feed.rsplit("/", 1)[0])]
+            assert [m["language"] for m in undeclared] == (["zh"] if enrich else [None])  # else left to the transform
+            summary = run_transform(settings, broker.bootstrap)
+        assert summary.stats.new_articles > 20
+        carried_counts[enrich] = summary.stats.features_carried
+        views[enrich] = warehouse_view(settings)
+    assert carried_counts == {True: views[True]["articles"].__len__(), False: 0}
+    assert views[True] == views[False]
+    assert "zh" in {language for _, language in views[True]["articles"]}
+
+
+def test_the_archive_task_carries_them_too(monkeypatch: pytest.MonkeyPatch, corpus: Any, tmp_path: Path) -> None:
+    """``newswire_archive``'s one task extracts inline beside the ingest shards: the same setting decides."""
+    feeds = tmp_path / "feeds-archive.toml"
+    feeds.write_text(corpus.render((CORPUS / "feeds-archive.toml").read_text(encoding="utf-8")), encoding="utf-8")
+    day = ArchiveDay.of(corpus.today - timedelta(days=18))
+    title_weight = ClusteringConfig().title_weight
+    for enrich in (True, False):
+        with EmbeddedBroker() as broker:
+            for key, value in {
+                "NEWSWIRE_HOME": str(tmp_path / f"home-{enrich}"),
+                "NEWSWIRE_FEEDS": str(feeds),
+                "NEWSWIRE_KAFKA_BOOTSTRAP": broker.bootstrap,
+                "NEWSWIRE_ALLOW_PRIVATE_NETWORKS": "true",
+                "NEWSWIRE_HOST_INTERVAL": "0",
+                "NEWSWIRE_SHARD_ENRICH": str(enrich).lower(),
+            }.items():
+                monkeypatch.setenv(key, value)
+            report = ingest_tasks.archive_day(
+                selection=None, run_id=f"archive-{enrich}", interval_start=day.start, interval_end=day.end
+            )
+            assert report["new"] > 0 and report["failed_feeds"] == 0
+            messages = article_messages(broker.bootstrap, load_settings())
+        assert len(messages) == report["new"]
+        for m in messages:
+            usable = parse_carried(
+                m.get(FIELD), title=m["title"], text=m["text"], language=m["language"], title_weight=title_weight
+            )
+            assert (from_message(m.get("embedding")) is not None, usable is not None) == (enrich, enrich), m["url"]

@@ -1,0 +1,74 @@
+"""``bench.stack_transform``'s bookkeeping without a stack: when the transform has caught up with an ingest run,
+and which task a process was."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bench.stack_transform import ProcessPeaks, wait_transform
+
+SHARDS_DONE = datetime(2026, 12, 7, 8, 0, 0, tzinfo=UTC)
+
+
+class ScriptedStack:
+    """Answers each listing of the transform's runs with the next state of a script (the last one repeats)."""
+
+    def __init__(self, script: list[list[dict[str, Any]]]) -> None:
+        self.script = script
+        self.calls = 0
+
+    def api(self, method: str, path: str, body: Any = None) -> Any:
+        runs = self.script[min(self.calls, len(self.script) - 1)]
+        self.calls += 1
+        return {"dag_runs": runs}
+
+
+def run(start: str, state: str) -> dict[str, Any]:
+    return {"dag_run_id": f"r-{start}", "start_date": f"2026-12-07T{start}Z", "state": state}
+
+
+def test_the_transform_has_caught_up_only_after_a_run_that_started_after_the_last_shard_finished() -> None:
+    early = run("07:59:00", "success")  # started before the last shard ended: may have missed its articles
+    script = [
+        [early],
+        [early, run("08:00:05", "queued")],
+        [early, run("08:00:05", "running")],
+        [early, run("08:00:05", "success")],
+    ]
+    stack = ScriptedStack(script)
+    runs = wait_transform(stack, SHARDS_DONE, timeout=5, settle=0, poll=0)  # type: ignore[arg-type]
+    assert [r["state"] for r in runs] == ["success", "success"] and stack.calls == 5  # then one settling look
+
+
+def test_a_run_queued_while_settling_is_waited_for() -> None:
+    done = [run("07:59:00", "success"), run("08:00:05", "success")]
+    script = [done, [*done, run("08:00:30", "queued")], [*done, run("08:00:30", "success")]]
+    runs = wait_transform(ScriptedStack(script), SHARDS_DONE, timeout=5, settle=0, poll=0)  # type: ignore[arg-type]
+    assert len(runs) == 3 and all(r["state"] == "success" for r in runs)
+
+
+def test_a_transform_that_never_catches_up_times_out() -> None:
+    with pytest.raises(TimeoutError):
+        wait_transform(ScriptedStack([[run("07:59:00", "success")]]), SHARDS_DONE, timeout=0.05, poll=0)  # type: ignore[arg-type]
+
+
+def test_task_processes_are_named_by_their_task_instance() -> None:
+    peaks = ProcessPeaks(Path("/nonexistent"))
+    peaks.baseline = {1}
+    peaks.peaks = {1: (900.0, "airflow scheduler"), 2: (500.0, "airflow worker -- ti-a  "), 3: (700.0, "python x")}
+    peaks.cpu = {2: 12.34}
+    found = peaks.new_processes({"ti-a": "ingest_shard[0]"})
+    assert found == [
+        {"pid": 3, "task": None, "peak_rss_mib": 700.0, "cpu_seconds": None, "cmd": "python x"},
+        {
+            "pid": 2,
+            "task": "ingest_shard[0]",
+            "peak_rss_mib": 500.0,
+            "cpu_seconds": 12.3,
+            "cmd": "airflow worker -- ti-a",
+        },
+    ]
