@@ -31,7 +31,6 @@ from ingest.canonical import web_url
 from ingest.errors import ExtractionError
 from ingest.feeds import normalize_language
 from ingest.htmltree import load_page
-from ingest.pagemeta import page_metadata
 from newswire.embedding import Embedding
 
 __all__ = ["ExtractedArticle", "ExtractionError", "extract_article"]
@@ -103,13 +102,10 @@ def extract_article(
     json_ld = _json_ld_article(declared.scripts)
 
     with _TRAFILATURA_LOCK:
-        # What with_metadata=True computes first, on the same untouched tree, minus what is never read here
-        # (ingest.pagemeta); bare_extraction copies the tree before extracting, so both see the page as parsed.
-        metadata = page_metadata(tree, url, dict(_DATE_PARAMS))
         document = trafilatura.bare_extraction(
             tree,
             url=url,
-            with_metadata=False,
+            with_metadata=True,
             include_comments=False,
             include_tables=True,
             fast=fast,
@@ -117,7 +113,7 @@ def extract_article(
         )
     if document is None:
         raise ExtractionError(f"no main text found: {url}", reason="no_body")
-    title = _clean(metadata.title) or _clean(json_ld.get("headline"))
+    title = _clean(document.title) or _clean(json_ld.get("headline"))
     body = _without_leading_title((document.text or "").strip(), title)
     if len(body) < min_chars:
         raise ExtractionError(f"main text too short ({len(body)} < {min_chars} chars): {url}", reason="no_body")
@@ -125,14 +121,14 @@ def extract_article(
     return ExtractedArticle(
         text=body,
         title=title,
-        author=_clean(metadata.author) or _json_ld_author(json_ld),
-        published_at=_published_at(tree, json_ld, metadata.date, now),
-        language=_language(tree, json_ld, metadata.language),
-        site_name=_clean(metadata.sitename),
-        description=_clean(metadata.description),
-        categories=_strings(metadata.categories),
-        tags=_strings(metadata.tags),
-        image=web_url(metadata.image, base),
+        author=_clean(document.author) or _json_ld_author(json_ld),
+        published_at=_published_at(tree, json_ld, document.date, now),
+        language=_language(tree, json_ld, document.language),
+        site_name=_clean(document.sitename),
+        description=_clean(document.description),
+        categories=_strings(document.categories),
+        tags=_strings(document.tags),
+        image=web_url(document.image, base),
         canonical_url=canonical,
         og_url=og_url,
     )
