@@ -492,6 +492,8 @@ def _strongest(values: list[Any], keys: list[str], n: int) -> list[str]:
     keys, and the rest of the n are the smallest keys of that value (sub-linear weights tie a lot: most terms occur
     once). The values are numbers, the keys distinct.
     """
+    if n <= 0:
+        return []  # as nsmallest; the bisection below needs an n-th pair
     by_value = sorted(zip(values, keys, strict=True), key=itemgetter(0), reverse=True)
     if len(by_value) <= n:
         return [key for _, key in sorted([(-value, key) for value, key in by_value])]
@@ -1221,8 +1223,9 @@ class StoryClusterer:
         # the slot joins the postings that exist, and each missing key gets a posting of its own.
         for postings, keys in ((self._term_postings, terms), (self._cue_postings, cues)):
             found = list(map(postings.get, keys))
-            deque(map(set.add, filter(None, found), repeat(slot)), maxlen=0)
-            missing = list(compress(keys, map(operator.is_, found, repeat(None))))
+            held = list(map(operator.is_not, found, repeat(None)))
+            deque(map(set.add, compress(found, held), repeat(slot)), maxlen=0)
+            missing = list(compress(keys, map(operator.not_, held)))
             postings.update(zip(missing, map(set, repeat((slot,), len(missing))), strict=True))
 
     def _unpost(self, event: _Event) -> None:

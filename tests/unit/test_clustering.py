@@ -505,6 +505,8 @@ def test_strongest_keys_are_those_nsmallest_ranks_first() -> None:
         values = [rng.choice((1000, 1693, 2099)) * rng.choice((1.0, 1.5, 2.75)) for _ in keys]
         expected = heapq.nsmallest(25, [(-value, key) for value, key in zip(values, keys, strict=True)])
         assert _strongest(values, keys, 25) == [key for _, key in expected]
+        for n in (0, -1):  # nsmallest gives nothing; the bisection would have no n-th pair
+            assert _strongest(values, keys, n) == [] == heapq.nsmallest(n, keys)
 
 
 @pytest.mark.parametrize("evict", [False, True])
