@@ -5,8 +5,9 @@ trafilatura/lxml is not thread-safe (heap corruption with as few as two threads,
 overlapping network waits with extraction in the workers. Workers start with ``forkserver`` because the
 parent already runs Kafka and HTTP threads, which a plain ``fork`` would copy in an unknown state.
 
-The workers also identify the language of the text and embed its title and lead (``newswire.embedding``):
-that is CPU work of the same kind, and here it runs on every core instead of on the transform's one thread.
+The workers also identify the language of the text when the page declares none, and embed its title and lead
+(``newswire.embedding``): that is CPU work of the same kind, and here it runs on every core instead of on the
+transform's one thread.
 The encoder is loaded once per worker process, on its first page. An injected ``enrich`` callable (the
 ``pipeline`` layer passes the transform's feature extraction, which ``ingest`` may not import) runs after
 them, and what it returns travels with the article (:attr:`ExtractedArticle.features`).

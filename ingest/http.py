@@ -101,8 +101,9 @@ class FetchResult:
     elapsed: float
     redirects: tuple[str, ...] = ()
     #: The body as the server sent it when that was exactly one complete gzip member of ``content`` (a single
-    #: ``gzip`` Content-Encoding, nothing after the member), else None: a compressed copy that costs nothing
-    #: to keep (the raw store keeps pages gzip-compressed).
+    #: ``gzip`` Content-Encoding, nothing after the member), with no optional header field and at most half
+    #: the size of ``content``; else None. A compressed copy that costs nothing to keep (the raw store keeps
+    #: pages gzip-compressed); the conditions stop a server's choices from making that copy large.
     gzipped: bytes | None = None
 
     @property
@@ -358,7 +359,7 @@ def _read_response(
     decoder = _BodyDecoder(url, headers.get("content-encoding", ""), limit)
     received = 0
     body = bytearray()
-    wire = bytearray() if decoder.single_gzip else None
+    wire: bytearray | None = bytearray() if decoder.single_gzip else None
     for chunk in response.iter_raw():
         received += len(chunk)
         if received > limit:
@@ -366,11 +367,33 @@ def _read_response(
         body += decoder.feed(chunk)
         if wire is not None:
             wire += chunk
+            if not _may_keep(wire, decoder, limit):
+                wire = None  # it can no longer qualify: stop holding a second copy of the body
         if budget.remaining() <= 0:
             raise FetchTimeout(url, budget.exhausted_message())
     body += decoder.finish()
-    gzipped = bytes(wire) if wire is not None and decoder.one_whole_member else None
+    gzipped = None
+    if wire is not None and decoder.one_whole_member and _may_keep(wire, decoder, len(body)):
+        gzipped = bytes(wire)
     return _Response(status, headers, bytes(body), gzipped)
+
+
+#: FEXTRA, FNAME and FCOMMENT (RFC 1952 section 2.3.1): optional header fields of any length that decompress
+#: to nothing, so a member carrying them could be any size for a tiny page.
+_GZIP_OPTIONAL_FIELDS = 0x04 | 0x08 | 0x10
+
+
+def _may_keep(wire: bytearray, decoder: _BodyDecoder, body_bound: int) -> bool:
+    """Whether the gzip bytes received so far may still be kept as the page's compressed copy.
+
+    They must be a single member so far, without optional header fields, and at most half of ``body_bound``
+    (the decoded body once it is complete, the body cap before). The ratio keeps the stored copy's size tied
+    to the page's, as our own compression does, while any real server's compression of an HTML page passes
+    it; a level-0 ("stored") or padded member does not, and is compressed again by the raw store. Before
+    the body is complete, the cap bounds the copy held next to the body to half of the cap.
+    """
+    has_optional_fields = len(wire) > 3 and wire[3] & _GZIP_OPTIONAL_FIELDS
+    return decoder.one_member_so_far and not has_optional_fields and len(wire) * 2 <= body_bound
 
 
 def _redirect_target(current: httpx.URL, location: str, original: str) -> httpx.URL:
@@ -531,6 +554,11 @@ class _BodyDecoder:
         so the bytes received decompress (``gzip.decompress``) to the decoded body."""
         return self.single_gzip and self._layers[0].one_whole_member
 
+    @property
+    def one_member_so_far(self) -> bool:
+        """Whether the one gzip layer has so far seen a single member and nothing after it."""
+        return self.single_gzip and self._layers[0].one_member_so_far
+
     def feed(self, data: bytes) -> bytes:
         return self._run(lambda layer, chunk: layer.feed(chunk), data)
 
@@ -577,7 +605,12 @@ class _ZlibLayer:
     @property
     def one_whole_member(self) -> bool:
         """One member read to its end (its trailer checked by zlib), and no byte after it."""
-        return self._gzip and self._finished and self._members == 1 and not self._ignored_tail
+        return self.one_member_so_far and self._finished
+
+    @property
+    def one_member_so_far(self) -> bool:
+        """One member (complete or not) and no byte after it, so far."""
+        return self._gzip and self._members == 1 and not self._ignored_tail
 
     def _new(self) -> Any:
         if self._gzip:

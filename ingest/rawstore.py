@@ -38,9 +38,10 @@ class RawArticle:
     """One fetched page and the article message made from it; ``html_gz`` is compressed at construction.
 
     Compressing early keeps a chunk of outcomes waiting for the broker small in memory (25 pages of up to
-    ``max_page_bytes`` each would otherwise be held uncompressed). A page the server sent as one gzip member
-    is kept as the server compressed it: it decompresses to the same bytes, and compressing it again took CPU
-    from the ingest process.
+    ``max_page_bytes`` each would otherwise be held uncompressed). A page the server sent as one plain gzip
+    member at most half the page's size (:attr:`ingest.http.FetchResult.gzipped`) is kept as the server
+    compressed it: it decompresses to the same bytes, and compressing it again took CPU from the ingest
+    process. Any other page is compressed here.
     """
 
     article_id: str
@@ -93,7 +94,8 @@ class ReplaySummary:
 
 
 def compress(html: bytes) -> bytes:
-    # mtime=0: the same page always compresses to the same bytes, so re-storing a record is a no-op.
+    # mtime=0: the same page always compresses to the same bytes, so re-storing a record is a no-op (a kept
+    # server member carries the server's header and level instead; it decompresses to the same page).
     # Level 1: less than half the CPU of level 6 for a slightly larger blob; this runs once per published
     # article on the ingest process's CPU, which the extraction workers need.
     return gzip.compress(html, compresslevel=1, mtime=0)

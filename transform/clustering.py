@@ -492,6 +492,8 @@ def _strongest(values: list[Any], keys: list[str], n: int) -> list[str]:
     keys, and the rest of the n are the smallest keys of that value (sub-linear weights tie a lot: most terms occur
     once). The values are numbers, the keys distinct.
     """
+    if n <= 0:
+        return []  # as nsmallest; the bisection below needs an n-th pair
     by_value = sorted(zip(values, keys, strict=True), key=itemgetter(0), reverse=True)
     if len(by_value) <= n:
         return [key for _, key in sorted([(-value, key) for value, key in by_value])]
@@ -537,11 +539,17 @@ def _sorted_keys(
     return list(map(merged.__getitem__, order)), np.concatenate([old_ids, vocabulary.ids(added)])[order]
 
 
-def _keep_earliest(table: dict[str, tuple[Any, ...]], key: str, candidate: tuple[Any, ...]) -> None:
-    """Display forms come from the earliest article (not the first *added*): order-free."""
-    current = table.get(key)
-    if current is None or candidate < current:
-        table[key] = candidate
+def _keep_earliest(
+    table: dict[str, tuple[Any, ...]], keys: Iterable[str], candidates: Iterable[tuple[Any, ...]]
+) -> None:
+    """Display forms come from the earliest article (not the first *added*): order-free. Each key keeps the
+    smaller of its candidate and the one held; one loop over an article's or an event's few dozen pairs, not a
+    call per pair."""
+    get = table.get
+    for key, candidate in zip(keys, candidates, strict=True):
+        current = get(key)
+        if current is None or candidate < current:
+            table[key] = candidate
 
 
 class _Event:
@@ -611,16 +619,14 @@ class _Event:
         _add_counts(self.term_sum, features.terms)
         self.term_docs.update(features.terms.keys())
         self.cue_counts.update(features.cues)
-        stamp = (features.published_at, features.article_id)
-        for kind, key, display in features.entity_kinds:
+        published_at, article_id, kinds = features.published_at, features.article_id, features.entity_kinds
+        for kind, key, _ in kinds:
             self.entity_counts[(kind, key)] += 1
-            _keep_earliest(self.displays, key, (display.isupper(), *stamp, display))
-        surfaces, published_at, article_id = self.surfaces, features.published_at, features.article_id
-        for term, word in features.surfaces.items():  # _keep_earliest, inline: a few dozen per article
-            current = surfaces.get(term)
-            candidate = (published_at, article_id, word)
-            if current is None or candidate < current:
-                surfaces[term] = candidate
+        displays = [(word.isupper(), published_at, article_id, word) for _, _, word in kinds]
+        _keep_earliest(self.displays, map(itemgetter(1), kinds), displays)
+        # the (published_at, article_id, word) candidates, built by a C-level iterator
+        stamped = zip(repeat(published_at), repeat(article_id), features.surfaces.values())
+        _keep_earliest(self.surfaces, features.surfaces, stamped)
         self._extend_span(features.published_at, features.published_at)
         if features.embedding is not None:
             self._add_vector(features.embedding.array())
@@ -632,10 +638,8 @@ class _Event:
         _add_counts(self.term_docs, other.term_docs)
         _add_counts(self.cue_counts, other.cue_counts)
         _add_counts(self.entity_counts, other.entity_counts)
-        for key, value in other.displays.items():
-            _keep_earliest(self.displays, key, value)
-        for term, value in other.surfaces.items():
-            _keep_earliest(self.surfaces, term, value)
+        _keep_earliest(self.displays, other.displays, other.displays.values())
+        _keep_earliest(self.surfaces, other.surfaces, other.surfaces.values())
         assert other.first is not None and other.last is not None
         self._extend_span(other.first, other.last)
         if other.vec_sum is not None:
@@ -1219,8 +1223,9 @@ class StoryClusterer:
         # the slot joins the postings that exist, and each missing key gets a posting of its own.
         for postings, keys in ((self._term_postings, terms), (self._cue_postings, cues)):
             found = list(map(postings.get, keys))
-            deque(map(set.add, filter(None, found), repeat(slot)), maxlen=0)
-            missing = list(compress(keys, map(operator.is_, found, repeat(None))))
+            held = list(map(operator.is_not, found, repeat(None)))
+            deque(map(set.add, compress(found, held), repeat(slot)), maxlen=0)
+            missing = list(compress(keys, map(operator.not_, held)))
             postings.update(zip(missing, map(set, repeat((slot,), len(missing))), strict=True))
 
     def _unpost(self, event: _Event) -> None:

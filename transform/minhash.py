@@ -10,6 +10,12 @@ datasketch imports SciPy, which made every transform process start slower than a
 
 The band index is the structure ``MinHashLSH(params=(bands, rows))`` keeps: one table per band, keyed by the
 band's values, so a query finds exactly the articles that agree with it on every value of at least one band.
+
+Attribution: the values follow datasketch's (MIT licence, https://github.com/ekzhu/datasketch) ``affine64``
+``MinHash`` and its ``MinHashLSH``, because signatures already stored must stay what they are: the permutation
+draws are datasketch's for seed 1, and ``fmix64`` is the finaliser of MurmurHash3 (public domain), which
+datasketch applies to each input. ``tests/unit/test_minhash.py`` is the guard: it compares signatures and LSH
+candidates with datasketch itself, which is therefore a test dependency only.
 """
 
 from __future__ import annotations
@@ -72,6 +78,9 @@ class BandIndex:
         return len(self._keys)
 
     def _bands(self, signature: np.ndarray) -> list[bytes]:
+        if len(signature) < self._span:
+            # Sliced short, its bands would be short or empty keys shared by every such signature.
+            raise ValueError(f"a signature of {len(signature)} values has fewer than bands * rows = {self._span}")
         raw = np.ascontiguousarray(signature[: self._span], dtype="<u8").tobytes()
         return list(map(raw.__getitem__, self._slices))
 

@@ -67,10 +67,10 @@ _ARTICLE_UPDATE = (
     "fetched_at = excluded.fetched_at, content_hash = excluded.content_hash, version = articles.version + 1"
 )
 _EVENT_COLUMNS = (
-    "event_id, version, title, summary, first_seen_at, last_seen_at, earliest_published_at, article_count, "
-    "source_count, sources, languages, keywords, entities, merged_into, content_digest, published_version, "
-    "updated_at"
-)
+    "event_id", "version", "title", "summary", "first_seen_at", "last_seen_at", "earliest_published_at",
+    "article_count", "source_count", "sources", "languages", "keywords", "entities", "merged_into",
+    "content_digest", "published_version", "updated_at",
+)  # fmt: skip
 
 
 def article_row(m: ArticleMessage, *, load_order: int, now: datetime) -> tuple[Any, ...]:
@@ -263,7 +263,7 @@ class TransformStore:
             )
         self.cur.bulk_insert(
             "events",
-            _EVENT_COLUMNS.split(", "),
+            _EVENT_COLUMNS,
             rows,
             "ON CONFLICT (event_id) DO UPDATE SET version = excluded.version, title = excluded.title, "
             "summary = excluded.summary, first_seen_at = excluded.first_seen_at, "

@@ -85,9 +85,19 @@ def undeclared_feed() -> Iterator[str]:
 
 
 def scheduled_ingest(
-    monkeypatch: pytest.MonkeyPatch, corpus: Any, extra_feed: str, home: Path, bootstrap: str, *, enrich: bool
+    monkeypatch: pytest.MonkeyPatch,
+    corpus: Any,
+    extra_feed: str,
+    home: Path,
+    bootstrap: str,
+    *,
+    enrich: bool,
+    concurrency: int | None = 1,
 ) -> Settings:
-    """One ``newswire_ingest`` run through the task functions, its environment as the stack sets it."""
+    """One ``newswire_ingest`` run through the task functions, its environment as the stack sets it.
+
+    ``concurrency``: ``NEWSWIRE_FETCH_CONCURRENCY``, None for the default.
+    """
     feeds = corpus.render_feed_list(home / "feeds.toml")
     feeds.write_text(
         feeds.read_text() + f'\n[[feeds]]\nname = "Undeclared"\nurl = "{extra_feed}"\nignore_robots = true\n'
@@ -100,16 +110,19 @@ def scheduled_ingest(
         "NEWSWIRE_HOST_INTERVAL": "0",
         "NEWSWIRE_POLL_TIMEOUT": "1",
         "NEWSWIRE_INGEST_SHARDS": "2",
-        # One feed at a time: two feeds of a site listing the same page, polled at once, may both publish it
-        # before either records it (the transform then stores it once and records the copy), which depends on
-        # timing, not on what this test compares.
-        "NEWSWIRE_FETCH_CONCURRENCY": "1",
+        # One feed at a time by default: two feeds of a site listing the same page, polled at once, may both
+        # publish it before either records it (the transform then stores it once and records the copy), which
+        # depends on timing, not on what the first test compares.
+        "NEWSWIRE_FETCH_CONCURRENCY": None if concurrency is None else str(concurrency),
         "NEWSWIRE_SHARD_EXTRACT_WORKERS": "1",
         "NEWSWIRE_SHARD_ENRICH": str(enrich).lower(),
     }
     for key, value in env.items():
-        monkeypatch.setenv(key, value)
-    run_id = f"scheduled-{enrich}"
+        if value is None:
+            monkeypatch.delenv(key, raising=False)
+        else:
+            monkeypatch.setenv(key, value)
+    run_id = f"scheduled-{enrich}-{concurrency}"
     shards = ingest_tasks.claim_shards(run_id=run_id)
     assert len(shards) == 2
     reports = [ingest_tasks.ingest_shard(shard, run_id=run_id) for shard in shards]
@@ -174,6 +187,44 @@ def test_shard_tasks_carry_language_embedding_and_features_only_when_enabled(
     assert carried_counts == {True: views[True]["articles"].__len__(), False: 0}
     assert views[True] == views[False]
     assert "zh" in {language for _, language in views[True]["articles"]}
+
+
+def test_concurrent_fetch_threads_share_the_models_and_every_article_carries_them(
+    monkeypatch: pytest.MonkeyPatch, corpus: Any, undeclared_feed: str, tmp_path: Path
+) -> None:
+    """At the default fetch concurrency, the feeds' fetch threads share each shard's inline extractor and its
+    lazily loaded models. Every article still carries its language, an embedding and usable features, and the
+    shards publish the same articles as one feed at a time without enrichment. Only the published article set is
+    compared: which copy of a page two feeds race to publish first, and so the duplicates, depend on timing."""
+    encoder = encoder_for(DEFAULT_MODEL)
+    assert encoder is not None
+    title_weight = ClusteringConfig().title_weight
+    published: dict[bool, set[str]] = {}
+    for concurrent in (True, False):
+        with EmbeddedBroker() as broker:
+            settings = scheduled_ingest(
+                monkeypatch,
+                corpus,
+                undeclared_feed,
+                tmp_path / f"home-{concurrent}",
+                broker.bootstrap,
+                enrich=concurrent,
+                concurrency=None if concurrent else 1,
+            )
+            assert (settings.fetch_concurrency > 1) == concurrent
+            messages = article_messages(broker.bootstrap, settings)
+        published[concurrent] = {m["article_id"] for m in messages}
+        if not concurrent:
+            continue
+        for m in messages:
+            embedding = from_message(m.get("embedding"))
+            assert embedding is not None and embedding.model == encoder.model_id, m["url"]
+            usable = parse_carried(
+                m.get(FIELD), title=m["title"], text=m["text"], language=m["language"], title_weight=title_weight
+            )
+            assert usable is not None and m["language"] is not None, m["url"]
+    assert len(published[True]) > 20
+    assert published[True] == published[False]
 
 
 def test_the_archive_task_carries_them_too(monkeypatch: pytest.MonkeyPatch, corpus: Any, tmp_path: Path) -> None:

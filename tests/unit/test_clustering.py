@@ -505,12 +505,23 @@ def test_strongest_keys_are_those_nsmallest_ranks_first() -> None:
         values = [rng.choice((1000, 1693, 2099)) * rng.choice((1.0, 1.5, 2.75)) for _ in keys]
         expected = heapq.nsmallest(25, [(-value, key) for value, key in zip(values, keys, strict=True)])
         assert _strongest(values, keys, 25) == [key for _, key in expected]
+        for n in (0, -1):  # nsmallest gives nothing; the bisection would have no n-th pair
+            assert _strongest(values, keys, n) == [] == heapq.nsmallest(n, keys)
 
 
-def test_event_arrays_kept_across_changes_are_those_built_afresh() -> None:
-    clusterer = StoryClusterer()
+@pytest.mark.parametrize("evict", [False, True])
+def test_event_arrays_kept_across_changes_are_those_built_afresh(evict: bool) -> None:
+    # With eviction (a short horizon, evict_before ahead of each article) the dropped events' vocabulary ids are
+    # freed and handed to new keys, while the events still live keep the arrays and ids they cached earlier.
+    clusterer = StoryClusterer(ClusteringConfig(horizon=timedelta(hours=30)) if evict else None)
+    evicted, reused = 0, 0
     for d in stream():
+        before = {index: key for key, index in clusterer._terms._ids.items()}
+        if evict:
+            evicted += clusterer.evict_before(d.published_at)
         clusterer.assign(d)  # scoring builds the candidates' arrays, attaching then changes some of them
+        after = clusterer._terms._ids
+        reused += sum(before.get(index, key) != key for key, index in after.items())
         for event in clusterer._events.values():
             arrays = event.arrays(clusterer._terms, clusterer._cues)
             terms, cues = sorted(event.term_sum), sorted(event.cue_counts)
@@ -518,3 +529,4 @@ def test_event_arrays_kept_across_changes_are_those_built_afresh() -> None:
             assert arrays.term_sums.tolist() == [float(event.term_sum[t]) for t in terms]
             assert np.array_equal(arrays.cue_ids, clusterer._cues.ids(cues))
             assert arrays.cue_counts.tolist() == [float(event.cue_counts[k]) for k in cues]
+    assert (evicted > 0 and reused > 0) == evict

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from multiprocessing import forkserver
 from pathlib import Path
 from typing import Any
 
@@ -209,6 +210,26 @@ def test_a_page_larger_than_the_pipe_goes_through_whole() -> None:
     assert got.text == extract_article(page, url=URL, content_type="text/html").text
 
 
-def test_the_fork_server_preloads_the_worker_and_enricher_modules() -> None:
+def test_the_fork_server_preloads_the_worker_and_enricher_modules(monkeypatch: pytest.MonkeyPatch) -> None:
+    expected = ["__main__", "ingest.extract_workers", "pipeline.enrich"]
     assert _preload_modules(None) == ["__main__", "ingest.extract_workers"]
-    assert _preload_modules(feature_enricher()) == ["__main__", "ingest.extract_workers", "pipeline.enrich"]
+    assert _preload_modules(feature_enricher()) == expected
+    # The pool must hand that list to the fork server before the server is started for its first worker: the
+    # server imports its preload list only when it starts. The list the server would start with is recorded.
+    server = forkserver._forkserver
+    monkeypatch.setattr(server, "_preload_modules", ["__main__"])  # the default; restored after the test
+    seen: list[list[str]] = []
+    start = server.ensure_running
+
+    def ensure_running() -> None:
+        seen.append(list(server._preload_modules))
+        start()
+
+    monkeypatch.setattr(server, "ensure_running", ensure_running)
+    extractor = make_extractor(2, embedding_model="none", enrich=feature_enricher())
+    try:
+        page = extractor.extract(PAGE.encode("utf-8"), url=URL, content_type="text/html")
+    finally:
+        extractor.close()
+    assert page.features is not None
+    assert seen and seen[0] == expected

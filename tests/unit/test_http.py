@@ -8,6 +8,7 @@ import itertools
 import pickle
 import socket
 import ssl
+import struct
 import threading
 import time
 import tracemalloc
@@ -386,11 +387,23 @@ def test_compressed_bodies_are_decoded(serve, encoding, encode):
         assert fetcher.get(server.url("/")).content == text
 
 
+def _member_with_comment(data: bytes, comment: bytes) -> bytes:
+    """A valid gzip member of ``data`` whose header carries ``comment`` (FCOMMENT), which decodes to nothing."""
+    deflater = zlib.compressobj(6, zlib.DEFLATED, -zlib.MAX_WBITS)
+    header = b"\x1f\x8b\x08\x10" + b"\0\0\0\0" + b"\x00\xff" + comment + b"\0"
+    trailer = struct.pack("<II", zlib.crc32(data), len(data))
+    return header + deflater.compress(data) + deflater.flush() + trailer
+
+
 @pytest.mark.parametrize(
     ("encoding", "encode", "kept"),
     [
         ("gzip", gzip.compress, True),
         ("x-gzip", lambda data: gzip.compress(data, compresslevel=1), True),
+        ("gzip", lambda data: _member_with_comment(data, b""), False),  # an optional header field, even empty
+        ("gzip", lambda data: _member_with_comment(data, b"c" * 200_000), False),  # padded far beyond the page
+        ("gzip", lambda data: gzip.compress(data, compresslevel=0), False),  # "stored": larger than the page
+        ("gzip", lambda data: gzip.compress(data)[:-8], False),  # truncated: no trailer, so never checked
         ("gzip", lambda data: gzip.compress(data[:3000]) + gzip.compress(data[3000:]), False),  # two members
         ("gzip", lambda data: gzip.compress(data) + b"\0\0junk", False),  # bytes after the member
         ("deflate", zlib.compress, False),

@@ -68,6 +68,20 @@ def test_band_index_finds_what_minhash_lsh_finds() -> None:
     assert len(bands) == 57
 
 
+def test_band_index_refuses_a_signature_shorter_than_its_bands() -> None:
+    # Sliced short, a signature's bands would be empty keys that every such signature shares.
+    bands = BandIndex(42, 3)
+    short = MinHasher(125).signature(np.arange(1, 20, dtype=np.uint64))
+    with pytest.raises(ValueError, match="bands \\* rows = 126"):
+        bands.insert("a", short)
+    with pytest.raises(ValueError, match="fewer than"):
+        bands.query(short)
+    assert len(bands) == 0
+    longer = MinHasher(128).signature(np.arange(1, 20, dtype=np.uint64))
+    bands.insert("b", longer)  # longer is fine: its first 126 values are banded
+    assert bands.query(longer[:126]) == {"b"}
+
+
 @pytest.mark.parametrize(
     "text",
     [
