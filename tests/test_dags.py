@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import json
 import os
-import random
-import socket
 import subprocess
 import sys
 import tomllib
 from pathlib import Path
 
 import pytest
+from ports import free_block
 
 REPO = Path(__file__).resolve().parent.parent
 EXPECTED = tomllib.loads((REPO / "devtools" / "corpus" / "EXPECTED.toml").read_text())
@@ -26,24 +25,6 @@ def _env(home: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("NEWSWIRE_", "AIRFLOW"))}
     env["NEWSWIRE_HOME"] = str(home)
     return env
-
-
-def _free_port_block(size: int) -> int:
-    for _ in range(50):
-        base = random.randint(20000, 40000)
-        try:
-            socks = []
-            for port in range(base, base + size):
-                s = socket.socket()
-                s.bind(("127.0.0.1", port))
-                socks.append(s)
-            return base
-        except OSError:
-            continue
-        finally:
-            for s in socks:
-                s.close()
-    raise RuntimeError("no free port block")
 
 
 INSPECT = """
@@ -88,7 +69,7 @@ def test_dags_import_and_are_wired_as_documented(tmp_path: Path) -> None:
 
 def test_demo_runs_both_dags_and_a_second_demo_finds_nothing_new(tmp_path: Path) -> None:
     home = tmp_path / "home"
-    port = _free_port_block(10)
+    port = free_block(10)
 
     def demo() -> str:
         proc = subprocess.run(

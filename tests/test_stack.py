@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import random
 import socket
 import subprocess
 import time
@@ -13,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from hostile_server import HostileServer, article_page, ok, rss, rss_item
+from ports import free_block
 
 from devtools import stack
 from ingest.feedlist import FeedSpec
@@ -24,24 +24,6 @@ from transform.stage import run_transform
 
 REPO = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.airflow
-
-
-def free_block(size: int) -> int:
-    for _ in range(100):
-        base = random.randint(20000, 50000)
-        sockets: list[socket.socket] = []
-        try:
-            for port in range(base, base + size):
-                sock = socket.socket()
-                sock.bind(("127.0.0.1", port))
-                sockets.append(sock)
-            return base
-        except OSError:
-            continue
-        finally:
-            for sock in sockets:
-                sock.close()
-    raise RuntimeError("no free port block")
 
 
 def make(target: str, home: Path, **variables: str) -> subprocess.CompletedProcess[str]:

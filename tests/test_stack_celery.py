@@ -9,8 +9,9 @@ import time
 from pathlib import Path
 
 import pytest
+from ports import free_block
 from stack_run import celery_resources, make_down, run_ingest_cycle
-from test_stack import free_block, leftovers
+from test_stack import leftovers
 
 from bench.feedfarm import FeedFarm
 from devtools import stack

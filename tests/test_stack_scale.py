@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_stack import free_block
+from ports import free_block
 
 from bench.feedfarm import FeedFarm, client_pid
 from bench.stack_cycle import stack_env, start_stack

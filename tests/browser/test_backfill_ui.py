@@ -13,8 +13,6 @@ used.
 from __future__ import annotations
 
 import os
-import random
-import socket
 import time
 import tomllib
 from collections.abc import Iterator
@@ -24,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from ports import free_block
 
 from devtools import stack
 from newswire.warehouse import Warehouse
@@ -61,24 +60,6 @@ BACKFILL_COMPLETED_SECONDS = 30.0 + TASK_SECONDS
 UI_SECONDS = 90.0
 # The test function as a whole (the stack's start is bounded by its own StackConfig.timeout): two backfills.
 TEST_SECONDS = UI_SECONDS + 2 * (UI_SECONDS + RUNS_SECONDS + BACKFILL_COMPLETED_SECONDS)
-
-
-def free_block(size: int) -> int:
-    for _ in range(100):
-        base = random.randint(20000, 50000)
-        sockets: list[socket.socket] = []
-        try:
-            for port in range(base, base + size):
-                sock = socket.socket()
-                sock.bind(("127.0.0.1", port))
-                sockets.append(sock)
-            return base
-        except OSError:
-            continue
-        finally:
-            for sock in sockets:
-                sock.close()
-    raise RuntimeError("no free port block")
 
 
 @pytest.fixture(scope="module")

@@ -9,11 +9,11 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
+from topics import read_topic
 
 from devtools import CORPUS
 from ingest.stage import configured_feeds
 from newswire import contracts
-from newswire.messaging import make_consumer, poll_batch
 from newswire.report import accounting_violations
 from newswire.warehouse import Warehouse
 from pipeline.passes import run_passes
@@ -22,16 +22,6 @@ EXPECTED = tomllib.loads((CORPUS / "EXPECTED.toml").read_text())
 TABLES = ("articles", "article_duplicates", "events", "event_articles", "dead_letters", "feed_entries", "article_urls")
 
 pytestmark = pytest.mark.integration
-
-
-def read_topic(bootstrap: str, settings: Any, topic: contracts.Topic) -> list[dict[str, Any]]:
-    """Every message on a topic, each decoded and validated against the topic's schema."""
-    consumer = make_consumer(bootstrap, settings, group_id=None, topics=[topic.name])
-    try:
-        records = poll_batch(consumer, max_messages=100_000, idle_timeout=1.0, deadline=30)
-    finally:
-        consumer.close()
-    return [contracts.decode(topic, r.value) for r in records]
 
 
 def counts(warehouse: Warehouse) -> dict[str, int]:

@@ -10,22 +10,22 @@ count of carried features shows that it used them only in the first case.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import pytest
+from hostile_server import HostileServer, ok
+from topics import read_topic
+from undeclared_page import PAGE
 
 from devtools import CORPUS
 from ingest.archive import ArchiveDay
 from newswire import contracts
 from newswire.broker import EmbeddedBroker
 from newswire.embedding import DEFAULT_MODEL, encoder_for, from_message
-from newswire.messaging import make_consumer, poll_batch
 from newswire.settings import Settings, load_settings
 from newswire.warehouse import Warehouse
 from pipeline import ingest_tasks
@@ -35,53 +35,18 @@ from transform.stage import run_transform
 
 pytestmark = pytest.mark.integration
 
-# A page whose language nothing declares (no lang attribute, no Content-Language, a feed without a language):
-# only an identifier names it.
-BODY = (
-    "据台湾“中央灾害应变中心”消息，台湾东部花莲县近海14日上午发生6.1级地震，目前已造成至少7人死亡、186人受伤。"
-    "地震发生于当地时间8时42分，震源深度18公里，震中位于花莲市东南方约22公里海域。花莲市区有两栋住宅楼发生倾斜，"
-    "苏花公路及通往太鲁阁国家公园的道路多处发生落石坍方。消防部门称，截至中午已从受损建筑中救出34人。"
-    "台铁东部干线暂停运行，工程人员正在检查隧道安全。2024年4月，花莲曾发生7.2级地震，造成18人死亡。"
-)
-PAGE = f"""<html><head><meta charset="utf-8"><title>台湾花莲发生6.1级地震 已致至少7人死亡</title></head>
-<body><article><h1>台湾花莲发生6.1级地震 已致至少7人死亡</h1><p>{BODY}</p><p>{BODY}</p></article></body></html>"""
-
-
-class _Undeclared(BaseHTTPRequestHandler):
-    def do_GET(self) -> None:
-        base = f"http://127.0.0.1:{self.server.server_address[1]}"
-        if self.path == "/feed.rss":
-            body = (
-                '<?xml version="1.0"?><rss version="2.0"><channel><title>Undeclared</title>'
-                f"<link>{base}/</link><description>d</description><item><title>花莲地震</title>"
-                f"<link>{base}/page.html</link><guid>{base}/page.html</guid>"
-                f"<pubDate>{format_datetime(datetime.now(UTC), usegmt=True)}</pubDate></item></channel></rss>"
-            ).encode()
-            kind = "application/rss+xml"
-        elif self.path == "/page.html":
-            body, kind = PAGE.encode(), "text/html; charset=utf-8"
-        else:
-            self.send_response(404)
-            self.send_header("Content-Length", "0")
-            self.end_headers()
-            return
-        self.send_response(200)
-        self.send_header("Content-Type", kind)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args: object) -> None:
-        pass
-
 
 @pytest.fixture
 def undeclared_feed() -> Iterator[str]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Undeclared)
-    threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/feed.rss"
-    server.shutdown()
-    server.server_close()
+    with HostileServer() as server:
+        page = server.route("/page.html", ok(PAGE.encode()))
+        feed = (
+            '<?xml version="1.0"?><rss version="2.0"><channel><title>Undeclared</title>'
+            f"<link>{server.url('/')}</link><description>d</description><item><title>花莲地震</title>"
+            f"<link>{page}</link><guid>{page}</guid>"
+            f"<pubDate>{format_datetime(datetime.now(UTC), usegmt=True)}</pubDate></item></channel></rss>"
+        ).encode()
+        yield server.route("/feed.rss", ok(feed, "application/rss+xml"))
 
 
 def scheduled_ingest(
@@ -130,15 +95,6 @@ def scheduled_ingest(
     return load_settings()
 
 
-def article_messages(bootstrap: str, settings: Settings) -> list[dict[str, Any]]:
-    consumer = make_consumer(bootstrap, settings, group_id=None, topics=[contracts.ARTICLES.name])
-    try:
-        records = poll_batch(consumer, max_messages=10_000, idle_timeout=1.0, deadline=30)
-    finally:
-        consumer.close()
-    return [contracts.decode(contracts.ARTICLES, r.value) for r in records]
-
-
 def warehouse_view(settings: Settings) -> dict[str, Any]:
     """What the transform stored, by article id (the same URLs, so the same ids, in both runs)."""
     warehouse = Warehouse(settings.resolved_warehouse_url)
@@ -166,7 +122,7 @@ def test_shard_tasks_carry_language_embedding_and_features_only_when_enabled(
         with EmbeddedBroker() as broker:
             home = tmp_path / f"home-{enrich}"
             settings = scheduled_ingest(monkeypatch, corpus, undeclared_feed, home, broker.bootstrap, enrich=enrich)
-            messages = article_messages(broker.bootstrap, settings)
+            messages = read_topic(broker.bootstrap, settings, contracts.ARTICLES)
             assert len(messages) > 20
             for m in messages:
                 embedding = from_message(m.get("embedding"))
@@ -212,7 +168,7 @@ def test_concurrent_fetch_threads_share_the_models_and_every_article_carries_the
                 concurrency=None if concurrent else 1,
             )
             assert (settings.fetch_concurrency > 1) == concurrent
-            messages = article_messages(broker.bootstrap, settings)
+            messages = read_topic(broker.bootstrap, settings, contracts.ARTICLES)
         published[concurrent] = {m["article_id"] for m in messages}
         if not concurrent:
             continue
@@ -248,7 +204,7 @@ def test_the_archive_task_carries_them_too(monkeypatch: pytest.MonkeyPatch, corp
                 selection=None, run_id=f"archive-{enrich}", interval_start=day.start, interval_end=day.end
             )
             assert report["new"] > 0 and report["failed_feeds"] == 0
-            messages = article_messages(broker.bootstrap, load_settings())
+            messages = read_topic(broker.bootstrap, load_settings(), contracts.ARTICLES)
         assert len(messages) == report["new"]
         for m in messages:
             usable = parse_carried(

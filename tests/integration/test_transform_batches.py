@@ -8,9 +8,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from topics import read_topic
 
 from newswire import contracts
-from newswire.messaging import Publisher, ensure_topics, make_consumer, make_producer, poll_batch
+from newswire.messaging import Publisher, ensure_topics, make_producer
 from newswire.warehouse import Warehouse
 from transform.stage import run_transform
 
@@ -56,15 +57,6 @@ def publish(bootstrap: str, settings: Any, messages: list[dict[str, Any]]) -> No
     publisher.close()
 
 
-def event_messages(bootstrap: str, settings: Any) -> list[dict[str, Any]]:
-    consumer = make_consumer(bootstrap, settings, group_id=None, topics=[contracts.EVENTS.name])
-    try:
-        records = poll_batch(consumer, max_messages=100_000, idle_timeout=1.0, deadline=30)
-    finally:
-        consumer.close()
-    return [contracts.decode(contracts.EVENTS, r.value) for r in records]
-
-
 def snapshot(warehouse: Warehouse) -> dict[str, list[dict[str, Any]]]:
     return {
         "articles": warehouse.query("SELECT article_id, content_hash, version FROM articles ORDER BY article_id"),
@@ -86,7 +78,7 @@ def test_replayed_batch_changes_nothing_and_new_member_bumps_the_version(
     assert summary.stats.new_articles == len(first)
     warehouse = Warehouse(warehouse_url)
     before = snapshot(warehouse)
-    published = event_messages(broker, settings)
+    published = read_topic(broker, settings, contracts.EVENTS)
     assert published and {e["version"] for e in published} == {1}
 
     # A new consumer group re-reads every message: the batch is replayed in full.
@@ -95,7 +87,7 @@ def test_replayed_batch_changes_nothing_and_new_member_bumps_the_version(
     assert replay.stats.replays == len(first) and replay.stats.new_articles == 0
     assert replay.stats.events_changed == 0 and replay.stats.events_published == 0
     assert snapshot(warehouse) == before
-    assert len(event_messages(broker, settings)) == len(published)
+    assert len(read_topic(broker, settings, contracts.EVENTS)) == len(published)
 
     # One more article of an already seen story: exactly its event gets version 2.
     publish(broker, settings, [later])
@@ -105,7 +97,7 @@ def test_replayed_batch_changes_nothing_and_new_member_bumps_the_version(
     changed = {k: v for k, v in after.items() if v != {e["event_id"]: e["version"] for e in before["events"]}.get(k)}
     assert list(changed.values()) == [2]  # the story's event grew: version 2, no new event
     seen = {(e["event_id"], e["version"]) for e in published}
-    newest = {(e["event_id"], e["version"]) for e in event_messages(broker, settings)} - seen
+    newest = {(e["event_id"], e["version"]) for e in read_topic(broker, settings, contracts.EVENTS)} - seen
     assert newest == set(changed.items())  # partitions are not globally ordered: compare as sets
 
 
