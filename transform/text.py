@@ -86,7 +86,7 @@ _COMBINING_RE = re.compile(
     "[\u0300-\u036f\u0483-\u0489\u0591-\u05c7\u064b-\u065f\u0670\u1ab0-\u1aff\u1dc0-\u1dff\u20d0-\u20ff\ufe20-\ufe2f]"
 )
 _EXTRA_FOLD = str.maketrans({"ø": "o", "đ": "d", "ł": "l", "æ": "ae", "œ": "oe", "ı": "i", "þ": "th"})
-_EXTRA_FOLD_RE = re.compile("[øđłæœıþ]")
+_EXTRA_FOLD_RE = re.compile("[" + "".join(map(chr, _EXTRA_FOLD)) + "]")  # the letters the table folds
 
 
 def words(text: str) -> list[str]:
