@@ -217,6 +217,19 @@ def _weight(tf: int) -> int:
     return round(_WEIGHT_SCALE * (1.0 + math.log(tf)))
 
 
+class _Weights(dict[int, int]):
+    """:func:`_weight` by count as a dict, so that an article's weights are one C-level ``map`` of lookups."""
+
+    def __missing__(self, tf: int) -> int:
+        value = _weight(tf)
+        if len(self) < 4096:  # bounded like the cache behind _weight
+            self[tf] = value
+        return value
+
+
+_WEIGHTS = _Weights()
+
+
 @dataclass(frozen=True)
 class TextFeatures:
     """The part of an article's features that depends only on its title, text and language (and
@@ -262,7 +275,7 @@ def _features(doc: ArticleDoc, config: ClusteringConfig, embedding: Embedding | 
 def _with_doc(text: TextFeatures, doc: ArticleDoc, embedding: Embedding | None) -> _Features:
     """An article's features from its text features: the outlet's own names removed, the document's fields."""
     # interned: the same term string is shared by every event and posting key that holds it
-    terms = dict(zip(map(sys.intern, text.counts), map(_weight, text.counts.values()), strict=True))
+    terms = dict(zip(map(sys.intern, text.counts), map(_WEIGHTS.__getitem__, text.counts.values()), strict=True))
     outlet, outlet_cues = _outlet(doc.source)
     return _Features(
         article_id=doc.article_id,
@@ -423,16 +436,21 @@ def _fixed(vector: np.ndarray) -> _Fixed | None:
     if not len(vector):
         return None
     scaled = vector * _FIXED_SCALE
-    peak = float(np.max(np.abs(scaled)))
+    peak = float(_max_reduce(_absolute(scaled)))
     if not peak < _INT_SUM_LIMIT:  # also NaN and infinities
         return None
     values = scaled.astype(np.int64)
-    if not np.array_equal(values.astype(np.float64), scaled):
+    if not _all_reduce(_equal(values, scaled)):  # the int64 values compare as floats: exact iff a whole number
         return None
     return _Fixed(values, int(peak))
 
 
-_add_reduce = np.add.reduce  # np.sum's own reduction, called without np.sum's Python-level argument handling
+# ufuncs and their reductions called directly, without the Python-level argument handling of np.sum, np.max, ...
+_add_reduce = np.add.reduce
+_max_reduce = np.maximum.reduce
+_all_reduce = np.logical_and.reduce
+_absolute = np.absolute
+_equal = np.equal
 
 # --- events -----------------------------------------------------------------------------------------
 

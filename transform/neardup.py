@@ -305,7 +305,7 @@ class NearDuplicateIndex:
     def _minhash(self, article_id: str, shingles: np.ndarray) -> np.ndarray:
         """The MinHash values of ``shingles`` (:mod:`transform.minhash`), kept for the next call of the same article."""
         last = self._last_minhash
-        if last is not None and last[0] == article_id and np.array_equal(last[1], shingles):
+        if last is not None and last[0] == article_id and (last[1] is shingles or np.array_equal(last[1], shingles)):
             return last[2]
         minhash = self._minhasher.signature(shingles)
         minhash.setflags(write=False)
