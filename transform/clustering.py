@@ -42,6 +42,7 @@ import math
 import operator
 import re
 import sys
+from array import array
 from collections import Counter, deque
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
@@ -870,9 +871,12 @@ class StoryClusterer:
         self._article_event: dict[str, str] = {}
         self._terms = _Vocabulary()
         self._cues = _Vocabulary()
-        # term -> slots of the events holding it, and cue -> slots: two tables, so that no key string is built
-        self._term_postings: dict[str, set[int]] = {}
-        self._cue_postings: dict[str, set[int]] = {}
+        # term -> slots of the events holding it, and cue -> slots: two tables, so that no key string is built.
+        # A posting is an array of int64 slots, not a set: tens of thousands of sets were most of the objects the
+        # garbage collector walks, and the lookup joins the arrays' bytes into one NumPy array with no int objects.
+        # An event joins a key's posting once (when the key is new to it), so a slot is never held twice.
+        self._term_postings: dict[str, array[int]] = {}
+        self._cue_postings: dict[str, array[int]] = {}
         self._slots = _EventSlots()
         self._by_last: list[tuple[datetime, str]] = []  # lazy min-heap of (event.last, event_id)
         self._last_features: tuple[ArticleDoc, _Features] | None = None  # assign() then export_features()
@@ -1328,7 +1332,7 @@ class StoryClusterer:
             chain(map(term_idf.__getitem__, top_terms), map(cue_idf.__getitem__, cue_keys)),
             strict=True,
         )
-        used: list[set[int]] = []
+        used: list[array[int]] = []
         weights: list[float] = []
         for posting, weight in keyed:
             if not posting or len(posting) > config.max_posting:
@@ -1340,8 +1344,8 @@ class StoryClusterer:
         # Each event's hit weight is the sum of its keys' weights, added one by one in key order: np.add.at adds
         # unbuffered, in the order of its input (keys in order), from 0.0 -- the floats a dict of running sums
         # gives, so the ranking and its ties are those of the per-event loop.
-        lengths = [len(posting) for posting in used]
-        index = np.fromiter(chain.from_iterable(used), dtype=np.intp, count=sum(lengths))
+        lengths = list(map(len, used))
+        index = np.frombuffer(b"".join(used), dtype=np.int64)
         totals = np.zeros(len(self._slots.owners), dtype=np.float64)
         np.add.at(totals, index, np.repeat(np.array(weights), lengths))
         hit = np.flatnonzero(totals)  # every weight is an IDF >= 1: the events hit are the non-zero totals
@@ -1407,16 +1411,16 @@ class StoryClusterer:
         for postings, keys in ((self._term_postings, terms), (self._cue_postings, cues)):
             found = list(map(postings.get, keys))
             held = list(map(operator.is_not, found, repeat(None)))
-            deque(map(set.add, compress(found, held), repeat(slot)), maxlen=0)
+            deque(map(array.append, compress(found, held), repeat(slot)), maxlen=0)
             missing = list(compress(keys, map(operator.not_, held)))
-            postings.update(zip(missing, map(set, repeat((slot,), len(missing))), strict=True))
+            postings.update(zip(missing, map(array, repeat("q"), repeat((slot,), len(missing))), strict=True))
 
     def _unpost(self, event: _Event) -> None:
         for postings, keys in ((self._term_postings, event.term_sum), (self._cue_postings, event.cue_counts)):
             for key in keys:
                 posting = postings.get(key)
-                if posting is not None:
-                    posting.discard(event.slot)
+                if posting is not None and event.slot in posting:
+                    posting.remove(event.slot)
                     if not posting:
                         del postings[key]
 
