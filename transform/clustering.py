@@ -1442,23 +1442,29 @@ class StoryClusterer:
         members = sorted(event.members.values(), key=lambda m: (m.published_at, m.article_id))
         # every IDF once; a member's top terms are all among the event's terms
         idf = self._idfs(event.term_sum, self._terms)
-        centroid = {t: w * idf[t] for t, w in event.term_sum.items()}
-        centroid_norm = math.sqrt(math.fsum(v * v for v in centroid.values())) or 1.0
+        if len(members) == 1:
+            representative = members[0]  # the most central of one; no centrality to compute
+        else:
+            centroid = dict(zip(event.term_sum, map(operator.mul, event.term_sum.values(), idf.values()), strict=True))
+            weights = list(centroid.values())
+            centroid_norm = math.sqrt(math.fsum(map(operator.mul, weights, weights))) or 1.0
 
-        def centrality(member: _Member) -> float:
-            vector = {t: w * idf[t] for t, w in member.top_terms}
-            norm = math.sqrt(math.fsum(v * v for v in vector.values())) or 1.0
-            return math.fsum(v * centroid.get(t, 0.0) for t, v in vector.items()) / (norm * centroid_norm)
+            def centrality(member: _Member) -> float:
+                vector = {t: w * idf[t] for t, w in member.top_terms}
+                values = list(vector.values())
+                norm = math.sqrt(math.fsum(map(operator.mul, values, values))) or 1.0
+                shared = map(centroid.get, vector, repeat(0.0))
+                return math.fsum(map(operator.mul, values, shared)) / (norm * centroid_norm)
 
-        # most central; ties go to the earliest article
-        representative = max(members, key=lambda m: (centrality(m), -m.published_at.timestamp(), m.article_id))
+            # most central; ties go to the earliest article
+            representative = max(members, key=lambda m: (centrality(m), -m.published_at.timestamp(), m.article_id))
         # Keywords: terms that several articles use, weighted by rarity, shown as a readable word.
         min_support = min(2, len(members))
         term_sum = event.term_sum
-        ranked_terms = heapq.nsmallest(  # the first keyword_count of sorted(key=(-weight * idf, term))
-            config.keyword_count,
-            [(-term_sum[t] * idf[t], t) for t, docs in event.term_docs.items() if docs >= min_support],
-        )
+        # the first keyword_count of sorted(key=(-weight * idf, term)): what heapq.nsmallest gives, by a C-level sort
+        ranked_terms = sorted(
+            [(-term_sum[t] * idf[t], t) for t, docs in event.term_docs.items() if docs >= min_support]
+        )[: config.keyword_count]
         keywords = _unique(event.surfaces[t][2] if t in event.surfaces else t for _, t in ranked_terms)
         return EventProfile(
             event_id=event.event_id,
