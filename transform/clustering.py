@@ -49,7 +49,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from functools import lru_cache
 from itertools import accumulate, chain, compress, filterfalse, islice, repeat
-from operator import itemgetter
+from operator import attrgetter, itemgetter
 from typing import Any
 
 import numpy as np
@@ -826,6 +826,8 @@ class _VectorIndex:
         return [owner for owner in (owners[int(i)] for i in hits) if owner is not None]
 
 
+_NO_POSTING: array[int] = array("q")  # what a key without a posting looks up (empty: never used)
+
 # float32 products differ from the exact cosine by ~1e-6: this margin keeps every event that could reach the
 # floor exactly, so the exact rescoring sees the same set in every run (and skips only true zeros).
 _APPROXIMATION_MARGIN = 1e-3
@@ -1327,24 +1329,22 @@ class StoryClusterer:
         top_terms = _strongest(weighted, list(features.terms), config.query_terms)
         # Same key order as before (top terms by weight, then cues by key): float sums below depend on it.
         cue_keys = sorted(features.cues)
-        keyed = zip(
-            chain(map(self._term_postings.get, top_terms), map(self._cue_postings.get, cue_keys)),
-            chain(map(term_idf.__getitem__, top_terms), map(cue_idf.__getitem__, cue_keys)),
-            strict=True,
+        postings = list(
+            chain(
+                map(self._term_postings.get, top_terms, repeat(_NO_POSTING)),
+                map(self._cue_postings.get, cue_keys, repeat(_NO_POSTING)),
+            )
         )
-        used: list[array[int]] = []
-        weights: list[float] = []
-        for posting, weight in keyed:
-            if not posting or len(posting) > config.max_posting:
-                continue
-            used.append(posting)
-            weights.append(weight)
+        sizes = list(map(len, postings))
+        kept = list(map(range(1, config.max_posting + 1).__contains__, sizes))  # held, and not too common
+        used = list(compress(postings, kept))
         if not used:
             return []
+        weights = list(compress(chain(map(term_idf.__getitem__, top_terms), map(cue_idf.__getitem__, cue_keys)), kept))
+        lengths = list(compress(sizes, kept))
         # Each event's hit weight is the sum of its keys' weights, added one by one in key order: np.add.at adds
         # unbuffered, in the order of its input (keys in order), from 0.0 -- the floats a dict of running sums
         # gives, so the ranking and its ties are those of the per-event loop.
-        lengths = list(map(len, used))
         index = np.frombuffer(b"".join(used), dtype=np.int64)
         totals = np.zeros(len(self._slots.owners), dtype=np.float64)
         np.add.at(totals, index, np.repeat(np.array(weights), lengths))
@@ -1353,13 +1353,9 @@ class StoryClusterer:
             # keep every event scoring at least the max_candidates-th best (ties included), rank those exactly
             cut = np.partition(totals[hit], len(hit) - config.max_candidates)[len(hit) - config.max_candidates]
             hit = hit[totals[hit] >= cut]
-        owners = self._slots.owners
-        ranked = []
-        for slot, total in zip(hit.tolist(), totals[hit].tolist(), strict=True):
-            event = owners[slot]
-            assert event is not None
-            ranked.append((-total, event.event_id, event))
-        ranked.sort(key=lambda item: (item[0], item[1]))
+        events = list(map(self._slots.owners.__getitem__, hit.tolist()))
+        # by total, then event id (ids are unique: the events themselves are never compared)
+        ranked = sorted(zip((-totals[hit]).tolist(), map(attrgetter("event_id"), events), events, strict=True))
         return [event for _, _, event in ranked[: config.max_candidates]]
 
     # --- state changes ----------------------------------------------------------------------------
