@@ -42,13 +42,14 @@ import math
 import operator
 import re
 import sys
+from array import array
 from collections import Counter, deque
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from functools import lru_cache
-from itertools import chain, compress, filterfalse, islice, repeat
-from operator import itemgetter
+from itertools import accumulate, chain, compress, filterfalse, islice, repeat
+from operator import attrgetter, itemgetter
 from typing import Any
 
 import numpy as np
@@ -217,6 +218,19 @@ def _weight(tf: int) -> int:
     return round(_WEIGHT_SCALE * (1.0 + math.log(tf)))
 
 
+class _Weights(dict[int, int]):
+    """:func:`_weight` by count as a dict, so that an article's weights are one C-level ``map`` of lookups."""
+
+    def __missing__(self, tf: int) -> int:
+        value = _weight(tf)
+        if len(self) < 4096:  # bounded like the cache behind _weight
+            self[tf] = value
+        return value
+
+
+_WEIGHTS = _Weights()
+
+
 @dataclass(frozen=True)
 class TextFeatures:
     """The part of an article's features that depends only on its title, text and language (and
@@ -262,7 +276,7 @@ def _features(doc: ArticleDoc, config: ClusteringConfig, embedding: Embedding | 
 def _with_doc(text: TextFeatures, doc: ArticleDoc, embedding: Embedding | None) -> _Features:
     """An article's features from its text features: the outlet's own names removed, the document's fields."""
     # interned: the same term string is shared by every event and posting key that holds it
-    terms = dict(zip(map(sys.intern, text.counts), map(_weight, text.counts.values()), strict=True))
+    terms = dict(zip(map(sys.intern, text.counts), map(_WEIGHTS.__getitem__, text.counts.values()), strict=True))
     outlet, outlet_cues = _outlet(doc.source)
     return _Features(
         article_id=doc.article_id,
@@ -386,10 +400,58 @@ def _parse_embedding(value: Any) -> Embedding | None:
     return Embedding(str(value["model"]), raw)
 
 
-def _unit_norm(vector: np.ndarray) -> float:
-    """Euclidean norm, exactly rounded (``math.fsum``): the same bits whatever produced the array."""
+def _unit_norm(vector: np.ndarray, fixed: _Fixed | None = None) -> float:
+    """Euclidean norm, exactly rounded (``math.fsum``): the same bits whatever produced the array.
+
+    With ``fixed`` (the same values as integers, :func:`_fixed`) small enough that every square is exact in
+    float64, the sum of squares is taken in integers instead: exact, so its one rounding to float is the rounding
+    ``math.fsum`` makes of the same exact sum, without a Python float per component.
+    """
+    if fixed is not None and fixed.peak * fixed.peak * len(fixed.values) < _INT_SUM_LIMIT and fixed.peak < _EXACT_INT:
+        return math.sqrt(math.ldexp(float(int(fixed.values @ fixed.values)), -2 * _FIXED_BITS))
     return math.sqrt(math.fsum((vector * vector).tolist()))
 
+
+# Every float16 value is an integer multiple of 2**-24, so the embeddings, their sums and the products of two
+# such values are integers once scaled: a product of magnitude below 2**53 (scaled by 2**-48) is exact in
+# float64, and sums of such products fit int64 when below 2**63. Within those bounds an integer dot product is
+# exact, and rounding it once gives the very float ``math.fsum`` gives of the float products.
+_FIXED_BITS = 24
+_FIXED_SCALE = float(1 << _FIXED_BITS)
+_EXACT_INT = 1 << 26  # a square below 2**52: exact as a float
+_EXACT_PRODUCT = 1 << 53
+_INT_SUM_LIMIT = 1 << 62
+
+
+@dataclass(frozen=True)
+class _Fixed:
+    """A float vector as exact integers (``values * 2**-24`` is the vector) and the largest magnitude."""
+
+    values: np.ndarray  # int64
+    peak: int
+
+
+def _fixed(vector: np.ndarray) -> _Fixed | None:
+    """``vector`` (float16 values or exact sums of them) as integers, or None when it is not exactly such
+    (not finite, too large, or a value that is not a multiple of 2**-24): callers then use ``math.fsum``."""
+    if not len(vector):
+        return None
+    scaled = vector * _FIXED_SCALE
+    peak = float(_max_reduce(_absolute(scaled)))
+    if not peak < _INT_SUM_LIMIT:  # also NaN and infinities
+        return None
+    values = scaled.astype(np.int64)
+    if not _all_reduce(_equal(values, scaled)):  # the int64 values compare as floats: exact iff a whole number
+        return None
+    return _Fixed(values, int(peak))
+
+
+# ufuncs and their reductions called directly, without the Python-level argument handling of np.sum, np.max, ...
+_add_reduce = np.add.reduce
+_max_reduce = np.maximum.reduce
+_all_reduce = np.logical_and.reduce
+_absolute = np.absolute
+_equal = np.equal
 
 # --- events -----------------------------------------------------------------------------------------
 
@@ -405,6 +467,10 @@ class _Vocabulary:
         self._ids: dict[str, int] = {}
         self._df = np.zeros(1024, dtype=np.int64)
         self._free: list[int] = []
+        # the same frequencies by key, for the per-article lookups: one C-level dict pass, no array round trip
+        self._counts: Counter[str] = Counter()
+        # two zero arrays indexed by id (see StoryClusterer._shared_dots), zero again after every use
+        self._scratch: tuple[np.ndarray, np.ndarray] | None = None
 
     def __len__(self) -> int:
         return len(self._ids)
@@ -423,14 +489,19 @@ class _Vocabulary:
     def document_frequencies(self, ids: np.ndarray) -> np.ndarray:
         return self._df[ids]
 
+    def lookup(self, keys: list[str]) -> tuple[list[int], list[int]]:
+        """The id (-1 for a key no live article has) and the document frequency (0 then) of each key."""
+        return list(map(self._ids.get, keys, repeat(-1))), list(map(self._counts.get, keys, repeat(0)))
+
+    def scratch(self) -> tuple[np.ndarray, np.ndarray]:
+        """Two float arrays with one zero per possible id; the caller sets some entries and zeroes them again."""
+        if self._scratch is None or len(self._scratch[0]) != len(self._df):
+            self._scratch = (np.zeros(len(self._df)), np.zeros(len(self._df)))
+        return self._scratch
+
     def frequencies_of(self, keys: list[str]) -> list[int]:
-        """Document frequency of each key (0 for a key no live article has), gathered in one NumPy step."""
-        if not keys:
-            return []
-        index = np.fromiter(map(self._ids.get, keys, repeat(-1)), dtype=np.int64, count=len(keys))
-        found = self._df[index]
-        found[index < 0] = 0
-        return found.tolist()
+        """Document frequency of each key (0 for a key no live article has)."""
+        return list(map(self._counts.get, keys, repeat(0)))
 
     def add(self, keys: Iterable[str]) -> None:
         """Count one more article for each of ``keys`` (distinct keys: one article's terms or cues)."""
@@ -446,14 +517,17 @@ class _Vocabulary:
                     ids[key] = index[position] = found
         if index:
             self._df[np.array(index, dtype=np.int64)] += 1  # distinct ids: one increment each
+            self._counts.update(keys)
 
     def subtract(self, amounts: Counter[str]) -> None:
         for key, amount in amounts.items():
             index = self._ids[key]
             self._df[index] -= amount
+            self._counts[key] -= amount
             if self._df[index] <= 0:
                 self._df[index] = 0
                 del self._ids[key]
+                del self._counts[key]
                 self._free.append(index)
 
 
@@ -523,20 +597,19 @@ def _sorted_keys(
     """The keys of ``counts`` in sorted order with their vocabulary ids, from ``previous`` (the same for an earlier
     state of ``counts``) and the keys added since.
 
-    An event never loses a key, a dict appends new keys at the end, and a live key keeps its vocabulary id (every
-    key of a live event is), so only the added keys are sorted and looked up, then merged with the previous
-    ones (a sort of two sorted runs).
+    An event never loses a key and a dict appends new keys at the end, so the previous sorted keys followed by the
+    added ones are two runs that ``sorted`` merges in linear time; the ids are then one C-level dict lookup per key
+    (cheaper than carrying the previous ids through a permutation in Python).
     """
     if previous is None:
         keys = sorted(counts)
         return keys, vocabulary.ids(keys)
-    old_keys, old_ids = previous
+    old_keys, _ = previous
     if len(old_keys) == len(counts):
         return previous
-    added = sorted(islice(counts, len(old_keys), None))
-    merged = old_keys + added
-    order = sorted(range(len(merged)), key=merged.__getitem__)
-    return list(map(merged.__getitem__, order)), np.concatenate([old_ids, vocabulary.ids(added)])[order]
+    # sorting the two sorted runs merges them in linear time; every id is one dict lookup in C
+    keys = sorted(old_keys + list(islice(counts, len(old_keys), None)))
+    return keys, vocabulary.ids(keys)
 
 
 def _keep_earliest(
@@ -570,6 +643,7 @@ class _Event:
         "surfaces",
         "term_docs",
         "term_sum",
+        "vec_fixed",
         "vec_norm",
         "vec_sum",
     )
@@ -592,6 +666,7 @@ class _Event:
         self._cue_index: tuple[list[str], np.ndarray] | None = None
         # Exact sum of the members' float16 embeddings (float64 holds each sum exactly), and its norm.
         self.vec_sum: np.ndarray | None = None
+        self.vec_fixed: _Fixed | None = None  # vec_sum as integers, for exact integer dot products (see _fixed)
         self.vec_norm = 0.0
         self.slot = -1  # its dense id in the clusterer's postings (see _EventSlots), once live
 
@@ -647,7 +722,8 @@ class _Event:
 
     def _add_vector(self, vector: np.ndarray) -> None:
         self.vec_sum = vector.copy() if self.vec_sum is None else self.vec_sum + vector
-        self.vec_norm = _unit_norm(self.vec_sum)
+        self.vec_fixed = _fixed(self.vec_sum)
+        self.vec_norm = _unit_norm(self.vec_sum, self.vec_fixed)
 
     def _extend_span(self, first: datetime, last: datetime) -> None:
         self.first = first if self.first is None or first < self.first else self.first
@@ -750,9 +826,39 @@ class _VectorIndex:
         return [owner for owner in (owners[int(i)] for i in hits) if owner is not None]
 
 
+_NO_POSTING: array[int] = array("q")  # what a key without a posting looks up (empty: never used)
+
 # float32 products differ from the exact cosine by ~1e-6: this margin keeps every event that could reach the
 # floor exactly, so the exact rescoring sees the same set in every run (and skips only true zeros).
 _APPROXIMATION_MARGIN = 1e-3
+
+
+class _IdfTable(dict[int, float]):
+    """IDF by document frequency, ``log((1 + live articles) / (1 + frequency)) + 1``, for one number of live
+    articles: the logarithm is taken once per distinct frequency (most keys share a handful of small ones), and
+    the table serves every lookup until an article is stored (one article's terms and cues, a batch's profiles).
+    ``squares`` holds ``idf ** 2`` the same way."""
+
+    def __init__(self, total: int) -> None:
+        super().__init__()
+        self.total = total
+        self.squares = _IdfSquares(self)
+
+    def __missing__(self, frequency: int) -> float:
+        value = self[frequency] = math.log(self.total / (1 + frequency)) + 1.0
+        return value
+
+
+class _IdfSquares(dict[int, float]):
+    """``idf ** 2`` by document frequency (see :class:`_IdfTable`)."""
+
+    def __init__(self, idf: _IdfTable) -> None:
+        super().__init__()
+        self.idf = idf
+
+    def __missing__(self, frequency: int) -> float:
+        value = self[frequency] = self.idf[frequency] ** 2
+        return value
 
 
 # --- the clusterer ------------------------------------------------------------------------------------
@@ -767,14 +873,18 @@ class StoryClusterer:
         self._article_event: dict[str, str] = {}
         self._terms = _Vocabulary()
         self._cues = _Vocabulary()
-        # term -> slots of the events holding it, and cue -> slots: two tables, so that no key string is built
-        self._term_postings: dict[str, set[int]] = {}
-        self._cue_postings: dict[str, set[int]] = {}
+        # term -> slots of the events holding it, and cue -> slots: two tables, so that no key string is built.
+        # A posting is an array of int64 slots, not a set: tens of thousands of sets were most of the objects the
+        # garbage collector walks, and the lookup joins the arrays' bytes into one NumPy array with no int objects.
+        # An event joins a key's posting once (when the key is new to it), so a slot is never held twice.
+        self._term_postings: dict[str, array[int]] = {}
+        self._cue_postings: dict[str, array[int]] = {}
         self._slots = _EventSlots()
         self._by_last: list[tuple[datetime, str]] = []  # lazy min-heap of (event.last, event_id)
         self._last_features: tuple[ArticleDoc, _Features] | None = None  # assign() then export_features()
         self.model_id = model_id_for(self.config.embedding_model)  # None: no meaning term
         self._vectors = _VectorIndex()
+        self._idf_table: _IdfTable | None = None
 
     # --- public API -------------------------------------------------------------------------------
 
@@ -959,46 +1069,55 @@ class StoryClusterer:
 
     # --- scoring ----------------------------------------------------------------------------------
 
-    def _idfs(self, keys: Iterable[str], vocabulary: _Vocabulary) -> dict[str, float]:
-        """IDF of each key, ``log((1 + live articles) / (1 + document frequency)) + 1``, in one pass.
-
-        The frequencies are gathered in one NumPy step, and the logarithm is taken once per distinct frequency
-        (most keys share a handful of small ones): the same float for the same (total, frequency).
-        """
-        keys = list(keys)
+    def _idf_by_frequency(self) -> _IdfTable:
+        """The IDF table of the current number of live articles (see :class:`_IdfTable`)."""
         total = 1 + len(self._article_event)
-        frequencies = vocabulary.frequencies_of(keys)
-        memo = {frequency: math.log(total / (1 + frequency)) + 1.0 for frequency in set(frequencies)}
-        return dict(zip(keys, map(memo.__getitem__, frequencies), strict=True))
+        table = self._idf_table
+        if table is None or table.total != total:
+            table = self._idf_table = _IdfTable(total)
+        return table
+
+    def _idfs(self, keys: Iterable[str], vocabulary: _Vocabulary) -> dict[str, float]:
+        """IDF of each key, ``log((1 + live articles) / (1 + document frequency)) + 1``, in one pass: the same float
+        for the same (total, frequency)."""
+        keys = list(keys)
+        return dict(zip(keys, map(self._idf_by_frequency().__getitem__, vocabulary.frequencies_of(keys)), strict=True))
 
     def _score_candidates(self, features: _Features) -> list[tuple[float, _Event]]:
         """Candidate events with their scores, best first (ties: older event first)."""
-        term_idf = self._idfs(features.terms, self._terms)
-        cue_idf = self._idfs(features.cues, self._cues)
+        table = self._idf_by_frequency()
+        term_keys, cue_keys = list(features.terms), list(features.cues)
+        term_ids, term_frequencies = self._terms.lookup(term_keys)
+        cue_ids, cue_frequencies = self._cues.lookup(cue_keys)
+        term_idf = dict(zip(term_keys, map(table.__getitem__, term_frequencies), strict=True))
+        cue_idf = dict(zip(cue_keys, map(table.__getitem__, cue_frequencies), strict=True))
         article_vector = None if features.embedding is None else features.embedding.array()
-        article_vector_norm = 0.0 if article_vector is None else _unit_norm(article_vector)
+        article_fixed = None if article_vector is None else _fixed(article_vector)
+        article_vector_norm = 0.0 if article_vector is None else _unit_norm(article_vector, article_fixed)
         # the article's TF-IDF weights, in its terms' order (the same floats as w * idf one term at a time)
-        weighted = list(map(operator.mul, features.terms.values(), map(term_idf.__getitem__, features.terms)))
+        weighted = list(map(operator.mul, features.terms.values(), term_idf.values()))
         candidates = self._candidates(features, weighted, term_idf, cue_idf)
         approximate = np.zeros(0, dtype=np.float32)
         exact: dict[str, float] = {}  # exact embedding cosines, each computed once per article
         if article_vector is not None and article_vector_norm > 0.0:
             approximate = self._vectors.cosines(article_vector / article_vector_norm)
-            candidates = self._with_nearest(candidates, article_vector, article_vector_norm, approximate, exact)
+            candidates = self._with_nearest(
+                candidates, article_vector, article_fixed, article_vector_norm, approximate, exact
+            )
         else:
             article_vector = None
         if not candidates:
             return []
-        # idf**2 once per key (the same float the per-event products used to compute each time)
-        term_idf2 = {t: v**2 for t, v in term_idf.items()}
-        cue_idf2 = {k: v**2 for k, v in cue_idf.items()}
+        # idf**2 once per frequency (the same float the per-event products used to compute each time)
+        term_idf2 = list(map(table.squares.__getitem__, term_frequencies))
+        cue_idf2 = list(map(table.squares.__getitem__, cue_frequencies))
         article_term_norm = math.sqrt(math.fsum(map(pow, weighted, repeat(2))))
-        article_cue_norm = math.sqrt(math.fsum(cue_idf[k] ** 2 for k in features.cues))
+        article_cue_norm = math.sqrt(math.fsum(cue_idf2))
         floor = self.config.semantic_floor
-        # First the cheap parts per candidate (time, dot products), then the events' TF-IDF norms of those with a
-        # non-zero dot product in one NumPy pass over all of them: the norms change with every article stored
+        # First the time decay per candidate, then the dot products and the events' TF-IDF norms of all of them in
+        # one NumPy pass over their concatenated key-sorted arrays: the norms change with every article stored
         # (every IDF moves), so they cannot be kept, but one pass costs a fraction of one per event.
-        pending: list[tuple[float, _Event, float, float, bool]] = []
+        pending: list[tuple[float, _Event, bool]] = []
         for event in candidates:
             decay = self._time_factor(features.published_at, event)
             if decay <= 0.0:
@@ -1006,22 +1125,105 @@ class StoryClusterer:
             assert event.first is not None
             if features.novelty and features.published_at - event.first > self.config.novelty_min_gap:
                 decay *= self.config.novelty_penalty
-            text_dot = self._text_dot(features, event, term_idf2) if article_term_norm else 0.0
-            cue_dot = self._cue_dot(features, event, cue_idf2) if article_cue_norm else 0.0
             meaningful = article_vector is not None and self._vectors.may_reach(approximate, event.event_id, floor)
-            pending.append((decay, event, text_dot, cue_dot, meaningful))
+            pending.append((decay, event, meaningful))
+        if not pending:
+            return []
         if article_vector is not None:
-            self._cosines(article_vector, article_vector_norm, [item[1] for item in pending if item[4]], exact)
-        text_norms = self._event_norms([event for _, event, dot, _, _ in pending if dot], terms=True)
-        cue_norms = self._event_norms([event for _, event, _, dot, _ in pending if dot], terms=False)
+            meaningful_events = [item[1] for item in pending if item[2]]
+            self._cosines(article_vector, article_fixed, article_vector_norm, meaningful_events, exact)
+        arrays = [event.arrays(self._terms, self._cues) for _, event, _ in pending]
+        text_dots, text_norms = self._dots_and_norms(
+            self._terms,
+            [a.term_ids for a in arrays],
+            [a.term_sums for a in arrays],
+            term_ids,
+            np.fromiter(features.terms.values(), dtype=np.float64, count=len(term_keys)),
+            term_idf2,
+            scaled=True,
+            wanted=bool(article_term_norm),
+        )
+        cue_dots, cue_norms = self._dots_and_norms(
+            self._cues,
+            [a.cue_ids for a in arrays],
+            [a.cue_counts for a in arrays],
+            cue_ids,
+            None,
+            cue_idf2,
+            scaled=False,
+            wanted=bool(article_cue_norm),
+        )
         scored = []
-        for decay, event, text_dot, cue_dot, meaningful in pending:
+        for (decay, event, meaningful), text_dot, text_norm, cue_dot, cue_norm in zip(
+            pending, text_dots, text_norms, cue_dots, cue_norms, strict=True
+        ):
             meaning = self._meaning(exact[event.event_id]) if meaningful else 0.0
-            text = _cosine_of(text_dot, article_term_norm, text_norms, event.event_id)
-            cue = _cosine_of(cue_dot, article_cue_norm, cue_norms, event.event_id)
+            text = _cosine_of(text_dot, article_term_norm, text_norm)
+            cue = _cosine_of(cue_dot, article_cue_norm, cue_norm)
             scored.append((self._combine(text, cue, meaning) * decay, event))
         scored.sort(key=lambda pair: (-pair[0], pair[1].sort_key))
         return scored
+
+    def _dots_and_norms(
+        self,
+        vocabulary: _Vocabulary,
+        event_ids: list[np.ndarray],
+        event_values: list[np.ndarray],
+        article_ids: list[int],
+        article_values: np.ndarray | None,
+        article_idf2: list[float],
+        *,
+        scaled: bool,
+        wanted: bool,
+    ) -> tuple[list[float], list[float]]:
+        """For each event (its key-sorted ids and values): the dot product of its TF-IDF vector with the article's,
+        and, where that is not zero, its norm under the current document frequencies.
+
+        The dot products are ``math.fsum`` over the shared keys of ``(article value * event value) * idf ** 2``
+        (``scaled``; without it ``event value * idf ** 2``, the article's cues weighing one each): exact and
+        order-free, so they are the floats a per-event loop over a set intersection gives. The shared keys are found
+        for all events at once: the article's values are scattered into a zero array indexed by vocabulary id, and
+        gathered back at the events' ids (zero where the article lacks the key; its values are positive).
+
+        Each norm is ``np.add.reduce`` (what ``np.sum`` does) over the event's own slice of the concatenated squares,
+        the same values in the same order as over its own array, so it has the bits a per-event computation gives.
+        """
+        count = len(event_ids)
+        if not wanted:
+            return [0.0] * count, [0.0] * count
+        lengths = list(map(len, event_ids))
+        offsets = [0, *accumulate(lengths)]
+        ids = np.concatenate(event_ids)
+        values = np.concatenate(event_values)
+        known = np.array(article_ids, dtype=np.intp)
+        held = known >= 0
+        known = known[held]
+        weights, squares_of_idf = vocabulary.scratch()
+        weights[known] = 1.0 if article_values is None else article_values[held]
+        squares_of_idf[known] = np.array(article_idf2)[held]
+        try:
+            gathered = weights[ids]
+            shared = np.flatnonzero(gathered)
+            shared_values = values[shared]
+            if scaled:
+                shared_values = gathered[shared] * shared_values
+            products = shared_values * squares_of_idf[ids[shared]]
+        finally:
+            weights[known] = 0.0
+            squares_of_idf[known] = 0.0
+        listed = products.tolist()
+        bounds = np.searchsorted(shared, offsets).tolist()
+        dots = list(map(math.fsum, map(listed.__getitem__, map(slice, bounds, bounds[1:]))))
+        norms = [0.0] * count
+        if any(dots):
+            idf = np.log((1.0 + len(self._article_event)) / (1.0 + vocabulary.document_frequencies(ids))) + 1.0
+            weighted = values * idf
+            squares = weighted * weighted
+            for position, dot in enumerate(dots):
+                start, stop = offsets[position], offsets[position + 1]
+                if dot and stop > start:
+                    norms[position] = math.sqrt(float(_add_reduce(squares[start:stop])))
+        return dots, norms
 
     def _combine(self, text: float, cue: float, meaning: float = 0.0) -> float:
         config = self.config
@@ -1032,24 +1234,47 @@ class StoryClusterer:
         )
 
     @staticmethod
-    def _cosines(vector: np.ndarray, norm: float, events: list[_Event], known: dict[str, float]) -> None:
+    def _cosines(
+        vector: np.ndarray, fixed: _Fixed | None, norm: float, events: list[_Event], known: dict[str, float]
+    ) -> None:
         """Exact cosines of an article's vector with events' vector sums (``math.fsum``: order-free) into ``known``.
 
-        The products of all the events are taken in one NumPy step (element by element, the same floats as one
-        event at a time); an event already in ``known`` is not computed again.
+        Where the article's and an event's integer forms (:func:`_fixed`) bound every product below 2**53, the dot
+        products of all such events are one int64 matrix-vector product: exact, so each rounds to the float
+        ``math.fsum`` gives of the float products. The others (and exact zeros, whose sign ``math.fsum`` decides)
+        take the products of all the events in one NumPy step (element by element, the same floats as one event at
+        a time) and ``math.fsum``. An event already in ``known`` is not computed again.
         """
         todo = [event for event in events if event.event_id not in known]
         if not todo:
             return
-        summed: list[tuple[_Event, np.ndarray]] = []
+        integral: list[_Event] = []
+        summed: list[_Event] = []
         for event in todo:
             known[event.event_id] = 0.0
             if event.vec_sum is not None and event.vec_norm != 0.0 and norm != 0.0:
-                summed.append((event, event.vec_sum))
+                held = event.vec_fixed
+                if (
+                    fixed is not None
+                    and held is not None
+                    and fixed.peak * held.peak < _EXACT_PRODUCT
+                    and fixed.peak * held.peak * len(fixed.values) < _INT_SUM_LIMIT
+                ):
+                    integral.append(event)
+                else:
+                    summed.append(event)
+        if integral:
+            assert fixed is not None
+            rows = np.stack([event.vec_fixed.values for event in integral])  # type: ignore[union-attr]
+            for event, dot in zip(integral, (rows @ fixed.values).tolist(), strict=True):
+                if dot:
+                    known[event.event_id] = math.ldexp(float(dot), -2 * _FIXED_BITS) / (norm * event.vec_norm)
+                else:
+                    summed.append(event)
         if not summed:
             return
-        products = (np.stack([vec_sum for _, vec_sum in summed]) * vector).tolist()
-        for (event, _), row in zip(summed, products, strict=True):
+        products = (np.stack([event.vec_sum for event in summed]) * vector).tolist()  # type: ignore[misc]
+        for event, row in zip(summed, products, strict=True):
             known[event.event_id] = math.fsum(row) / (norm * event.vec_norm)
 
     def _meaning(self, cosine: float) -> float:
@@ -1061,6 +1286,7 @@ class StoryClusterer:
         self,
         candidates: list[_Event],
         vector: np.ndarray,
+        fixed: _Fixed | None,
         norm: float,
         approximate: np.ndarray,
         exact: dict[str, float],
@@ -1071,7 +1297,7 @@ class StoryClusterer:
         have = {event.event_id for event in candidates}
         found = self._vectors.nearest(approximate, config.semantic_floor, 4 * config.semantic_candidates)
         near = [self._events[event_id] for event_id in found if event_id not in have]
-        self._cosines(vector, norm, near, exact)
+        self._cosines(vector, fixed, norm, near, exact)
         nearest = []
         for event in near:
             cosine = exact[event.event_id]
@@ -1079,43 +1305,6 @@ class StoryClusterer:
                 nearest.append((-cosine, event.sort_key, event))
         nearest.sort(key=lambda item: (item[0], item[1]))
         return candidates + [event for _, _, event in nearest[: config.semantic_candidates]]
-
-    @staticmethod
-    def _text_dot(features: _Features, event: _Event, term_idf2: dict[str, float]) -> float:
-        """Dot product of the article's and the event's TF-IDF vectors (``math.fsum``: exact, order-free)."""
-        terms, sums = features.terms, event.term_sum
-        shared = terms.keys() & sums.keys()  # set intersection in C; products only for shared terms
-        return math.fsum([terms[t] * sums[t] * term_idf2[t] for t in shared])
-
-    @staticmethod
-    def _cue_dot(features: _Features, event: _Event, cue_idf2: dict[str, float]) -> float:
-        counts = event.cue_counts
-        return math.fsum([counts[k] * cue_idf2[k] for k in features.cues & counts.keys()])
-
-    def _event_norms(self, events: list[_Event], *, terms: bool) -> dict[str, float]:
-        """Euclidean norm of each event's TF-IDF (or cue) vector under the current document frequencies.
-
-        The events' key-sorted arrays are concatenated for one gather, one logarithm and one product; each event's
-        sum of squares is then taken over its own slice with ``np.sum``, exactly as over its own array (the same
-        values in the same order give the same pairwise sum), so every norm has the bits a per-event computation
-        gives.
-        """
-        if not events:
-            return {}
-        vocabulary = self._terms if terms else self._cues
-        pairs = [event.arrays(self._terms, self._cues) for event in events]
-        ids = np.concatenate([a.term_ids if terms else a.cue_ids for a in pairs])
-        weights = np.concatenate([a.term_sums if terms else a.cue_counts for a in pairs])
-        idf = np.log((1.0 + len(self._article_event)) / (1.0 + vocabulary.document_frequencies(ids))) + 1.0
-        weighted = weights * idf
-        squares = weighted * weighted
-        out: dict[str, float] = {}
-        start = 0
-        for event, arrays in zip(events, pairs, strict=True):
-            stop = start + len(arrays.term_ids if terms else arrays.cue_ids)
-            out[event.event_id] = math.sqrt(float(np.sum(squares[start:stop]))) if stop > start else 0.0
-            start = stop
-        return out
 
     def _time_factor(self, moment: datetime, event: _Event) -> float:
         assert event.first is not None and event.last is not None
@@ -1140,25 +1329,23 @@ class StoryClusterer:
         top_terms = _strongest(weighted, list(features.terms), config.query_terms)
         # Same key order as before (top terms by weight, then cues by key): float sums below depend on it.
         cue_keys = sorted(features.cues)
-        keyed = zip(
-            chain(map(self._term_postings.get, top_terms), map(self._cue_postings.get, cue_keys)),
-            chain(map(term_idf.__getitem__, top_terms), map(cue_idf.__getitem__, cue_keys)),
-            strict=True,
+        postings = list(
+            chain(
+                map(self._term_postings.get, top_terms, repeat(_NO_POSTING)),
+                map(self._cue_postings.get, cue_keys, repeat(_NO_POSTING)),
+            )
         )
-        used: list[set[int]] = []
-        weights: list[float] = []
-        for posting, weight in keyed:
-            if not posting or len(posting) > config.max_posting:
-                continue
-            used.append(posting)
-            weights.append(weight)
+        sizes = list(map(len, postings))
+        kept = list(map(range(1, config.max_posting + 1).__contains__, sizes))  # held, and not too common
+        used = list(compress(postings, kept))
         if not used:
             return []
+        weights = list(compress(chain(map(term_idf.__getitem__, top_terms), map(cue_idf.__getitem__, cue_keys)), kept))
+        lengths = list(compress(sizes, kept))
         # Each event's hit weight is the sum of its keys' weights, added one by one in key order: np.add.at adds
         # unbuffered, in the order of its input (keys in order), from 0.0 -- the floats a dict of running sums
         # gives, so the ranking and its ties are those of the per-event loop.
-        lengths = [len(posting) for posting in used]
-        index = np.fromiter(chain.from_iterable(used), dtype=np.intp, count=sum(lengths))
+        index = np.frombuffer(b"".join(used), dtype=np.int64)
         totals = np.zeros(len(self._slots.owners), dtype=np.float64)
         np.add.at(totals, index, np.repeat(np.array(weights), lengths))
         hit = np.flatnonzero(totals)  # every weight is an IDF >= 1: the events hit are the non-zero totals
@@ -1166,13 +1353,9 @@ class StoryClusterer:
             # keep every event scoring at least the max_candidates-th best (ties included), rank those exactly
             cut = np.partition(totals[hit], len(hit) - config.max_candidates)[len(hit) - config.max_candidates]
             hit = hit[totals[hit] >= cut]
-        owners = self._slots.owners
-        ranked = []
-        for slot, total in zip(hit.tolist(), totals[hit].tolist(), strict=True):
-            event = owners[slot]
-            assert event is not None
-            ranked.append((-total, event.event_id, event))
-        ranked.sort(key=lambda item: (item[0], item[1]))
+        events = list(map(self._slots.owners.__getitem__, hit.tolist()))
+        # by total, then event id (ids are unique: the events themselves are never compared)
+        ranked = sorted(zip((-totals[hit]).tolist(), map(attrgetter("event_id"), events), events, strict=True))
         return [event for _, _, event in ranked[: config.max_candidates]]
 
     # --- state changes ----------------------------------------------------------------------------
@@ -1224,16 +1407,16 @@ class StoryClusterer:
         for postings, keys in ((self._term_postings, terms), (self._cue_postings, cues)):
             found = list(map(postings.get, keys))
             held = list(map(operator.is_not, found, repeat(None)))
-            deque(map(set.add, compress(found, held), repeat(slot)), maxlen=0)
+            deque(map(array.append, compress(found, held), repeat(slot)), maxlen=0)
             missing = list(compress(keys, map(operator.not_, held)))
-            postings.update(zip(missing, map(set, repeat((slot,), len(missing))), strict=True))
+            postings.update(zip(missing, map(array, repeat("q"), repeat((slot,), len(missing))), strict=True))
 
     def _unpost(self, event: _Event) -> None:
         for postings, keys in ((self._term_postings, event.term_sum), (self._cue_postings, event.cue_counts)):
             for key in keys:
                 posting = postings.get(key)
-                if posting is not None:
-                    posting.discard(event.slot)
+                if posting is not None and event.slot in posting:
+                    posting.remove(event.slot)
                     if not posting:
                         del postings[key]
 
@@ -1255,23 +1438,29 @@ class StoryClusterer:
         members = sorted(event.members.values(), key=lambda m: (m.published_at, m.article_id))
         # every IDF once; a member's top terms are all among the event's terms
         idf = self._idfs(event.term_sum, self._terms)
-        centroid = {t: w * idf[t] for t, w in event.term_sum.items()}
-        centroid_norm = math.sqrt(math.fsum(v * v for v in centroid.values())) or 1.0
+        if len(members) == 1:
+            representative = members[0]  # the most central of one; no centrality to compute
+        else:
+            centroid = dict(zip(event.term_sum, map(operator.mul, event.term_sum.values(), idf.values()), strict=True))
+            weights = list(centroid.values())
+            centroid_norm = math.sqrt(math.fsum(map(operator.mul, weights, weights))) or 1.0
 
-        def centrality(member: _Member) -> float:
-            vector = {t: w * idf[t] for t, w in member.top_terms}
-            norm = math.sqrt(math.fsum(v * v for v in vector.values())) or 1.0
-            return math.fsum(v * centroid.get(t, 0.0) for t, v in vector.items()) / (norm * centroid_norm)
+            def centrality(member: _Member) -> float:
+                vector = {t: w * idf[t] for t, w in member.top_terms}
+                values = list(vector.values())
+                norm = math.sqrt(math.fsum(map(operator.mul, values, values))) or 1.0
+                shared = map(centroid.get, vector, repeat(0.0))
+                return math.fsum(map(operator.mul, values, shared)) / (norm * centroid_norm)
 
-        # most central; ties go to the earliest article
-        representative = max(members, key=lambda m: (centrality(m), -m.published_at.timestamp(), m.article_id))
+            # most central; ties go to the earliest article
+            representative = max(members, key=lambda m: (centrality(m), -m.published_at.timestamp(), m.article_id))
         # Keywords: terms that several articles use, weighted by rarity, shown as a readable word.
         min_support = min(2, len(members))
         term_sum = event.term_sum
-        ranked_terms = heapq.nsmallest(  # the first keyword_count of sorted(key=(-weight * idf, term))
-            config.keyword_count,
-            [(-term_sum[t] * idf[t], t) for t, docs in event.term_docs.items() if docs >= min_support],
-        )
+        # the first keyword_count of sorted(key=(-weight * idf, term)): what heapq.nsmallest gives, by a C-level sort
+        ranked_terms = sorted(
+            [(-term_sum[t] * idf[t], t) for t, docs in event.term_docs.items() if docs >= min_support]
+        )[: config.keyword_count]
         keywords = _unique(event.surfaces[t][2] if t in event.surfaces else t for _, t in ranked_terms)
         return EventProfile(
             event_id=event.event_id,
@@ -1288,11 +1477,10 @@ class StoryClusterer:
         )
 
 
-def _cosine_of(dot: float, article_norm: float, event_norms: dict[str, float], event_id: str) -> float:
+def _cosine_of(dot: float, article_norm: float, event_norm: float) -> float:
     """``dot / (article_norm * event_norm)``; 0 without overlap or for a zero vector."""
     if not dot:
         return 0.0
-    event_norm = event_norms[event_id]
     return dot / (article_norm * event_norm) if event_norm else 0.0
 
 

@@ -20,8 +20,9 @@ candidates with datasketch itself, which is therefore a test dependency only.
 
 from __future__ import annotations
 
+import operator
 from collections import deque
-from itertools import repeat, starmap
+from itertools import repeat
 
 import numpy as np
 
@@ -68,8 +69,10 @@ class BandIndex:
         width = rows * 8  # bytes of one band's values
         self._span = bands * rows
         self._slices = [slice(start, start + width) for start in range(0, bands * width, width)]
-        self._tables: list[dict[bytes, set[str]]] = [{} for _ in range(bands)]
-        self._keys: dict[str, list[bytes]] = {}
+        # Holders of a band are a tuple, not a set: almost every band has one holder, and ~42 sets per article were
+        # most of the objects the garbage collector walks (a tuple of strings is soon no longer tracked by it).
+        self._tables: list[dict[bytes, tuple[str, ...]]] = [{} for _ in range(bands)]
+        self._keys: dict[str, tuple[bytes, ...]] = {}
 
     def __contains__(self, key: object) -> bool:
         return key in self._keys
@@ -77,12 +80,12 @@ class BandIndex:
     def __len__(self) -> int:
         return len(self._keys)
 
-    def _bands(self, signature: np.ndarray) -> list[bytes]:
+    def _bands(self, signature: np.ndarray) -> tuple[bytes, ...]:
         if len(signature) < self._span:
             # Sliced short, its bands would be short or empty keys shared by every such signature.
             raise ValueError(f"a signature of {len(signature)} values has fewer than bands * rows = {self._span}")
         raw = np.ascontiguousarray(signature[: self._span], dtype="<u8").tobytes()
-        return list(map(raw.__getitem__, self._slices))
+        return tuple(map(raw.__getitem__, self._slices))
 
     def insert(self, key: str, signature: np.ndarray) -> None:
         """Index ``key`` under each band of ``signature``; a key already held is left as it is."""
@@ -90,9 +93,9 @@ class BandIndex:
             return
         bands = self._bands(signature)
         self._keys[key] = bands
-        # table.setdefault(band, set()).add(key) for every band, with C-level iterators
-        holders = map(dict.setdefault, self._tables, bands, starmap(set, repeat((), len(bands))))
-        deque(map(set.add, holders, repeat(key)), maxlen=0)
+        # table[band] = table.get(band, ()) + (key,) for every band, with C-level iterators
+        held = map(dict.get, self._tables, bands, repeat(()))
+        deque(map(dict.__setitem__, self._tables, bands, map(operator.add, held, repeat((key,)))), maxlen=0)
 
     def remove(self, key: str) -> None:
         """Forget ``key``; a key not held is ignored."""
@@ -100,9 +103,10 @@ class BandIndex:
         if bands is None:
             return
         for table, band in zip(self._tables, bands, strict=True):
-            holders = table[band]
-            holders.discard(key)
-            if not holders:
+            holders = tuple(holder for holder in table[band] if holder != key)
+            if holders:
+                table[band] = holders
+            else:
                 del table[band]
 
     def query(self, signature: np.ndarray) -> set[str]:

@@ -297,7 +297,7 @@ class NearDuplicateIndex:
         last = self._last_unique
         if last is not None and last[0] == doc.article_id and last[1] == doc.text:
             return last[2]
-        shingles = np.unique(self._shingle_list(doc))
+        shingles = _sorted_unique(self._shingle_list(doc))
         shingles.setflags(write=False)  # shared by find(), add() and the index entry
         self._last_unique = (doc.article_id, doc.text, shingles)
         return shingles
@@ -305,7 +305,7 @@ class NearDuplicateIndex:
     def _minhash(self, article_id: str, shingles: np.ndarray) -> np.ndarray:
         """The MinHash values of ``shingles`` (:mod:`transform.minhash`), kept for the next call of the same article."""
         last = self._last_minhash
-        if last is not None and last[0] == article_id and np.array_equal(last[1], shingles):
+        if last is not None and last[0] == article_id and (last[1] is shingles or np.array_equal(last[1], shingles)):
             return last[2]
         minhash = self._minhasher.signature(shingles)
         minhash.setflags(write=False)
@@ -331,6 +331,17 @@ class NearDuplicateIndex:
         if smaller >= self.min_containment_shingles:
             return max(jaccard, shared / smaller)
         return jaccard
+
+
+def _sorted_unique(values: np.ndarray) -> np.ndarray:
+    """``np.unique(values)`` of a 1-D array (sorted, each value once), without its Python-level option handling."""
+    ordered = np.sort(values)
+    if len(ordered) < 2:
+        return ordered
+    keep = np.empty(len(ordered), dtype=bool)
+    keep[0] = True
+    np.not_equal(ordered[1:], ordered[:-1], out=keep[1:])
+    return ordered[keep]
 
 
 def _pack(values: np.ndarray) -> str:

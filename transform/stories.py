@@ -57,6 +57,11 @@ def parsed_features(features: str | Mapping[str, Any] | None) -> Mapping[str, An
     return json.loads(features) if isinstance(features, str) else features
 
 
+# json.dumps(value, separators=(",", ":")) builds an encoder per call; one encoder of the same settings gives the
+# same text. Circular references cannot occur in the exported dicts (plain values built per article).
+_compact_json = json.JSONEncoder(separators=(",", ":"), check_circular=False).encode
+
+
 def _utc(moment: datetime) -> datetime:
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
@@ -134,8 +139,8 @@ class StoryState:
         self.neardup.add(doc)
         assignment = self.clusterer.assign(doc)
         self.exported[doc.article_id] = (
-            json.dumps(self.clusterer.export_features(doc), separators=(",", ":")),
-            json.dumps(self.neardup.export_signature(doc), separators=(",", ":")),
+            _compact_json(self.clusterer.export_features(doc)),
+            _compact_json(self.neardup.export_signature(doc)),
         )
         self._assigned(doc, assignment)
         return assignment
