@@ -166,9 +166,10 @@ class IngestLedger:
     @property
     def _columnar(self) -> bool:
         """Entry rows and raw pages go in as scanned columns (:meth:`~newswire.warehouse.Cursor.bulk_insert`)
-        on DuckDB, where binding a chunk's few hundred parameters, page blobs included, was most of what the
-        ledger write cost the feed thread while it held the process's writer lock. On PostgreSQL the staging
-        table costs more round trips than one multi-row statement for a chunk of 25, so it keeps ``VALUES``."""
+        on DuckDB: binding a chunk's few hundred parameters, page blobs and messages included, took more CPU of
+        the feed thread, which holds the process's DuckDB writer lock (the transform's batches wait for it)
+        meanwhile. On PostgreSQL a staging table costs more round trips than one multi-row statement for a
+        chunk of 25, so it keeps ``VALUES``."""
         return self.warehouse.dialect == "duckdb"
 
     def feed_state(self, feed_url: str) -> FeedState:
