@@ -163,6 +163,15 @@ class IngestLedger:
     def batched(self) -> bool:
         return self.buffer.batched
 
+    @property
+    def _columnar(self) -> bool:
+        """Entry rows and raw pages go in as scanned columns (:meth:`~newswire.warehouse.Cursor.bulk_insert`)
+        on DuckDB: binding a chunk's few hundred parameters, page blobs and messages included, took more CPU of
+        the feed thread, which holds the process's DuckDB writer lock (the transform's batches wait for it)
+        meanwhile. On PostgreSQL a staging table costs more round trips than one multi-row statement for a
+        chunk of 25, so it keeps ``VALUES``."""
+        return self.warehouse.dialect == "duckdb"
+
     def feed_state(self, feed_url: str) -> FeedState:
         with self.warehouse.read() as cur:
             row = cur.execute("SELECT etag, last_modified FROM feeds WHERE feed_url = ?", (feed_url,)).fetchone()
@@ -291,7 +300,7 @@ class IngestLedger:
                 part.raw_bytes += o.raw.html_bytes
         if not self.batched:
             with self.warehouse.transaction() as cur:
-                _write_entries(cur, part)
+                _write_entries(cur, part, columnar=self._columnar)
             return
         buffer = self.buffer
         with buffer.lock:
@@ -436,7 +445,7 @@ class IngestLedger:
                 return
             try:
                 with self.warehouse.transaction() as cur:
-                    _write_entries(cur, taken)
+                    _write_entries(cur, taken, columnar=self._columnar)
                     if taken.feeds:
                         self._write_feeds(cur, list(taken.feeds.values()))
                     if taken.runs:
@@ -511,34 +520,68 @@ class IngestLedger:
             cur.execute("DELETE FROM dead_letters WHERE dead_letter_id = ?", (dead_letter_id(feed_url, "(feed)"),))
 
 
-def _write_entries(cur: Cursor, rows: LedgerBuffer) -> None:
-    """The entry rows of :meth:`IngestLedger.record` (one chunk's, or a batched session's), a few statements."""
+def _write_entries(cur: Cursor, rows: LedgerBuffer, *, columnar: bool = False) -> None:
+    """The entry rows of :meth:`IngestLedger.record` (one chunk's, or a batched session's), a few statements.
+
+    ``columnar``: insert as scanned columns instead of multi-row ``VALUES`` (same rows, same conflict rules;
+    see :attr:`IngestLedger._columnar`)."""
     for dl, at in rows.dead_letters:
         upsert_dead_letter(cur, dl, at)
     if rows.cleared:
         cur.execute_in("DELETE FROM dead_letters WHERE dead_letter_id IN {in}", rows.cleared)
-    cur.insert_rows(
-        "INSERT INTO feed_entries (feed_url, entry_key, entry_url, guid, title, published_at, article_id, "
-        "outcome, reason, dead_letter_id, attempts, first_seen_at, last_attempt_at, run_id)",
+    _insert(
+        cur,
+        "feed_entries",
+        _ENTRY_COLUMNS,
         list(rows.entries.values()),
         "ON CONFLICT (feed_url, entry_key) DO UPDATE SET outcome = excluded.outcome, "
         "reason = excluded.reason, dead_letter_id = excluded.dead_letter_id, "
         "article_id = excluded.article_id, entry_url = excluded.entry_url, "
         "attempts = feed_entries.attempts + 1, last_attempt_at = excluded.last_attempt_at, "
         "run_id = excluded.run_id",
+        columnar,
     )
-    cur.insert_rows(
-        "INSERT INTO article_urls (url, article_id, first_seen_at)",
-        list(rows.urls.values()),
-        "ON CONFLICT (url) DO NOTHING",
-    )
-    cur.insert_rows(
-        "INSERT INTO article_duplicates (url, article_id, duplicate_of, method, score, feed_url, detected_at)",
+    _insert(cur, "article_urls", ("url", "article_id", "first_seen_at"), list(rows.urls.values()), _NOTHING, columnar)
+    _insert(
+        cur,
+        "article_duplicates",
+        ("url", "article_id", "duplicate_of", "method", "score", "feed_url", "detected_at"),
         list(rows.duplicates.values()),
-        "ON CONFLICT (url) DO NOTHING",
+        _NOTHING,
+        columnar,
     )
     if rows.raws:
-        store_raw(cur, (raw for raw, _ in rows.raws), max(at for _, at in rows.raws))
+        store_raw(cur, (raw for raw, _ in rows.raws), max(at for _, at in rows.raws), columnar=columnar)
+
+
+_ENTRY_COLUMNS = (
+    "feed_url",
+    "entry_key",
+    "entry_url",
+    "guid",
+    "title",
+    "published_at",
+    "article_id",
+    "outcome",
+    "reason",
+    "dead_letter_id",
+    "attempts",
+    "first_seen_at",
+    "last_attempt_at",
+    "run_id",
+)
+_NOTHING = "ON CONFLICT (url) DO NOTHING"
+
+
+def _insert(
+    cur: Cursor, table: str, columns: Sequence[str], rows: Sequence[tuple[Any, ...]], tail: str, columnar: bool
+) -> None:
+    if not rows:
+        return
+    if columnar:
+        cur.bulk_insert(table, columns, rows, tail)
+    else:
+        cur.insert_rows(f"INSERT INTO {table} ({', '.join(columns)})", rows, tail)
 
 
 def summarize_warnings(warnings: Sequence[str], limit: int = 20) -> list[str]:

@@ -8,6 +8,7 @@ and returns one summary. The same functions serve a mapped Airflow task (one fee
 from __future__ import annotations
 
 import logging
+import multiprocessing.forkserver
 import os
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -16,7 +17,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from ingest.extract_workers import Enricher, Extractor, InlineExtractor, make_extractor
+from ingest.extract_workers import Enricher, Extractor, InlineExtractor, ProcessPoolExtractor, make_extractor
 from ingest.feedlist import FeedSpec, load_feed_list
 from ingest.http import Fetcher, HttpPolicy
 from ingest.ledger import IngestLedger
@@ -67,18 +68,24 @@ def ingest_session(
     (:class:`~ingest.extract_workers.InlineExtractor`).
     ``enrich``: what the extractor adds to each article besides (the ``pipeline`` layer passes the transform's
     feature extraction; see :func:`~ingest.extract_workers.extract_and_enrich`)."""
-    warehouse = Warehouse(settings.resolved_warehouse_url)
-    warehouse.migrate()
-    purge_expired(warehouse, settings.raw_retention_days)
-    ensure_topics(bootstrap, settings)
-    publisher = Publisher(make_producer(bootstrap, settings, client_id="newswire-ingest"))
-    throttle = HostThrottle(settings.host_interval)
     workers = settings.extract_workers if extract_workers is None else extract_workers
     extractor: Extractor = (
         make_extractor(workers, fast=settings.extract_fast, embedding_model=settings.embedding_model, enrich=enrich)
         if enrich_inline or (workers or os.cpu_count() or 1) > 1
         else InlineExtractor(fast=settings.extract_fast, enrich=False)
     )
+    if isinstance(extractor, ProcessPoolExtractor):
+        _start_fork_server()
+    try:
+        warehouse = Warehouse(settings.resolved_warehouse_url)
+        warehouse.migrate()
+        purge_expired(warehouse, settings.raw_retention_days)
+        ensure_topics(bootstrap, settings)
+        publisher = Publisher(make_producer(bootstrap, settings, client_id="newswire-ingest"))
+    except BaseException:
+        extractor.close()
+        raise
+    throttle = HostThrottle(settings.host_interval)
     entry_pool = ThreadPoolExecutor(max_workers=settings.entry_concurrency, thread_name_prefix="entry")
     try:
         with Fetcher(http_policy(settings), throttle=throttle) as fetcher:
@@ -102,6 +109,18 @@ def ingest_session(
         entry_pool.shutdown(wait=True)
         extractor.close()
         publisher.close()
+
+
+def _start_fork_server() -> None:
+    """Start the extraction workers' fork server now, before the session's warehouse, topic and producer set-up.
+
+    It imports trafilatura, lxml and the feature code before it forks a worker (see
+    :func:`ingest.extract_workers._preload_modules`); started on demand, that import only began once the first
+    page had been fetched, and every page of the run's first seconds waited for it while the second core
+    idled. Started here, it runs in its own process alongside this one's set-up. Idempotent: a fork server
+    already running (an earlier session of this process) is reused.
+    """
+    multiprocessing.forkserver.ensure_running()
 
 
 @dataclass
