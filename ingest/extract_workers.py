@@ -13,13 +13,19 @@ The encoder is loaded once per worker process, on its first page. An injected ``
 them, and what it returns travels with the article (:attr:`ExtractedArticle.features`).
 
 Talking to a worker: each has a pair of pipes (requests in, replies out), enlarged so that a page usually goes
-in one write and the article comes back in one read. The fetch thread that wants a page extracted writes one
-frame to an idle worker (URL and content type, then the page bytes as they are, never pickled) and blocks
-reading the reply (the GIL is released while it waits); the settings and ``enrich`` reach each worker once, at
-its start. A ``concurrent.futures`` pool pickled the page into every call and routed it through two more
-threads of the parent (a queue feeder, a manager thread that unpickles the result). Every such hop, and every
-blocking system call, gives the parent's GIL back, and taking it again waits for whichever thread holds it:
-in ``newswire run``, the transform thread, most of the time. ``python -m bench.extract_ipc`` measures it.
+in one write and an article comes back in one read. The fetch thread that wants a page extracted writes one
+frame to a worker (a request id, URL and content type, then the page bytes as they are, never pickled) and
+waits for the reply with its id; the settings and ``enrich`` reach each worker once, at its start. A worker
+may hold several pages (``MAX_IN_FLIGHT``): it takes all those waiting in its pipe, extracts them one by one and
+encodes their titles and leads in one pass, then answers each. The encoder is dense arithmetic over ~13 MB of
+weights per pass; one pass for several articles reads them once, while the other core's extraction competes
+for the same cache and memory. A lone page is never held back to wait for company. Whichever waiting thread
+is not yet answered reads the worker's replies, so the thread that reads a reply is usually the one waiting
+for it (the GIL is released while it waits). A ``concurrent.futures`` pool pickled the page into every call and
+routed it through two more threads of the parent (a queue feeder, a manager thread that unpickles the result).
+Every such hop, and every blocking system call, gives the parent's GIL back, and taking it again waits for
+whichever thread holds it: in ``newswire run``, the transform thread, most of the time. ``python -m
+bench.extract_ipc`` measures it.
 """
 
 from __future__ import annotations
