@@ -13,13 +13,19 @@ The encoder is loaded once per worker process, on its first page. An injected ``
 them, and what it returns travels with the article (:attr:`ExtractedArticle.features`).
 
 Talking to a worker: each has a pair of pipes (requests in, replies out), enlarged so that a page usually goes
-in one write and the article comes back in one read. The fetch thread that wants a page extracted writes one
-frame to an idle worker (URL and content type, then the page bytes as they are, never pickled) and blocks
-reading the reply (the GIL is released while it waits); the settings and ``enrich`` reach each worker once, at
-its start. A ``concurrent.futures`` pool pickled the page into every call and routed it through two more
-threads of the parent (a queue feeder, a manager thread that unpickles the result). Every such hop, and every
-blocking system call, gives the parent's GIL back, and taking it again waits for whichever thread holds it:
-in ``newswire run``, the transform thread, most of the time. ``python -m bench.extract_ipc`` measures it.
+in one write and an article comes back in one read. The fetch thread that wants a page extracted writes one
+frame to a worker (a request id, URL and content type, then the page bytes as they are, never pickled) and
+waits for the reply with its id; the settings and ``enrich`` reach each worker once, at its start. A worker
+may hold several pages (``MAX_IN_FLIGHT``): it takes all those waiting in its pipe, extracts them one by one and
+encodes their titles and leads in one pass, then answers each. The encoder is dense arithmetic over ~13 MB of
+weights per pass; one pass for several articles reads them once, while the other core's extraction competes
+for the same cache and memory. A lone page is never held back to wait for company. Whichever waiting thread
+is not yet answered reads the worker's replies, so the thread that reads a reply is usually the one waiting
+for it (the GIL is released while it waits). A ``concurrent.futures`` pool pickled the page into every call and
+routed it through two more threads of the parent (a queue feeder, a manager thread that unpickles the result).
+Every such hop, and every blocking system call, gives the parent's GIL back, and taking it again waits for
+whichever thread holds it: in ``newswire run``, the transform thread, most of the time. ``python -m
+bench.extract_ipc`` measures it.
 """
 
 from __future__ import annotations
@@ -30,17 +36,18 @@ import logging
 import multiprocessing
 import os
 import pickle
-import queue
+import select
 import signal
 import struct
 import threading
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from multiprocessing.connection import Connection
 from typing import Any, Protocol
 
 from ingest.extract import ExtractedArticle, ExtractionError, extract_article
-from newswire.embedding import DEFAULT_MODEL, embed_articles, encoder_for
+from newswire.embedding import DEFAULT_MODEL, Encoder, embed_articles, encoder_for
 from newswire.langid import detect_language
 
 log = logging.getLogger(__name__)
@@ -71,13 +78,86 @@ def extract_and_enrich(
     The language is identified only for a page that declares none: a page's own language comes first wherever
     the article's language is chosen (the message, the carried features), so the identified one would never be
     read."""
-    article = extract_article(content, url=url, content_type=content_type, fast=fast)
-    encoder = encoder_for(embedding_model)
-    embedding = embed_articles(encoder, [(article.title, article.text)])[0] if encoder is not None else None
-    detected = None if article.language else detect_language(article.title, article.text)
-    article = replace(article, detected_language=detected, embedding=embedding)
-    if enrich is None:
-        return article
+    (outcome,) = extract_and_enrich_many(
+        [(content, url, content_type)], fast=fast, embedding_model=embedding_model, enrich=enrich
+    )
+    if isinstance(outcome, BaseException):
+        raise outcome
+    return outcome
+
+
+Page = tuple[bytes, str, str | None]  # content, URL, content type
+
+
+def extract_and_enrich_many(
+    pages: Sequence[Page], *, fast: bool, embedding_model: str, enrich: Enricher | None = None
+) -> list[ExtractedArticle | Exception]:
+    """:func:`extract_and_enrich` of several pages, with one encoder pass over all their titles and leads.
+
+    One pass over the encoder's weights serves every article of the batch: streaming those weights through the
+    cache, which extraction between two articles has filled with its own data, is a large part of the cost of
+    encoding one article. Each page keeps its own outcome (the article, or the exception that page raised); the
+    vectors are those of encoding each article alone (``tests/unit/test_embedding.py`` compares them on the
+    labelled corpus). If the batch cannot be encoded at once, each article is encoded alone, so a failure stays
+    with its own page."""
+    outcomes = [_extract_one(content, url, content_type, fast) for content, url, content_type in pages]
+    _embed_into(outcomes, embedding_model)
+    if enrich is not None:
+        for index, (outcome, (_, url, _)) in enumerate(zip(outcomes, pages, strict=True)):
+            if isinstance(outcome, ExtractedArticle):
+                outcomes[index] = _enriched(outcome, enrich, url)
+    return outcomes
+
+
+def _extract_one(content: bytes, url: str, content_type: str | None, fast: bool) -> ExtractedArticle | Exception:
+    """The article with its detected language, or the exception its page raised (not raised: the batch goes on)."""
+    try:
+        article = extract_article(content, url=url, content_type=content_type, fast=fast)
+        detected = None if article.language else detect_language(article.title, article.text)
+    except Exception as exc:
+        return exc
+    return replace(article, detected_language=detected)
+
+
+def _embed_into(outcomes: list[ExtractedArticle | Exception], embedding_model: str) -> None:
+    """Adds the embedding to every extracted article of ``outcomes``, in place."""
+    done = [index for index, outcome in enumerate(outcomes) if isinstance(outcome, ExtractedArticle)]
+    if not done:
+        return
+    try:
+        encoder = encoder_for(embedding_model)
+    except Exception as exc:
+        for index in done:
+            outcomes[index] = exc
+        return
+    if encoder is None:
+        return
+    articles = [outcomes[index] for index in done]
+    try:
+        vectors = embed_articles(encoder, [(article.title, article.text) for article in articles])  # type: ignore[union-attr]
+    except Exception as exc:
+        if len(done) == 1:
+            outcomes[done[0]] = exc
+        else:  # one by one: the page whose text the encoder cannot take fails alone
+            for index in done:
+                _embed_into_one(outcomes, index, encoder)
+        return
+    for index, vector in zip(done, vectors, strict=True):
+        outcomes[index] = replace(outcomes[index], embedding=vector)  # type: ignore[type-var]
+
+
+def _embed_into_one(outcomes: list[ExtractedArticle | Exception], index: int, encoder: Encoder) -> None:
+    article = outcomes[index]
+    assert isinstance(article, ExtractedArticle)
+    try:
+        (vector,) = embed_articles(encoder, [(article.title, article.text)])
+    except Exception as exc:
+        outcomes[index] = exc
+        return
+    outcomes[index] = replace(article, embedding=vector)
+
+
+def _enriched(article: ExtractedArticle, enrich: Enricher, url: str) -> ExtractedArticle:
     try:
         features = enrich(article)
     except Exception:  # the article is still good: the consumer computes what was not carried
@@ -131,7 +211,13 @@ class InlineExtractor:
 # page or an article goes in one write and one read: each system call that blocks gives the GIL back, and in a
 # busy parent taking it again can wait a whole switch interval.
 _PIPE_BYTES = 1 << 20
-_HEADER = struct.Struct("<II")  # request: (pickled url and content type, page bytes); reply: (pickle, 0)
+# request: (pickled id, URL and content type; page bytes); reply: (pickled id, outcome and batch size; nothing)
+_HEADER = struct.Struct("<II")
+
+#: Pages handed to one worker before its first reply comes back. A worker takes every page waiting in its pipe
+#: (up to this many) into one batch and encodes their titles and leads in one pass; a lone page goes alone.
+#: More than a few add little: the encoder's pass covers a few hundred tokens, three or four articles.
+MAX_IN_FLIGHT = 6
 
 
 def _enlarge(fd: int) -> None:
@@ -151,67 +237,122 @@ def _write_frame(fd: int, head: bytes, body: bytes = b"") -> None:
             rest = rest[os.write(fd, rest) :]
 
 
-def _read_into(fd: int, view: memoryview, have: int, size: int) -> int:
-    while have < size:
-        got = os.readv(fd, [view[have:size]])
+class _FrameReader:
+    """The frames arriving on one pipe end, through one buffer allocated once.
+
+    Several frames can be in the pipe at once (a worker is handed several pages; it answers a batch), so each
+    read takes as much as the pipe holds (usually several frames in one system call) and what follows the
+    current frame stays buffered for the next call. A fresh large buffer per read would be allocated and shrunk
+    on every page, and the allocator keeps such memory. Only one thread reads a given pipe end at a time.
+    """
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        self._buffer = bytearray(_PIPE_BYTES)
+        self._view = memoryview(self._buffer)
+        self._start = 0  # the buffered bytes not yet returned: [_start, _end)
+        self._end = 0
+        self._poll = select.poll()
+        self._poll.register(fd, select.POLLIN)
+
+    def ready(self) -> bool:
+        """Whether a frame can be read now without waiting for the writer (a partial frame whose rest is being
+        written counts: the rest is on its way)."""
+        return self._end > self._start or bool(self._poll.poll(0))
+
+    def _fill(self) -> None:
+        if self._end == len(self._buffer):  # room at the end: the pending bytes move to the front
+            pending = self._end - self._start
+            self._view[:pending] = self._view[self._start : self._end]
+            self._start, self._end = 0, pending
+        got = os.readv(self.fd, [self._view[self._end :]])
         if not got:
             raise EOFError("the other end of the pipe is gone")
-        have += got
-    return have
+        self._end += got
 
-
-def _read_frame(fd: int, buffer: bytearray) -> tuple[bytes, bytes]:
-    """The (head, body) of the next frame; EOFError when the writer is gone.
-
-    Reads into ``buffer``, allocated once per pipe end, as much as the pipe holds at once (usually the whole
-    frame in one system call): a fresh large buffer per read would be allocated and shrunk on every page, in the
-    many threads that fetch pages, and the allocator keeps such memory. Only one frame is ever in flight on a
-    pipe, so reading ahead never takes part of the next one.
-    """
-    view = memoryview(buffer)
-    have = os.readv(fd, [view])
-    if not have:
-        raise EOFError("the other end of the pipe is gone")
-    have = _read_into(fd, view, have, _HEADER.size)
-    head_size, body_size = _HEADER.unpack_from(buffer)
-    size = _HEADER.size + head_size + body_size
-    if size > len(buffer):  # a frame larger than the buffer: the rest goes into one of its own size
-        view = memoryview(bytearray(size))
-        view[:have] = memoryview(buffer)[:have]
-    _read_into(fd, view, have, size)
-    split = _HEADER.size + head_size
-    return bytes(view[_HEADER.size : split]), bytes(view[split:size])
+    def read(self) -> tuple[bytes, bytes]:
+        """The (head, body) of the next frame; EOFError when the writer is gone."""
+        while self._end - self._start < _HEADER.size:
+            self._fill()
+        head_size, body_size = _HEADER.unpack_from(self._buffer, self._start)
+        size = _HEADER.size + head_size + body_size
+        if size > len(self._buffer):  # larger than the buffer: the rest goes into one of its own size
+            frame = memoryview(bytearray(size))
+            have = self._end - self._start
+            frame[:have] = self._view[self._start : self._end]
+            self._start = self._end = 0
+            while have < size:
+                got = os.readv(self.fd, [frame[have:]])
+                if not got:
+                    raise EOFError("the other end of the pipe is gone")
+                have += got
+            start = 0
+        else:
+            if self._start + size > len(self._buffer):  # the frame would not fit behind the buffered bytes
+                pending = self._end - self._start
+                self._view[:pending] = self._view[self._start : self._end]
+                self._start, self._end = 0, pending
+            while self._end - self._start < size:
+                self._fill()
+            frame, start = self._view, self._start
+            self._start += size
+            if self._start == self._end:
+                self._start = self._end = 0
+        split = start + _HEADER.size + head_size
+        return bytes(frame[start + _HEADER.size : split]), bytes(frame[split : start + size])
 
 
 def _serve(
     requests: Connection, replies: Connection, fast: bool, embedding_model: str, enrich: Enricher | None
 ) -> None:
-    """A worker process: read a page with its URL and content type, answer with the article or the error, until
-    the parent closes its end."""
+    """A worker process: take the pages waiting in the pipe (each with its request id, URL and content type),
+    extract them one by one, encode the articles together, answer each with its article or its error; until
+    the parent closes its end.
+
+    Only pages already waiting join a batch: the worker never waits for more, so a lone page is answered as
+    soon as it is done. Pages that arrive while the batch is being extracted join it too."""
     # Ctrl-C reaches the whole process group: the parent decides what an interrupt stops, and closes the pipe.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    rfd, wfd = requests.fileno(), replies.fileno()
-    buffer = bytearray(_PIPE_BYTES)
-    while True:
+    reader, wfd = _FrameReader(requests.fileno()), replies.fileno()
+    open_ = True
+    while open_:
         try:
-            head, content = _read_frame(rfd, buffer)
+            frames = [reader.read()]
         except (EOFError, OSError):
             return
-        url, content_type = pickle.loads(head)
-        try:
-            article = extract_and_enrich(
-                content, url=url, content_type=content_type, fast=fast, embedding_model=embedding_model, enrich=enrich
-            )
-        except ExtractionError as exc:
-            reply: tuple[str, Any, str | None] = ("refused", str(exc), exc.reason)
-        except Exception as exc:  # a bug, not the page's fault: re-raised in the parent as it was here
-            reply = ("raised", _picklable(exc), None)
-        else:
-            reply = ("ok", article, None)
-        try:
-            _write_frame(wfd, pickle.dumps(reply, protocol=pickle.HIGHEST_PROTOCOL))
-        except OSError:
-            return
+        outcomes: list[ExtractedArticle | Exception] = []
+        pages: list[tuple[int, Page]] = []
+        while len(pages) < len(frames) or (open_ and len(frames) < MAX_IN_FLIGHT and reader.ready()):
+            if len(pages) == len(frames):
+                try:
+                    frames.append(reader.read())
+                except (EOFError, OSError):
+                    open_ = False  # answer what was taken, then stop
+                continue
+            head, content = frames[len(pages)]
+            request, url, content_type = pickle.loads(head)
+            pages.append((request, (content, url, content_type)))
+            outcomes.append(_extract_one(content, url, content_type, fast))
+        _embed_into(outcomes, embedding_model)
+        for (request, (_, url, _)), outcome in zip(pages, outcomes, strict=True):
+            if isinstance(outcome, ExtractedArticle) and enrich is not None:
+                outcome = _enriched(outcome, enrich, url)
+            if isinstance(outcome, ExtractionError):
+                reply: tuple[int, str, Any, str | None, int] = (
+                    request,
+                    "refused",
+                    str(outcome),
+                    outcome.reason,
+                    len(pages),
+                )
+            elif isinstance(outcome, Exception):  # a bug, not the page's fault: re-raised in the parent as it was
+                reply = (request, "raised", _picklable(outcome), None, len(pages))
+            else:
+                reply = (request, "ok", outcome, None, len(pages))
+            try:
+                _write_frame(wfd, pickle.dumps(reply, protocol=pickle.HIGHEST_PROTOCOL))
+            except OSError:
+                return
 
 
 def _picklable(exc: Exception) -> Exception:
@@ -222,8 +363,25 @@ def _picklable(exc: Exception) -> Exception:
     return exc
 
 
+_Reply = tuple[str, Any, str | None, int]  # status, value, reason, pages in the batch that answered it
+
+
+class _WorkerDied(Exception):
+    """The worker ended (or its pipe broke) before answering; ``alone``: this page was the only one it held,
+    so it is the page that killed it."""
+
+    def __init__(self, alone: bool, cause: BaseException) -> None:
+        super().__init__(repr(cause))
+        self.alone = alone
+        self.cause = cause
+
+
 class _Worker:
-    """One worker process and its two pipes (requests in, replies out)."""
+    """One worker process, its two pipes (requests in, replies out) and the pages it holds.
+
+    Several fetch threads may wait on one worker. Whichever of them is not yet answered reads the replies pipe
+    (one at a time); a reply for another thread is left for it and that thread woken, so in the common case the
+    thread that reads the reply is the one waiting for it, and a reply costs no extra thread switch."""
 
     def __init__(self, context: Any, fast: bool, embedding_model: str, enrich: Enricher | None) -> None:
         child_requests, self._requests = context.Pipe(duplex=False)
@@ -239,22 +397,101 @@ class _Worker:
         self.process.start()
         child_requests.close()
         child_replies.close()
-        self._buffer = bytearray(_PIPE_BYTES)  # replies are read into it (one caller at a time per worker)
+        self._reader = _FrameReader(self._replies.fileno())
+        self._send_lock = threading.Lock()  # one frame at a time into the requests pipe
+        self._state = threading.Condition()
+        self._next = 0
+        self._held: set[int] = set()  # requests sent (or being sent) and not yet answered
+        self._answered: dict[int, _Reply] = {}  # replies read for another thread
+        self._reading = False
+        self._died: tuple[bool, BaseException] | None = None  # (held only one page then, cause)
+        self._stopped = False  # the requests end is closed (under the send lock)
+        self._replies_open = True  # closed by stop(), or by the thread reading it when stop() comes meanwhile
+        # Owned by the pool (under its lock): pages handed to this worker and not yet collected, and whether it
+        # serves one suspect page alone.
+        self.load = 0
+        self.exclusive = False
 
-    def send(self, content: bytes, url: str, content_type: str | None) -> None:
-        _write_frame(self._requests.fileno(), pickle.dumps((url, content_type)), content)
+    def send(self, content: bytes, url: str, content_type: str | None) -> int:
+        """Hands the page over; its request id for :meth:`receive`. OSError: the worker is gone."""
+        with self._state:
+            if self._died is not None:
+                raise BrokenPipeError("the extraction worker has died")
+            request = self._next
+            self._next += 1
+            self._held.add(request)
+        try:
+            with self._send_lock:
+                if self._stopped:
+                    raise BrokenPipeError("the extraction worker is stopped")
+                _write_frame(self._requests.fileno(), pickle.dumps((request, url, content_type)), content)
+        except BaseException:
+            with self._state:
+                self._held.discard(request)
+            raise
+        return request
 
-    def receive(self) -> tuple[str, Any, str | None]:
-        head, _ = _read_frame(self._replies.fileno(), self._buffer)
-        return pickle.loads(head)  # type: ignore[no-any-return]
+    def receive(self, request: int) -> _Reply:
+        """The reply to ``request``. :class:`_WorkerDied` when the worker is gone without answering it."""
+        with self._state:
+            while True:
+                if request in self._answered:
+                    return self._answered.pop(request)
+                if self._died is not None:
+                    raise _WorkerDied(*self._died)
+                if not self._reading:
+                    self._reading = True
+                    break
+                self._state.wait()
+        try:
+            while True:
+                head, _ = self._reader.read()
+                answered, *reply = pickle.loads(head)
+                with self._state:
+                    self._held.discard(answered)
+                    if answered == request:
+                        return tuple(reply)  # type: ignore[return-value]
+                    self._answered[answered] = tuple(reply)  # type: ignore[assignment]
+                    self._state.notify_all()
+        except BaseException as exc:  # gone, or interrupted mid-frame (the pipe's state is unknown): dead either way
+            with self._state:
+                if self._died is None:
+                    self._died = (self._held == {request}, exc)
+                died = self._died
+            if isinstance(exc, (EOFError, OSError)):
+                raise _WorkerDied(*died) from exc
+            raise
+        finally:
+            with self._state:
+                self._reading = False
+                if self._died is not None and self._replies_open and self._stopped:
+                    self._close_replies()
+                self._state.notify_all()
+
+    def _close_replies(self) -> None:
+        """Under ``_state``, by no reader: a file descriptor closed under a thread about to read it could be
+        reused by then for another file."""
+        self._replies_open = False
+        self._replies.close()
 
     def stop(self, timeout: float) -> None:
-        self._requests.close()  # the worker reads end-of-file and returns
+        """Ends the worker (after the pages it holds, within ``timeout``) and closes its pipes, once, whichever
+        threads call it: every thread holding one of its pages may."""
+        with self._send_lock:
+            if self._stopped:
+                return
+            self._stopped = True
+            self._requests.close()  # the worker reads end-of-file and returns
         self.process.join(timeout)
         if self.process.is_alive():
             self.process.kill()
             self.process.join()
-        self._replies.close()
+        with self._state:
+            if self._died is None:
+                self._died = (len(self._held) == 1, EOFError("the extraction worker was stopped"))
+            if not self._reading:  # else the reader closes it when it leaves
+                self._close_replies()
+            self._state.notify_all()
 
 
 def _preload_modules(enrich: Enricher | None) -> list[str]:
@@ -272,10 +509,14 @@ def _preload_modules(enrich: Enricher | None) -> list[str]:
 
 
 class ProcessPoolExtractor:
-    """Extraction spread over worker processes; each worker extracts one page at a time.
+    """Extraction spread over worker processes, each holding up to ``MAX_IN_FLIGHT`` pages at once.
 
-    Workers start when first needed, up to ``workers``; a caller waits for an idle one. A worker that dies on
-    a page (native crash, OOM) fails that page only (``worker_crashed``) and is replaced on the next demand.
+    Workers start when first needed, up to ``workers``. A page goes to an idle worker, else to a new one while
+    fewer than ``workers`` run, else to the worker holding the fewest pages; a caller waits when every worker
+    holds ``MAX_IN_FLIGHT``. A worker that dies (native crash, OOM) is replaced on the next demand. The page it
+    held alone failed it (``worker_crashed``), as did a page it died on while serving that page alone; pages it
+    held with others are suspects only, and each is tried again alone on another worker, so a page that crashes
+    its worker never takes the other pages of its batch with it, and no page is extracted twice into an article.
     """
 
     def __init__(
@@ -287,99 +528,121 @@ class ProcessPoolExtractor:
         self.enrich = enrich
         self._context = multiprocessing.get_context("forkserver")
         self._context.set_forkserver_preload(_preload_modules(enrich))
-        self._idle: queue.SimpleQueue[_Worker] = queue.SimpleQueue()
-        self._lock = threading.Lock()
-        self._started = 0
-        self._all: set[_Worker] = set()
+        self._lock = threading.Condition()
+        self._all: list[_Worker] = []
         self._closed = False
+        #: Pages answered, by the size of the batch they were encoded in (``bench.extract_ipc`` reports it).
+        self.batch_sizes: Counter[int] = Counter()
 
-    def _acquire(self) -> _Worker:
-        """An idle worker, else a new one while fewer than ``workers`` run, else the next to become idle."""
-        while True:
-            with self._lock:
+    def _acquire(self, alone: bool) -> _Worker:
+        """A worker to hand one page to (its ``load`` counted): an idle one, else a new one while fewer than
+        ``workers`` run, else the least loaded one below ``MAX_IN_FLIGHT``.
+
+        ``alone``: only an idle or new worker, which then takes no other page until this one is answered. When
+        none is idle, the least loaded one is reserved (it takes no new page) until it has answered the pages
+        it holds: under load no worker would ever become idle otherwise."""
+        reserved: _Worker | None = None
+        with self._lock:
+            while True:
                 if self._closed:
                     raise RuntimeError("the extractor is closed")
-            try:
-                return self._idle.get_nowait()
-            except queue.Empty:
-                pass
-            with self._lock:
-                if self._started < self.workers:
-                    self._started += 1
-                    try:
-                        worker = _Worker(self._context, self.fast, self.embedding_model, self.enrich)
-                    except BaseException:
-                        self._started -= 1
-                        raise
-                    self._all.add(worker)
-                    return worker
-            try:  # a timeout, not a plain wait: a worker that died frees a slot without becoming idle
-                return self._idle.get(timeout=0.2)
-            except queue.Empty:
-                continue
+                if reserved is not None and reserved not in self._all:
+                    reserved = None  # it died meanwhile: choose again
+                if reserved is not None:
+                    if reserved.load == 0:
+                        reserved.load = 1
+                        return reserved
+                else:
+                    chosen = min(
+                        (worker for worker in self._all if not worker.exclusive),
+                        key=lambda worker: worker.load,
+                        default=None,
+                    )
+                    if (chosen is None or chosen.load) and len(self._all) < self.workers:
+                        chosen = _Worker(self._context, self.fast, self.embedding_model, self.enrich)
+                        self._all.append(chosen)
+                    if chosen is not None and (chosen.load == 0 or (not alone and chosen.load < MAX_IN_FLIGHT)):
+                        chosen.load += 1
+                        chosen.exclusive = alone
+                        return chosen
+                    if chosen is not None and alone:
+                        chosen.exclusive = True
+                        reserved = chosen
+                # A timeout, not a plain wait: a worker that died frees its slot when a caller notices.
+                self._lock.wait(timeout=0.2)
+
+    def _release(self, worker: _Worker, alone: bool, batch: int = 0) -> None:
+        """The page handed to ``worker`` is answered (in a batch of ``batch`` pages) or failed: its slot is free."""
+        with self._lock:
+            if batch:
+                self.batch_sizes[batch] += 1
+            worker.load -= 1
+            if alone:
+                worker.exclusive = False
+            if worker.exclusive and not worker.load:
+                self._lock.notify_all()  # the caller that reserved it
+            else:
+                self._lock.notify()
 
     def _retire(self, worker: _Worker) -> None:
         with self._lock:
             if worker in self._all:  # after close() every worker is already accounted for
-                self._all.discard(worker)
-                self._started -= 1
+                self._all.remove(worker)
+            self._lock.notify_all()
         worker.stop(timeout=0)
 
-    def _release(self, worker: _Worker) -> None:
-        with self._lock:
-            closed = self._closed
-        if closed:
-            worker.stop(timeout=0)
-        else:
-            self._idle.put(worker)
-
-    def _send(self, content: bytes, url: str, content_type: str | None) -> _Worker:
-        """A worker holding the page. One that died while idle (OOM killer, a stray signal) shows as a broken
-        pipe before the page is delivered: not this page's fault, so the page goes to another worker once."""
+    def _send(self, content: bytes, url: str, content_type: str | None, alone: bool) -> tuple[_Worker, int]:
+        """A worker holding the page, and its request id. One that died while idle (OOM killer, a stray signal)
+        shows as a broken pipe before the page is delivered: not this page's fault, so the page goes to another
+        worker once."""
         for attempt in range(2):
-            worker = self._acquire()
+            worker = self._acquire(alone)
             try:
-                worker.send(content, url, content_type)
-                return worker
+                return worker, worker.send(content, url, content_type)
             except OSError as exc:
+                self._release(worker, alone)
                 self._retire(worker)
                 if attempt == 1:
                     raise ExtractionError(
                         f"extraction workers died before taking {url}: {exc!r}", reason="worker_crashed"
                     ) from exc
             except BaseException:
+                self._release(worker, alone)
                 self._retire(worker)  # interrupted mid-frame: the pipe's state is unknown
                 raise
         raise AssertionError("unreachable")
 
     def extract(self, content: bytes, *, url: str, content_type: str | None) -> ExtractedArticle:
-        worker = self._send(content, url, content_type)
-        try:
-            status, value, reason = worker.receive()
-        except (EOFError, OSError) as exc:
-            # A page that kills its worker is that page's failure, not the run's.
-            self._retire(worker)
-            raise ExtractionError(f"extraction worker died on {url}: {exc!r}", reason="worker_crashed") from exc
-        except BaseException:
-            self._retire(worker)  # interrupted mid-exchange: the pipe's state is unknown
-            raise
-        self._release(worker)
-        if status == "ok":
-            return value  # type: ignore[no-any-return]
-        if status == "refused":
-            raise ExtractionError(value, reason=reason)
-        raise value
+        alone = False
+        while True:
+            worker, request = self._send(content, url, content_type, alone)
+            try:
+                status, value, reason, batch = worker.receive(request)
+            except _WorkerDied as died:
+                self._release(worker, alone)
+                self._retire(worker)
+                if alone or died.alone:  # A page that kills its worker is that page's failure, not the run's.
+                    raise ExtractionError(
+                        f"extraction worker died on {url}: {died.cause!r}", reason="worker_crashed"
+                    ) from died.cause
+                alone = True  # the worker died holding other pages too: this one is tried again, alone
+                continue
+            except BaseException:
+                self._release(worker, alone)
+                self._retire(worker)  # interrupted mid-exchange: the pipe's state is unknown
+                raise
+            self._release(worker, alone, batch)
+            if status == "ok":
+                return value  # type: ignore[no-any-return]
+            if status == "refused":
+                raise ExtractionError(value, reason=reason)
+            raise value
 
     def close(self) -> None:
         with self._lock:
             self._closed = True
-            workers, self._all = list(self._all), set()
-            self._started = 0
-        while True:  # idle workers are among ``workers``; none may be handed out again
-            try:
-                self._idle.get_nowait()
-            except queue.Empty:
-                break
+            workers, self._all = list(self._all), []
+            self._lock.notify_all()
         for worker in workers:
             worker.stop(timeout=5)
 

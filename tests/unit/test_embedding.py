@@ -81,6 +81,24 @@ def test_translations_are_closer_than_other_stories_of_the_same_kind(encoder: Us
     assert sims[0, 1] > sims[0, 3] and sims[0, 2] > sims[0, 3]
 
 
+def test_articles_encoded_together_get_the_vectors_they_get_alone(encoder: UseMultilingualEncoder) -> None:
+    """Extraction workers encode the articles waiting together (``ingest.extract_workers``); the vectors must be
+    those of one article at a time but for float32 rounding (below 1e-6), which float16 storage turns into at
+    most one float16 step, on every third article of the labelled corpus."""
+    lines = [line for path in sorted(STORIES.glob("*.jsonl")) for line in path.read_text("utf-8").splitlines()]
+    docs = [json.loads(line) for line in lines if line.strip()][::3]
+    pairs = [(d["title"], d["text"]) for d in docs]
+    alone = np.array([embed_articles(encoder, [pair])[0].array() for pair in pairs])
+    for batch in (2, 6):
+        together = np.array(
+            [e.array() for s in range(0, len(pairs), batch) for e in embed_articles(encoder, pairs[s : s + batch])]
+        )
+        step = np.spacing(np.maximum(np.abs(alone), np.abs(together)).astype(np.float16)).astype(np.float64)
+        assert np.all(np.abs(alone - together) <= step + 1e-6), batch  # float32 rounding, then one float16 step
+        cosines = np.sum(alone * together, axis=1) / np.linalg.norm(alone, axis=1) / np.linalg.norm(together, axis=1)
+        assert np.min(cosines) > 0.99999
+
+
 def test_message_field_round_trips_and_validates(encoder: UseMultilingualEncoder) -> None:
     embedding = embed_articles(encoder, [("Taiwan quake", "A magnitude 6.1 earthquake struck Hualien.")])[0]
     field = to_message(embedding)
