@@ -13,6 +13,9 @@ ingest run that writes raw pages would otherwise grow with the amount written, n
 
 from __future__ import annotations
 
+import fcntl
+import hashlib
+import os
 import re
 import threading
 import time
@@ -256,6 +259,50 @@ class Warehouse:
                     for conn in [held, *idle]:
                         if conn is not None:
                             conn.close()
+
+    @contextmanager
+    def exclusive(self, name: str, *, timeout: float | None = None) -> Iterator[None]:
+        """Hold the lock ``name`` of this warehouse for the block: one holder at a time, across processes and
+        hosts that share the warehouse; a holder that dies releases it.
+
+        PostgreSQL: a session advisory lock (no privilege needed) on a connection of its own, keyed by schema
+        and name. DuckDB: an exclusive ``flock`` on a file beside the database file (the file is local, so
+        are its users). Waits up to ``timeout`` (default ``lock_timeout``) for another holder, then raises
+        :class:`WarehouseUnavailable` (retryable: the other holder finishes its work).
+        """
+        deadline = time.monotonic() + (self.lock_timeout if timeout is None else timeout)
+        delay = 0.05
+        if self.dialect == "duckdb":
+            slug = re.sub(r"[^A-Za-z0-9_.-]", "_", name)[:80]
+            path = self.path.with_name(f"{self.path.name}.{slug}.lock")
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                while True:
+                    try:
+                        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                        break
+                    except BlockingIOError:
+                        if time.monotonic() >= deadline:
+                            raise WarehouseUnavailable(f"{self!r}: lock {name!r} is held by another process") from None
+                        time.sleep(delay)
+                        delay = min(delay * 2, 1.0)
+                yield
+            finally:
+                os.close(fd)  # releases the flock
+            return
+        key = int.from_bytes(hashlib.blake2b(f"{self.schema or ''}|{name}".encode(), digest_size=8).digest(), "big")
+        key -= 1 << 63  # PostgreSQL's advisory keys are signed 64-bit
+        conn = self._connect()
+        try:
+            conn.autocommit = True  # the session holds the lock; no transaction stays open meanwhile
+            while not conn.execute("SELECT pg_try_advisory_lock(%s)", (key,)).fetchone()[0]:
+                if time.monotonic() >= deadline:
+                    raise WarehouseUnavailable(f"{self!r}: lock {name!r} is held by another session")
+                time.sleep(delay)
+                delay = min(delay * 2, 1.0)
+            yield
+        finally:
+            conn.close()  # ends the session, and so the lock
 
     def _acquire(self) -> Any:
         with self._hold_lock:
