@@ -88,7 +88,7 @@ def run_transform(
     # two runs from both processing the same messages. A second run waits for the first (up to the
     # warehouse's lock_timeout) and then starts from the offsets it committed.
     run_lock = contextlib.ExitStack()
-    run_lock.enter_context(warehouse.exclusive(f"transform-{group}"))
+    still_locked = run_lock.enter_context(warehouse.exclusive(f"transform-{group}"))
     try:
         publisher = Publisher(make_producer(bootstrap, settings, client_id="newswire-transform"))
     except BaseException:
@@ -121,10 +121,12 @@ def run_transform(
         republished = summary.reconciled.republished > 0
         return republished
 
-    # The warehouse stays open from one batch to the next while there is a backlog (opening a DuckDB file
-    # and checkpointing it on close cost a share of each batch), and is let go as soon as a batch ends on an
-    # empty poll or caught up: a run idling on the topic, or following a producer, never keeps another
-    # process out of a DuckDB file. Each batch is still its own transaction, committed before its offsets.
+    # A DuckDB file stays open from one batch to the next while there is a backlog (opening it, and its
+    # checkpoint on close, cost a share of each batch), and is let go as soon as a batch ends on an empty
+    # poll or caught up: a run idling on the topic, or following a producer, never keeps another process
+    # out of the file. Each batch is still its own transaction, committed before its offsets. PostgreSQL
+    # connections are not kept between batches: a fresh one per batch notices a warehouse gone meanwhile
+    # as WarehouseUnavailable (retryable) and costs little.
     backlog, held = contextlib.ExitStack(), False
     try:
         # Versions a previous process committed but could not publish go out first.
@@ -145,9 +147,10 @@ def run_transform(
                 if following or lost_articles_republished():
                     continue
                 break
-            if not consumer.drained and not held:
+            if not consumer.drained and not held and warehouse.dialect == "duckdb":
                 backlog.enter_context(warehouse.hold())
                 held = True
+            still_locked()
             try:
                 stats = processor.process(batch, batch_id(group, batch))
             except WarehouseUnavailable:

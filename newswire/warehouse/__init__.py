@@ -20,7 +20,7 @@ import re
 import threading
 import time
 import weakref
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -241,10 +241,11 @@ class Warehouse:
 
         Opening a DuckDB file costs far more than a cursor of an open one, and a PostgreSQL connection costs
         a round of authentication: a batch of hundreds of small transactions pays that once.
-        Hold only for bounded spans (a feed poll, a transform batch): a held DuckDB file is locked against
-        other processes until the span ends. The file is opened at the first transaction inside the span, not
-        at its start: a poll answered 304 (its rows deferred) never opens it, so shard processes polling
-        mostly unchanged feeds do not lock each other out of the file.
+        Hold only for bounded spans (a feed poll, a transform's run of full batches, let go at its first
+        short one): a held DuckDB file is locked against other processes until the span ends. The file is
+        opened at the first transaction inside the span, not at its start: a poll answered 304 (its rows
+        deferred) never opens it, so shard processes polling mostly unchanged feeds do not lock each other
+        out of the file.
         """
         with self._hold_lock:
             self._holders += 1
@@ -261,7 +262,7 @@ class Warehouse:
                             conn.close()
 
     @contextmanager
-    def exclusive(self, name: str, *, timeout: float | None = None) -> Iterator[None]:
+    def exclusive(self, name: str, *, timeout: float | None = None) -> Iterator[Callable[[], None]]:
         """Hold the lock ``name`` of this warehouse for the block: one holder at a time, across processes and
         hosts that share the warehouse; a holder that dies releases it.
 
@@ -269,6 +270,9 @@ class Warehouse:
         and name. DuckDB: an exclusive ``flock`` on a file beside the database file (the file is local, so
         are its users). Waits up to ``timeout`` (default ``lock_timeout``) for another holder, then raises
         :class:`WarehouseUnavailable` (retryable: the other holder finishes its work).
+
+        Yields a check to call before each unit of work: it raises :class:`WarehouseUnavailable` if the lock
+        was lost meanwhile (PostgreSQL: its session's connection broke, and with it the lock).
         """
         deadline = time.monotonic() + (self.lock_timeout if timeout is None else timeout)
         delay = 0.05
@@ -286,7 +290,7 @@ class Warehouse:
                             raise WarehouseUnavailable(f"{self!r}: lock {name!r} is held by another process") from None
                         time.sleep(delay)
                         delay = min(delay * 2, 1.0)
-                yield
+                yield lambda: None  # a flock lasts as long as this process keeps the file open
             finally:
                 os.close(fd)  # releases the flock
             return
@@ -300,7 +304,14 @@ class Warehouse:
                     raise WarehouseUnavailable(f"{self!r}: lock {name!r} is held by another session")
                 time.sleep(delay)
                 delay = min(delay * 2, 1.0)
-            yield
+
+            def still_held() -> None:
+                try:
+                    conn.execute("SELECT 1")
+                except Exception as exc:
+                    raise WarehouseUnavailable(f"{self!r}: lost lock {name!r} with its session: {exc}") from exc
+
+            yield still_held
         finally:
             conn.close()  # ends the session, and so the lock
 
