@@ -294,8 +294,7 @@ class Warehouse:
             finally:
                 os.close(fd)  # releases the flock
             return
-        key = int.from_bytes(hashlib.blake2b(f"{self.schema or ''}|{name}".encode(), digest_size=8).digest(), "big")
-        key -= 1 << 63  # PostgreSQL's advisory keys are signed 64-bit
+        key = self.advisory_key(name)
         conn = self._connect()
         try:
             conn.autocommit = True  # the session holds the lock; no transaction stays open meanwhile
@@ -314,6 +313,11 @@ class Warehouse:
             yield still_held
         finally:
             conn.close()  # ends the session, and so the lock
+
+    def advisory_key(self, name: str) -> int:
+        """The PostgreSQL advisory lock key of :meth:`exclusive`'s ``name`` in this schema (signed 64-bit)."""
+        digest = hashlib.blake2b(f"{self.schema or ''}|{name}".encode(), digest_size=8).digest()
+        return int.from_bytes(digest, "big") - (1 << 63)
 
     def _acquire(self) -> Any:
         with self._hold_lock:

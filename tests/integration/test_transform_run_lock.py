@@ -10,8 +10,10 @@ from __future__ import annotations
 import multiprocessing
 import threading
 import time
+import uuid
 from typing import Any
 
+import psycopg
 import pytest
 from kafka import TopicPartition
 from test_transform_batches import corpus_messages, publish, snapshot
@@ -24,6 +26,7 @@ from transform.consumer import ArticleConsumer
 from transform.stage import run_transform
 
 pytestmark = pytest.mark.integration
+PG_DSN = "postgresql://postgres@127.0.0.1:5432/test"
 
 
 def committed(bootstrap: str, settings: Any, group: str) -> int:
@@ -100,6 +103,29 @@ def test_the_run_lock_times_out_and_dies_with_its_holder(warehouse_url: str) -> 
     finally:
         holder.kill()
         holder.join(10)
+
+
+@pytest.mark.postgres
+def test_a_lost_postgresql_lock_session_stops_the_holder(make_settings) -> None:
+    url = f"{PG_DSN}?schema=nwlock_{uuid.uuid4().hex[:10]}"
+    warehouse = Warehouse(url)
+    warehouse.migrate()
+    try:
+        with warehouse.exclusive("transform-lost") as still_held:
+            still_held()
+            with psycopg.connect(PG_DSN, autocommit=True) as admin:  # the session ends under the holder
+                key = warehouse.advisory_key("transform-lost") & (2**64 - 1)  # as pg_locks splits it
+                killed = admin.execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory' "
+                    "AND classid::bigint = %s AND objid::bigint = %s AND objsubid = 1",
+                    (key >> 32, key & (2**32 - 1)),
+                ).fetchall()
+                assert killed == [(True,)]
+            with pytest.raises(WarehouseUnavailable, match="lost lock"):
+                still_held()
+    finally:
+        with psycopg.connect(PG_DSN, autocommit=True) as admin:
+            admin.execute(f'DROP SCHEMA IF EXISTS "{url.rpartition("=")[2]}" CASCADE')
 
 
 def test_a_member_that_joined_the_group_makes_the_standalone_commit_fail(broker: str, make_settings) -> None:
