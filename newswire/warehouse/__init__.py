@@ -298,6 +298,12 @@ class Warehouse:
         conn = self._connect()
         try:
             conn.autocommit = True  # the session holds the lock; no transaction stays open meanwhile
+            # The server ends a session whose client vanished (a host lost, a network cut) only when TCP says
+            # so: probe the client within about a minute instead of the system's two hours, so a lock of a
+            # dead run does not outlive it by long (ignored over a Unix socket, where there is nothing to probe).
+            conn.execute("SET tcp_keepalives_idle = 30")
+            conn.execute("SET tcp_keepalives_interval = 10")
+            conn.execute("SET tcp_keepalives_count = 3")
             while not conn.execute("SELECT pg_try_advisory_lock(%s)", (key,)).fetchone()[0]:
                 if time.monotonic() >= deadline:
                     raise WarehouseUnavailable(f"{self!r}: lock {name!r} is held by another session")
