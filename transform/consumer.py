@@ -1,7 +1,16 @@
-"""Read ``newswire.articles`` in bounded batches with a consumer group, committing only on request.
+"""Read ``newswire.articles`` in bounded batches, committing the offsets of a consumer group only on request.
 
 Offsets are committed by the caller after the warehouse transaction for the batch has committed, so a crash
 anywhere before that replays the batch, and replays are harmless because every write is idempotent.
+
+The consumer does not join its group: it assigns itself every partition of the topic and starts from the
+group's committed offsets, and commits under the group as a standalone member. Joining costs every one-shot
+run a wait of seconds (the broker holds a new member's join: about half the session timeout on the embedded
+broker, ``group.initial.rebalance.delay.ms`` on Kafka), and the group's partition split bought nothing: the
+story state is one per warehouse, so two transforms must never share the topic anyway. What keeps them apart
+is the run lock (:meth:`newswire.warehouse.Warehouse.exclusive`, taken by :func:`transform.stage.run_transform`
+before this consumer is made); and a member that did join the group (an older transform) makes Kafka refuse
+these commits, so the two never both advance it.
 """
 
 from __future__ import annotations
@@ -11,7 +20,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-from kafka import KafkaConsumer
+from kafka import KafkaConsumer, TopicPartition
 from kafka.errors import KafkaError
 
 from newswire import contracts
@@ -35,21 +44,27 @@ class Incoming:
 
 
 class ArticleConsumer:
-    """A consumer-group member on the articles topic."""
+    """A standalone consumer of every partition of the articles topic, committing under a consumer group.
+
+    Create it only while holding the transform's run lock for this group (see the module docstring)."""
 
     def __init__(self, settings: Settings, bootstrap: str, *, group_id: str | None = None) -> None:
         self.settings = settings
-        # The embedded broker (no ``kafka_bootstrap`` configured) holds a new member's join for about half its
-        # session timeout; Kafka itself refuses sessions under 6 s (group.min.session.timeout.ms), so only the
-        # embedded broker gets a shorter one, and the transform's one-shot runs start a second sooner.
-        embedded = {} if settings.kafka_bootstrap else {"session_timeout_ms": 3000, "heartbeat_interval_ms": 1000}
         self._consumer: KafkaConsumer = make_consumer(
-            bootstrap,
-            settings,
-            group_id=group_id or settings.consumer_group,
-            topics=[contracts.ARTICLES.name],
-            **embedded,
+            bootstrap, settings, group_id=group_id or settings.consumer_group, topics=[]
         )
+        try:
+            partitions = self._consumer.partitions_for_topic(contracts.ARTICLES.name)
+            if not partitions:  # ensure_topics creates it first; absent only if the broker lost it meanwhile
+                raise BrokerUnavailable(f"topic {contracts.ARTICLES.name} has no partitions")
+            # Positions start at the group's committed offsets (auto_offset_reset where it has none).
+            self._consumer.assign([TopicPartition(contracts.ARTICLES.name, p) for p in sorted(partitions)])
+        except KafkaError as exc:
+            self.close()
+            raise BrokerUnavailable(f"cannot assign {contracts.ARTICLES.name}: {exc!r}") from exc
+        except BaseException:
+            self.close()
+            raise
         self.drained = False
 
     def next_batch(

@@ -7,6 +7,7 @@ it never waits for "the end" of the topic via ``end_offsets()`` (wrong on the em
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import time
@@ -82,8 +83,23 @@ def run_transform(
     warehouse = Warehouse(settings.resolved_warehouse_url)
     warehouse.migrate()
     ensure_topics(bootstrap, settings)
-    publisher = Publisher(make_producer(bootstrap, settings, client_id="newswire-transform"))
-    consumer = ArticleConsumer(settings, bootstrap, group_id=group)
+    # One transform per warehouse and group at a time (an Airflow run and `newswire run`, two manual runs): the
+    # consumer reads every partition without joining the group (transform.consumer), so this lock is what keeps
+    # two runs from both processing the same messages. A second run waits for the first (up to the
+    # warehouse's lock_timeout) and then starts from the offsets it committed.
+    run_lock = contextlib.ExitStack()
+    still_locked = run_lock.enter_context(warehouse.exclusive(f"transform-{group}"))
+    try:
+        publisher = Publisher(make_producer(bootstrap, settings, client_id="newswire-transform"))
+    except BaseException:
+        run_lock.close()
+        raise
+    try:
+        consumer = ArticleConsumer(settings, bootstrap, group_id=group)
+    except BaseException:
+        publisher.close()
+        run_lock.close()
+        raise
     processor = BatchProcessor(
         warehouse,
         publisher,
@@ -105,6 +121,13 @@ def run_transform(
         republished = summary.reconciled.republished > 0
         return republished
 
+    # A DuckDB file stays open from one batch to the next while there is a backlog (opening it, and its
+    # checkpoint on close, cost a share of each batch), and is let go as soon as a batch ends on an empty
+    # poll or caught up: a run idling on the topic, or following a producer, never keeps another process
+    # out of the file. Each batch is still its own transaction, committed before its offsets. PostgreSQL
+    # connections are not kept between batches: a fresh one per batch notices a warehouse gone meanwhile
+    # as WarehouseUnavailable (retryable) and costs little.
+    backlog, held = contextlib.ExitStack(), False
     try:
         # Versions a previous process committed but could not publish go out first.
         summary.stats.events_published += processor.publish_outbox()
@@ -119,9 +142,15 @@ def run_transform(
             batch = consumer.next_batch(stop_when_caught_up=not following and not stale, end_offsets=ended_at)
             republished, was_following = False, following
             if not batch:
+                backlog.close()
+                held = False
                 if following or lost_articles_republished():
                     continue
                 break
+            if not consumer.drained and not held and warehouse.dialect == "duckdb":
+                backlog.enter_context(warehouse.hold())
+                held = True
+            still_locked()
             try:
                 stats = processor.process(batch, batch_id(group, batch))
             except WarehouseUnavailable:
@@ -141,11 +170,16 @@ def run_transform(
                 stats.duplicates,
                 stats.events_changed,
             )
+            if consumer.drained:
+                backlog.close()
+                held = False
             if drained and not lost_articles_republished():
                 break
     finally:
+        backlog.close()
         consumer.close()
         publisher.close()
+        run_lock.close()
     summary.seconds = time.monotonic() - t0
     log.info("%s", summary.line())
     return summary

@@ -13,11 +13,14 @@ ingest run that writes raw pages would otherwise grow with the amount written, n
 
 from __future__ import annotations
 
+import fcntl
+import hashlib
+import os
 import re
 import threading
 import time
 import weakref
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -238,10 +241,11 @@ class Warehouse:
 
         Opening a DuckDB file costs far more than a cursor of an open one, and a PostgreSQL connection costs
         a round of authentication: a batch of hundreds of small transactions pays that once.
-        Hold only for bounded spans (a feed poll, a transform batch): a held DuckDB file is locked against
-        other processes until the span ends. The file is opened at the first transaction inside the span, not
-        at its start: a poll answered 304 (its rows deferred) never opens it, so shard processes polling
-        mostly unchanged feeds do not lock each other out of the file.
+        Hold only for bounded spans (a feed poll, a transform's run of full batches, let go at its first
+        short one): a held DuckDB file is locked against other processes until the span ends. The file is
+        opened at the first transaction inside the span, not at its start: a poll answered 304 (its rows
+        deferred) never opens it, so shard processes polling mostly unchanged feeds do not lock each other
+        out of the file.
         """
         with self._hold_lock:
             self._holders += 1
@@ -256,6 +260,70 @@ class Warehouse:
                     for conn in [held, *idle]:
                         if conn is not None:
                             conn.close()
+
+    @contextmanager
+    def exclusive(self, name: str, *, timeout: float | None = None) -> Iterator[Callable[[], None]]:
+        """Hold the lock ``name`` of this warehouse for the block: one holder at a time, across processes and
+        hosts that share the warehouse; a holder that dies releases it.
+
+        PostgreSQL: a session advisory lock (no privilege needed) on a connection of its own, keyed by schema
+        and name. DuckDB: an exclusive ``flock`` on a file beside the database file (the file is local, so
+        are its users). Waits up to ``timeout`` (default ``lock_timeout``) for another holder, then raises
+        :class:`WarehouseUnavailable` (retryable: the other holder finishes its work).
+
+        Yields a check to call before each unit of work: it raises :class:`WarehouseUnavailable` if the lock
+        was lost meanwhile (PostgreSQL: its session's connection broke, and with it the lock).
+        """
+        deadline = time.monotonic() + (self.lock_timeout if timeout is None else timeout)
+        delay = 0.05
+        if self.dialect == "duckdb":
+            slug = re.sub(r"[^A-Za-z0-9_.-]", "_", name)[:80]
+            path = self.path.with_name(f"{self.path.name}.{slug}.lock")
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                while True:
+                    try:
+                        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                        break
+                    except BlockingIOError:
+                        if time.monotonic() >= deadline:
+                            raise WarehouseUnavailable(f"{self!r}: lock {name!r} is held by another process") from None
+                        time.sleep(delay)
+                        delay = min(delay * 2, 1.0)
+                yield lambda: None  # a flock lasts as long as this process keeps the file open
+            finally:
+                os.close(fd)  # releases the flock
+            return
+        key = self.advisory_key(name)
+        conn = self._connect()
+        try:
+            conn.autocommit = True  # the session holds the lock; no transaction stays open meanwhile
+            # The server ends a session whose client vanished (a host lost, a network cut) only when TCP says
+            # so: probe the client within about a minute instead of the system's two hours, so a lock of a
+            # dead run does not outlive it by long (ignored over a Unix socket, where there is nothing to probe).
+            conn.execute("SET tcp_keepalives_idle = 30")
+            conn.execute("SET tcp_keepalives_interval = 10")
+            conn.execute("SET tcp_keepalives_count = 3")
+            while not conn.execute("SELECT pg_try_advisory_lock(%s)", (key,)).fetchone()[0]:
+                if time.monotonic() >= deadline:
+                    raise WarehouseUnavailable(f"{self!r}: lock {name!r} is held by another session")
+                time.sleep(delay)
+                delay = min(delay * 2, 1.0)
+
+            def still_held() -> None:
+                try:
+                    conn.execute("SELECT 1")
+                except Exception as exc:
+                    raise WarehouseUnavailable(f"{self!r}: lost lock {name!r} with its session: {exc}") from exc
+
+            yield still_held
+        finally:
+            conn.close()  # ends the session, and so the lock
+
+    def advisory_key(self, name: str) -> int:
+        """The PostgreSQL advisory lock key of :meth:`exclusive`'s ``name`` in this schema (signed 64-bit)."""
+        digest = hashlib.blake2b(f"{self.schema or ''}|{name}".encode(), digest_size=8).digest()
+        return int.from_bytes(digest, "big") - (1 << 63)
 
     def _acquire(self) -> Any:
         with self._hold_lock:

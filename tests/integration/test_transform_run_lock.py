@@ -1,0 +1,150 @@
+"""One transform run at a time per warehouse and consumer group, reading without joining the group.
+
+The transform's consumer assigns itself every partition and commits under the group as a standalone member
+(no group join to wait for); the run lock (:meth:`Warehouse.exclusive`) is then what keeps two runs from
+processing the same messages. Against the real embedded broker, on both backends.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import threading
+import time
+import uuid
+from typing import Any
+
+import psycopg
+import pytest
+from kafka import TopicPartition
+from test_transform_batches import corpus_messages, publish, snapshot
+
+from newswire import contracts
+from newswire.errors import BrokerUnavailable, WarehouseUnavailable
+from newswire.messaging import ensure_topics, make_consumer
+from newswire.warehouse import Warehouse
+from transform.consumer import ArticleConsumer
+from transform.stage import run_transform
+
+pytestmark = pytest.mark.integration
+PG_DSN = "postgresql://postgres@127.0.0.1:5432/test"
+
+
+def committed(bootstrap: str, settings: Any, group: str) -> int:
+    consumer = make_consumer(bootstrap, settings, group_id=group, topics=[])
+    try:
+        partitions = consumer.partitions_for_topic(contracts.ARTICLES.name) or set()
+        return sum(consumer.committed(TopicPartition(contracts.ARTICLES.name, p)) or 0 for p in partitions)
+    finally:
+        consumer.close()
+
+
+def test_runs_resume_from_the_groups_committed_offsets(broker: str, warehouse_url: str, make_settings) -> None:
+    settings = make_settings(warehouse_url=warehouse_url)
+    ensure_topics(broker, settings)
+    messages = corpus_messages()
+    first, second = messages[:6], messages[6:]
+    publish(broker, settings, first)
+    assert run_transform(settings, broker).stats.messages == len(first)
+    assert committed(broker, settings, settings.consumer_group) == len(first)
+    publish(broker, settings, second)
+    later = run_transform(settings, broker)
+    assert later.stats.messages == len(second) and later.stats.new_articles + later.stats.duplicates == len(second)
+    assert committed(broker, settings, settings.consumer_group) == len(messages)
+    assert run_transform(settings, broker).stats.messages == 0  # nothing left, nothing read twice
+
+
+def test_a_second_run_waits_for_the_first_and_doubles_nothing(broker: str, warehouse_url: str, make_settings) -> None:
+    settings = make_settings(warehouse_url=warehouse_url)
+    ensure_topics(broker, settings)
+    messages = corpus_messages()
+    publish(broker, settings, messages)
+    warehouse = Warehouse(warehouse_url)
+    warehouse.migrate()
+    results: list[Any] = []
+    with warehouse.exclusive(f"transform-{settings.consumer_group}"):  # a first run, still going
+        waiting = threading.Thread(target=lambda: results.append(run_transform(settings, broker)))
+        waiting.start()
+        time.sleep(1.5)
+        assert waiting.is_alive() and not results
+        assert warehouse.scalar("SELECT COUNT(*) FROM articles") == 0  # it has read nothing yet
+    waiting.join(timeout=60)
+    assert results and results[0].stats.messages == len(messages)
+    before = snapshot(warehouse)
+    assert run_transform(settings, broker).stats.messages == 0
+    assert snapshot(warehouse) == before
+
+
+def _hold_and_wait(url: str, name: str, held: Any) -> None:
+    with Warehouse(url).exclusive(name):
+        held.set()
+        time.sleep(60)
+
+
+def test_the_run_lock_times_out_and_dies_with_its_holder(warehouse_url: str) -> None:
+    warehouse = Warehouse(warehouse_url)
+    warehouse.migrate()
+    context = multiprocessing.get_context("spawn")
+    held = context.Event()
+    holder = context.Process(target=_hold_and_wait, args=(warehouse_url, "transform-x", held))
+    holder.start()
+    try:
+        assert held.wait(30)
+        with (
+            pytest.raises(WarehouseUnavailable, match="held by another"),
+            warehouse.exclusive("transform-x", timeout=0.3),
+        ):
+            pass
+        with warehouse.exclusive("transform-y", timeout=0.3):  # another name is another lock
+            pass
+        holder.kill()  # a holder that dies releases the lock
+        holder.join(10)
+        with warehouse.exclusive("transform-x", timeout=10):
+            pass
+    finally:
+        holder.kill()
+        holder.join(10)
+
+
+@pytest.mark.postgres
+def test_a_lost_postgresql_lock_session_stops_the_holder(make_settings) -> None:
+    url = f"{PG_DSN}?schema=nwlock_{uuid.uuid4().hex[:10]}"
+    warehouse = Warehouse(url)
+    warehouse.migrate()
+    try:
+        with warehouse.exclusive("transform-lost") as still_held:
+            still_held()
+            with psycopg.connect(PG_DSN, autocommit=True) as admin:  # the session ends under the holder
+                key = warehouse.advisory_key("transform-lost") & (2**64 - 1)  # as pg_locks splits it
+                killed = admin.execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory' "
+                    "AND classid::bigint = %s AND objid::bigint = %s AND objsubid = 1",
+                    (key >> 32, key & (2**32 - 1)),
+                ).fetchall()
+                assert killed == [(True,)]
+            with pytest.raises(WarehouseUnavailable, match="lost lock"):
+                still_held()
+    finally:
+        with psycopg.connect(PG_DSN, autocommit=True) as admin:
+            admin.execute(f'DROP SCHEMA IF EXISTS "{url.rpartition("=")[2]}" CASCADE')
+
+
+def test_a_member_that_joined_the_group_makes_the_standalone_commit_fail(broker: str, make_settings) -> None:
+    """An older transform that joined the group (an upgrade in progress) and this one never both advance it."""
+    settings = make_settings()
+    ensure_topics(broker, settings)
+    publish(broker, settings, corpus_messages()[:2])
+    member = make_consumer(broker, settings, group_id="shared", topics=[contracts.ARTICLES.name])
+    try:
+        deadline = time.monotonic() + 30
+        while not member.assignment() and time.monotonic() < deadline:
+            member.poll(timeout_ms=200)
+        assert member.assignment()
+        standalone = ArticleConsumer(settings, broker, group_id="shared")
+        try:
+            assert len(standalone.next_batch(stop_when_caught_up=True)) == 2
+            with pytest.raises(BrokerUnavailable):
+                standalone.commit()
+        finally:
+            standalone.close()
+    finally:
+        member.close(autocommit=False)
