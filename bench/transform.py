@@ -21,7 +21,6 @@ temp directory; the carried features are computed before the clock starts (their
 from __future__ import annotations
 
 import argparse
-import contextlib
 import cProfile
 import hashlib
 import io
@@ -166,11 +165,9 @@ def run_batches(
     publisher = NullPublisher()
     processor = BatchProcessor(warehouse, publisher, config=config or ClusteringConfig())  # type: ignore[arg-type]
     total = BatchStats()
-    # As run_transform keeps a DuckDB file open over a backlog of full batches (PostgreSQL: a connection per batch).
-    with warehouse.hold() if warehouse.dialect == "duckdb" else contextlib.nullcontext():
-        for start in range(0, len(topic), batch_size):
-            batch = incoming(topic[start : start + batch_size], start)
-            total.add(processor.process(batch, f"batch-{start}"))
+    for start in range(0, len(topic), batch_size):
+        batch = incoming(topic[start : start + batch_size], start)
+        total.add(processor.process(batch, f"batch-{start}"))
     return {"stats": total.__dict__, "events_sent": publisher.sent}
 
 

@@ -121,13 +121,6 @@ def run_transform(
         republished = summary.reconciled.republished > 0
         return republished
 
-    # A DuckDB file stays open from one batch to the next while there is a backlog (opening it, and its
-    # checkpoint on close, cost a share of each batch), and is let go as soon as a batch ends on an empty
-    # poll or caught up: a run idling on the topic, or following a producer, never keeps another process
-    # out of the file. Each batch is still its own transaction, committed before its offsets. PostgreSQL
-    # connections are not kept between batches: a fresh one per batch notices a warehouse gone meanwhile
-    # as WarehouseUnavailable (retryable) and costs little.
-    backlog, held = contextlib.ExitStack(), False
     try:
         # Versions a previous process committed but could not publish go out first.
         summary.stats.events_published += processor.publish_outbox()
@@ -142,14 +135,9 @@ def run_transform(
             batch = consumer.next_batch(stop_when_caught_up=not following and not stale, end_offsets=ended_at)
             republished, was_following = False, following
             if not batch:
-                backlog.close()
-                held = False
                 if following or lost_articles_republished():
                     continue
                 break
-            if not consumer.drained and not held and warehouse.dialect == "duckdb":
-                backlog.enter_context(warehouse.hold())
-                held = True
             still_locked()
             try:
                 stats = processor.process(batch, batch_id(group, batch))
@@ -170,13 +158,9 @@ def run_transform(
                 stats.duplicates,
                 stats.events_changed,
             )
-            if consumer.drained:
-                backlog.close()
-                held = False
             if drained and not lost_articles_republished():
                 break
     finally:
-        backlog.close()
         consumer.close()
         publisher.close()
         run_lock.close()

@@ -241,11 +241,10 @@ class Warehouse:
 
         Opening a DuckDB file costs far more than a cursor of an open one, and a PostgreSQL connection costs
         a round of authentication: a batch of hundreds of small transactions pays that once.
-        Hold only for bounded spans (a feed poll, a transform's run of full batches, let go at its first
-        short one): a held DuckDB file is locked against other processes until the span ends. The file is
-        opened at the first transaction inside the span, not at its start: a poll answered 304 (its rows
-        deferred) never opens it, so shard processes polling mostly unchanged feeds do not lock each other
-        out of the file.
+        Hold only for bounded spans (a feed poll, a transform batch): a held DuckDB file is locked against
+        other processes until the span ends. The file is opened at the first transaction inside the span, not
+        at its start: a poll answered 304 (its rows deferred) never opens it, so shard processes polling
+        mostly unchanged feeds do not lock each other out of the file.
         """
         with self._hold_lock:
             self._holders += 1
