@@ -182,3 +182,23 @@ def test_upgrading_a_duckdb_warehouse_keeps_its_stored_features(
         )
     assert upgraded.scalar("SELECT COUNT(*) FROM article_features") == 5
     assert upgraded.scalar("SELECT features FROM article_features WHERE article_id = 'a1'") == "new"
+
+
+def test_duckdb_run_lock_is_one_per_file_however_it_is_spelled(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A symlink and a relative path to one DuckDB file take the same lock as its absolute path."""
+    (tmp_path / "data").mkdir()
+    real = tmp_path / "data" / "warehouse.duckdb"
+    link = tmp_path / "link.duckdb"
+    link.symlink_to(real)
+    monkeypatch.chdir(tmp_path)
+    spellings = [f"duckdb:///{link}", "duckdb:data/warehouse.duckdb"]
+    with Warehouse(f"duckdb:///{real}").exclusive("transform"):
+        for url in spellings:
+            with (
+                pytest.raises(WarehouseUnavailable, match="held by another"),
+                Warehouse(url).exclusive("transform", timeout=0.2),
+            ):
+                pass
+    for url in spellings:  # released: each spelling takes it
+        with Warehouse(url).exclusive("transform", timeout=0.2):
+            pass

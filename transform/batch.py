@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -32,7 +33,7 @@ from newswire.embedding import Embedding, embed_articles, encoder_for, from_mess
 from newswire.faults import fault_point
 from newswire.langid import detect_language
 from newswire.messaging import Publisher
-from newswire.warehouse import Warehouse, utcnow
+from newswire.warehouse import Cursor, Warehouse, utcnow
 from transform.carried import FIELD as CARRIED_FIELD
 from transform.carried import parse_carried
 from transform.clustering import ClusteringConfig
@@ -146,11 +147,17 @@ class BatchProcessor:
         self.config = config or ClusteringConfig()
         self._state: StoryState | None = None
 
-    def process(self, batch: list[Incoming], batch_id: str) -> BatchStats:
+    def process(
+        self, batch: list[Incoming], batch_id: str, *, fence: Callable[[Cursor], None] | None = None
+    ) -> BatchStats:
+        """Apply one batch in one warehouse transaction. ``fence`` (the run lock's) runs inside it just before
+        it commits: a run that lost its lock during the batch rolls the batch back instead of committing it
+        beside the run that took the lock over.
+        """
         with self.warehouse.hold():
-            return self._process(batch, batch_id)
+            return self._process(batch, batch_id, fence)
 
-    def _process(self, batch: list[Incoming], batch_id: str) -> BatchStats:
+    def _process(self, batch: list[Incoming], batch_id: str, fence: Callable[[Cursor], None] | None) -> BatchStats:
         stats = BatchStats(messages=len(batch))
         started = utcnow()
         dead_letters: list[dict[str, Any]] = []
@@ -195,6 +202,8 @@ class BatchProcessor:
                         "dead_letters": stats.dead_letters,
                     },
                 )
+                if fence is not None:
+                    fence(cur)
         except BaseException:
             # The in-memory state may hold articles the rolled-back transaction never stored.
             self._state = None

@@ -9,7 +9,8 @@ run a wait of seconds (the broker holds a new member's join: about half the sess
 broker, ``group.initial.rebalance.delay.ms`` on Kafka), and the group's partition split bought nothing: the
 story state is one per warehouse, so two transforms must never share the topic anyway. What keeps them apart
 is the run lock (:meth:`newswire.warehouse.Warehouse.exclusive`, taken by :func:`transform.stage.run_transform`
-before this consumer is made); and a member that did join the group (an older transform) makes Kafka refuse
+before this consumer is made), one per warehouse and not per group, since two groups on one warehouse would
+still share its story state; and a member that did join the group (an older transform) makes Kafka refuse
 these commits, so the two never both advance it.
 """
 
@@ -46,7 +47,8 @@ class Incoming:
 class ArticleConsumer:
     """A standalone consumer of every partition of the articles topic, committing under a consumer group.
 
-    Create it only while holding the transform's run lock for this group (see the module docstring)."""
+    Create it only while holding the transform's run lock, one per warehouse whatever the group (see the
+    module docstring)."""
 
     def __init__(self, settings: Settings, bootstrap: str, *, group_id: str | None = None) -> None:
         self.settings = settings

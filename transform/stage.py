@@ -56,6 +56,10 @@ def batch_id(group: str, batch: list[Incoming]) -> str:
     return hashlib.sha256(material.encode()).hexdigest()[:32]
 
 
+# The name of the transform's run lock (Warehouse.exclusive): one per warehouse, whatever the consumer group.
+RUN_LOCK = "transform"
+
+
 def run_transform(
     settings: Settings,
     bootstrap: str,
@@ -83,12 +87,14 @@ def run_transform(
     warehouse = Warehouse(settings.resolved_warehouse_url)
     warehouse.migrate()
     ensure_topics(bootstrap, settings)
-    # One transform per warehouse and group at a time (an Airflow run and `newswire run`, two manual runs): the
-    # consumer reads every partition without joining the group (transform.consumer), so this lock is what keeps
-    # two runs from both processing the same messages. A second run waits for the first (up to the
-    # warehouse's lock_timeout) and then starts from the offsets it committed.
+    # One transform per warehouse at a time (an Airflow run and `newswire run`, two manual runs, two deployments
+    # with different consumer groups: the story state is one per warehouse): the consumer reads every partition
+    # without joining the group (transform.consumer), so this lock is what keeps two runs from both processing
+    # the same messages. A second run waits for the first (up to the warehouse's lock_timeout) and then starts
+    # from the offsets it committed. Each batch's transaction is fenced by the lock (HeldLock.fence): a run
+    # that lost it mid-batch rolls the batch back rather than committing beside the next holder.
     run_lock = contextlib.ExitStack()
-    still_locked = run_lock.enter_context(warehouse.exclusive(f"transform-{group}"))
+    still_locked = run_lock.enter_context(warehouse.exclusive(RUN_LOCK))
     try:
         publisher = Publisher(make_producer(bootstrap, settings, client_id="newswire-transform"))
     except BaseException:
@@ -140,12 +146,15 @@ def run_transform(
                 break
             still_locked()
             try:
-                stats = processor.process(batch, batch_id(group, batch))
+                stats = processor.process(batch, batch_id(group, batch), fence=still_locked.fence)
             except WarehouseUnavailable:
                 # Stop consuming without committing: the batch is read again when the warehouse is back.
                 log.error("warehouse unavailable; stopping without committing offsets")
                 raise
             fault_point("after_warehouse_commit")  # test-only crash point (newswire/faults.py)
+            # Committed, and idempotent if replayed: a run that lost the lock meanwhile leaves the offsets to
+            # the run that holds it now, which reads the batch again and finds it stored.
+            still_locked()
             consumer.commit()
             summary.batches += 1
             summary.stats.add(stats)

@@ -202,6 +202,27 @@ class Cursor:
         return [dict(zip(names, row, strict=True)) for row in self._raw.fetchall()]
 
 
+class HeldLock:
+    """A lock held through :meth:`Warehouse.exclusive`: a check for between units of work, a fence for inside them.
+
+    The check alone cannot stop work that started under the lock from committing after the lock was lost
+    (a long batch outlives its lock session): the fence, run inside the work's own transaction just before
+    it commits, makes that transaction fail and roll back instead.
+    """
+
+    def __init__(self, check: Callable[[], None], fence: Callable[[Cursor], None]) -> None:
+        self._check = check
+        self._fence = fence
+
+    def __call__(self) -> None:
+        """Raise :class:`WarehouseUnavailable` if the lock was lost."""
+        self._check()
+
+    def fence(self, cur: Cursor) -> None:
+        """Raise :class:`WarehouseUnavailable` (rolling ``cur``'s transaction back) unless the lock is still held."""
+        self._fence(cur)
+
+
 class Warehouse:
     """Connection factory and migrator for one warehouse URL."""
 
@@ -261,7 +282,7 @@ class Warehouse:
                             conn.close()
 
     @contextmanager
-    def exclusive(self, name: str, *, timeout: float | None = None) -> Iterator[Callable[[], None]]:
+    def exclusive(self, name: str, *, timeout: float | None = None) -> Iterator[HeldLock]:
         """Hold the lock ``name`` of this warehouse for the block: one holder at a time, across processes and
         hosts that share the warehouse; a holder that dies releases it.
 
@@ -270,14 +291,19 @@ class Warehouse:
         are its users). Waits up to ``timeout`` (default ``lock_timeout``) for another holder, then raises
         :class:`WarehouseUnavailable` (retryable: the other holder finishes its work).
 
-        Yields a check to call before each unit of work: it raises :class:`WarehouseUnavailable` if the lock
-        was lost meanwhile (PostgreSQL: its session's connection broke, and with it the lock).
+        Yields a :class:`HeldLock`: call it before each unit of work, and again before acknowledging the work
+        elsewhere (consumer offsets); it raises :class:`WarehouseUnavailable` if the lock was lost meanwhile
+        (PostgreSQL: its session's connection broke, and with it the lock). Call its ``fence`` inside each
+        transaction the lock protects, just before it commits: a lock lost during the work then rolls the
+        work back instead of committing it beside a second holder.
         """
         deadline = time.monotonic() + (self.lock_timeout if timeout is None else timeout)
         delay = 0.05
         if self.dialect == "duckdb":
             slug = re.sub(r"[^A-Za-z0-9_.-]", "_", name)[:80]
-            path = self.path.with_name(f"{self.path.name}.{slug}.lock")
+            # Resolved (as _duckdb_lock does): two spellings of one file (relative, symlinked) share one lock.
+            resolved = self.path.resolve()
+            path = resolved.with_name(f"{resolved.name}.{slug}.lock")
             fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
             try:
                 while True:
@@ -289,12 +315,21 @@ class Warehouse:
                             raise WarehouseUnavailable(f"{self!r}: lock {name!r} is held by another process") from None
                         time.sleep(delay)
                         delay = min(delay * 2, 1.0)
-                yield lambda: None  # a flock lasts as long as this process keeps the file open
+                # A flock lasts as long as this process keeps the file open: nothing to check, nothing to fence.
+                yield HeldLock(lambda: None, lambda cur: None)
             finally:
                 os.close(fd)  # releases the flock
             return
         key = self.advisory_key(name)
-        conn = self._connect()
+        # Client-side keepalives and a TCP user timeout: a check on a half-open connection (the server gone
+        # without a word) fails within about a minute instead of waiting out the system's retransmissions.
+        conn = self._connect(
+            keepalives=1,
+            keepalives_idle=30,
+            keepalives_interval=10,
+            keepalives_count=3,
+            tcp_user_timeout=60_000,
+        )
         try:
             conn.autocommit = True  # the session holds the lock; no transaction stays open meanwhile
             # The server ends a session whose client vanished (a host lost, a network cut) only when TCP says
@@ -303,6 +338,8 @@ class Warehouse:
             conn.execute("SET tcp_keepalives_idle = 30")
             conn.execute("SET tcp_keepalives_interval = 10")
             conn.execute("SET tcp_keepalives_count = 3")
+            # Every statement of this session is a lock call or a liveness probe: none may wait long.
+            conn.execute("SET statement_timeout = '10s'")
             while not conn.execute("SELECT pg_try_advisory_lock(%s)", (key,)).fetchone()[0]:
                 if time.monotonic() >= deadline:
                     raise WarehouseUnavailable(f"{self!r}: lock {name!r} is held by another session")
@@ -315,7 +352,25 @@ class Warehouse:
                 except Exception as exc:
                     raise WarehouseUnavailable(f"{self!r}: lost lock {name!r} with its session: {exc}") from exc
 
-            yield still_held
+            # pg_locks shows a bigint advisory key split in two oids: classid the high half, objid the low
+            # half, objsubid 1 (2 is the two-int4 key space).
+            pid = conn.info.backend_pid
+            unsigned = key & (2**64 - 1)
+            classid, objid = unsigned >> 32, unsigned & (2**32 - 1)
+
+            def fence(cur: Cursor) -> None:
+                # Asked on the protected transaction's own connection, not the lock session's: a broken lock
+                # session cannot answer, and the answer must come from the server the transaction commits on.
+                row = cur.execute(
+                    "SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted AND mode = 'ExclusiveLock' "
+                    "AND pid = ? AND classid::bigint = ? AND objid::bigint = ? AND objsubid = 1 "
+                    "AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
+                    (pid, classid, objid),
+                ).fetchone()
+                if row is None:
+                    raise WarehouseUnavailable(f"{self!r}: lock {name!r} is no longer held by this run's session")
+
+            yield HeldLock(still_held, fence)
         finally:
             conn.close()  # ends the session, and so the lock
 
@@ -350,19 +405,19 @@ class Warehouse:
                 return
         conn.close()
 
-    def _connect(self) -> Any:
+    def _connect(self, **pg_options: Any) -> Any:
         deadline = time.monotonic() + self.lock_timeout
         delay = 0.05
         while True:
             try:
-                return self._connect_once()
+                return self._connect_once(**pg_options)
             except Exception as exc:
                 if not self._is_lock_error(exc) or time.monotonic() >= deadline:
                     raise WarehouseUnavailable(f"cannot open warehouse {self!r}: {exc}") from exc
                 time.sleep(delay)
                 delay = min(delay * 2, 1.0)
 
-    def _connect_once(self) -> Any:
+    def _connect_once(self, **pg_options: Any) -> Any:
         if self.dialect == "duckdb":
             import duckdb
 
@@ -372,7 +427,7 @@ class Warehouse:
             return conn
         import psycopg
 
-        conn = psycopg.connect(self._pg_conninfo, connect_timeout=10)
+        conn = psycopg.connect(self._pg_conninfo, connect_timeout=10, **pg_options)
         if self.schema:
             with conn.cursor() as cur:
                 # Only when missing: even CREATE SCHEMA IF NOT EXISTS needs CREATE on the database, which the

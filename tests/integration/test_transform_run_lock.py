@@ -1,4 +1,4 @@
-"""One transform run at a time per warehouse and consumer group, reading without joining the group.
+"""One transform run at a time per warehouse (whatever the consumer group), reading without joining the group.
 
 The transform's consumer assigns itself every partition and commits under the group as a standalone member
 (no group join to wait for); the run lock (:meth:`Warehouse.exclusive`) is then what keeps two runs from
@@ -23,7 +23,7 @@ from newswire.errors import BrokerUnavailable, WarehouseUnavailable
 from newswire.messaging import ensure_topics, make_consumer
 from newswire.warehouse import Warehouse
 from transform.consumer import ArticleConsumer
-from transform.stage import run_transform
+from transform.stage import RUN_LOCK, run_transform
 
 pytestmark = pytest.mark.integration
 PG_DSN = "postgresql://postgres@127.0.0.1:5432/test"
@@ -61,8 +61,11 @@ def test_a_second_run_waits_for_the_first_and_doubles_nothing(broker: str, wareh
     warehouse = Warehouse(warehouse_url)
     warehouse.migrate()
     results: list[Any] = []
-    with warehouse.exclusive(f"transform-{settings.consumer_group}"):  # a first run, still going
-        waiting = threading.Thread(target=lambda: results.append(run_transform(settings, broker)))
+    # A first run, still going; the second is another deployment's (another consumer group): the story state
+    # is the warehouse's, so it waits all the same.
+    other = "another-deployment"
+    with warehouse.exclusive(RUN_LOCK):
+        waiting = threading.Thread(target=lambda: results.append(run_transform(settings, broker, group_id=other)))
         waiting.start()
         time.sleep(1.5)
         assert waiting.is_alive() and not results
@@ -70,7 +73,7 @@ def test_a_second_run_waits_for_the_first_and_doubles_nothing(broker: str, wareh
     waiting.join(timeout=60)
     assert results and results[0].stats.messages == len(messages)
     before = snapshot(warehouse)
-    assert run_transform(settings, broker).stats.messages == 0
+    assert run_transform(settings, broker, group_id=other).stats.messages == 0
     assert snapshot(warehouse) == before
 
 
@@ -123,6 +126,74 @@ def test_a_lost_postgresql_lock_session_stops_the_holder(make_settings) -> None:
                 assert killed == [(True,)]
             with pytest.raises(WarehouseUnavailable, match="lost lock"):
                 still_held()
+    finally:
+        with psycopg.connect(PG_DSN, autocommit=True) as admin:
+            admin.execute(f'DROP SCHEMA IF EXISTS "{url.rpartition("=")[2]}" CASCADE')
+
+
+def _terminate_lock_session(warehouse: Warehouse, name: str) -> None:
+    """End the session holding ``name`` from an admin connection, as pg_terminate_backend or a failover would."""
+    key = warehouse.advisory_key(name) & (2**64 - 1)  # as pg_locks splits it
+    with psycopg.connect(PG_DSN, autocommit=True) as admin:
+        killed = admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory' "
+            "AND classid::bigint = %s AND objid::bigint = %s AND objsubid = 1",
+            (key >> 32, key & (2**32 - 1)),
+        ).fetchall()
+    assert killed == [(True,)]
+
+
+@pytest.mark.postgres
+def test_a_batch_whose_lock_session_dies_mid_batch_rolls_back(broker: str, make_settings) -> None:
+    """The pre-batch check passed; the lock session dies while the batch's transaction is open. The fence in
+    that transaction must roll it back: nothing of the batch stored, no offsets committed, a retryable error."""
+    url = f"{PG_DSN}?schema=nwlock_{uuid.uuid4().hex[:10]}"
+    settings = make_settings(warehouse_url=url)
+    ensure_topics(broker, settings)
+    messages = corpus_messages()
+    publish(broker, settings, messages)
+    warehouse = Warehouse(url)
+    warehouse.migrate()
+    terminated: list[str] = []
+
+    def lose_the_lock(point: str) -> None:
+        if point == "mid_batch" and not terminated:  # writes done, the batch's transaction still open
+            _terminate_lock_session(warehouse, RUN_LOCK)
+            terminated.append(point)
+
+    try:
+        with pytest.MonkeyPatch.context() as patch, pytest.raises(WarehouseUnavailable, match="no longer held"):
+            patch.setattr("transform.batch.fault_point", lose_the_lock)
+            run_transform(settings, broker)
+        assert terminated
+        assert committed(broker, settings, settings.consumer_group) == 0
+        for table in ("articles", "events", "transform_batches", "dead_letters"):
+            assert warehouse.scalar(f"SELECT COUNT(*) FROM {table}") == 0, table
+        # The next run, with its lock, stores the batch once.
+        assert run_transform(settings, broker).stats.messages == len(messages)
+        assert warehouse.scalar("SELECT COUNT(*) FROM transform_batches") >= 1
+    finally:
+        with psycopg.connect(PG_DSN, autocommit=True) as admin:
+            admin.execute(f'DROP SCHEMA IF EXISTS "{url.rpartition("=")[2]}" CASCADE')
+
+
+@pytest.mark.postgres
+def test_the_fence_checks_this_sessions_lock_only() -> None:
+    """The fence passes while the lock session holds the lock and fails once another session holds it."""
+    url = f"{PG_DSN}?schema=nwlock_{uuid.uuid4().hex[:10]}"
+    warehouse = Warehouse(url)
+    warehouse.migrate()
+    try:
+        with warehouse.exclusive("transform-fence") as held:
+            with warehouse.transaction() as cur:
+                held.fence(cur)
+            _terminate_lock_session(warehouse, "transform-fence")
+            with (
+                warehouse.exclusive("transform-fence", timeout=10),
+                warehouse.transaction() as cur,
+                pytest.raises(WarehouseUnavailable, match="no longer held"),
+            ):
+                held.fence(cur)  # granted, but to the new holder's session
     finally:
         with psycopg.connect(PG_DSN, autocommit=True) as admin:
             admin.execute(f'DROP SCHEMA IF EXISTS "{url.rpartition("=")[2]}" CASCADE')
