@@ -216,7 +216,10 @@ _HEADER = struct.Struct("<II")
 
 #: Pages handed to one worker before its first reply comes back. A worker takes every page waiting in its pipe
 #: (up to this many) into one batch and encodes their titles and leads in one pass; a lone page goes alone.
-#: More than a few add little: the encoder's pass covers a few hundred tokens, three or four articles.
+#: Why 6: what one pass saves per article (its fixed overhead and one read of the weights, shared) is mostly
+#: had by a handful of articles, and gains little beyond that (README, Benchmarks: "Several articles per encoder
+#: pass"); 6 also keeps the next pages waiting in the pipe while a batch is encoded. A larger cap would mostly
+#: lengthen the wait of a batch's first page and the number of pages a worker's crash sends back to be tried alone.
 MAX_IN_FLIGHT = 6
 
 
@@ -406,6 +409,7 @@ class _Worker:
         self._reading = False
         self._died: tuple[bool, BaseException] | None = None  # (held only one page then, cause)
         self._stopped = False  # the requests end is closed (under the send lock)
+        self._ended = False  # stop() has joined the process: its replies end reads end-of-file once drained
         self._replies_open = True  # closed by stop(), or by the thread reading it when stop() comes meanwhile
         # Owned by the pool (under its lock): pages handed to this worker and not yet collected, and whether it
         # serves one suspect page alone.
@@ -464,9 +468,12 @@ class _Worker:
         finally:
             with self._state:
                 self._reading = False
-                if self._died is not None and self._replies_open and self._stopped:
-                    self._close_replies()
+                finish = self._ended and self._replies_open  # stop() came meanwhile and left the rest to us
+                if finish:
+                    self._reading = True
                 self._state.notify_all()
+            if finish:
+                self._finish()
 
     def _close_replies(self) -> None:
         """Under ``_state``, by no reader: a file descriptor closed under a thread about to read it could be
@@ -474,9 +481,35 @@ class _Worker:
         self._replies_open = False
         self._replies.close()
 
+    def _finish(self) -> None:
+        """By the thread holding the reader role, once the process has ended: reads every complete reply left (in
+        the pipe and the reader's buffer) into ``_answered``, then declares the worker dead and closes the replies
+        end. The writer is gone, so reading cannot block; a reply the worker wrote before it ended still reaches
+        its caller, and only the pages it never answered fail (``alone`` if it held just one of them)."""
+        try:
+            if self._died is None:  # else the pipe's state is unknown (a reader was interrupted mid-frame)
+                with contextlib.suppress(Exception):  # end-of-file, or a partial last frame: nothing more to read
+                    while True:
+                        head, _ = self._reader.read()
+                        answered, *reply = pickle.loads(head)
+                        with self._state:
+                            self._held.discard(answered)
+                            self._answered[answered] = tuple(reply)  # type: ignore[assignment]
+                            self._state.notify_all()
+        finally:
+            with self._state:
+                if self._died is None:
+                    self._died = (len(self._held) == 1, EOFError("the extraction worker was stopped"))
+                self._reading = False
+                if self._replies_open:
+                    self._close_replies()
+                self._state.notify_all()
+
     def stop(self, timeout: float) -> None:
         """Ends the worker (after the pages it holds, within ``timeout``) and closes its pipes, once, whichever
-        threads call it: every thread holding one of its pages may."""
+        threads call it: every thread holding one of its pages may. The worker is declared dead only after the
+        replies it wrote are read (:meth:`_finish`), here or by the thread reading when it leaves: a page it
+        answered is never failed because its caller had not read the answer yet."""
         with self._send_lock:
             if self._stopped:
                 return
@@ -487,11 +520,11 @@ class _Worker:
             self.process.kill()
             self.process.join()
         with self._state:
-            if self._died is None:
-                self._died = (len(self._held) == 1, EOFError("the extraction worker was stopped"))
-            if not self._reading:  # else the reader closes it when it leaves
-                self._close_replies()
-            self._state.notify_all()
+            self._ended = True
+            if self._reading:  # the reader drains what is left and closes the pipe when it leaves
+                return
+            self._reading = True
+        self._finish()
 
 
 def _preload_modules(enrich: Enricher | None) -> list[str]:

@@ -177,3 +177,56 @@ def test_an_encoder_that_fails_on_one_text_fails_that_page_only(monkeypatch: pyt
         article = outcomes[index]
         assert isinstance(article, ExtractedArticle) and article.embedding is not None
         assert article.embedding.model == "picky"
+
+
+def test_replies_a_worker_wrote_before_it_ended_reach_their_callers() -> None:
+    """Stopping a worker nobody is reading from (``close()``, or ``_retire`` after another thread's broken pipe)
+    must not drop the replies it wrote before it ended: each still reaches its caller, none fails."""
+    import multiprocessing
+
+    from ingest.extract_workers import _Worker
+
+    pages = _pages(3)
+    worker = _Worker(multiprocessing.get_context("forkserver"), False, "none", None)
+    requests = [worker.send(page, URL, "text/html") for page in pages]
+    # The worker answers every page it holds, then reads end-of-file and exits; no thread reads the replies.
+    worker.stop(timeout=60)
+    assert not worker.process.is_alive()
+    replies = [worker.receive(request) for request in requests]
+    assert [status for status, *_ in replies] == ["ok"] * len(pages)
+    assert [value.text for _, value, _, _ in replies] == [
+        extract_article(page, url=URL, content_type="text/html").text for page in pages
+    ]
+    assert not worker._replies_open  # the replies end is closed once drained
+
+
+def _idle(pid: int) -> bool:
+    """Whether the worker process is blocked reading its requests pipe: it has answered every page it was sent."""
+    with open(f"/proc/{pid}/wchan") as wchan:
+        return "pipe_read" in wchan.read()
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/wchan"), reason="needs /proc/<pid>/wchan (Linux)")
+def test_replies_left_in_the_readers_buffer_survive_a_killed_worker() -> None:
+    """A worker killed while idle after answering (the OOM killer), then stopped as ``_retire`` does: the replies
+    read into the buffer along with the first one, and those still in the pipe, reach their callers."""
+    import multiprocessing
+
+    from ingest.extract_workers import _Worker
+
+    pages = _pages(4)
+    worker = _Worker(multiprocessing.get_context("forkserver"), False, "none", None)
+    requests = [worker.send(page, URL, "text/html") for page in pages]
+    status, *_ = worker.receive(requests[0])
+    assert status == "ok"
+    _wait_for(lambda: _idle(worker.process.pid))
+    os.kill(worker.process.pid, signal.SIGKILL)
+    worker.process.join(10)
+    worker.stop(timeout=0)
+    replies = [worker.receive(request) for request in requests[1:]]
+    assert [status for status, *_ in replies] == ["ok"] * (len(pages) - 1)
+    assert [value.text for _, value, _, _ in replies] == [
+        extract_article(page, url=URL, content_type="text/html").text for page in pages[1:]
+    ]
+    with pytest.raises(BrokenPipeError):
+        worker.send(pages[0], URL, "text/html")
