@@ -38,6 +38,16 @@ def committed(bootstrap: str, settings: Any, group: str) -> int:
         consumer.close()
 
 
+def published(broker: str, settings: Any) -> tuple[list[dict[str, Any]], Warehouse]:
+    """The labelled corpus on the articles topic, and the settings' warehouse migrated (empty)."""
+    ensure_topics(broker, settings)
+    messages = corpus_messages()
+    publish(broker, settings, messages)
+    warehouse = Warehouse(settings.resolved_warehouse_url)
+    warehouse.migrate()
+    return messages, warehouse
+
+
 def test_runs_resume_from_the_groups_committed_offsets(broker: str, warehouse_url: str, make_settings) -> None:
     settings = make_settings(warehouse_url=warehouse_url)
     ensure_topics(broker, settings)
@@ -55,11 +65,7 @@ def test_runs_resume_from_the_groups_committed_offsets(broker: str, warehouse_ur
 
 def test_a_second_run_waits_for_the_first_and_doubles_nothing(broker: str, warehouse_url: str, make_settings) -> None:
     settings = make_settings(warehouse_url=warehouse_url)
-    ensure_topics(broker, settings)
-    messages = corpus_messages()
-    publish(broker, settings, messages)
-    warehouse = Warehouse(warehouse_url)
-    warehouse.migrate()
+    messages, warehouse = published(broker, settings)
     results: list[Any] = []
     # A first run, still going; the second is another deployment's (another consumer group): the story state
     # is the warehouse's, so it waits all the same.
@@ -149,11 +155,7 @@ def test_a_batch_whose_lock_session_dies_mid_batch_rolls_back(broker: str, make_
     that transaction must roll it back: nothing of the batch stored, no offsets committed, a retryable error."""
     url = f"{PG_DSN}?schema=nwlock_{uuid.uuid4().hex[:10]}"
     settings = make_settings(warehouse_url=url)
-    ensure_topics(broker, settings)
-    messages = corpus_messages()
-    publish(broker, settings, messages)
-    warehouse = Warehouse(url)
-    warehouse.migrate()
+    messages, warehouse = published(broker, settings)
     terminated: list[str] = []
 
     def lose_the_lock(point: str) -> None:
