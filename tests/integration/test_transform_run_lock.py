@@ -114,29 +114,6 @@ def test_the_run_lock_times_out_and_dies_with_its_holder(warehouse_url: str) -> 
         holder.join(10)
 
 
-@pytest.mark.postgres
-def test_a_lost_postgresql_lock_session_stops_the_holder(make_settings) -> None:
-    url = f"{PG_DSN}?schema=nwlock_{uuid.uuid4().hex[:10]}"
-    warehouse = Warehouse(url)
-    warehouse.migrate()
-    try:
-        with warehouse.exclusive("transform-lost") as still_held:
-            still_held()
-            with psycopg.connect(PG_DSN, autocommit=True) as admin:  # the session ends under the holder
-                key = warehouse.advisory_key("transform-lost") & (2**64 - 1)  # as pg_locks splits it
-                killed = admin.execute(
-                    "SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory' "
-                    "AND classid::bigint = %s AND objid::bigint = %s AND objsubid = 1",
-                    (key >> 32, key & (2**32 - 1)),
-                ).fetchall()
-                assert killed == [(True,)]
-            with pytest.raises(WarehouseUnavailable, match="lost lock"):
-                still_held()
-    finally:
-        with psycopg.connect(PG_DSN, autocommit=True) as admin:
-            admin.execute(f'DROP SCHEMA IF EXISTS "{url.rpartition("=")[2]}" CASCADE')
-
-
 def _terminate_lock_session(warehouse: Warehouse, name: str) -> None:
     """End the session holding ``name`` from an admin connection, as pg_terminate_backend or a failover would."""
     key = warehouse.advisory_key(name) & (2**64 - 1)  # as pg_locks splits it
@@ -147,6 +124,22 @@ def _terminate_lock_session(warehouse: Warehouse, name: str) -> None:
             (key >> 32, key & (2**32 - 1)),
         ).fetchall()
     assert killed == [(True,)]
+
+
+@pytest.mark.postgres
+def test_a_lost_postgresql_lock_session_stops_the_holder(make_settings) -> None:
+    url = f"{PG_DSN}?schema=nwlock_{uuid.uuid4().hex[:10]}"
+    warehouse = Warehouse(url)
+    warehouse.migrate()
+    try:
+        with warehouse.exclusive("transform-lost") as still_held:
+            still_held()
+            _terminate_lock_session(warehouse, "transform-lost")  # the session ends under the holder
+            with pytest.raises(WarehouseUnavailable, match="lost lock"):
+                still_held()
+    finally:
+        with psycopg.connect(PG_DSN, autocommit=True) as admin:
+            admin.execute(f'DROP SCHEMA IF EXISTS "{url.rpartition("=")[2]}" CASCADE')
 
 
 @pytest.mark.postgres
