@@ -93,18 +93,16 @@ def run_transform(
     # the same messages. A second run waits for the first (up to the warehouse's lock_timeout) and then starts
     # from the offsets it committed. Each batch's transaction is fenced by the lock (HeldLock.fence): a run
     # that lost it mid-batch rolls the batch back rather than committing beside the next holder.
-    run_lock = contextlib.ExitStack()
-    still_locked = run_lock.enter_context(warehouse.exclusive(RUN_LOCK))
+    # Closed in reverse at the end of the run (consumer, publisher, then the lock), or as far as set-up got.
+    resources = contextlib.ExitStack()
+    still_locked = resources.enter_context(warehouse.exclusive(RUN_LOCK))
     try:
         publisher = Publisher(make_producer(bootstrap, settings, client_id="newswire-transform"))
-    except BaseException:
-        run_lock.close()
-        raise
-    try:
+        resources.callback(publisher.close)
         consumer = ArticleConsumer(settings, bootstrap, group_id=group)
+        resources.callback(consumer.close)
     except BaseException:
-        publisher.close()
-        run_lock.close()
+        resources.close()
         raise
     processor = BatchProcessor(
         warehouse,
@@ -170,9 +168,7 @@ def run_transform(
             if drained and not lost_articles_republished():
                 break
     finally:
-        consumer.close()
-        publisher.close()
-        run_lock.close()
+        resources.close()
     summary.seconds = time.monotonic() - t0
     log.info("%s", summary.line())
     return summary
