@@ -93,16 +93,18 @@ def run_transform(
     # the same messages. A second run waits for the first (up to the warehouse's lock_timeout) and then starts
     # from the offsets it committed. Each batch's transaction is fenced by the lock (HeldLock.fence): a run
     # that lost it mid-batch rolls the batch back rather than committing beside the next holder.
-    # Closed in reverse at the end of the run (consumer, publisher, then the lock), or as far as set-up got.
-    resources = contextlib.ExitStack()
-    still_locked = resources.enter_context(warehouse.exclusive(RUN_LOCK))
+    run_lock = contextlib.ExitStack()
+    still_locked = run_lock.enter_context(warehouse.exclusive(RUN_LOCK))
     try:
         publisher = Publisher(make_producer(bootstrap, settings, client_id="newswire-transform"))
-        resources.callback(publisher.close)
-        consumer = ArticleConsumer(settings, bootstrap, group_id=group)
-        resources.callback(consumer.close)
     except BaseException:
-        resources.close()
+        run_lock.close()
+        raise
+    try:
+        consumer = ArticleConsumer(settings, bootstrap, group_id=group)
+    except BaseException:
+        publisher.close()
+        run_lock.close()
         raise
     processor = BatchProcessor(
         warehouse,
@@ -168,7 +170,9 @@ def run_transform(
             if drained and not lost_articles_republished():
                 break
     finally:
-        resources.close()
+        consumer.close()
+        publisher.close()
+        run_lock.close()
     summary.seconds = time.monotonic() - t0
     log.info("%s", summary.line())
     return summary

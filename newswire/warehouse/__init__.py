@@ -202,17 +202,6 @@ class Cursor:
         return [dict(zip(names, row, strict=True)) for row in self._raw.fetchall()]
 
 
-def _wait_for(acquired: Callable[[], bool], deadline: float, held_elsewhere: str) -> None:
-    """Try ``acquired`` until it succeeds, backing off up to a second between tries; past ``deadline`` raise
-    :class:`WarehouseUnavailable` (``held_elsewhere``): retryable, the other holder finishes its work."""
-    delay = 0.05
-    while not acquired():
-        if time.monotonic() >= deadline:
-            raise WarehouseUnavailable(held_elsewhere)
-        time.sleep(delay)
-        delay = min(delay * 2, 1.0)
-
-
 class HeldLock:
     """A lock held through :meth:`Warehouse.exclusive`: a check for between units of work, a fence for inside them.
 
@@ -309,6 +298,7 @@ class Warehouse:
         work back instead of committing it beside a second holder.
         """
         deadline = time.monotonic() + (self.lock_timeout if timeout is None else timeout)
+        delay = 0.05
         if self.dialect == "duckdb":
             slug = re.sub(r"[^A-Za-z0-9_.-]", "_", name)[:80]
             # Resolved (as _duckdb_lock does): two spellings of one file (relative, symlinked) share one lock.
@@ -316,15 +306,15 @@ class Warehouse:
             path = resolved.with_name(f"{resolved.name}.{slug}.lock")
             fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
             try:
-
-                def flocked() -> bool:
+                while True:
                     try:
                         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                        break
                     except BlockingIOError:
-                        return False
-                    return True
-
-                _wait_for(flocked, deadline, f"{self!r}: lock {name!r} is held by another process")
+                        if time.monotonic() >= deadline:
+                            raise WarehouseUnavailable(f"{self!r}: lock {name!r} is held by another process") from None
+                        time.sleep(delay)
+                        delay = min(delay * 2, 1.0)
                 # A flock lasts as long as this process keeps the file open: nothing to check, nothing to fence.
                 yield HeldLock(lambda: None, lambda cur: None)
             finally:
@@ -350,11 +340,11 @@ class Warehouse:
             conn.execute("SET tcp_keepalives_count = 3")
             # Every statement of this session is a lock call or a liveness probe: none may wait long.
             conn.execute("SET statement_timeout = '10s'")
-            _wait_for(
-                lambda: conn.execute("SELECT pg_try_advisory_lock(%s)", (key,)).fetchone()[0],
-                deadline,
-                f"{self!r}: lock {name!r} is held by another session",
-            )
+            while not conn.execute("SELECT pg_try_advisory_lock(%s)", (key,)).fetchone()[0]:
+                if time.monotonic() >= deadline:
+                    raise WarehouseUnavailable(f"{self!r}: lock {name!r} is held by another session")
+                time.sleep(delay)
+                delay = min(delay * 2, 1.0)
 
             def still_held() -> None:
                 try:
