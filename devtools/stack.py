@@ -745,7 +745,8 @@ def status(home: Path) -> StackStatus:
         for p in state.get("processes", [])
     }
     pids = stack_processes(state)
-    report = health(state["url"]) if any(running.values()) else None
+    # `make status` is interactive: a busy API server gets longer than a health poll inside `make up` does.
+    report = health(state["url"], timeout=10.0) if any(running.values()) else None
     if report is not None:
         report |= _workers_health(state)
     return StackStatus(
