@@ -150,7 +150,12 @@ def test_every_page_of_a_batch_keeps_its_own_outcome() -> None:
     assert isinstance(outcomes[1], ExtractionError) and outcomes[1].reason == "no_body"
     first, third = outcomes[0], outcomes[2]
     assert isinstance(first, ExtractedArticle) and isinstance(third, ExtractedArticle)
-    assert first.embedding is not None and first.embedding == third.embedding
+    # The same page twice in one pass: equal up to float rounding (a row's place in the batch can change which
+    # BLAS kernel computes it), never another vector.
+    assert first.embedding is not None and third.embedding is not None
+    assert first.embedding.model == third.embedding.model
+    a, b = (np.frombuffer(e.vector, dtype=np.float16).astype(np.float64) for e in (first.embedding, third.embedding))
+    assert float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b))) >= 0.9999
     single = extract_and_enrich(good, url=URL, content_type="text/html", fast=False, embedding_model=DEFAULT_MODEL)
     assert single.embedding is not None and single.detected_language == first.detected_language == "zh"
 
