@@ -860,6 +860,7 @@ class _OriginPools(httpx.BaseTransport):
         self._keepalive = keepalive
         self._lock = threading.Lock()
         self._pools: OrderedDict[tuple[bytes, bytes, int | None], _OriginPool] = OrderedDict()
+        self._closed = False
 
     @property
     def origins(self) -> int:
@@ -871,6 +872,8 @@ class _OriginPools(httpx.BaseTransport):
         origin = (request.url.raw_scheme, request.url.raw_host, request.url.port)
         retired: list[_OriginPool] = []
         with self._lock:
+            if self._closed:  # as httpx.Client did: a closed fetcher opens no connection
+                raise RuntimeError("cannot send a request: the fetcher is closed")
             pool = self._pools.get(origin)
             if pool is None:
                 pool = _OriginPool(_GuardedTransport(self._ssl_context, self._backend, keepalive=self._keepalive))
@@ -908,6 +911,7 @@ class _OriginPools(httpx.BaseTransport):
 
     def close(self) -> None:
         with self._lock:
+            self._closed = True
             pools = list(self._pools.values())
             self._pools.clear()
         for pool in pools:

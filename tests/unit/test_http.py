@@ -545,6 +545,8 @@ def test_origin_pools_are_bounded_and_never_close_a_pool_in_use(serve):
             assert in_flight.result(5).content == b"slow"
         assert fetcher.get(others[0].url("/")).content == b"ok"
     assert transport.origins == 0  # closing the fetcher closed every pool
+    with pytest.raises(RuntimeError):
+        fetcher.get(others[0].url("/"))
 
 
 def test_budget_exhausted_before_connecting_is_a_timeout():
