@@ -21,13 +21,14 @@ import math
 import select
 import socket
 import ssl
+import threading
 import time
 import zlib
-from collections.abc import Callable, Collection, Iterable, Mapping
+from collections import OrderedDict
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
-from http.cookiejar import CookieJar, DefaultCookiePolicy
 from types import MappingProxyType, TracebackType
 from typing import TYPE_CHECKING, Any
 
@@ -171,19 +172,19 @@ class Fetcher:
         self._throttle = throttle
         self._guard = guard if guard is not None else AddressGuard(policy.allow_private_networks)
         context = ssl_context if ssl_context is not None else httpx.create_ssl_context(trust_env=False)
-        self._client = httpx.Client(
-            transport=_GuardedTransport(context, _GuardedBackend(self._guard)),
-            timeout=httpx.Timeout(
-                connect=policy.connect_timeout,
-                read=policy.read_timeout,
-                write=policy.read_timeout,
-                pool=policy.connect_timeout,
-            ),
-            follow_redirects=False,
-            trust_env=False,
-            cookies=_no_cookies(),
-            headers={"User-Agent": policy.user_agent, "Accept-Encoding": _ACCEPT_ENCODING},
-        )
+        # Requests go straight to the transport, not through ``httpx.Client.send``: the client's layers (URL
+        # re-parsing and merging, auth and redirect wrappers, a cookie jar that must stay empty anyway) cost the
+        # fetching thread CPU on every page and did nothing here, since redirects are followed by ``get`` and no
+        # cookie is ever sent. The headers are the ones the client sent: its defaults, ours over them.
+        self._transport = _OriginPools(context, _GuardedBackend(self._guard))
+        self._headers = httpx.Headers({"Accept": "*/*", "Connection": "keep-alive"})
+        self._headers.update({"User-Agent": policy.user_agent, "Accept-Encoding": _ACCEPT_ENCODING})
+        self._timeout = httpx.Timeout(
+            connect=policy.connect_timeout,
+            read=policy.read_timeout,
+            write=policy.read_timeout,
+            pool=policy.connect_timeout,
+        ).as_dict()
 
     @property
     def throttle(self) -> HostThrottle | None:
@@ -206,7 +207,7 @@ class Fetcher:
         self.close()
 
     def close(self) -> None:
-        self._client.close()
+        self._transport.close()
 
     def get(
         self,
@@ -241,7 +242,7 @@ class Fetcher:
             if self._throttle is not None:
                 budget.extend(self._throttle.wait(str(current)))
             hop_url = str(current)
-            outcome = self._fetch_once(hop_url, headers, allowed, limit, budget, original)
+            outcome = self._fetch_once(current, hop_url, headers, allowed, limit, budget, original)
             if isinstance(outcome, _Response):
                 return FetchResult(
                     url=original,
@@ -273,6 +274,7 @@ class Fetcher:
 
     def _fetch_once(
         self,
+        target: httpx.URL,
         url: str,
         headers: Mapping[str, str],
         allowed: tuple[tuple[str, ...], tuple[str, ...]],
@@ -280,13 +282,17 @@ class Fetcher:
         budget: _Budget,
         original: str,
     ) -> _Response | str:
-        """One request without following redirects: a response, or the raw Location to go to next."""
+        """One request to ``target`` (``url`` is its text) without following redirects: a response, or the raw
+        Location to go to next."""
         token = _DEADLINE.set(budget.deadline)
         try:
             if budget.remaining() <= 0:
                 raise FetchTimeout(url, budget.exhausted_message())
-            request = self._client.build_request("GET", url, headers=headers)
-            response = self._client.send(request, stream=True)
+            merged = self._headers.copy()
+            merged.update(headers)
+            request = httpx.Request("GET", target, headers=merged, extensions={"timeout": self._timeout})
+            response = self._transport.handle_request(request)
+            response.request = request
             try:
                 return _read_response(response, url, allowed, limit, budget)
             finally:
@@ -470,11 +476,6 @@ def _content_length(value: str | None) -> int | None:
         return max(int(part) for part in value.split(","))
     except ValueError:
         return None
-
-
-def _no_cookies() -> httpx.Cookies:
-    """A jar that stores nothing: cookies from one site must never ride along on later fetches."""
-    return httpx.Cookies(CookieJar(policy=DefaultCookiePolicy(allowed_domains=[])))
 
 
 def _attribute(error: FetchError, url: str, original: str) -> FetchError:
@@ -810,17 +811,133 @@ class _GuardedTransport(httpx.HTTPTransport):
     connecting unguarded; tests also prove loopback is refused through this transport.
     """
 
-    def __init__(self, ssl_context: ssl.SSLContext, backend: _GuardedBackend) -> None:
+    def __init__(self, ssl_context: ssl.SSLContext, backend: _GuardedBackend, *, keepalive: int) -> None:
         super().__init__(verify=ssl_context, trust_env=False, retries=0)
         if not isinstance(getattr(self, "_pool", None), httpcore.ConnectionPool):
             raise RuntimeError("unsupported httpx version: cannot install the SSRF-guarded network backend")
         self._pool = httpcore.ConnectionPool(
             ssl_context=ssl_context,
-            max_connections=64,
-            max_keepalive_connections=16,
+            max_connections=_MAX_CONNECTIONS_PER_ORIGIN,
+            max_keepalive_connections=keepalive,
             keepalive_expiry=15.0,
             http1=True,
             http2=False,
             retries=0,
             network_backend=backend,
         )
+
+
+#: Connections to one origin at once (as many as the largest entry pool has threads).
+_MAX_CONNECTIONS_PER_ORIGIN = 64
+#: Idle keep-alive connections kept per origin, and origins whose pools are kept: at most 32 x 4 idle sockets.
+_KEEPALIVE_PER_ORIGIN = 4
+_MAX_ORIGINS = 32
+
+
+class _OriginPools(httpx.BaseTransport):
+    """One guarded connection pool per origin (scheme, host, port); the least recently used idle pools are closed.
+
+    Why not one pool for every host: httpcore's pool checks every connection it holds on each request and each
+    release (and counts its idle ones once per idle connection), and closes idle connections beyond its
+    keep-alive bound. Shared by the entry threads of a run over tens of hosts, one pool held dozens of
+    connections, so each fetch paid for all of them, and a bound small enough to keep that cheap closed a
+    connection on almost every request: nearly every page was fetched on a new connection (a new TLS session
+    on a real site). A pool per origin holds only that host's few connections and keeps them alive. A pool
+    with a request in flight is never closed; beyond ``max_origins`` the oldest unused ones are.
+    """
+
+    def __init__(
+        self,
+        ssl_context: ssl.SSLContext,
+        backend: _GuardedBackend,
+        *,
+        max_origins: int = _MAX_ORIGINS,
+        keepalive: int = _KEEPALIVE_PER_ORIGIN,
+    ) -> None:
+        self._ssl_context = ssl_context
+        self._backend = backend
+        self._max_origins = max_origins
+        self._keepalive = keepalive
+        self._lock = threading.Lock()
+        self._pools: OrderedDict[tuple[bytes, bytes, int | None], _OriginPool] = OrderedDict()
+        self._closed = False
+
+    @property
+    def origins(self) -> int:
+        """How many origins have a pool now (tests check the bound)."""
+        with self._lock:
+            return len(self._pools)
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        origin = (request.url.raw_scheme, request.url.raw_host, request.url.port)
+        retired: list[_OriginPool] = []
+        with self._lock:
+            if self._closed:  # as httpx.Client did: a closed fetcher opens no connection
+                raise RuntimeError("cannot send a request: the fetcher is closed")
+            pool = self._pools.get(origin)
+            if pool is None:
+                pool = _OriginPool(_GuardedTransport(self._ssl_context, self._backend, keepalive=self._keepalive))
+                self._pools[origin] = pool
+                retired = self._retire_unused()
+            else:
+                self._pools.move_to_end(origin)
+            pool.in_flight += 1
+        for old in retired:
+            old.transport.close()
+        try:
+            response = pool.transport.handle_request(request)
+        except BaseException:
+            self._release(pool)
+            raise
+        response.stream = _ReleasingStream(response.stream, lambda: self._release(pool))
+        return response
+
+    def _retire_unused(self) -> list[_OriginPool]:
+        """Under the lock: take the oldest pools with no request in flight out, down to ``max_origins``."""
+        excess = len(self._pools) - self._max_origins
+        retired = []
+        for origin, pool in list(self._pools.items()):
+            if excess <= 0:
+                break
+            if pool.in_flight == 0:
+                del self._pools[origin]
+                retired.append(pool)
+                excess -= 1
+        return retired
+
+    def _release(self, pool: _OriginPool) -> None:
+        with self._lock:
+            pool.in_flight -= 1
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            pools = list(self._pools.values())
+            self._pools.clear()
+        for pool in pools:
+            pool.transport.close()
+
+
+@dataclass
+class _OriginPool:
+    transport: _GuardedTransport
+    in_flight: int = 0
+
+
+class _ReleasingStream(httpx.SyncByteStream):
+    """A response body that tells its origin's pool when it is closed (the request is then no longer in flight)."""
+
+    def __init__(self, stream: httpx.SyncByteStream, release: Callable[[], None]) -> None:
+        self._stream = stream
+        self._release: Callable[[], None] | None = release
+
+    def __iter__(self) -> Iterator[bytes]:
+        yield from self._stream
+
+    def close(self) -> None:
+        release, self._release = self._release, None
+        try:
+            self._stream.close()
+        finally:
+            if release is not None:
+                release()

@@ -14,6 +14,7 @@ import time
 import tracemalloc
 import zlib
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from email.utils import format_datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from ipaddress import ip_address
@@ -493,6 +494,59 @@ def test_keep_alive_connections_are_reused_and_dropped_ones_replaced(serve):
         assert fetcher.get(server.url("/")).content == b"ok"
     assert ports[0] == ports[1]
     assert ports[2] != ports[0]
+
+
+def test_many_hosts_fetched_at_once_keep_their_connections_alive(serve):
+    """Threads fetching from more hosts than one pool kept alive: each host's few connections are reused.
+
+    With one pool for every host, its keep-alive bound closed a connection on almost every request here."""
+    ports: dict[int, set[int]] = {}
+    lock = threading.Lock()
+
+    def record(handler: BaseHTTPRequestHandler) -> None:
+        with lock:
+            ports.setdefault(handler.server.server_address[1], set()).add(handler.client_address[1])
+        respond(handler, 200, b"ok")
+
+    servers = [serve({"/": record}, keep_alive_for=5.0) for _ in range(20)]
+    urls = [server.url("/") for _ in range(10) for server in servers]
+    with Fetcher(private_ok()) as fetcher, ThreadPoolExecutor(max_workers=24) as pool:
+        assert all(r.content == b"ok" for r in pool.map(fetcher.get, urls))
+    assert len(ports) == 20
+    # 24 threads over 20 hosts: a host has at most a few requests in flight, so a few connections at most.
+    assert sum(len(p) for p in ports.values()) <= 60
+
+
+def test_origin_pools_are_bounded_and_never_close_a_pool_in_use(serve):
+    from ingest.http import _GuardedBackend, _OriginPools
+
+    gate = threading.Event()
+
+    def slow(handler: BaseHTTPRequestHandler) -> None:
+        gate.wait(5)
+        respond(handler, 200, b"slow")
+
+    busy = serve({"/": slow}, keep_alive_for=5.0)
+    others = [serve({"/": ok(b"ok")}, keep_alive_for=5.0) for _ in range(3)]
+    transport = _OriginPools(
+        ssl.create_default_context(), _GuardedBackend(AddressGuard(allow_private_networks=True)), max_origins=2
+    )
+    with Fetcher(private_ok()) as fetcher:
+        fetcher._transport.close()
+        fetcher._transport = transport
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            in_flight = pool.submit(fetcher.get, busy.url("/"))
+            while transport.origins == 0:
+                time.sleep(0.01)
+            for server in others:  # three more origins: the pool of the one in flight must survive them
+                assert fetcher.get(server.url("/")).content == b"ok"
+                assert transport.origins <= 2
+            gate.set()
+            assert in_flight.result(5).content == b"slow"
+        assert fetcher.get(others[0].url("/")).content == b"ok"
+    assert transport.origins == 0  # closing the fetcher closed every pool
+    with pytest.raises(RuntimeError):
+        fetcher.get(others[0].url("/"))
 
 
 def test_budget_exhausted_before_connecting_is_a_timeout():
