@@ -28,6 +28,11 @@ The string is decoded and checked in one pass by msgspec against :class:`_Carrie
 counts); only what a schema cannot say (no term listed twice, the version, weight and input digest) is checked
 in Python afterwards.
 
+The body's near-duplicate shingles (:func:`transform.neardup.shingle_list`, in text order) travel in the same
+string (``sh``: little-endian ``uint64`` values in base64, under the near-duplicate ``SIGNATURE_VERSION`` ``sv``), so
+that the transform neither tokenises nor hashes the body of an article it compares: :func:`carried_shingles` reads
+only them (and the digest), for every new article, duplicates included.
+
 Inside, the encoding is compact (terms and their counts as two lists, not the stored ``{term: weight}`` map)
 since it travels with every article; it is an internal transport that other consumers of the topic may ignore.
 Every ordered collection is a list, whose order is part of the stored features (terms and surfaces).
@@ -35,17 +40,21 @@ Every ordered collection is a list, whose order is part of the stored features (
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 import json
 import unicodedata
 from typing import Annotated, Any
 
 import msgspec
+import numpy as np
 
 from transform.clustering import FEATURES_VERSION, TextFeatures, text_features
 from transform.documents import base_language
+from transform.neardup import SIGNATURE_VERSION, shingle_list
 
-__all__ = ["FIELD", "carried_features", "input_digest", "parse_carried"]
+__all__ = ["FIELD", "carried_features", "carried_shingles", "input_digest", "parse_carried"]
 
 FIELD = "features"  # the article message's field
 
@@ -78,6 +87,8 @@ def carried_features(title: str | None, text: str | None, language: str | None, 
         "entities": [list(item) for item in features.entity_kinds],
         "surfaces": [[term, word] for term, word in features.surfaces.items()],
         "novelty": features.novelty,
+        "sv": SIGNATURE_VERSION,
+        "sh": base64.b64encode(shingle_list(text).astype("<u8").tobytes()).decode("ascii"),
     }
     return json.dumps(payload, ensure_ascii=False, separators=(",", ":"))
 
@@ -98,6 +109,41 @@ class _Carried(msgspec.Struct, frozen=True):
 
 
 _DECODER = msgspec.json.Decoder(_Carried)
+
+
+class _CarriedShingles(msgspec.Struct, frozen=True):
+    """Only what :func:`carried_shingles` reads of the string: msgspec skips the other fields unparsed."""
+
+    digest: str = msgspec.field(name="in")
+    sv: int | None = None
+    sh: str | None = None
+
+
+_SHINGLES_DECODER = msgspec.json.Decoder(_CarriedShingles)
+
+
+def carried_shingles(value: Any, *, title: str, text: str, language: str | None) -> np.ndarray | None:
+    """The near-duplicate shingles of ``text`` (:func:`transform.neardup.shingle_list`) that ``value`` (the
+    message's ``features`` string) carries for exactly this title, text and (normalised) language; None when it
+    carries none, or they are of another signature version, other inputs or malformed (the index then computes
+    them from the text)."""
+    if not isinstance(value, str):
+        return None
+    try:
+        carried = _SHINGLES_DECODER.decode(value)
+    except (ValueError, RecursionError):
+        return None
+    if carried.sh is None or carried.sv != SIGNATURE_VERSION:
+        return None
+    if carried.digest != input_digest(title, text, language):
+        return None
+    try:
+        raw = base64.b64decode(carried.sh, validate=True)
+    except (binascii.Error, ValueError):
+        return None
+    if len(raw) % 8:
+        return None
+    return np.frombuffer(raw, dtype="<u8").astype(np.uint64)
 
 
 def parse_carried(value: Any, *, title: str, text: str, language: str | None, title_weight: int) -> TextFeatures | None:

@@ -32,6 +32,9 @@ class ArticleDoc:
     # Made by ingest's extraction workers (or None: the clusterer then computes it). Not part of equality:
     # the same article is the same article whichever process embedded it.
     embedding: Embedding | None = field(default=None, compare=False)
+    # The message's carried features string (:mod:`transform.carried`), or None: near-duplicate lookup then takes
+    # the body's shingles from it instead of hashing the text again. Not part of equality, like the embedding.
+    carried: str | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         if not self.article_id:

@@ -42,6 +42,7 @@ __all__ = [
     "NearDuplicateError",
     "NearDuplicateIndex",
     "StaleSignature",
+    "shingle_list",
 ]
 
 # Measured on the labelled corpus (bench/quality.py): copies score >= 0.6, independent reports of the
@@ -63,6 +64,13 @@ _MAX_TEXT_CHARS = 100_000
 # Bumped whenever shingling or hashing changes: signatures stored by an older version then no longer
 # describe what this code would compute, and must be rebuilt from the text.
 SIGNATURE_VERSION = 1
+
+
+def shingle_list(text: str) -> np.ndarray:
+    """The shingle hashes of an article body in text order (repeats kept): what the index compares, and what
+    the extraction workers carry in the article message (:mod:`transform.carried`), so that both are one
+    computation by construction."""
+    return shingle_hashes(shingle_tokens(text[:_MAX_TEXT_CHARS]), _SHINGLE_SIZE)
 
 
 @dataclass(frozen=True)
@@ -153,6 +161,15 @@ class NearDuplicateIndex:
         if best is None:
             return None
         return NearDuplicate(duplicate_of=best[2], score=round(best[0], 4), method="minhash")
+
+    def prime_shingles(self, doc: ArticleDoc, shingles: np.ndarray) -> None:
+        """Let the next :meth:`find`/:meth:`add`/:meth:`export_signature` of ``doc`` use ``shingles``, its
+        :func:`shingle_list` computed elsewhere (an extraction worker, see :mod:`transform.carried`) for the very
+        text of ``doc``, instead of tokenising and hashing the text again here: the same lookups and signature."""
+        if shingles.dtype != np.uint64 or shingles.ndim != 1:
+            raise NearDuplicateError("primed shingles must be a 1-D uint64 array")
+        shingles.setflags(write=False)  # shared with the index entry, as a computed list is
+        self._last = (doc.article_id, doc.text, shingles)
 
     def add(self, doc: ArticleDoc) -> None:
         """Index ``doc``. Adding an article id twice is a no-op (at-least-once delivery replays)."""
@@ -252,9 +269,9 @@ class NearDuplicateIndex:
     # --- internals --------------------------------------------------------------------------------
 
     def _entry(self, doc: ArticleDoc) -> _Entry:
-        shingle_list = self._shingle_list(doc)
+        ordered = self._shingle_list(doc)
         shingles = self._shingles(doc)
-        edges = frozenset(shingle_list[:_EDGE_SHINGLES].tolist() + shingle_list[-_EDGE_SHINGLES:].tolist())
+        edges = frozenset(ordered[:_EDGE_SHINGLES].tolist() + ordered[-_EDGE_SHINGLES:].tolist())
         return _Entry(doc.article_id, doc.source, doc.published_at, shingles, edges)
 
     def _index(self, entry: _Entry, minhash: np.ndarray | None) -> None:
@@ -288,10 +305,9 @@ class NearDuplicateIndex:
         """The article's shingle hashes in text order (repeats kept)."""
         if self._last is not None and self._last[0] == doc.article_id and self._last[1] == doc.text:
             return self._last[2]
-        tokens = shingle_tokens(doc.text[:_MAX_TEXT_CHARS])
-        shingle_list = shingle_hashes(tokens, _SHINGLE_SIZE)
-        self._last = (doc.article_id, doc.text, shingle_list)
-        return shingle_list
+        shingles = shingle_list(doc.text)
+        self._last = (doc.article_id, doc.text, shingles)
+        return shingles
 
     def _shingles(self, doc: ArticleDoc) -> np.ndarray:
         last = self._last_unique

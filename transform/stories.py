@@ -17,6 +17,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from newswire.embedding import Embedding, embed_articles, encoder_for
+from transform.carried import carried_shingles
 from transform.clustering import Assignment, ClusteringConfig, EventProfile, StaleFeatures, StoryClusterer
 from transform.documents import ArticleDoc
 from transform.neardup import NearDuplicate, NearDuplicateError, NearDuplicateIndex, StaleSignature
@@ -133,6 +134,13 @@ class StoryState:
         return out
 
     def near_duplicate(self, doc: ArticleDoc) -> NearDuplicate | None:
+        """The indexed article ``doc`` copies, if any; the shingles its message carries (computed by an extraction
+        worker for exactly this text) are used when current, so that the body is neither tokenised nor hashed here.
+        """
+        if doc.carried is not None:
+            shingles = carried_shingles(doc.carried, title=doc.title, text=doc.text, language=doc.language)
+            if shingles is not None:
+                self.neardup.prime_shingles(doc, shingles)
         return self.neardup.find(doc)
 
     def assign(self, doc: ArticleDoc) -> Assignment:

@@ -1,0 +1,130 @@
+"""Near-duplicate shingles carried in the article message (hashed by the extraction workers) find, index and export
+exactly what shingles the transform hashes itself; stale, foreign or malformed ones are refused, never used.
+
+Uses the labelled corpus (copies, accents, several languages, scripts without spaces); every payload goes through
+the topic's own encoding, as the transform receives it.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from typing import Any
+
+import numpy as np
+import pytest
+
+import transform.neardup
+from bench.quality import load_corpus
+from bench.transform import article_message
+from newswire import contracts
+from transform.carried import carried_features, carried_shingles
+from transform.clustering import ClusteringConfig
+from transform.documents import ArticleDoc
+from transform.neardup import SIGNATURE_VERSION, NearDuplicateError, NearDuplicateIndex, shingle_list
+from transform.stories import StoryState
+
+CORPUS = [item.doc for item in load_corpus()]
+
+
+def _carried(doc: ArticleDoc) -> str:
+    payload = carried_features(doc.title, doc.text, doc.language, title_weight=2)
+    encoded = contracts.encode(contracts.ARTICLES, {**article_message(doc), "features": payload})
+    decoded = contracts.decode(contracts.ARTICLES, encoded)["features"]
+    assert isinstance(decoded, str)
+    return decoded
+
+
+def _shingles(payload: Any, doc: ArticleDoc) -> np.ndarray | None:
+    return carried_shingles(payload, title=doc.title, text=doc.text, language=doc.language)
+
+
+def _changed(payload: str, **change: Any) -> str:
+    return json.dumps({**json.loads(payload), **change}, ensure_ascii=False, separators=(",", ":"))
+
+
+def test_carried_shingles_are_the_ones_the_index_hashes() -> None:
+    for doc in CORPUS:
+        carried = _shingles(_carried(doc), doc)
+        assert carried is not None and carried.dtype == np.uint64
+        assert np.array_equal(carried, shingle_list(doc.text))
+
+
+def test_an_index_primed_with_carried_shingles_finds_indexes_and_exports_what_a_computing_one_does() -> None:
+    computed, primed = NearDuplicateIndex(), NearDuplicateIndex()
+    found = 0
+    for doc in CORPUS:
+        shingles = _shingles(_carried(doc), doc)
+        assert shingles is not None
+        primed.prime_shingles(doc, shingles)
+        expected = computed.find(doc)
+        assert primed.find(doc) == expected
+        found += expected is not None
+        computed.add(doc)
+        primed.add(doc)
+        assert primed.export_signature(doc) == computed.export_signature(doc)
+    assert found > 5  # the corpus really holds copies
+
+
+def test_story_state_uses_the_shingles_the_message_carries_without_tokenising(monkeypatch: pytest.MonkeyPatch) -> None:
+    docs = [ArticleDoc(**{**doc.__dict__, "carried": _carried(doc)}) for doc in CORPUS[:60]]
+    reference = StoryState(ClusteringConfig(embedding_model="none"))
+    expected = [_lookup_then_assign(reference, doc) for doc in CORPUS[:60]]
+
+    def refuse(text: str) -> list[str]:
+        raise AssertionError("the body was tokenised again")
+
+    monkeypatch.setattr(transform.neardup, "shingle_tokens", refuse)
+    state = StoryState(ClusteringConfig(embedding_model="none"))
+    assert [_lookup_then_assign(state, doc) for doc in docs] == expected
+    assert [state.exported[d.article_id][1] for d in docs] == [reference.exported[d.article_id][1] for d in docs]
+
+
+def _lookup_then_assign(state: StoryState, doc: ArticleDoc) -> Any:
+    """What a batch does with a new article: near-duplicate lookup, then assignment (every article here)."""
+    near = state.near_duplicate(doc)
+    return near, state.assign(doc).event_id
+
+
+def test_shingles_of_another_version_or_input_are_refused() -> None:
+    doc = next(d for d in CORPUS if len(d.text) > 500)
+    payload = _carried(doc)
+    assert _shingles(payload, doc) is not None
+    assert _shingles(_changed(payload, sv=SIGNATURE_VERSION + 1), doc) is None
+    other_text = ArticleDoc(**{**doc.__dict__, "text": doc.text + " Correction appended."})
+    other_title = ArticleDoc(**{**doc.__dict__, "title": doc.title + " (updated)"})
+    for other in (other_text, other_title):
+        assert _shingles(payload, other) is None
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"sh": None},
+        {"sh": "not base64!"},
+        {"sh": base64.b64encode(b"1234567").decode("ascii")},  # a partial value
+        {"sh": 12},
+        {"sv": None},
+        {"sv": True},
+        {"in": None},
+    ],
+)
+def test_malformed_shingles_are_refused(change: dict[str, Any]) -> None:
+    doc = CORPUS[1]
+    payload = _carried(doc)
+    assert _shingles(_changed(payload), doc) is not None  # re-encoding alone keeps them usable
+    assert _shingles(_changed(payload, **change), doc) is None
+
+
+def test_values_that_are_not_the_features_string_are_refused() -> None:
+    doc = CORPUS[2]
+    payload = _carried(doc)
+    without = json.dumps({k: v for k, v in json.loads(payload).items() if k not in ("sh", "sv")})
+    for value in (None, 3, [], payload.encode("utf-8"), "", "null", payload[:-1], without):
+        assert _shingles(value, doc) is None
+
+
+def test_priming_refuses_arrays_that_are_not_shingle_hashes() -> None:
+    index, doc = NearDuplicateIndex(), CORPUS[0]
+    with pytest.raises(NearDuplicateError):
+        index.prime_shingles(doc, np.zeros(3, dtype=np.int64))
