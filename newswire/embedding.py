@@ -151,6 +151,9 @@ class UseMultilingualEncoder:
         # One BLAS thread: extraction workers already use every core, one process each.
         self._backend = NumpyBackend(os.path.join(resources, "weights.npz"), self.tokenizer, threads=threads)
         self._lock = threading.Lock()
+        #: The process that loaded it: an extraction worker forked from a fork server that preloaded the encoder
+        #: (``ingest.encoder_preload``) shows the server's, which is how a test tells a shared copy from its own.
+        self.loaded_by = os.getpid()
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         with self._lock:
