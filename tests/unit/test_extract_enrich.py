@@ -238,7 +238,7 @@ def loaded_by(article):
     return f"{encoder_for(DEFAULT_MODEL).loaded_by} {os.getpid()} {os.getppid()}"
 '''
 
-_RUN = '''
+_RUN = """
 import os
 import sys
 
@@ -260,7 +260,7 @@ if __name__ == "__main__":  # the fork server imports this module as its __main_
     for page in pages:
         assert page.embedding is not None
         print(page.features, os.getpid())
-'''
+"""
 
 
 def test_workers_share_the_encoder_their_fork_server_loaded(tmp_path: Path) -> None:
