@@ -144,17 +144,23 @@ class CachedUseForward:
         """Per text, the sum over its tokens of the layer-normed features, without normalising every token.
 
         A token's norm is ``(f - mean) * r * gamma + beta`` (``r`` its reciprocal deviation), so a text's sum is
-        ``gamma * (sum(r * f) - sum(r * mean)) + count * beta``: the weighted sums are one product of a
-        (texts x tokens) matrix of ``r`` with the features, two passes over them instead of six and a
-        segment sum. (The output projection is linear too: it follows, once per text.)"""
-        tokens, width = features.shape
+        ``gamma * (sum(r * f) - sum(r * mean)) + count * beta``: the weighted sums are one product of ``r`` with
+        the features per text, two passes over them instead of six and a segment sum. (The output projection
+        is linear too: it follows, once per text.)"""
+        width = features.shape[1]
         mean = features.sum(axis=1) / np.float32(width)
         variance = np.einsum("ij,ij->i", features, features) / np.float32(width) - mean * mean
         scale = (1.0 / np.sqrt(np.maximum(variance, 0) + self.eps)).astype(np.float32)
-        weights = np.zeros((len(starts), tokens), dtype=np.float32)
-        weights[np.repeat(np.arange(len(starts)), lengths), np.arange(tokens)] = scale
-        summed = weights @ features
-        summed -= (weights @ mean)[:, None]
+        summed = np.empty((len(starts), width), dtype=np.float32)
+        centre = np.empty(len(starts), dtype=np.float32)
+        for text, (start, length) in enumerate(zip(starts.tolist(), lengths.tolist(), strict=True)):
+            # One product per text: its sum never depends on where the text sits in the pass, so identical
+            # texts of one pass get identical vectors (a single product over the pass would split its sums
+            # wherever the library blocks the token axis).
+            weights = scale[start : start + length]
+            np.matmul(weights, features[start : start + length], out=summed[text])
+            centre[text] = weights @ mean[start : start + length]
+        summed -= centre[:, None]
         summed *= self.ln_g
         summed += lengths.astype(np.float32)[:, None] * self.ln_b
         return summed
