@@ -21,6 +21,7 @@ whose pages are only touched as they fill; when full, it is emptied and refills 
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 from itertools import chain
 from typing import Any
@@ -201,16 +202,34 @@ class CachedUseForward:
             layer += self.b1[branch]
             np.maximum(layer, 0, out=layer)
             layer += cache.projected[slots, branch * BRANCH : (branch + 1) * BRANCH]
-            second = hidden[window_rows[:, columns]].reshape(tokens, n * BRANCH) @ self.w2[branch]
+            second = self._per_text(
+                hidden[window_rows[:, columns]].reshape(tokens, n * BRANCH), self.w2[branch], starts
+            )
             second += self.b2[branch]
             np.maximum(second, 0, out=second)
             second += layer
             features[:, EMBED + branch * BRANCH : EMBED + (branch + 1) * BRANCH] = second
 
-        pooled = self._pooled_norm(features, starts, lengths) @ self.cnn_w
-        counts = lengths.astype(np.float32)
-        pooled += counts[:, None] * self.cnn_b
-        pooled *= (1.0 / np.sqrt(counts))[:, None]
+        sums = self._pooled_norm(features, starts, lengths)
+        return np.concatenate([self._head(sums[text : text + 1], count) for text, count in enumerate(lengths.tolist())])
+
+    @staticmethod
+    def _per_text(rows: np.ndarray, weights: np.ndarray, starts: np.ndarray) -> np.ndarray:
+        """``rows @ weights``, one product per text's rows. A product's rounding depends on where a row sits in
+        it (the library blocks its rows): in one product over the pass, two copies of one text would get
+        vectors one float16 step apart, and a text batched with others another vector than alone."""
+        out = np.empty((rows.shape[0], weights.shape[1]), dtype=np.float32)
+        bounds = [*starts.tolist(), rows.shape[0]]
+        for start, end in itertools.pairwise(bounds):
+            np.matmul(rows[start:end], weights, out=out[start:end])
+        return out
+
+    def _head(self, summed: np.ndarray, count: int) -> np.ndarray:
+        """One text's vector from the sum of its normalised token features (1 x 1,280): the output projection
+        (applied to the sum, once, since it is linear) and the dense layers."""
+        pooled = summed @ self.cnn_w
+        pooled += np.float32(count) * self.cnn_b
+        pooled *= np.float32(1.0 / np.sqrt(np.float32(count)))
         y0 = np.maximum(pooled @ self.d0, 0)
         y1 = pooled @ self.p1
         y1 += y0 @ self.d1
@@ -219,5 +238,5 @@ class CachedUseForward:
         z = y1 @ self.p3
         z += y2 @ self.d3
         np.tanh(z, out=z)
-        z *= (1.0 / np.sqrt(np.clip(np.einsum("ij,ij->i", z, z), self.eps, None)))[:, None]
+        z *= np.float32(1.0 / np.sqrt(max(float(np.dot(z[0], z[0])), float(self.eps))))
         return z
