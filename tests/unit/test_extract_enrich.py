@@ -204,8 +204,9 @@ def test_a_page_larger_than_the_pipe_goes_through_whole() -> None:
 
 def test_the_fork_server_preloads_the_worker_and_enricher_modules(monkeypatch: pytest.MonkeyPatch) -> None:
     expected = ["__main__", "ingest.extract_workers", "pipeline.enrich"]
-    assert _preload_modules(None) == ["__main__", "ingest.extract_workers"]
-    assert _preload_modules(feature_enricher()) == expected
+    assert _preload_modules(None, "none") == ["__main__", "ingest.extract_workers"]
+    assert _preload_modules(feature_enricher(), "none") == expected
+    assert _preload_modules(None, DEFAULT_MODEL) == ["__main__", "ingest.extract_workers", "ingest.encoder_preload"]
     # The pool must hand that list to the fork server before the server is started for its first worker: the
     # server imports its preload list only when it starts. The list the server would start with is recorded.
     server = forkserver._forkserver
@@ -225,3 +226,61 @@ def test_the_fork_server_preloads_the_worker_and_enricher_modules(monkeypatch: p
         extractor.close()
     assert page.features is not None
     assert seen and seen[0] == expected
+
+
+_PROBE = '''
+import os
+
+def loaded_by(article):
+    """Runs in a worker, after its page was embedded: which process loaded the encoder it used."""
+    from newswire.embedding import DEFAULT_MODEL, encoder_for
+
+    return f"{encoder_for(DEFAULT_MODEL).loaded_by} {os.getpid()} {os.getppid()}"
+'''
+
+_RUN = """
+import os
+import sys
+
+from undeclared_page import PAGE
+
+from ingest.extract_workers import make_extractor
+from newswire.embedding import DEFAULT_MODEL
+from probe import loaded_by
+
+if __name__ == "__main__":  # the fork server imports this module as its __main__
+    extractor = make_extractor(2, embedding_model=DEFAULT_MODEL, enrich=loaded_by)
+    try:
+        pages = [
+            extractor.extract(PAGE.encode(), url=f"https://x.example/{i}", content_type="text/html") for i in range(4)
+        ]
+    finally:
+        extractor.close()
+    assert not sys.modules["newswire.embedding"]._encoders  # the pool's own process loaded none
+    for page in pages:
+        assert page.embedding is not None
+        print(page.features, os.getpid())
+"""
+
+
+def test_workers_share_the_encoder_their_fork_server_loaded(tmp_path: Path) -> None:
+    """A fresh process (so a fresh fork server): its workers embed with an encoder loaded by the fork server
+    (their parent), not by themselves, and the pool's own process never loads one."""
+    import os
+    import subprocess
+    import sys
+
+    (tmp_path / "probe.py").write_text(_PROBE, "utf-8")
+    (tmp_path / "run.py").write_text(_RUN, "utf-8")
+    repo = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), str(repo), str(repo / "tests")])}
+    env.pop("NEWSWIRE_FORKSERVER_EMBEDDING_MODEL", None)
+    done = subprocess.run(
+        [sys.executable, str(tmp_path / "run.py")], env=env, capture_output=True, text=True, timeout=120, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    lines = [line.split() for line in done.stdout.splitlines()]
+    assert len(lines) == 4
+    for loader, worker, worker_parent, pool_process in lines:
+        assert loader == worker_parent  # the fork server loaded it, before forking this worker
+        assert loader not in (worker, pool_process)
