@@ -96,12 +96,11 @@ def extract_and_enrich_many(
 ) -> list[ExtractedArticle | Exception]:
     """:func:`extract_and_enrich` of several pages, with one encoder pass over all their titles and leads.
 
-    One pass over the encoder's weights serves every article of the batch: streaming those weights through the
-    cache, which extraction between two articles has filled with its own data, is a large part of the cost of
-    encoding one article. Each page keeps its own outcome (the article, or the exception that page raised); the
-    vectors are those of encoding each article alone (``tests/unit/test_embedding.py`` compares them on the
-    labelled corpus). If the batch cannot be encoded at once, each article is encoded alone, so a failure stays
-    with its own page."""
+    One pass serves every article of the batch, so the encoder's fixed cost per pass (setting up its matrices,
+    reading its weights) is paid once per batch; the arithmetic per article stays. Each page keeps its own
+    outcome (the article, or the exception that page raised); the vectors are those of encoding each article
+    alone up to float rounding (``tests/unit/test_embedding.py`` compares them on the labelled corpus).
+    If the batch cannot be encoded at once, each article is encoded alone, so a failure stays with its own page."""
     outcomes = [_extract_one(content, url, content_type, fast) for content, url, content_type in pages]
     _embed_into(outcomes, embedding_model)
     if enrich is not None:
