@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -202,3 +203,67 @@ def test_duckdb_run_lock_is_one_per_file_however_it_is_spelled(tmp_path: Path, m
     for url in spellings:  # released: each spelling takes it
         with Warehouse(url).exclusive("transform", timeout=0.2):
             pass
+
+
+def test_deferred_checkpoints_keep_batches_in_the_log_then_checkpoint_once(tmp_path: Path) -> None:
+    path = tmp_path / "w.duckdb"
+    warehouse = open_warehouse(f"duckdb:///{path}")
+    wal = path.with_name(path.name + ".wal")
+    with warehouse.deferred_checkpoints(), warehouse.deferred_checkpoints():  # re-entrant
+        for batch in range(3):
+            with warehouse.hold(), warehouse.transaction() as cur:
+                cur.bulk_insert("article_features", ("article_id", "features", "signature"), [_feature_row(batch)])
+            # Closed without a checkpoint: the batch is in the log, and the file is free for anyone to read.
+            assert wal.is_file() and wal.stat().st_size > 0
+            assert Warehouse(f"duckdb:///{path}").scalar("SELECT COUNT(*) FROM article_features") == batch + 1
+            # (that reader's own close checkpointed, as every close outside a span does)
+    assert not wal.exists() or wal.stat().st_size == 0  # checkpointed when the span ended
+    assert warehouse.scalar("SELECT COUNT(*) FROM article_features") == 3
+
+
+def test_a_failed_span_leaves_its_log_to_the_next_open(tmp_path: Path) -> None:
+    path = tmp_path / "w.duckdb"
+    warehouse = open_warehouse(f"duckdb:///{path}")
+    with pytest.raises(RuntimeError), warehouse.deferred_checkpoints():
+        with warehouse.hold(), warehouse.transaction() as cur:
+            cur.bulk_insert("article_features", ("article_id", "features", "signature"), [_feature_row(1)])
+        raise RuntimeError("batch failed")
+    assert path.with_name(path.name + ".wal").stat().st_size > 0
+    assert Warehouse(f"duckdb:///{path}").scalar("SELECT COUNT(*) FROM article_features") == 1
+
+
+def test_postgres_feature_columns_are_stored_uncompressed(warehouse_url: str) -> None:
+    if not warehouse_url.startswith("postgres"):
+        pytest.skip("PostgreSQL storage settings")
+    warehouse = open_warehouse(warehouse_url)
+    rows = warehouse.query(
+        "SELECT attname, attstorage FROM pg_attribute WHERE attrelid = 'article_features'::regclass AND attnum > 0"
+    )
+    storage = {r["attname"]: r["attstorage"] for r in rows}
+    assert storage["features"] == storage["signature"] == "e"  # EXTERNAL: out of line, never compressed
+
+
+def test_bulk_insert_stages_long_values_uncompressed_and_loads_them_whole(
+    warehouse_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from newswire.warehouse import Cursor
+
+    staged: list[dict[str, str]] = []
+    original = Cursor._stage_uncompressed
+
+    def spy(self: Cursor, table: str, stage: str, columns: Any) -> None:
+        original(self, table, stage, columns)
+        rows = self.execute(
+            f"SELECT attname, attstorage FROM pg_attribute WHERE attrelid = '{stage}'::regclass AND attnum > 0"
+        ).fetchall()
+        staged.append(dict(rows))
+
+    monkeypatch.setattr(Cursor, "_stage_uncompressed", spy)
+    warehouse = open_warehouse(warehouse_url)
+    rows = [_feature_row(i) for i in range(50)]
+    with warehouse.transaction() as cur:
+        cur.bulk_insert("article_features", ("article_id", "features", "signature"), rows)
+    if warehouse.dialect == "postgres":
+        assert staged == [{"article_id": "e", "features": "e", "signature": "e"}]
+    stored = warehouse.query("SELECT article_id, features, signature FROM article_features ORDER BY article_id")
+    assert sorted(rows) == [(r["article_id"], r["features"], r["signature"]) for r in stored]

@@ -58,6 +58,9 @@ def _duckdb_lock(path: Path) -> threading.RLock:
 
 # PostgreSQL connections whose role may not create temporary tables (see Cursor.bulk_insert).
 _NO_TEMP_TABLES: weakref.WeakSet[Any] = weakref.WeakSet()
+# PostgreSQL: per (table, staged columns), the staging table's columns stored compressible by default
+# (see Cursor._stage_uncompressed); the same for every schema, since every schema is made by MIGRATIONS.
+_STAGE_LONG_COLUMNS: dict[tuple[str, tuple[str, ...]], tuple[str, ...]] = {}
 
 
 class Cursor:
@@ -137,12 +140,35 @@ class Cursor:
                 _NO_TEMP_TABLES.add(connection)
                 return self.insert_rows(f"INSERT INTO {table} ({names})", rows[start:], tail)
             self._raw.execute("RELEASE SAVEPOINT newswire_bulk")
+            self._stage_uncompressed(table, stage, columns)
             with self._raw.copy(f"COPY {stage} ({names}) FROM STDIN") as copy:
                 for row in part:
                     copy.write_row(row)
             self._raw.execute(self._sql(f"INSERT INTO {table} ({names}) SELECT {names} FROM {stage} {tail}"))
             self._raw.execute(f"DROP TABLE {stage}")
         return self
+
+    def _stage_uncompressed(self, table: str, stage: str, columns: Sequence[str]) -> None:
+        """Store the staging table's long values as they are (``STORAGE EXTERNAL``), not compressed.
+
+        ``CREATE TABLE … AS`` gives the stage the default storage of each type, so a long text value was
+        compressed once into the stage, read back and decompressed by the ``INSERT … SELECT``, then handled
+        by the target's own storage rule: the stage's compression is pure waste for a table read once and
+        dropped at commit, and on incompressible values (near-duplicate signatures) it is a failed attempt per
+        value. Which columns can be stored so is read once per table from the catalog.
+        """
+        key = (table, tuple(columns))
+        long_columns = _STAGE_LONG_COLUMNS.get(key)
+        if long_columns is None:
+            self._raw.execute(
+                "SELECT attname FROM pg_attribute WHERE attrelid = %s::regclass AND attnum > 0 "
+                "AND NOT attisdropped AND attstorage IN ('x', 'm')",
+                (stage,),
+            )
+            long_columns = _STAGE_LONG_COLUMNS[key] = tuple(sorted(row[0] for row in self._raw.fetchall()))
+        if long_columns:
+            changes = ", ".join(f"ALTER COLUMN {name} SET STORAGE EXTERNAL" for name in long_columns)
+            self._raw.execute(f"ALTER TABLE {stage} {changes}")
 
     def _duckdb_bulk(self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]], tail: str) -> None:
         import numpy as np
@@ -252,6 +278,7 @@ class Warehouse:
         self._holders = 0
         self._held: Any = None  # DuckDB: the connection keeping the database open
         self._idle: list[Any] = []  # PostgreSQL: idle connections kept while held
+        self._deferring = 0  # DuckDB: spans of deferred_checkpoints() open
 
     def __repr__(self) -> str:
         return f"Warehouse({redact_url(self.url)!r})"
@@ -280,6 +307,43 @@ class Warehouse:
                     for conn in [held, *idle]:
                         if conn is not None:
                             conn.close()
+
+    @contextmanager
+    def deferred_checkpoints(self) -> Iterator[Warehouse]:
+        """DuckDB: for a span of many held units of work (a transform run's batches), close the file after each
+        without a checkpoint, and checkpoint once when the span ends (re-entrant, thread-safe).
+
+        Closing a DuckDB file checkpoints it: every change since the last checkpoint is rewritten from the
+        write-ahead log into the data file, and each table's partly filled row group re-analysed. After every
+        batch that cost as much as the batch's own inserts. Committed work is as durable in the log (flushed at
+        each commit; DuckDB replays it at the next open, in any process, and still checkpoints on its own when
+        the log outgrows ``checkpoint_threshold``); the span only stops the per-close rewrite. The file stays
+        free between units of work, as before. PostgreSQL: nothing to do.
+        """
+        with self._hold_lock:
+            self._deferring += 1
+        try:
+            yield self
+        except BaseException:
+            # The log is left for the next open to replay: a failing span (the file locked by another process,
+            # the run's lock lost) must not wait on the file again, nor mask its own error.
+            with self._hold_lock:
+                self._deferring -= 1
+            raise
+        with self._hold_lock:
+            self._deferring -= 1
+            last = self._deferring == 0
+        if last and self.dialect == "duckdb":
+            self._checkpoint_on_close()
+
+    def _checkpoint_on_close(self) -> None:
+        """Let the file checkpoint again when it is closed, and close it unless someone still holds it."""
+        with self.hold(), _duckdb_lock(self.path):
+            conn = self._acquire()
+            try:
+                conn.execute("PRAGMA enable_checkpoint_on_shutdown")
+            finally:
+                self._release(conn)
 
     @contextmanager
     def exclusive(self, name: str, *, timeout: float | None = None) -> Iterator[HeldLock]:
@@ -424,6 +488,8 @@ class Warehouse:
             conn = duckdb.connect(str(self.path))
             for name, value in self._duckdb_options.items():
                 conn.execute(f"SET {name} = '{value}'")  # checked against _DUCKDB_OPTIONS
+            if self._deferring:
+                conn.execute("PRAGMA disable_checkpoint_on_shutdown")  # see deferred_checkpoints
             return conn
         import psycopg
 
