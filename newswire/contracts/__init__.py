@@ -77,15 +77,22 @@ def _validator(topic: Topic) -> Draft202012Validator:
     return Draft202012Validator(schema_for(topic), format_checker=FormatChecker())
 
 
-@cache
+# Compiled predicates by topic name: looked up once per message, and a frozen dataclass (the key of a
+# functools.cache) is hashed field by field at every lookup.
+_COMPILED: dict[str, Check] = {}
+
+
 def _compiled(topic: Topic) -> Check:
-    return compile_schema(schema_for(topic), _validator(topic).format_checker)
+    check = _COMPILED.get(topic.name)
+    if check is None:
+        check = _COMPILED[topic.name] = compile_schema(schema_for(topic), _validator(topic).format_checker)
+    return check
 
 
 def reset_validators() -> None:
     """Compile the validators afresh at their next use, forgetting the format checks they remember (a
     benchmark that encoded its input in-process starts the transform as a process that never saw it)."""
-    _compiled.cache_clear()
+    _COMPILED.clear()
 
 
 def validate(topic: Topic, message: dict[str, Any]) -> None:
