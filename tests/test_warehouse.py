@@ -267,3 +267,25 @@ def test_bulk_insert_stages_long_values_uncompressed_and_loads_them_whole(
         assert staged == [{"article_id": "e", "features": "e", "signature": "e"}]
     stored = warehouse.query("SELECT article_id, features, signature FROM article_features ORDER BY article_id")
     assert sorted(rows) == [(r["article_id"], r["features"], r["signature"]) for r in stored]
+
+
+def test_select_in_matches_text_keys_as_one_array_and_other_values_one_by_one(warehouse_url: str) -> None:
+    warehouse = open_warehouse(warehouse_url)
+    now = utcnow()
+    urls = [f"https://example.org/{i}?q='{i}'" for i in range(30)] + ["é", "?", "%s"]
+    with warehouse.transaction() as cur:
+        cur.bulk_insert(
+            "article_urls", ("url", "article_id", "first_seen_at"), [(u, f"a{i}", now) for i, u in enumerate(urls)]
+        )
+        cur.execute(
+            "INSERT INTO transform_batches (batch_id, started_at, finished_at, messages, new_articles, "
+            "duplicates, events_changed, dead_letters) VALUES ('b', ?, ?, 7, 0, 0, 0, 0)",
+            (now, now),
+        )
+        wanted = [*urls[::3], "missing", urls[0]]  # a repeat and a miss
+        rows = cur.select_in("SELECT url FROM article_urls WHERE url IN {in}", wanted, chunk=4)  # several chunks
+        assert sorted(r["url"] for r in rows) == sorted(set(urls[::3]))
+        rows = cur.select_in("SELECT url FROM article_urls WHERE article_id <> ? AND url IN {in}", urls[:3], ["a1"])
+        assert sorted(r["url"] for r in rows) == sorted([urls[0], urls[2]])
+        rows = cur.select_in("SELECT batch_id FROM transform_batches WHERE messages IN {in}", [7, 8])  # not text
+        assert rows == [{"batch_id": "b"}]
