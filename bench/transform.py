@@ -165,10 +165,9 @@ def run_batches(
     publisher = NullPublisher()
     processor = BatchProcessor(warehouse, publisher, config=config or ClusteringConfig())  # type: ignore[arg-type]
     total = BatchStats()
-    with warehouse.deferred_checkpoints():  # as run_transform's batches
-        for start in range(0, len(topic), batch_size):
-            batch = incoming(topic[start : start + batch_size], start)
-            total.add(processor.process(batch, f"batch-{start}"))
+    for start in range(0, len(topic), batch_size):
+        batch = incoming(topic[start : start + batch_size], start)
+        total.add(processor.process(batch, f"batch-{start}"))
     return {"stats": total.__dict__, "events_sent": publisher.sent}
 
 

@@ -205,33 +205,6 @@ def test_duckdb_run_lock_is_one_per_file_however_it_is_spelled(tmp_path: Path, m
             pass
 
 
-def test_deferred_checkpoints_keep_batches_in_the_log_then_checkpoint_once(tmp_path: Path) -> None:
-    path = tmp_path / "w.duckdb"
-    warehouse = open_warehouse(f"duckdb:///{path}")
-    wal = path.with_name(path.name + ".wal")
-    with warehouse.deferred_checkpoints(), warehouse.deferred_checkpoints():  # re-entrant
-        for batch in range(3):
-            with warehouse.hold(), warehouse.transaction() as cur:
-                cur.bulk_insert("article_features", ("article_id", "features", "signature"), [_feature_row(batch)])
-            # Closed without a checkpoint: the batch is in the log, and the file is free for anyone to read.
-            assert wal.is_file() and wal.stat().st_size > 0
-            assert Warehouse(f"duckdb:///{path}").scalar("SELECT COUNT(*) FROM article_features") == batch + 1
-            # (that reader's own close checkpointed, as every close outside a span does)
-    assert not wal.exists() or wal.stat().st_size == 0  # checkpointed when the span ended
-    assert warehouse.scalar("SELECT COUNT(*) FROM article_features") == 3
-
-
-def test_a_failed_span_leaves_its_log_to_the_next_open(tmp_path: Path) -> None:
-    path = tmp_path / "w.duckdb"
-    warehouse = open_warehouse(f"duckdb:///{path}")
-    with pytest.raises(RuntimeError), warehouse.deferred_checkpoints():
-        with warehouse.hold(), warehouse.transaction() as cur:
-            cur.bulk_insert("article_features", ("article_id", "features", "signature"), [_feature_row(1)])
-        raise RuntimeError("batch failed")
-    assert path.with_name(path.name + ".wal").stat().st_size > 0
-    assert Warehouse(f"duckdb:///{path}").scalar("SELECT COUNT(*) FROM article_features") == 1
-
-
 def test_postgres_feature_columns_are_stored_uncompressed(warehouse_url: str) -> None:
     if not warehouse_url.startswith("postgres"):
         pytest.skip("PostgreSQL storage settings")

@@ -128,8 +128,6 @@ def run_transform(
         return republished
 
     try:
-        # DuckDB: the batches' closes skip the checkpoint; one is made when the run ends (see the method).
-        run_lock.enter_context(warehouse.deferred_checkpoints())
         # Versions a previous process committed but could not publish go out first.
         summary.stats.events_published += processor.publish_outbox()
         while max_batches is None or summary.batches < max_batches:

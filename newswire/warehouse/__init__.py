@@ -286,7 +286,6 @@ class Warehouse:
         self._holders = 0
         self._held: Any = None  # DuckDB: the connection keeping the database open
         self._idle: list[Any] = []  # PostgreSQL: idle connections kept while held
-        self._deferring = 0  # DuckDB: spans of deferred_checkpoints() open
 
     def __repr__(self) -> str:
         return f"Warehouse({redact_url(self.url)!r})"
@@ -315,43 +314,6 @@ class Warehouse:
                     for conn in [held, *idle]:
                         if conn is not None:
                             conn.close()
-
-    @contextmanager
-    def deferred_checkpoints(self) -> Iterator[Warehouse]:
-        """DuckDB: for a span of many held units of work (a transform run's batches), close the file after each
-        without a checkpoint, and checkpoint once when the span ends (re-entrant, thread-safe).
-
-        Closing a DuckDB file checkpoints it: every change since the last checkpoint is rewritten from the
-        write-ahead log into the data file, and each table's partly filled row group re-analysed. After every
-        batch that cost as much as the batch's own inserts. Committed work is as durable in the log (flushed at
-        each commit; DuckDB replays it at the next open, in any process, and still checkpoints on its own when
-        the log outgrows ``checkpoint_threshold``); the span only stops the per-close rewrite. The file stays
-        free between units of work, as before. PostgreSQL: nothing to do.
-        """
-        with self._hold_lock:
-            self._deferring += 1
-        try:
-            yield self
-        except BaseException:
-            # The log is left for the next open to replay: a failing span (the file locked by another process,
-            # the run's lock lost) must not wait on the file again, nor mask its own error.
-            with self._hold_lock:
-                self._deferring -= 1
-            raise
-        with self._hold_lock:
-            self._deferring -= 1
-            last = self._deferring == 0
-        if last and self.dialect == "duckdb":
-            self._checkpoint_on_close()
-
-    def _checkpoint_on_close(self) -> None:
-        """Let the file checkpoint again when it is closed, and close it unless someone still holds it."""
-        with self.hold(), _duckdb_lock(self.path):
-            conn = self._acquire()
-            try:
-                conn.execute("PRAGMA enable_checkpoint_on_shutdown")
-            finally:
-                self._release(conn)
 
     @contextmanager
     def exclusive(self, name: str, *, timeout: float | None = None) -> Iterator[HeldLock]:
@@ -496,8 +458,6 @@ class Warehouse:
             conn = duckdb.connect(str(self.path))
             for name, value in self._duckdb_options.items():
                 conn.execute(f"SET {name} = '{value}'")  # checked against _DUCKDB_OPTIONS
-            if self._deferring:
-                conn.execute("PRAGMA disable_checkpoint_on_shutdown")  # see deferred_checkpoints
             return conn
         import psycopg
 
