@@ -195,3 +195,31 @@ def test_validate_still_reports_jsonschemas_error_text() -> None:
     bad = {**VALID[contracts.ARTICLES.name], "article_id": "short"}
     with pytest.raises(ContractError, match="at article_id: 'short' does not match"):
         contracts.validate(contracts.ARTICLES, bad)
+
+
+def test_remembered_format_answers_stay_right_and_bounded() -> None:
+    from newswire.contracts.compiled import _FormatMemo
+
+    checker = FormatChecker()
+    memo = _FormatMemo(checker, limit=8)
+    values = [
+        "2026-11-24T10:00:00Z",
+        "2026-13-40T10:00:00Z",
+        "yesterday",
+        5,
+        None,
+        *(f"2026-11-{d:02}T10:00:00Z" for d in range(1, 30)),
+    ]
+    for _ in range(3):
+        for value in values:
+            assert memo(value, "date-time") is checker.conforms(value, "date-time")
+            assert memo(value, "uri") is checker.conforms(value, "uri")
+    assert len(memo._seen) <= 8
+
+
+def test_the_compiled_source_is_straight_line_code() -> None:
+    from newswire.contracts.compiled import schema_source
+
+    source = schema_source(contracts.schema_for(contracts.ARTICLES), FormatChecker())
+    assert source.startswith("def check(v):")
+    assert "lambda" not in source and "all(" not in source  # no per-field calls left but the format checks

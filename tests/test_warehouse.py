@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -202,3 +203,62 @@ def test_duckdb_run_lock_is_one_per_file_however_it_is_spelled(tmp_path: Path, m
     for url in spellings:  # released: each spelling takes it
         with Warehouse(url).exclusive("transform", timeout=0.2):
             pass
+
+
+def test_postgres_feature_columns_are_stored_uncompressed(warehouse_url: str) -> None:
+    if not warehouse_url.startswith("postgres"):
+        pytest.skip("PostgreSQL storage settings")
+    warehouse = open_warehouse(warehouse_url)
+    rows = warehouse.query(
+        "SELECT attname, attstorage FROM pg_attribute WHERE attrelid = 'article_features'::regclass AND attnum > 0"
+    )
+    storage = {r["attname"]: r["attstorage"] for r in rows}
+    assert storage["features"] == storage["signature"] == "e"  # EXTERNAL: out of line, never compressed
+
+
+def test_bulk_insert_stages_long_values_uncompressed_and_loads_them_whole(
+    warehouse_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from newswire.warehouse import Cursor
+
+    staged: list[dict[str, str]] = []
+    original = Cursor._stage_uncompressed
+
+    def spy(self: Cursor, table: str, stage: str, columns: Any) -> None:
+        original(self, table, stage, columns)
+        rows = self.execute(
+            f"SELECT attname, attstorage FROM pg_attribute WHERE attrelid = '{stage}'::regclass AND attnum > 0"
+        ).fetchall()
+        staged.append(dict(rows))
+
+    monkeypatch.setattr(Cursor, "_stage_uncompressed", spy)
+    warehouse = open_warehouse(warehouse_url)
+    rows = [_feature_row(i) for i in range(50)]
+    with warehouse.transaction() as cur:
+        cur.bulk_insert("article_features", ("article_id", "features", "signature"), rows)
+    if warehouse.dialect == "postgres":
+        assert staged == [{"article_id": "e", "features": "e", "signature": "e"}]
+    stored = warehouse.query("SELECT article_id, features, signature FROM article_features ORDER BY article_id")
+    assert sorted(rows) == [(r["article_id"], r["features"], r["signature"]) for r in stored]
+
+
+def test_select_in_matches_text_keys_as_one_array_and_other_values_one_by_one(warehouse_url: str) -> None:
+    warehouse = open_warehouse(warehouse_url)
+    now = utcnow()
+    urls = [f"https://example.org/{i}?q='{i}'" for i in range(30)] + ["é", "?", "%s"]
+    with warehouse.transaction() as cur:
+        cur.bulk_insert(
+            "article_urls", ("url", "article_id", "first_seen_at"), [(u, f"a{i}", now) for i, u in enumerate(urls)]
+        )
+        cur.execute(
+            "INSERT INTO transform_batches (batch_id, started_at, finished_at, messages, new_articles, "
+            "duplicates, events_changed, dead_letters) VALUES ('b', ?, ?, 7, 0, 0, 0, 0)",
+            (now, now),
+        )
+        wanted = [*urls[::3], "missing", urls[0]]  # a repeat and a miss
+        rows = cur.select_in("SELECT url FROM article_urls WHERE url IN {in}", wanted, chunk=4)  # several chunks
+        assert sorted(r["url"] for r in rows) == sorted(set(urls[::3]))
+        rows = cur.select_in("SELECT url FROM article_urls WHERE article_id <> ? AND url IN {in}", urls[:3], ["a1"])
+        assert sorted(r["url"] for r in rows) == sorted([urls[0], urls[2]])
+        rows = cur.select_in("SELECT batch_id FROM transform_batches WHERE messages IN {in}", [7, 8])  # not text
+        assert rows == [{"batch_id": "b"}]

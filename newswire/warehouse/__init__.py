@@ -58,6 +58,9 @@ def _duckdb_lock(path: Path) -> threading.RLock:
 
 # PostgreSQL connections whose role may not create temporary tables (see Cursor.bulk_insert).
 _NO_TEMP_TABLES: weakref.WeakSet[Any] = weakref.WeakSet()
+# PostgreSQL: per (table, staged columns), the staging table's columns stored compressible by default
+# (see Cursor._stage_uncompressed); the same for every schema, since every schema is made by MIGRATIONS.
+_STAGE_LONG_COLUMNS: dict[tuple[str, tuple[str, ...]], tuple[str, ...]] = {}
 
 
 class Cursor:
@@ -137,12 +140,35 @@ class Cursor:
                 _NO_TEMP_TABLES.add(connection)
                 return self.insert_rows(f"INSERT INTO {table} ({names})", rows[start:], tail)
             self._raw.execute("RELEASE SAVEPOINT newswire_bulk")
+            self._stage_uncompressed(table, stage, columns)
             with self._raw.copy(f"COPY {stage} ({names}) FROM STDIN") as copy:
                 for row in part:
                     copy.write_row(row)
             self._raw.execute(self._sql(f"INSERT INTO {table} ({names}) SELECT {names} FROM {stage} {tail}"))
             self._raw.execute(f"DROP TABLE {stage}")
         return self
+
+    def _stage_uncompressed(self, table: str, stage: str, columns: Sequence[str]) -> None:
+        """Store the staging table's long values as they are (``STORAGE EXTERNAL``), not compressed.
+
+        ``CREATE TABLE … AS`` gives the stage the default storage of each type, so a long text value was
+        compressed once into the stage, read back and decompressed by the ``INSERT … SELECT``, then handled
+        by the target's own storage rule: the stage's compression is pure waste for a table read once and
+        dropped at commit, and on incompressible values (near-duplicate signatures) it is a failed attempt per
+        value. Which columns can be stored so is read once per table from the catalog.
+        """
+        key = (table, tuple(columns))
+        long_columns = _STAGE_LONG_COLUMNS.get(key)
+        if long_columns is None:
+            self._raw.execute(
+                "SELECT attname FROM pg_attribute WHERE attrelid = %s::regclass AND attnum > 0 "
+                "AND NOT attisdropped AND attstorage IN ('x', 'm')",
+                (stage,),
+            )
+            long_columns = _STAGE_LONG_COLUMNS[key] = tuple(sorted(row[0] for row in self._raw.fetchall()))
+        if long_columns:
+            changes = ", ".join(f"ALTER COLUMN {name} SET STORAGE EXTERNAL" for name in long_columns)
+            self._raw.execute(f"ALTER TABLE {stage} {changes}")
 
     def _duckdb_bulk(self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]], tail: str) -> None:
         import numpy as np
@@ -172,8 +198,16 @@ class Cursor:
         """Run ``sql`` whose ``{in}`` marks an IN list, over ``values`` in chunks; rows as dicts."""
         unique = list(dict.fromkeys(values))
         rows: list[dict[str, Any]] = []
+        # Text keys (ids, hashes, URLs: every batch read) go as one array parameter: binding hundreds of
+        # separate parameters was most of such a query's cost on DuckDB, and on PostgreSQL it made every
+        # statement text new to psycopg's query cache. Other values keep one parameter each.
+        as_array = all(type(v) is str for v in unique)
         for start in range(0, len(unique), chunk):
             part = unique[start : start + chunk]
+            if as_array:
+                query = sql.replace("{in}", "(SELECT UNNEST(CAST(? AS TEXT[])))")
+                rows.extend(self.execute(query, [*params, part]).dicts())
+                continue
             marks = ", ".join("?" * len(part))
             rows.extend(self.execute(sql.replace("{in}", f"({marks})"), [*params, *part]).dicts())
         return rows

@@ -285,4 +285,17 @@ MIGRATIONS: tuple[Migration, ...] = (
             "CREATE INDEX IF NOT EXISTS article_duplicates_article ON article_duplicates (article_id)",
         ),
     ),
+    Migration(
+        8,
+        "uncompressed feature columns on PostgreSQL",
+        (),
+        # The PostgreSQL side of version 4: a row of article_features is a few kilobytes of base64 of random
+        # hashes and short JSON, long enough for TOAST to try pglz on every value of every insert, for little
+        # or no gain. EXTERNAL keeps long values out of line without compressing them; rows stored before
+        # keep their form (both read the same).
+        postgres_statements=(
+            "ALTER TABLE article_features ALTER COLUMN features SET STORAGE EXTERNAL, "
+            "ALTER COLUMN signature SET STORAGE EXTERNAL",
+        ),
+    ),
 )
