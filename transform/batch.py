@@ -89,6 +89,7 @@ def _doc(m: ArticleMessage, embedding: Embedding | None = None) -> ArticleDoc:
         source=m["source"],
         url=m["canonical_url"],
         embedding=embedding or from_message(m.get("embedding")),
+        carried=m.get(CARRIED_FIELD),
     )
 
 
