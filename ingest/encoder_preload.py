@@ -10,9 +10,10 @@ Fork safety: the fork server is single-threaded when it forks, so the encoder's 
 The encoder limits numpy's BLAS to one thread on each call (``threadpoolctl``), in the worker, after the fork.
 
 Which encoder: the one named in ``NEWSWIRE_FORKSERVER_EMBEDDING_MODEL``, which the pool sets before the fork
-server starts (preloading only imports modules by name, it passes no arguments). A failure here is logged
-and otherwise ignored: each worker then loads the encoder itself and reports the error with its pages, as
-without a preload, and the fork server (which must keep running) never sees an exception.
+server starts, and only for the bundled numpy encoder, which starts no thread (preloading only imports modules
+by name, it passes no arguments). A failure here is logged and otherwise ignored: each worker then loads the
+encoder itself and reports the error with its pages, as without a preload, and the fork server (which must keep
+running) never sees an exception.
 """
 
 from __future__ import annotations

@@ -49,7 +49,7 @@ from multiprocessing.connection import Connection
 from typing import Any, Protocol
 
 from ingest.extract import ExtractedArticle, ExtractionError, extract_article
-from newswire.embedding import DEFAULT_MODEL, NO_MODEL, Encoder, embed_articles, encoder_for
+from newswire.embedding import DEFAULT_MODEL, Encoder, embed_articles, encoder_for
 from newswire.langid import detect_language
 
 log = logging.getLogger(__name__)
@@ -530,17 +530,21 @@ class _Worker:
 
 def _preload_modules(enrich: Enricher | None, embedding_model: str) -> list[str]:
     """What the fork server imports once, before it forks any worker: this module (trafilatura, lxml, the
-    language identifier), the enricher's (the transform's feature extraction) and, unless ``embedding_model`` is
-    "none", :mod:`ingest.encoder_preload` (the encoder, loaded), beside ``__main__`` (the fork server's default).
-    Each worker then starts with them imported and loaded, instead of doing it itself, at the start of a run, on
-    the cores the first pages wait for. Only the first pool of a process sets it: the fork server keeps what it
-    imported when it started."""
+    language identifier), the enricher's (the transform's feature extraction) and, when ``embedding_model`` is
+    the bundled default encoder, :mod:`ingest.encoder_preload` (the encoder, loaded), beside ``__main__`` (the
+    fork server's default). Each worker then starts with them imported and loaded, instead of doing it itself, at
+    the start of a run, on the cores the first pages wait for. The fork server starts with the first worker of
+    the process and keeps what it imported then: the settings of the last pool made before that count.
+
+    Only the bundled encoder is preloaded: it is numpy alone and starts no thread. A sentence-transformers
+    model would load torch (and may start download or thread pools) in the fork server, which must stay
+    single-threaded to fork safely; its workers load it themselves."""
     modules = ["__main__", __name__]
     if enrich is not None:
         module = getattr(getattr(enrich, "func", enrich), "__module__", None)
         if isinstance(module, str) and module not in modules:
             modules.append(module)
-    if embedding_model != NO_MODEL:
+    if embedding_model == DEFAULT_MODEL:
         modules.append("ingest.encoder_preload")
     return modules
 
@@ -551,9 +555,9 @@ PRELOAD_MODEL_ENV = "NEWSWIRE_FORKSERVER_EMBEDDING_MODEL"
 
 def _configure_forkserver(context: Any, enrich: Enricher | None, embedding_model: str) -> None:
     """Names what the fork server preloads, and the encoder it loads: through the environment it inherits when
-    it starts, since preloading only imports modules by name. Every pool sets both, but only the first pool's
-    settings reach a fork server (it reads them once, when it starts)."""
-    if embedding_model != NO_MODEL:
+    it starts, since preloading only imports modules by name. Every pool sets both, but a fork server reads
+    them once, when it starts (with the first worker of the process)."""
+    if embedding_model == DEFAULT_MODEL:
         os.environ[PRELOAD_MODEL_ENV] = embedding_model
     context.set_forkserver_preload(_preload_modules(enrich, embedding_model))
 

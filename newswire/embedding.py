@@ -11,7 +11,8 @@ Backends (chosen by ``NEWSWIRE_EMBEDDING_MODEL``):
   model, so the C ``sentencepiece`` package tokenizes it instead when installed (the token ids are the same:
   ``tests/unit/test_embedding.py`` checks it on the labelled corpus). The forward pass is the package's
   arithmetic with what depends on a token id alone computed once per id (``newswire.embedding_forward``):
-  the same vectors to float32 rounding, for about half the work per article once its tokens were seen.
+  the same vectors to float32 rounding, with the projection and first window layer skipped for every token
+  id seen before.
 * ``sentence-transformers:<model>``: any sentence-transformers model, for deployments that may download it.
   The package is not a dependency; naming such a model without it installed fails with a clear error.
 * ``none``: no embeddings; clustering uses words and cues only.

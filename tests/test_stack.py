@@ -94,7 +94,8 @@ def test_make_up_then_make_down_leaves_nothing_running(tmp_path: Path) -> None:
             report = stack.status(home)
             assert all(report.running.values()), report
             healthy = report.health is not None and all(
-                report.health[k]["status"] == "healthy" for k in ("scheduler", "triggerer", "dag_processor")
+                (report.health.get(k) or {}).get("status") == "healthy"
+                for k in ("scheduler", "triggerer", "dag_processor")
             )
             if healthy or time.monotonic() > deadline:
                 break

@@ -242,7 +242,7 @@ def test_bulk_insert_stages_long_values_uncompressed_and_loads_them_whole(
     assert sorted(rows) == [(r["article_id"], r["features"], r["signature"]) for r in stored]
 
 
-def test_select_in_matches_text_keys_as_one_array_and_other_values_one_by_one(warehouse_url: str) -> None:
+def test_select_in_matches_text_keys_and_other_values_in_chunks(warehouse_url: str) -> None:
     warehouse = open_warehouse(warehouse_url)
     now = utcnow()
     urls = [f"https://example.org/{i}?q='{i}'" for i in range(30)] + ["é", "?", "%s"]

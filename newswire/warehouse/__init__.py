@@ -198,10 +198,12 @@ class Cursor:
         """Run ``sql`` whose ``{in}`` marks an IN list, over ``values`` in chunks; rows as dicts."""
         unique = list(dict.fromkeys(values))
         rows: list[dict[str, Any]] = []
-        # Text keys (ids, hashes, URLs: every batch read) go as one array parameter: binding hundreds of
-        # separate parameters was most of such a query's cost on DuckDB, and on PostgreSQL it made every
-        # statement text new to psycopg's query cache. Other values keep one parameter each.
-        as_array = all(type(v) is str for v in unique)
+        # On PostgreSQL, text keys (ids, hashes, URLs: every batch read) go as one array parameter, so the
+        # statement text stays the same whatever the number of keys (psycopg's query cache reuses it) and the
+        # planner still probes the key's index. Not on DuckDB: it plans `IN (SELECT UNNEST(?))` as a semi-join
+        # over a scan of the whole table, where a literal list of parameters uses the primary-key index, so the
+        # array form would grow with the warehouse instead of with the batch.
+        as_array = self._dialect == "postgres" and all(type(v) is str for v in unique)
         for start in range(0, len(unique), chunk):
             part = unique[start : start + chunk]
             if as_array:

@@ -207,6 +207,8 @@ def test_the_fork_server_preloads_the_worker_and_enricher_modules(monkeypatch: p
     assert _preload_modules(None, "none") == ["__main__", "ingest.extract_workers"]
     assert _preload_modules(feature_enricher(), "none") == expected
     assert _preload_modules(None, DEFAULT_MODEL) == ["__main__", "ingest.extract_workers", "ingest.encoder_preload"]
+    # A sentence-transformers model would start torch's threads in the fork server: its workers load it instead.
+    assert "ingest.encoder_preload" not in _preload_modules(None, "sentence-transformers:any/model")
     # The pool must hand that list to the fork server before the server is started for its first worker: the
     # server imports its preload list only when it starts. The list the server would start with is recorded.
     server = forkserver._forkserver
