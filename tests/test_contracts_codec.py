@@ -4,6 +4,8 @@ json module (what producers sent and consumers accepted before), valid or not.""
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -106,3 +108,45 @@ def test_decode_edge_cases_match_the_json_module(raw: bytes) -> None:
     for topic in contracts.ALL_TOPICS:
         candidate = raw if not raw.startswith(b'{"a"') else raw[:-1] + b"," + _json_module_bytes(VALID[topic.name])[1:]
         assert _decode(topic, candidate) == _json_module_decode(topic, candidate)
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        datetime(2026, 1, 2, tzinfo=UTC),
+        {1, 2},
+        b"raw",
+        {"nested": [1, {"deeper": datetime(2026, 1, 2, tzinfo=UTC)}]},
+        Decimal("1.5"),
+        {1: "a", "b": 2},  # keys of mixed types: the json module cannot sort them
+    ],
+    ids=["datetime", "set", "bytes", "nested-datetime", "decimal", "mixed-keys"],
+)
+def test_values_json_has_no_text_for_raise_the_json_modules_type_error(extra: Any) -> None:
+    """msgspec would write some of these (an ISO date, an array, base64): what the schema leaves open is still
+    refused as the json module refused it."""
+    for topic in contracts.ALL_TOPICS:
+        message = {**VALID[topic.name], "zz_extra": extra}
+        with pytest.raises(TypeError):
+            _json_module_bytes(message)
+        with pytest.raises(TypeError):
+            contracts.encode(topic, message)
+
+
+def test_a_dead_letters_open_payload_is_checked_like_an_undeclared_property() -> None:
+    message = {**VALID[contracts.DEAD_LETTERS.name], "payload": {"when": datetime(2026, 1, 2, tzinfo=UTC)}}
+    contracts.validate(contracts.DEAD_LETTERS, message)  # the schema says nothing of it
+    with pytest.raises(TypeError):
+        contracts.encode(contracts.DEAD_LETTERS, message)
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [{1: "a", 2: "b"}, {"outer": [{True: None}, {None: 1.5}, {2.5: 3}]}, (1, "tuple"), {10: 1, 9: 2}],
+    ids=["int-keys", "nested-odd-keys", "tuple", "numeric-order"],
+)
+def test_non_string_keys_are_written_as_the_json_module_converts_them(extra: Any) -> None:
+    """The json module wrote ``{1: "a"}`` as ``{"1":"a"}`` (msgspec refuses int keys): the same bytes as before."""
+    for topic in contracts.ALL_TOPICS:
+        message = {**VALID[topic.name], "zz_extra": extra}
+        assert contracts.encode(topic, message) == _json_module_bytes(message)

@@ -31,7 +31,15 @@ in Python afterwards.
 The body's near-duplicate shingles (:func:`transform.neardup.shingle_list`, in text order) travel in the same
 string (``sh``: little-endian ``uint64`` values in base64, under the near-duplicate ``SIGNATURE_VERSION`` ``sv``), so
 that the transform neither tokenises nor hashes the body of an article it compares: :func:`carried_shingles` reads
-only them (and the digest), for every new article, duplicates included.
+only them (and the digest), for every new article, duplicates included. A text of more than
+:data:`MAX_CARRIED_SHINGLES` shingles carries none (each takes about eleven bytes of the message, and a long text
+in a script without spaces has about one per character): the transform computes them, as for any message
+without them, and the message stays far below the producer's request size limit.
+
+The articles topic is trusted for the terms (a wrong carried term changes which story an article joins, as a
+wrong title would), but not for a near-duplicate verdict, which sends the article down the duplicate path: a
+match found with carried shingles is always confirmed from the text (``StoryState.near_duplicate``), since the
+digest ties the message to its text but nothing ties the shingles to either.
 
 Inside, the encoding is compact (terms and their counts as two lists, not the stored ``{term: weight}`` map)
 since it travels with every article; it is an internal transport that other consumers of the topic may ignore.
@@ -54,9 +62,12 @@ from transform.clustering import FEATURES_VERSION, TextFeatures, text_features
 from transform.documents import base_language
 from transform.neardup import SIGNATURE_VERSION, shingle_list
 
-__all__ = ["FIELD", "carried_features", "carried_shingles", "input_digest", "parse_carried"]
+__all__ = ["FIELD", "MAX_CARRIED_SHINGLES", "carried_features", "carried_shingles", "input_digest", "parse_carried"]
 
 FIELD = "features"  # the article message's field
+
+# The most shingles a message carries: beyond it (a long text), ``sh`` is left out and the transform computes them.
+MAX_CARRIED_SHINGLES = 4096
 
 
 def input_digest(title: str, text: str, language: str | None) -> str:
@@ -77,7 +88,7 @@ def carried_features(title: str | None, text: str | None, language: str | None, 
     compact JSON of the features with what they are valid for (``v``, ``tw``, ``in``)."""
     title, text, language = title or "", text or "", base_language(language)
     features = text_features(title, text, language, title_weight)
-    payload = {
+    payload: dict[str, Any] = {
         "v": FEATURES_VERSION,
         "tw": title_weight,
         "in": input_digest(title, text, language),
@@ -87,9 +98,11 @@ def carried_features(title: str | None, text: str | None, language: str | None, 
         "entities": [list(item) for item in features.entity_kinds],
         "surfaces": [[term, word] for term, word in features.surfaces.items()],
         "novelty": features.novelty,
-        "sv": SIGNATURE_VERSION,
-        "sh": base64.b64encode(shingle_list(text).astype("<u8").tobytes()).decode("ascii"),
     }
+    shingles = shingle_list(text)
+    if shingles.size <= MAX_CARRIED_SHINGLES:
+        payload["sv"] = SIGNATURE_VERSION
+        payload["sh"] = base64.b64encode(shingles.astype("<u8").tobytes()).decode("ascii")
     return json.dumps(payload, ensure_ascii=False, separators=(",", ":"))
 
 

@@ -170,6 +170,7 @@ class NearDuplicateIndex:
             raise NearDuplicateError("primed shingles must be a 1-D uint64 array")
         shingles.setflags(write=False)  # shared with the index entry, as a computed list is
         self._last = (doc.article_id, doc.text, shingles)
+        self._last_unique = None  # derived from the list primed before, if any, for this very doc
 
     def add(self, doc: ArticleDoc) -> None:
         """Index ``doc``. Adding an article id twice is a no-op (at-least-once delivery replays)."""

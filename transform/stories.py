@@ -16,11 +16,13 @@ from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import numpy as np
+
 from newswire.embedding import Embedding, embed_articles, encoder_for
 from transform.carried import carried_shingles
 from transform.clustering import Assignment, ClusteringConfig, EventProfile, StaleFeatures, StoryClusterer
 from transform.documents import ArticleDoc
-from transform.neardup import NearDuplicate, NearDuplicateError, NearDuplicateIndex, StaleSignature
+from transform.neardup import NearDuplicate, NearDuplicateError, NearDuplicateIndex, StaleSignature, shingle_list
 from transform.store import StoredArticle, TransformStore
 
 log = logging.getLogger(__name__)
@@ -136,11 +138,23 @@ class StoryState:
     def near_duplicate(self, doc: ArticleDoc) -> NearDuplicate | None:
         """The indexed article ``doc`` copies, if any; the shingles its message carries (computed by an extraction
         worker for exactly this text) are used when current, so that the body is neither tokenised nor hashed here.
+
+        Nothing ties the carried shingles to the text (the digest covers the text, not them), and a match sends
+        the article down the duplicate path, so a match found with them is confirmed from the text: the shingles
+        are computed and, when they differ, looked up again and used for this article from then on (its
+        signature too).
         """
         if doc.carried is not None:
-            shingles = carried_shingles(doc.carried, title=doc.title, text=doc.text, language=doc.language)
-            if shingles is not None:
-                self.neardup.prime_shingles(doc, shingles)
+            carried = carried_shingles(doc.carried, title=doc.title, text=doc.text, language=doc.language)
+            if carried is not None:
+                self.neardup.prime_shingles(doc, carried)
+                found = self.neardup.find(doc)
+                if found is None:
+                    return None
+                computed = shingle_list(doc.text)
+                if np.array_equal(computed, carried):
+                    return found
+                self.neardup.prime_shingles(doc, computed)
         return self.neardup.find(doc)
 
     def assign(self, doc: ArticleDoc) -> Assignment:

@@ -119,9 +119,51 @@ _ENCODER = msgspec.json.Encoder(order="sorted")
 _DECODER = msgspec.json.Decoder()
 
 
+# Declared properties whose schema constrains the value, by topic name: their values are JSON values once the
+# message validates. What else a message holds (undeclared properties, a declared one without a schema such as
+# a dead letter's ``payload``) may be anything.
+_TYPED: dict[str, frozenset[str]] = {}
+_SCALAR_TYPES = frozenset({str, int, float, bool, type(None)})
+_UNCONSTRAINING = frozenset({"description", "$comment", "title", "examples"})
+
+
+def _typed_properties(topic: Topic) -> frozenset[str]:
+    properties = schema_for(topic).get("properties", {})
+    typed = _TYPED[topic.name] = frozenset(k for k, s in properties.items() if set(s) - _UNCONSTRAINING)
+    return typed
+
+
+def _plain(value: Any) -> bool:
+    """Whether ``value`` is made only of str, int, float, bool, None, lists and dicts with string keys (exact
+    types): what msgspec and the json module write alike."""
+    kind = type(value)
+    if kind in _SCALAR_TYPES:
+        return True
+    if kind is list:
+        return all(_plain(item) for item in value)
+    if kind is dict:
+        return all(type(key) is str and _plain(item) for key, item in value.items())
+    return False
+
+
 def encode(topic: Topic, message: dict[str, Any]) -> bytes:
-    """Validate and serialise a message for ``topic`` (compact UTF-8 JSON, keys sorted)."""
+    """Validate and serialise a message for ``topic`` (compact UTF-8 JSON, keys sorted).
+
+    msgspec writes some values the json module refused (``datetime``, ``bytes``, ``set``) and refuses keys it
+    converted, so what the schema leaves open is checked first (cheap: a message rarely has any). A message with
+    anything but plain JSON values there is written by the json module, as every message was before msgspec:
+    the same ``TypeError`` for a value JSON has no text for, and non-string keys written as the json module
+    converts them (``1`` as ``"1"``, ``True`` as ``"true"``; keys of mixed types it cannot sort: ``TypeError``).
+    """
     validate(topic, message)
+    typed = _TYPED.get(topic.name) or _typed_properties(topic)
+    if not typed.issuperset(message):
+        try:
+            plain = all(_plain(message[key]) for key in message.keys() - typed)
+        except RecursionError:
+            plain = False
+        if not plain:
+            return json.dumps(message, ensure_ascii=False, separators=(",", ":"), sort_keys=True).encode("utf-8")
     return _ENCODER.encode(message)
 
 

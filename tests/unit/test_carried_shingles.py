@@ -18,7 +18,7 @@ import transform.neardup
 from bench.quality import load_corpus
 from bench.transform import article_message
 from newswire import contracts
-from transform.carried import carried_features, carried_shingles
+from transform.carried import MAX_CARRIED_SHINGLES, carried_features, carried_shingles
 from transform.clustering import ClusteringConfig
 from transform.documents import ArticleDoc
 from transform.neardup import SIGNATURE_VERSION, NearDuplicateError, NearDuplicateIndex, shingle_list
@@ -66,17 +66,26 @@ def test_an_index_primed_with_carried_shingles_finds_indexes_and_exports_what_a_
     assert found > 5  # the corpus really holds copies
 
 
-def test_story_state_uses_the_shingles_the_message_carries_without_tokenising(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_story_state_uses_the_shingles_the_message_carries_tokenising_only_to_confirm_a_match(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     docs = [ArticleDoc(**{**doc.__dict__, "carried": _carried(doc)}) for doc in CORPUS[:60]]
     reference = StoryState(ClusteringConfig(embedding_model="none"))
     expected = [_lookup_then_assign(reference, doc) for doc in CORPUS[:60]]
+    assert any(near is not None for near, _ in expected)  # some matches to confirm
 
-    def refuse(text: str) -> list[str]:
-        raise AssertionError("the body was tokenised again")
+    tokenised: list[str] = []
+    tokens = transform.neardup.shingle_tokens
 
-    monkeypatch.setattr(transform.neardup, "shingle_tokens", refuse)
+    def record(text: str) -> list[str]:
+        tokenised.append(text)
+        return tokens(text)
+
+    monkeypatch.setattr(transform.neardup, "shingle_tokens", record)
     state = StoryState(ClusteringConfig(embedding_model="none"))
     assert [_lookup_then_assign(state, doc) for doc in docs] == expected
+    # Tokenised once for each article the carried shingles match (to confirm it from the text), never otherwise.
+    assert tokenised == [doc.text for doc, (near, _) in zip(docs, expected, strict=True) if near is not None]
     assert [state.exported[d.article_id][1] for d in docs] == [reference.exported[d.article_id][1] for d in docs]
 
 
@@ -128,3 +137,62 @@ def test_priming_refuses_arrays_that_are_not_shingle_hashes() -> None:
     index, doc = NearDuplicateIndex(), CORPUS[0]
     with pytest.raises(NearDuplicateError):
         index.prime_shingles(doc, np.zeros(3, dtype=np.int64))
+
+
+def _with_shingles_of(doc: ArticleDoc, other: ArticleDoc) -> ArticleDoc:
+    """``doc`` carrying its own features and input digest, but ``other``'s shingles: a garbled or forged ``sh``."""
+    forged = _changed(_carried(doc), sh=json.loads(_carried(other))["sh"])
+    assert _shingles(forged, doc) is not None  # the digest is right: the shingles pass as carried ones
+    return ArticleDoc(**{**doc.__dict__, "carried": forged})
+
+
+def test_shingles_of_another_article_never_make_a_duplicate() -> None:
+    """A match found with carried shingles is confirmed from the text: an article carrying the shingles of an
+    indexed one it does not copy is looked up, assigned and exported as if it carried none."""
+    original = CORPUS[0]
+    alone = NearDuplicateIndex()
+    alone.add(original)
+    # Published with the original (within the near-duplicate horizon), and no copy of it.
+    docs = [ArticleDoc(**{**d.__dict__, "published_at": original.published_at}) for d in CORPUS[1:60]]
+    docs = [d for d in docs if alone.find(d) is None]
+    forged = [_with_shingles_of(doc, original) for doc in docs]
+    assert len(forged) > 40 and all(alone.find(_primed(alone, d)) is not None for d in forged)  # the forgery bites
+
+    config = ClusteringConfig(embedding_model="none")
+    reference, state = StoryState(config), StoryState(config)
+    for target in (reference, state):
+        _lookup_then_assign(target, original)
+    expected = [_lookup_then_assign(reference, doc) for doc in docs]
+    got = [_lookup_then_assign(state, doc) for doc in forged]
+    assert got == expected
+    assert all(near is None or near.duplicate_of != original.article_id for near, _ in got)
+    assert [state.exported[d.article_id] for d in docs] == [reference.exported[d.article_id] for d in docs]
+
+
+def _primed(index: NearDuplicateIndex, doc: ArticleDoc) -> ArticleDoc:
+    shingles = _shingles(doc.carried, doc)
+    assert shingles is not None
+    index.prime_shingles(doc, shingles)
+    return doc
+
+
+def test_a_text_of_too_many_shingles_carries_none_and_finds_the_same_duplicates() -> None:
+    normal = next(d for d in CORPUS if 100 < shingle_list(d.text).size <= MAX_CARRIED_SHINGLES)
+    # A long text in a script without spaces: about one shingle per character.
+    long_text = "".join(chr(0x4E00 + (i * 7919) % 20000) for i in range(MAX_CARRIED_SHINGLES + 500))
+    long = ArticleDoc(**{**normal.__dict__, "article_id": "f" * 32, "text": long_text})
+    copy = ArticleDoc(**{**long.__dict__, "article_id": "e" * 32, "source": "another", "text": long_text + "。"})
+    assert shingle_list(long.text).size > MAX_CARRIED_SHINGLES
+    assert "sh" not in json.loads(_carried(long)) and _shingles(_carried(long), long) is None
+    assert "sh" in json.loads(_carried(normal)) and _shingles(_carried(normal), normal) is not None
+
+    reference, state = (
+        StoryState(ClusteringConfig(embedding_model="none")),
+        StoryState(ClusteringConfig(embedding_model="none")),
+    )
+    sequence = [normal, long, copy]
+    expected = [_lookup_then_assign(reference, doc) for doc in sequence]
+    got = [_lookup_then_assign(state, ArticleDoc(**{**d.__dict__, "carried": _carried(d)})) for d in sequence]
+    assert got == expected
+    assert expected[2][0] is not None and expected[2][0].duplicate_of == long.article_id
+    assert [state.exported[d.article_id] for d in sequence] == [reference.exported[d.article_id] for d in sequence]
