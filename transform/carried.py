@@ -62,7 +62,16 @@ from transform.clustering import FEATURES_VERSION, TextFeatures, text_features
 from transform.documents import base_language
 from transform.neardup import SIGNATURE_VERSION, shingle_list
 
-__all__ = ["FIELD", "MAX_CARRIED_SHINGLES", "carried_features", "carried_shingles", "input_digest", "parse_carried"]
+__all__ = [
+    "FIELD",
+    "MAX_CARRIED_SHINGLES",
+    "Carried",
+    "carried_features",
+    "carried_shingles",
+    "input_digest",
+    "parse_carried",
+    "read_carried",
+]
 
 FIELD = "features"  # the article message's field
 
@@ -107,81 +116,110 @@ def carried_features(title: str | None, text: str | None, language: str | None, 
 
 
 class _Carried(msgspec.Struct, frozen=True):
-    """The carried features as the string encodes them; msgspec refuses any other shape while it decodes
-    (``bool`` is no ``int`` to it, and unknown keys are ignored as the JSON reader did)."""
+    """The whole carried string as it encodes the features and shingles; msgspec refuses any other shape while it
+    decodes (``bool`` is no ``int`` to it, and unknown keys are ignored as the JSON reader did).
 
-    v: int
-    tw: int
+    Every field but the digest has a default, so that one decode serves both readers: a string whose features
+    are malformed may still carry usable shingles and the other way round, as when each was decoded on its own.
+    A field present with the wrong type still fails the whole decode (it did for each reader that declared it).
+    """
+
     digest: str = msgspec.field(name="in")
-    terms: list[str]
-    tf: list[Annotated[int, msgspec.Meta(gt=0)]]
-    cues: list[str]
-    entities: list[tuple[str, str, str]]
-    surfaces: list[tuple[str, str]]
-    novelty: bool
+    v: int | None = None
+    tw: int | None = None
+    terms: list[str] | None = None
+    tf: list[Annotated[int, msgspec.Meta(gt=0)]] | None = None
+    cues: list[str] | None = None
+    entities: list[tuple[str, str, str]] | None = None
+    surfaces: list[tuple[str, str]] | None = None
+    novelty: bool | None = None
+    sv: int | None = None
+    sh: str | None = None
 
 
 _DECODER = msgspec.json.Decoder(_Carried)
 
 
-class _CarriedShingles(msgspec.Struct, frozen=True):
-    """Only what :func:`carried_shingles` reads of the string: msgspec skips the other fields unparsed."""
+class Carried:
+    """One message's carried string, decoded once and checked once against the article it came with.
 
-    digest: str = msgspec.field(name="in")
-    sv: int | None = None
-    sh: str | None = None
+    :func:`read_carried` makes it for an article's title, text and language; :meth:`shingles` (near-duplicate
+    lookup, for every new article) and :meth:`features` (clustering, for the articles that are not duplicates)
+    then read the same decoded value, where each used to decode the string and hash the title and text again.
+    """
+
+    __slots__ = ("_digest_ok", "_value")
+
+    def __init__(self, value: _Carried, digest_ok: bool) -> None:
+        self._value = value
+        self._digest_ok = digest_ok
+
+    def shingles(self) -> np.ndarray | None:
+        """The body's near-duplicate shingles it carries, or None (none, another signature version, another
+        input, malformed)."""
+        carried = self._value
+        if not self._digest_ok or carried.sh is None or carried.sv != SIGNATURE_VERSION:
+            return None
+        try:
+            raw = base64.b64decode(carried.sh, validate=True)
+        except (binascii.Error, ValueError):
+            return None
+        if len(raw) % 8:
+            return None
+        return np.frombuffer(raw, dtype="<u8").astype(np.uint64)
+
+    def features(self, title_weight: int) -> TextFeatures | None:
+        """The text features it carries for ``title_weight``, or None (stale, another input, malformed)."""
+        carried = self._value
+        if not self._digest_ok or carried.v != FEATURES_VERSION or carried.tw != title_weight:
+            return None
+        terms, tf = carried.terms, carried.tf
+        if (
+            terms is None
+            or tf is None
+            or carried.cues is None
+            or carried.entities is None
+            or carried.surfaces is None
+            or carried.novelty is None
+            or len(terms) != len(tf)
+        ):
+            return None  # a field missing: the features are unusable, as a failed decode made them
+        counts = dict(zip(terms, tf, strict=True))
+        if len(counts) != len(terms):
+            return None  # a term listed twice
+        return TextFeatures(
+            counts=counts,
+            cues=frozenset(carried.cues),
+            entity_kinds=tuple(carried.entities),
+            surfaces=dict(carried.surfaces),  # [term, word] pairs, in their order
+            novelty=carried.novelty,
+        )
 
 
-_SHINGLES_DECODER = msgspec.json.Decoder(_CarriedShingles)
-
-
-def carried_shingles(value: Any, *, title: str, text: str, language: str | None) -> np.ndarray | None:
-    """The near-duplicate shingles of ``text`` (:func:`transform.neardup.shingle_list`) that ``value`` (the
-    message's ``features`` string) carries for exactly this title, text and (normalised) language; None when it
-    carries none, or they are of another signature version, other inputs or malformed (the index then computes
-    them from the text)."""
-    if not isinstance(value, str):
-        return None
-    try:
-        carried = _SHINGLES_DECODER.decode(value)
-    except (ValueError, RecursionError):
-        return None
-    if carried.sh is None or carried.sv != SIGNATURE_VERSION:
-        return None
-    if carried.digest != input_digest(title, text, language):
-        return None
-    try:
-        raw = base64.b64decode(carried.sh, validate=True)
-    except (binascii.Error, ValueError):
-        return None
-    if len(raw) % 8:
-        return None
-    return np.frombuffer(raw, dtype="<u8").astype(np.uint64)
-
-
-def parse_carried(value: Any, *, title: str, text: str, language: str | None, title_weight: int) -> TextFeatures | None:
-    """The text features ``value`` (the message's ``features`` string) carries for exactly this title, text and
-    (normalised) language; None when there are none, or they are stale, of other inputs or malformed (the
-    caller then computes them). Decodes the string: call it only for an article about to be clustered."""
+def read_carried(value: Any, *, title: str, text: str, language: str | None) -> Carried | None:
+    """``value`` (the message's ``features`` string) decoded once, with its input digest checked once against
+    this title, text and (normalised) language; None when it is not a well-formed carried string at all."""
     if not isinstance(value, str):
         return None
     try:
         carried = _DECODER.decode(value)
     except (ValueError, RecursionError):  # not JSON, not of this shape, nested thousands deep, lone surrogates
         return None
-    if carried.v != FEATURES_VERSION or carried.tw != title_weight:
-        return None
-    if carried.digest != input_digest(title, text, language):
-        return None
-    if len(carried.terms) != len(carried.tf):
-        return None
-    counts = dict(zip(carried.terms, carried.tf, strict=True))
-    if len(counts) != len(carried.terms):
-        return None  # a term listed twice
-    return TextFeatures(
-        counts=counts,
-        cues=frozenset(carried.cues),
-        entity_kinds=tuple(carried.entities),
-        surfaces=dict(carried.surfaces),  # [term, word] pairs, in their order
-        novelty=carried.novelty,
-    )
+    return Carried(carried, carried.digest == input_digest(title, text, language))
+
+
+def carried_shingles(value: Any, *, title: str, text: str, language: str | None) -> np.ndarray | None:
+    """The near-duplicate shingles of ``text`` (:func:`transform.neardup.shingle_list`) that ``value`` (the
+    message's ``features`` string) carries for exactly this title, text and (normalised) language; None when it
+    carries none, or they are of another signature version, other inputs or malformed (the index then computes
+    them from the text). A batch reads both with one :func:`read_carried` instead."""
+    carried = read_carried(value, title=title, text=text, language=language)
+    return None if carried is None else carried.shingles()
+
+
+def parse_carried(value: Any, *, title: str, text: str, language: str | None, title_weight: int) -> TextFeatures | None:
+    """The text features ``value`` (the message's ``features`` string) carries for exactly this title, text and
+    (normalised) language; None when there are none, or they are stale, of other inputs or malformed (the
+    caller then computes them). A batch reads both with one :func:`read_carried` instead."""
+    carried = read_carried(value, title=title, text=text, language=language)
+    return None if carried is None else carried.features(title_weight)
