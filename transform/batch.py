@@ -35,7 +35,7 @@ from newswire.langid import detect_language
 from newswire.messaging import Publisher
 from newswire.warehouse import Cursor, Warehouse, utcnow
 from transform.carried import FIELD as CARRIED_FIELD
-from transform.carried import parse_carried
+from transform.carried import Carried, read_carried
 from transform.clustering import ClusteringConfig
 from transform.consumer import Incoming
 from transform.documents import ArticleDoc
@@ -216,23 +216,30 @@ class BatchProcessor:
         return stats
 
     def _missing_embeddings(self, messages: list[dict[str, Any]], view: _BatchView) -> dict[str, Embedding]:
-        """Embeddings for the batch's new articles whose message has none of the configured model (messages
-        from before embeddings, replays, another model), computed in one batch: several times faster than
-        the clusterer embedding them one by one."""
+        """The configured model's embedding of each of the batch's new articles: the one its message carries,
+        decoded here once (the article's document takes it from here instead of decoding it again), else
+        computed, for all the messages that have none of that model (messages from before embeddings, another
+        model) in one batch: several times faster than the clusterer embedding them one by one."""
         model_id = self._state.clusterer.model_id if self._state is not None else None
         if model_id is None:
             return {}
+        found: dict[str, Embedding] = {}
         missing = []
         for m in messages:
+            if m["article_id"] in view.by_id:
+                continue
             carried = from_message(m.get("embedding"))
-            if m["article_id"] not in view.by_id and (carried is None or carried.model != model_id):
+            if carried is not None and carried.model == model_id:
+                found[m["article_id"]] = carried
+            else:
                 missing.append(m)
         if not missing:  # the usual case: ingest sent them; the encoder is not even loaded in this process
-            return {}
+            return found
         encoder = encoder_for(self.config.embedding_model)
         assert encoder is not None
         vectors = embed_articles(encoder, [(m.get("title") or "", m["text"]) for m in missing])
-        return {m["article_id"]: vector for m, vector in zip(missing, vectors, strict=True)}
+        found.update({m["article_id"]: vector for m, vector in zip(missing, vectors, strict=True)})
+        return found
 
     def _apply(
         self,
@@ -269,14 +276,16 @@ class BatchProcessor:
             self._duplicate(view, m, m["canonical_url"], original, "content_hash", 1.0, stats)
             return
         doc = _doc(m, embedding)
-        near = state.near_duplicate(doc)
+        # The carried string is decoded, and its input digest checked, once for both of its readers.
+        carried = read_carried(doc.carried, title=doc.title, text=doc.text, language=doc.language)
+        near = state.near_duplicate(doc, carried)
         if near is not None:
             self._duplicate(view, m, m["canonical_url"], near.duplicate_of, near.method, near.score, stats)
             return
         view.new_rows.append(article_row(m, load_order=view.order(), now=view.now))
         view.by_hash[m["content_hash"]] = article_id
         stats.new_articles += 1
-        if self._prime_carried(state, doc, m):
+        if self._prime_carried(state, doc, carried):
             stats.features_carried += 1
         assignment = state.assign(doc)
         view.features[article_id] = state.exported.pop(article_id)
@@ -289,19 +298,13 @@ class BatchProcessor:
             view.merges.append((gone, assignment.event_id))
             view.touched.discard(gone)
 
-    def _prime_carried(self, state: StoryState, doc: ArticleDoc, m: dict[str, Any]) -> bool:
+    def _prime_carried(self, state: StoryState, doc: ArticleDoc, carried: Carried | None) -> bool:
         """Hand the clusterer the features the message carries when they are of this configuration and of
         exactly this title, text and language (:mod:`transform.carried`); else it computes them."""
-        carried = parse_carried(
-            m.get(CARRIED_FIELD),
-            title=doc.title,
-            text=doc.text,
-            language=doc.language,
-            title_weight=self.config.title_weight,
-        )
-        if carried is None:
+        features = None if carried is None else carried.features(self.config.title_weight)
+        if features is None:
             return False
-        state.clusterer.prime_text_features(doc, carried)
+        state.clusterer.prime_text_features(doc, features)
         return True
 
     def _duplicate(

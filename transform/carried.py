@@ -4,7 +4,7 @@ Tokenising, term counting and entity extraction are most of the transform's own 
 depend only on the article's title, text and language. Ingest's extraction workers, one per core, run them
 beside trafilatura (``pipeline.enrich`` injects :func:`carried_features` into the workers: ``ingest`` never
 imports ``transform``), and the message's optional ``features`` field carries the result. The transform
-uses them (:func:`parse_carried`) only when they describe exactly the article it clusters:
+uses them (:func:`read_carried`) only when they describe exactly the article it clusters:
 
 * the same ``FEATURES_VERSION`` and ``title_weight`` as its configuration;
 * an input digest equal to that of the title, text and language the transform itself sees (a page without
@@ -17,29 +17,39 @@ What the carried features replace is :func:`transform.clustering.text_features`;
 removed, and the embedding joined, by the transform, so the stored features and every assignment are those of
 a transform that computed everything itself.
 
-The field is one opaque string, the compact JSON of the features, decoded only by :func:`parse_carried`: a
-batch, and the consumer's fetch, hold every message at once, and most of a message's Python objects would
-otherwise be its features (hundreds of terms and counts, entities, surfaces), including those of the replays
-and duplicates that are never clustered. A string is one object; the transform decodes it for a new article
-about to be clustered, once. A string that is not the expected JSON is ignored like any unusable value, never
-a reason to dead-letter the article.
-
-The string is decoded and checked in one pass by msgspec against :class:`_Carried` (types, arities, positive
-counts); only what a schema cannot say (no term listed twice, the version, weight and input digest) is checked
-in Python afterwards.
+The field is one opaque string, the compact JSON of the features: a batch, and the consumer's fetch, hold
+every message at once, and most of a message's Python objects would otherwise be its features (hundreds of
+terms and counts, entities, surfaces), including those of the replays and duplicates that are never
+clustered. A string is one object; the transform decodes it for a new article about to be looked up and
+clustered, once (:func:`read_carried`: one msgspec decode into :class:`_Carried`, checking types, arities and
+positive counts, and one input digest of the title and text), and that one :class:`Carried` serves both its
+readers: the near-duplicate lookup (:meth:`Carried.shingles`, every new article, duplicates included) and the
+clustering (:meth:`Carried.features`, the articles that are not duplicates). Only what a schema cannot say (no
+term listed twice, the version, weight and digests) is checked in Python. A string that is not the expected
+JSON is ignored like any unusable value, never a reason to dead-letter the article.
 
 The body's near-duplicate shingles (:func:`transform.neardup.shingle_list`, in text order) travel in the same
-string (``sh``: little-endian ``uint64`` values in base64, under the near-duplicate ``SIGNATURE_VERSION`` ``sv``), so
-that the transform neither tokenises nor hashes the body of an article it compares: :func:`carried_shingles` reads
-only them (and the digest), for every new article, duplicates included. A text of more than
-:data:`MAX_CARRIED_SHINGLES` shingles carries none (each takes about eleven bytes of the message, and a long text
-in a script without spaces has about one per character): the transform computes them, as for any message
-without them, and the message stays far below the producer's request size limit.
+string (``sh``: little-endian ``uint64`` values in base64, under the near-duplicate ``SIGNATURE_VERSION`` ``sv``,
+with ``shd``, their digest keyed by the input digest), so that the transform neither tokenises nor hashes the
+body of an article it compares. A text of more than :data:`MAX_CARRIED_SHINGLES` shingles carries none (each
+takes about eleven bytes of the message, and a long text in a script without spaces has about one per
+character): the transform computes them, as for any message without them, and the message stays far below the
+producer's request size limit.
 
-The articles topic is trusted for the terms (a wrong carried term changes which story an article joins, as a
-wrong title would), but not for a near-duplicate verdict, which sends the article down the duplicate path: a
-match found with carried shingles is always confirmed from the text (``StoryState.near_duplicate``), since the
-digest ties the message to its text but nothing ties the shingles to either.
+Trust model. The input digest ``in`` and the shingles digest ``shd`` are checksums, not signatures: whoever
+can write the articles topic can compute both, so they catch stale, mismatched, spliced and garbled values, not
+forgeries, and only recomputing from the text proves anything against a forger.
+
+* Terms, cues, entities: trusted when current (``v``, ``tw``, ``in`` match): a wrong carried term changes which
+  story an article joins, as a wrong title in the message would.
+* Shingles: used only when ``sv``, ``in`` and ``shd`` match (``shd`` ties the shingles to the very input ``in``
+  describes: shingles of another message pasted beside this one's digest, as a bug could, are refused). A
+  near-duplicate verdict sends the article down the duplicate path, so a match found with carried shingles is
+  always confirmed from the text (``StoryState.near_duplicate``). Shingles that match nothing are indexed and
+  exported as the article's signature unconfirmed: a deliberate forger could still plant a signature that a
+  later genuine copy of another text matches. Closing that too means tokenising every body (about half of
+  computing the shingles outright, which is what carrying them saves), so it is left to the topic's access
+  control, as for the terms.
 
 Inside, the encoding is compact (terms and their counts as two lists, not the stored ``{term: weight}`` map)
 since it travels with every article; it is an internal transport that other consumers of the topic may ignore.
@@ -62,7 +72,16 @@ from transform.clustering import FEATURES_VERSION, TextFeatures, text_features
 from transform.documents import base_language
 from transform.neardup import SIGNATURE_VERSION, shingle_list
 
-__all__ = ["FIELD", "MAX_CARRIED_SHINGLES", "carried_features", "carried_shingles", "input_digest", "parse_carried"]
+__all__ = [
+    "FIELD",
+    "MAX_CARRIED_SHINGLES",
+    "Carried",
+    "carried_features",
+    "carried_shingles",
+    "input_digest",
+    "parse_carried",
+    "read_carried",
+]
 
 FIELD = "features"  # the article message's field
 
@@ -83,6 +102,13 @@ def input_digest(title: str, text: str, language: str | None) -> str:
     return digest.hexdigest()
 
 
+def shingles_digest(digest: str, raw: bytes) -> str:
+    """The carried shingles' bytes hashed under the input digest they were computed for: what ties ``sh`` to the
+    title, text and language the ``in`` digest covers, so that shingles spliced from another message, cut short
+    or garbled on the way are refused like shingles of another input (not a forgery by whoever computes it)."""
+    return hashlib.blake2b(raw, digest_size=16, key=digest.encode("ascii")[:64]).hexdigest()
+
+
 def carried_features(title: str | None, text: str | None, language: str | None, *, title_weight: int) -> str:
     """The ``features`` field for an article of this title, text and (declared or detected) language: the
     compact JSON of the features with what they are valid for (``v``, ``tw``, ``in``)."""
@@ -101,87 +127,119 @@ def carried_features(title: str | None, text: str | None, language: str | None, 
     }
     shingles = shingle_list(text)
     if shingles.size <= MAX_CARRIED_SHINGLES:
+        raw = shingles.astype("<u8").tobytes()
         payload["sv"] = SIGNATURE_VERSION
-        payload["sh"] = base64.b64encode(shingles.astype("<u8").tobytes()).decode("ascii")
+        payload["sh"] = base64.b64encode(raw).decode("ascii")
+        payload["shd"] = shingles_digest(payload["in"], raw)
     return json.dumps(payload, ensure_ascii=False, separators=(",", ":"))
 
 
 class _Carried(msgspec.Struct, frozen=True):
-    """The carried features as the string encodes them; msgspec refuses any other shape while it decodes
-    (``bool`` is no ``int`` to it, and unknown keys are ignored as the JSON reader did)."""
+    """The whole carried string as it encodes the features and shingles; msgspec refuses any other shape while it
+    decodes (``bool`` is no ``int`` to it, and unknown keys are ignored as the JSON reader did).
 
-    v: int
-    tw: int
+    Every field but the input digest has a default, so that one decode serves both readers: a string without
+    features may still carry usable shingles and the other way round. A field present with the wrong type fails
+    the whole decode, so neither is used (the transform then computes both, which gives the same result).
+    """
+
     digest: str = msgspec.field(name="in")
-    terms: list[str]
-    tf: list[Annotated[int, msgspec.Meta(gt=0)]]
-    cues: list[str]
-    entities: list[tuple[str, str, str]]
-    surfaces: list[tuple[str, str]]
-    novelty: bool
+    v: int | None = None
+    tw: int | None = None
+    terms: list[str] | None = None
+    tf: list[Annotated[int, msgspec.Meta(gt=0)]] | None = None
+    cues: list[str] | None = None
+    entities: list[tuple[str, str, str]] | None = None
+    surfaces: list[tuple[str, str]] | None = None
+    novelty: bool | None = None
+    sv: int | None = None
+    sh: str | None = None
+    shd: str | None = None
 
 
 _DECODER = msgspec.json.Decoder(_Carried)
 
 
-class _CarriedShingles(msgspec.Struct, frozen=True):
-    """Only what :func:`carried_shingles` reads of the string: msgspec skips the other fields unparsed."""
+class Carried:
+    """One message's carried string, decoded once and checked once against the article it came with.
 
-    digest: str = msgspec.field(name="in")
-    sv: int | None = None
-    sh: str | None = None
+    :func:`read_carried` makes it for an article's title, text and language; :meth:`shingles` (near-duplicate
+    lookup, for every new article) and :meth:`features` (clustering, for the articles that are not duplicates)
+    then read the same decoded value, where each used to decode the string and hash the title and text again.
+    """
+
+    __slots__ = ("_digest_ok", "_value")
+
+    def __init__(self, value: _Carried, digest_ok: bool) -> None:
+        self._value = value
+        self._digest_ok = digest_ok
+
+    def shingles(self) -> np.ndarray | None:
+        """The body's near-duplicate shingles it carries, or None (none, another signature version, another
+        input, malformed)."""
+        carried = self._value
+        if not self._digest_ok or carried.sh is None or carried.sv != SIGNATURE_VERSION:
+            return None
+        try:
+            raw = base64.b64decode(carried.sh, validate=True)
+        except (binascii.Error, ValueError):
+            return None
+        if len(raw) % 8 or carried.shd != shingles_digest(carried.digest, raw):
+            return None
+        return np.frombuffer(raw, dtype="<u8").astype(np.uint64)
+
+    def features(self, title_weight: int) -> TextFeatures | None:
+        """The text features it carries for ``title_weight``, or None (stale, another input, malformed)."""
+        carried = self._value
+        if not self._digest_ok or carried.v != FEATURES_VERSION or carried.tw != title_weight:
+            return None
+        terms, tf = carried.terms, carried.tf
+        if (
+            terms is None
+            or tf is None
+            or carried.cues is None
+            or carried.entities is None
+            or carried.surfaces is None
+            or carried.novelty is None
+            or len(terms) != len(tf)
+        ):
+            return None  # a field missing: the features are unusable, as a failed decode made them
+        counts = dict(zip(terms, tf, strict=True))
+        if len(counts) != len(terms):
+            return None  # a term listed twice
+        return TextFeatures(
+            counts=counts,
+            cues=frozenset(carried.cues),
+            entity_kinds=tuple(carried.entities),
+            surfaces=dict(carried.surfaces),  # [term, word] pairs, in their order
+            novelty=carried.novelty,
+        )
 
 
-_SHINGLES_DECODER = msgspec.json.Decoder(_CarriedShingles)
-
-
-def carried_shingles(value: Any, *, title: str, text: str, language: str | None) -> np.ndarray | None:
-    """The near-duplicate shingles of ``text`` (:func:`transform.neardup.shingle_list`) that ``value`` (the
-    message's ``features`` string) carries for exactly this title, text and (normalised) language; None when it
-    carries none, or they are of another signature version, other inputs or malformed (the index then computes
-    them from the text)."""
-    if not isinstance(value, str):
-        return None
-    try:
-        carried = _SHINGLES_DECODER.decode(value)
-    except (ValueError, RecursionError):
-        return None
-    if carried.sh is None or carried.sv != SIGNATURE_VERSION:
-        return None
-    if carried.digest != input_digest(title, text, language):
-        return None
-    try:
-        raw = base64.b64decode(carried.sh, validate=True)
-    except (binascii.Error, ValueError):
-        return None
-    if len(raw) % 8:
-        return None
-    return np.frombuffer(raw, dtype="<u8").astype(np.uint64)
-
-
-def parse_carried(value: Any, *, title: str, text: str, language: str | None, title_weight: int) -> TextFeatures | None:
-    """The text features ``value`` (the message's ``features`` string) carries for exactly this title, text and
-    (normalised) language; None when there are none, or they are stale, of other inputs or malformed (the
-    caller then computes them). Decodes the string: call it only for an article about to be clustered."""
+def read_carried(value: Any, *, title: str, text: str, language: str | None) -> Carried | None:
+    """``value`` (the message's ``features`` string) decoded once, with its input digest checked once against
+    this title, text and (normalised) language; None when it is not a well-formed carried string at all."""
     if not isinstance(value, str):
         return None
     try:
         carried = _DECODER.decode(value)
     except (ValueError, RecursionError):  # not JSON, not of this shape, nested thousands deep, lone surrogates
         return None
-    if carried.v != FEATURES_VERSION or carried.tw != title_weight:
-        return None
-    if carried.digest != input_digest(title, text, language):
-        return None
-    if len(carried.terms) != len(carried.tf):
-        return None
-    counts = dict(zip(carried.terms, carried.tf, strict=True))
-    if len(counts) != len(carried.terms):
-        return None  # a term listed twice
-    return TextFeatures(
-        counts=counts,
-        cues=frozenset(carried.cues),
-        entity_kinds=tuple(carried.entities),
-        surfaces=dict(carried.surfaces),  # [term, word] pairs, in their order
-        novelty=carried.novelty,
-    )
+    return Carried(carried, carried.digest == input_digest(title, text, language))
+
+
+def carried_shingles(value: Any, *, title: str, text: str, language: str | None) -> np.ndarray | None:
+    """The near-duplicate shingles of ``text`` (:func:`transform.neardup.shingle_list`) that ``value`` (the
+    message's ``features`` string) carries for exactly this title, text and (normalised) language; None when it
+    carries none, or they are of another signature version, other inputs or malformed (the index then computes
+    them from the text). A batch reads both with one :func:`read_carried` instead."""
+    carried = read_carried(value, title=title, text=text, language=language)
+    return None if carried is None else carried.shingles()
+
+
+def parse_carried(value: Any, *, title: str, text: str, language: str | None, title_weight: int) -> TextFeatures | None:
+    """The text features ``value`` (the message's ``features`` string) carries for exactly this title, text and
+    (normalised) language; None when there are none, or they are stale, of other inputs or malformed (the
+    caller then computes them). A batch reads both with one :func:`read_carried` instead."""
+    carried = read_carried(value, title=title, text=text, language=language)
+    return None if carried is None else carried.features(title_weight)

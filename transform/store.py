@@ -73,6 +73,17 @@ _EVENT_COLUMNS = (
 )  # fmt: skip
 
 
+# One encoder of each kind for every row, instead of the new encoder ``json.dumps`` builds for each call with
+# options: the same text (``json.dumps(value, ensure_ascii=False)`` and ``json.dumps(value)``).
+_json_text = json.JSONEncoder(ensure_ascii=False).encode
+_json_ascii = json.JSONEncoder().encode
+
+
+def _json_list(values: list[Any] | None) -> str:
+    """``json.dumps(values or [], ensure_ascii=False)``; most articles have no categories or tags: no encoder."""
+    return _json_text(values) if values else "[]"
+
+
 def article_row(m: ArticleMessage, *, load_order: int, now: datetime) -> tuple[Any, ...]:
     """An ``articles`` row from an article message, in ``ARTICLE_INSERT`` column order."""
     return (
@@ -89,8 +100,8 @@ def article_row(m: ArticleMessage, *, load_order: int, now: datetime) -> tuple[A
         m.get("site_name"),
         m["feed_url"],
         m.get("feed_name"),
-        json.dumps(m.get("categories") or [], ensure_ascii=False),
-        json.dumps(m.get("tags") or [], ensure_ascii=False),
+        _json_list(m.get("categories")),
+        _json_list(m.get("tags")),
         m.get("image"),
         parse_iso(m["fetched_at"]),
         m["content_hash"],
@@ -251,10 +262,10 @@ class TransformStore:
                     record["earliest_published_at"],
                     record["article_count"],
                     record["source_count"],
-                    json.dumps(record["sources"], ensure_ascii=False),
-                    json.dumps(record["languages"]),
-                    json.dumps(record["keywords"], ensure_ascii=False),
-                    json.dumps(record["entities"], ensure_ascii=False),
+                    _json_text(record["sources"]),
+                    _json_ascii(record["languages"]),
+                    _json_text(record["keywords"]),
+                    _json_text(record["entities"]),
                     record["merged_into"],
                     digest,
                     published,

@@ -152,3 +152,36 @@ def test_synthetic_stream_with_and_without_carried_features_gives_one_warehouse(
         warehouses, stream_messages(1000, embeddings=False), ClusteringConfig(embedding_model="none"), 250, windows
     )
     assert counts["articles"] >= 900 and counts["article_duplicates"] > 50 and counts["events"] > 150
+
+
+def test_a_batch_decodes_each_carried_string_once_for_the_lookup_and_the_clustering(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each article looked up (a new article, or a near-duplicate found by lookup) has its carried string decoded
+    and its title and text hashed once, not once for the shingles and again for the features; and every new
+    article still uses the features it carries."""
+    import transform.carried
+
+    messages = with_features(labelled_messages())
+    decoded: list[str] = []
+    decode = transform.carried._DECODER.decode
+    digests: list[str] = []
+    digest = transform.carried.input_digest
+
+    class CountingDecoder:
+        def decode(self, value: str) -> Any:
+            decoded.append(value)
+            return decode(value)
+
+    def counting_digest(title: str, text: str, language: str | None) -> str:
+        digests.append(text)
+        return digest(title, text, language)
+
+    monkeypatch.setattr(transform.carried, "_DECODER", CountingDecoder())
+    monkeypatch.setattr(transform.carried, "input_digest", counting_digest)
+    stats = run(f"duckdb:///{tmp_path / 'once.duckdb'}", messages, ClusteringConfig(embedding_model="none"), 100)
+    looked_up = stats["new_articles"] + stats["duplicate_methods"].get("minhash", 0)
+    assert stats["features_carried"] == stats["new_articles"] > 300
+    assert stats["duplicate_methods"].get("minhash", 0) > 0  # some near-duplicates found by lookup
+    assert len(decoded) == len(digests) == looked_up
+    assert len(set(decoded)) == len(decoded)  # each string once

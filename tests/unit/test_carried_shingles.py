@@ -18,7 +18,14 @@ import transform.neardup
 from bench.quality import load_corpus
 from bench.transform import article_message
 from newswire import contracts
-from transform.carried import MAX_CARRIED_SHINGLES, carried_features, carried_shingles
+from transform.carried import (
+    MAX_CARRIED_SHINGLES,
+    carried_features,
+    carried_shingles,
+    parse_carried,
+    read_carried,
+    shingles_digest,
+)
 from transform.clustering import ClusteringConfig
 from transform.documents import ArticleDoc
 from transform.neardup import SIGNATURE_VERSION, NearDuplicateError, NearDuplicateIndex, shingle_list
@@ -140,10 +147,54 @@ def test_priming_refuses_arrays_that_are_not_shingle_hashes() -> None:
 
 
 def _with_shingles_of(doc: ArticleDoc, other: ArticleDoc) -> ArticleDoc:
-    """``doc`` carrying its own features and input digest, but ``other``'s shingles: a garbled or forged ``sh``."""
-    forged = _changed(_carried(doc), sh=json.loads(_carried(other))["sh"])
-    assert _shingles(forged, doc) is not None  # the digest is right: the shingles pass as carried ones
+    """``doc`` carrying its own features and input digest, but ``other``'s shingles with their digest recomputed
+    for ``doc``'s input: a deliberate forgery (the digests are checksums, anyone can compute them)."""
+    payload = json.loads(_carried(doc))
+    sh = json.loads(_carried(other))["sh"]
+    forged = _changed(_carried(doc), sh=sh, shd=shingles_digest(payload["in"], base64.b64decode(sh)))
+    assert _shingles(forged, doc) is not None  # both digests are right: the shingles pass as carried ones
     return ArticleDoc(**{**doc.__dict__, "carried": forged})
+
+
+def test_shingles_spliced_from_another_message_or_garbled_are_refused_by_their_digest() -> None:
+    """``shd`` ties the shingles to the input the ``in`` digest describes: another message's ``sh`` (with or without
+    its ``shd``), one value changed, one dropped, or no ``shd`` at all, and the transform computes them instead."""
+    doc, other = CORPUS[0], CORPUS[1]
+    payload, theirs = json.loads(_carried(doc)), json.loads(_carried(other))
+    raw = base64.b64decode(payload["sh"])
+    flipped = bytes([raw[0] ^ 1]) + raw[1:]
+    for change in (
+        {"sh": theirs["sh"]},
+        {"sh": theirs["sh"], "shd": theirs["shd"]},
+        {"sh": base64.b64encode(flipped).decode("ascii")},
+        {"sh": base64.b64encode(raw[:-8]).decode("ascii")},
+        {"shd": None},
+        {"shd": payload["shd"][:-1] + ("0" if payload["shd"][-1] != "0" else "1")},
+    ):
+        spoiled = _changed(_carried(doc), **change)
+        assert _shingles(spoiled, doc) is None, change
+        # The features of the same string are untouched by a spoiled ``sh``.
+        assert parse_carried(spoiled, title=doc.title, text=doc.text, language=doc.language, title_weight=2)
+    withheld = {k: v for k, v in payload.items() if k != "shd"}
+    assert _shingles(json.dumps(withheld, ensure_ascii=False), doc) is None
+
+
+def test_one_read_of_the_carried_string_serves_the_lookup_and_the_clustering() -> None:
+    """:func:`read_carried` decodes once and checks the input digest once; its shingles and features are those
+    the two single-purpose readers give, and a string of another input gives neither."""
+    for doc in CORPUS[:40]:
+        payload = _carried(doc)
+        carried = read_carried(payload, title=doc.title, text=doc.text, language=doc.language)
+        assert carried is not None
+        shingles = carried.shingles()
+        assert shingles is not None and np.array_equal(shingles, shingle_list(doc.text))
+        expected = parse_carried(payload, title=doc.title, text=doc.text, language=doc.language, title_weight=2)
+        assert expected is not None and carried.features(2) == expected
+        assert carried.features(3) is None  # another title weight
+        stale = read_carried(payload, title=doc.title + "!", text=doc.text, language=doc.language)
+        assert stale is not None and stale.shingles() is None and stale.features(2) is None
+    assert read_carried("not json", title="", text="", language=None) is None
+    assert read_carried(None, title="", text="", language=None) is None
 
 
 def test_shingles_of_another_article_never_make_a_duplicate() -> None:
