@@ -33,6 +33,7 @@ import io
 import json
 import logging
 import multiprocessing
+import multiprocessing.forkserver
 import os
 import platform
 import pstats
@@ -173,6 +174,12 @@ REPORT_FIELDS: tuple[str, ...] = (
     "pipeline.overlap",
     "pipeline.thread_cpu_seconds",
     "pipeline.cpu_ms_per_article",
+    "pipeline.cpu_total.seconds",
+    "pipeline.cpu_total.process_tree_seconds",
+    "pipeline.cpu_total.broker_seconds",
+    "pipeline.cpu_total.ms_per_article",
+    "pipeline.cpu_total.cores",
+    "pipeline.cpu_total.implied_articles_per_s",
     "pipeline.transform_timeline",
     "transform_alone.messages",
     "transform_alone.seconds",
@@ -579,6 +586,7 @@ def _child_entry(conn: Connection, phase: Callable[[dict[str, Any]], dict[str, A
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(processName)s %(name)s: %(message)s")
     try:
         result = phase(payload)
+        _reap_descendants()
         process = psutil.Process()
         times = process.cpu_times()
         result["_self"] = {
@@ -590,6 +598,30 @@ def _child_entry(conn: Connection, phase: Callable[[dict[str, Any]], dict[str, A
         conn.send(("error", traceback.format_exc()))
     finally:
         conn.close()
+
+
+def _reap_descendants() -> None:
+    """Stop this process's multiprocessing fork server and wait for every child it started, so that their CPU
+    time (and their own reaped children's: the extraction workers are the fork server's) is counted in this
+    process's ``RUSAGE_CHILDREN``, and so in the harness's once it joins this process.
+
+    Left running, the fork server would outlive this process as an orphan, and the CPU of every extraction
+    worker with it would be missing from the exact total (:func:`_tree_cpu_seconds`).
+    """
+    server = getattr(multiprocessing.forkserver, "_forkserver", None)
+    stop = getattr(server, "_stop", None)  # CPython's own (used by its tests); absent: nothing to stop
+    if callable(stop):
+        with contextlib.suppress(OSError, ChildProcessError):
+            stop()
+    for child in multiprocessing.active_children():
+        child.join(10)
+
+
+def _children_cpu_seconds() -> float:
+    """User + system CPU seconds of every child of this process that has exited and been waited for (their
+    own waited-for descendants included: the kernel adds a child's ``RUSAGE_CHILDREN`` to its parent's)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def _memory_probe(settings: Any) -> dict[str, float | None]:
@@ -628,6 +660,12 @@ class PhaseResult:
     wall: float
     rss_timeline: list[tuple[float, float]] = field(default_factory=list)
     cpu_timeline: list[tuple[float, ...]] = field(default_factory=list)
+    tree_cpu_seconds: float | None = None
+    """Exact CPU seconds of the phase process and every descendant it waited for (extraction workers through
+    the fork server), from the harness's ``RUSAGE_CHILDREN``; None when they cannot be told apart from other
+    children of the harness."""
+    broker_cpu_seconds: float | None = None
+    """CPU seconds the broker spent from the phase's start to its end (read at both ends, not sampled)."""
 
 
 def _run_phase(
@@ -645,6 +683,8 @@ def _run_phase(
     sampler.watch("harness", os.getpid(), tree=False)
     if broker_pid is not None:
         sampler.watch("broker", broker_pid, tree=False)
+    broker_before = _process_cpu_seconds(broker_pid)
+    children_before = _children_cpu_seconds()
     t0 = time.monotonic()
     process = ctx.Process(target=_child_entry, args=(sender, phase, payload), name=f"bench-{name}")
     process.start()
@@ -666,6 +706,8 @@ def _run_phase(
         process.join()
         usage, machine = sampler.stop()
         receiver.close()
+    tree_cpu = _children_cpu_seconds() - children_before
+    broker_after = _process_cpu_seconds(broker_pid)
     if status != "ok":
         raise BenchError(f"benchmark phase {name!r} failed:\n{value}")
     return PhaseResult(
@@ -675,7 +717,22 @@ def _run_phase(
         time.monotonic() - t0,
         _thin(sampler.timeline, 240),
         _thin(sampler.cpu_timeline, 600),
+        tree_cpu_seconds=round(tree_cpu, 3),
+        broker_cpu_seconds=(
+            round(broker_after - broker_before, 3) if broker_before is not None and broker_after is not None else None
+        ),
     )
+
+
+def _process_cpu_seconds(pid: int | None) -> float | None:
+    """User + system CPU seconds ``pid`` has spent so far; None without a pid or once it is gone."""
+    if pid is None:
+        return None
+    try:
+        times = psutil.Process(pid).cpu_times()
+    except psutil.Error:
+        return None
+    return times.user + times.system
 
 
 def _thin(points: list[Any], limit: int) -> list[Any]:
@@ -1357,8 +1414,35 @@ def _pipeline_block(phase: PhaseResult) -> dict[str, Any]:
         "processes": processes,
         "thread_cpu_seconds": r.get("thread_cpu_seconds"),
         "cpu_ms_per_article": _cpu_per_article(phase, r.get("thread_cpu_seconds") or {}, articles),
+        "cpu_total": _cpu_total(phase, articles),
         "transform_timeline": r.get("transform_timeline"),
         "profile": r.get("profile"),
+    }
+
+
+def _cpu_total(phase: PhaseResult, articles: int) -> dict[str, Any]:
+    """CPU seconds of the whole run, counted exactly rather than sampled: the pipeline process and every
+    descendant (extraction workers, the fork server), from the kernel's accounting of waited-for children,
+    plus the broker's CPU between the phase's start and end. Per article, and the throughput the cores would
+    give if that CPU were the only limit (``implied_articles_per_s`` = articles / (CPU seconds / cores)).
+
+    Why: on a shared, noisy host wall time varies with what else runs, while the CPU a run needs varies far
+    less, so two configurations (say, with and without the encoder) can be compared by it when their wall
+    times overlap. The sampled ``cpu`` block can miss a process that exits between two samples; this cannot.
+    """
+    cores = psutil.cpu_count() or 1
+    tree = phase.tree_cpu_seconds
+    broker = phase.broker_cpu_seconds or 0.0
+    total = (tree or 0.0) + broker
+    return {
+        "seconds": round(total, 2) if tree is not None else None,
+        "process_tree_seconds": round(tree, 2) if tree is not None else None,
+        "broker_seconds": round(broker, 2),
+        "ms_per_article": round(1000 * total / articles, 2) if tree is not None and articles else None,
+        "cores": cores,
+        "implied_articles_per_s": _rate(articles, total / cores) if tree is not None and total > 0 else None,
+        "note": "pipeline process + every descendant (kernel rusage of waited-for children) + broker; "
+        "implied = articles / (CPU seconds / cores): throughput if CPU were the only limit",
     }
 
 
@@ -1632,6 +1716,15 @@ def format_table(report: Mapping[str, Any]) -> str:
         f"{p['cpu']['seconds']:.1f} CPU s; machine {100 * p['cpu']['machine_utilisation']:.0f}% busy, "
         f"harness {p['cpu']['harness_seconds']:.1f} CPU s",
     )
+    total = p.get("cpu_total") or {}
+    if total.get("ms_per_article") is not None:
+        row(
+            "  CPU per article, every process, exact",
+            total["ms_per_article"],
+            "ms",
+            f"{total['seconds']:.1f} CPU s (broker {total['broker_seconds']:.1f}); implied "
+            f"{total['implied_articles_per_s']:.1f} articles/s on {total['cores']} cores",
+        )
     per_article = p.get("cpu_ms_per_article") or {}
     if per_article:
         roles = [k for k in per_article if "/" not in k and k != "forkserver"]

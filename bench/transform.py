@@ -52,8 +52,13 @@ class NullPublisher:
     def __init__(self) -> None:
         self.sent = 0
 
+    def encode(self, topic: contracts.Topic, key: str, message: dict[str, Any]) -> bytes:
+        return contracts.encode(topic, message)
+
     def send(self, topic: contracts.Topic, key: str, message: dict[str, Any]) -> None:
-        contracts.encode(topic, message)
+        self.send_encoded(topic, key, self.encode(topic, key, message))
+
+    def send_encoded(self, topic: contracts.Topic, key: str, value: bytes) -> None:
         self.sent += 1
 
     def confirm(self) -> None:

@@ -68,6 +68,8 @@ class EntryOutcome:
     urls: tuple[str, ...] = ()
     dead_letter: dict[str, Any] | None = None
     raw: RawArticle | None = None  # the page and message of a NEW article, stored with the outcome
+    #: The article message's bytes, encoded and size-checked where the outcome was decided (not stored).
+    encoded: bytes | None = field(default=None, repr=False)
 
 
 @dataclass

@@ -41,8 +41,8 @@ from ingest.rawstore import RawArticle
 from ingest.robots import RobotsCache
 from ingest.schedule_policy import ServerHints, parse_hints
 from newswire import contracts
-from newswire.deadletters import DeadLetterReason, DeadLetterStage, dead_letter_message
-from newswire.errors import NewswireError
+from newswire.deadletters import DeadLetterReason, DeadLetterStage, dead_letter_message, send_dead_letter
+from newswire.errors import MessageTooLarge, NewswireError
 from newswire.messaging import Publisher
 from newswire.settings import Settings
 from newswire.warehouse import utcnow
@@ -325,7 +325,8 @@ class FeedPoller:
             # Sent from this thread: the publisher confirms per thread what that thread sent.
             for o in outcomes:
                 if o.outcome == NEW and o.raw is not None:
-                    self.publisher.send(contracts.ARTICLES, o.raw.article_id, o.raw.message)
+                    value = o.encoded or self.publisher.encode(contracts.ARTICLES, o.raw.article_id, o.raw.message)
+                    self.publisher.send_encoded(contracts.ARTICLES, o.raw.article_id, value)
             self.publisher.confirm()
             self._publish_dead_letters([o.dead_letter for o in outcomes if o.dead_letter])
             self.ledger.record(outcomes, self.run_id)
@@ -346,7 +347,7 @@ class FeedPoller:
         if not dead_letters:
             return
         for dl in dead_letters:
-            self.publisher.send(contracts.DEAD_LETTERS, str(dl["dead_letter_id"]), dict(dl))
+            send_dead_letter(self.publisher, dict(dl))
         self.publisher.confirm()
 
     def _decide(self, feed: FeedSpec, entry: FeedEntry, known: _KnownUrls) -> EntryOutcome:
@@ -467,6 +468,13 @@ class FeedPoller:
             fetched_at=fetched_at,
             run_id=self.run_id,
         )
+        try:
+            # Encoded here, in the entry's thread, so that a message over the producer's limit becomes this
+            # entry's dead letter before its URL claim resolves to an article that will never be stored, and
+            # the chunk's other articles are published as usual.
+            encoded = self.publisher.encode(contracts.ARTICLES, article_id, message)
+        except MessageTooLarge as exc:
+            return dead(DeadLetterStage.PUBLISH, exc.reason, str(exc), False)
         raw = RawArticle.of(
             message=message,
             url=entry.link,
@@ -477,7 +485,7 @@ class FeedPoller:
             fetched_at=fetched_at,
             html_gz=page.gzipped,
         )
-        return EntryOutcome(**base, outcome=NEW, article_id=article_id, urls=urls, raw=raw)
+        return EntryOutcome(**base, outcome=NEW, article_id=article_id, urls=urls, raw=raw, encoded=encoded)
 
 
 @dataclass(frozen=True)

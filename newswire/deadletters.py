@@ -13,8 +13,11 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
+from newswire import contracts
 from newswire.contracts import SCHEMA_VERSION, iso
 from newswire.contracts.messages import DeadLetterMessage
+from newswire.errors import MessageTooLarge
+from newswire.messaging import Publisher
 from newswire.warehouse import Cursor
 
 
@@ -25,7 +28,7 @@ class DeadLetterStage(StrEnum):
     FEED_PARSE = "feed_parse"  # the feed could not be parsed, or one of its entries has no usable link
     PAGE_FETCH = "page_fetch"  # an entry's article page could not be fetched
     EXTRACT = "extract"  # the page holds no usable article
-    PUBLISH = "publish"  # reserved by the contract; nothing writes it today
+    PUBLISH = "publish"  # the article's message could not be published (over the producer's size limit)
     DECODE = "decode"  # the transform could not decode a message of the articles topic
     TRANSFORM = "transform"  # reserved by the contract; nothing writes it today
 
@@ -66,6 +69,8 @@ class DeadLetterReason(StrEnum):
     EMPTY_MESSAGE = "empty_message"
     UNSUPPORTED_SCHEMA_VERSION = "unsupported_schema_version"
     INVALID_MESSAGE = "invalid_message"
+    # publish: newswire.errors.MessageTooLarge (schema revision 1.1)
+    MESSAGE_TOO_LARGE = "message_too_large"
 
 
 def dead_letter_id(*parts: str) -> str:
@@ -123,3 +128,21 @@ def upsert_dead_letter(cur: Cursor, dl: dict[str, Any], now: datetime) -> None:
             now,
         ),
     )
+
+
+def send_dead_letter(publisher: Publisher, dl: dict[str, Any]) -> None:
+    """Send ``dl`` to the dead-letters topic; the caller confirms.
+
+    A record whose payload makes it larger than the producer may send (a decode dead letter carries the
+    refused message's bytes in base64, a third larger than the message) goes without its payload, which is
+    replaced by a note of its size: the ``dead_letters`` table keeps the whole record (it is the system of
+    record, and what a retry reads), and the topic copy, for operators' tooling, still says what failed and
+    why. Sent whole, it would fail the confirm of every other message sent with it, and the caller, retrying,
+    would fail again.
+    """
+    key = str(dl["dead_letter_id"])
+    try:
+        publisher.send(contracts.DEAD_LETTERS, key, dl)
+    except MessageTooLarge as exc:
+        note = {"omitted": DeadLetterReason.MESSAGE_TOO_LARGE.value, "record_bytes": exc.size}
+        publisher.send(contracts.DEAD_LETTERS, key, {**dl, "payload": note})

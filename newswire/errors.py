@@ -10,6 +10,7 @@ The core's errors live here; each stage owns its subclasses in its own errors mo
     NewswireError                       reason, retryable                   (newswire.errors)
     ├── SettingsError                   the configuration is invalid        settings
     ├── BrokerUnavailable               Kafka unreachable or no ack         broker_unavailable, retryable
+    ├── MessageTooLarge                 over the producer's size limit      message_too_large
     ├── WarehouseUnavailable            warehouse not opened or locked      warehouse_unavailable, retryable
     ├── ContractError                   a message breaks its contract       invalid_json, schema_violation, ...
     ├── EmbeddingError                  an encoder cannot be used           unknown_model, backend_missing, ...
@@ -97,6 +98,27 @@ class BrokerUnavailable(NewswireError):
 
     default_reason = "broker_unavailable"
     default_retryable = True
+
+
+class MessageTooLarge(NewswireError):
+    """A message is larger than the producer may send (``NEWSWIRE_MAX_MESSAGE_BYTES``); refused before sending.
+
+    Raised by :meth:`newswire.messaging.Publisher.encode` before the message reaches the producer, so it fails
+    alone: sent anyway, the producer would fail it as a broker error, and the caller, which confirms a whole
+    chunk at once, would take every other message of the chunk down with it. Not retryable: the same message
+    stays as large; only a higher limit (on the producer and the broker alike) lets it through.
+    """
+
+    default_reason = "message_too_large"
+
+    def __init__(self, topic: str, size: int, limit: int) -> None:
+        super().__init__(
+            f"a {topic} message of {size:,} bytes exceeds the producer's limit of {limit:,} bytes "
+            "(NEWSWIRE_MAX_MESSAGE_BYTES)"
+        )
+        self.topic = topic
+        self.size = size
+        self.limit = limit
 
 
 class WarehouseUnavailable(NewswireError):

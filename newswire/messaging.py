@@ -26,10 +26,11 @@ from kafka.errors import (
     PolicyViolationError,
     TopicAlreadyExistsError,
 )
+from kafka.record.default_records import DefaultRecordBatchBuilder
 
 from newswire import contracts
 from newswire.contracts import Topic
-from newswire.errors import BrokerUnavailable
+from newswire.errors import BrokerUnavailable, MessageTooLarge
 from newswire.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -68,6 +69,7 @@ def make_producer(bootstrap: str, settings: Settings, *, client_id: str) -> Kafk
             linger_ms=10,
             batch_size=262_144,
             max_block_ms=15_000,
+            max_request_size=settings.max_message_bytes,
             request_timeout_ms=30_000,
             delivery_timeout_ms=int(ACK_TIMEOUT * 1000),
         )
@@ -160,8 +162,31 @@ class Publisher:
             self._local.pending = []
         return self._local.pending
 
-    def send(self, topic: Topic, key: str, message: dict[str, Any]) -> None:
+    @property
+    def max_message_bytes(self) -> int:
+        """The producer's own limit (``max_request_size``, from ``NEWSWIRE_MAX_MESSAGE_BYTES``)."""
+        return int(self.producer.config["max_request_size"])
+
+    def encode(self, topic: Topic, key: str, message: dict[str, Any]) -> bytes:
+        """The message's bytes, checked against its contract and against the producer's size limit.
+
+        Raises :class:`ContractError` or :class:`MessageTooLarge`, before anything is sent. The size is the
+        producer's own upper bound for one record (batch header and record overhead included), so what passes
+        here is never refused by the producer for its size. Callers that decide an item's outcome before it
+        is sent (ingest's entry threads) encode there and hand the bytes to :meth:`send_encoded`.
+        """
         value = contracts.encode(topic, message)
+        size = DefaultRecordBatchBuilder.estimate_size_in_bytes(key.encode("utf-8"), value, [])
+        if size > self.max_message_bytes:
+            raise MessageTooLarge(topic.name, size, self.max_message_bytes)
+        return value
+
+    def send(self, topic: Topic, key: str, message: dict[str, Any]) -> None:
+        """Encode (see :meth:`encode`: may raise before sending) and send; :meth:`confirm` waits for the ack."""
+        self.send_encoded(topic, key, self.encode(topic, key, message))
+
+    def send_encoded(self, topic: Topic, key: str, value: bytes) -> None:
+        """Send bytes :meth:`encode` returned for ``topic`` and ``key``."""
         try:
             self._pending.append(self.producer.send(topic.name, key=key.encode("utf-8"), value=value))
         except KafkaError as exc:

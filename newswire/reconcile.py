@@ -28,7 +28,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from newswire import contracts
-from newswire.errors import ContractError
+from newswire.errors import ContractError, MessageTooLarge
 from newswire.messaging import Publisher, make_producer
 from newswire.settings import Settings
 from newswire.warehouse import Cursor, Warehouse, utcnow
@@ -149,16 +149,17 @@ def republish(
 ) -> tuple[int, int]:
     """Send stored article messages to ``newswire.articles``, confirmed by the broker every ``confirm_every``.
 
-    Returns (published, invalid): a stored message that no longer passes the topic's contract is logged and
-    skipped, never sent.
+    Returns (published, invalid): a stored message that no longer passes the topic's contract, or is now over
+    the producer's size limit (it was lowered since), is logged and skipped, never sent: it stays pending,
+    which ``newswire status`` reports, rather than failing the confirm of every message sent with it.
     """
     published = invalid = waiting = 0
     for message in messages:
         try:
             publisher.send(contracts.ARTICLES, str(message["article_id"]), message)
-        except ContractError as exc:
+        except (ContractError, MessageTooLarge) as exc:
             invalid += 1
-            log.warning("raw store: article %s no longer matches its contract: %s", message.get("article_id"), exc)
+            log.warning("raw store: article %s cannot be re-published: %s", message.get("article_id"), exc)
             continue
         waiting += 1
         if waiting >= confirm_every:

@@ -126,6 +126,14 @@ class Settings(BaseSettings):
     topic_partitions: int = Field(4, ge=1, le=256)
     topic_replication: int = Field(1, ge=1, le=16)
     compression: Literal["none", "gzip", "snappy", "lz4", "zstd"] = "gzip"
+    max_message_bytes: int = Field(
+        1024 * 1024,
+        ge=1024,
+        le=16 * 1024 * 1024,
+        description="Largest message (record, before compression) a producer sends: its max_request_size. A "
+        "larger article becomes a 'message_too_large' dead letter instead of failing its chunk. Kafka's broker "
+        "refuses records over its own message.max.bytes (about 1 MiB by default): raise both together.",
+    )
     consumer_group: str = "newswire-transform"
     batch_max_messages: int = Field(500, ge=1)
     batch_deadline: float = Field(30.0, gt=0, description="Seconds one transform batch may keep polling.")

@@ -532,7 +532,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("dead-letters", help="show (list) or re-drive (retry) dead letters")
     p.add_argument("action", choices=["list", "retry"])
     p.add_argument("--id", dest="ids", action="append", help="retry only this dead letter (repeatable)")
-    p.add_argument("--stage", help="retry only this stage: page_fetch, extract, feed_fetch, feed_parse, decode")
+    p.add_argument(
+        "--stage", help="retry only this stage: page_fetch, extract, feed_fetch, feed_parse, publish, decode"
+    )
     common(p)
     p.set_defaults(func=cmd_dead_letters)
 

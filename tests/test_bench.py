@@ -289,6 +289,20 @@ def test_small_benchmark_run_reports_every_field(tmp_path: Path) -> None:
     assert per_article["pipeline/transform"] > 0
     threads = sum(v for k, v in per_article.items() if k.startswith("pipeline/"))
     assert threads <= per_article["pipeline"] + 0.5  # threads of the process, counted from the run's start
+    # The exact CPU total (kernel accounting of the whole process tree, plus the broker) is there and agrees
+    # with what was sampled: never below the sampled workers' and pipeline process's CPU (sampling can only
+    # miss time), and not far above the sampled total (else it counted something that is not the run).
+    total = report["pipeline"]["cpu_total"]
+    sampled_tree = sum(
+        p["cpu_seconds"] for p in report["pipeline"]["processes"] if p["role"] not in ("harness", "broker")
+    )
+    assert total["process_tree_seconds"] >= 0.95 * sampled_tree - 0.1
+    assert total["seconds"] <= 1.5 * report["pipeline"]["cpu"]["seconds"] + 2.0
+    assert total["broker_seconds"] >= 0
+    assert total["seconds"] == pytest.approx(total["process_tree_seconds"] + total["broker_seconds"], abs=0.02)
+    assert total["ms_per_article"] == pytest.approx(1000 * total["seconds"] / 100, rel=0.01)
+    assert total["cores"] >= 1
+    assert total["implied_articles_per_s"] == pytest.approx(100 / (total["seconds"] / total["cores"]), rel=0.02)
     timeline = report["pipeline"]["transform_timeline"]
     assert sum(b[2] for b in timeline["batches"]) == report["pipeline"]["transform"]["stats"]["messages"]
     assert all(0 <= start <= end for start, end, _ in timeline["batches"])

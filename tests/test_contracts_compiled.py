@@ -56,6 +56,7 @@ VALID: dict[str, dict[str, Any]] = {
             {"article_id": "a", "url": "https://example.org/a", "source": "Example", "title": None},
             {"article_id": "b", "url": "u", "source": "", "published_at": "2026-11-24T09:00:00Z"},
         ],
+        "articles_truncated": True,  # revision 1.1
         "merged_into": None,
         "updated_at": "2026-11-24T11:00:00Z",
     },

@@ -76,3 +76,14 @@ def test_passwords_are_redacted_for_logs() -> None:
     assert redact_url("postgresql://nw:s3cret@db:5432/x") == "postgresql://nw:***@db:5432/x"
     settings = load_settings(warehouse_url="postgresql://nw:s3cret@db:5432/x")
     assert "s3cret" not in str(settings.redacted())
+
+
+def test_max_message_bytes_is_bounded_and_reaches_the_producer(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The producer's size limit: below 1 KiB nothing useful fits, above 16 MiB kafka-python's buffer would
+    refuse it anyway; a valid value from the environment is what ``make_producer`` passes on."""
+    for bad in ("512", "0", str(64 * 1024 * 1024), "lots"):
+        with pytest.raises(SettingsError, match="NEWSWIRE_MAX_MESSAGE_BYTES"):
+            load_settings(max_message_bytes=bad)
+    monkeypatch.setenv("NEWSWIRE_MAX_MESSAGE_BYTES", "65536")
+    assert load_settings().max_message_bytes == 65536
+    assert load_settings(max_message_bytes=2048).max_message_bytes == 2048

@@ -27,6 +27,7 @@ from newswire.deadletters import (
     DeadLetterStage,
     dead_letter_id,
     dead_letter_message,
+    send_dead_letter,
     upsert_dead_letter,
 )
 from newswire.embedding import Embedding, embed_articles, encoder_for, from_message
@@ -39,7 +40,14 @@ from transform.carried import Carried, read_carried
 from transform.clustering import ClusteringConfig
 from transform.consumer import Incoming
 from transform.documents import ArticleDoc
-from transform.eventrecords import digest, event_message, final_survivors, merged_event_record, profiled_event_record
+from transform.eventrecords import (
+    digest,
+    encode_event,
+    event_message,
+    final_survivors,
+    merged_event_record,
+    profiled_event_record,
+)
 from transform.store import KnownArticle, TransformStore, article_row
 from transform.stories import StoryState
 
@@ -210,7 +218,7 @@ class BatchProcessor:
             self._state = None
             raise
         for dl in dead_letters:
-            self.publisher.send(contracts.DEAD_LETTERS, dl["dead_letter_id"], dl)
+            send_dead_letter(self.publisher, dl)
         self.publisher.confirm()
         stats.events_published = self.publish_outbox()
         return stats
@@ -375,7 +383,9 @@ class BatchProcessor:
             if not messages:
                 return total
             for message in messages:
-                self.publisher.send(contracts.EVENTS, message["event_id"], message)
+                self.publisher.send_encoded(
+                    contracts.EVENTS, message["event_id"], encode_event(self.publisher, message)
+                )
             self.publisher.confirm()
             with self.warehouse.transaction() as cur:
                 TransformStore(cur).mark_published({m["event_id"]: m["version"] for m in messages})

@@ -13,8 +13,11 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from newswire import contracts
 from newswire.contracts import SCHEMA_VERSION, iso
 from newswire.contracts.messages import EventMessage
+from newswire.errors import MessageTooLarge
+from newswire.messaging import Publisher
 from transform.errors import EventRecordError
 
 if TYPE_CHECKING:
@@ -129,6 +132,36 @@ def _jsonable(value: Any) -> Any:
     if isinstance(value, datetime):
         return iso(value)
     raise TypeError(type(value))
+
+
+def encode_event(publisher: Publisher, message: EventMessage) -> bytes:
+    """The event message's bytes for ``publisher``, its ``articles`` list cut to fit the producer's size limit.
+
+    An event's message lists every member article, so a long-running story (thousands of reports over the
+    clustering horizon) can outgrow the limit; sent whole, the producer would refuse it, the outbox would
+    never be marked published, and every later transform run would fail on the same version. Cut, it keeps
+    the first members in load order (a prefix: stable from one version to the next), as many as fit, with
+    ``articles_truncated`` true; ``article_count`` still counts them all, and the warehouse keeps every member.
+    """
+    key = message["event_id"]
+    try:
+        return publisher.encode(contracts.EVENTS, key, message)
+    except MessageTooLarge:
+        articles = message["articles"]
+
+    def cut(count: int) -> EventMessage:
+        return {**message, "articles": articles[:count], "articles_truncated": True}
+
+    # The longest prefix that fits, by bisection: each probe encodes the message once.
+    fits, too_many = 0, len(articles)
+    while too_many - fits > 1:
+        middle = (fits + too_many) // 2
+        try:
+            publisher.encode(contracts.EVENTS, key, cut(middle))
+            fits = middle
+        except MessageTooLarge:
+            too_many = middle
+    return publisher.encode(contracts.EVENTS, key, cut(fits))  # raises if even no article fits
 
 
 def event_message(row: dict[str, Any], articles: Sequence[dict[str, Any]]) -> EventMessage:

@@ -66,6 +66,7 @@ class EventMessage(TypedDict):
     keywords: NotRequired[list[str]]
     entities: NotRequired[dict[str, list[str]]]
     articles: list[dict[str, Any]]
+    articles_truncated: NotRequired[bool]  # revision 1.1
     merged_into: NotRequired[str | None]
     updated_at: str
 

@@ -18,7 +18,7 @@ import transform
 from ingest.canonical import canonicalize_url
 from ingest.errors import ExtractionError, FeedFailed, FetchError, HttpStatusError, InvalidUrlError
 from newswire import errors
-from newswire.errors import ContractError, EmbeddingError, NewswireError, WarehouseUnavailable
+from newswire.errors import ContractError, EmbeddingError, MessageTooLarge, NewswireError, WarehouseUnavailable
 
 
 def _project_errors() -> set[type[NewswireError]]:
@@ -61,6 +61,7 @@ def test_the_one_invalid_url_error_is_a_fetch_error_with_a_fine_reason() -> None
         ExtractionError("extraction worker died", reason="worker_crashed"),
         EmbeddingError("no such model", reason="unknown_model"),
         WarehouseUnavailable("locked"),
+        MessageTooLarge("newswire.articles", 2_000_000, 1_048_576),
         FeedFailed("https://example.com/feed", "http_status", "HTTP 503", True, 30.0, 503),
         HttpStatusError("https://example.com/", 429, retry_after=5.0),
         InvalidUrlError("https://exa mple.com/", "invalid host", reason="invalid_host"),
