@@ -509,12 +509,13 @@ class _Vocabulary:
         keys = list(keys)
         index = list(map(ids.get, keys))  # in C; the keys seen for the first time get an id below
         if None in index:
-            for position, (key, found) in enumerate(zip(keys, index, strict=True)):
-                if found is None:
-                    found = self._free.pop() if self._free else len(ids)
-                    if found >= len(self._df):
-                        self._df = np.concatenate([self._df, np.zeros(len(self._df), dtype=np.int64)])
-                    ids[key] = index[position] = found
+            # a loop over the new keys only (a fraction of an article's), then every id again in one C-level pass
+            for key in compress(keys, map(operator.is_, index, repeat(None))):
+                found = self._free.pop() if self._free else len(ids)
+                if found >= len(self._df):
+                    self._df = np.concatenate([self._df, np.zeros(len(self._df), dtype=np.int64)])
+                ids[key] = found
+            index = list(map(ids.__getitem__, keys))
         if index:
             self._df[np.array(index, dtype=np.int64)] += 1  # distinct ids: one increment each
             self._counts.update(keys)
@@ -819,11 +820,10 @@ class _VectorIndex:
         """Up to ``limit`` events whose approximate cosine reaches ``floor`` (minus a margin), best first."""
         if not self._rows:
             return []
-        hits = np.flatnonzero(cosines >= floor - _APPROXIMATION_MARGIN)
+        hits = (cosines >= floor - _APPROXIMATION_MARGIN).nonzero()[0]
         if len(hits) > limit:
             hits = hits[np.argsort(-cosines[hits], kind="stable")[:limit]]
-        owners = self._owners
-        return [owner for owner in (owners[int(i)] for i in hits) if owner is not None]
+        return [owner for owner in map(self._owners.__getitem__, hits.tolist()) if owner is not None]
 
 
 _NO_POSTING: array[int] = array("q")  # what a key without a posting looks up (empty: never used)
@@ -1118,11 +1118,16 @@ class StoryClusterer:
         # one NumPy pass over their concatenated key-sorted arrays: the norms change with every article stored
         # (every IDF moves), so they cannot be kept, but one pass costs a fraction of one per event.
         pending: list[tuple[float, _Event, bool]] = []
+        moment, horizon = features.published_at, self.config.horizon
         for event in candidates:
-            decay = self._time_factor(features.published_at, event)
+            assert event.first is not None and event.last is not None
+            # Most candidates found through shared keys lie beyond the horizon, where _time_factor is 0: the same
+            # test as its own (the gap to the nearer end of the span), without a call per candidate.
+            if moment - event.last > horizon or event.first - moment > horizon:
+                continue
+            decay = self._time_factor(moment, event)
             if decay <= 0.0:
                 continue
-            assert event.first is not None
             if features.novelty and features.published_at - event.first > self.config.novelty_min_gap:
                 decay *= self.config.novelty_penalty
             meaningful = article_vector is not None and self._vectors.may_reach(approximate, event.event_id, floor)
@@ -1203,7 +1208,7 @@ class StoryClusterer:
         squares_of_idf[known] = np.array(article_idf2)[held]
         try:
             gathered = weights[ids]
-            shared = np.flatnonzero(gathered)
+            shared = gathered.nonzero()[0]
             shared_values = values[shared]
             if scaled:
                 shared_values = gathered[shared] * shared_values
@@ -1265,8 +1270,10 @@ class StoryClusterer:
                     summed.append(event)
         if integral:
             assert fixed is not None
-            rows = np.stack([event.vec_fixed.values for event in integral])  # type: ignore[union-attr]
-            for event, dot in zip(integral, (rows @ fixed.values).tolist(), strict=True):
+            # one integer dot product per event: exact, like a matrix product, without stacking the rows first
+            article_values = fixed.values
+            for event in integral:
+                dot = int(event.vec_fixed.values @ article_values)  # type: ignore[union-attr]
                 if dot:
                     known[event.event_id] = math.ldexp(float(dot), -2 * _FIXED_BITS) / (norm * event.vec_norm)
                 else:
@@ -1348,7 +1355,7 @@ class StoryClusterer:
         index = np.frombuffer(b"".join(used), dtype=np.int64)
         totals = np.zeros(len(self._slots.owners), dtype=np.float64)
         np.add.at(totals, index, np.repeat(np.array(weights), lengths))
-        hit = np.flatnonzero(totals)  # every weight is an IDF >= 1: the events hit are the non-zero totals
+        hit = totals.nonzero()[0]  # every weight is an IDF >= 1: the events hit are the non-zero totals
         if len(hit) > config.max_candidates:
             # keep every event scoring at least the max_candidates-th best (ties included), rank those exactly
             cut = np.partition(totals[hit], len(hit) - config.max_candidates)[len(hit) - config.max_candidates]
@@ -1409,7 +1416,9 @@ class StoryClusterer:
             held = list(map(operator.is_not, found, repeat(None)))
             deque(map(array.append, compress(found, held), repeat(slot)), maxlen=0)
             missing = list(compress(keys, map(operator.not_, held)))
-            postings.update(zip(missing, map(array, repeat("q"), repeat((slot,), len(missing))), strict=True))
+            # each missing key gets its own copy of a one-slot array (array * 1 copies without parsing a tuple)
+            alone = array("q", (slot,))
+            postings.update(zip(missing, map(alone.__mul__, repeat(1, len(missing))), strict=True))
 
     def _unpost(self, event: _Event) -> None:
         for postings, keys in ((self._term_postings, event.term_sum), (self._cue_postings, event.cue_counts)):
