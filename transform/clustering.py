@@ -446,6 +446,15 @@ def _fixed(vector: np.ndarray) -> _Fixed | None:
     return _Fixed(values, int(peak))
 
 
+def _fixed_sum(first: _Fixed, second: _Fixed) -> _Fixed | None:
+    """:func:`_fixed` of the float sum of the two vectors, from their integer forms: None beyond 2**53, where the
+    float sum may round (the caller then takes :func:`_fixed` of the float sum itself)."""
+    if first.peak + second.peak >= _EXACT_PRODUCT:
+        return None
+    values = first.values + second.values
+    return _Fixed(values, int(float(_max_reduce(_absolute(values)))))
+
+
 # ufuncs and their reductions called directly, without the Python-level argument handling of np.sum, np.max, ...
 _add_reduce = np.add.reduce
 _max_reduce = np.maximum.reduce
@@ -509,12 +518,13 @@ class _Vocabulary:
         keys = list(keys)
         index = list(map(ids.get, keys))  # in C; the keys seen for the first time get an id below
         if None in index:
-            for position, (key, found) in enumerate(zip(keys, index, strict=True)):
-                if found is None:
-                    found = self._free.pop() if self._free else len(ids)
-                    if found >= len(self._df):
-                        self._df = np.concatenate([self._df, np.zeros(len(self._df), dtype=np.int64)])
-                    ids[key] = index[position] = found
+            # a loop over the new keys only (a fraction of an article's), then every id again in one C-level pass
+            for key in compress(keys, map(operator.is_, index, repeat(None))):
+                found = self._free.pop() if self._free else len(ids)
+                if found >= len(self._df):
+                    self._df = np.concatenate([self._df, np.zeros(len(self._df), dtype=np.int64)])
+                ids[key] = found
+            index = list(map(ids.__getitem__, keys))
         if index:
             self._df[np.array(index, dtype=np.int64)] += 1  # distinct ids: one increment each
             self._counts.update(keys)
@@ -688,7 +698,8 @@ class _Event:
             )
         return self._arrays
 
-    def add(self, features: _Features) -> None:
+    def add(self, features: _Features, vector: tuple[np.ndarray, _Fixed | None] | None = None) -> None:
+        """Add one article; ``vector`` is its embedding as float64 and :func:`_fixed` when already computed."""
         self._arrays = None
         self.members[features.article_id] = _member(features)
         _add_counts(self.term_sum, features.terms)
@@ -704,7 +715,10 @@ class _Event:
         _keep_earliest(self.surfaces, features.surfaces, stamped)
         self._extend_span(features.published_at, features.published_at)
         if features.embedding is not None:
-            self._add_vector(features.embedding.array())
+            if vector is None:
+                self._add_vector(features.embedding.array())
+            else:
+                self._add_vector(*vector)
 
     def absorb(self, other: _Event) -> None:
         self._arrays = None
@@ -720,9 +734,19 @@ class _Event:
         if other.vec_sum is not None:
             self._add_vector(other.vec_sum)
 
-    def _add_vector(self, vector: np.ndarray) -> None:
-        self.vec_sum = vector.copy() if self.vec_sum is None else self.vec_sum + vector
-        self.vec_fixed = _fixed(self.vec_sum)
+    def _add_vector(self, vector: np.ndarray, fixed: _Fixed | None = None) -> None:
+        """Add ``vector`` (with its :func:`_fixed` form when known) to the sum; the integer form of the new sum is
+        then the sum of the two integer forms, which is exactly what :func:`_fixed` of the float sum gives while
+        every value stays below 2**53 (the float sum is exact there); otherwise it is computed from the sum."""
+        held = self.vec_fixed
+        if self.vec_sum is None:
+            self.vec_sum = vector.copy()
+            self.vec_fixed = fixed if fixed is not None else _fixed(self.vec_sum)
+        else:
+            self.vec_sum = self.vec_sum + vector
+            self.vec_fixed = _fixed_sum(held, fixed) if held is not None and fixed is not None else None
+            if self.vec_fixed is None:
+                self.vec_fixed = _fixed(self.vec_sum)
         self.vec_norm = _unit_norm(self.vec_sum, self.vec_fixed)
 
     def _extend_span(self, first: datetime, last: datetime) -> None:
@@ -819,11 +843,10 @@ class _VectorIndex:
         """Up to ``limit`` events whose approximate cosine reaches ``floor`` (minus a margin), best first."""
         if not self._rows:
             return []
-        hits = np.flatnonzero(cosines >= floor - _APPROXIMATION_MARGIN)
+        hits = (cosines >= floor - _APPROXIMATION_MARGIN).nonzero()[0]
         if len(hits) > limit:
             hits = hits[np.argsort(-cosines[hits], kind="stable")[:limit]]
-        owners = self._owners
-        return [owner for owner in (owners[int(i)] for i in hits) if owner is not None]
+        return [owner for owner in map(self._owners.__getitem__, hits.tolist()) if owner is not None]
 
 
 _NO_POSTING: array[int] = array("q")  # what a key without a posting looks up (empty: never used)
@@ -885,6 +908,8 @@ class StoryClusterer:
         self.model_id = model_id_for(self.config.embedding_model)  # None: no meaning term
         self._vectors = _VectorIndex()
         self._idf_table: _IdfTable | None = None
+        # the last article's embedding and its float64, integer and norm forms (see _vector_of)
+        self._last_vector: tuple[Embedding, tuple[np.ndarray, _Fixed | None, float]] | None = None
 
     # --- public API -------------------------------------------------------------------------------
 
@@ -1083,6 +1108,20 @@ class StoryClusterer:
         keys = list(keys)
         return dict(zip(keys, map(self._idf_by_frequency().__getitem__, vocabulary.frequencies_of(keys)), strict=True))
 
+    def _vector_of(self, embedding: Embedding | None) -> tuple[np.ndarray | None, _Fixed | None, float]:
+        """An article's embedding as float64, its :func:`_fixed` form and its norm; the last article's are kept,
+        since scoring and then attaching it need them both."""
+        if embedding is None:
+            return None, None, 0.0
+        cached = self._last_vector
+        if cached is not None and cached[0] is embedding:
+            return cached[1]
+        vector = embedding.array()
+        fixed = _fixed(vector)
+        result = (vector, fixed, _unit_norm(vector, fixed))
+        self._last_vector = (embedding, result)
+        return result
+
     def _score_candidates(self, features: _Features) -> list[tuple[float, _Event]]:
         """Candidate events with their scores, best first (ties: older event first)."""
         table = self._idf_by_frequency()
@@ -1091,9 +1130,7 @@ class StoryClusterer:
         cue_ids, cue_frequencies = self._cues.lookup(cue_keys)
         term_idf = dict(zip(term_keys, map(table.__getitem__, term_frequencies), strict=True))
         cue_idf = dict(zip(cue_keys, map(table.__getitem__, cue_frequencies), strict=True))
-        article_vector = None if features.embedding is None else features.embedding.array()
-        article_fixed = None if article_vector is None else _fixed(article_vector)
-        article_vector_norm = 0.0 if article_vector is None else _unit_norm(article_vector, article_fixed)
+        article_vector, article_fixed, article_vector_norm = self._vector_of(features.embedding)
         # the article's TF-IDF weights, in its terms' order (the same floats as w * idf one term at a time)
         weighted = list(map(operator.mul, features.terms.values(), term_idf.values()))
         candidates = self._candidates(features, weighted, term_idf, cue_idf)
@@ -1118,11 +1155,16 @@ class StoryClusterer:
         # one NumPy pass over their concatenated key-sorted arrays: the norms change with every article stored
         # (every IDF moves), so they cannot be kept, but one pass costs a fraction of one per event.
         pending: list[tuple[float, _Event, bool]] = []
+        moment, horizon = features.published_at, self.config.horizon
         for event in candidates:
-            decay = self._time_factor(features.published_at, event)
+            assert event.first is not None and event.last is not None
+            # Most candidates found through shared keys lie beyond the horizon, where _time_factor is 0: the same
+            # test as its own (the gap to the nearer end of the span), without a call per candidate.
+            if moment - event.last > horizon or event.first - moment > horizon:
+                continue
+            decay = self._time_factor(moment, event)
             if decay <= 0.0:
                 continue
-            assert event.first is not None
             if features.novelty and features.published_at - event.first > self.config.novelty_min_gap:
                 decay *= self.config.novelty_penalty
             meaningful = article_vector is not None and self._vectors.may_reach(approximate, event.event_id, floor)
@@ -1203,7 +1245,7 @@ class StoryClusterer:
         squares_of_idf[known] = np.array(article_idf2)[held]
         try:
             gathered = weights[ids]
-            shared = np.flatnonzero(gathered)
+            shared = gathered.nonzero()[0]
             shared_values = values[shared]
             if scaled:
                 shared_values = gathered[shared] * shared_values
@@ -1265,8 +1307,10 @@ class StoryClusterer:
                     summed.append(event)
         if integral:
             assert fixed is not None
-            rows = np.stack([event.vec_fixed.values for event in integral])  # type: ignore[union-attr]
-            for event, dot in zip(integral, (rows @ fixed.values).tolist(), strict=True):
+            # one integer dot product per event: exact, like a matrix product, without stacking the rows first
+            article_values = fixed.values
+            for event in integral:
+                dot = int(event.vec_fixed.values @ article_values)  # type: ignore[union-attr]
                 if dot:
                     known[event.event_id] = math.ldexp(float(dot), -2 * _FIXED_BITS) / (norm * event.vec_norm)
                 else:
@@ -1348,7 +1392,7 @@ class StoryClusterer:
         index = np.frombuffer(b"".join(used), dtype=np.int64)
         totals = np.zeros(len(self._slots.owners), dtype=np.float64)
         np.add.at(totals, index, np.repeat(np.array(weights), lengths))
-        hit = np.flatnonzero(totals)  # every weight is an IDF >= 1: the events hit are the non-zero totals
+        hit = totals.nonzero()[0]  # every weight is an IDF >= 1: the events hit are the non-zero totals
         if len(hit) > config.max_candidates:
             # keep every event scoring at least the max_candidates-th best (ties included), rank those exactly
             cut = np.partition(totals[hit], len(hit) - config.max_candidates)[len(hit) - config.max_candidates]
@@ -1374,7 +1418,12 @@ class StoryClusterer:
             self._slots.take(event)
         new_terms = list(filterfalse(event.term_sum.__contains__, features.terms))
         new_cues = list(filterfalse(event.cue_counts.__contains__, features.cues))
-        event.add(features)
+        vector = None
+        if features.embedding is not None:  # decoded and made integral once, when the article was scored
+            values, fixed, _ = self._vector_of(features.embedding)
+            assert values is not None
+            vector = (values, fixed)
+        event.add(features, vector)
         if event.vec_sum is not None:
             self._vectors.put(event_id, event.vec_sum, event.vec_norm)
         self._article_event[features.article_id] = event_id
@@ -1409,7 +1458,9 @@ class StoryClusterer:
             held = list(map(operator.is_not, found, repeat(None)))
             deque(map(array.append, compress(found, held), repeat(slot)), maxlen=0)
             missing = list(compress(keys, map(operator.not_, held)))
-            postings.update(zip(missing, map(array, repeat("q"), repeat((slot,), len(missing))), strict=True))
+            # each missing key gets its own copy of a one-slot array (array * 1 copies without parsing a tuple)
+            alone = array("q", (slot,))
+            postings.update(zip(missing, map(alone.__mul__, repeat(1, len(missing))), strict=True))
 
     def _unpost(self, event: _Event) -> None:
         for postings, keys in ((self._term_postings, event.term_sum), (self._cue_postings, event.cue_counts)):

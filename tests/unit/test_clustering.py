@@ -17,7 +17,10 @@ from transform.clustering import (
     ClusteringError,
     StoryClusterer,
     UnknownEvent,
+    _Event,
     _features,
+    _fixed,
+    _fixed_sum,
     _member,
     _strongest,
 )
@@ -379,6 +382,40 @@ def test_stories_beyond_the_horizon_never_join() -> None:
     clusterer.assign(FIRE_EN)
     months_later = replace(FIRE_EN_2, published_at=FIRE_EN.published_at + timedelta(days=90))
     assert clusterer.assign(months_later).created
+
+
+def test_the_horizon_is_inclusive_on_both_sides_of_an_event() -> None:
+    # Candidates beyond the horizon are skipped before the time factor is computed: an article exactly one horizon
+    # before the event's first or after its last article still scores (and joins), one microsecond more does not.
+    config = ClusteringConfig(horizon=timedelta(days=3), time_grace=timedelta(days=3))
+    tick = timedelta(microseconds=1)
+    for offset, joins in ((config.horizon, True), (config.horizon + tick, False)):
+        for sign in (1, -1):
+            clusterer = StoryClusterer(config)
+            clusterer.assign(FIRE_EN)
+            clusterer.assign(replace(FIRE_FR, published_at=FIRE_EN.published_at + timedelta(hours=6)))
+            end = FIRE_EN.published_at + (timedelta(hours=6) if sign > 0 else timedelta(0))
+            other = replace(FIRE_EN_2, article_id="fire-en-x", published_at=end + sign * offset)
+            assert clusterer.assign(other).created is not joins, (offset, sign)
+
+
+def test_event_vector_integer_forms_summed_are_those_of_the_float_sums() -> None:
+    # An event's integer vector form is kept as the running sum of its articles' forms: the same values and peak
+    # as _fixed of the float sum, and the float path where the sum could round.
+    rng = np.random.default_rng(3)
+    event = _Event("evt")
+    for _ in range(50):
+        vector = rng.standard_normal(64).astype(np.float16).astype(np.float64)
+        event._add_vector(vector, _fixed(vector))
+        expected = _fixed(event.vec_sum)  # type: ignore[arg-type]
+        assert expected is not None and event.vec_fixed is not None
+        assert np.array_equal(event.vec_fixed.values, expected.values) and event.vec_fixed.peak == expected.peak
+    huge = np.full(4, 2.0**28)  # scaled by 2**24: 2**52 each, sums beyond 2**53 may round as floats
+    assert _fixed_sum(_fixed(huge), _fixed(huge)) is None  # type: ignore[arg-type]
+    event = _Event("big")
+    event._add_vector(huge, _fixed(huge))
+    event._add_vector(huge + 1.0, _fixed(huge + 1.0))
+    assert event.vec_fixed is not None and np.array_equal(event.vec_fixed.values, _fixed(event.vec_sum).values)  # type: ignore[arg-type,union-attr]
 
 
 def test_replayed_article_is_idempotent() -> None:
