@@ -356,7 +356,7 @@ class FeedPoller:
                     self.entry_pool,
                     partial(self._decide, feed, known=known),
                     chunk,
-                    self.settings.entries_per_feed or len(chunk),
+                    self._entry_window(len(chunk)),
                 )
             else:
                 outcomes = [self._decide(feed, entry, known) for entry in chunk]
@@ -372,6 +372,14 @@ class FeedPoller:
                 if o.outcome != NEW:
                     key = f"{o.outcome}:{o.reason}"
                     report.reasons[key] = report.reasons.get(key, 0) + 1
+
+    def _entry_window(self, chunk: int) -> int:
+        """Entries of one feed's chunk in the entry pool at once: ``entries_per_feed`` when hosts are spaced
+        (then more of one host's entries only sleep in the throttle, see :func:`map_bounded`); the whole chunk
+        without spacing, where nothing sleeps and a feed's slow pages overlap as before."""
+        if self.settings.host_interval <= 0 or self.settings.entries_per_feed <= 0:
+            return chunk
+        return self.settings.entries_per_feed
 
     def _retry_due(self, outcome: str, retryable: bool, attempts: int, last_attempt_at: datetime | None = None) -> bool:
         if not (outcome == DEAD_LETTER and retryable and attempts < self.settings.entry_max_attempts):

@@ -10,11 +10,12 @@ from __future__ import annotations
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from types import SimpleNamespace
 
 import pytest
 
-from ingest.poll import map_bounded
 from ingest.politeness import HostThrottle
+from ingest.poll import FeedPoller, map_bounded
 from newswire.settings import Settings
 
 
@@ -103,3 +104,12 @@ def test_entries_per_feed_is_a_setting(monkeypatch: pytest.MonkeyPatch) -> None:
     assert Settings().entries_per_feed == 3
     monkeypatch.setenv("NEWSWIRE_ENTRIES_PER_FEED", "0")
     assert Settings().entries_per_feed == 0
+
+
+@pytest.mark.parametrize(
+    ("host_interval", "entries_per_feed", "window"),
+    [(1.0, 3, 3), (1.0, 0, 25), (0.0, 3, 25)],
+)
+def test_window_only_when_hosts_are_spaced(host_interval: float, entries_per_feed: int, window: int) -> None:
+    settings = Settings(host_interval=host_interval, entries_per_feed=entries_per_feed)
+    assert FeedPoller._entry_window(SimpleNamespace(settings=settings), 25) == window  # type: ignore[arg-type]
