@@ -91,13 +91,20 @@ class Stack:
 
 
 def stack_env(home: Path, feeds: Path, extra: Mapping[str, str] | None = None) -> dict[str, str]:
-    """The environment ``newswire up`` runs in: a private home, the feed list, loopback allowed."""
+    """The environment ``newswire up`` runs in: a private home, the feed list, loopback allowed, and this
+    checkout first on ``PYTHONPATH``.
+
+    Why the path: ``newswire up`` is the virtualenv's console script, whose ``sys.path`` does not hold the
+    working directory, so without it the stack (its DAG folder, every task) imports the checkout the virtualenv
+    was installed from (an editable install), not the one the bench runs from: a "before" run from a
+    ``git archive`` with another worktree's virtualenv would measure that worktree's code."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("NEWSWIRE_", "AIRFLOW"))}
     env.update(
         {
             "NEWSWIRE_HOME": str(home),
             "NEWSWIRE_FEEDS": str(feeds),
             "NEWSWIRE_ALLOW_PRIVATE_NETWORKS": "true",
+            "PYTHONPATH": os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH", "")) if p),
         }
     )
     env.update(extra or {})

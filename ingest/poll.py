@@ -11,11 +11,13 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from contextlib import contextmanager, nullcontext, suppress
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from itertools import repeat
+from functools import partial
+from itertools import islice
+from typing import TypeVar
 
 from ingest.canonical import InvalidUrlError, article_id_for, canonicalize_url, choose_canonical
 from ingest.claims import UrlClaims
@@ -58,6 +60,37 @@ NOT_FEED_TYPES = ("application/pdf", "application/zip", "application/gzip", "app
 PAGE_TYPES = ("text/html", "application/xhtml+xml")
 #: Articles confirmed by the broker and recorded in the ledger together.
 CHUNK = 25
+
+
+_T = TypeVar("_T")
+_R = TypeVar("_R")
+
+
+def map_bounded(pool: ThreadPoolExecutor, fn: Callable[[_T], _R], items: Sequence[_T], bound: int) -> list[_R]:
+    """``fn`` over ``items`` in ``pool`` with at most ``bound`` of them submitted at once; results in order.
+
+    Why not ``pool.map``: it queues a whole chunk of one feed at once, and a feed's entries all wait for one
+    host's spacing. Each entry thread that takes one reserves that host's next slot and sleeps until it, so a
+    few feeds' chunks fill every thread with sleepers while the entries of idle hosts, queued behind them, wait:
+    the pool serves about as many hosts per spacing interval as it has chunks in its threads. Submitting a few
+    entries per feed at a time leaves the other threads to other feeds (their own hosts). As with ``map``, the
+    first exception is raised (the entries not started yet are cancelled)."""
+    results: list[_R] = [None] * len(items)  # type: ignore[list-item]
+    pending: dict[Future[_R], int] = {}
+    queue = iter(enumerate(items))
+    try:
+        for index, item in islice(queue, max(1, bound)):
+            pending[pool.submit(fn, item)] = index
+        while pending:
+            done, _ = wait(pending, return_when=FIRST_COMPLETED)
+            for future in done:
+                results[pending.pop(future)] = future.result()
+                for index, item in islice(queue, 1):
+                    pending[pool.submit(fn, item)] = index
+    finally:
+        for future in pending:
+            future.cancel()
+    return results
 
 
 @dataclass
@@ -319,7 +352,12 @@ class FeedPoller:
             known = _KnownUrls(self.ledger, self.ledger.known_urls(urls), frozenset(urls))
             if self.entry_pool is not None and len(chunk) > 1:
                 # Fetch + extract entries concurrently (the throttle still spaces requests per host).
-                outcomes = list(self.entry_pool.map(self._decide, repeat(feed), chunk, repeat(known)))
+                outcomes = map_bounded(
+                    self.entry_pool,
+                    partial(self._decide, feed, known=known),
+                    chunk,
+                    self._entry_window(len(chunk)),
+                )
             else:
                 outcomes = [self._decide(feed, entry, known) for entry in chunk]
             # Sent from this thread: the publisher confirms per thread what that thread sent.
@@ -335,6 +373,14 @@ class FeedPoller:
                 if o.outcome != NEW:
                     key = f"{o.outcome}:{o.reason}"
                     report.reasons[key] = report.reasons.get(key, 0) + 1
+
+    def _entry_window(self, chunk: int) -> int:
+        """Entries of one feed's chunk in the entry pool at once: ``entries_per_feed`` when hosts are spaced
+        (then more of one host's entries only sleep in the throttle, see :func:`map_bounded`); the whole chunk
+        without spacing, where nothing sleeps and a feed's slow pages overlap as before."""
+        if self.settings.host_interval <= 0 or self.settings.entries_per_feed <= 0:
+            return chunk
+        return self.settings.entries_per_feed
 
     def _retry_due(self, outcome: str, retryable: bool, attempts: int, last_attempt_at: datetime | None = None) -> bool:
         if not (outcome == DEAD_LETTER and retryable and attempts < self.settings.entry_max_attempts):

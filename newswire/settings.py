@@ -78,6 +78,14 @@ class Settings(BaseSettings):
     entry_concurrency: int = Field(
         48, ge=1, le=64, description="Entries of one process fetched and extracted at once (all feeds share them)."
     )
+    entries_per_feed: int = Field(
+        3,
+        ge=0,
+        le=64,
+        description="Entries of one feed in the entry pool at once when hosts are spaced (host_interval > 0; 0 = a "
+        "whole chunk). A feed's entries share one host, which the spacing serves one request at a time: more of "
+        "them only hold entry threads asleep in the throttle while other hosts' entries wait in the queue.",
+    )
     extract_workers: int = Field(
         0, ge=0, le=64, description="Extraction processes for multi-feed runs; 0 = one per CPU, 1 = inline."
     )

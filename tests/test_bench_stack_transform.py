@@ -3,12 +3,16 @@ and which task a process was."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from bench.stack_cycle import REPO, stack_env
 from bench.stack_transform import ProcessPeaks, wait_transform
 
 SHARDS_DONE = datetime(2026, 12, 7, 8, 0, 0, tzinfo=UTC)
@@ -72,3 +76,17 @@ def test_task_processes_are_named_by_their_task_instance() -> None:
             "cmd": "airflow worker -- ti-a",
         },
     ]
+
+
+def test_the_stack_imports_the_checkout_the_bench_runs_from(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``newswire up`` is a console script, whose sys.path lacks the working directory: only PYTHONPATH makes
+    it (and its tasks) import the bench's checkout rather than the one the virtualenv's editable install names."""
+    monkeypatch.setenv("PYTHONPATH", "/elsewhere")
+    env = stack_env(tmp_path / "home", tmp_path / "feeds.toml")
+    assert env["PYTHONPATH"].split(os.pathsep) == [str(REPO), "/elsewhere"]
+    # As a console script runs: sys.path[0] is the interpreter's bin directory, not the working directory.
+    code = (
+        f"import sys; sys.path[0] = {str(Path(sys.executable).parent)!r}; import devtools; print(devtools.DAGS_FOLDER)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], env=env, cwd=tmp_path, capture_output=True, text=True)
+    assert out.stdout.strip() == str(REPO / "dags"), out.stderr
