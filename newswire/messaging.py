@@ -122,7 +122,7 @@ def ensure_topics(bootstrap: str, settings: Settings, topics: Iterable[Topic] = 
     try:
         existing = set(admin.list_topics())
         for topic in (t for t in topics if t.name not in existing):
-            configs = {**topic.configs, "max.message.bytes": str(settings.max_message_bytes)}
+            configs = {**dict(topic.configs), "max.message.bytes": str(settings.max_message_bytes)}
             try:
                 _create_topic(admin, topic, settings, configs)
             except (InvalidConfigurationError, PolicyViolationError) as exc:
