@@ -660,10 +660,9 @@ class PhaseResult:
     wall: float
     rss_timeline: list[tuple[float, float]] = field(default_factory=list)
     cpu_timeline: list[tuple[float, ...]] = field(default_factory=list)
-    tree_cpu_seconds: float | None = None
+    tree_cpu_seconds: float = 0.0
     """Exact CPU seconds of the phase process and every descendant it waited for (extraction workers through
-    the fork server), from the harness's ``RUSAGE_CHILDREN``; None when they cannot be told apart from other
-    children of the harness."""
+    the fork server), from the harness's ``RUSAGE_CHILDREN`` read before and after the phase (always read)."""
     broker_cpu_seconds: float | None = None
     """CPU seconds the broker spent from the phase's start to its end (read at both ends, not sampled)."""
 
@@ -1433,14 +1432,14 @@ def _cpu_total(phase: PhaseResult, articles: int) -> dict[str, Any]:
     cores = psutil.cpu_count() or 1
     tree = phase.tree_cpu_seconds
     broker = phase.broker_cpu_seconds or 0.0
-    total = (tree or 0.0) + broker
+    total = tree + broker
     return {
-        "seconds": round(total, 2) if tree is not None else None,
-        "process_tree_seconds": round(tree, 2) if tree is not None else None,
+        "seconds": round(total, 2),
+        "process_tree_seconds": round(tree, 2),
         "broker_seconds": round(broker, 2),
-        "ms_per_article": round(1000 * total / articles, 2) if tree is not None and articles else None,
+        "ms_per_article": round(1000 * total / articles, 2) if articles else None,
         "cores": cores,
-        "implied_articles_per_s": _rate(articles, total / cores) if tree is not None and total > 0 else None,
+        "implied_articles_per_s": _rate(articles, total / cores) if total > 0 else None,
         "note": "pipeline process + every descendant (kernel rusage of waited-for children) + broker; "
         "implied = articles / (CPU seconds / cores): throughput if CPU were the only limit",
     }

@@ -363,8 +363,11 @@ class FeedPoller:
             # Sent from this thread: the publisher confirms per thread what that thread sent.
             for o in outcomes:
                 if o.outcome == NEW and o.raw is not None:
-                    value = o.encoded or self.publisher.encode(contracts.ARTICLES, o.raw.article_id, o.raw.message)
-                    self.publisher.send_encoded(contracts.ARTICLES, o.raw.article_id, value)
+                    # _decide encodes every NEW article (a message over the limit is that entry's dead
+                    # letter there); encoding here instead could fail outside any entry's handling.
+                    if o.encoded is None:
+                        raise RuntimeError(f"entry {o.entry_key}: a new article without its encoded message")
+                    self.publisher.send_encoded(contracts.ARTICLES, o.raw.article_id, o.encoded)
             self.publisher.confirm()
             self._publish_dead_letters([o.dead_letter for o in outcomes if o.dead_letter])
             self.ledger.record(outcomes, self.run_id)

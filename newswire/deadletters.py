@@ -131,18 +131,61 @@ def upsert_dead_letter(cur: Cursor, dl: dict[str, Any], now: datetime) -> None:
 
 
 def send_dead_letter(publisher: Publisher, dl: dict[str, Any]) -> None:
-    """Send ``dl`` to the dead-letters topic; the caller confirms.
+    """Send ``dl`` to the dead-letters topic; the caller confirms. Never refused for its size.
 
     A record whose payload makes it larger than the producer may send (a decode dead letter carries the
-    refused message's bytes in base64, a third larger than the message) goes without its payload, which is
-    replaced by a note of its size: the ``dead_letters`` table keeps the whole record (it is the system of
-    record, and what a retry reads), and the topic copy, for operators' tooling, still says what failed and
-    why. Sent whole, it would fail the confirm of every other message sent with it, and the caller, retrying,
-    would fail again.
+    refused message's bytes in base64, a third larger than the message; an ingest one the feed entry, whose
+    summary the feed sets) goes without its payload, which is replaced by a note of its size: the
+    ``dead_letters`` table keeps the whole record (it is the system of record, and what a retry reads), and the
+    topic copy, for operators' tooling, still says what failed and why. Sent whole, it would fail the confirm of
+    every other message sent with it, and the caller, retrying, would fail again (ingest would publish the
+    chunk's articles a second time). Should even that not fit, the copy keeps only the contract's fields with
+    ``message``, ``url`` and ``feed_url`` cut shorter, down to none of them: that always fits the smallest
+    limit the settings allow.
     """
     key = str(dl["dead_letter_id"])
     try:
         publisher.send(contracts.DEAD_LETTERS, key, dl)
+        return
     except MessageTooLarge as exc:
         note = {"omitted": DeadLetterReason.MESSAGE_TOO_LARGE.value, "record_bytes": exc.size}
-        publisher.send(contracts.DEAD_LETTERS, key, {**dl, "payload": note})
+    fields = {k: dl[k] for k in _CONTRACT_FIELDS if k in dl}
+    copies = [{**dl, "payload": note}] + [
+        {
+            **fields,
+            "message": str(dl.get("message") or "")[:chars],
+            "url": _cut(dl.get("url"), chars),
+            "feed_url": _cut(dl.get("feed_url"), chars),
+            "payload": note,
+        }
+        for chars in _CUTS
+    ]
+    for number, copy in enumerate(copies, 1):
+        try:
+            publisher.send(contracts.DEAD_LETTERS, key, copy)
+            return
+        except MessageTooLarge:
+            if number == len(copies):
+                raise  # a limit below the settings' minimum (a test's producer override): nothing fits
+
+
+#: The dead-letter contract's own fields: what a cut topic copy keeps (unknown extras are dropped first).
+_CONTRACT_FIELDS = (
+    "schema_version",
+    "dead_letter_id",
+    "stage",
+    "reason",
+    "message",
+    "retryable",
+    "url",
+    "feed_url",
+    "attempts",
+    "created_at",
+)
+#: Characters kept of ``message``, ``url`` and ``feed_url``, tried in turn once the payload is gone.
+_CUTS = (2000, 500, 0)
+
+
+def _cut(text: str | None, chars: int) -> str | None:
+    """``text`` cut to ``chars`` characters; None when nothing is left (a URL's empty prefix says nothing)."""
+    return text[:chars] or None if text else text

@@ -107,15 +107,15 @@ class MessageTooLarge(NewswireError):
     alone: sent anyway, the producer would fail it as a broker error, and the caller, which confirms a whole
     chunk at once, would take every other message of the chunk down with it. Not retryable: the same message
     stays as large; only a higher limit (on the producer and the broker alike) lets it through.
+    :meth:`~newswire.messaging.Publisher.confirm` raises it too when the producer or a Kafka broker (its
+    topic's ``max.message.bytes``) refused a sent batch for its size: ``size`` is then None (not reported).
     """
 
     default_reason = "message_too_large"
 
-    def __init__(self, topic: str, size: int, limit: int) -> None:
-        super().__init__(
-            f"a {topic} message of {size:,} bytes exceeds the producer's limit of {limit:,} bytes "
-            "(NEWSWIRE_MAX_MESSAGE_BYTES)"
-        )
+    def __init__(self, topic: str, size: int | None, limit: int) -> None:
+        what = f"a {topic} message of {size:,} bytes" if size is not None else f"a {topic} message"
+        super().__init__(f"{what} exceeds the producer's limit of {limit:,} bytes (NEWSWIRE_MAX_MESSAGE_BYTES)")
         self.topic = topic
         self.size = size
         self.limit = limit

@@ -23,6 +23,7 @@ from kafka.consumer.fetcher import ConsumerRecord
 from kafka.errors import (
     InvalidConfigurationError,
     KafkaError,
+    MessageSizeTooLargeError,
     PolicyViolationError,
     TopicAlreadyExistsError,
 )
@@ -56,23 +57,29 @@ def check_reachable(bootstrap: str, timeout: float = 5.0) -> None:
     raise BrokerUnavailable(f"Kafka is not reachable ({'; '.join(errors)})")
 
 
-def make_producer(bootstrap: str, settings: Settings, *, client_id: str) -> KafkaProducer:
+def make_producer(bootstrap: str, settings: Settings, *, client_id: str, **overrides: Any) -> KafkaProducer:
+    """The project's producer; ``overrides`` replace its configs (tests use a ``max_request_size`` below the
+    setting's minimum to reach the size limit with small messages)."""
+    config: dict[str, Any] = {
+        "bootstrap_servers": bootstrap.split(","),
+        "client_id": client_id,
+        "acks": "all",
+        "enable_idempotence": True,
+        "retries": 5,
+        "compression_type": _compression(settings),
+        "linger_ms": 10,
+        # A batch never outgrows the topics' max.message.bytes (set from the same setting): Kafka checks that
+        # limit per batch, so many small records batched together must not be refused as one large one.
+        "batch_size": min(262_144, settings.max_message_bytes),
+        "max_block_ms": 15_000,
+        "max_request_size": settings.max_message_bytes,
+        "request_timeout_ms": 30_000,
+        "delivery_timeout_ms": int(ACK_TIMEOUT * 1000),
+    }
+    config.update(overrides)
     check_reachable(bootstrap)
     try:
-        return KafkaProducer(
-            bootstrap_servers=bootstrap.split(","),
-            client_id=client_id,
-            acks="all",
-            enable_idempotence=True,
-            retries=5,
-            compression_type=_compression(settings),
-            linger_ms=10,
-            batch_size=262_144,
-            max_block_ms=15_000,
-            max_request_size=settings.max_message_bytes,
-            request_timeout_ms=30_000,
-            delivery_timeout_ms=int(ACK_TIMEOUT * 1000),
-        )
+        return KafkaProducer(**config)
     except (KafkaError, OSError) as exc:
         raise BrokerUnavailable(f"Kafka at {bootstrap} is not reachable: {exc!r}") from exc
 
@@ -101,7 +108,8 @@ def make_consumer(
 
 def ensure_topics(bootstrap: str, settings: Settings, topics: Iterable[Topic] = contracts.ALL_TOPICS) -> None:
     """Create the project's topics with explicit partition counts and their configs (``newswire.events`` is
-    compacted); existing topics are left as they are.
+    compacted; every topic's ``max.message.bytes`` is ``NEWSWIRE_MAX_MESSAGE_BYTES``, so that what the producer
+    may send, Kafka accepts); existing topics are left as they are (raise their limit with Kafka's own tools).
 
     A broker that refuses a topic's configs (a policy, or no support for them) gets the topic without them and
     a warning: the consumers' guarantees never depend on compaction (they keep the highest version per key).
@@ -114,14 +122,11 @@ def ensure_topics(bootstrap: str, settings: Settings, topics: Iterable[Topic] = 
     try:
         existing = set(admin.list_topics())
         for topic in (t for t in topics if t.name not in existing):
+            configs = {**dict(topic.configs), "max.message.bytes": str(settings.max_message_bytes)}
             try:
-                _create_topic(admin, topic, settings, dict(topic.configs))
+                _create_topic(admin, topic, settings, configs)
             except (InvalidConfigurationError, PolicyViolationError) as exc:
-                if not topic.configs:
-                    raise
-                log.warning(
-                    "broker refused configs %s for %s (%r); creating it without", topic.configs, topic.name, exc
-                )
+                log.warning("broker refused configs %s for %s (%r); creating it without", configs, topic.name, exc)
                 _create_topic(admin, topic, settings, {})
             log.info("created topic %s", topic.name)
     except KafkaError as exc:
@@ -176,10 +181,17 @@ class Publisher:
         is sent (ingest's entry threads) encode there and hand the bytes to :meth:`send_encoded`.
         """
         value = contracts.encode(topic, message)
-        size = DefaultRecordBatchBuilder.estimate_size_in_bytes(key.encode("utf-8"), value, [])
+        size = self.record_size(key, value)
         if size > self.max_message_bytes:
             raise MessageTooLarge(topic.name, size, self.max_message_bytes)
         return value
+
+    @staticmethod
+    def record_size(key: str, value: bytes) -> int:
+        """What the producer counts against ``max_request_size`` for one record of ``key`` and ``value``: its
+        upper bound for a batch holding only that record (the v2 record format, which every broker Newswire
+        supports speaks; kafka-python's own per-producer estimate is a private method)."""
+        return int(DefaultRecordBatchBuilder.estimate_size_in_bytes(key.encode("utf-8"), value, []))
 
     def send(self, topic: Topic, key: str, message: dict[str, Any]) -> None:
         """Encode (see :meth:`encode`: may raise before sending) and send; :meth:`confirm` waits for the ack."""
@@ -188,15 +200,28 @@ class Publisher:
     def send_encoded(self, topic: Topic, key: str, value: bytes) -> None:
         """Send bytes :meth:`encode` returned for ``topic`` and ``key``."""
         try:
-            self._pending.append(self.producer.send(topic.name, key=key.encode("utf-8"), value=value))
+            self._pending.append((topic.name, self.producer.send(topic.name, key=key.encode("utf-8"), value=value)))
+        except MessageSizeTooLargeError as exc:
+            raise MessageTooLarge(topic.name, len(value), self.max_message_bytes) from exc
         except KafkaError as exc:
             raise BrokerUnavailable(f"cannot send to {topic.name}: {exc!r}") from exc
 
     def confirm(self) -> int:
+        """Wait for the broker's acknowledgement of everything this thread sent since its last call.
+
+        Raises :class:`MessageTooLarge` (not retryable: sending the same again fails again) when a message was
+        refused for its size (by a Kafka broker whose topic limit is below this producer's, or by the producer
+        for a message that bypassed :meth:`encode`), and :class:`BrokerUnavailable` for any other failure.
+        """
         pending, self._local.pending = self._pending, []
+        acked = []
         try:
             self.producer.flush(timeout=ACK_TIMEOUT)
-            acked = [future.get(timeout=ACK_TIMEOUT) for future in pending]
+            for name, future in pending:
+                try:
+                    acked.append(future.get(timeout=ACK_TIMEOUT))
+                except MessageSizeTooLargeError as exc:
+                    raise MessageTooLarge(name, None, self.max_message_bytes) from exc
         except KafkaError as exc:
             raise BrokerUnavailable(f"broker did not acknowledge {len(pending)} message(s): {exc!r}") from exc
         with self._acknowledged_lock:

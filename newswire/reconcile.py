@@ -96,7 +96,9 @@ class PendingReport:
 class ReconcileSummary:
     found: int = 0
     republished: int = 0
-    invalid: int = 0  # stored messages that no longer pass the topic's contract (left in place, logged)
+    # Stored messages that cannot be re-published: they no longer pass the topic's contract, or are over the
+    # producer's size limit (it was lowered since). Left in place, logged, and still pending.
+    invalid: int = 0
     seconds: float = 0.0
 
     def line(self) -> str:

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from newswire import contracts
-from newswire.errors import ContractError
+from newswire.errors import ContractError, MessageTooLarge
 from newswire.messaging import Publisher
 from newswire.warehouse import Warehouse, utcnow
 
@@ -79,7 +79,9 @@ def redrive_messages(warehouse: Warehouse, publisher: Publisher, rows: Sequence[
 
     A message fails again when it is still malformed: its dead letter stays, with one more attempt and the
     current validation error. One that passes (the contract or the consumer was fixed since) goes back to
-    its topic, keyed as the contract says, and the transform stores it like any other message.
+    its topic, keyed as the contract says, and the transform stores it like any other message. One that
+    passes but is over the producer's size limit stays too, with reason ``message_too_large``, and the others
+    carry on: they are sent, confirmed and resolved in this call, so a later retry never sends them again.
     """
     result = RedriveResult()
     passed: list[str] = []
@@ -95,10 +97,15 @@ def redrive_messages(warehouse: Warehouse, publisher: Publisher, rows: Sequence[
         try:
             message = contracts.decode(topic, raw)
         except ContractError as exc:
-            _count_failed_attempt(warehouse, row["dead_letter_id"], exc)
+            _count_failed_attempt(warehouse, row["dead_letter_id"], exc.reason, exc.details)
             result.still_failing.append(row["dead_letter_id"])
             continue
-        publisher.send(topic, str(message.get(topic.key) or payload.get("key") or ""), message)
+        try:
+            publisher.send(topic, str(message.get(topic.key) or payload.get("key") or ""), message)
+        except MessageTooLarge as exc:
+            _count_failed_attempt(warehouse, row["dead_letter_id"], exc.reason, str(exc))
+            result.still_failing.append(row["dead_letter_id"])
+            continue
         passed.append(row["dead_letter_id"])
     if passed:
         publisher.confirm()  # resolved only once the broker has the message again
@@ -109,11 +116,11 @@ def redrive_messages(warehouse: Warehouse, publisher: Publisher, rows: Sequence[
     return result
 
 
-def _count_failed_attempt(warehouse: Warehouse, dead_letter_id: str, exc: ContractError) -> None:
+def _count_failed_attempt(warehouse: Warehouse, dead_letter_id: str, reason: str, details: str) -> None:
     with warehouse.transaction() as cur:
         cur.execute(
             "UPDATE dead_letters SET attempts = attempts + 1, last_attempt_at = ?, reason = ?, message = ? "
             "WHERE dead_letter_id = ?",
-            (utcnow(), exc.reason, exc.details[:2000], dead_letter_id),
+            (utcnow(), reason, details[:2000], dead_letter_id),
         )
-    log.info("dead letter %s still fails: %s", dead_letter_id, exc)
+    log.info("dead letter %s still fails: %s", dead_letter_id, details)

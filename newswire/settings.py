@@ -136,11 +136,13 @@ class Settings(BaseSettings):
     compression: Literal["none", "gzip", "snappy", "lz4", "zstd"] = "gzip"
     max_message_bytes: int = Field(
         1024 * 1024,
-        ge=1024,
+        ge=64 * 1024,
         le=16 * 1024 * 1024,
-        description="Largest message (record, before compression) a producer sends: its max_request_size. A "
-        "larger article becomes a 'message_too_large' dead letter instead of failing its chunk. Kafka's broker "
-        "refuses records over its own message.max.bytes (about 1 MiB by default): raise both together.",
+        description="Largest message (record, before compression) a producer sends: its max_request_size, and "
+        "the max.message.bytes of the topics Newswire creates. A larger article becomes a 'message_too_large' "
+        "dead letter instead of failing its chunk. At least 64 KiB: an event without its member list, or a dead "
+        "letter without its payload, must always fit, or the outbox and the ingest chunk it belongs to would "
+        "fail on every run.",
     )
     consumer_group: str = "newswire-transform"
     batch_max_messages: int = Field(500, ge=1)

@@ -101,3 +101,45 @@ def test_broker_dies_with_the_process_that_started_it() -> None:
     assert not port_accepts("127.0.0.1", port)
     with contextlib.suppress(ChildProcessError):
         os.waitpid(pid, os.WNOHANG)
+
+
+def test_created_topics_get_the_message_size_limit_and_a_refusal_drops_the_configs(
+    make_settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Kafka checks each batch against the topic's ``max.message.bytes``: topics Newswire creates get the
+    producer's limit, beside their own configs; a broker refusing configs gets each topic without them."""
+    from kafka.errors import InvalidConfigurationError
+
+    from newswire import messaging
+
+    created: list[tuple[str, dict[str, str]]] = []
+
+    class Admin:
+        refuse = False
+
+        def __init__(self, **_: object) -> None:
+            pass
+
+        def list_topics(self) -> list[str]:
+            return []
+
+        def create_topics(self, topics: list, timeout_ms: int) -> None:
+            (topic,) = topics
+            if Admin.refuse and topic.topic_configs:
+                raise InvalidConfigurationError("no configs here")
+            created.append((topic.name, dict(topic.topic_configs)))
+
+        def close(self) -> None:
+            pass
+
+    monkeypatch.setattr(messaging, "check_reachable", lambda bootstrap: None)
+    monkeypatch.setattr(messaging, "KafkaAdminClient", Admin)
+    ensure_topics("kafka:9092", make_settings(max_message_bytes=2 << 20))
+    by_name = dict(created)
+    assert set(by_name) == {t.name for t in contracts.ALL_TOPICS}
+    for topic in contracts.ALL_TOPICS:
+        assert by_name[topic.name] == {**dict(topic.configs), "max.message.bytes": str(2 << 20)}
+    created.clear()
+    Admin.refuse = True
+    ensure_topics("kafka:9092", make_settings())
+    assert created == [(t.name, {}) for t in contracts.ALL_TOPICS]

@@ -63,14 +63,14 @@ VALID: dict[str, dict[str, Any]] = {
     contracts.DEAD_LETTERS.name: {
         "schema_version": 1,
         "dead_letter_id": "d1",
-        "stage": "decode",
-        "reason": "invalid_json",
+        "stage": "publish",  # revision 1.1
+        "reason": "message_too_large",  # revision 1.1
         "message": "bad",
         "retryable": False,
         "url": None,
         "feed_url": None,
         "attempts": 1,
-        "payload": {"anything": [1, 2]},
+        "payload": {"omitted": "message_too_large", "record_bytes": 70000},  # a topic copy sent without it
         "created_at": "2026-11-24T10:00:00Z",
     },
 }
@@ -97,6 +97,9 @@ ODD_VALUES: list[Any] = [
     "0123456789ABCDEF0123456789ABCDEF",
     "float16",
     "decode",
+    "publish",
+    "invalid_json",
+    "message_too_large",
     "ab=c",
     [],
     ["x"],

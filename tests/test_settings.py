@@ -4,6 +4,7 @@ from pathlib import Path
 
 import pytest
 
+from newswire import messaging
 from newswire.errors import SettingsError
 from newswire.settings import load_settings, redact_url
 
@@ -79,11 +80,25 @@ def test_passwords_are_redacted_for_logs() -> None:
 
 
 def test_max_message_bytes_is_bounded_and_reaches_the_producer(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The producer's size limit: below 1 KiB nothing useful fits, above 16 MiB kafka-python's buffer would
-    refuse it anyway; a valid value from the environment is what ``make_producer`` passes on."""
-    for bad in ("512", "0", str(64 * 1024 * 1024), "lots"):
+    """The producer's size limit: below 64 KiB an event without its member list or a dead letter without its
+    payload might not fit (and would then block the outbox or an ingest chunk on every run); 16 MiB is the cap
+    chosen here (kafka-python 3.0.12 itself only compares a record with ``max_request_size``). A valid value
+    from the environment is what ``make_producer`` passes on, and its batches never outgrow it."""
+    for bad in ("1024", str(64 * 1024 - 1), "0", str(16 * 1024 * 1024 + 1), "lots"):
         with pytest.raises(SettingsError, match="NEWSWIRE_MAX_MESSAGE_BYTES"):
             load_settings(max_message_bytes=bad)
     monkeypatch.setenv("NEWSWIRE_MAX_MESSAGE_BYTES", "65536")
     assert load_settings().max_message_bytes == 65536
-    assert load_settings(max_message_bytes=2048).max_message_bytes == 2048
+    assert load_settings(max_message_bytes=16 * 1024 * 1024).max_message_bytes == 16 * 1024 * 1024
+
+    configs: list[dict[str, object]] = []
+    monkeypatch.setattr(messaging, "check_reachable", lambda bootstrap: None)
+    monkeypatch.setattr(messaging, "KafkaProducer", lambda **config: configs.append(config))
+    messaging.make_producer("kafka:9092", load_settings(), client_id="t")
+    messaging.make_producer("kafka:9092", load_settings(max_message_bytes=4 << 20), client_id="t")
+    messaging.make_producer("kafka:9092", load_settings(), client_id="t", max_request_size=4096)
+    assert [(c["max_request_size"], c["batch_size"]) for c in configs] == [
+        (65536, 65536),  # a batch of small records never outgrows the topics' max.message.bytes
+        (4 << 20, 262_144),
+        (4096, 65536),  # a test's override
+    ]

@@ -31,6 +31,7 @@ from newswire.deadletters import (
     upsert_dead_letter,
 )
 from newswire.embedding import Embedding, embed_articles, encoder_for, from_message
+from newswire.errors import MessageTooLarge
 from newswire.faults import fault_point
 from newswire.langid import detect_language
 from newswire.messaging import Publisher
@@ -382,16 +383,46 @@ class BatchProcessor:
                 messages = [event_message(row, _articles(members.get(row["event_id"], []))) for row in rows]
             if not messages:
                 return total
+            unsendable: list[dict[str, Any]] = []
             for message in messages:
-                self.publisher.send_encoded(
-                    contracts.EVENTS, message["event_id"], encode_event(self.publisher, message)
-                )
+                try:
+                    value = encode_event(self.publisher, message)
+                except MessageTooLarge as exc:
+                    unsendable.append(self._unsendable_event(message, exc))
+                    continue
+                self.publisher.send_encoded(contracts.EVENTS, message["event_id"], value)
+            for dl in unsendable:
+                send_dead_letter(self.publisher, dl)
             self.publisher.confirm()
             with self.warehouse.transaction() as cur:
-                TransformStore(cur).mark_published({m["event_id"]: m["version"] for m in messages})
+                store = TransformStore(cur)
+                store.mark_published({m["event_id"]: m["version"] for m in messages})
+                now = utcnow()
+                for dl in unsendable:
+                    upsert_dead_letter(cur, dl, now)
             total += len(messages)
             if len(rows) < _OUTBOX_PAGE:
                 return total
+
+    def _unsendable_event(self, message: dict[str, Any], exc: MessageTooLarge) -> dict[str, Any]:
+        """The dead letter of an event version too large to send even without its member list.
+
+        Its outbox row is marked published with the rest of its page (the next version is sent as usual): left
+        unpublished, it would fail every later run's outbox. The warehouse keeps the event whole.
+        """
+        event_id, version = str(message["event_id"]), int(message["version"])
+        log.error("event %s version %s cannot be published: %s", event_id, version, exc)
+        return dead_letter_message(
+            dead_letter_id=dead_letter_id(contracts.EVENTS.name, event_id, str(version)),
+            stage=DeadLetterStage.PUBLISH,
+            reason=DeadLetterReason.MESSAGE_TOO_LARGE,
+            message=str(exc),
+            retryable=False,
+            url=None,
+            feed_url=None,
+            payload={"event_id": event_id, "version": version},
+            created_at=utcnow(),
+        )
 
     def _dead_letter(self, item: Incoming) -> dict[str, Any]:
         reason = item.error.reason if item.error else DeadLetterReason.INVALID_MESSAGE

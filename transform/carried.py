@@ -77,9 +77,7 @@ __all__ = [
     "MAX_CARRIED_SHINGLES",
     "Carried",
     "carried_features",
-    "carried_shingles",
     "input_digest",
-    "parse_carried",
     "read_carried",
 ]
 
@@ -226,20 +224,3 @@ def read_carried(value: Any, *, title: str, text: str, language: str | None) -> 
     except (ValueError, RecursionError):  # not JSON, not of this shape, nested thousands deep, lone surrogates
         return None
     return Carried(carried, carried.digest == input_digest(title, text, language))
-
-
-def carried_shingles(value: Any, *, title: str, text: str, language: str | None) -> np.ndarray | None:
-    """The near-duplicate shingles of ``text`` (:func:`transform.neardup.shingle_list`) that ``value`` (the
-    message's ``features`` string) carries for exactly this title, text and (normalised) language; None when it
-    carries none, or they are of another signature version, other inputs or malformed (the index then computes
-    them from the text). A batch reads both with one :func:`read_carried` instead."""
-    carried = read_carried(value, title=title, text=text, language=language)
-    return None if carried is None else carried.shingles()
-
-
-def parse_carried(value: Any, *, title: str, text: str, language: str | None, title_weight: int) -> TextFeatures | None:
-    """The text features ``value`` (the message's ``features`` string) carries for exactly this title, text and
-    (normalised) language; None when there are none, or they are stale, of other inputs or malformed (the
-    caller then computes them). A batch reads both with one :func:`read_carried` instead."""
-    carried = read_carried(value, title=title, text=text, language=language)
-    return None if carried is None else carried.features(title_weight)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -17,11 +18,13 @@ from newswire import contracts
 from newswire.contracts import SCHEMA_VERSION, iso
 from newswire.contracts.messages import EventMessage
 from newswire.errors import MessageTooLarge
-from newswire.messaging import Publisher
 from transform.errors import EventRecordError
 
 if TYPE_CHECKING:
+    from newswire.messaging import Publisher
     from transform.clustering import EventProfile
+
+log = logging.getLogger(__name__)
 
 SUMMARY_CHARS = 400
 
@@ -140,8 +143,13 @@ def encode_event(publisher: Publisher, message: EventMessage) -> bytes:
     An event's message lists every member article, so a long-running story (thousands of reports over the
     clustering horizon) can outgrow the limit; sent whole, the producer would refuse it, the outbox would
     never be marked published, and every later transform run would fail on the same version. Cut, it keeps
-    the first members in load order (a prefix: stable from one version to the next), as many as fit, with
-    ``articles_truncated`` true; ``article_count`` still counts them all, and the warehouse keeps every member.
+    the most recent members (the last in load order: what a consumer following the story has not seen yet),
+    in load order, as many as fit, with ``articles_truncated`` true; ``article_count`` still counts them all,
+    and the warehouse keeps every member.
+
+    Each member is encoded once on its own to size it; the count that fits follows from those sizes and one
+    encode confirms it (a JSON array's bytes are its items', their commas and two brackets). Raises
+    :class:`MessageTooLarge` when the event does not fit even with no members (the caller records that).
     """
     key = message["event_id"]
     try:
@@ -150,18 +158,23 @@ def encode_event(publisher: Publisher, message: EventMessage) -> bytes:
         articles = message["articles"]
 
     def cut(count: int) -> EventMessage:
-        return {**message, "articles": articles[:count], "articles_truncated": True}
+        return {**message, "articles": articles[len(articles) - count :], "articles_truncated": True}
 
-    # The longest prefix that fits, by bisection: each probe encodes the message once.
-    fits, too_many = 0, len(articles)
-    while too_many - fits > 1:
-        middle = (fits + too_many) // 2
+    room = publisher.max_message_bytes - publisher.record_size(key, publisher.encode(contracts.EVENTS, key, cut(0)))
+    count, used = 0, -1  # k members add their bytes and k - 1 commas to the empty list
+    for article in reversed(articles):
+        used += len(contracts.encoded_part(article)) + 1
+        if used > room:
+            break
+        count += 1
+    while True:
         try:
-            publisher.encode(contracts.EVENTS, key, cut(middle))
-            fits = middle
+            return publisher.encode(contracts.EVENTS, key, cut(count))
         except MessageTooLarge:
-            too_many = middle
-    return publisher.encode(contracts.EVENTS, key, cut(fits))  # raises if even no article fits
+            # The record's length prefix can grow by a byte or two past the estimate: one member fewer.
+            if count == 0:
+                raise
+            count -= 1
 
 
 def event_message(row: dict[str, Any], articles: Sequence[dict[str, Any]]) -> EventMessage:

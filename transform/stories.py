@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from newswire.embedding import Embedding, embed_articles, encoder_for
-from transform.carried import Carried, read_carried
+from transform.carried import Carried
 from transform.clustering import Assignment, ClusteringConfig, EventProfile, StaleFeatures, StoryClusterer
 from transform.documents import ArticleDoc
 from transform.neardup import NearDuplicate, NearDuplicateError, NearDuplicateIndex, StaleSignature, shingle_list
@@ -63,13 +63,6 @@ def parsed_features(features: str | Mapping[str, Any] | None) -> Mapping[str, An
 # json.dumps(value, separators=(",", ":")) builds an encoder per call; one encoder of the same settings gives the
 # same text. Circular references cannot occur in the exported dicts (plain values built per article).
 _compact_json = json.JSONEncoder(separators=(",", ":"), check_circular=False).encode
-
-
-class _Unread:
-    """The type of :data:`_UNREAD`: no carried string was read for the lookup (None means read, and unusable)."""
-
-
-_UNREAD = _Unread()
 
 
 def _utc(moment: datetime) -> datetime:
@@ -142,20 +135,18 @@ class StoryState:
         out.update({a.article_id: vector for a, vector in zip(missing, vectors, strict=True)})
         return out
 
-    def near_duplicate(self, doc: ArticleDoc, carried: Carried | _Unread | None = _UNREAD) -> NearDuplicate | None:
+    def near_duplicate(self, doc: ArticleDoc, carried: Carried | None) -> NearDuplicate | None:
         """The indexed article ``doc`` copies, if any; the shingles its message carries (computed by an extraction
         worker for exactly this text) are used when current, so that the body is neither tokenised nor hashed here.
 
         ``carried`` is the message's carried string already read (:func:`transform.carried.read_carried`: a batch
-        reads it once for this lookup and for the clustering); without it, ``doc.carried`` is read here.
+        reads it once for this lookup and for the clustering), or None when it carries nothing usable.
 
-        Nothing ties the carried shingles to the text (the digest covers the text, not them), and a match sends
-        the article down the duplicate path, so a match found with them is confirmed from the text: the shingles
-        are computed and, when they differ, looked up again and used for this article from then on (its
-        signature too).
+        The carried shingles are tied to the text by their keyed digest (``shd``), but that is a checksum anyone
+        who can write the topic can recompute, and a match sends the article down the duplicate path, so a
+        match found with them is confirmed from the text: the shingles are computed and, when they differ,
+        looked up again and used for this article from then on (its signature too).
         """
-        if isinstance(carried, _Unread):
-            carried = read_carried(doc.carried, title=doc.title, text=doc.text, language=doc.language)
         shingles = carried.shingles() if carried is not None else None
         if shingles is not None:
             self.neardup.prime_shingles(doc, shingles)

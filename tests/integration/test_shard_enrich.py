@@ -29,11 +29,19 @@ from newswire.embedding import DEFAULT_MODEL, encoder_for, from_message
 from newswire.settings import Settings, load_settings
 from newswire.warehouse import Warehouse
 from pipeline import ingest_tasks
-from transform.carried import FIELD, parse_carried
+from transform.carried import FIELD, read_carried
 from transform.clustering import ClusteringConfig
 from transform.stage import run_transform
 
 pytestmark = pytest.mark.integration
+
+
+def _features(message: dict[str, Any], title_weight: int) -> Any:
+    """The carried features the transform would use for ``message`` (read as a batch reads it), or None."""
+    carried = read_carried(
+        message.get(FIELD), title=message["title"], text=message["text"], language=message["language"]
+    )
+    return None if carried is None else carried.features(title_weight)
 
 
 @pytest.fixture
@@ -126,9 +134,7 @@ def test_shard_tasks_carry_language_embedding_and_features_only_when_enabled(
             assert len(messages) > 20
             for m in messages:
                 embedding = from_message(m.get("embedding"))
-                usable = parse_carried(
-                    m.get(FIELD), title=m["title"], text=m["text"], language=m["language"], title_weight=title_weight
-                )
+                usable = _features(m, title_weight)
                 if enrich:
                     assert embedding is not None and embedding.model == encoder.model_id
                     assert usable is not None, m["url"]
@@ -175,9 +181,7 @@ def test_concurrent_fetch_threads_share_the_models_and_every_article_carries_the
         for m in messages:
             embedding = from_message(m.get("embedding"))
             assert embedding is not None and embedding.model == encoder.model_id, m["url"]
-            usable = parse_carried(
-                m.get(FIELD), title=m["title"], text=m["text"], language=m["language"], title_weight=title_weight
-            )
+            usable = _features(m, title_weight)
             assert usable is not None and m["language"] is not None, m["url"]
     assert len(published[True]) > 20
     assert published[True] == published[False]
@@ -207,7 +211,5 @@ def test_the_archive_task_carries_them_too(monkeypatch: pytest.MonkeyPatch, corp
             messages = read_topic(broker.bootstrap, load_settings(), contracts.ARTICLES)
         assert len(messages) == report["new"]
         for m in messages:
-            usable = parse_carried(
-                m.get(FIELD), title=m["title"], text=m["text"], language=m["language"], title_weight=title_weight
-            )
+            usable = _features(m, title_weight)
             assert (from_message(m.get("embedding")) is not None, usable is not None) == (enrich, enrich), m["url"]

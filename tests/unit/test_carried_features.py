@@ -17,7 +17,7 @@ from bench.quality import load_corpus
 from bench.transform import article_message
 from newswire import contracts
 from newswire.errors import ContractError
-from transform.carried import carried_features, input_digest, parse_carried
+from transform.carried import carried_features, input_digest, read_carried
 from transform.clustering import FEATURES_VERSION, ClusteringConfig, StoryClusterer
 from transform.documents import ArticleDoc
 
@@ -51,7 +51,9 @@ def _without(payload: str, key: str) -> str:
 
 
 def _parse(payload: Any, doc: ArticleDoc, title_weight: int = 2) -> Any:
-    return parse_carried(payload, title=doc.title, text=doc.text, language=doc.language, title_weight=title_weight)
+    """The features a batch uses (:func:`read_carried`, as ``transform.batch`` reads the message), or None."""
+    carried = read_carried(payload, title=doc.title, text=doc.text, language=doc.language)
+    return None if carried is None else carried.features(title_weight)
 
 
 def test_carried_features_give_the_same_assignments_exports_and_state_as_computed_ones() -> None:
@@ -148,7 +150,7 @@ def test_malformed_structure_is_refused() -> None:
         assert _parse(text, doc) is None
 
 
-def test_the_field_is_one_compact_json_string_decoded_only_by_parse_carried() -> None:
+def test_the_field_is_one_compact_json_string_decoded_only_by_read_carried() -> None:
     doc = CORPUS[2]
     payload = carried_features(doc.title, doc.text, doc.language, title_weight=2)
     assert isinstance(payload, str) and ", " not in payload[:20] and ": " not in payload[:20]

@@ -21,12 +21,10 @@ from newswire import contracts
 from transform.carried import (
     MAX_CARRIED_SHINGLES,
     carried_features,
-    carried_shingles,
-    parse_carried,
     read_carried,
     shingles_digest,
 )
-from transform.clustering import ClusteringConfig
+from transform.clustering import ClusteringConfig, text_features
 from transform.documents import ArticleDoc
 from transform.neardup import SIGNATURE_VERSION, NearDuplicateError, NearDuplicateIndex, shingle_list
 from transform.stories import StoryState
@@ -43,7 +41,8 @@ def _carried(doc: ArticleDoc) -> str:
 
 
 def _shingles(payload: Any, doc: ArticleDoc) -> np.ndarray | None:
-    return carried_shingles(payload, title=doc.title, text=doc.text, language=doc.language)
+    carried = read_carried(payload, title=doc.title, text=doc.text, language=doc.language)
+    return None if carried is None else carried.shingles()
 
 
 def _changed(payload: str, **change: Any) -> str:
@@ -98,7 +97,7 @@ def test_story_state_uses_the_shingles_the_message_carries_tokenising_only_to_co
 
 def _lookup_then_assign(state: StoryState, doc: ArticleDoc) -> Any:
     """What a batch does with a new article: near-duplicate lookup, then assignment (every article here)."""
-    near = state.near_duplicate(doc)
+    near = state.near_duplicate(doc, read_carried(doc.carried, title=doc.title, text=doc.text, language=doc.language))
     return near, state.assign(doc).event_id
 
 
@@ -174,7 +173,8 @@ def test_shingles_spliced_from_another_message_or_garbled_are_refused_by_their_d
         spoiled = _changed(_carried(doc), **change)
         assert _shingles(spoiled, doc) is None, change
         # The features of the same string are untouched by a spoiled ``sh``.
-        assert parse_carried(spoiled, title=doc.title, text=doc.text, language=doc.language, title_weight=2)
+        features = read_carried(spoiled, title=doc.title, text=doc.text, language=doc.language)
+        assert features is not None and features.features(2)
     withheld = {k: v for k, v in payload.items() if k != "shd"}
     assert _shingles(json.dumps(withheld, ensure_ascii=False), doc) is None
 
@@ -188,8 +188,8 @@ def test_one_read_of_the_carried_string_serves_the_lookup_and_the_clustering() -
         assert carried is not None
         shingles = carried.shingles()
         assert shingles is not None and np.array_equal(shingles, shingle_list(doc.text))
-        expected = parse_carried(payload, title=doc.title, text=doc.text, language=doc.language, title_weight=2)
-        assert expected is not None and carried.features(2) == expected
+        expected = text_features(doc.title, doc.text, doc.language, 2)  # what the transform would compute
+        assert carried.features(2) == expected
         assert carried.features(3) is None  # another title weight
         stale = read_carried(payload, title=doc.title + "!", text=doc.text, language=doc.language)
         assert stale is not None and stale.shingles() is None and stale.features(2) is None

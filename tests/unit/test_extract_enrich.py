@@ -77,7 +77,7 @@ def test_a_page_that_declares_its_language_is_not_identified_again() -> None:
 @pytest.mark.parametrize("workers", [1, 2])
 def test_workers_add_the_transforms_features_and_the_message_carries_them(workers: int) -> None:
     from pipeline.enrich import feature_enricher
-    from transform.carried import parse_carried
+    from transform.carried import read_carried
 
     extractor = make_extractor(workers, embedding_model="none", enrich=feature_enricher())
     try:
@@ -87,10 +87,9 @@ def test_workers_add_the_transforms_features_and_the_message_carries_them(worker
     assert page.features == carried_features(page.title, page.text, "zh", title_weight=2)
     message = _message(page)
     decoded = contracts.decode(contracts.ARTICLES, contracts.encode(contracts.ARTICLES, message))
-    carried = parse_carried(
-        decoded["features"], title=decoded["title"], text=decoded["text"], language="zh", title_weight=2
-    )
-    assert carried is not None and carried.counts  # the transform will use them
+    carried = read_carried(decoded["features"], title=decoded["title"], text=decoded["text"], language="zh")
+    features = carried.features(2) if carried is not None else None
+    assert features is not None and features.counts  # the transform will use them
 
 
 def _fail(article: object) -> dict[str, object]:
