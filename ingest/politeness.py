@@ -9,11 +9,33 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from urllib.parse import urlsplit
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 _PRUNE_THRESHOLD = 4096
+
+#: Called by :meth:`HostThrottle.wait` once a request of the current context has been let through. The entry
+#: window (``ingest.poll.map_bounded``) sets it per entry to learn when that entry stops sleeping in the throttle.
+_ADMITTED: ContextVar[Callable[[], None] | None] = ContextVar("newswire_throttle_admitted", default=None)
+
+
+@contextmanager
+def on_admission(callback: Callable[[], None]) -> Iterator[None]:
+    """Call ``callback`` after each :meth:`HostThrottle.wait` of this thread (context) inside the block.
+
+    Why: a caller bounding how many of its tasks are *asleep in the throttle* needs to know when one of them is
+    let through; what the task does afterwards (download, extraction) no longer holds a host slot. The callback
+    may be called more than once (robots.txt fetches and redirect hops wait too), so it must be idempotent.
+    Waits in other threads do not call it (a context variable does not follow work handed to another thread).
+    """
+    token = _ADMITTED.set(callback)
+    try:
+        yield
+    finally:
+        _ADMITTED.reset(token)
 
 
 class HostThrottle:
@@ -50,7 +72,10 @@ class HostThrottle:
             self._host_interval[host_key(url)] = max(0.0, float(seconds))
 
     def wait(self, url: str) -> float:
-        """Block until a request to ``url``'s host may be sent; returns the seconds spent waiting."""
+        """Block until a request to ``url``'s host may be sent; returns the seconds spent waiting.
+
+        Afterwards the current context's admission callback (:func:`on_admission`) is called, also when there was
+        nothing to wait for: the request is admitted either way."""
         key = host_key(url)
         with self._lock:
             now = self._clock()
@@ -59,8 +84,13 @@ class HostThrottle:
             if len(self._next_slot) > _PRUNE_THRESHOLD:
                 self._prune(now)
         delay = slot - now
-        if delay > 0:
-            self._sleep(delay)
+        try:
+            if delay > 0:
+                self._sleep(delay)
+        finally:
+            admitted = _ADMITTED.get()
+            if admitted is not None:
+                admitted()
         return max(0.0, delay)
 
     def _prune(self, now: float) -> None:

@@ -9,14 +9,14 @@ and only that one, fails and is retried.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from concurrent.futures import CancelledError, Future, ThreadPoolExecutor
 from contextlib import contextmanager, nullcontext, suppress
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import partial
-from itertools import islice
 from typing import TypeVar
 
 from ingest.canonical import InvalidUrlError, article_id_for, canonicalize_url, choose_canonical
@@ -39,6 +39,7 @@ from ingest.ledger import (
     dead_letter_id,
 )
 from ingest.messages import article_message, entry_from_payload, entry_to_payload
+from ingest.politeness import on_admission
 from ingest.rawstore import RawArticle
 from ingest.robots import RobotsCache
 from ingest.schedule_policy import ServerHints, parse_hints
@@ -67,30 +68,76 @@ _R = TypeVar("_R")
 
 
 def map_bounded(pool: ThreadPoolExecutor, fn: Callable[[_T], _R], items: Sequence[_T], bound: int) -> list[_R]:
-    """``fn`` over ``items`` in ``pool`` with at most ``bound`` of them submitted at once; results in order.
+    """``fn`` over ``items`` in ``pool``, with at most ``bound`` items *waiting for admission* at once.
 
-    Why not ``pool.map``: it queues a whole chunk of one feed at once, and a feed's entries all wait for one
-    host's spacing. Each entry thread that takes one reserves that host's next slot and sleeps until it, so a
-    few feeds' chunks fill every thread with sleepers while the entries of idle hosts, queued behind them, wait:
-    the pool serves about as many hosts per spacing interval as it has chunks in its threads. Submitting a few
-    entries per feed at a time leaves the other threads to other feeds (their own hosts). As with ``map``, the
-    first exception is raised (the entries not started yet are cancelled)."""
-    results: list[_R] = [None] * len(items)  # type: ignore[list-item]
-    pending: dict[Future[_R], int] = {}
-    queue = iter(enumerate(items))
+    Why not ``pool.map``: it queues a whole chunk of one feed at once, and a feed's entries mostly share one
+    host. Each entry thread reserves that host's next slot in :meth:`HostThrottle.wait` and sleeps until it, so
+    a few feeds' chunks fill every thread with sleepers while the entries of idle hosts, queued behind them,
+    wait: the pool serves about as many hosts per spacing interval as it has chunks in its threads.
+
+    The bound: an item holds one of the ``bound`` window places from its submission until the host throttle has
+    admitted its first request (:func:`ingest.politeness.on_admission`), or until it finishes if it never
+    reaches the throttle (a duplicate decided before fetching, an error). So at most ``bound`` items of this
+    call sleep in the throttle (or sit in the pool's queue) at a time; items downloading or extracting do not
+    count, so a slow host still has many requests in flight, and items on hosts with a free slot are admitted
+    at once (a multi-host feed runs in parallel). ``bound`` < 1 counts as 1.
+
+    Results come back in item order. On failure the exception of the first item *to fail* (in time, not in
+    item order) is raised, no further item is submitted, and submitted items not started yet are cancelled;
+    items already running are not waited for."""
+    limit = max(1, bound)
+    changed = threading.Condition()
+    waiting = 0  # submitted items not yet admitted by the throttle and not finished
+    failure: list[BaseException] = []  # the first failure to complete
+
+    def run(item: _T) -> _R:
+        released = False
+
+        def admitted() -> None:
+            nonlocal released, waiting
+            with changed:
+                if not released:
+                    released = True
+                    waiting -= 1
+                    changed.notify_all()
+
+        try:
+            with on_admission(admitted):
+                return fn(item)
+        except BaseException as exc:
+            with changed:  # before the place is freed: no item is submitted after a failure
+                if not failure:
+                    failure.append(exc)
+            raise
+        finally:
+            admitted()
+
+    def finished(future: Future[_R]) -> None:
+        with changed:
+            if future.cancelled() and not failure:  # by someone else (a pool shut down): it will never run
+                failure.append(CancelledError())
+            changed.notify_all()
+
+    futures: list[Future[_R]] = []
     try:
-        for index, item in islice(queue, max(1, bound)):
-            pending[pool.submit(fn, item)] = index
-        while pending:
-            done, _ = wait(pending, return_when=FIRST_COMPLETED)
-            for future in done:
-                results[pending.pop(future)] = future.result()
-                for index, item in islice(queue, 1):
-                    pending[pool.submit(fn, item)] = index
+        with changed:
+            for item in items:
+                while waiting >= limit and not failure:
+                    changed.wait()
+                if failure:
+                    break
+                waiting += 1
+                future = pool.submit(run, item)
+                futures.append(future)
+                future.add_done_callback(finished)
+            while not failure and not all(f.done() for f in futures):
+                changed.wait()
+            if failure:
+                raise failure[0]
+        return [f.result() for f in futures]
     finally:
-        for future in pending:
+        for future in futures:
             future.cancel()
-    return results
 
 
 @dataclass
@@ -378,10 +425,10 @@ class FeedPoller:
                     report.reasons[key] = report.reasons.get(key, 0) + 1
 
     def _entry_window(self, chunk: int) -> int:
-        """Entries of one feed's chunk in the entry pool at once: ``entries_per_feed`` when hosts are spaced
-        (then more of one host's entries only sleep in the throttle, see :func:`map_bounded`); the whole chunk
-        without spacing, where nothing sleeps and a feed's slow pages overlap as before."""
-        if self.settings.host_interval <= 0 or self.settings.entries_per_feed <= 0:
+        """Entries of one feed's chunk waiting for their host's slot at once (see :func:`map_bounded`):
+        ``entries_per_feed``, or the whole chunk when that is 0. Also without a global host interval: a robots
+        Crawl-delay spaces a host anyway, and an unspaced host admits at once, so the window costs nothing."""
+        if self.settings.entries_per_feed <= 0:
             return chunk
         return self.settings.entries_per_feed
 

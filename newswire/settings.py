@@ -82,9 +82,10 @@ class Settings(BaseSettings):
         3,
         ge=0,
         le=64,
-        description="Entries of one feed in the entry pool at once when hosts are spaced (host_interval > 0; 0 = a "
-        "whole chunk). A feed's entries share one host, which the spacing serves one request at a time: more of "
-        "them only hold entry threads asleep in the throttle while other hosts' entries wait in the queue.",
+        description="Entries of one feed waiting for their host's request slot at once (0 = a whole chunk). An "
+        "entry counts until the host throttle admits its first request (or it finishes without one): a feed's "
+        "entries mostly share one host, and more of them asleep in the spacing only hold entry threads while "
+        "other hosts' entries wait in the queue. Entries downloading or extracting do not count.",
     )
     extract_workers: int = Field(
         0, ge=0, le=64, description="Extraction processes for multi-feed runs; 0 = one per CPU, 1 = inline."

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from bench import stack_cycle
 from bench.stack_cycle import REPO, stack_env
 from bench.stack_transform import ProcessPeaks, wait_transform
 
@@ -80,13 +81,25 @@ def test_task_processes_are_named_by_their_task_instance() -> None:
 
 def test_the_stack_imports_the_checkout_the_bench_runs_from(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """``newswire up`` is a console script, whose sys.path lacks the working directory: only PYTHONPATH makes
-    it (and its tasks) import the bench's checkout rather than the one the virtualenv's editable install names."""
+    it (and its tasks) import the bench's checkout rather than the one the virtualenv's editable install names.
+
+    The bench's checkout is played by a stand-in directory whose ``devtools`` names a DAG folder of its own: from
+    this worktree the editable install and the bench's checkout are the same directory, and an import of either
+    would look right."""
+    checkout = tmp_path / "archive"
+    (checkout / "devtools").mkdir(parents=True)
+    (checkout / "devtools" / "__init__.py").write_text(f"DAGS_FOLDER = {str(checkout / 'dags')!r}\n")
+    monkeypatch.setattr(stack_cycle, "REPO", checkout)
     monkeypatch.setenv("PYTHONPATH", "/elsewhere")
     env = stack_env(tmp_path / "home", tmp_path / "feeds.toml")
-    assert env["PYTHONPATH"].split(os.pathsep) == [str(REPO), "/elsewhere"]
+    assert env["PYTHONPATH"].split(os.pathsep) == [str(checkout), "/elsewhere"]
     # As a console script runs: sys.path[0] is the interpreter's bin directory, not the working directory.
     code = (
         f"import sys; sys.path[0] = {str(Path(sys.executable).parent)!r}; import devtools; print(devtools.DAGS_FOLDER)"
     )
+    out = subprocess.run([sys.executable, "-c", code], env=env, cwd=tmp_path, capture_output=True, text=True)
+    assert out.stdout.strip() == str(checkout / "dags"), out.stderr
+    # Without the path the same command imports the editable install's checkout: the check above can fail.
+    env.pop("PYTHONPATH")
     out = subprocess.run([sys.executable, "-c", code], env=env, cwd=tmp_path, capture_output=True, text=True)
     assert out.stdout.strip() == str(REPO / "dags"), out.stderr

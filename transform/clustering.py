@@ -1281,8 +1281,8 @@ class StoryClusterer:
     ) -> None:
         """Exact cosines of an article's vector with events' vector sums (``math.fsum``: order-free) into ``known``.
 
-        Where the article's and an event's integer forms (:func:`_fixed`) bound every product below 2**53, the dot
-        products of all such events are one int64 matrix-vector product: exact, so each rounds to the float
+        Where the article's and an event's integer forms (:func:`_fixed`) bound every product below 2**53, each such
+        event's dot product is one int64 dot of the two integer forms: exact, so it rounds to the float
         ``math.fsum`` gives of the float products. The others (and exact zeros, whose sign ``math.fsum`` decides)
         take the products of all the events in one NumPy step (element by element, the same floats as one event at
         a time) and ``math.fsum``. An event already in ``known`` is not computed again.

@@ -410,12 +410,18 @@ def test_event_vector_integer_forms_summed_are_those_of_the_float_sums() -> None
         expected = _fixed(event.vec_sum)  # type: ignore[arg-type]
         assert expected is not None and event.vec_fixed is not None
         assert np.array_equal(event.vec_fixed.values, expected.values) and event.vec_fixed.peak == expected.peak
-    huge = np.full(4, 2.0**28)  # scaled by 2**24: 2**52 each, sums beyond 2**53 may round as floats
-    assert _fixed_sum(_fixed(huge), _fixed(huge)) is None  # type: ignore[arg-type]
+    # Integer forms 2**53 - 1 and 2: their exact sum 2**53 + 1 is odd, and the float sum rounds it to 2**53. The
+    # guard must send this sum to _fixed of the float sum; an integer sum here would be off by one.
+    first = np.array([(2**53 - 1) * 2.0**-24, 0.0])
+    second = np.array([2 * 2.0**-24, 1 * 2.0**-24])
+    assert _fixed_sum(_fixed(first), _fixed(second)) is None  # type: ignore[arg-type]
     event = _Event("big")
-    event._add_vector(huge, _fixed(huge))
-    event._add_vector(huge + 1.0, _fixed(huge + 1.0))
-    assert event.vec_fixed is not None and np.array_equal(event.vec_fixed.values, _fixed(event.vec_sum).values)  # type: ignore[arg-type,union-attr]
+    event._add_vector(first, _fixed(first))
+    event._add_vector(second, _fixed(second))
+    expected = _fixed(event.vec_sum)  # type: ignore[arg-type]
+    assert expected is not None and int(expected.values[0]) == 2**53
+    assert event.vec_fixed is not None and np.array_equal(event.vec_fixed.values, expected.values)
+    assert event.vec_fixed.peak == expected.peak
 
 
 def test_replayed_article_is_idempotent() -> None:
