@@ -78,9 +78,10 @@ def map_bounded(pool: ThreadPoolExecutor, fn: Callable[[_T], _R], items: Sequenc
     The bound: an item holds one of the ``bound`` window places from its submission until the host throttle has
     admitted its first request (:func:`ingest.politeness.on_admission`), or until it finishes if it never
     reaches the throttle (a duplicate decided before fetching, an error). So at most ``bound`` items of this
-    call sleep in the throttle (or sit in the pool's queue) at a time; items downloading or extracting do not
-    count, so a slow host still has many requests in flight, and items on hosts with a free slot are admitted
-    at once (a multi-host feed runs in parallel). ``bound`` < 1 counts as 1.
+    call wait for their *first* admission (asleep in the throttle, or in the pool's queue) at a time; later
+    waits of an admitted item (its page after its robots.txt, a redirect hop) are not counted, nor are items
+    downloading or extracting, so a slow host still has many requests in flight, and items on hosts with a
+    free slot are admitted at once (a multi-host feed runs in parallel). ``bound`` < 1 counts as 1.
 
     Results come back in item order. On failure the exception of the first item *to fail* (in time, not in
     item order) is raised, no further item is submitted, and submitted items not started yet are cancelled;

@@ -107,15 +107,25 @@ class MessageTooLarge(NewswireError):
     alone: sent anyway, the producer would fail it as a broker error, and the caller, which confirms a whole
     chunk at once, would take every other message of the chunk down with it. Not retryable: the same message
     stays as large; only a higher limit (on the producer and the broker alike) lets it through.
-    :meth:`~newswire.messaging.Publisher.confirm` raises it too when the producer or a Kafka broker (its
-    topic's ``max.message.bytes``) refused a sent batch for its size: ``size`` is then None (not reported).
+    :meth:`~newswire.messaging.Publisher.confirm` raises it with ``broker_refused`` when a Kafka broker (its
+    topic's ``max.message.bytes`` below the setting) refused a sent record for its size: ``size`` is then None
+    (not reported), and the publisher sends nothing more (kafka-python's idempotent producer stops there).
     """
 
     default_reason = "message_too_large"
 
-    def __init__(self, topic: str, size: int | None, limit: int) -> None:
+    def __init__(self, topic: str, size: int | None, limit: int, *, broker_refused: bool = False) -> None:
         what = f"a {topic} message of {size:,} bytes" if size is not None else f"a {topic} message"
-        super().__init__(f"{what} exceeds the producer's limit of {limit:,} bytes (NEWSWIRE_MAX_MESSAGE_BYTES)")
+        if broker_refused:
+            text = (
+                f"{what} was refused for its size by the producer or the broker although within"
+                f" NEWSWIRE_MAX_MESSAGE_BYTES ({limit:,} bytes): the topic's max.message.bytes is lower; raise it"
+                " (or lower the setting). The producer stops after such a refusal, so this process sends no more"
+            )
+        else:
+            text = f"{what} exceeds the producer's limit of {limit:,} bytes (NEWSWIRE_MAX_MESSAGE_BYTES)"
+        super().__init__(text)
+        self.broker_refused = broker_refused
         self.topic = topic
         self.size = size
         self.limit = limit

@@ -25,6 +25,7 @@ from kafka.errors import (
     KafkaError,
     MessageSizeTooLargeError,
     PolicyViolationError,
+    RecordListTooLargeError,
     TopicAlreadyExistsError,
 )
 from kafka.record.default_records import DefaultRecordBatchBuilder
@@ -38,6 +39,9 @@ log = logging.getLogger(__name__)
 
 #: Seconds to wait for the broker to acknowledge a batch before the caller treats it as down.
 ACK_TIMEOUT = 60.0
+
+#: What a producer or broker answers when a record (or a batch of them) is over its size limit.
+_SIZE_REFUSALS = (MessageSizeTooLargeError, RecordListTooLargeError)
 
 
 def _compression(settings: Settings) -> str | None:
@@ -126,8 +130,14 @@ def ensure_topics(bootstrap: str, settings: Settings, topics: Iterable[Topic] = 
             try:
                 _create_topic(admin, topic, settings, configs)
             except (InvalidConfigurationError, PolicyViolationError) as exc:
-                log.warning("broker refused configs %s for %s (%r); creating it without", configs, topic.name, exc)
-                _create_topic(admin, topic, settings, {})
+                # A policy that caps the size must not also cost the events topic its compaction: try the
+                # topic's own configs alone before none at all.
+                log.warning("broker refused configs %s for %s (%r); trying its own configs", configs, topic.name, exc)
+                try:
+                    _create_topic(admin, topic, settings, dict(topic.configs))
+                except (InvalidConfigurationError, PolicyViolationError) as again:
+                    log.warning("broker refused configs of %s (%r); creating it without", topic.name, again)
+                    _create_topic(admin, topic, settings, {})
             log.info("created topic %s", topic.name)
     except KafkaError as exc:
         raise BrokerUnavailable(f"cannot create topics on {bootstrap}: {exc!r}") from exc
@@ -160,6 +170,7 @@ class Publisher:
     _local: threading.local = field(default_factory=threading.local)
     _acknowledged: dict[tuple[str, int], int] = field(default_factory=dict)
     _acknowledged_lock: threading.Lock = field(default_factory=threading.Lock)
+    _size_refusal: MessageTooLarge | None = None  # a broker refused a record for its size: see confirm
 
     @property
     def _pending(self) -> list[Any]:
@@ -198,10 +209,18 @@ class Publisher:
         self.send_encoded(topic, key, self.encode(topic, key, message))
 
     def send_encoded(self, topic: Topic, key: str, value: bytes) -> None:
-        """Send bytes :meth:`encode` returned for ``topic`` and ``key``."""
+        """Send bytes :meth:`encode` returned for ``topic`` and ``key`` (:class:`MessageTooLarge` if they are over the
+        limit after all, or once a broker has refused a record for its size, see :meth:`confirm`)."""
+        if self._size_refusal is not None:
+            raise MessageTooLarge(topic.name, None, self.max_message_bytes, broker_refused=True) from self._size_refusal
+        # Bytes that bypassed encode are checked here too, so that a size refusal confirm() sees can only be
+        # the broker's (or a batch's), never the producer's own check on one record.
+        size = self.record_size(key, value)
+        if size > self.max_message_bytes:
+            raise MessageTooLarge(topic.name, size, self.max_message_bytes)
         try:
             self._pending.append((topic.name, self.producer.send(topic.name, key=key.encode("utf-8"), value=value)))
-        except MessageSizeTooLargeError as exc:
+        except _SIZE_REFUSALS as exc:
             raise MessageTooLarge(topic.name, len(value), self.max_message_bytes) from exc
         except KafkaError as exc:
             raise BrokerUnavailable(f"cannot send to {topic.name}: {exc!r}") from exc
@@ -209,9 +228,16 @@ class Publisher:
     def confirm(self) -> int:
         """Wait for the broker's acknowledgement of everything this thread sent since its last call.
 
-        Raises :class:`MessageTooLarge` (not retryable: sending the same again fails again) when a message was
-        refused for its size (by a Kafka broker whose topic limit is below this producer's, or by the producer
-        for a message that bypassed :meth:`encode`), and :class:`BrokerUnavailable` for any other failure.
+        Raises :class:`MessageTooLarge` (``broker_refused``, not retryable) when a Kafka broker refused a record
+        for its size (its topic's ``max.message.bytes`` is below this producer's limit; records over the
+        producer's own limit never get this far, see :meth:`send_encoded`), and :class:`BrokerUnavailable` for
+        any other failure. The messages acknowledged before a failure still count in :meth:`acknowledged`.
+
+        Why a broker's size refusal disables this publisher: kafka-python's idempotent producer treats a
+        non-retriable broker error as fatal and fails every later batch with it, so each later confirm would
+        report messages of any size as too large. The publisher says so once, plainly (a topic's
+        ``max.message.bytes`` below ``NEWSWIRE_MAX_MESSAGE_BYTES`` is a configuration error), and refuses to
+        send again; the task fails without retries and the operator raises the topic's limit.
         """
         pending, self._local.pending = self._pending, []
         acked = []
@@ -220,15 +246,17 @@ class Publisher:
             for name, future in pending:
                 try:
                     acked.append(future.get(timeout=ACK_TIMEOUT))
-                except MessageSizeTooLargeError as exc:
-                    raise MessageTooLarge(name, None, self.max_message_bytes) from exc
+                except _SIZE_REFUSALS as exc:
+                    self._size_refusal = MessageTooLarge(name, None, self.max_message_bytes, broker_refused=True)
+                    raise self._size_refusal from exc
         except KafkaError as exc:
             raise BrokerUnavailable(f"broker did not acknowledge {len(pending)} message(s): {exc!r}") from exc
-        with self._acknowledged_lock:
-            for meta in acked:
-                key = (meta.topic, meta.partition)
-                if meta.offset >= 0 and meta.offset + 1 > self._acknowledged.get(key, 0):
-                    self._acknowledged[key] = meta.offset + 1
+        finally:
+            with self._acknowledged_lock:
+                for meta in acked:
+                    key = (meta.topic, meta.partition)
+                    if meta.offset >= 0 and meta.offset + 1 > self._acknowledged.get(key, 0):
+                        self._acknowledged[key] = meta.offset + 1
         return len(pending)
 
     def acknowledged(self, topic: Topic) -> dict[int, int]:

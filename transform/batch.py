@@ -400,7 +400,7 @@ class BatchProcessor:
                 now = utcnow()
                 for dl in unsendable:
                     upsert_dead_letter(cur, dl, now)
-            total += len(messages)
+            total += len(messages) - len(unsendable)  # dead-lettered versions were not published
             if len(rows) < _OUTBOX_PAGE:
                 return total
 

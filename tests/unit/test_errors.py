@@ -62,6 +62,7 @@ def test_the_one_invalid_url_error_is_a_fetch_error_with_a_fine_reason() -> None
         EmbeddingError("no such model", reason="unknown_model"),
         WarehouseUnavailable("locked"),
         MessageTooLarge("newswire.articles", 2_000_000, 1_048_576),
+        MessageTooLarge("newswire.articles", None, 1_048_576, broker_refused=True),
         FeedFailed("https://example.com/feed", "http_status", "HTTP 503", True, 30.0, 503),
         HttpStatusError("https://example.com/", 429, retry_after=5.0),
         InvalidUrlError("https://exa mple.com/", "invalid host", reason="invalid_host"),
