@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cli_env import cli_env
 from hostile_server import HostileServer, article_page, empty_article_page, ok, rss, rss_item, status
 from kafka import KafkaProducer
 
@@ -57,20 +58,6 @@ class FixableSite:
 def dead_letters(warehouse: Warehouse) -> dict[str, dict[str, Any]]:
     rows = warehouse.query("SELECT dead_letter_id, stage, reason, url, attempts FROM dead_letters")
     return {r["url"]: r for r in rows}
-
-
-def cli_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, broker: str, warehouse_url: str) -> None:
-    for key, value in {
-        "HOME": str(tmp_path / "home"),
-        "ALLOW_PRIVATE_NETWORKS": "true",
-        "HOST_INTERVAL": "0",
-        "EXTRACT_WORKERS": "1",
-        "RESPECT_ROBOTS": "false",
-        "POLL_TIMEOUT": "1",
-        "WAREHOUSE_URL": warehouse_url,
-        "KAFKA_BOOTSTRAP": broker,
-    }.items():
-        monkeypatch.setenv(f"NEWSWIRE_{key}", value)
 
 
 def test_retry_re_drives_entries_and_feeds_and_fixed_ones_leave_the_table(

@@ -10,15 +10,16 @@ settings' 64 KiB minimum are a producer override (``max_request_size``), as only
 from __future__ import annotations
 
 import base64
-import hashlib
 import json
 from pathlib import Path
 from typing import Any
 
 import pytest
+from cli_env import cli_env
 from hostile_server import HostileServer, article_page, ok, rss, rss_item, status
 from kafka import KafkaProducer
 from kafka.errors import MessageSizeTooLargeError
+from story_messages import story_article_message
 from topics import read_topic
 
 import transform.stage
@@ -100,18 +101,7 @@ def test_an_article_over_the_limit_is_dead_lettered_and_the_rest_of_its_chunk_is
         assert warehouse.scalar("SELECT COUNT(*) FROM articles") == 3
 
         # With the limit raised (producer and broker alike), an operator's retry stores it and clears the record.
-        for key, value in {
-            "HOME": str(tmp_path / "home"),
-            "ALLOW_PRIVATE_NETWORKS": "true",
-            "HOST_INTERVAL": "0",
-            "EXTRACT_WORKERS": "1",
-            "RESPECT_ROBOTS": "false",
-            "POLL_TIMEOUT": "1",
-            "WAREHOUSE_URL": warehouse_url,
-            "KAFKA_BOOTSTRAP": broker,
-            "MAX_MESSAGE_BYTES": str(1024 * 1024),
-        }.items():
-            monkeypatch.setenv(f"NEWSWIRE_{key}", value)
+        cli_env(monkeypatch, tmp_path, broker, warehouse_url, MAX_MESSAGE_BYTES=str(1024 * 1024))
         assert main(["dead-letters", "retry", "--stage", "publish"]) == 0
     assert warehouse.scalar("SELECT COUNT(*) FROM dead_letters") == 0
     assert run_transform(make_settings(warehouse_url=warehouse_url), broker).stats.new_articles == 1
@@ -265,25 +255,7 @@ def _story_messages() -> dict[str, list[dict[str, Any]]]:
         d = json.loads(line) if line.strip() else None
         if d is None or d["kind"] not in ("original", "followup"):
             continue
-        by_story.setdefault(d["story_id"], []).append(
-            {
-                "schema_version": 1,
-                "article_id": hashlib.sha256(d["url"].encode()).hexdigest()[:32],
-                "url": d["url"],
-                "canonical_url": d["url"],
-                "feed_url": "https://feeds.example/all.xml",
-                "feed_name": "All",
-                "source": d["outlet"],
-                "title": d["title"],
-                "text": d["text"],
-                "content_hash": hashlib.sha256(d["text"].encode()).hexdigest()[:32],
-                "fetched_at": d["published_at"],
-                "published_at": d["published_at"],
-                "language": d["language"],
-                "categories": [],
-                "tags": [],
-            }
-        )
+        by_story.setdefault(d["story_id"], []).append(story_article_message(d))
     return by_story
 
 

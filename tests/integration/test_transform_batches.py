@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from story_messages import story_article_message
 from topics import read_topic
 
 from newswire import contracts
@@ -29,24 +30,7 @@ def corpus_messages() -> list[dict[str, Any]]:
     return [message(d) for d in picked]
 
 
-def message(d: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "schema_version": 1,
-        "article_id": hashlib.sha256(d["url"].encode()).hexdigest()[:32],
-        "url": d["url"],
-        "canonical_url": d["url"],
-        "feed_url": "https://feeds.example/all.xml",
-        "feed_name": "All",
-        "source": d["outlet"],
-        "title": d["title"],
-        "text": d["text"],
-        "content_hash": hashlib.sha256(d["text"].encode()).hexdigest()[:32],
-        "fetched_at": d["published_at"],
-        "published_at": d["published_at"],
-        "language": d["language"],
-        "categories": [],
-        "tags": [],
-    }
+message = story_article_message
 
 
 def publish(bootstrap: str, settings: Any, messages: list[dict[str, Any]]) -> None:
