@@ -206,18 +206,22 @@ class Publisher:
 
     def send(self, topic: Topic, key: str, message: dict[str, Any]) -> None:
         """Encode (see :meth:`encode`: may raise before sending) and send; :meth:`confirm` waits for the ack."""
-        self.send_encoded(topic, key, self.encode(topic, key, message))
+        self._send(topic, key, self.encode(topic, key, message))
 
     def send_encoded(self, topic: Topic, key: str, value: bytes) -> None:
         """Send bytes :meth:`encode` returned for ``topic`` and ``key`` (:class:`MessageTooLarge` if they are over the
         limit after all, or once a broker has refused a record for its size, see :meth:`confirm`)."""
-        if self._size_refusal is not None:
-            raise MessageTooLarge(topic.name, None, self.max_message_bytes, broker_refused=True) from self._size_refusal
         # Bytes that bypassed encode are checked here too, so that a size refusal confirm() sees can only be
         # the broker's (or a batch's), never the producer's own check on one record.
         size = self.record_size(key, value)
         if size > self.max_message_bytes:
             raise MessageTooLarge(topic.name, size, self.max_message_bytes)
+        self._send(topic, key, value)
+
+    def _send(self, topic: Topic, key: str, value: bytes) -> None:
+        """Hand bytes already checked against the size limit to the producer."""
+        if self._size_refusal is not None:
+            raise MessageTooLarge(topic.name, None, self.max_message_bytes, broker_refused=True) from self._size_refusal
         try:
             self._pending.append((topic.name, self.producer.send(topic.name, key=key.encode("utf-8"), value=value)))
         except _SIZE_REFUSALS as exc:
