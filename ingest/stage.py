@@ -27,7 +27,7 @@ from ingest.rawstore import purge_expired
 from ingest.robots import RobotsCache
 from newswire import contracts
 from newswire.errors import SettingsError
-from newswire.messaging import Publisher, ensure_topics, make_producer
+from newswire.messaging import open_publisher
 from newswire.settings import Settings
 from newswire.warehouse import Cursor, Warehouse
 
@@ -80,8 +80,7 @@ def ingest_session(
         warehouse = Warehouse(settings.resolved_warehouse_url)
         warehouse.migrate()
         purge_expired(warehouse, settings.raw_retention_days)
-        ensure_topics(bootstrap, settings)
-        publisher = Publisher(make_producer(bootstrap, settings, client_id="newswire-ingest"))
+        publisher = open_publisher(bootstrap, settings, client_id="newswire-ingest")
     except BaseException:
         extractor.close()
         raise

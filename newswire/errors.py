@@ -110,11 +110,15 @@ class MessageTooLarge(NewswireError):
     :meth:`~newswire.messaging.Publisher.confirm` raises it with ``broker_refused`` when a Kafka broker (its
     topic's ``max.message.bytes`` below the setting) refused a sent record for its size: ``size`` is then None
     (not reported), and the publisher sends nothing more (kafka-python's idempotent producer stops there).
+    With ``topic_limit``, ``limit`` is the topic's own ``max.message.bytes``, lower than the setting (read at
+    start-up, :mod:`newswire.topiclimits`): the record is refused before sending, alone, as any other.
     """
 
     default_reason = "message_too_large"
 
-    def __init__(self, topic: str, size: int | None, limit: int, *, broker_refused: bool = False) -> None:
+    def __init__(
+        self, topic: str, size: int | None, limit: int, *, broker_refused: bool = False, topic_limit: bool = False
+    ) -> None:
         what = f"a {topic} message of {size:,} bytes" if size is not None else f"a {topic} message"
         if broker_refused:
             text = (
@@ -122,10 +126,16 @@ class MessageTooLarge(NewswireError):
                 f" NEWSWIRE_MAX_MESSAGE_BYTES ({limit:,} bytes): the topic's max.message.bytes is lower; raise it"
                 " (or lower the setting). The producer stops after such a refusal, so this process sends no more"
             )
+        elif topic_limit:
+            text = (
+                f"{what} exceeds the topic's limit of {limit:,} bytes (its max.message.bytes, below"
+                " NEWSWIRE_MAX_MESSAGE_BYTES)"
+            )
         else:
             text = f"{what} exceeds the producer's limit of {limit:,} bytes (NEWSWIRE_MAX_MESSAGE_BYTES)"
         super().__init__(text)
         self.broker_refused = broker_refused
+        self.topic_limit = topic_limit
         self.topic = topic
         self.size = size
         self.limit = limit

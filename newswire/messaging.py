@@ -8,7 +8,6 @@ commits so offsets move only after the warehouse has committed.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import socket
 import threading
@@ -34,6 +33,7 @@ from newswire import contracts
 from newswire.contracts import Topic
 from newswire.errors import BrokerUnavailable, MessageTooLarge
 from newswire.settings import Settings
+from newswire.topiclimits import TopicLimits, read_limits
 
 log = logging.getLogger(__name__)
 
@@ -61,9 +61,12 @@ def check_reachable(bootstrap: str, timeout: float = 5.0) -> None:
     raise BrokerUnavailable(f"Kafka is not reachable ({'; '.join(errors)})")
 
 
-def make_producer(bootstrap: str, settings: Settings, *, client_id: str, **overrides: Any) -> KafkaProducer:
-    """The project's producer; ``overrides`` replace its configs (tests use a ``max_request_size`` below the
-    setting's minimum to reach the size limit with small messages)."""
+def make_producer(
+    bootstrap: str, settings: Settings, *, client_id: str, limits: TopicLimits | None = None, **overrides: Any
+) -> KafkaProducer:
+    """The project's producer; ``limits`` (from :func:`ensure_topics`) keep its batches within the lowest topic
+    limit; ``overrides`` replace its configs (tests use a ``max_request_size`` below the setting's minimum to
+    reach the size limit with small messages)."""
     config: dict[str, Any] = {
         "bootstrap_servers": bootstrap.split(","),
         "client_id": client_id,
@@ -72,9 +75,9 @@ def make_producer(bootstrap: str, settings: Settings, *, client_id: str, **overr
         "retries": 5,
         "compression_type": _compression(settings),
         "linger_ms": 10,
-        # A batch never outgrows the topics' max.message.bytes (set from the same setting): Kafka checks that
-        # limit per batch, so many small records batched together must not be refused as one large one.
-        "batch_size": min(262_144, settings.max_message_bytes),
+        # A batch never outgrows the topics' max.message.bytes (the setting, or an existing topic's lower one):
+        # Kafka checks that limit per batch, so many small records batched together must not be refused as one.
+        "batch_size": min(262_144, limits.smallest if limits is not None else settings.max_message_bytes),
         "max_block_ms": 15_000,
         "max_request_size": settings.max_message_bytes,
         "request_timeout_ms": 30_000,
@@ -110,14 +113,19 @@ def make_consumer(
         raise BrokerUnavailable(f"Kafka at {bootstrap} is not reachable: {exc!r}") from exc
 
 
-def ensure_topics(bootstrap: str, settings: Settings, topics: Iterable[Topic] = contracts.ALL_TOPICS) -> None:
+def ensure_topics(bootstrap: str, settings: Settings, topics: Iterable[Topic] = contracts.ALL_TOPICS) -> TopicLimits:
     """Create the project's topics with explicit partition counts and their configs (``newswire.events`` is
     compacted; every topic's ``max.message.bytes`` is ``NEWSWIRE_MAX_MESSAGE_BYTES``, so that what the producer
     may send, Kafka accepts); existing topics are left as they are (raise their limit with Kafka's own tools).
 
+    Returns each topic's size limit for the producer (:mod:`newswire.topiclimits`): the setting for the topics
+    created with it, and for the others (existing ones, and ones created without the size config) the smaller of
+    the setting and what the broker describes, with a warning naming any topic whose limit is lower.
+
     A broker that refuses a topic's configs (a policy, or no support for them) gets the topic without them and
     a warning: the consumers' guarantees never depend on compaction (they keep the highest version per key).
     """
+    topics = list(topics)
     check_reachable(bootstrap)
     try:
         admin = KafkaAdminClient(bootstrap_servers=bootstrap.split(","), client_id="newswire-admin")
@@ -125,27 +133,34 @@ def ensure_topics(bootstrap: str, settings: Settings, topics: Iterable[Topic] = 
         raise BrokerUnavailable(f"Kafka at {bootstrap} is not reachable: {exc!r}") from exc
     try:
         existing = set(admin.list_topics())
+        # Topics whose limit is not known to be the setting: they are described once all exist.
+        to_describe = [t.name for t in topics if t.name in existing]
         for topic in (t for t in topics if t.name not in existing):
             configs = {**dict(topic.configs), "max.message.bytes": str(settings.max_message_bytes)}
             try:
-                _create_topic(admin, topic, settings, configs)
+                created = _create_topic(admin, topic, settings, configs)
             except (InvalidConfigurationError, PolicyViolationError) as exc:
                 # A policy that caps the size must not also cost the events topic its compaction: try the
                 # topic's own configs alone before none at all.
                 log.warning("broker refused configs %s for %s (%r); trying its own configs", configs, topic.name, exc)
+                created = False  # without the size config: it has the broker's default
                 try:
                     _create_topic(admin, topic, settings, dict(topic.configs))
                 except (InvalidConfigurationError, PolicyViolationError) as again:
                     log.warning("broker refused configs of %s (%r); creating it without", topic.name, again)
                     _create_topic(admin, topic, settings, {})
+            if not created:
+                to_describe.append(topic.name)
             log.info("created topic %s", topic.name)
+        return read_limits(admin, settings.max_message_bytes, to_describe)
     except KafkaError as exc:
         raise BrokerUnavailable(f"cannot create topics on {bootstrap}: {exc!r}") from exc
     finally:
         admin.close()
 
 
-def _create_topic(admin: KafkaAdminClient, topic: Topic, settings: Settings, configs: dict[str, str]) -> None:
+def _create_topic(admin: KafkaAdminClient, topic: Topic, settings: Settings, configs: dict[str, str]) -> bool:
+    """Create ``topic`` with ``configs``; False if another process created it first (with its own configs)."""
     new = NewTopic(
         topic.name,
         num_partitions=settings.topic_partitions,
@@ -153,8 +168,18 @@ def _create_topic(admin: KafkaAdminClient, topic: Topic, settings: Settings, con
         topic_configs=configs,
     )
     # Another process may create the topic between list and create.
-    with contextlib.suppress(TopicAlreadyExistsError):
+    try:
         admin.create_topics([new], timeout_ms=15_000)
+    except TopicAlreadyExistsError:
+        return False
+    return True
+
+
+def open_publisher(bootstrap: str, settings: Settings, *, client_id: str, **overrides: Any) -> Publisher:
+    """Ensure the topics exist (:func:`ensure_topics`) and return a :class:`Publisher` that keeps each record
+    within its topic's limit; ``overrides`` as for :func:`make_producer`."""
+    limits = ensure_topics(bootstrap, settings)
+    return Publisher(make_producer(bootstrap, settings, client_id=client_id, limits=limits, **overrides), limits)
 
 
 @dataclass
@@ -167,6 +192,8 @@ class Publisher:
     """
 
     producer: KafkaProducer
+    #: Per topic limits from :func:`ensure_topics`; None: the producer's own limit for every topic.
+    limits: TopicLimits | None = None
     _local: threading.local = field(default_factory=threading.local)
     _acknowledged: dict[tuple[str, int], int] = field(default_factory=dict)
     _acknowledged_lock: threading.Lock = field(default_factory=threading.Lock)
@@ -183,8 +210,21 @@ class Publisher:
         """The producer's own limit (``max_request_size``, from ``NEWSWIRE_MAX_MESSAGE_BYTES``)."""
         return int(self.producer.config["max_request_size"])
 
+    def limit(self, topic: Topic) -> int:
+        """The largest record sent to ``topic``: the producer's own limit, or the topic's where that is lower
+        (a Kafka topic that existed with a lower ``max.message.bytes``, see :mod:`newswire.topiclimits`)."""
+        if self.limits is None:
+            return self.max_message_bytes
+        return min(self.max_message_bytes, self.limits.of(topic.name))
+
+    def _check_size(self, topic: Topic, key: str, value: bytes) -> None:
+        size = self.record_size(key, value)
+        limit = self.limit(topic)
+        if size > limit:
+            raise MessageTooLarge(topic.name, size, limit, topic_limit=limit < self.max_message_bytes)
+
     def encode(self, topic: Topic, key: str, message: dict[str, Any]) -> bytes:
-        """The message's bytes, checked against its contract and against the producer's size limit.
+        """The message's bytes, checked against its contract and against the size limit (:meth:`limit`).
 
         Raises :class:`ContractError` or :class:`MessageTooLarge`, before anything is sent. The size is the
         producer's own upper bound for one record (batch header and record overhead included), so what passes
@@ -192,9 +232,7 @@ class Publisher:
         is sent (ingest's entry threads) encode there and hand the bytes to :meth:`send_encoded`.
         """
         value = contracts.encode(topic, message)
-        size = self.record_size(key, value)
-        if size > self.max_message_bytes:
-            raise MessageTooLarge(topic.name, size, self.max_message_bytes)
+        self._check_size(topic, key, value)
         return value
 
     @staticmethod
@@ -213,9 +251,7 @@ class Publisher:
         limit after all, or once a broker has refused a record for its size, see :meth:`confirm`)."""
         # Bytes that bypassed encode are checked here too, so that a size refusal confirm() sees can only be
         # the broker's (or a batch's), never the producer's own check on one record.
-        size = self.record_size(key, value)
-        if size > self.max_message_bytes:
-            raise MessageTooLarge(topic.name, size, self.max_message_bytes)
+        self._check_size(topic, key, value)
         self._send(topic, key, value)
 
     def _send(self, topic: Topic, key: str, value: bytes) -> None:

@@ -29,7 +29,7 @@ from typing import Any
 
 from newswire import contracts
 from newswire.errors import ContractError, MessageTooLarge
-from newswire.messaging import Publisher, make_producer
+from newswire.messaging import Publisher, open_publisher
 from newswire.settings import Settings
 from newswire.warehouse import Cursor, Warehouse, utcnow
 
@@ -220,7 +220,7 @@ def reconcile_after_broker_start(settings: Settings, bootstrap: str, *, fresh: b
     articles wait on the topic for the next transform run.
     """
     warehouse = Warehouse(settings.resolved_warehouse_url)
-    publisher = Publisher(make_producer(bootstrap, settings, client_id="newswire-reconcile"))
+    publisher = open_publisher(bootstrap, settings, client_id="newswire-reconcile")
     try:
         return reconcile(warehouse, publisher, grace=0.0 if fresh else settings.reconcile_grace)
     finally:

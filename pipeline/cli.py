@@ -300,7 +300,7 @@ def _retry_dead_letters(args: argparse.Namespace, settings: Any, warehouse: Any)
     from ingest.feedlist import load_feed_list
     from ingest.redrive import redrive_ingest
     from newswire.deadletters import DeadLetterStage
-    from newswire.messaging import Publisher, ensure_topics, make_producer
+    from newswire.messaging import open_publisher
     from newswire.redrive import RedriveResult, redrive_messages, select_dead_letters
     from pipeline.enrich import enricher_for
 
@@ -319,8 +319,7 @@ def _retry_dead_letters(args: argparse.Namespace, settings: Any, warehouse: Any)
                 redrive_ingest(settings, bootstrap, ingest, run_id=run_id, feeds=feeds, enrich=enricher_for(settings))
             )
         if decode:
-            ensure_topics(bootstrap, settings)
-            publisher = Publisher(make_producer(bootstrap, settings, client_id="newswire-redrive"))
+            publisher = open_publisher(bootstrap, settings, client_id="newswire-redrive")
             try:
                 result.add(redrive_messages(warehouse, publisher, decode))
             finally:
@@ -360,7 +359,7 @@ def _transform_if_owned(settings: Any, bootstrap: str, owned: bool) -> None:
 def cmd_replay(args: argparse.Namespace) -> int:
     """Re-publish stored raw articles to newswire.articles (recovery without the broker's history)."""
     from ingest.rawstore import replay
-    from newswire.messaging import Publisher, ensure_topics, make_producer
+    from newswire.messaging import open_publisher
     from newswire.warehouse import Warehouse
 
     settings = _settings(args)
@@ -368,8 +367,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
     warehouse = Warehouse(settings.resolved_warehouse_url)
     warehouse.migrate()
     with _publishing_broker(settings) as (bootstrap, owned):
-        ensure_topics(bootstrap, settings)
-        publisher = Publisher(make_producer(bootstrap, settings, client_id="newswire-replay"))
+        publisher = open_publisher(bootstrap, settings, client_id="newswire-replay")
         try:
             summary = replay(warehouse, publisher, since, until)
         finally:
@@ -381,7 +379,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
 def cmd_reconcile(args: argparse.Namespace) -> int:
     """Re-publish stored raw articles the warehouse does not hold (what the topic lost), oldest first."""
-    from newswire.messaging import Publisher, ensure_topics, make_producer
+    from newswire.messaging import open_publisher
     from newswire.reconcile import reconcile
     from newswire.warehouse import Warehouse
 
@@ -400,8 +398,7 @@ def cmd_reconcile(args: argparse.Namespace) -> int:
             print(transformed.reconciled.line())
             print(transformed.line())
             return 0
-        ensure_topics(bootstrap, settings)
-        publisher = Publisher(make_producer(bootstrap, settings, client_id="newswire-reconcile"))
+        publisher = open_publisher(bootstrap, settings, client_id="newswire-reconcile")
         try:
             print(reconcile(warehouse, publisher, grace=settings.reconcile_grace).line())
         finally:

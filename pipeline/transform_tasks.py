@@ -44,7 +44,7 @@ def transform_pending(max_batches: int | None = None) -> dict[str, Any]:
 def rebuild_window(interval_start: datetime | str | None, interval_end: datetime | str | None) -> dict[str, Any]:
     """Rebuild the events of the run's day (its data interval) and publish the changed versions."""
     from newswire.broker import bootstrap_servers
-    from newswire.messaging import Publisher, ensure_topics, make_producer
+    from newswire.messaging import open_publisher
     from newswire.settings import load_settings
     from newswire.warehouse import Warehouse
     from transform.clustering import ClusteringConfig
@@ -55,8 +55,7 @@ def rebuild_window(interval_start: datetime | str | None, interval_end: datetime
     warehouse = Warehouse(settings.resolved_warehouse_url)
     warehouse.migrate()
     with bootstrap_servers(settings) as bootstrap:
-        ensure_topics(bootstrap, settings)
-        publisher = Publisher(make_producer(bootstrap, settings, client_id="newswire-rebuild"))
+        publisher = open_publisher(bootstrap, settings, client_id="newswire-rebuild")
         try:
             config = ClusteringConfig(embedding_model=settings.embedding_model)
             stats = rebuild_events(warehouse, publisher, start, end, config=config)

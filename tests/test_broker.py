@@ -107,7 +107,8 @@ def test_created_topics_get_the_message_size_limit_and_a_refusal_drops_the_confi
     make_settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Kafka checks each batch against the topic's ``max.message.bytes``: topics Newswire creates get the
-    producer's limit, beside their own configs; a broker refusing configs gets each topic without them."""
+    producer's limit, beside their own configs, and are not described (their limit is the setting); a broker
+    refusing configs gets each topic without them, which then have the broker's default limit."""
     from kafka.errors import InvalidConfigurationError
 
     from newswire import messaging
@@ -129,17 +130,31 @@ def test_created_topics_get_the_message_size_limit_and_a_refusal_drops_the_confi
                 raise InvalidConfigurationError("no configs here")
             created.append((topic.name, dict(topic.topic_configs)))
 
+        def describe_configs(self, resources: list, config_filter: str) -> dict:
+            described.append([r.name for r in resources])
+            if resources[0].resource_type.name == "BROKER":
+                return {"broker": {"1": {"message.max.bytes": {"value": "1048588"}}}}
+            return {"topic": {r.name: {} for r in resources}}  # as if not known yet: no configs
+
+        def describe_cluster(self) -> dict:
+            return {"brokers": [{"broker_id": 1}]}
+
         def close(self) -> None:
             pass
 
+    described: list[list[str]] = []
     monkeypatch.setattr(messaging, "check_reachable", lambda bootstrap: None)
     monkeypatch.setattr(messaging, "KafkaAdminClient", Admin)
-    ensure_topics("kafka:9092", make_settings(max_message_bytes=2 << 20))
+    limits = ensure_topics("kafka:9092", make_settings(max_message_bytes=2 << 20))
+    assert described == [] and limits.smallest == 2 << 20
     by_name = dict(created)
     assert set(by_name) == {t.name for t in contracts.ALL_TOPICS}
     for topic in contracts.ALL_TOPICS:
         assert by_name[topic.name] == {**dict(topic.configs), "max.message.bytes": str(2 << 20)}
     created.clear()
     Admin.refuse = True
-    ensure_topics("kafka:9092", make_settings())
+    limits = ensure_topics("kafka:9092", make_settings(max_message_bytes=2 << 20))
     assert created == [(t.name, {}) for t in contracts.ALL_TOPICS]
+    names = [t.name for t in contracts.ALL_TOPICS]
+    assert described == [names, ["1"]]  # the topics, then (none reported a limit) the broker's default
+    assert {name: limits.of(name) for name in names} == dict.fromkeys(names, 1048588)

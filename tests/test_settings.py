@@ -7,6 +7,7 @@ import pytest
 from newswire import messaging
 from newswire.errors import SettingsError
 from newswire.settings import load_settings, redact_url
+from newswire.topiclimits import TopicLimits
 
 
 def test_defaults_use_embedded_broker_and_duckdb_under_home(tmp_path: Path) -> None:
@@ -97,8 +98,11 @@ def test_max_message_bytes_is_bounded_and_reaches_the_producer(monkeypatch: pyte
     messaging.make_producer("kafka:9092", load_settings(), client_id="t")
     messaging.make_producer("kafka:9092", load_settings(max_message_bytes=4 << 20), client_id="t")
     messaging.make_producer("kafka:9092", load_settings(), client_id="t", max_request_size=4096)
+    lower = TopicLimits(4 << 20, {"newswire.events": 100_000})  # an existing topic's lower max.message.bytes
+    messaging.make_producer("kafka:9092", load_settings(max_message_bytes=4 << 20), client_id="t", limits=lower)
     assert [(c["max_request_size"], c["batch_size"]) for c in configs] == [
         (65536, 65536),  # a batch of small records never outgrows the topics' max.message.bytes
         (4 << 20, 262_144),
         (4096, 65536),  # a test's override
+        (4 << 20, 100_000),  # nor the lowest topic's
     ]

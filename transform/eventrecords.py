@@ -138,7 +138,8 @@ def _jsonable(value: Any) -> Any:
 
 
 def encode_event(publisher: Publisher, message: EventMessage) -> bytes:
-    """The event message's bytes for ``publisher``, its ``articles`` list cut to fit the producer's size limit.
+    """The event message's bytes for ``publisher``, its ``articles`` list cut to fit the size limit
+    (``Publisher.limit``: the setting, or the events topic's own where lower).
 
     An event's message lists every member article, so a long-running story (thousands of reports over the
     clustering horizon) can outgrow the limit; sent whole, the producer would refuse it, the outbox would
@@ -160,7 +161,9 @@ def encode_event(publisher: Publisher, message: EventMessage) -> bytes:
     def cut(count: int) -> EventMessage:
         return {**message, "articles": articles[len(articles) - count :], "articles_truncated": True}
 
-    room = publisher.max_message_bytes - publisher.record_size(key, publisher.encode(contracts.EVENTS, key, cut(0)))
+    room = publisher.limit(contracts.EVENTS) - publisher.record_size(
+        key, publisher.encode(contracts.EVENTS, key, cut(0))
+    )
     count, used = 0, -1  # k members add their bytes and k - 1 commas to the empty list
     for article in reversed(articles):
         used += len(contracts.encoded_part(article)) + 1

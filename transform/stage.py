@@ -86,7 +86,7 @@ def run_transform(
     group = group_id or settings.consumer_group
     warehouse = Warehouse(settings.resolved_warehouse_url)
     warehouse.migrate()
-    ensure_topics(bootstrap, settings)
+    limits = ensure_topics(bootstrap, settings)
     # One transform per warehouse at a time (an Airflow run and `newswire run`, two manual runs, two deployments
     # with different consumer groups: the story state is one per warehouse): the consumer reads every partition
     # without joining the group (transform.consumer), so this lock is what keeps two runs from both processing
@@ -96,7 +96,7 @@ def run_transform(
     run_lock = contextlib.ExitStack()
     still_locked = run_lock.enter_context(warehouse.exclusive(RUN_LOCK))
     try:
-        publisher = Publisher(make_producer(bootstrap, settings, client_id="newswire-transform"))
+        publisher = Publisher(make_producer(bootstrap, settings, client_id="newswire-transform", limits=limits), limits)
     except BaseException:
         run_lock.close()
         raise

@@ -17,7 +17,8 @@ from typing import Any
 import pytest
 from cli_env import cli_env
 from hostile_server import HostileServer, article_page, ok, rss, rss_item, status
-from kafka import KafkaProducer
+from kafka import KafkaAdminClient, KafkaProducer
+from kafka.admin import ConfigResource, ConfigResourceType
 from kafka.errors import MessageSizeTooLargeError
 from story_messages import story_article_message
 from topics import read_topic
@@ -100,12 +101,27 @@ def test_an_article_over_the_limit_is_dead_lettered_and_the_rest_of_its_chunk_is
         assert run_transform(settings, broker).stats.new_articles == 3
         assert warehouse.scalar("SELECT COUNT(*) FROM articles") == 3
 
-        # With the limit raised (producer and broker alike), an operator's retry stores it and clears the record.
+        # With the limit raised (producer and topics alike: the topics keep the limit they were created with, and
+        # the retry's publisher reads it), an operator's retry stores it and clears the record.
+        _raise_topic_limits(broker, 1024 * 1024)
         cli_env(monkeypatch, tmp_path, broker, warehouse_url, MAX_MESSAGE_BYTES=str(1024 * 1024))
         assert main(["dead-letters", "retry", "--stage", "publish"]) == 0
     assert warehouse.scalar("SELECT COUNT(*) FROM dead_letters") == 0
     assert run_transform(make_settings(warehouse_url=warehouse_url), broker).stats.new_articles == 1
     assert warehouse.scalar("SELECT COUNT(*) FROM articles") == 4
+
+
+def _raise_topic_limits(broker: str, limit: int) -> None:
+    """What an operator does with Kafka's tools: every topic's ``max.message.bytes`` set to ``limit``."""
+    admin = KafkaAdminClient(bootstrap_servers=[broker], client_id="test-operator")
+    try:
+        resources = [
+            ConfigResource(ConfigResourceType.TOPIC, t.name, {"max.message.bytes": str(limit)})
+            for t in contracts.ALL_TOPICS
+        ]
+        assert set(admin.alter_configs(resources, raise_on_unknown=False)["topic"].values()) == {"OK"}
+    finally:
+        admin.close()
 
 
 def _publisher(broker: str, settings: Any, limit: int | None = None) -> Publisher:
@@ -277,7 +293,9 @@ def _transform_with_limit(
         patch.setattr(
             transform.stage,
             "make_producer",
-            lambda bootstrap, s, *, client_id: make_producer(bootstrap, s, client_id=client_id, max_request_size=limit),
+            lambda bootstrap, s, *, client_id, **kw: make_producer(
+                bootstrap, s, client_id=client_id, max_request_size=limit, **kw
+            ),
         )
         return run_transform(settings, broker)
 
