@@ -179,10 +179,12 @@ def run_transform(
             if drained and not lost_articles_republished():
                 break
     finally:
-        span.release()
-        consumer.close()
-        publisher.close()
-        run_lock.close()
+        try:
+            span.release()  # on DuckDB closing the file checkpoints it, which can fail: the rest still closes
+        finally:
+            consumer.close()
+            publisher.close()
+            run_lock.close()
     summary.seconds = time.monotonic() - t0
     log.info("%s", summary.line())
     return summary
