@@ -14,8 +14,9 @@ warehouse writes shows up without the broker's fixed waits, on DuckDB or Postgre
   on the last phase's warehouse.
 
 Run ``python -m bench.transform [--articles 2000] [--warehouse-url URL] [--features both|computed|carried]
-[--profile] [--rebuild]``. The stream's embeddings are computed once per size and cached under the system
-temp directory; the carried features are computed before the clock starts (their cost is the workers').
+[--profile] [--rebuild] [--hold-seconds S]``. The stream's embeddings are computed once per size and cached
+under the system temp directory; the carried features are computed before the clock starts (their cost is the
+workers'). Batches are held together as ``run_transform`` holds them (:mod:`transform.span`).
 """
 
 from __future__ import annotations
@@ -163,17 +164,27 @@ def run_batches(
     *,
     batch_size: int = 500,
     config: ClusteringConfig | None = None,
+    hold_seconds: float | None = None,
 ) -> dict[str, Any]:
-    """Decode and process ``topic`` in batches as ``run_transform`` does; stats and events sent."""
+    """Decode and process ``topic`` in batches as ``run_transform`` does, the warehouse held across full
+    batches for ``hold_seconds`` (default: the setting's default, ``transform_hold_seconds``); stats, events
+    sent and how many hold spans the run took."""
+    from newswire.settings import Settings
     from transform.batch import BatchProcessor, BatchStats
+    from transform.span import WarehouseSpan
 
+    if hold_seconds is None:
+        hold_seconds = float(Settings.model_fields["transform_hold_seconds"].default)
     publisher = NullPublisher()
     processor = BatchProcessor(warehouse, publisher, config=config or ClusteringConfig())  # type: ignore[arg-type]
     total = BatchStats()
-    for start in range(0, len(topic), batch_size):
-        batch = incoming(topic[start : start + batch_size], start)
-        total.add(processor.process(batch, f"batch-{start}"))
-    return {"stats": total.__dict__, "events_sent": publisher.sent}
+    with WarehouseSpan(warehouse, hold_seconds) as span:
+        for start in range(0, len(topic), batch_size):
+            batch = incoming(topic[start : start + batch_size], start)
+            span.before_batch()
+            total.add(processor.process(batch, f"batch-{start}"))
+            span.after_batch(backlog=len(batch) == batch_size and start + batch_size < len(topic))
+    return {"stats": total.__dict__, "events_sent": publisher.sent, "hold_spans": span.spans}
 
 
 def _profile_top(profiler: cProfile.Profile, top: int) -> str:
@@ -192,6 +203,7 @@ def _phase(
     config: ClusteringConfig,
     profile: bool,
     top: int,
+    hold_seconds: float | None = None,
 ) -> tuple[dict[str, Any], Warehouse, Path]:
     workdir = Path(tempfile.mkdtemp(prefix="nw-bench-transform-"))
     warehouse = fresh_warehouse(url, workdir)
@@ -201,7 +213,7 @@ def _phase(
     t0 = time.perf_counter()
     if profiler:
         profiler.enable()
-    result = run_batches(warehouse, topic, batch_size=batch, config=config)
+    result = run_batches(warehouse, topic, batch_size=batch, config=config, hold_seconds=hold_seconds)
     if profiler:
         profiler.disable()
     seconds = time.perf_counter() - t0
@@ -224,6 +236,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--profile", action="store_true", help="cProfile the transform, print the top entries")
     parser.add_argument("--top", type=int, default=25)
+    parser.add_argument(
+        "--hold-seconds",
+        type=float,
+        help="warehouse hold span across full batches (transform_hold_seconds; default: its default; 0: none)",
+    )
     parser.add_argument("--rebuild", action="store_true", help="then time rebuild_events over every article")
     parser.add_argument(
         "--no-embeddings", action="store_true", help="messages without vectors, words and cues only (model 'none')"
@@ -240,7 +257,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         if workdir is not None:
             shutil.rmtree(workdir, ignore_errors=True)
         result, warehouse, workdir = _phase(
-            args.warehouse_url, topic, batch=args.batch, config=config, profile=args.profile, top=args.top
+            args.warehouse_url,
+            topic,
+            batch=args.batch,
+            config=config,
+            profile=args.profile,
+            top=args.top,
+            hold_seconds=args.hold_seconds,
         )
         report[phase] = result
         print(f"{phase}: {result['articles_per_s']} articles/s ({result['seconds']} s)", file=sys.stderr, flush=True)

@@ -149,6 +149,14 @@ class Settings(BaseSettings):
     batch_max_messages: int = Field(500, ge=1)
     batch_deadline: float = Field(30.0, gt=0, description="Seconds one transform batch may keep polling.")
     poll_timeout: float = Field(2.0, gt=0, description="An empty poll of this many seconds ends a batch.")
+    transform_hold_seconds: float = Field(
+        5.0,
+        ge=0,
+        le=60,
+        description="Seconds a one-shot transform run may keep the warehouse open across consecutive batches while "
+        "they come back full (a backlog), instead of closing it after each batch (a DuckDB file is checkpointed at "
+        "every close). Other processes wait for a DuckDB file meanwhile; 0 closes it after every batch.",
+    )
     story_state_max_articles: int = Field(
         10_000,
         ge=100,

@@ -106,3 +106,14 @@ def test_max_message_bytes_is_bounded_and_reaches_the_producer(monkeypatch: pyte
         (4096, 65536),  # a test's override
         (4 << 20, 100_000),  # nor the lowest topic's
     ]
+
+
+def test_transform_hold_seconds_stays_below_the_warehouse_lock_timeout(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Other processes wait for a held DuckDB file up to the warehouse's lock timeout (120 s): a span of more than
+    a minute, or a negative one, is refused at start."""
+    assert load_settings().transform_hold_seconds == 5.0
+    for bad in ("-1", "61", "soon"):
+        with pytest.raises(SettingsError, match="NEWSWIRE_TRANSFORM_HOLD_SECONDS"):
+            load_settings(transform_hold_seconds=bad)
+    monkeypatch.setenv("NEWSWIRE_TRANSFORM_HOLD_SECONDS", "0")
+    assert load_settings().transform_hold_seconds == 0.0

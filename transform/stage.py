@@ -22,6 +22,7 @@ from newswire.warehouse import Warehouse
 from transform.batch import BatchProcessor, BatchStats
 from transform.clustering import ClusteringConfig
 from transform.consumer import ArticleConsumer, Incoming
+from transform.span import WarehouseSpan
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +82,9 @@ def run_transform(
     once the producer had finished *before* that batch was polled: it finishes after its last message was
     acknowledged, so the final poll sees every message and the run ends drained. When it finished with known
     end offsets, the run ends as soon as it has read that far, without an idle poll.
+
+    The warehouse stays open from one batch to the next while batches come back full, for at most
+    ``transform_hold_seconds`` (:mod:`transform.span`); offsets are still committed after each batch's commit.
     """
     t0 = time.monotonic()
     group = group_id or settings.consumer_group
@@ -113,6 +117,7 @@ def run_transform(
         config=ClusteringConfig(embedding_model=settings.embedding_model),
     )
     summary = TransformSummary()
+    span = WarehouseSpan(warehouse, settings.transform_hold_seconds)
     reconciled = False
     republished = False  # messages this process just put on the topic, past the last fetch's high watermark
     was_following = False
@@ -145,6 +150,7 @@ def run_transform(
                     continue
                 break
             still_locked()
+            span.before_batch()
             try:
                 stats = processor.process(batch, batch_id(group, batch), fence=still_locked.fence)
             except WarehouseUnavailable:
@@ -159,6 +165,9 @@ def run_transform(
             summary.batches += 1
             summary.stats.add(stats)
             drained = consumer.drained and not following
+            # Held into the next poll only when that poll returns once the topic is read to its end (no
+            # followed producer) and this batch came back full: the next one is waiting.
+            span.after_batch(backlog=not following and len(batch) >= settings.batch_max_messages)
             log.info(
                 "batch %d: %d messages, %d new, %d duplicates, %d events changed",
                 summary.batches,
@@ -170,9 +179,12 @@ def run_transform(
             if drained and not lost_articles_republished():
                 break
     finally:
-        consumer.close()
-        publisher.close()
-        run_lock.close()
+        try:
+            span.release()  # on DuckDB closing the file checkpoints it, which can fail: the rest still closes
+        finally:
+            consumer.close()
+            publisher.close()
+            run_lock.close()
     summary.seconds = time.monotonic() - t0
     log.info("%s", summary.line())
     return summary
