@@ -480,6 +480,9 @@ class _Vocabulary:
         self._counts: Counter[str] = Counter()
         # two zero arrays indexed by id (see StoryClusterer._shared_dots), zero again after every use
         self._scratch: tuple[np.ndarray, np.ndarray] | None = None
+        # Changes with every count (and so with every id given or taken back): what lookup() gives at one
+        # generation stays true while it lasts (an article's keys are looked up once, to score and to attach it).
+        self.generation = 0
 
     def __len__(self) -> int:
         return len(self._ids)
@@ -512,14 +515,19 @@ class _Vocabulary:
         """Document frequency of each key (0 for a key no live article has)."""
         return list(map(self._counts.get, keys, repeat(0)))
 
-    def add(self, keys: Iterable[str]) -> None:
-        """Count one more article for each of ``keys`` (distinct keys: one article's terms or cues)."""
+    def add(self, keys: Iterable[str], known: list[int] | None = None) -> list[int]:
+        """Count one more article for each of ``keys`` (distinct keys: one article's terms or cues); their ids.
+
+        ``known`` is :meth:`lookup`'s ids of the same keys at the current :attr:`generation` (-1 for a key without
+        one), when the caller has them: then only the keys without an id are looked at again.
+        """
         ids = self._ids
         keys = list(keys)
-        index = list(map(ids.get, keys))  # in C; the keys seen for the first time get an id below
-        if None in index:
+        # in C; the keys seen for the first time get an id below
+        index = list(map(ids.get, keys, repeat(-1))) if known is None else known
+        if -1 in index:
             # a loop over the new keys only (a fraction of an article's), then every id again in one C-level pass
-            for key in compress(keys, map(operator.is_, index, repeat(None))):
+            for key in compress(keys, map(operator.eq, index, repeat(-1))):
                 found = self._free.pop() if self._free else len(ids)
                 if found >= len(self._df):
                     self._df = np.concatenate([self._df, np.zeros(len(self._df), dtype=np.int64)])
@@ -528,8 +536,11 @@ class _Vocabulary:
         if index:
             self._df[np.array(index, dtype=np.int64)] += 1  # distinct ids: one increment each
             self._counts.update(keys)
+            self.generation += 1
+        return index
 
     def subtract(self, amounts: Counter[str]) -> None:
+        self.generation += 1
         for key, amount in amounts.items():
             index = self._ids[key]
             self._df[index] -= amount
@@ -563,10 +574,66 @@ class _Member:
 _MEMBER_TERMS = 40
 
 
-def _member(features: _Features) -> _Member:
+def _member(features: _Features, keyed: _Keyed | None = None) -> _Member:
     terms = features.terms
-    top = tuple((term, terms[term]) for term in _strongest(list(terms.values()), list(terms), _MEMBER_TERMS))
+    if keyed is None:
+        strongest = _strongest(list(terms.values()), list(terms), _MEMBER_TERMS)
+    else:
+        strongest = keyed.strongest(keyed.weights, _MEMBER_TERMS)
+    top = tuple(zip(strongest, map(terms.__getitem__, strongest), strict=True))
     return _Member(features.article_id, features.source, features.language, features.published_at, top)
+
+
+class _Keyed:
+    """One article's terms and cues as lists and arrays, with their vocabulary ids and frequencies: what scoring and
+    attaching the article both use, made once per article.
+
+    ``rank`` holds each term's position in the *string* order of the article's terms: ties between terms are broken
+    by it (see :meth:`strongest`) as they were by the terms themselves. The ids and frequencies are those of
+    :meth:`_Vocabulary.lookup` at the vocabulary generations recorded with them (-1 and 0 for a key without an id),
+    and are looked up again once a vocabulary changed.
+    """
+
+    __slots__ = (
+        "cue_frequencies",
+        "cue_generation",
+        "cue_ids",
+        "cues",
+        "features",
+        "rank",
+        "term_frequencies",
+        "term_generation",
+        "term_ids",
+        "terms",
+        "weights",
+    )
+
+    def __init__(self, features: _Features) -> None:
+        self.features = features
+        self.terms = list(features.terms)
+        self.weights = np.fromiter(features.terms.values(), dtype=np.float64, count=len(self.terms))
+        self.cues = list(features.cues)
+        self.rank = np.empty(len(self.terms), dtype=np.intp)
+        order = sorted(range(len(self.terms)), key=self.terms.__getitem__)
+        self.rank[order] = np.arange(len(self.terms), dtype=np.intp)
+        self.term_ids: list[int] = []
+        self.cue_ids: list[int] = []
+        self.term_frequencies: list[int] = []
+        self.cue_frequencies: list[int] = []
+        self.term_generation = self.cue_generation = -1
+
+    def look_up(self, terms: _Vocabulary, cues: _Vocabulary) -> None:
+        """Ids and document frequencies of its terms and cues, unless those held are still valid."""
+        if self.term_generation != terms.generation or self.cue_generation != cues.generation:
+            self.term_ids, self.term_frequencies = terms.lookup(self.terms)
+            self.cue_ids, self.cue_frequencies = cues.lookup(self.cues)
+            self.term_generation, self.cue_generation = terms.generation, cues.generation
+
+    def strongest(self, values: np.ndarray, n: int) -> list[str]:
+        """:func:`_strongest` of ``values`` (one per term, in the terms' order) and the terms: the ``n`` terms of
+        largest value, ties by term, in that order. One NumPy sort by (-value, position in string order): the same
+        total order as the (-value, term) pairs, since the terms are distinct."""
+        return list(map(self.terms.__getitem__, np.lexsort((self.rank, -values))[: max(n, 0)].tolist()))
 
 
 def _strongest(values: list[Any], keys: list[str], n: int) -> list[str]:
@@ -602,24 +669,34 @@ def _add_counts(counter: Counter[Any], amounts: Mapping[Any, int]) -> None:
 
 
 def _sorted_keys(
-    counts: Counter[str], previous: tuple[list[str], np.ndarray] | None, vocabulary: _Vocabulary
+    counts: Counter[str],
+    previous: tuple[list[str], np.ndarray] | None,
+    vocabulary: _Vocabulary,
+    added_ids: list[int] | None = None,
 ) -> tuple[list[str], np.ndarray]:
     """The keys of ``counts`` in sorted order with their vocabulary ids, from ``previous`` (the same for an earlier
-    state of ``counts``) and the keys added since.
+    state of ``counts``) and the keys added since, whose ids are ``added_ids`` when known.
 
     An event never loses a key and a dict appends new keys at the end, so the previous sorted keys followed by the
-    added ones are two runs that ``sorted`` merges in linear time; the ids are then one C-level dict lookup per key
-    (cheaper than carrying the previous ids through a permutation in Python).
+    added ones are two runs that ``sorted`` merges in linear time. With the added keys' ids (an event keeps those
+    the vocabulary gave when its articles were attached), every id follows its key through that sort, and no key is
+    looked up again; otherwise the ids are one C-level dict lookup per key.
     """
-    if previous is None:
-        keys = sorted(counts)
-        return keys, vocabulary.ids(keys)
-    old_keys, _ = previous
-    if len(old_keys) == len(counts):
+    old_keys, old_ids = previous if previous is not None else ([], _NO_IDS)
+    if previous is not None and len(old_keys) == len(counts):
         return previous
-    # sorting the two sorted runs merges them in linear time; every id is one dict lookup in C
-    keys = sorted(old_keys + list(islice(counts, len(old_keys), None)))
-    return keys, vocabulary.ids(keys)
+    added = list(islice(counts, len(old_keys), None))
+    if added_ids is None or len(added_ids) != len(added):
+        # sorting the two sorted runs merges them in linear time; every id is one dict lookup in C
+        keys = sorted(old_keys + added)
+        return keys, vocabulary.ids(keys)
+    combined = old_keys + added
+    order = sorted(range(len(combined)), key=combined.__getitem__)  # the same merge, as positions
+    ids = np.concatenate((old_ids, np.array(added_ids, dtype=np.int64)))[np.array(order, dtype=np.intp)]
+    return list(map(combined.__getitem__, order)), ids
+
+
+_NO_IDS = np.zeros(0, dtype=np.int64)
 
 
 def _keep_earliest(
@@ -639,6 +716,7 @@ class _Event:
     """Aggregates of one event; every field is an order-free function of its articles."""
 
     __slots__ = (
+        "_added",
         "_arrays",
         "_cue_index",
         "_term_index",
@@ -674,6 +752,9 @@ class _Event:
         # its keys sorted, with their vocabulary ids, as of the last arrays(): kept, since an event only gains keys
         self._term_index: tuple[list[str], np.ndarray] | None = None
         self._cue_index: tuple[list[str], np.ndarray] | None = None
+        # the vocabulary ids of the term and cue keys added since those indexes (in the counters' order), or None
+        # when unknown (after a merge): the next arrays() then looks them up
+        self._added: tuple[list[int], list[int]] | None = ([], [])
         # Exact sum of the members' float16 embeddings (float64 holds each sum exactly), and its norm.
         self.vec_sum: np.ndarray | None = None
         self.vec_fixed: _Fixed | None = None  # vec_sum as integers, for exact integer dot products (see _fixed)
@@ -687,8 +768,10 @@ class _Event:
         an uninterrupted run and after a restore, whatever order the articles were added in.
         """
         if self._arrays is None:
-            self._term_index = _sorted_keys(self.term_sum, self._term_index, terms)
-            self._cue_index = _sorted_keys(self.cue_counts, self._cue_index, cues)
+            added_terms, added_cues = self._added if self._added is not None else (None, None)
+            self._term_index = _sorted_keys(self.term_sum, self._term_index, terms, added_terms)
+            self._cue_index = _sorted_keys(self.cue_counts, self._cue_index, cues, added_cues)
+            self._added = ([], [])
             (term_keys, term_ids), (cue_keys, cue_ids) = self._term_index, self._cue_index
             self._arrays = _EventArrays(
                 term_ids=term_ids,
@@ -698,10 +781,32 @@ class _Event:
             )
         return self._arrays
 
-    def add(self, features: _Features, vector: tuple[np.ndarray, _Fixed | None] | None = None) -> None:
-        """Add one article; ``vector`` is its embedding as float64 and :func:`_fixed` when already computed."""
+    def add(
+        self,
+        features: _Features,
+        vector: tuple[np.ndarray, _Fixed | None] | None = None,
+        keyed: tuple[_Keyed, list[int], list[int]] | None = None,
+    ) -> tuple[list[str], list[str]]:
+        """Add one article; its terms and cues that the event did not have yet.
+
+        ``vector`` is its embedding as float64 and :func:`_fixed` when already computed; ``keyed`` its
+        :class:`_Keyed` form with the vocabulary ids of its terms and cues, when the clusterer made them.
+        """
         self._arrays = None
-        self.members[features.article_id] = _member(features)
+        if keyed is None:
+            new_terms = list(filterfalse(self.term_sum.__contains__, features.terms))
+            new_cues = list(filterfalse(self.cue_counts.__contains__, features.cues))
+            self._added = None
+        else:
+            # the new keys, in the order the counters below append them, and their ids for the next arrays()
+            fresh_terms = list(map(operator.not_, map(self.term_sum.__contains__, keyed[0].terms)))
+            fresh_cues = list(map(operator.not_, map(self.cue_counts.__contains__, keyed[0].cues)))
+            new_terms = list(compress(keyed[0].terms, fresh_terms))
+            new_cues = list(compress(keyed[0].cues, fresh_cues))
+            if self._added is not None:
+                self._added[0].extend(compress(keyed[1], fresh_terms))
+                self._added[1].extend(compress(keyed[2], fresh_cues))
+        self.members[features.article_id] = _member(features, None if keyed is None else keyed[0])
         _add_counts(self.term_sum, features.terms)
         self.term_docs.update(features.terms.keys())
         self.cue_counts.update(features.cues)
@@ -719,9 +824,11 @@ class _Event:
                 self._add_vector(features.embedding.array())
             else:
                 self._add_vector(*vector)
+        return new_terms, new_cues
 
     def absorb(self, other: _Event) -> None:
         self._arrays = None
+        self._added = None  # the other's keys: their ids are looked up when the arrays are next built
         self.members.update(other.members)
         _add_counts(self.term_sum, other.term_sum)
         _add_counts(self.term_docs, other.term_docs)
@@ -908,6 +1015,7 @@ class StoryClusterer:
         self.model_id = model_id_for(self.config.embedding_model)  # None: no meaning term
         self._vectors = _VectorIndex()
         self._idf_table: _IdfTable | None = None
+        self._keyed: _Keyed | None = None  # the article being scored and attached, in its keyed form
         # the last article's embedding and its float64, integer and norm forms (see _vector_of)
         self._last_vector: tuple[Embedding, tuple[np.ndarray, _Fixed | None, float]] | None = None
 
@@ -1094,6 +1202,13 @@ class StoryClusterer:
 
     # --- scoring ----------------------------------------------------------------------------------
 
+    def _keyed_of(self, features: _Features) -> _Keyed:
+        """The :class:`_Keyed` form of ``features``: the one made when the article was scored, when it was."""
+        keyed = self._keyed
+        if keyed is None or keyed.features is not features:
+            keyed = self._keyed = _Keyed(features)
+        return keyed
+
     def _idf_by_frequency(self) -> _IdfTable:
         """The IDF table of the current number of live articles (see :class:`_IdfTable`)."""
         total = 1 + len(self._article_event)
@@ -1125,15 +1240,17 @@ class StoryClusterer:
     def _score_candidates(self, features: _Features) -> list[tuple[float, _Event]]:
         """Candidate events with their scores, best first (ties: older event first)."""
         table = self._idf_by_frequency()
-        term_keys, cue_keys = list(features.terms), list(features.cues)
-        term_ids, term_frequencies = self._terms.lookup(term_keys)
-        cue_ids, cue_frequencies = self._cues.lookup(cue_keys)
+        keyed = self._keyed_of(features)
+        keyed.look_up(self._terms, self._cues)
+        term_keys, cue_keys = keyed.terms, keyed.cues
+        term_ids, term_frequencies = keyed.term_ids, keyed.term_frequencies
+        cue_ids, cue_frequencies = keyed.cue_ids, keyed.cue_frequencies
         term_idf = dict(zip(term_keys, map(table.__getitem__, term_frequencies), strict=True))
         cue_idf = dict(zip(cue_keys, map(table.__getitem__, cue_frequencies), strict=True))
         article_vector, article_fixed, article_vector_norm = self._vector_of(features.embedding)
         # the article's TF-IDF weights, in its terms' order (the same floats as w * idf one term at a time)
         weighted = list(map(operator.mul, features.terms.values(), term_idf.values()))
-        candidates = self._candidates(features, weighted, term_idf, cue_idf)
+        candidates = self._candidates(features, keyed, weighted, term_idf, cue_idf)
         approximate = np.zeros(0, dtype=np.float32)
         exact: dict[str, float] = {}  # exact embedding cosines, each computed once per article
         if article_vector is not None and article_vector_norm > 0.0:
@@ -1180,7 +1297,7 @@ class StoryClusterer:
             [a.term_ids for a in arrays],
             [a.term_sums for a in arrays],
             term_ids,
-            np.fromiter(features.terms.values(), dtype=np.float64, count=len(term_keys)),
+            keyed.weights,
             term_idf2,
             scaled=True,
             wanted=bool(article_term_norm),
@@ -1364,13 +1481,18 @@ class StoryClusterer:
         return 0.5 ** (extra / self.config.time_half_life)
 
     def _candidates(
-        self, features: _Features, weighted: list[float], term_idf: dict[str, float], cue_idf: dict[str, float]
+        self,
+        features: _Features,
+        keyed: _Keyed,
+        weighted: list[float],
+        term_idf: dict[str, float],
+        cue_idf: dict[str, float],
     ) -> list[_Event]:
         """Events sharing salient keys with the article, most (IDF-weighted) shared keys first; ``weighted`` holds
         the article's TF-IDF weights in the order of its terms."""
         config = self.config
         # the top terms by weight * idf, ties by term (-w * idf is exactly -(w * idf))
-        top_terms = _strongest(weighted, list(features.terms), config.query_terms)
+        top_terms = keyed.strongest(np.array(weighted, dtype=np.float64), config.query_terms)
         # Same key order as before (top terms by weight, then cues by key): float sums below depend on it.
         cue_keys = sorted(features.cues)
         postings = list(
@@ -1416,19 +1538,20 @@ class StoryClusterer:
         if event is None:
             event = self._events[event_id] = _Event(event_id)
             self._slots.take(event)
-        new_terms = list(filterfalse(event.term_sum.__contains__, features.terms))
-        new_cues = list(filterfalse(event.cue_counts.__contains__, features.cues))
         vector = None
         if features.embedding is not None:  # decoded and made integral once, when the article was scored
             values, fixed, _ = self._vector_of(features.embedding)
             assert values is not None
             vector = (values, fixed)
-        event.add(features, vector)
+        keyed = self._keyed_of(features)
+        keyed.look_up(self._terms, self._cues)  # those of scoring (nothing was counted since), or looked up now
+        term_ids = self._terms.add(keyed.terms, keyed.term_ids)
+        cue_ids = self._cues.add(keyed.cues, keyed.cue_ids)
+        self._keyed = None  # its frequencies are stale now
+        new_terms, new_cues = event.add(features, vector, (keyed, term_ids, cue_ids))
         if event.vec_sum is not None:
             self._vectors.put(event_id, event.vec_sum, event.vec_norm)
         self._article_event[features.article_id] = event_id
-        self._terms.add(features.terms.keys())
-        self._cues.add(features.cues)
         self._post(event.slot, new_terms, new_cues)
         assert event.last is not None
         heapq.heappush(self._by_last, (event.last, event_id))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import heapq
 import random
+from collections import Counter
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
@@ -21,8 +22,10 @@ from transform.clustering import (
     _features,
     _fixed,
     _fixed_sum,
+    _Keyed,
     _member,
     _strongest,
+    _Vocabulary,
 )
 from transform.documents import ArticleDoc
 from transform.entities import extract_cues
@@ -539,6 +542,44 @@ def test_member_keeps_the_strongest_terms_ties_by_term() -> None:
         member = _member(replace(features, terms=terms))
         expected = heapq.nsmallest(40, [(-weight, term) for term, weight in terms.items()])
         assert member.top_terms == tuple((term, -weight) for weight, term in expected)
+
+
+def test_keyed_strongest_ranks_as_strongest_and_the_member_keeps_the_same_terms() -> None:
+    # The keyed form ranks by (-value, position in string order): the (-value, term) order, ties included, for the
+    # integer weights of members and the float TF-IDF weights of the query terms.
+    rng = random.Random(17)
+    base = _features(doc("k", "Title", "Body text.", lang="en", hours=0), ClusteringConfig(), None)
+    for size in (0, 1, 24, 25, 26, 39, 40, 41, 300):
+        words = ["".join(rng.choice("abcdéz") for _ in range(rng.randint(1, 6))) for _ in range(size)]
+        terms = {word: rng.choice((1000, 1693, 2099, 2386)) for word in words}
+        features = replace(base, terms=terms)
+        keyed = _Keyed(features)
+        assert _member(features, keyed) == _member(features)
+        idf = [rng.choice((1.0, 1.5, 2.75, 3.0)) for _ in terms]
+        weighted = [weight * factor for weight, factor in zip(terms.values(), idf, strict=True)]
+        for n in (0, 1, 25, 40):
+            assert keyed.strongest(np.array(weighted), n) == _strongest(weighted, list(terms), n)
+
+
+def test_keyed_ids_are_looked_up_again_once_a_key_got_or_lost_an_id() -> None:
+    terms, cues = _Vocabulary(), _Vocabulary()
+    terms.add(["a", "b"])
+    features = replace(
+        _features(doc("k", "Title", "Body text.", lang="en", hours=0), ClusteringConfig(), None),
+        terms={"a": 1000, "b": 1000, "c": 1000},
+        cues=frozenset(),
+    )
+    keyed = _Keyed(features)
+    keyed.look_up(terms, cues)
+    assert keyed.term_ids[2] == -1 and keyed.term_frequencies == [1, 1, 0]
+    ids = terms.add(keyed.terms, keyed.term_ids)  # the missing key gets its id; the others keep theirs
+    assert ids == [terms.ids([key])[0] for key in keyed.terms] and ids[:2] == keyed.term_ids[:2]
+    before = terms.generation
+    terms.subtract(Counter({"a": 2}))  # "a" leaves the vocabulary: its id may be handed to another key
+    assert terms.generation != before
+    terms.add(["z"])
+    keyed.look_up(terms, cues)
+    assert keyed.term_ids[0] == -1 and keyed.term_frequencies == [0, 2, 1]
 
 
 def test_strongest_keys_are_those_nsmallest_ranks_first() -> None:
