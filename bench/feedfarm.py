@@ -2,7 +2,8 @@
 
 Each host is its own ``address:port`` (loopback addresses ``127.0.N.1``, ``127.0.N.2``, ... with an
 ephemeral port each), so per-host politeness, robots caching and sharding by host see many real hosts.
-Feed *i* lives on host ``i % hosts`` at ``/f/<i>.rss`` and answers ``304`` to its current ETag. Every feed
+Feed *i* lives on host ``i % hosts`` (``feed_hosts[i]``: outlets with many feeds) at ``/f/<i>.rss`` and answers
+``304`` to its current ETag. Every feed
 starts with one entry linking to its host's shared page (so a first poll stores one article per host and
 records the other entries as URL duplicates; ``with_entry=k`` gives that entry to feeds ``0..k-1`` only, and
 starts the others empty);
@@ -65,9 +66,13 @@ class FeedFarm:
         initial_published: datetime | None = None,
         with_entry: int | None = None,
         seed: int = 1,
+        feed_hosts: list[int] | None = None,  # feed i -> its host; default i % hosts
     ) -> None:
         if not 1 <= hosts <= 250 or feeds < hosts:
             raise ValueError(f"need 1 <= hosts <= 250 and feeds >= hosts, got {feeds} feeds on {hosts} hosts")
+        if feed_hosts is not None and (len(feed_hosts) != feeds or not all(0 <= h < hosts for h in feed_hosts)):
+            raise ValueError(f"feed_hosts must give each of the {feeds} feeds a host below {hosts}")
+        self._feed_hosts = feed_hosts
         self.feed_count, self.host_count, self.network = feeds, hosts, network
         self.latency = latency
         self.slow_hosts = dict(slow_hosts or {})
@@ -83,21 +88,25 @@ class FeedFarm:
         self._feeds = [_Feed(i) for i in range(feeds)]
         started = initial_published or datetime.now(UTC)
         for feed in self._feeds[:with_entry]:
-            feed.entries.append((f"shared-{feed.index % hosts}-{feed.index}", "/a/shared.html", started))
+            feed.entries.append((f"shared-{self.host_index(feed.index)}-{feed.index}", "/a/shared.html", started))
 
     # -- addresses -----------------------------------------------------------------------------------------
 
     def address(self, host: int) -> str:
         return f"{self.network}.{host + 1}"
 
+    def host_index(self, index: int) -> int:
+        """The host (0-based) that serves feed ``index``."""
+        return self._feed_hosts[index] if self._feed_hosts is not None else index % self.host_count
+
     def base_url(self, host: int) -> str:
         return f"http://{self.address(host)}:{self._ports[host]}"
 
     def feed_url(self, index: int) -> str:
-        return f"{self.base_url(index % self.host_count)}/f/{index}.rss"
+        return f"{self.base_url(self.host_index(index))}/f/{index}.rss"
 
     def host_of(self, index: int) -> str:
-        return f"{self.address(index % self.host_count)}:{self._ports[index % self.host_count]}"
+        return f"{self.address(self.host_index(index))}:{self._ports[self.host_index(index)]}"
 
     def write_opml(self, path: Path) -> Path:
         """The feed list as OPML (what a feed reader exports)."""
@@ -120,8 +129,8 @@ class FeedFarm:
             feed.entries.append((f"farm-{index}-{n}", path, at))
             feed.entries = feed.entries[-10:]
             feed.version += 1
-            self._pages[f"{index % self.host_count}{path}"] = self._article(index, n)
-        return f"{self.base_url(index % self.host_count)}{path}"
+            self._pages[f"{self.host_index(index)}{path}"] = self._article(index, n)
+        return f"{self.base_url(self.host_index(index))}{path}"
 
     def _article(self, index: int, n: int) -> bytes:
         rng = random.Random(index * 7919 + n)
@@ -140,7 +149,7 @@ class FeedFarm:
         return self._article(-1 - host, 0)
 
     def _rss(self, feed: _Feed) -> bytes:
-        base = self.base_url(feed.index % self.host_count)
+        base = self.base_url(self.host_index(feed.index))
         items = "".join(
             f"<item><title>Entry {escape(guid)}</title><link>{base}{path}</link><guid>{escape(guid)}</guid>"
             f"<pubDate>{format_datetime(at, usegmt=True)}</pubDate></item>"
@@ -248,7 +257,7 @@ class FeedFarm:
                 index = int(path[3:-4])
             except ValueError:
                 return 404, {}, b""
-            if index >= self.feed_count or index % self.host_count != host:
+            if index >= self.feed_count or self.host_index(index) != host:
                 return 404, {}, b""
             with self._lock:
                 feed = self._feeds[index]

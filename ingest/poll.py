@@ -9,16 +9,15 @@ and only that one, fails and is retried.
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import CancelledError, Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager, nullcontext, suppress
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import partial
-from typing import TypeVar
 
+from ingest.admission import HostWindow, map_bounded, url_host
 from ingest.canonical import InvalidUrlError, article_id_for, canonicalize_url, choose_canonical
 from ingest.claims import UrlClaims
 from ingest.errors import FeedFailed, FetchError, HttpStatusError, TooLargeError, UnsupportedContentType
@@ -39,7 +38,6 @@ from ingest.ledger import (
     dead_letter_id,
 )
 from ingest.messages import article_message, entry_from_payload, entry_to_payload
-from ingest.politeness import on_admission
 from ingest.rawstore import RawArticle
 from ingest.robots import RobotsCache
 from ingest.schedule_policy import ServerHints, parse_hints
@@ -61,84 +59,6 @@ NOT_FEED_TYPES = ("application/pdf", "application/zip", "application/gzip", "app
 PAGE_TYPES = ("text/html", "application/xhtml+xml")
 #: Articles confirmed by the broker and recorded in the ledger together.
 CHUNK = 25
-
-
-_T = TypeVar("_T")
-_R = TypeVar("_R")
-
-
-def map_bounded(pool: ThreadPoolExecutor, fn: Callable[[_T], _R], items: Sequence[_T], bound: int) -> list[_R]:
-    """``fn`` over ``items`` in ``pool``, with at most ``bound`` items *waiting for admission* at once.
-
-    Why not ``pool.map``: it queues a whole chunk of one feed at once, and a feed's entries mostly share one
-    host. Each entry thread reserves that host's next slot in :meth:`HostThrottle.wait` and sleeps until it, so
-    a few feeds' chunks fill every thread with sleepers while the entries of idle hosts, queued behind them,
-    wait: the pool serves about as many hosts per spacing interval as it has chunks in its threads.
-
-    The bound: an item holds one of the ``bound`` window places from its submission until the host throttle has
-    admitted its first request (:func:`ingest.politeness.on_admission`), or until it finishes if it never
-    reaches the throttle (a duplicate decided before fetching, an error). So at most ``bound`` items of this
-    call wait for their *first* admission (asleep in the throttle, or in the pool's queue) at a time; later
-    waits of an admitted item (its page after its robots.txt, a redirect hop) are not counted, nor are items
-    downloading or extracting, so a slow host still has many requests in flight, and items on hosts with a
-    free slot are admitted at once (a multi-host feed runs in parallel). ``bound`` < 1 counts as 1.
-
-    Results come back in item order. On failure the exception of the first item *to fail* (in time, not in
-    item order) is raised, no further item is submitted, and submitted items not started yet are cancelled;
-    items already running are not waited for."""
-    limit = max(1, bound)
-    changed = threading.Condition()
-    waiting = 0  # submitted items not yet admitted by the throttle and not finished
-    failure: list[BaseException] = []  # the first failure to complete
-
-    def run(item: _T) -> _R:
-        released = False
-
-        def admitted() -> None:
-            nonlocal released, waiting
-            with changed:
-                if not released:
-                    released = True
-                    waiting -= 1
-                    changed.notify_all()
-
-        try:
-            with on_admission(admitted):
-                return fn(item)
-        except BaseException as exc:
-            with changed:  # before the place is freed: no item is submitted after a failure
-                if not failure:
-                    failure.append(exc)
-            raise
-        finally:
-            admitted()
-
-    def finished(future: Future[_R]) -> None:
-        with changed:
-            if future.cancelled() and not failure:  # by someone else (a pool shut down): it will never run
-                failure.append(CancelledError())
-            changed.notify_all()
-
-    futures: list[Future[_R]] = []
-    try:
-        with changed:
-            for item in items:
-                while waiting >= limit and not failure:
-                    changed.wait()
-                if failure:
-                    break
-                waiting += 1
-                future = pool.submit(run, item)
-                futures.append(future)
-                future.add_done_callback(finished)
-            while not failure and not all(f.done() for f in futures):
-                changed.wait()
-            if failure:
-                raise failure[0]
-        return [f.result() for f in futures]
-    finally:
-        for future in futures:
-            future.cancel()
 
 
 @dataclass
@@ -190,6 +110,9 @@ class FeedPoller:
     interval: tuple[datetime | None, datetime | None] = (None, None)
     claims: UrlClaims = field(default_factory=UrlClaims)
     entry_pool: ThreadPoolExecutor | None = None
+    #: Shared by every feed this poller polls at once: at most ``entries_per_host`` entries of one host wait for
+    #: its request slot (see :mod:`ingest.admission`); ``None``: only the per-feed window applies.
+    host_window: HostWindow | None = None
     #: Buffer the feed-state and run rows of polls that recorded no entry; the caller must then call
     #: ``ledger.flush()`` when done (``ingest_feeds`` does). Off for single-feed tasks: nothing to batch.
     defer_bookkeeping: bool = False
@@ -405,6 +328,8 @@ class FeedPoller:
                     partial(self._decide, feed, known=known),
                     chunk,
                     self._entry_window(len(chunk)),
+                    hosts=self.host_window,
+                    host_of=_entry_host,
                 )
             else:
                 outcomes = [self._decide(feed, entry, known) for entry in chunk]
@@ -597,6 +522,11 @@ class _KnownUrls:
         if url in self.checked:
             return self.found.get(url)
         return self.ledger.known_urls([url]).get(url)
+
+
+def _entry_host(entry: FeedEntry) -> str | None:
+    """The host an entry's first request goes to (its robots.txt or its page), for the host window."""
+    return url_host(entry.link)
 
 
 def _urls_of(entries: Iterable[FeedEntry]) -> list[str]:

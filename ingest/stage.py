@@ -17,6 +17,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from ingest.admission import HostWindow
 from ingest.extract_workers import Enricher, Extractor, InlineExtractor, ProcessPoolExtractor, make_extractor
 from ingest.feedlist import FeedSpec, load_feed_list
 from ingest.http import Fetcher, HttpPolicy
@@ -103,6 +104,7 @@ def ingest_session(
                 run_id=run_id,
                 interval=interval,
                 entry_pool=entry_pool,
+                host_window=HostWindow(settings.entries_per_host) if settings.entries_per_host > 0 else None,
             )
     finally:
         entry_pool.shutdown(wait=True)

@@ -87,6 +87,15 @@ class Settings(BaseSettings):
         "entries mostly share one host, and more of them asleep in the spacing only hold entry threads while "
         "other hosts' entries wait in the queue. Entries downloading or extracting do not count.",
     )
+    entries_per_host: int = Field(
+        3,
+        ge=0,
+        le=64,
+        description="Entries of one host waiting for its request slot at once, across every feed a process polls "
+        "concurrently (0 = no bound per host, only the one per feed). Counted as for entries_per_feed. Why: an "
+        "outlet lists many feeds on one host, and each concurrent feed's own window would let more of that host's "
+        "entries sleep in entry threads; entries over the bound wait outside the pool, and other hosts' go first.",
+    )
     extract_workers: int = Field(
         0, ge=0, le=64, description="Extraction processes for multi-feed runs; 0 = one per CPU, 1 = inline."
     )

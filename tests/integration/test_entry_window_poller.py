@@ -9,7 +9,6 @@ entries of a feed whose pages live on several hosts.
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
@@ -19,48 +18,13 @@ from typing import Any
 
 import pytest
 from hostile_server import HostileServer, article_page, ok, rss, rss_item, status
+from throttle_gauge import SleeperGauge
 
-from ingest import politeness
 from ingest.feedlist import FeedSpec
 from ingest.stage import ingest_feeds
 from newswire.warehouse import Warehouse
 
 pytestmark = pytest.mark.integration
-
-
-class SleeperGauge:
-    """Counts the page requests asleep in ``HostThrottle.wait`` at once (the feed documents' own waits are not
-    entries and are left out). A request stops counting when the throttle admits it, before the window hears."""
-
-    def __init__(self, monkeypatch: pytest.MonkeyPatch, counted: Callable[[str], bool]) -> None:
-        self.lock = threading.Lock()
-        self.asleep = self.peak = self.waits = 0
-        original = politeness.HostThrottle.wait
-        gauge = self
-
-        def wait(throttle: politeness.HostThrottle, url: str) -> float:
-            if not counted(url):
-                return original(throttle, url)
-            outer = politeness._ADMITTED.get()
-            admitted = False
-
-            def on_admitted() -> None:
-                nonlocal admitted
-                if not admitted:
-                    admitted = True
-                    with gauge.lock:
-                        gauge.asleep -= 1
-                if outer is not None:
-                    outer()
-
-            with gauge.lock:
-                gauge.asleep += 1
-                gauge.waits += 1
-                gauge.peak = max(gauge.peak, gauge.asleep)
-            with politeness.on_admission(on_admitted):
-                return original(throttle, url)
-
-        monkeypatch.setattr(politeness.HostThrottle, "wait", wait)
 
 
 def slow(route: Callable[[BaseHTTPRequestHandler], None], seconds: float, log: list[tuple[float, float]]) -> Any:
