@@ -28,6 +28,10 @@ routed it through two more threads of the parent (a queue feeder, a manager thre
 Every such hop, and every blocking system call, gives the parent's GIL back, and taking it again waits for
 whichever thread holds it: in ``newswire run``, the transform thread, most of the time. ``python -m
 bench.extract_ipc`` measures it.
+
+Each worker also measures its own stages (CPU of its thread per stage, what the encoder did) and sends each
+page's share with the reply (:mod:`ingest.worker_stats`), which is how ``bench.pipeline`` tells the encoder's
+cost inside the workers from the rest.
 """
 
 from __future__ import annotations
