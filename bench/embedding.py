@@ -4,6 +4,7 @@
   0, 200, 400 and 800 characters of the labelled corpus), with the C ``sentencepiece`` tokenizer (what the
   pipeline uses) and with the package's own pure-Python one; with the cached forward pass
   (``newswire.embedding_forward``, what the pipeline uses) and with the package's own (``*_package_forward``);
+  with the input cut to 80 tokens (``use-multilingual-v3-80tok``, ``*_80tok``);
   one article per call (what an extraction worker does) and in batches (what the transform does for messages
   without a vector); the first pass over the sample (a fresh cache) and the load time;
 * ``--transform N``: the transform stage alone (embedded broker, fresh DuckDB warehouse, new consumer group)
@@ -35,7 +36,7 @@ from bench.quality import load_corpus, synthetic_stream
 from bench.transform import article_message
 from newswire import contracts
 from newswire.broker import EmbeddedBroker
-from newswire.embedding import DEFAULT_MODEL, UseMultilingualEncoder, embed_articles, to_message
+from newswire.embedding import DEFAULT_MODEL, SHORT_MODEL, UseMultilingualEncoder, embed_articles, to_message
 from newswire.messaging import Publisher, ensure_topics, make_producer
 from newswire.settings import load_settings
 from transform.stage import run_transform
@@ -60,13 +61,14 @@ def encoder_costs(sample: int) -> dict[str, Any]:
     step = max(1, len(corpus) // sample)
     pairs = [(item.doc.title, item.doc.text) for item in corpus[::step]][:sample]
     out: dict[str, Any] = {"articles": len(pairs)}
-    for name, fast, cached in (
-        ("sentencepiece", True, True),
-        ("sentencepiece_package_forward", True, False),
-        ("pure_python", False, True),
+    for name, fast, cached, model in (
+        ("sentencepiece", True, True, DEFAULT_MODEL),
+        ("sentencepiece_package_forward", True, False, DEFAULT_MODEL),
+        ("pure_python", False, True, DEFAULT_MODEL),
+        ("sentencepiece_80tok", True, True, SHORT_MODEL),  # the input cut to SHORT_MAX_TOKENS tokens
     ):
         started = time.perf_counter()
-        encoder = UseMultilingualEncoder(fast_tokenizer=fast, cached_forward=cached)
+        encoder = UseMultilingualEncoder(fast_tokenizer=fast, cached_forward=cached, name=model)
         encoder.encode(["warm-up"])
         rows: dict[str, Any] = {"load_seconds": round(time.perf_counter() - started, 2)}
         inputs = [embedding.embedding_input(t, x) for t, x in pairs]

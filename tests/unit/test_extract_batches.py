@@ -200,7 +200,7 @@ def test_replies_a_worker_wrote_before_it_ended_reach_their_callers() -> None:
     assert not worker.process.is_alive()
     replies = [worker.receive(request) for request in requests]
     assert [status for status, *_ in replies] == ["ok"] * len(pages)
-    assert [value.text for _, value, _, _ in replies] == [
+    assert [value.text for _, value, *_ in replies] == [
         extract_article(page, url=URL, content_type="text/html").text for page in pages
     ]
     assert not worker._replies_open  # the replies end is closed once drained
@@ -231,7 +231,7 @@ def test_replies_left_in_the_readers_buffer_survive_a_killed_worker() -> None:
     worker.stop(timeout=0)
     replies = [worker.receive(request) for request in requests[1:]]
     assert [status for status, *_ in replies] == ["ok"] * (len(pages) - 1)
-    assert [value.text for _, value, _, _ in replies] == [
+    assert [value.text for _, value, *_ in replies] == [
         extract_article(page, url=URL, content_type="text/html").text for page in pages[1:]
     ]
     with pytest.raises(BrokenPipeError):
