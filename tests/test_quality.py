@@ -72,8 +72,8 @@ def test_english_and_french_stories_do_not_regress(report: QualityReport) -> Non
 
 def test_english_and_malay_reports_join_and_malaysian_hard_negatives_stay_apart(report: QualityReport) -> None:
     # Malay is not among the encoder's languages: these joins rest on names, numbers and Malay dates
-    # ("5 Mac", "24 Ogos") read through transform/data/malay.json. Without it, Malay filler words ("yang",
-    # "dan", "di") carried the word score, a Pahang flood joined Kelantan's and a Johor migrant boat Sabah's.
+    # ("5 Mac", "24 Ogos", "tiga orang maut") read through transform/data/malay.json. Read with the built-in
+    # rules only, a Pahang flood joined Kelantan's and a Johor migrant boat Sabah's.
     pairs = report.cross_language["by_language_pair"]
     en_ms = pairs["EN-MS"]
     assert en_ms["gold_pairs"] >= 15
