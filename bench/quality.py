@@ -8,7 +8,9 @@ pipeline), and scores the result against the labels:
 * duplicates: pairwise precision/recall/F1, gold pairs = articles linked by ``copy_of`` (transitively);
 * clusters: B-cubed precision/recall/F1 against ``story_id``;
 * cross-language: how many gold same-story pairs in different languages ended in one event, and how
-  many predicted cross-language pairs are wrong, overall and per language pair (EN-EN, EN-ZH, ...);
+  many predicted cross-language pairs are wrong, overall and per language pair (EN-EN, EN-ZH, EN-MS, ...);
+* per part of the corpus (``p1``, ``p2``...: one author or theme set each): B-cubed and duplicate scores over
+  that part's articles, from the same run;
 * order dependence (``--shuffles N``): the spread of B-cubed F1 when each batch of arrivals is shuffled,
   then put back in canonical order (publication time, then id) as the transform does;
 * with ``--throughput``: articles/s over 10,000 and 50,000 synthetic articles built by recombining
@@ -231,6 +233,7 @@ class QualityReport:
     story_gaps: dict[str, float] = field(default_factory=dict)
     throughput: list[dict[str, Any]] = field(default_factory=list)
     order: dict[str, Any] = field(default_factory=dict)
+    parts: dict[str, Any] = field(default_factory=dict)
 
 
 def with_embeddings(corpus: Sequence[LabelledDoc], config: ClusteringConfig | None = None) -> list[LabelledDoc]:
@@ -284,7 +287,34 @@ def evaluate(
         errors=errors,
         parameters={"dup_threshold": dup_threshold, "clustering": _config_dict(config)},
         story_gaps=_story_gaps(corpus),
+        parts=_by_part(corpus, result.event_of, gold_copy_groups, predicted_copy_groups),
     )
+
+
+def _by_part(
+    corpus: Sequence[LabelledDoc],
+    event_of: dict[str, str],
+    gold_copies: dict[str, str],
+    predicted_copies: dict[str, str],
+) -> dict[str, Any]:
+    """Scores over each part's own articles (doc ids ``p4-...``), so that a part added to the corpus can be
+    read alone, and the parts before it compared with their earlier figures. An article of one part joined
+    to another part's event counts against recall here, not precision: the cross-language figures and the
+    mixed events listed under errors show such joins."""
+    parts: dict[str, list[LabelledDoc]] = defaultdict(list)
+    for item in corpus:
+        parts[item.doc.article_id.split("-", 1)[0]].append(item)
+    out: dict[str, Any] = {}
+    for part, items in sorted(parts.items()):
+        ids = [item.doc.article_id for item in items]
+        gold = {item.doc.article_id: item.story_id for item in items}
+        out[part] = {
+            "articles": len(items),
+            "stories": len(set(gold.values())),
+            "clusters": asdict(bcubed(gold, {i: event_of[i] for i in ids})),
+            "duplicates": asdict(pairwise({i: gold_copies[i] for i in ids}, {i: predicted_copies[i] for i in ids})),
+        }
+    return out
 
 
 def _monolingual_event_of(
@@ -575,6 +605,12 @@ def _print(report: QualityReport) -> None:
         print(
             f"    {pair:6} {rates['gold_pairs_joined']:4}/{rates['gold_pairs']:<4} "
             f"wrong {rates['predicted_pairs_wrong']}/{rates['predicted_pairs']}"
+        )
+    for part, scores in report.parts.items():
+        c, d = scores["clusters"], scores["duplicates"]
+        print(
+            f"  part {part}: {scores['articles']} articles, {scores['stories']} stories, B-cubed P={c['precision']:.4f}"
+            f" R={c['recall']:.4f} F1={c['f1']:.4f}, duplicates F1={d['f1']:.4f}"
         )
     print(f"story time spans: {report.story_gaps}")
     for row in report.throughput:

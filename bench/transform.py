@@ -101,7 +101,11 @@ def stream_messages(count: int, *, embeddings: bool = True, seed: int = 7) -> li
     from newswire.embedding import DEFAULT_MODEL, embed_articles, encoder_for, to_message
 
     CACHE.mkdir(parents=True, exist_ok=True)
-    path = CACHE / f"stream-{count}-{seed}.json"
+    # The stream is built from the labelled corpus, and the cache is shared by every checkout on the machine:
+    # keyed by what is embedded, so a corpus with another part (or a checkout without it) never reads vectors
+    # of other texts.
+    texts = hashlib.sha256(json.dumps([[m["title"], m["text"]] for m in messages]).encode()).hexdigest()[:16]
+    path = CACHE / f"stream-{count}-{seed}-{DEFAULT_MODEL}-{texts}.json"
     if path.exists():
         vectors = json.loads(path.read_text("utf-8"))
     else:

@@ -14,6 +14,10 @@ heuristics aim only at the cues that matter for matching:
   "3.5 billion") with a unit class when one follows ("23 morts" == "23 killed" -> ``n:23:dead``);
 * calendar dates ("Feb 9", "9 février", "9. Februar" -> ``d:02-09``).
 
+The word lists written here apply to every article. Languages added as data (``transform/data/malay.json``:
+Malay and Indonesian, via :mod:`transform.lexicon`) extend them only in their own articles ("5 Mac",
+"tiga orang maut", "Komander Maritim Azmir Jaafar"): see :class:`_Lexicon`.
+
 Keys are folded (lower case, no accents), hyphens and apostrophes become spaces; the surface form seen
 first is kept for display in event profiles.
 """
@@ -27,6 +31,7 @@ from decimal import Decimal, InvalidOperation
 from functools import lru_cache
 from importlib import resources
 
+from transform.lexicon import LanguageWords, language_words
 from transform.text import _wordlist, fold, space_out_no_space_scripts, stopwords_for, words
 
 __all__ = ["NATIONALITY_WORDS", "ORGANISATIONS", "PLACES", "Cues", "extract_cues", "outlet_keys"]
@@ -311,7 +316,7 @@ class _Candidate:
         return " ".join(w.text for w in self.words)
 
 
-def _sequences(tokens: list[_Token]) -> list[_Candidate]:
+def _sequences(tokens: list[_Token], connectors: frozenset[str] = _CONNECTORS) -> list[_Candidate]:
     out: list[_Candidate] = []
     i = 0
     n = len(tokens)
@@ -328,7 +333,7 @@ def _sequences(tokens: list[_Token]) -> list[_Candidate]:
                 continue
             # connector words continue a name only when a capitalised word follows ("Banque de France")
             if (
-                nxt.key in _CONNECTORS
+                nxt.key in connectors
                 and j + 2 < n
                 and tokens[j + 2].gap_clean
                 and _is_capitalised(tokens[j + 2])
@@ -349,17 +354,18 @@ def _sequences(tokens: list[_Token]) -> list[_Candidate]:
     return out
 
 
-def _trim(words: list[_Token], stop: frozenset[str]) -> list[_Token]:
+def _trim(words: list[_Token], stop: frozenset[str], lexicon: _Lexicon) -> list[_Token]:
     """Drop leading/trailing connectors and sentence-initial function words ("The", "Le", "Selon") or
     descriptors ("Operator Aegean Lines", "Rival Northwind")."""
+    connectors, not_names = lexicon.connectors, lexicon.not_names
     while words and (
         words[0].key in stop
-        or words[0].key in _CONNECTORS
-        or words[0].key in _NOT_NAMES
-        or (stop and words[0].key in _DESCRIPTORS)
+        or words[0].key in connectors
+        or words[0].key in not_names
+        or (stop and words[0].key in lexicon.descriptors)
     ):
         words = words[1:]
-    while words and (words[-1].key in _CONNECTORS or words[-1].key in _NOT_NAMES):
+    while words and (words[-1].key in connectors or words[-1].key in not_names):
         words = words[:-1]
     return words
 
@@ -391,18 +397,21 @@ class _Collector:
         return out
 
 
-def _classify(candidate: _Candidate, collector: _Collector, stop: frozenset[str]) -> None:
-    words = _trim(list(candidate.words), stop if candidate.at_start else frozenset())
+def _classify(candidate: _Candidate, collector: _Collector, stop: frozenset[str], lexicon: _Lexicon) -> None:
+    words = _trim(list(candidate.words), stop if candidate.at_start else frozenset(), lexicon)
     if not words:
         return
     keys = [w.key for w in words]
     # A person title inside the sequence: what follows is the person, what precedes may be an org or a
     # place ("ECB President Helena Vossberg", "Interior Minister Kerem Aydinli", "M. Dupont").
     for index in range(len(keys) - 1, -1, -1):
-        if keys[index].rsplit(" ", 1)[-1] not in _PERSON_TITLES:
+        if keys[index].rsplit(" ", 1)[-1] not in lexicon.person_titles:
             continue
-        person = _trim(words[index + 1 :], frozenset())
-        if person and any(w.key in _ORG_WORDS for w in person):
+        first = index + 1  # Malay ranks go on after their head word: "Komander Maritim Azmir Jaafar"
+        while first < len(words) and words[first].key in lexicon.title_qualifiers:
+            first += 1
+        person = _trim(words[first:], frozenset(), lexicon)
+        if person and any(w.key in lexicon.not_person_words for w in person):
             break  # "President Hotel Group": a name that contains a title word
         if person:
             collector.add("person", " ".join(w.key for w in person), " ".join(w.text for w in person))
@@ -414,17 +423,19 @@ def _classify(candidate: _Candidate, collector: _Collector, stop: frozenset[str]
                     _classify_known_or_other(
                         [_Token(part, _key(part), word.start, word.end, False, True)],
                         collector,
+                        lexicon,
                         before=None,
                         after=None,
                         generic=False,
                     )
         return
-    _classify_known_or_other(words, collector, before=candidate.before, after=candidate.after)
+    _classify_known_or_other(words, collector, lexicon, before=candidate.before, after=candidate.after)
 
 
 def _classify_known_or_other(
     words: list[_Token],
     collector: _Collector,
+    lexicon: _Lexicon,
     *,
     before: _Token | None,
     after: _Token | None,
@@ -439,40 +450,41 @@ def _classify_known_or_other(
     if key in PLACES and (len(key) > 3 or _is_acronym(surface) or surface[:1].isupper()):
         collector.add("place", PLACES[key], _canonical_display(PLACES[key], "place"))
         return
-    if any(k in _ORG_WORDS for k in keys):
+    if any(k in lexicon.org_words for k in keys):
         if len(keys) > 1 or not generic:
             collector.add("organisation", key, surface)
         return
-    if any(k in _PLACE_WORDS for k in keys) or (after is not None and after.key in _PLACE_WORDS):
+    place_words = lexicon.place_words
+    if any(k in place_words for k in keys) or (after is not None and after.key in place_words):
         collector.add("place", key, surface)
         return
     if len(words) == 1 and _is_acronym(surface):
         collector.add("organisation", key, surface)
         return
     before_key = before.key if before is not None else ""
-    if before_key in _PERSON_CONTEXT and all(w.text[:1].isupper() for w in words):
+    if before_key in lexicon.person_context and all(w.text[:1].isupper() for w in words):
         collector.add("person", key, surface)
         return
-    if before_key in _STRONG_PLACE_CONTEXT:
+    if before_key in lexicon.strong_place_context:
         collector.add("place", key, surface)
         return
-    plain_names = [w for w in words if w.key not in _CONNECTORS]
+    plain_names = [w for w in words if w.key not in lexicon.connectors]
     looks_like_name = all(w.text[:1].isupper() and not w.text.isupper() for w in words)
     if generic and 2 <= len(plain_names) <= 4 and len(plain_names) == len(words) and looks_like_name:
         collector.add("person", key, surface)
         return
-    if len(words) == 1 and before_key in _PLACE_CONTEXT and before is not None and before.text.islower():
+    if len(words) == 1 and before_key in lexicon.place_context and before is not None and before.text.islower():
         collector.add("place", key, surface)
         return
     if generic:
         collector.add("other", key, surface)
 
 
-def _names(text: str, title: str, language: str | None) -> _Collector:
+def _names(text: str, title: str, language: str | None, lexicon: _Lexicon) -> _Collector:
     stop = stopwords_for(language)
     collector = _Collector()
     tokens = _tokens(text)
-    candidates = _sequences(tokens)
+    candidates = _sequences(tokens, lexicon.connectors)
     dateline_end = _dateline(text, collector)
     if dateline_end:
         candidates = [c for c in candidates if c.words[0].start >= dateline_end]
@@ -485,21 +497,23 @@ def _names(text: str, title: str, language: str | None) -> _Collector:
         if candidate.at_start and len(candidate.words) == 1:
             deferred.append(candidate)
             continue
-        _classify(candidate, collector, stop)
+        _classify(candidate, collector, stop, lexicon)
     # A lone capitalised word opening a sentence is a name only if the text also uses it mid-sentence,
     # it is a known name, or it is an acronym ("Residents fled..." is not a name; "Malatya was..." is).
     surnames = collector.person_by_surname()
     for candidate in deferred:
         word = candidate.words[0]
-        if word.key in stop or word.key in _NOT_NAMES:
+        if word.key in stop or word.key in lexicon.not_names:
             continue
         if word.key in surnames:
             collector.add("person", surnames[word.key], collector.surfaces.get(surnames[word.key], word.text))
         elif word.key in PLACES or word.key in ORGANISATIONS or _is_acronym(word.text) or word.key in mid_sentence_keys:
-            _classify(candidate, collector, stop)
+            _classify(candidate, collector, stop, lexicon)
     _resolve_surnames(collector)
     _known_phrases(text, collector)
-    _title_names(title, collector)
+    _title_names(title, collector, lexicon.not_names)
+    if lexicon.place_prefixes:
+        _unprefixed_places(collector, lexicon.place_prefixes)
     if language not in (None, "en"):
         for token in tokens:
             if token.text.islower() and token.key in NATIONALITY_WORDS:
@@ -616,7 +630,7 @@ def _resolve_surnames(collector: _Collector) -> None:
                 collector.kinds["person"].add(surnames[key])
 
 
-def _title_names(title: str, collector: _Collector) -> None:
+def _title_names(title: str, collector: _Collector, not_names: frozenset[str] = _NOT_NAMES) -> None:
     """Headlines are often Title Case, so capitalisation says nothing there: only accept word runs that
     are known names (gazetteer) or that the body already established."""
     if not title:
@@ -640,7 +654,7 @@ def _title_names(title: str, collector: _Collector) -> None:
             elif key in ORGANISATIONS and (len(key) > 3 or _is_acronym(surface)):
                 canonical = ORGANISATIONS[key]
                 collector.add("organisation", canonical, _canonical_display(canonical, "organisation"))
-            elif size == 1 and _is_acronym(surface) and key not in _NOT_NAMES:
+            elif size == 1 and _is_acronym(surface) and key not in not_names:
                 collector.add("organisation", key, surface)
 
 
@@ -725,32 +739,146 @@ _VERB_UNITS = frozenset({"dead", "injured", "missing", "arrested", "displaced"})
 _TOLL_WORDS = frozenset({"toll", "bilan", "balance", "opferzahl"})
 
 
-def _unit_after(following: list[str]) -> str | None:
+# --- word lists by language ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Lexicon:
+    """The word lists that cue extraction reads, for one language.
+
+    The built-in lists (English, French, Spanish, German, and Russian months) apply to every article:
+    :data:`_BASE_LEXICON`. A language with a data table (:mod:`transform.lexicon`: Malay, Indonesian) reads
+    the built-in lists plus its own, only in its own articles, so articles of every other language see exactly
+    the built-in lists.
+    """
+
+    connectors: frozenset[str]
+    not_names: frozenset[str]
+    person_titles: frozenset[str]
+    title_qualifiers: frozenset[str]
+    not_person_words: frozenset[str]  # a word after a title that says the rest is no person ("Hotel Group")
+    person_context: frozenset[str]
+    org_words: frozenset[str]
+    place_words: frozenset[str]
+    place_prefixes: frozenset[str]
+    place_context: frozenset[str]
+    strong_place_context: frozenset[str]
+    descriptors: frozenset[str]
+    months: dict[str, int]
+    month_first: bool  # "Feb 9" is read as a date (Malay and Indonesian write only "9 Februari")
+    unit_classes: dict[str, str]
+    number_words: dict[str, int]
+    scales: dict[str, int]
+    auxiliaries: frozenset[str]
+    leading_fillers: frozenset[str]  # "lima lagi masih hilang": words between a count and its verb
+    toll_words: frozenset[str]
+    clause_words: frozenset[str]  # "tiga maut manakala 14,238 mangsa": "maut" is not the 14,238's verb
+
+
+_BASE_LEXICON = _Lexicon(
+    connectors=_CONNECTORS,
+    not_names=_NOT_NAMES,
+    person_titles=_PERSON_TITLES,
+    title_qualifiers=frozenset(),
+    not_person_words=_ORG_WORDS,
+    person_context=_PERSON_CONTEXT,
+    org_words=_ORG_WORDS,
+    place_words=_PLACE_WORDS,
+    place_prefixes=frozenset(),
+    place_context=_PLACE_CONTEXT,
+    strong_place_context=_STRONG_PLACE_CONTEXT,
+    descriptors=_DESCRIPTORS,
+    months=_MONTHS,
+    month_first=True,
+    unit_classes=_UNIT_CLASSES,
+    number_words=_NUMBER_WORDS,
+    scales=_SCALES,
+    auxiliaries=_AUXILIARIES,
+    leading_fillers=frozenset(),
+    toll_words=_TOLL_WORDS,
+    clause_words=frozenset(),
+)
+
+
+def _extended(own: LanguageWords) -> _Lexicon:
+    """The built-in lists plus a language's own; where both name a word, the built-in meaning stays."""
+    base = _BASE_LEXICON
+    months = {**own.months, **base.months}
+    place_words = base.place_words | own.place_words
+    org_words = base.org_words | own.org_words
+    place_context = base.place_context | own.place_context
+    return _Lexicon(
+        connectors=(base.connectors - own.not_connectors) | own.connectors,
+        not_names=base.not_names | own.weekdays | frozenset(own.months),
+        person_titles=base.person_titles | own.person_titles,
+        title_qualifiers=own.title_qualifiers,
+        # "Pengarah Maritim Zon Semporna", "Ketua Polis Daerah Kuantan": a title before a place or an office
+        not_person_words=org_words | place_words,
+        person_context=base.person_context | own.person_context,
+        org_words=org_words,
+        place_words=place_words,
+        place_prefixes=own.place_prefixes,
+        place_context=place_context,
+        strong_place_context=base.strong_place_context | (own.place_context - own.weak_place_context),
+        descriptors=base.descriptors | own.descriptors,
+        months=months,
+        month_first=False,
+        unit_classes={**own.units, **base.unit_classes},
+        number_words={**own.number_words, **base.number_words},
+        scales={**own.scales, **base.scales},
+        auxiliaries=base.auxiliaries | own.auxiliaries,
+        leading_fillers=own.leading_fillers,
+        toll_words=base.toll_words | own.toll_words,
+        clause_words=base.clause_words | own.clause_words,
+    )
+
+
+@lru_cache(maxsize=64)
+def _lexicon_for(language: str | None) -> _Lexicon:
+    own = language_words(language)
+    return _BASE_LEXICON if own is None else _extended(own)
+
+
+def _unprefixed_places(collector: _Collector, prefixes: frozenset[str]) -> None:
+    """ "Sungai Golok", "Pulau Mabul" are also "Golok", "Mabul": English reports write "the Golok river",
+    "Mabul island", so the name without its generic first word is a place key too."""
+    for kind in ("place", "other", "person", "organisation"):
+        for key in list(collector.kinds[kind]):
+            head, _, rest = key.partition(" ")
+            if head in prefixes and rest and rest.split(" ", 1)[0] not in prefixes:
+                canonical = PLACES.get(rest, rest)
+                collector.add("place", canonical, collector.surfaces.get(key, key).split(" ", 1)[-1])
+
+
+def _unit_after(following: list[str], lexicon: _Lexicon) -> str | None:
     """Unit class of the words right after a number: "23 morts", "23 people killed", "23 personnes ont
     été tuées". Scanning stops at the next number so "2026, à 0,9 %" does not make 2026 a percentage."""
     weak: str | None = None
+    unit_classes = lexicon.unit_classes
     for word in following[:5]:
         if word[0].isdigit():
             break
-        unit = _UNIT_CLASSES.get(word)
+        unit = unit_classes.get(word)
         if unit == "people" and weak is None:
             weak = unit
             continue
         if unit is not None:
             return unit if weak is None or unit in _VERB_UNITS else weak
-        if weak is None or word not in _AUXILIARIES:
+        if weak is None and word in lexicon.leading_fillers:
+            continue
+        if weak is None or word not in lexicon.auxiliaries:
             break
     return weak
 
 
-def _unit_before(preceding: list[str]) -> str | None:
+def _unit_before(preceding: list[str], lexicon: _Lexicon) -> str | None:
     """ "killing at least 23", "injuring 410", "death toll rises to 31"."""
     for word in reversed(preceding[-4:]):
-        if word[0].isdigit():
+        if word[0].isdigit() or word in lexicon.clause_words:
             return None
-        if word in _TOLL_WORDS:
+        if word in lexicon.toll_words:
             return "dead"
-        unit = _UNIT_CLASSES.get(word)
+        unit = lexicon.unit_classes.get(word)
         if unit in _VERB_UNITS:
             return unit
     return None
@@ -762,9 +890,10 @@ _PRECEDING_RE = re.compile(r"[^\W\d_]+|\d+")
 _SPELLED_RE = re.compile(r"[^\W\d_]+(?:-[^\W\d_]+)*")
 
 
-def _numbers(lowered: str) -> set[str]:
+def _numbers(lowered: str, lexicon: _Lexicon) -> set[str]:
     """Number cues of an already folded text."""
     out: set[str] = set()
+    scales, unit_classes, number_words = lexicon.scales, lexicon.unit_classes, lexicon.number_words
     for match in _NUMBER_RE.finditer(lowered):
         value = _parse_number(match.group("num"), match.group("frac"))
         if value is None:
@@ -772,8 +901,8 @@ def _numbers(lowered: str) -> set[str]:
         following = _FOLLOWING_RE.findall(lowered, match.end(), match.end() + 60)
         preceding = _PRECEDING_RE.findall(lowered, max(0, match.start() - 40), match.start())
         scale_word = following[0] if following else ""
-        if scale_word in _SCALES and not (scale_word in ("m", "k") and match.group("sign") is None):
-            value *= _SCALES[scale_word]
+        if scale_word in scales and not (scale_word in ("m", "k") and match.group("sign") is None):
+            value *= scales[scale_word]
             following = following[1:]
         is_integer = value == value.to_integral_value() and not match.group("frac")
         unit: str | None = None
@@ -782,12 +911,12 @@ def _numbers(lowered: str) -> set[str]:
         elif match.group("sign"):
             unit = "money"
         else:
-            unit = _unit_after(following)
-            immediate_unit = unit is not None and bool(following) and following[0] in _UNIT_CLASSES
+            unit = _unit_after(following, lexicon)
+            immediate_unit = unit is not None and bool(following) and following[0] in unit_classes
             if is_integer and 1900 <= value <= 2100 and not immediate_unit:
                 continue  # a year ("since 2019", "in February 2023, which killed ...")
             if unit is None or unit == "people":
-                unit = _unit_before(preceding) or unit
+                unit = _unit_before(preceding, lexicon) or unit
             after_magnitude = bool(preceding) and preceding[-1] in _MAGNITUDE_WORDS
             after_magnitude_of = (
                 len(preceding) >= 2 and preceding[-2] in _MAGNITUDE_WORDS and preceding[-1] in ("of", "de")
@@ -803,10 +932,10 @@ def _numbers(lowered: str) -> set[str]:
     # Spelled-out counts ("quatre personnes interpellées", "three killed") only with a unit.
     tokens = _SPELLED_RE.findall(lowered)
     for index, word in enumerate(tokens):
-        if word in _NUMBER_WORDS and _NUMBER_WORDS[word] >= 2:
-            unit = _unit_after(tokens[index + 1 : index + 6])
+        if word in number_words and number_words[word] >= 2:
+            unit = _unit_after(tokens[index + 1 : index + 6], lexicon)
             if unit in _VERB_UNITS:
-                out.add(f"n:{_NUMBER_WORDS[word]}:{unit}")
+                out.add(f"n:{number_words[word]}:{unit}")
     return out
 
 
@@ -818,24 +947,28 @@ _DATE_MD_RE = re.compile(r"\b([^\W\d_]{3,10})\.?\s+(\d{1,2})(?:st|nd|rd|th)?\b(?
 _DATE_CJK_RE = re.compile(r"(\d{1,2})\s*月\s*(\d{1,2})\s*[日号]")
 
 
-def _dates(lowered: str) -> set[str]:
+def _dates(lowered: str, lexicon: _Lexicon) -> set[str]:
     """Date cues of an already folded text."""
     out: set[str] = set()
+    months = lexicon.months
     for month, day in _DATE_CJK_RE.findall(lowered):
         if 1 <= int(month) <= 12 and 1 <= int(day) <= 31:
             out.add(f"d:{int(month):02d}-{int(day):02d}")
     for day, month in _DATE_DM_RE.findall(lowered):
-        if month in _MONTHS and 1 <= int(day) <= 31:
-            out.add(f"d:{_MONTHS[month]:02d}-{int(day):02d}")
+        if month in months and 1 <= int(day) <= 31:
+            out.add(f"d:{months[month]:02d}-{int(day):02d}")
+    if not lexicon.month_first:
+        return out
     for month, day in _DATE_MD_RE.findall(lowered):
-        if month in _MONTHS and month not in ("may", "mar", "mai") and 1 <= int(day) <= 31:
-            out.add(f"d:{_MONTHS[month]:02d}-{int(day):02d}")
+        if month in months and month not in ("may", "mar", "mai") and 1 <= int(day) <= 31:
+            out.add(f"d:{months[month]:02d}-{int(day):02d}")
     return out
 
 
 def extract_cues(title: str, text: str, language: str | None) -> Cues:
     """All cues of one article. Pure and deterministic: the same input always gives the same keys."""
-    collector = _names(text, title, language)
+    lexicon = _lexicon_for(language)
+    collector = _names(text, title, language, lexicon)
     kinds = collector.kinds
     lowered = fold(f"{title}\n{text}")  # folded once for both numbers and dates
     return Cues(
@@ -843,8 +976,8 @@ def extract_cues(title: str, text: str, language: str | None) -> Cues:
         people=frozenset(kinds["person"]),
         organisations=frozenset(kinds["organisation"]),
         others=frozenset(kinds["other"] - kinds["place"] - kinds["person"] - kinds["organisation"]),
-        numbers=frozenset(_numbers(space_out_no_space_scripts(lowered))),
-        dates=frozenset(_dates(lowered)),
+        numbers=frozenset(_numbers(space_out_no_space_scripts(lowered), lexicon)),
+        dates=frozenset(_dates(lowered, lexicon)),
         surfaces=tuple(sorted(collector.surfaces.items())),
     )
 

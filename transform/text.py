@@ -6,8 +6,10 @@ Two consumers want different views of the same text:
   included) and only folds case, accents and punctuation; a copy with a changed word still shares most
   shingles, an independently written article shares almost none;
 * story clustering compares *content*, so :func:`content_terms` drops stopwords of EN/FR/ES/DE (and
-  newsroom filler such as "said"/"a déclaré"), folds accents and applies a light suffix stemmer, so
-  "Genève"/"Geneve" and "killed"/"killing" meet.
+  newsroom filler such as "said"/"a déclaré"; Malay and Indonesian from ``transform/data/malay.json``, see
+  :mod:`transform.lexicon`), folds accents and applies a light suffix stemmer, so "Genève"/"Geneve" and
+  "killed"/"killing" meet. Languages without a stemmer of their own (Malay, Indonesian...) get the English
+  one: their articles' Latin-script names then stem as in the English reports they must meet ("Kuching").
 
 Scripts written without spaces (Chinese, Japanese, Thai...) cannot be split into words without a
 dictionary, and Arabic-script words carry clitics ("ال", "و"), so both fall back to character n-grams:
@@ -26,6 +28,8 @@ from collections.abc import Iterable, Iterator, Sequence
 from functools import lru_cache
 
 import numpy as np
+
+from transform.lexicon import language_words, languages_with_words
 
 # Word-ish runs: letters, digits, marks. Apostrophes/hyphens split ("l'Intérieur" -> "l", "interieur").
 _WORD_RE = re.compile(r"[^\W_]+", re.UNICODE)
@@ -202,8 +206,14 @@ STOPWORDS: dict[str, frozenset[str]] = {
     "de": frozenset(_DE),
 }
 # Unknown language: the union is safer than nothing; the few cross-language clashes ("die", "son")
-# cost a little recall on those words only.
+# cost a little recall on those words only. Only the four languages above: the data-file languages stay
+# out of the union, because their function words are names and content words elsewhere (Malay "dan" is
+# the English given name, "para" and "ada" Spanish words, "lima" a capital), so adding them would change
+# the terms of every article whose language is unknown or has no list (zh, ru, ar...); and an article in
+# those languages is rarely unknown, since language identification names Malay and Indonesian confidently.
 ALL_STOPWORDS: frozenset[str] = frozenset().union(*STOPWORDS.values())
+for _language in languages_with_words():
+    STOPWORDS[_language] = language_words(_language).stopwords  # type: ignore[union-attr]
 
 
 def stopwords_for(language: str | None) -> frozenset[str]:

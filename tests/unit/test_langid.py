@@ -20,6 +20,16 @@ def test_every_labelled_article_of_the_multilingual_corpus_is_identified() -> No
     assert wrong == []
 
 
+def test_malay_is_ms_and_indonesian_is_id_not_confused() -> None:
+    # Close relatives that share most function words: each gets its own tables in transform/data/malay.json
+    docs = [json.loads(line) for line in (STORIES / "part4.jsonl").read_text("utf-8").splitlines()]
+    docs = [d for d in docs if d["language"] in ("ms", "id")]
+    assert {d["language"] for d in docs} == {"ms", "id"} and len(docs) >= 10
+    assert [(d["doc_id"], detect_language(d["title"], d["text"])) for d in docs] == [
+        (d["doc_id"], d["language"]) for d in docs
+    ]
+
+
 def test_mandarin_is_zh_not_a_regional_variety() -> None:
     text = "俄罗斯中央银行4月24日宣布，将关键利率上调150个基点至18%。"
     assert detect_language("俄罗斯央行加息150个基点", text) == "zh"
