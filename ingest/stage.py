@@ -17,8 +17,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from ingest.admission import HostWindow
+from ingest.admission import HostWindow, url_host
 from ingest.extract_workers import Enricher, Extractor, InlineExtractor, ProcessPoolExtractor, make_extractor
+from ingest.feed_dispatch import map_per_host
 from ingest.feedlist import FeedSpec, load_feed_list
 from ingest.http import Fetcher, HttpPolicy
 from ingest.ledger import IngestLedger
@@ -154,6 +155,12 @@ class IngestSummary:
         )
 
 
+def _feed_host(feed: FeedSpec) -> str:
+    """The feed pool's host key of a feed: its URL's ``host:port`` (as the throttle spaces requests), or the URL
+    itself when it has none (such a feed fails without a request, so it shares no host's bound)."""
+    return url_host(feed.url) or feed.url
+
+
 def ingest_feeds(
     settings: Settings,
     bootstrap: str,
@@ -169,6 +176,9 @@ def ingest_feeds(
     enrich: Enricher | None = None,
 ) -> IngestSummary:
     """Poll every feed; a failing feed is reported in ``failures`` and does not stop the others.
+
+    The feed pool starts at most ``settings.feeds_per_host`` feeds of one host at once and spreads the list over
+    its hosts (:func:`ingest.feed_dispatch.map_per_host`); ``summary.reports`` stays in list order.
 
     ``on_done`` is called from the polling thread after each feed, with its report or its failure (the feed
     schedule records both). ``batched``: every ledger write waits for a flush of many feeds (see
@@ -206,9 +216,10 @@ def ingest_feeds(
 
         try:
             with ThreadPoolExecutor(max_workers=settings.fetch_concurrency, thread_name_prefix="feed") as pool:
-                for report in pool.map(one, feeds):
-                    if report is not None:
-                        summary.reports.append(report)
+                reports = map_per_host(
+                    pool, settings.fetch_concurrency, one, feeds, per_host=settings.feeds_per_host, host_of=_feed_host
+                )
+            summary.reports.extend(r for r in reports if r is not None)
         finally:
             poller.ledger.flush()  # the deferred rows (batched: every row) not written yet
         summary.published = poller.publisher.acknowledged(contracts.ARTICLES)

@@ -87,6 +87,15 @@ class Settings(BaseSettings):
         "entries mostly share one host, and more of them asleep in the spacing only hold entry threads while "
         "other hosts' entries wait in the queue. Entries downloading or extracting do not count.",
     )
+    feeds_per_host: int = Field(
+        2,
+        ge=0,
+        le=64,
+        description="Feeds of one host polled at once by one process's feed pool, from the start of a feed's poll "
+        "to its end (0 = no bound, feeds started in list order). Why: a host serves one request per host_interval "
+        "however many of its feeds are polled, and an outlet-grouped list put the whole pool on one or two hosts; "
+        "feeds over the bound wait outside the pool while other hosts' feeds start (ingest/feed_dispatch.py).",
+    )
     entries_per_host: int = Field(
         3,
         ge=0,
