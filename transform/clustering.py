@@ -75,7 +75,8 @@ __all__ = [
 
 # Bumped whenever feature extraction (text.py, entities.py, _features) changes what it computes:
 # features stored by an older version would then differ from a recomputation, and must be rebuilt.
-FEATURES_VERSION = 2
+# 3: Malay and Indonesian word tables (transform/data/malay.json) change the features of ms/id articles.
+FEATURES_VERSION = 3
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -173,13 +174,30 @@ def _hash(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
+# Stored features open with the version of feature extraction that made them (FEATURES_VERSION): the reference's
+# and the current one's differ by design, the features after it must not.
+_FEATURES_VERSION = re.compile(r'^\{"v":\d+,')
+
+
 def snapshot(url: str) -> dict[str, list[dict[str, Any]]]:
     warehouse = Warehouse(url)
     out = {}
     for table, order in ORDER.items():
         rows = warehouse.query(f"SELECT * FROM {table} ORDER BY {order}")
         out[table] = [{k: v for k, v in row.items() if k not in WALL_CLOCK[table]} for row in rows]
+    for row in out["article_features"]:
+        row["features"], versioned = _FEATURES_VERSION.subn('{"v":_,', row["features"])
+        assert versioned == 1, row["article_id"]
     return out
+
+
+def reproducible(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The messages whose transform the reference can reproduce: it predates the word tables of transform/data
+    (Malay, Indonesian), so articles in those languages get other features from it, by design."""
+    from transform.lexicon import languages_with_words
+
+    tabled = set(languages_with_words())
+    return [message for message in messages if message["language"] not in tabled]
 
 
 def run_reference(
@@ -261,7 +279,7 @@ def labelled_messages() -> list[dict[str, Any]]:
     from bench.quality import load_corpus
     from newswire.embedding import DEFAULT_MODEL, embed_articles, encoder_for, to_message
 
-    messages = [article_message(item.doc) for item in load_corpus()]
+    messages = reproducible([article_message(item.doc) for item in load_corpus()])
     encoder = encoder_for(DEFAULT_MODEL)
     assert encoder is not None
     vectors = embed_articles(encoder, [(m["title"], m["text"]) for m in messages])
@@ -300,7 +318,7 @@ def test_synthetic_stream_of_2000_articles_gives_the_reference_warehouse(
 ) -> None:
     from bench.transform import stream_messages
 
-    records = with_traffic_noise(stream_messages(2000, embeddings=False))
+    records = with_traffic_noise(reproducible(stream_messages(2100, embeddings=False)))
     reference_url, current_url = two_warehouses
     config = ClusteringConfig(embedding_model="none")
     # a month of the stream (the story state restored around it from stored articles), then everything
