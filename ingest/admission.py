@@ -11,6 +11,11 @@ throttle admits its first request (:func:`ingest.politeness.on_admission`), or u
   outlet lists dozens of section feeds on one host, the feed pool polls several of them concurrently, and each
   one's own window would let ``bound`` more of that host's entries into the pool. Entries over the host's bound
   wait in their feed's thread (outside the entry pool) while entries of other hosts are submitted.
+
+An entry about to block on another entry's work instead of the throttle (the owner of the same URL downloading it,
+another entry's robots.txt fetch of its origin) gives both places back first
+(:func:`ingest.politeness.release_admission`): it is not waiting for its host's slot, and holding the host's
+places while it waits would stall every feed of that host.
 """
 
 from __future__ import annotations
@@ -29,7 +34,9 @@ _R = TypeVar("_R")
 
 class HostWindow:
     """At most ``per_host`` items of one host waiting for their first admission at once, across every
-    :func:`map_bounded` call given this window (one per process: all the feeds it polls concurrently).
+    :func:`map_bounded` call given this window (one per process: all the feeds it polls concurrently). An item
+    blocked on another item's work gives its place back (:func:`ingest.politeness.release_admission`), so it
+    does not count as waiting for admission.
 
     The window's lock is also the lock of every call's condition, so a call can wait for "my feed's window or
     one of my hosts has room" without a lost wake-up; it is held for bookkeeping only, never across a request.
@@ -101,20 +108,21 @@ def map_bounded(
     a few feeds' chunks fill every thread with sleepers while the entries of idle hosts, queued behind them,
     wait: the pool serves about as many hosts per spacing interval as it has chunks in its threads.
 
-    The bound: an item holds one of the ``bound`` window places (and one of its host's) from its submission
-    until the host throttle has admitted its first request (:func:`ingest.politeness.on_admission`), or until
-    it finishes if it never reaches the throttle (a duplicate decided before fetching, an error), or is
-    cancelled before it ran. So at most ``bound`` items of this call wait for their *first* admission (asleep
-    in the throttle, or in the pool's queue) at a time; later waits of an admitted item (its page after its
-    robots.txt, a redirect hop) are not counted, nor are items downloading or extracting, so a slow host still
-    has many requests in flight, and items on hosts with a free slot are admitted at once (a multi-host feed
-    runs in parallel). ``bound`` < 1 counts as 1. Items are submitted in order, except that an item whose
-    host is full is passed over for a later item of a host with room; the call waits, in its own thread and
-    holding no pool thread, while neither window has room.
+    The bound: an item holds one of the ``bound`` window places (and one of its host's) from its submission until
+    the host throttle has admitted its first request (:func:`ingest.politeness.on_admission`), or until it is about
+    to wait for another item's work (:func:`ingest.politeness.release_admission`: a duplicate URL another feed is
+    fetching, a robots.txt another entry is fetching), or until it finishes if it never reaches the throttle (a
+    duplicate decided before fetching, an error), or is cancelled or fails before it ran. So at most ``bound`` items
+    of this call wait for their *first* admission (asleep in the throttle, or in the pool's queue) at a time; later
+    waits of an admitted item (its page after its robots.txt, a redirect hop) are not counted, nor are items
+    downloading or extracting, so a slow host still has many requests in flight, and items on hosts with a free slot
+    are admitted at once (a multi-host feed runs in parallel). ``bound`` < 1 counts as 1. Items are submitted in
+    order, except that an item whose host is full is passed over for a later item of a host with room; the call
+    waits, in its own thread and holding no pool thread, while neither window has room.
 
-    Results come back in item order. On failure the exception of the first item *to fail* (in time, not in
-    item order) is raised, no further item is submitted, and submitted items not started yet are cancelled;
-    items already running are not waited for."""
+    Results come back in item order. On failure the exception of the first item *to fail* (in time, not in item
+    order) is raised, no further item is submitted, and submitted items not started yet are cancelled; items already
+    running are not waited for."""
     limit = max(1, bound)
     window = hosts if hosts is not None else HostWindow(len(items) or 1)
     keys: list[str | None] = [host_of(item) for item in items] if hosts is not None and host_of else [None] * len(items)
@@ -149,10 +157,15 @@ def map_bounded(
 
     def finished(i: int, future: Future[_R]) -> None:
         with changed:
+            # Whatever ended it: a future cancelled, or failed without running (a broken pool fails its queued
+            # work), never calls ``run``'s release, and its host's place would be kept from the other feeds
+            # forever. Idempotent: an item that ran has given its place back already.
+            release(i)
             if future.cancelled():
-                release(i)  # it will never run: its host's place would be kept from the other feeds forever
                 if not failure:  # cancelled by someone else (a pool shut down)
                     failure.append(CancelledError())
+            elif (error := future.exception()) is not None and not failure:
+                failure.append(error)  # failed without running: no further item is submitted either
             changed.notify_all()
 
     def next_item(pending: list[int]) -> int | None:

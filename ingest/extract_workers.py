@@ -421,8 +421,11 @@ def _picklable(exc: Exception) -> Exception:
     return exc
 
 
-# status, value, reason, pages in the batch that answered it, the page's share of the batch's measurements
-_Reply = tuple[str, Any, str | None, int, dict[str, float]]
+# status, value, reason, pages in the batch that answered it, the page's share of the batch's measurements, and
+# any field a later version appends: new fields go at the end, and the parent unpacks the first four strictly and
+# the rest tolerantly, so a parent and workers of different versions (a fork server started before an upgrade)
+# still understand each other.
+_Reply = tuple[Any, ...]
 
 
 class _WorkerDied(Exception):
@@ -726,7 +729,7 @@ class ProcessPoolExtractor:
         while True:
             worker, request = self._send(content, url, content_type, alone)
             try:
-                status, value, reason, batch, shares = worker.receive(request)
+                status, value, reason, batch, *extra = worker.receive(request)
             except _WorkerDied as died:
                 self._release(worker, alone)
                 self._retire(worker)
@@ -741,7 +744,8 @@ class ProcessPoolExtractor:
                 self._retire(worker)  # interrupted mid-exchange: the pipe's state is unknown
                 raise
             self._release(worker, alone, batch)
-            worker_stats.record(shares)
+            if extra and isinstance(extra[0], dict):  # the page's shares; absent from an older worker's reply
+                worker_stats.record(extra[0])
             if status == "ok":
                 return value  # type: ignore[no-any-return]
             if status == "refused":

@@ -38,6 +38,21 @@ def on_admission(callback: Callable[[], None]) -> Iterator[None]:
         _ADMITTED.reset(token)
 
 
+def release_admission() -> None:
+    """Call the current context's admission callback (:func:`on_admission`) now, without a request.
+
+    Why: a caller about to block on *another* task's work (the owner of the same URL downloading it, another
+    entry's robots.txt fetch of the same origin) would otherwise keep its admission places (its feed's and its
+    host's, shared by every feed of the host) while it never sleeps in the throttle, and a few such waiters stall
+    every feed of that host. Giving the places back first lets other entries of the host be admitted meanwhile;
+    the waiter's later requests, if any, are not counted (as those of an admitted entry are not). Idempotent as
+    the callback is; does nothing outside an :func:`on_admission` block.
+    """
+    admitted = _ADMITTED.get()
+    if admitted is not None:
+        admitted()
+
+
 class HostThrottle:
     """Spaces requests to the same host (``host:port``) at least ``min_interval`` seconds apart.
 

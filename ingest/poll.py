@@ -38,6 +38,7 @@ from ingest.ledger import (
     dead_letter_id,
 )
 from ingest.messages import article_message, entry_from_payload, entry_to_payload
+from ingest.politeness import release_admission
 from ingest.rawstore import RawArticle
 from ingest.robots import RobotsCache
 from ingest.schedule_policy import ServerHints, parse_hints
@@ -413,6 +414,9 @@ class FeedPoller:
         prior = known.article_of(url)
         owner, slot = self.claims.claim(url)
         if not owner and prior is None:
+            # Waiting for another feed's entry of the same URL (up to its whole download and extraction) is not
+            # waiting for the host's request slot: the feed's and the host's window places go back first.
+            release_admission()
             prior = self.claims.wait(slot, timeout=self.settings.total_timeout * 3)
         if prior:
             if owner:

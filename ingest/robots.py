@@ -27,6 +27,7 @@ from ingest.errors import (
     RobotsUnavailable,
 )
 from ingest.http import Fetcher
+from ingest.politeness import release_admission
 
 __all__ = ["RobotsCache", "RobotsRules", "parse_robots", "product_token"]
 
@@ -232,11 +233,19 @@ class RobotsCache:
         robots_url = robots_url_for(url)
         entry = self._cached(robots_url)
         if entry is None:
-            with self._fetch_locks[zlib.crc32(robots_url.encode()) % _LOCK_STRIPES]:
+            fetch_lock = self._fetch_locks[zlib.crc32(robots_url.encode()) % _LOCK_STRIPES]
+            if not fetch_lock.acquire(blocking=False):
+                # Another entry is fetching this origin's robots.txt (maybe asleep in its host's Crawl-delay):
+                # waiting behind it is not waiting for a request slot, so the admission places go back first.
+                release_admission()
+                fetch_lock.acquire()
+            try:
                 entry = self._cached(robots_url)  # another thread may have fetched it meanwhile
                 if entry is None:
                     entry = self._load(robots_url)
                     self._store(robots_url, entry)
+            finally:
+                fetch_lock.release()
         if entry.rules is None:
             detail = entry.failure or "robots.txt unavailable"
             raise RobotsUnavailable(robots_url, detail, retry_after=entry.retry_after)

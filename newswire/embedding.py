@@ -30,6 +30,7 @@ the shared core.
 from __future__ import annotations
 
 import base64
+import inspect
 import os
 import threading
 from collections.abc import Mapping, Sequence
@@ -197,22 +198,39 @@ class UseMultilingualEncoder:
 
 
 class CappedTokenizer:
-    """A tokenizer whose token lists keep at most ``max_tokens`` ids: the first ``max_tokens - 1`` and the last
-    one (the end marker, when the caller asked for one), so a cut text still ends as the encoder expects."""
+    """A tokenizer whose token lists keep at most ``max_tokens`` ids: with ``add_eos`` (the end marker asked
+    for), the first ``max_tokens - 1`` and the last one, so a cut text still ends as the encoder expects;
+    without it, the first ``max_tokens`` (the last id is then just a word piece, and keeping it would splice the
+    text's end onto its start)."""
 
     def __init__(self, tokenizer: Any, max_tokens: int) -> None:
         if max_tokens < 2:
             raise ValueError("max_tokens must leave room for the start and end markers")
         self.tokenizer, self.max_tokens = tokenizer, max_tokens
+        self._eos_by_default = _default_add_eos(tokenizer)
 
     def encode(self, texts: Any, **options: Any) -> Any:
         ids = self.tokenizer.encode(texts, **options)
+        asked = options.get("add_eos")
+        keep_end = self._eos_by_default if asked is None else bool(asked)
         if isinstance(texts, str):
-            return self._cut(ids)
-        return [self._cut(one) for one in ids]
+            return self._cut(ids, keep_end)
+        return [self._cut(one, keep_end) for one in ids]
 
-    def _cut(self, ids: list[Any]) -> list[Any]:
-        return ids if len(ids) <= self.max_tokens else [*ids[: self.max_tokens - 1], ids[-1]]
+    def _cut(self, ids: list[Any], keep_end: bool) -> list[Any]:
+        if len(ids) <= self.max_tokens:
+            return ids
+        return [*ids[: self.max_tokens - 1], ids[-1]] if keep_end else ids[: self.max_tokens]
+
+
+def _default_add_eos(tokenizer: Any) -> bool:
+    """Whether ``tokenizer.encode`` adds the end marker when not told: the package's pure-Python tokenizer does
+    (``add_eos=True``), sentencepiece does not (``None``: its processor's own setting, off unless configured)."""
+    try:
+        parameter = inspect.signature(tokenizer.encode).parameters.get("add_eos")
+    except (TypeError, ValueError):
+        return False
+    return parameter is not None and parameter.default is True
 
 
 def _sentencepiece(path: str) -> Any:

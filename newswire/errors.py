@@ -11,6 +11,7 @@ The core's errors live here; each stage owns its subclasses in its own errors mo
     ├── SettingsError                   the configuration is invalid        settings
     ├── BrokerUnavailable               Kafka unreachable or no ack         broker_unavailable, retryable
     ├── MessageTooLarge                 over the producer's size limit      message_too_large
+    ├── TopicLimitTooLow                a topic takes less than must fit    topic_limit_too_low
     ├── WarehouseUnavailable            warehouse not opened or locked      warehouse_unavailable, retryable
     ├── ContractError                   a message breaks its contract       invalid_json, schema_violation, ...
     ├── EmbeddingError                  an encoder cannot be used           unknown_model, backend_missing, ...
@@ -146,6 +147,29 @@ class WarehouseUnavailable(NewswireError):
 
     default_reason = "warehouse_unavailable"
     default_retryable = True
+
+
+class TopicLimitTooLow(NewswireError):
+    """A topic's ``max.message.bytes`` (or the broker default it takes) is below the smallest limit Newswire can
+    work with (``NEWSWIRE_MAX_MESSAGE_BYTES``'s minimum), found at start-up.
+
+    Why refuse instead of warning: below it, a dead letter without its payload or an event without its member
+    list may not fit, so the promise that they always do breaks; a dead letter that fails to send after its
+    chunk's articles were confirmed leaves the chunk unrecorded, and every re-run republishes those articles.
+    Not retryable: only raising the topic's limit (Kafka's tools) lets the process start.
+    """
+
+    default_reason = "topic_limit_too_low"
+
+    def __init__(self, topic: str, limit: int, minimum: int, *, source: str = "max.message.bytes") -> None:
+        super().__init__(
+            f"topic {topic} takes records up to {limit:,} bytes ({source}), below the {minimum:,} bytes Newswire"
+            f" needs (the minimum of NEWSWIRE_MAX_MESSAGE_BYTES: a dead letter without its payload, or an event"
+            f" without its member list, must always fit); raise the topic's max.message.bytes to at least {minimum:,}"
+        )
+        self.topic = topic
+        self.limit = limit
+        self.minimum = minimum
 
 
 class ContractError(NewswireError):

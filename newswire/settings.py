@@ -38,6 +38,12 @@ def _config_file() -> Path | None:
     return default if default.is_file() else None
 
 
+#: The smallest record size limit Newswire works with: an event without its member list, or a dead letter without
+#: its payload, must always fit. The least ``NEWSWIRE_MAX_MESSAGE_BYTES``, and the least ``max.message.bytes`` a
+#: topic may have (``newswire.topiclimits`` refuses to start below it).
+MIN_MESSAGE_BYTES = 64 * 1024
+
+
 class Settings(BaseSettings):
     """Everything an operator can configure. Field names map to ``NEWSWIRE_<NAME>`` variables."""
 
@@ -156,7 +162,7 @@ class Settings(BaseSettings):
     compression: Literal["none", "gzip", "snappy", "lz4", "zstd"] = "gzip"
     max_message_bytes: int = Field(
         1024 * 1024,
-        ge=64 * 1024,
+        ge=MIN_MESSAGE_BYTES,
         le=16 * 1024 * 1024,
         description="Largest message (record, before compression) a producer sends: its max_request_size, and "
         "the max.message.bytes of the topics Newswire creates. A larger article becomes a 'message_too_large' "

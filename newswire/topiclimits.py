@@ -29,6 +29,9 @@ from kafka import KafkaAdminClient
 from kafka.admin import ConfigResource, ConfigResourceType
 from kafka.errors import KafkaError
 
+from newswire.errors import TopicLimitTooLow
+from newswire.settings import MIN_MESSAGE_BYTES
+
 log = logging.getLogger(__name__)
 
 #: A topic's own limit (Kafka's topic config), and the broker's default for topics without one.
@@ -81,6 +84,9 @@ def resolve(
 
     A topic whose limit is below the setting gets a warning naming both: its records over that limit are
     refused before sending (raise the topic's limit with Kafka's tools, or lower the setting, to silence it).
+    One below :data:`~newswire.settings.MIN_MESSAGE_BYTES` raises :class:`~newswire.errors.TopicLimitTooLow`
+    (not retryable): a dead letter or an empty event might not fit there, and a dead letter failing after its
+    chunk's articles were confirmed would leave the chunk unrecorded, republished by every re-run.
     """
     topics = described.get("topic", {})
     limits: dict[str, int] = {}
@@ -91,6 +97,9 @@ def resolve(
         if limit is None:
             unknown.append(name)
             continue
+        source = TOPIC_CONFIG if own is not None else f"the broker's {BROKER_CONFIG}"
+        if limit < MIN_MESSAGE_BYTES:
+            raise TopicLimitTooLow(name, limit, MIN_MESSAGE_BYTES, source=source)
         if limit < setting:
             log.warning(
                 "topic %s takes records up to %d bytes (%s), below NEWSWIRE_MAX_MESSAGE_BYTES (%d): larger ones"
@@ -98,7 +107,7 @@ def resolve(
                 " or lower the setting",
                 name,
                 limit,
-                TOPIC_CONFIG if own is not None else f"the broker's {BROKER_CONFIG}",
+                source,
                 setting,
             )
             limits[name] = limit

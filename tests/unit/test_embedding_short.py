@@ -34,20 +34,43 @@ def _inputs() -> list[str]:
 
 
 class _Counting:
+    """Start marker 0, one id per character (10, 11, ...), end marker 1 only with ``add_eos`` (as sentencepiece)."""
+
     def encode(self, texts: object, **options: object) -> object:
         def ids(text: str) -> list[int]:
-            return [0, *range(10, 10 + len(text)), 1]
+            return [0, *range(10, 10 + len(text)), *([1] if options.get("add_eos") else [])]
 
         return ids(texts) if isinstance(texts, str) else [ids(text) for text in texts]  # type: ignore[union-attr]
 
 
 def test_the_tokenizer_keeps_the_first_ids_and_the_end_marker() -> None:
     capped = CappedTokenizer(_Counting(), 5)
-    assert capped.encode("ab") == [0, 10, 11, 1]  # fits: unchanged
-    assert capped.encode("abcdefg") == [0, 10, 11, 12, 1]
-    assert capped.encode(["abcdefg", "a"]) == [[0, 10, 11, 12, 1], [0, 10, 1]]
+    assert capped.encode("ab", add_eos=True) == [0, 10, 11, 1]  # fits: unchanged
+    assert capped.encode("abcdefg", add_eos=True) == [0, 10, 11, 12, 1]
+    assert capped.encode(["abcdefg", "a"], add_eos=True) == [[0, 10, 11, 12, 1], [0, 10, 1]]
     with pytest.raises(ValueError):
         CappedTokenizer(_Counting(), 1)
+
+
+def test_without_an_end_marker_the_tokenizer_keeps_the_first_ids_only() -> None:
+    """The last id is a word piece of the text's end then, not a marker: keeping it would splice end onto start."""
+    capped = CappedTokenizer(_Counting(), 5)
+    assert capped.encode("abcdefg") == [0, 10, 11, 12, 13]
+    assert capped.encode("abcdefg", add_eos=False) == [0, 10, 11, 12, 13]
+    assert capped.encode(["abcdefg", "ab"]) == [[0, 10, 11, 12, 13], [0, 10, 11]]
+
+
+class _EndByDefault(_Counting):
+    """A tokenizer that adds the end marker unless told not to (as the package's pure-Python one)."""
+
+    def encode(self, texts: object, add_eos: bool = True, **options: object) -> object:
+        return super().encode(texts, add_eos=add_eos, **options)
+
+
+def test_the_end_marker_is_kept_when_the_tokenizer_adds_it_by_default() -> None:
+    capped = CappedTokenizer(_EndByDefault(), 5)
+    assert capped.encode("abcdefg") == [0, 10, 11, 12, 1]
+    assert capped.encode("abcdefg", add_eos=False) == [0, 10, 11, 12, 13]
 
 
 def test_the_short_model_has_its_own_id() -> None:

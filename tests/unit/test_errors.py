@@ -18,7 +18,14 @@ import transform
 from ingest.canonical import canonicalize_url
 from ingest.errors import ExtractionError, FeedFailed, FetchError, HttpStatusError, InvalidUrlError
 from newswire import errors
-from newswire.errors import ContractError, EmbeddingError, MessageTooLarge, NewswireError, WarehouseUnavailable
+from newswire.errors import (
+    ContractError,
+    EmbeddingError,
+    MessageTooLarge,
+    NewswireError,
+    TopicLimitTooLow,
+    WarehouseUnavailable,
+)
 
 
 def _project_errors() -> set[type[NewswireError]]:
@@ -63,6 +70,7 @@ def test_the_one_invalid_url_error_is_a_fetch_error_with_a_fine_reason() -> None
         WarehouseUnavailable("locked"),
         MessageTooLarge("newswire.articles", 2_000_000, 1_048_576),
         MessageTooLarge("newswire.articles", None, 1_048_576, broker_refused=True),
+        TopicLimitTooLow("newswire.dead_letters", 2000, 65536),
         FeedFailed("https://example.com/feed", "http_status", "HTTP 503", True, 30.0, 503),
         HttpStatusError("https://example.com/", 429, retry_after=5.0),
         InvalidUrlError("https://exa mple.com/", "invalid host", reason="invalid_host"),

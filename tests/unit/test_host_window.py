@@ -12,7 +12,9 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import CancelledError, ThreadPoolExecutor
+from concurrent.futures import CancelledError, Future, ThreadPoolExecutor
+from concurrent.futures.thread import BrokenThreadPool
+from typing import Any
 
 import pytest
 
@@ -24,12 +26,38 @@ BIG, OTHER = "big.example", "other.example"
 BIG_KEY, OTHER_KEY = "big.example:80", "other.example:80"
 
 
+class FrozenClock:
+    """The throttle's clock and sleep: time stands still (every sleeper in the throttle waits) until ``thaw``;
+    then a sleep returns at once, moving the clock to its end. Why: which entries are admitted while the big host
+    is throttled is then decided by the window alone, not by how fast a loaded machine schedules threads."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.thawed = threading.Event()
+        self.lock = threading.Lock()
+
+    def __call__(self) -> float:
+        with self.lock:
+            return self.now
+
+    def sleep(self, seconds: float) -> None:
+        with self.lock:
+            until = self.now + seconds
+        assert self.thawed.wait(30), "the test never thawed the clock"
+        with self.lock:
+            self.now = max(self.now, until)
+
+    def thaw(self) -> None:
+        self.thawed.set()
+
+
 class Entries:
-    """Entries that wait in a real throttle: records the order of admissions by host, and the most entries of
-    each host asleep in an entry thread at once (started, not yet admitted)."""
+    """Entries that wait in a throttle on a :class:`FrozenClock`: records the order of admissions by host, and
+    the most entries of each host asleep in an entry thread at once (started, not yet admitted)."""
 
     def __init__(self, spacing: float) -> None:
-        self.throttle = HostThrottle(spacing)
+        self.clock = FrozenClock()
+        self.throttle = HostThrottle(spacing, clock=self.clock, sleep=self.clock.sleep)
         self.lock = threading.Lock()
         self.order: list[str] = []
         self.asleep: dict[str, int] = {}
@@ -46,10 +74,40 @@ class Entries:
             self.order.append(host)
         return url
 
+    def state(self) -> tuple[int, list[str]]:
+        with self.lock:
+            return self.asleep.get(BIG_KEY, 0), list(self.order)
+
+
+class CountingPool(ThreadPoolExecutor):
+    """Counts submissions, so a test knows when every feed has queued what its window lets it."""
+
+    def __init__(self, workers: int) -> None:
+        super().__init__(workers)
+        self.submitted = 0
+        self.count_lock = threading.Lock()
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
+        with self.count_lock:
+            self.submitted += 1
+        return super().submit(fn, *args, **kwargs)
+
+
+def _until(condition: Callable[[], bool], what: str, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting until {what}"
+        time.sleep(0.005)
+
 
 def _many_feeds_of_one_host(window: HostWindow | None, *, feeds: int = 6, entries: int = 4) -> Entries:
     """``feeds`` feeds of BIG (``entries`` each, a feed window of 3) polled at once, as the feed pool does, and
-    then one feed of OTHER with 3 entries, sharing 8 entry threads; BIG is spaced 0.1 s apart."""
+    then one feed of OTHER with 3 entries, sharing 8 entry threads.
+
+    The throttle's clock stands still while BIG's entries fill what the windows let them: BIG's first entry is
+    admitted at once, the next ones sleep (0.1 s apart, in frozen time). Then OTHER's feed arrives. With the host
+    window, OTHER's first entry must be admitted while BIG stays throttled; without it, OTHER's entries are
+    queued behind BIG's sleepers and none can be. Then the clock is thawed to let everything finish."""
     spaced = Entries(0.1)
     results: dict[str, list[str]] = {}
 
@@ -58,13 +116,28 @@ def _many_feeds_of_one_host(window: HostWindow | None, *, feeds: int = 6, entrie
         results[name] = map_bounded(pool, spaced, urls, 3, hosts=window, host_of=url_host)
         assert results[name] == urls  # in item order, whatever finished first
 
-    with ThreadPoolExecutor(8) as pool:
+    with CountingPool(8) as pool:
         pollers = [threading.Thread(target=feed, args=(f"f{n}", BIG, entries)) for n in range(feeds)]
         for poller in pollers:
             poller.start()
-        time.sleep(0.05)  # the big host's entries are in the pool before the other feed arrives
-        other = threading.Thread(target=feed, args=("other", OTHER, 3))
-        other.start()
+        if window is not None:
+            # BIG's first entry admitted; the host's places all taken by sleepers; the other feeds wait outside.
+            _until(lambda: spaced.state() == (window.limit, [BIG_KEY]), "the big host's window is full")
+            other = threading.Thread(target=feed, args=("other", OTHER, 3))
+            other.start()
+            # Its first entry admitted (its next ones are spaced too), and none of BIG's: the clock stands still.
+            _until(lambda: spaced.state()[1] == [BIG_KEY, OTHER_KEY], "the other host's first entry is admitted")
+        else:
+            # Every feed's window in the pool (3 each, and the admitted entry's successor), 8 threads asleep.
+            _until(
+                lambda: spaced.state() == (8, [BIG_KEY]) and pool.submitted == feeds * 3 + 1,
+                "the pool is full of the big host's sleepers",
+            )
+            other = threading.Thread(target=feed, args=("other", OTHER, 3))
+            other.start()
+            _until(lambda: pool.submitted == feeds * 3 + 1 + 3, "the other host's entries are queued")
+            assert OTHER_KEY not in spaced.state()[1]  # frozen: no thread frees up for them
+        spaced.clock.thaw()
         for thread in (*pollers, other):
             thread.join(30)
     assert len(results) == feeds + 1
@@ -75,16 +148,16 @@ def test_other_hosts_entries_are_admitted_at_once_beside_many_feeds_of_one_host(
     window = HostWindow(2)
     spaced = _many_feeds_of_one_host(window)
     assert spaced.order.count(BIG_KEY) == 24 and spaced.order.count(OTHER_KEY) == 3
-    # The other host's three entries get threads at once: its first is admitted beside BIG's first few (each
-    # admitted one spacing after the last), not after BIG's queue.
-    assert spaced.order.index(OTHER_KEY) <= 3
+    # The other host's entries get threads at once: its first is admitted right after BIG's first, while BIG's
+    # next ones sleep in the throttle, not after BIG's queue.
+    assert spaced.order[:2] == [BIG_KEY, OTHER_KEY]
     assert spaced.peak[BIG_KEY] <= 2  # never more than the host's bound asleep, whatever the feeds' windows
     assert window.waiting(BIG_KEY) == window.waiting(OTHER_KEY) == 0
 
 
 def test_without_a_host_window_the_feeds_of_one_host_fill_the_pool() -> None:
     """Why the window: six feeds with three entries each in the pool are 18 sleepers for 8 threads, and the
-    other host's entries queue behind them until most of them have been admitted one spacing apart."""
+    other host's entries queue behind them until most of them have been admitted."""
     spaced = _many_feeds_of_one_host(None)
     assert spaced.peak[BIG_KEY] == 8
     assert spaced.order.index(OTHER_KEY) >= 8
@@ -97,13 +170,20 @@ def test_never_more_than_the_bound_of_one_host_wait_across_calls(per_host: int) 
     waiting = peak = 0
     observed: list[int] = []
 
+    full = threading.Event()  # the bound was reached once: entries need not hold on any more
+
     def entry(i: int) -> int:
         nonlocal waiting, peak
         with lock:
             waiting += 1
             peak = max(peak, waiting)
             observed.append(window.waiting(BIG_KEY))
-        time.sleep(0.01)
+            if waiting == per_host:
+                full.set()
+        # Hold on until as many entries as the bound run at once (not a sleep: on a loaded machine entries can
+        # finish before the next starts), then briefly, so the calls keep competing for the host's places.
+        full.wait(10)
+        time.sleep(0.001)
         with lock:
             waiting -= 1
         return i
@@ -206,13 +286,36 @@ def test_entries_cancelled_by_a_pool_shutdown_give_their_places_back() -> None:
     assert window.waiting(BIG_KEY) == 0
 
 
+def test_entries_of_a_broken_pool_give_their_places_back() -> None:
+    """A broken pool fails queued entries without running them: neither the throttle nor the entry's own end
+    gives their places back, so the completion must, or the host stays full for every other feed."""
+    window = HostWindow(3)
+    pool = ThreadPoolExecutor(1, initializer=_fail)
+    try:
+        with pytest.raises(BrokenThreadPool):
+            map_bounded(pool, lambda i: i, [0, 1], 3, hosts=window, host_of=lambda _: BIG_KEY)
+    finally:
+        pool.shutdown()
+    assert window.waiting(BIG_KEY) == 0
+
+
+def _fail() -> None:
+    raise RuntimeError("the pool's initializer fails: the pool is broken")
+
+
 def test_entries_without_a_host_are_not_bounded_by_one() -> None:
     """Entries with no link (or an unparseable one) are decided without a request: no host's place is taken."""
     window = HostWindow(1)
     assert url_host(None) is None and url_host("") is None and url_host("http://[::1/") is None
     assert url_host("https://News.Example/a") == "news.example:443"
+    together = threading.Barrier(3, timeout=10)  # broken (and raising) unless all three run at once
+
+    def entry(item: None) -> None:
+        together.wait()
+        return item
+
     with ThreadPoolExecutor(4) as pool:
-        assert map_bounded(pool, lambda i: i, [None, None, None], 3, hosts=window, host_of=url_host) == [None] * 3
+        assert map_bounded(pool, entry, [None, None, None], 3, hosts=window, host_of=url_host) == [None] * 3
 
 
 def test_entries_per_host_is_a_setting(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -14,6 +14,8 @@ from typing import Any
 import pytest
 from kafka.errors import KafkaConnectionError, UnknownBrokerIdError
 
+from newswire.errors import NewswireError, TopicLimitTooLow
+from newswire.settings import MIN_MESSAGE_BYTES
 from newswire.topiclimits import TopicLimits, broker_default, configured_bytes, read_limits, resolve
 
 MIB = 1 << 20
@@ -140,3 +142,20 @@ def test_a_broker_that_does_not_describe_configs_leaves_the_setting(caplog: pyte
     assert len(caplog.records) == 2  # once per call, naming the topics, never once per topic
     assert all("a, b" in r.getMessage() for r in caplog.records)
     assert read_limits(_Admin(AssertionError("not asked"), {}), MIB, []) == TopicLimits(MIB)  # type: ignore[arg-type]
+
+
+def test_a_topic_below_the_minimum_is_refused_at_start_up_naming_it_and_both_limits() -> None:
+    """Below 64 KiB a dead letter without its payload (or an event without its members) may not fit: a dead letter
+    failing after its chunk's articles were confirmed would leave the chunk unrecorded, republished on re-runs."""
+    described = {"topic": {"ok": _kafka_topic(str(MIN_MESSAGE_BYTES)), "tiny": _kafka_topic("2000")}}
+    with pytest.raises(TopicLimitTooLow) as caught:
+        resolve(MIB, ["ok", "tiny"], described)
+    error = caught.value
+    assert isinstance(error, NewswireError) and not error.retryable and error.reason == "topic_limit_too_low"
+    assert (error.topic, error.limit, error.minimum) == ("tiny", 2000, MIN_MESSAGE_BYTES)
+    assert "tiny" in str(error) and "2,000" in str(error) and f"{MIN_MESSAGE_BYTES:,}" in str(error)
+    # The minimum itself is accepted, and a topic taking the brokers' default is held to it as well.
+    assert resolve(MIB, ["ok"], described).of("ok") == MIN_MESSAGE_BYTES
+    admin = _Admin({"topic": {"a": {}}}, {"broker": {"7": _broker(MIN_MESSAGE_BYTES - 1)}})
+    with pytest.raises(TopicLimitTooLow, match=r"message\.max\.bytes"):
+        read_limits(admin, MIB, ["a"])  # type: ignore[arg-type]
