@@ -336,3 +336,21 @@ def test_a_span_ending_exactly_at_the_topics_end_is_let_go_before_reconciling_an
     summary = run_transform(settings, broker)
     assert summary.batches == 3 and summary.stats.new_articles + summary.stats.duplicates == 9
     assert events == [("reconcile", 2), ("waiting poll", 2)]
+
+
+def test_a_pooled_postgresql_connection_dropped_between_batches_is_replaced(warehouse_url: str) -> None:
+    """A span keeps PostgreSQL connections across batches; one the server dropped meanwhile (restart, idle
+    timeout) is replaced instead of failing the next batch."""
+    if not warehouse_url.startswith("postgresql"):
+        pytest.skip("the span pools connections on PostgreSQL only")
+    import psycopg
+
+    warehouse = Warehouse(warehouse_url)
+    warehouse.migrate()
+    with warehouse.hold():
+        assert warehouse.scalar("SELECT COUNT(*) FROM transform_batches") == 0
+        pooled = [conn.info.backend_pid for conn in warehouse._idle]
+        assert pooled  # kept for the next batch
+        with psycopg.connect(warehouse_url.split("?")[0], autocommit=True) as admin:
+            admin.execute("SELECT pg_terminate_backend(pid) FROM unnest(%s::int[]) AS pid", (pooled,))
+        assert warehouse.scalar("SELECT COUNT(*) FROM transform_batches") == 0
