@@ -177,10 +177,12 @@ class Settings(BaseSettings):
     transform_hold_seconds: float = Field(
         5.0,
         ge=0,
-        le=60,
-        description="Seconds a one-shot transform run may keep the warehouse open across consecutive batches while "
-        "they come back full (a backlog), instead of closing it after each batch (a DuckDB file is checkpointed at "
-        "every close). Other processes wait for a DuckDB file meanwhile; 0 closes it after every batch.",
+        le=30,
+        description="Seconds from a span's first batch during which a one-shot transform run may start another "
+        "batch without closing the warehouse, while batches come back full (a backlog), instead of closing it after "
+        "each batch (a DuckDB file is checkpointed at every close). It bounds when a new batch may start inside a "
+        "span, not how long other processes wait: the batch running when it ends finishes with the file held, and "
+        "the next span may follow within milliseconds. 0 closes it after every batch.",
     )
     story_state_max_articles: int = Field(
         10_000,

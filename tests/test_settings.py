@@ -109,10 +109,11 @@ def test_max_message_bytes_is_bounded_and_reaches_the_producer(monkeypatch: pyte
 
 
 def test_transform_hold_seconds_stays_below_the_warehouse_lock_timeout(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Other processes wait for a held DuckDB file up to the warehouse's lock timeout (120 s): a span of more than
-    a minute, or a negative one, is refused at start."""
+    """Other processes wait for a held DuckDB file up to the warehouse's lock timeout (120 s), and the batch running
+    when a span's seconds are up still finishes held: more than 30 s, or a negative span, is refused at start."""
     assert load_settings().transform_hold_seconds == 5.0
-    for bad in ("-1", "61", "soon"):
+    assert load_settings(transform_hold_seconds="30").transform_hold_seconds == 30.0
+    for bad in ("-1", "31", "60", "soon"):
         with pytest.raises(SettingsError, match="NEWSWIRE_TRANSFORM_HOLD_SECONDS"):
             load_settings(transform_hold_seconds=bad)
     monkeypatch.setenv("NEWSWIRE_TRANSFORM_HOLD_SECONDS", "0")

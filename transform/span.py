@@ -9,8 +9,12 @@ consecutive batches, but only
 * while the previous batch came back full (there is more waiting on the topic) and the poll for the next one
   returns as soon as the topic is read to its end (a one-shot run), so the file is never held through a poll
   that waits for messages still being produced;
-* and for at most ``seconds`` from the span's first batch: other processes (ingest shards, ``newswire
-  status``) need a DuckDB file between batches and wait for it up to the warehouse's ``lock_timeout``.
+* and only starting a batch within ``seconds`` of the span's first batch: other processes (ingest shards,
+  ``newswire status``) need a DuckDB file between batches and wait for it up to the warehouse's
+  ``lock_timeout``. ``seconds`` bounds when a new batch may start inside a span, not how long they wait: the
+  batch running when it is reached finishes held, and the next span may follow within milliseconds, so under
+  a continuous backlog a DuckDB file leaves other writers little room either way (PostgreSQL is the backend
+  for concurrent writers).
 
 Nothing about durability changes: each batch still commits its own transaction (DuckDB writes it to its WAL
 before the commit returns), the caller still commits the consumer offsets after it, and a process that dies
@@ -57,7 +61,8 @@ class WarehouseSpan:
 
     def after_batch(self, *, backlog: bool) -> None:
         """End the span unless ``backlog`` (the next batch is waiting and its poll will not wait for more) and
-        time is left. Call it after the batch's offsets are committed, before polling for the next batch."""
+        time is left. Call it as soon as the batch's warehouse transaction is committed, before committing the
+        consumer offsets (a broker round trip the file should not be held through when the span ends)."""
         if not backlog or self._clock() - self._started >= self._seconds:
             self.release()
 

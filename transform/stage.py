@@ -143,9 +143,14 @@ def run_transform(
             # predates them. A followed producer's end offsets say how far to read, whatever that watermark.
             ended_at = None if follow is None or republished else follow.end_offsets
             stale = republished or (was_following and (follow is None or follow.end_offsets() is None))
-            batch = consumer.next_batch(stop_when_caught_up=not following and not stale, end_offsets=ended_at)
+            stop_when_caught_up = not following and not stale
+            if not stop_when_caught_up:
+                span.release()  # this poll may wait for messages still being produced: not with the file held
+            batch = consumer.next_batch(stop_when_caught_up=stop_when_caught_up, end_offsets=ended_at)
             republished, was_following = False, following
             if not batch:
+                # Drained: reconciling (publisher confirms) and what follows it go without the file held.
+                span.release()
                 if following or lost_articles_republished():
                     continue
                 break
@@ -157,6 +162,11 @@ def run_transform(
                 # Stop consuming without committing: the batch is read again when the warehouse is back.
                 log.error("warehouse unavailable; stopping without committing offsets")
                 raise
+            # Decided as soon as the batch's transaction is committed, before the offsets' broker round trip: a
+            # span that ends here (drained, partial batch, time up, no span) lets the file go first. Held into the
+            # next poll only when that poll returns once the topic is read to its end (no followed producer) and
+            # this batch came back full: the next one is waiting.
+            span.after_batch(backlog=not following and len(batch) >= settings.batch_max_messages)
             fault_point("after_warehouse_commit")  # test-only crash point (newswire/faults.py)
             # Committed, and idempotent if replayed: a run that lost the lock meanwhile leaves the offsets to
             # the run that holds it now, which reads the batch again and finds it stored.
@@ -165,9 +175,6 @@ def run_transform(
             summary.batches += 1
             summary.stats.add(stats)
             drained = consumer.drained and not following
-            # Held into the next poll only when that poll returns once the topic is read to its end (no
-            # followed producer) and this batch came back full: the next one is waiting.
-            span.after_batch(backlog=not following and len(batch) >= settings.batch_max_messages)
             log.info(
                 "batch %d: %d messages, %d new, %d duplicates, %d events changed",
                 summary.batches,

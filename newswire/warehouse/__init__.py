@@ -259,6 +259,23 @@ class HeldLock:
         self._fence(cur)
 
 
+def _still_connected(conn: Any) -> bool:
+    """Whether a pooled PostgreSQL connection still works. One kept across batches may have been dropped by the
+    server meanwhile (restart, idle timeout, failover); psycopg only notices on its next round trip, so
+    ``closed``/``broken`` alone would hand the batch a dead connection. One empty round trip is far cheaper
+    than a batch failing, and than reconnecting for every batch."""
+    import psycopg
+
+    if conn.closed or conn.broken:
+        return False
+    try:
+        conn.execute("")
+        conn.rollback()  # the probe leaves no transaction open: the batch's starts at its own first statement
+    except psycopg.OperationalError:
+        return False
+    return True
+
+
 class Warehouse:
     """Connection factory and migrator for one warehouse URL."""
 
@@ -416,12 +433,17 @@ class Warehouse:
         return int.from_bytes(digest, "big") - (1 << 63)
 
     def _acquire(self) -> Any:
-        with self._hold_lock:
-            if self._held is not None:
-                return self._held.cursor()  # a new connection to the already-open database
-            if self._holders and self._idle:
-                return self._idle.pop()
-            keep = self._holders > 0 and self.dialect == "duckdb"
+        while True:
+            with self._hold_lock:
+                if self._held is not None:
+                    return self._held.cursor()  # a new connection to the already-open database
+                pooled = self._idle.pop() if self._holders and self._idle else None
+                keep = self._holders > 0 and self.dialect == "duckdb"
+            if pooled is None:
+                break
+            if _still_connected(pooled):
+                return pooled
+            pooled.close()  # dropped by the server since its last batch: try the next one, or connect anew
         conn = self._connect()  # outside the lock: waiting for another process's file lock can take seconds
         if keep:
             with self._hold_lock:

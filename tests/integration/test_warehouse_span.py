@@ -23,9 +23,12 @@ import pytest
 from bench.transform import NullPublisher, incoming, records, stream_messages
 from newswire import contracts
 from newswire.messaging import Publisher, ensure_topics, make_producer
+from newswire.reconcile import ReconcileSummary
 from newswire.warehouse import Warehouse
+from transform import stage
 from transform.batch import BatchProcessor
 from transform.clustering import ClusteringConfig
+from transform.consumer import ArticleConsumer
 from transform.span import WarehouseSpan
 from transform.stage import run_transform
 
@@ -248,3 +251,106 @@ def test_run_transform_opens_the_warehouse_once_per_span_and_replays_change_noth
     after = snapshot(Warehouse(warehouse_url))
     assert len(after.pop("transform_batches")) == 2 * len(before.pop("transform_batches"))  # one row per group
     assert after == before
+
+
+def publish(broker: str, settings: Any, messages: list[tuple[str, bytes]]) -> None:
+    ensure_topics(broker, settings)
+    publisher = Publisher(make_producer(broker, settings, client_id="test"))
+    for key, value in messages:
+        publisher.send(contracts.ARTICLES, key, json.loads(value))
+    publisher.confirm()
+    publisher.close()
+
+
+@pytest.mark.parametrize(
+    ("hold_seconds", "seen_during_commits"),
+    [
+        # No span: the file is let go after every batch, before its offsets are committed.
+        (0.0, [1, 2, 3]),
+        # A span: held through the commits of the two full batches; the partial last one ends it before its commit.
+        (30.0, [None, None, 3]),
+    ],
+)
+def test_the_file_is_let_go_before_the_offsets_commit_when_the_span_ends(
+    broker: str,
+    make_settings: Any,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    hold_seconds: float,
+    seen_during_commits: list[int | None],
+) -> None:
+    """Committing the offsets is a broker round trip (seconds when the broker is slow or down): a span that ends
+    with a batch lets the file go before it, as the transform did before spans existed."""
+    path = tmp_path / "commit.duckdb"
+    settings = make_settings(
+        warehouse_url=f"duckdb:///{path}",
+        embedding_model="none",
+        batch_max_messages=4,
+        transform_hold_seconds=hold_seconds,
+    )
+    publish(broker, settings, records(stream_messages(10, embeddings=False)))
+    seen: list[int | None] = []
+    commit = ArticleConsumer.commit
+
+    def observed(self: ArticleConsumer) -> None:
+        seen.append(batches_seen_by_another_process(path))
+        commit(self)
+
+    monkeypatch.setattr(ArticleConsumer, "commit", observed)
+    summary = run_transform(settings, broker)
+    assert summary.batches == 3
+    assert seen == seen_during_commits
+
+
+def test_a_span_ending_exactly_at_the_topics_end_is_let_go_before_reconciling_and_waiting_polls(
+    broker: str, make_settings: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two full batches read the topic exactly to its end: the span is still open when the next poll comes back
+    empty. Reconciling (publisher confirms) and a poll that may wait for messages run without the file held."""
+    path = tmp_path / "reconcile.duckdb"
+    settings = make_settings(
+        warehouse_url=f"duckdb:///{path}", embedding_model="none", batch_max_messages=4, transform_hold_seconds=30
+    )
+    messages = records(stream_messages(9, embeddings=False))
+    publish(broker, settings, messages[:8])
+    events: list[tuple[str, int | None]] = []
+
+    def lost_one(warehouse: Warehouse, publisher: Publisher, **_: Any) -> ReconcileSummary:
+        """Stands in for a raw article the topic lost: reconcile re-publishes it, so the next poll cannot stop
+        at the last fetch's high watermark and may wait."""
+        events.append(("reconcile", batches_seen_by_another_process(path)))
+        key, value = messages[8]
+        publisher.send(contracts.ARTICLES, key, json.loads(value))
+        publisher.confirm()
+        return ReconcileSummary(found=1, republished=1)
+
+    next_batch = ArticleConsumer.next_batch
+
+    def observed(self: ArticleConsumer, **options: Any) -> list[Any]:
+        if not options.get("stop_when_caught_up"):
+            events.append(("waiting poll", batches_seen_by_another_process(path)))
+        return next_batch(self, **options)
+
+    monkeypatch.setattr(stage, "reconcile", lost_one)
+    monkeypatch.setattr(ArticleConsumer, "next_batch", observed)
+    summary = run_transform(settings, broker)
+    assert summary.batches == 3 and summary.stats.new_articles + summary.stats.duplicates == 9
+    assert events == [("reconcile", 2), ("waiting poll", 2)]
+
+
+def test_a_pooled_postgresql_connection_dropped_between_batches_is_replaced(warehouse_url: str) -> None:
+    """A span keeps PostgreSQL connections across batches; one the server dropped meanwhile (restart, idle
+    timeout) is replaced instead of failing the next batch."""
+    if not warehouse_url.startswith("postgresql"):
+        pytest.skip("the span pools connections on PostgreSQL only")
+    import psycopg
+
+    warehouse = Warehouse(warehouse_url)
+    warehouse.migrate()
+    with warehouse.hold():
+        assert warehouse.scalar("SELECT COUNT(*) FROM transform_batches") == 0
+        pooled = [conn.info.backend_pid for conn in warehouse._idle]
+        assert pooled  # kept for the next batch
+        with psycopg.connect(warehouse_url.split("?")[0], autocommit=True) as admin:
+            admin.execute("SELECT pg_terminate_backend(pid) FROM unnest(%s::int[]) AS pid", (pooled,))
+        assert warehouse.scalar("SELECT COUNT(*) FROM transform_batches") == 0
