@@ -259,6 +259,10 @@ class HeldLock:
         self._fence(cur)
 
 
+#: A pooled PostgreSQL connection idle at least this long is probed before reuse (see _still_connected).
+PROBE_IDLE_SECONDS = 1.0
+
+
 def _still_connected(conn: Any) -> bool:
     """Whether a pooled PostgreSQL connection still works. One kept across batches may have been dropped by the
     server meanwhile (restart, idle timeout, failover); psycopg only notices on its next round trip, so
@@ -305,6 +309,7 @@ class Warehouse:
         self._holders = 0
         self._held: Any = None  # DuckDB: the connection keeping the database open
         self._idle: list[Any] = []  # PostgreSQL: idle connections kept while held
+        self._idle_since: dict[int, float] = {}  # id(connection) -> when it went back to _idle
 
     def __repr__(self) -> str:
         return f"Warehouse({redact_url(self.url)!r})"
@@ -330,6 +335,7 @@ class Warehouse:
                 if self._holders == 0:
                     held, self._held = self._held, None
                     idle, self._idle = self._idle, []
+                    self._idle_since.clear()
                     for conn in [held, *idle]:
                         if conn is not None:
                             conn.close()
@@ -438,10 +444,13 @@ class Warehouse:
                 if self._held is not None:
                     return self._held.cursor()  # a new connection to the already-open database
                 pooled = self._idle.pop() if self._holders and self._idle else None
+                idle_for = 0.0 if pooled is None else time.monotonic() - self._idle_since.pop(id(pooled), 0.0)
                 keep = self._holders > 0 and self.dialect == "duckdb"
             if pooled is None:
                 break
-            if _still_connected(pooled):
+            # Back-to-back transactions of one span reuse a connection without a probe: only one that sat idle
+            # (between batches, while the broker was polled) can have been dropped unnoticed meanwhile.
+            if idle_for < PROBE_IDLE_SECONDS or _still_connected(pooled):
                 return pooled
             pooled.close()  # dropped by the server since its last batch: try the next one, or connect anew
         conn = self._connect()  # outside the lock: waiting for another process's file lock can take seconds
@@ -460,6 +469,7 @@ class Warehouse:
         with self._hold_lock:
             if self.dialect == "postgres" and self._holders and not conn.closed and len(self._idle) < 8:
                 self._idle.append(conn)
+                self._idle_since[id(conn)] = time.monotonic()
                 return
         conn.close()
 

@@ -338,12 +338,19 @@ def test_a_span_ending_exactly_at_the_topics_end_is_let_go_before_reconciling_an
     assert events == [("reconcile", 2), ("waiting poll", 2)]
 
 
-def test_a_pooled_postgresql_connection_dropped_between_batches_is_replaced(warehouse_url: str) -> None:
+def test_a_pooled_postgresql_connection_dropped_between_batches_is_replaced(
+    warehouse_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A span keeps PostgreSQL connections across batches; one the server dropped meanwhile (restart, idle
-    timeout) is replaced instead of failing the next batch."""
+    timeout) is replaced instead of failing the next batch. (Connections idle less than ``PROBE_IDLE_SECONDS``
+    are reused unprobed; the test makes every pooled connection count as idle long enough.)"""
     if not warehouse_url.startswith("postgresql"):
         pytest.skip("the span pools connections on PostgreSQL only")
     import psycopg
+
+    import newswire.warehouse as warehouse_module
+
+    monkeypatch.setattr(warehouse_module, "PROBE_IDLE_SECONDS", 0.0)
 
     warehouse = Warehouse(warehouse_url)
     warehouse.migrate()
