@@ -178,7 +178,9 @@ def ingest_feeds(
     """Poll every feed; a failing feed is reported in ``failures`` and does not stop the others.
 
     The feed pool starts at most ``settings.feeds_per_host`` feeds of one host at once and spreads the list over
-    its hosts (:func:`ingest.feed_dispatch.map_per_host`); ``summary.reports`` stays in list order.
+    its hosts (:func:`ingest.feed_dispatch.map_per_host`); ``summary.reports`` stays in list order. Not without a
+    host interval: the bound exists because a spaced host serves one request per interval however many of its
+    feeds hold threads; an unspaced host (a private mirror, tests) serves them all at once.
 
     ``on_done`` is called from the polling thread after each feed, with its report or its failure (the feed
     schedule records both). ``batched``: every ledger write waits for a flush of many feeds (see
@@ -216,8 +218,9 @@ def ingest_feeds(
 
         try:
             with ThreadPoolExecutor(max_workers=settings.fetch_concurrency, thread_name_prefix="feed") as pool:
+                per_host = settings.feeds_per_host if settings.host_interval > 0 else 0
                 reports = map_per_host(
-                    pool, settings.fetch_concurrency, one, feeds, per_host=settings.feeds_per_host, host_of=_feed_host
+                    pool, settings.fetch_concurrency, one, feeds, per_host=per_host, host_of=_feed_host
                 )
             summary.reports.extend(r for r in reports if r is not None)
         finally:

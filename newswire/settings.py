@@ -98,7 +98,8 @@ class Settings(BaseSettings):
         ge=0,
         le=64,
         description="Feeds of one host polled at once by one process's feed pool, from the start of a feed's poll "
-        "to its end (0 = no bound, feeds started in list order). Why: a host serves one request per host_interval "
+        "to its end (0 = no bound, feeds started in list order; no bound either when host_interval is 0). "
+        "Why: a host serves one request per host_interval "
         "however many of its feeds are polled, and an outlet-grouped list put the whole pool on one or two hosts; "
         "feeds over the bound wait outside the pool while other hosts' feeds start (ingest/feed_dispatch.py).",
     )

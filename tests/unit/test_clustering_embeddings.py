@@ -11,7 +11,7 @@ import pytest
 
 from bench.quality import load_corpus
 from newswire.embedding import Embedding
-from transform.clustering import ClusteringConfig, StaleFeatures, StoryClusterer
+from transform.clustering import FEATURES_VERSION, ClusteringConfig, StaleFeatures, StoryClusterer
 from transform.documents import ArticleDoc
 
 STORIES = Path(__file__).parents[1] / "fixtures" / "stories"
@@ -29,7 +29,7 @@ def test_a_vector_of_another_model_is_recomputed_not_mixed(multilingual: list[Ar
     clusterer.assign(foreign)
     exported = clusterer.export_features(foreign)
     assert exported["embedding"]["model"] == clusterer.model_id
-    assert exported["v"] == 2
+    assert exported["v"] == FEATURES_VERSION
 
 
 def test_stored_features_of_another_model_are_stale(multilingual: list[ArticleDoc]) -> None:
