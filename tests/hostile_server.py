@@ -345,6 +345,33 @@ def article_page(title: str, seed: str | None = None, *, published: str | None =
     ).encode()
 
 
+def long_page(title: str, paragraphs: int) -> bytes:
+    """An article page of ``paragraphs`` distinct paragraphs (nothing folds them): its text grows ~170 bytes each,
+    for messages over a size limit."""
+    body = "".join(
+        f"<p>Paragraph {i} of the long report: the council met again on day {i} and heard witness {i * 7} "
+        f"describe the flooding of district {i % 40} in detail, street by street, for the record.</p>"
+        for i in range(paragraphs)
+    )
+    return (
+        f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>{title}</title></head><body>"
+        f"<article><h1>{title}</h1><time datetime='2026-01-15T09:30:00Z'>15 Jan</time>{body}</article>"
+        "</body></html>"
+    ).encode()
+
+
+def logged(route: Route, label: str, log: list[tuple[float, str]]) -> Route:
+    """``route``, with the moment each request reached it logged under ``label`` (request order across hosts)."""
+    lock = threading.Lock()
+
+    def handler(h: BaseHTTPRequestHandler) -> None:
+        with lock:
+            log.append((time.monotonic(), label))
+        route(h)
+
+    return handler
+
+
 def empty_article_page() -> bytes:
     """A page with navigation and a cookie banner but no article text: extraction yields nothing."""
     return (

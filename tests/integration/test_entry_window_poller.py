@@ -10,10 +10,9 @@ entries of a feed whose pages live on several hosts.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from contextlib import ExitStack
 from http.server import BaseHTTPRequestHandler
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -21,8 +20,6 @@ from hostile_server import HostileServer, article_page, ok, rss, rss_item, statu
 from throttle_gauge import SleeperGauge
 
 from ingest.feedlist import FeedSpec
-from ingest.stage import ingest_feeds
-from newswire.warehouse import Warehouse
 
 pytestmark = pytest.mark.integration
 
@@ -46,17 +43,6 @@ def most_at_once(spans: list[tuple[float, float]]) -> int:
         running += step
         peak = max(peak, running)
     return peak
-
-
-@pytest.fixture
-def poll(broker: str, make_settings: Any, tmp_path: Path) -> Iterator[Callable[..., Any]]:
-    """``poll(feeds, run_id, **settings)``: one ingest run over ``feeds`` into this test's ledger."""
-
-    def run(feeds: list[FeedSpec], run_id: str, **overrides: Any) -> Any:
-        settings = make_settings(warehouse_url=f"duckdb:///{tmp_path / 'w.duckdb'}", respect_robots=False, **overrides)
-        return ingest_feeds(settings, broker, feeds, run_id=run_id), Warehouse(settings.resolved_warehouse_url)
-
-    yield run
 
 
 def test_every_outcome_adds_up_and_no_more_than_the_window_sleeps_in_the_throttle(

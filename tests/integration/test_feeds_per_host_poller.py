@@ -9,21 +9,16 @@ the other hosts' documents are among the first requested, the accounting, and th
 from __future__ import annotations
 
 import threading
-import time
 from collections import Counter
 from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler
-from pathlib import Path
 from typing import Any
 
 import pytest
-from hostile_server import HostileServer, article_page, ok, rss, rss_item
+from hostile_server import HostileServer, article_page, logged, ok, rss, rss_item
 
 from ingest.feedlist import FeedSpec
 from ingest.politeness import host_key
 from ingest.poll import FeedPoller
-from ingest.stage import ingest_feeds
-from newswire.warehouse import Warehouse
 
 pytestmark = pytest.mark.integration
 
@@ -59,17 +54,6 @@ class PollGauge:
         monkeypatch.setattr(FeedPoller, "poll", poll)
 
 
-def logged(route: Callable[[BaseHTTPRequestHandler], None], label: str, log: list[tuple[float, str]]) -> Any:
-    lock = threading.Lock()
-
-    def handler(h: BaseHTTPRequestHandler) -> None:
-        with lock:
-            log.append((time.monotonic(), label))
-        route(h)
-
-    return handler
-
-
 def section(server: HostileServer, name: str, documents: list[tuple[float, str]], label: str) -> FeedSpec:
     links = [server.route(f"/p/{name}-{i}", ok(article_page(f"{name} {i}", f"{name}-{i}"))) for i in range(PAGES)]
     items = [rss_item(title=f"{name} {i}", link=link) for i, link in enumerate(links)]
@@ -91,15 +75,6 @@ def outlet_list() -> Iterator[tuple[list[FeedSpec], list[tuple[float, str]], str
     finally:
         for server in servers:
             server.__exit__(None, None, None)
-
-
-@pytest.fixture
-def poll(broker: str, make_settings: Any, tmp_path: Path) -> Callable[..., Any]:
-    def run(feeds: list[FeedSpec], run_id: str, **overrides: Any) -> Any:
-        settings = make_settings(warehouse_url=f"duckdb:///{tmp_path / 'w.duckdb'}", respect_robots=False, **overrides)
-        return ingest_feeds(settings, broker, feeds, run_id=run_id), Warehouse(settings.resolved_warehouse_url)
-
-    return run
 
 
 def test_an_outlets_feeds_leave_the_pool_to_other_hosts(

@@ -10,38 +10,22 @@ and that a re-run stores nothing twice.
 
 from __future__ import annotations
 
-import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler
-from pathlib import Path
 from typing import Any
 
 import pytest
-from hostile_server import HostileServer, article_page, ok, rss, rss_item
+from hostile_server import HostileServer, article_page, logged, ok, rss, rss_item
 from throttle_gauge import SleeperGauge
 
 from ingest.feedlist import FeedSpec
 from ingest.politeness import host_key
-from ingest.stage import ingest_feeds
-from newswire.warehouse import Warehouse
 
 pytestmark = pytest.mark.integration
 
 FEEDS_OF_BIG = 6
 ENTRIES = 5
-
-
-def logged(route: Callable[[BaseHTTPRequestHandler], None], label: str, log: list[tuple[float, str]]) -> Any:
-    """``route``, with the moment each request reached it logged under ``label``."""
-    lock = threading.Lock()
-
-    def handler(h: BaseHTTPRequestHandler) -> None:
-        with lock:
-            log.append((time.monotonic(), label))
-        route(h)
-
-    return handler
 
 
 def delayed(route: Callable[[BaseHTTPRequestHandler], None], seconds: float) -> Any:
@@ -50,17 +34,6 @@ def delayed(route: Callable[[BaseHTTPRequestHandler], None], seconds: float) -> 
         route(h)
 
     return handler
-
-
-@pytest.fixture
-def poll(broker: str, make_settings: Any, tmp_path: Path) -> Iterator[Callable[..., Any]]:
-    """``poll(feeds, run_id, **settings)``: one ingest run over ``feeds`` into this test's ledger."""
-
-    def run(feeds: list[FeedSpec], run_id: str, **overrides: Any) -> Any:
-        settings = make_settings(warehouse_url=f"duckdb:///{tmp_path / 'w.duckdb'}", respect_robots=False, **overrides)
-        return ingest_feeds(settings, broker, feeds, run_id=run_id), Warehouse(settings.resolved_warehouse_url)
-
-    yield run
 
 
 def test_many_feeds_of_one_host_leave_threads_for_another_host(

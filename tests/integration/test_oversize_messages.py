@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 from cli_env import cli_env
-from hostile_server import HostileServer, article_page, ok, rss, rss_item, status
+from hostile_server import HostileServer, article_page, long_page, ok, rss, rss_item, status
 from kafka import KafkaAdminClient, KafkaProducer
 from kafka.admin import ConfigResource, ConfigResourceType
 from kafka.errors import MessageSizeTooLargeError
@@ -48,26 +48,12 @@ pytestmark = pytest.mark.integration
 LIMIT = 64 * 1024
 
 
-def _long_page(title: str, paragraphs: int) -> bytes:
-    """An article page whose text alone is far over ``LIMIT`` (distinct paragraphs, so nothing folds them)."""
-    body = "".join(
-        f"<p>Paragraph {i} of the long report: the council met again on day {i} and heard witness {i * 7} "
-        f"describe the flooding of district {i % 40} in detail, street by street, for the record.</p>"
-        for i in range(paragraphs)
-    )
-    return (
-        f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>{title}</title></head><body>"
-        f"<article><h1>{title}</h1><time datetime='2026-01-15T09:30:00Z'>15 Jan</time>{body}</article>"
-        "</body></html>"
-    ).encode()
-
-
 def test_an_article_over_the_limit_is_dead_lettered_and_the_rest_of_its_chunk_is_stored(
     broker: str, make_settings: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     with HostileServer() as server:
         pages = {f"/p/{i}": ok(article_page(f"Ordinary report {i}", f"seed-{i}")) for i in range(3)}
-        pages["/p/long"] = ok(_long_page("The longest report", 800))
+        pages["/p/long"] = ok(long_page("The longest report", 800))
         for path, route in pages.items():
             server.route(path, route)
         items = [rss_item(title=path, link=server.url(path)) for path in pages]

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hostile_server import HostileServer, article_page, ok, rss, rss_item
+from hostile_server import HostileServer, article_page, long_page, ok, rss, rss_item
 from kafka import KafkaAdminClient
 from kafka.admin import NewTopic
 from topics import read_topic
@@ -43,19 +43,6 @@ def _create(broker: str, settings: Any, topic: contracts.Topic, configs: dict[st
         admin.close()
 
 
-def _long_page(title: str, paragraphs: int) -> bytes:
-    body = "".join(
-        f"<p>Paragraph {i} of the long report: the council met again on day {i} and heard witness {i * 7} "
-        f"describe the flooding of district {i % 40} in detail, street by street, for the record.</p>"
-        for i in range(paragraphs)
-    )
-    return (
-        f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>{title}</title></head><body>"
-        f"<article><h1>{title}</h1><time datetime='2026-01-15T09:30:00Z'>15 Jan</time>{body}</article>"
-        "</body></html>"
-    ).encode()
-
-
 def test_an_article_over_an_existing_topics_lower_limit_is_dead_lettered_and_the_rest_publish(
     broker: str, make_settings: Any, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -64,7 +51,7 @@ def test_an_article_over_an_existing_topics_lower_limit_is_dead_lettered_and_the
     _create(broker, settings, contracts.ARTICLES, {"max.message.bytes": str(TOPIC_LIMIT)})
     with HostileServer() as server:
         pages = {f"/p/{i}": ok(article_page(f"Ordinary report {i}", f"seed-{i}")) for i in range(3)}
-        pages["/p/long"] = ok(_long_page("The longest report", 800))  # ~140 KB of text: within the setting
+        pages["/p/long"] = ok(long_page("The longest report", 800))  # ~140 KB of text: within the setting
         for path, route in pages.items():
             server.route(path, route)
         feed = server.route(
