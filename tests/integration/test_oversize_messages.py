@@ -21,7 +21,7 @@ from kafka import KafkaAdminClient, KafkaProducer
 from kafka.admin import ConfigResource, ConfigResourceType
 from kafka.errors import MessageSizeTooLargeError
 from story_messages import story_article_message
-from topics import read_topic
+from topics import long_event, read_topic
 
 import transform.stage
 from ingest.feedlist import FeedSpec
@@ -152,48 +152,16 @@ def test_the_publishers_size_check_is_the_producers_own_limit(broker: str, make_
         publisher.close()
 
 
-def _event(articles: int) -> dict[str, Any]:
-    return {
-        "schema_version": 1,
-        "event_id": "ev_long_story",
-        "version": 7,
-        "title": "A story that runs for weeks",
-        "summary": "Reports keep coming.",
-        "first_seen_at": "2026-01-01T10:00:00Z",
-        "last_seen_at": "2026-01-20T10:00:00Z",
-        "earliest_published_at": None,
-        "article_count": articles,
-        "source_count": 3,
-        "sources": ["A", "B", "C"],
-        "languages": ["en"],
-        "keywords": ["flood"],
-        "entities": {"places": [], "people": [], "organisations": []},
-        "articles": [
-            {
-                "article_id": f"{i:032x}",
-                "url": f"https://news.example.org/2026/01/flood-report-{i}",
-                "source": "ABC"[i % 3],
-                "title": f"Flood report number {i}, with its long headline",
-                "language": "en",
-                "published_at": "2026-01-10T10:00:00Z",
-            }
-            for i in range(articles)
-        ],
-        "merged_into": None,
-        "updated_at": "2026-01-20T10:00:00Z",
-    }
-
-
 def test_an_event_with_too_many_members_goes_out_with_the_most_recent_that_fit(
     broker: str, make_settings: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     settings = make_settings()
     publisher = _publisher(broker, settings, 16 * 1024)
     try:
-        small = _event(3)
+        small = long_event(3)
         assert json.loads(encode_event(publisher, small)) == small  # within the limit: unchanged
 
-        large = _event(400)
+        large = long_event(400)
         encodes, parts = [], []
         real_encode, real_part = publisher.encode, contracts.encoded_part
         monkeypatch.setattr(publisher, "encode", lambda *a: encodes.append(1) or real_encode(*a))

@@ -17,7 +17,7 @@ import pytest
 from hostile_server import HostileServer, article_page, long_page, ok, rss, rss_item
 from kafka import KafkaAdminClient
 from kafka.admin import NewTopic
-from topics import read_topic
+from topics import long_event, read_topic
 
 from ingest.feedlist import FeedSpec
 from ingest.stage import ingest_feeds
@@ -82,38 +82,6 @@ def test_an_article_over_an_existing_topics_lower_limit_is_dead_lettered_and_the
     assert run_transform(settings, broker).stats.new_articles == 3
 
 
-def _event(articles: int) -> dict[str, Any]:
-    return {
-        "schema_version": 1,
-        "event_id": "ev_long_story",
-        "version": 3,
-        "title": "A story that runs for weeks",
-        "summary": "Reports keep coming.",
-        "first_seen_at": "2026-01-01T10:00:00Z",
-        "last_seen_at": "2026-01-20T10:00:00Z",
-        "earliest_published_at": None,
-        "article_count": articles,
-        "source_count": 1,
-        "sources": ["A"],
-        "languages": ["en"],
-        "keywords": ["flood"],
-        "entities": {"places": [], "people": [], "organisations": []},
-        "articles": [
-            {
-                "article_id": f"{i:032x}",
-                "url": f"https://news.example.org/2026/01/flood-report-{i}",
-                "source": "A",
-                "title": f"Flood report number {i}, with its long headline",
-                "language": "en",
-                "published_at": "2026-01-10T10:00:00Z",
-            }
-            for i in range(articles)
-        ],
-        "merged_into": None,
-        "updated_at": "2026-01-20T10:00:00Z",
-    }
-
-
 def test_an_event_is_cut_to_the_events_topics_own_lower_limit(broker: str, make_settings: Any) -> None:
     """Only the events topic is low: an event within the setting but over it goes out with the most recent
     members that fit that topic, while an article of the same size still goes to its own topic whole."""
@@ -124,7 +92,7 @@ def test_an_event_is_cut_to_the_events_topics_own_lower_limit(broker: str, make_
     try:
         assert publisher.limit(contracts.EVENTS) == limit
         assert publisher.limit(contracts.ARTICLES) == settings.max_message_bytes
-        event = _event(2400)
+        event = long_event(2400)
         whole = contracts.encode(contracts.EVENTS, event)
         assert limit < Publisher.record_size(event["event_id"], whole) < settings.max_message_bytes
         value = encode_event(publisher, event)
