@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -117,6 +119,52 @@ def test_hold_reuses_the_open_warehouse_and_releases_it(warehouse_url: str) -> N
         import duckdb
 
         duckdb.connect(str(warehouse.path)).close()  # released: another process could open the file again
+
+
+def test_threads_open_a_duckdb_file_one_at_a_time(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two threads opening one file at the same moment could get its instance before DuckDB's Python client
+    registered ``pandas_scan`` on it, and a bulk insert failed; opens are serialised per process (readers
+    included: a reader's open can be the one that creates the instance)."""
+    import duckdb
+
+    warehouse = Warehouse(f"duckdb:///{tmp_path}/w.duckdb")
+    warehouse.migrate()
+    real_connect = duckdb.connect
+    guard = threading.Lock()
+    opening, most = 0, 0
+
+    def slow_connect(*args: Any, **kwargs: Any) -> Any:
+        nonlocal opening, most
+        with guard:
+            opening += 1
+            most = max(most, opening)
+        time.sleep(0.02)  # widens the window in which another thread could be opening too
+        try:
+            return real_connect(*args, **kwargs)
+        finally:
+            with guard:
+                opening -= 1
+
+    monkeypatch.setattr(duckdb, "connect", slow_connect)
+    start = threading.Barrier(6)
+    errors: list[BaseException] = []
+
+    def reader() -> None:
+        start.wait()
+        try:
+            for _ in range(3):
+                with warehouse.read() as cur:
+                    cur.execute("SELECT COUNT(*) FROM article_urls").fetchone()
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=reader) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert most == 1
 
 
 def test_duckdb_url_options_apply_to_every_connection(tmp_path: Path) -> None:

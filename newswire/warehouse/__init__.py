@@ -51,6 +51,15 @@ _DUCKDB_LOCKS: dict[str, threading.RLock] = {}
 _DUCKDB_LOCKS_GUARD = threading.Lock()
 
 
+# Threads of one process that open the same DuckDB file at the same moment can get its database instance
+# before DuckDB's Python client has registered its Python scans on it: the bulk insert of such a connection
+# (``register`` of NumPy columns reads through ``pandas_scan``) then fails with "Table Function with name
+# pandas_scan does not exist", which failed a shard on the 10,000-feed stack (its feed threads open and close
+# the file concurrently). Opening one connection at a time per process closes that window; DuckDB refuses a
+# file locked by another process at once, so nobody waits long here.
+_DUCKDB_CONNECT = threading.Lock()
+
+
 def _duckdb_lock(path: Path) -> threading.RLock:
     with _DUCKDB_LOCKS_GUARD:
         return _DUCKDB_LOCKS.setdefault(str(path.resolve()), threading.RLock())
@@ -489,7 +498,8 @@ class Warehouse:
         if self.dialect == "duckdb":
             import duckdb
 
-            conn = duckdb.connect(str(self.path))
+            with _DUCKDB_CONNECT:
+                conn = duckdb.connect(str(self.path))
             for name, value in self._duckdb_options.items():
                 conn.execute(f"SET {name} = '{value}'")  # checked against _DUCKDB_OPTIONS
             return conn
