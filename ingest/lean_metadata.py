@@ -10,10 +10,11 @@ with two searches over the whole page that the bare ``trafilatura.extract`` (met
   only links whose ``href`` matches ``/tag(?:y|ies|s)?/`` and has no fallback for tags: on a page without
   such a link it returns ``[]`` whatever the XPaths walk. One pass over the page's ``<a href>`` tells.
 
-On the benchmark's pages the two are about a fifth of ``extract_article``'s time (README, Benchmarks: "Eighth
-pass"), and they run in the extraction workers, the pipeline's largest CPU cost. Categories keep trafilatura's
-own search (its fallback to ``<meta>`` is part of the result). A copy of ``extract_metadata`` without those
-steps was measured in an earlier pass and removed: the project does not carry trafilatura's function bodies.
+On the benchmark's pages the two are most of the metadata step's time, and they run in the extraction workers,
+the pipeline's largest CPU cost (README, Benchmarks, "Eighth pass: trafilatura's metadata step"). Categories
+keep trafilatura's own search (its fallback to ``<meta>`` is part of the result). A copy of ``extract_metadata``
+without those steps was measured in an earlier pass and removed: the project does not carry trafilatura's
+function bodies.
 Instead, :func:`lean_metadata` replaces the two module-level functions that ``extract_metadata`` calls, for the
 duration of one extraction, with equivalents for what the caller reads; everything else is trafilatura's code.
 The replacement is scoped, not installed for the process: any other caller of trafilatura keeps the license.
