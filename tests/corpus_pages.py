@@ -1,12 +1,14 @@
-"""Rendered article pages of a corpus laid out as ``CorpusServer`` serves it, for extraction tests that compare
-outcomes page by page (``tests/unit/test_htmltree.py``, ``tests/unit/test_lean_metadata.py``)."""
+"""Rendered article pages of a corpus laid out as ``CorpusServer`` serves it, and their extraction outcomes, for
+tests that compare extraction page by page (``tests/unit/test_htmltree.py``, ``tests/unit/test_lean_metadata.py``)."""
 
 from __future__ import annotations
 
-from datetime import date
+from collections.abc import Sequence
+from datetime import date, datetime
 from pathlib import Path
 
 from devtools.devserver import TemplateRenderer
+from ingest.extract import ExtractionError, extract_article
 
 
 def corpus_pages(root: Path) -> list[tuple[bytes, str]]:
@@ -20,3 +22,14 @@ def corpus_pages(root: Path) -> list[tuple[bytes, str]]:
         )
         for path in sorted(sites.rglob("*.html"))
     ]
+
+
+def extraction_outcomes(pages: Sequence[tuple[bytes, str]], now: datetime) -> list[object]:
+    """``extract_article`` of each (content, URL), or its refusal as (reason, message): comparable outcomes."""
+    out: list[object] = []
+    for content, url in pages:
+        try:
+            out.append(extract_article(content, url=url, now=now))
+        except ExtractionError as exc:
+            out.append((exc.reason, str(exc)))
+    return out

@@ -12,9 +12,9 @@ from trafilatura.utils import load_html
 import ingest.extract
 from bench.synthetic import CorpusSpec, generate_corpus
 from devtools import CORPUS
-from ingest.extract import ExtractionError, decode_html, extract_article
+from ingest.extract import decode_html
 from ingest.htmltree import load_page
-from tests.corpus_pages import corpus_pages
+from tests.corpus_pages import corpus_pages, extraction_outcomes
 
 DATA = Path(__file__).parent / "data"
 NOW = datetime(2026, 12, 7, tzinfo=UTC)
@@ -46,16 +46,7 @@ def test_extraction_gives_the_same_articles(tmp_path: Path, monkeypatch: pytest.
     pages += corpus_pages(CORPUS)[::2]
     pages += corpus_pages(generate_corpus(tmp_path / "synthetic", CorpusSpec(articles=30, feeds=3, seed=5)).root)
 
-    def articles() -> list[object]:
-        out: list[object] = []
-        for content, url in pages:
-            try:
-                out.append(extract_article(content, url=url, now=NOW))
-            except ExtractionError as exc:
-                out.append((exc.reason, str(exc)))
-        return out
-
-    ours = articles()
+    ours = extraction_outcomes(pages, NOW)
     monkeypatch.setattr(ingest.extract, "load_page", load_html)
-    assert articles() == ours
+    assert extraction_outcomes(pages, NOW) == ours
     assert sum(not isinstance(a, tuple) for a in ours) > 40

@@ -13,10 +13,9 @@ from trafilatura import metadata as trafilatura_metadata
 import ingest.extract
 from bench.synthetic import CorpusSpec, generate_corpus
 from devtools import CORPUS
-from ingest.extract import ExtractionError, extract_article
 from ingest.htmltree import load_page
 from ingest.lean_metadata import lean_metadata
-from tests.corpus_pages import corpus_pages
+from tests.corpus_pages import corpus_pages, extraction_outcomes
 
 DATA = Path(__file__).parent / "data"
 NOW = datetime(2026, 12, 7, tzinfo=UTC)
@@ -83,18 +82,9 @@ def test_extract_article_gives_the_same_articles(tmp_path: Path, monkeypatch: py
     pages += corpus_pages(CORPUS)
     pages += corpus_pages(generate_corpus(tmp_path / "synthetic", CorpusSpec(articles=60, feeds=4, seed=11)).root)
 
-    def articles() -> list[object]:
-        out: list[object] = []
-        for content, url in pages:
-            try:
-                out.append(extract_article(content, url=url, now=NOW))
-            except ExtractionError as exc:
-                out.append((exc.reason, str(exc)))
-        return out
-
-    lean = articles()
+    lean = extraction_outcomes(pages, NOW)
     monkeypatch.setattr(ingest.extract, "lean_metadata", contextlib.nullcontext)
-    assert articles() == lean
+    assert extraction_outcomes(pages, NOW) == lean
     extracted = [a for a in lean if not isinstance(a, tuple)]
     assert len(extracted) > 100
     assert any(a.tags for a in extracted)  # type: ignore[attr-defined]
