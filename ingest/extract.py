@@ -31,6 +31,7 @@ from ingest.canonical import web_url
 from ingest.errors import ExtractionError
 from ingest.feeds import normalize_language
 from ingest.htmltree import load_page
+from ingest.lean_metadata import lean_metadata
 from newswire.embedding import Embedding
 
 __all__ = ["ExtractedArticle", "ExtractionError", "extract_article"]
@@ -101,7 +102,7 @@ def extract_article(
     og_url = web_url(_meta(tree, "og:url"), base)
     json_ld = _json_ld_article(declared.scripts)
 
-    with _TRAFILATURA_LOCK:
+    with _TRAFILATURA_LOCK, lean_metadata():  # the metadata this function reads, not the license or empty tag search
         document = trafilatura.bare_extraction(
             tree,
             url=url,

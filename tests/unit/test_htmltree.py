@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from pathlib import Path
 
 import lxml.html
@@ -12,9 +12,9 @@ from trafilatura.utils import load_html
 import ingest.extract
 from bench.synthetic import CorpusSpec, generate_corpus
 from devtools import CORPUS
-from devtools.devserver import TemplateRenderer
-from ingest.extract import ExtractionError, decode_html, extract_article
+from ingest.extract import decode_html
 from ingest.htmltree import load_page
+from tests.corpus_pages import corpus_pages, extraction_outcomes
 
 DATA = Path(__file__).parent / "data"
 NOW = datetime(2026, 12, 7, tzinfo=UTC)
@@ -27,18 +27,6 @@ ODD = [
     "<html><body><form><input name=q value=x><select><option>a</select><textarea>t</textarea></form></body></html>",
     "<html><body>\x00\x0bcontrol characters<!-- a comment --><?pi x?></body></html>",
 ]
-
-
-def _pages(root: Path) -> list[tuple[bytes, str]]:
-    sites = root / "sites"
-    renderer = TemplateRenderer({d.name: f"https://{d.name}.example" for d in sites.iterdir()}, date(2026, 12, 7))
-    return [
-        (
-            renderer.render(path.read_text("utf-8")).encode("utf-8"),
-            f"https://{path.relative_to(sites).parts[0]}.example/{path.name}",
-        )
-        for path in sorted(sites.rglob("*.html"))
-    ]
 
 
 def _serialised(tree: lxml.html.HtmlElement | None) -> bytes | None:
@@ -55,19 +43,10 @@ def test_same_trees_as_trafilatura() -> None:
 
 def test_extraction_gives_the_same_articles(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     pages = [((DATA / "news_article.html").read_bytes(), "https://news.example/a")]
-    pages += _pages(CORPUS)[::2]
-    pages += _pages(generate_corpus(tmp_path / "synthetic", CorpusSpec(articles=30, feeds=3, seed=5)).root)
+    pages += corpus_pages(CORPUS)[::2]
+    pages += corpus_pages(generate_corpus(tmp_path / "synthetic", CorpusSpec(articles=30, feeds=3, seed=5)).root)
 
-    def articles() -> list[object]:
-        out: list[object] = []
-        for content, url in pages:
-            try:
-                out.append(extract_article(content, url=url, now=NOW))
-            except ExtractionError as exc:
-                out.append((exc.reason, str(exc)))
-        return out
-
-    ours = articles()
+    ours = extraction_outcomes(pages, NOW)
     monkeypatch.setattr(ingest.extract, "load_page", load_html)
-    assert articles() == ours
+    assert extraction_outcomes(pages, NOW) == ours
     assert sum(not isinstance(a, tuple) for a in ours) > 40
