@@ -61,6 +61,22 @@ _NO_TEMP_TABLES: weakref.WeakSet[Any] = weakref.WeakSet()
 # PostgreSQL: per (table, staged columns), the staging table's columns stored compressible by default
 # (see Cursor._stage_uncompressed); the same for every schema, since every schema is made by MIGRATIONS.
 _STAGE_LONG_COLUMNS: dict[tuple[str, tuple[str, ...]], tuple[str, ...]] = {}
+# The conflict target of a one-column ``ON CONFLICT (key) DO …`` tail, and whether it does nothing.
+_CONFLICT_KEY = re.compile(r"^\s*ON CONFLICT \(\s*([A-Za-z_][A-Za-z0-9_]*)\s*\)\s+DO\b", re.IGNORECASE)
+_DO_NOTHING = re.compile(r"^\s*ON CONFLICT \([^)]*\)\s+DO NOTHING\s*$", re.IGNORECASE)
+
+
+def _conflict_key(tail: str, columns: Sequence[str]) -> int | None:
+    """The position in ``columns`` of ``tail``'s one-column conflict target; None for another tail."""
+    match = _CONFLICT_KEY.match(tail)
+    if match is None or match.group(1) not in columns:
+        return None
+    return list(columns).index(match.group(1))
+
+
+# ``column IN {in}`` of a select_in statement whose key is one (optionally qualified) column: the form DuckDB
+# receives as ``list_contains(?, column)``. The expression holds no placeholder, so parameters keep their order.
+_KEY_IN = re.compile(r"\b([A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)?) IN \{in\}")
 
 
 class Cursor:
@@ -171,6 +187,33 @@ class Cursor:
             self._raw.execute(f"ALTER TABLE {stage} {changes}")
 
     def _duckdb_bulk(self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]], tail: str) -> None:
+        """Rows whose conflict key is not stored yet go in by a plain ``INSERT``, the others with ``tail``.
+
+        DuckDB's ``ON CONFLICT`` costs about as much again as the insert itself, conflict or not (it checks and
+        handles every row), while a batch's rows are mostly new: the stored keys are found first, by one index
+        probe, and only their rows take the upsert (with ``DO NOTHING``, they are simply left out). A plain
+        insert of a key stored meanwhile still fails on the primary key, never doubles a row; and the probe
+        runs in the transaction of the insert, which on DuckDB no other writer shares.
+        """
+        index = _conflict_key(tail, columns)
+        keys = [row[index] for row in rows] if index is not None else []
+        if index is None or not all(type(k) is str for k in keys) or len(set(keys)) != len(keys):
+            self._duckdb_insert(table, columns, rows, tail)
+            return
+        name = columns[index]
+        stored = {
+            row[0]
+            for row in self._raw.execute(
+                f"SELECT {name} FROM {table} WHERE list_contains(CAST(? AS VARCHAR[]), {name})", (keys,)
+            ).fetchall()
+        }
+        fresh = [row for row in rows if row[index] not in stored] if stored else rows
+        if fresh:
+            self._duckdb_insert(table, columns, fresh, "")
+        if stored and not _DO_NOTHING.search(tail):
+            self._duckdb_insert(table, columns, [row for row in rows if row[index] in stored], tail)
+
+    def _duckdb_insert(self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]], tail: str) -> None:
         import numpy as np
 
         data: dict[str, Any] = {}
@@ -198,16 +241,23 @@ class Cursor:
         """Run ``sql`` whose ``{in}`` marks an IN list, over ``values`` in chunks; rows as dicts."""
         unique = list(dict.fromkeys(values))
         rows: list[dict[str, Any]] = []
-        # On PostgreSQL, text keys (ids, hashes, URLs: every batch read) go as one array parameter, so the
-        # statement text stays the same whatever the number of keys (psycopg's query cache reuses it) and the
-        # planner still probes the key's index. Not on DuckDB: it plans `IN (SELECT UNNEST(?))` as a semi-join
-        # over a scan of the whole table, where a literal list of parameters uses the primary-key index, so the
-        # array form would grow with the warehouse instead of with the batch.
+        # Text keys (ids, hashes, URLs: every batch read) go as one list parameter, not one parameter per key:
+        # binding hundreds of parameters is most of what such a read costs. On PostgreSQL the statement text then
+        # stays the same whatever the number of keys (psycopg's query cache reuses it) and the planner still
+        # probes the key's index. DuckDB plans `IN (SELECT UNNEST(?))` and `= ANY(?)` as a semi-join over a scan
+        # of the whole table (a cost that grows with the warehouse, not with the batch), but `list_contains(?,
+        # column)` as the same index scan as a literal list of parameters.
         as_array = self._dialect == "postgres" and all(type(v) is str for v in unique)
+        as_list = self._dialect == "duckdb" and all(type(v) is str for v in unique)
+        as_list = as_list and sql.count("{in}") == 1 and _KEY_IN.search(sql) is not None
         for start in range(0, len(unique), chunk):
             part = unique[start : start + chunk]
             if as_array:
                 query = sql.replace("{in}", "(SELECT UNNEST(CAST(? AS TEXT[])))")
+                rows.extend(self.execute(query, [*params, part]).dicts())
+                continue
+            if as_list:
+                query = _KEY_IN.sub(r"list_contains(CAST(? AS VARCHAR[]), \1)", sql)
                 rows.extend(self.execute(query, [*params, part]).dicts())
                 continue
             marks = ", ".join("?" * len(part))
