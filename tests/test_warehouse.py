@@ -303,3 +303,37 @@ def test_bulk_insert_updates_stored_keys_inserts_new_ones_and_leaves_out_what_do
     ]
     urls_stored = warehouse.query("SELECT url, article_id FROM article_urls ORDER BY url")
     assert urls_stored == [{"url": "u1", "article_id": "a1"}, {"url": "u2", "article_id": "a2"}]
+
+
+def test_postgres_staging_table_is_made_once_per_connection_and_remade_after_a_rollback(
+    warehouse_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if not warehouse_url.startswith("postgres"):
+        pytest.skip("PostgreSQL staging tables")
+    from newswire.warehouse import Cursor
+
+    made: list[str] = []
+    original = Cursor._stage_uncompressed
+
+    def spy(self: Cursor, table: str, stage: str, columns: Any) -> None:
+        made.append(stage)
+        original(self, table, stage, columns)
+
+    monkeypatch.setattr(Cursor, "_stage_uncompressed", spy)
+    warehouse = open_warehouse(warehouse_url)
+    columns = ("article_id", "features", "signature")
+    with warehouse.hold():
+        for batch in range(3):  # one held connection: the stage outlives each transaction, empty
+            with warehouse.transaction() as cur:
+                cur.bulk_insert("article_features", columns, [_feature_row(10 * batch + i) for i in range(5)])
+                # Twice in one transaction: the second call does not load the first call's rows again.
+                cur.bulk_insert("article_features", columns, [_feature_row(10 * batch + i) for i in range(5, 8)])
+        assert len(made) == 1
+    with warehouse.hold():  # a new connection: its first transaction makes the stage, and rolls back
+        with pytest.raises(RuntimeError), warehouse.transaction() as cur:
+            cur.bulk_insert("article_features", columns, [_feature_row(i) for i in range(40, 42)])
+            raise RuntimeError("roll back")
+        with warehouse.transaction() as cur:  # the stage went with that transaction: made again
+            cur.bulk_insert("article_features", columns, [_feature_row(i) for i in range(30, 32)])
+    assert len(made) == 3
+    assert warehouse.scalar("SELECT COUNT(*) FROM article_features") == 3 * 8 + 2

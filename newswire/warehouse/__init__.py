@@ -20,6 +20,7 @@ import re
 import threading
 import time
 import weakref
+import zlib
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -61,6 +62,8 @@ _NO_TEMP_TABLES: weakref.WeakSet[Any] = weakref.WeakSet()
 # PostgreSQL: per (table, staged columns), the staging table's columns stored compressible by default
 # (see Cursor._stage_uncompressed); the same for every schema, since every schema is made by MIGRATIONS.
 _STAGE_LONG_COLUMNS: dict[tuple[str, tuple[str, ...]], tuple[str, ...]] = {}
+# PostgreSQL: the staging tables each connection has made (see Cursor._pg_stage).
+_PG_STAGES: weakref.WeakKeyDictionary[Any, set[str]] = weakref.WeakKeyDictionary()
 # The conflict target of a one-column ``ON CONFLICT (key) DO …`` tail, and whether it does nothing.
 _CONFLICT_KEY = re.compile(r"^\s*ON CONFLICT \(\s*([A-Za-z_][A-Za-z0-9_]*)\s*\)\s+DO\b", re.IGNORECASE)
 _DO_NOTHING = re.compile(r"^\s*ON CONFLICT \([^)]*\)\s+DO NOTHING\s*$", re.IGNORECASE)
@@ -85,6 +88,7 @@ class Cursor:
     def __init__(self, raw: Any, dialect: Dialect) -> None:
         self._raw = raw
         self._dialect = dialect
+        self._filled: set[str] = set()  # PostgreSQL staging tables holding rows in this transaction
 
     def _sql(self, sql: str) -> str:
         if self._dialect == "postgres":
@@ -137,32 +141,55 @@ class Cursor:
             if self._dialect == "duckdb":
                 self._duckdb_bulk(table, columns, part, tail)
                 continue
-            import psycopg
-
-            stage = f"_stage_{table}"
             # A role without TEMPORARY on the database (deploy/warehouse-roles.sql's newswire_app) cannot stage:
-            # it gets the multi-row VALUES insert instead, inside a savepoint so the transaction survives. The
-            # refusal is remembered per connection, so later batches don't ask again.
-            connection = self._raw.connection
-            if connection in _NO_TEMP_TABLES:
+            # it gets the multi-row VALUES insert instead. The refusal is remembered per connection, so later
+            # batches don't ask again.
+            stage = self._pg_stage(table, columns)
+            if stage is None:
                 return self.insert_rows(f"INSERT INTO {table} ({names})", rows[start:], tail)
-            self._raw.execute("SAVEPOINT newswire_bulk")
-            try:
-                self._raw.execute(
-                    f"CREATE TEMP TABLE {stage} ON COMMIT DROP AS SELECT {names} FROM {table} WITH NO DATA"
-                )
-            except psycopg.errors.InsufficientPrivilege:
-                self._raw.execute("ROLLBACK TO SAVEPOINT newswire_bulk")
-                _NO_TEMP_TABLES.add(connection)
-                return self.insert_rows(f"INSERT INTO {table} ({names})", rows[start:], tail)
-            self._raw.execute("RELEASE SAVEPOINT newswire_bulk")
-            self._stage_uncompressed(table, stage, columns)
+            if stage in self._filled:
+                self._raw.execute(f"DELETE FROM {stage}")  # filled earlier in this transaction
+            self._filled.add(stage)
             with self._raw.copy(f"COPY {stage} ({names}) FROM STDIN") as copy:
                 for row in part:
                     copy.write_row(row)
             self._raw.execute(self._sql(f"INSERT INTO {table} ({names}) SELECT {names} FROM {stage} {tail}"))
-            self._raw.execute(f"DROP TABLE {stage}")
         return self
+
+    def _pg_stage(self, table: str, columns: Sequence[str]) -> str | None:
+        """The connection's temporary staging table for ``columns`` of ``table``; None if it may not have one.
+
+        Made once per connection (``ON COMMIT DELETE ROWS``: empty at every transaction's end) and kept, not
+        made and dropped by every call: creating, altering and dropping a table writes the system catalogs
+        each time, several round trips and catalog rows per table a batch writes. A rolled-back transaction
+        takes a stage it created with it, so the connection's list of stages is forgotten on rollback
+        (:meth:`Warehouse._open_transaction`) and the next call makes it again (``IF NOT EXISTS``: one that
+        survived from an earlier transaction is kept).
+        """
+        import psycopg
+
+        connection = self._raw.connection
+        if connection in _NO_TEMP_TABLES:
+            return None
+        key = ",".join(columns)
+        stage = f"_stage_{table}_{zlib.crc32(key.encode()):08x}"
+        made = _PG_STAGES.setdefault(connection, set())
+        if stage in made:
+            return stage
+        self._raw.execute("SAVEPOINT newswire_bulk")  # a refusal must not abort the transaction
+        try:
+            self._raw.execute(
+                f"CREATE TEMP TABLE IF NOT EXISTS {stage} ON COMMIT DELETE ROWS AS "
+                f"SELECT {', '.join(columns)} FROM {table} WITH NO DATA"
+            )
+        except psycopg.errors.InsufficientPrivilege:
+            self._raw.execute("ROLLBACK TO SAVEPOINT newswire_bulk")
+            _NO_TEMP_TABLES.add(connection)
+            return None
+        self._raw.execute("RELEASE SAVEPOINT newswire_bulk")
+        self._stage_uncompressed(table, stage, columns)
+        made.add(stage)
+        return stage
 
     def _stage_uncompressed(self, table: str, stage: str, columns: Sequence[str]) -> None:
         """Store the staging table's long values as they are (``STORAGE EXTERNAL``), not compressed.
@@ -612,10 +639,20 @@ class Warehouse:
                 yield cursor
             except BaseException:
                 conn.rollback()
+                self._forget_stages(conn)
                 raise
-            conn.commit()
+            try:
+                conn.commit()
+            except BaseException:
+                self._forget_stages(conn)
+                raise
         finally:
             self._release(conn)
+
+    def _forget_stages(self, conn: Any) -> None:
+        """A transaction that did not commit took the staging tables it made with it (see Cursor._pg_stage)."""
+        if self.dialect == "postgres":
+            _PG_STAGES.pop(conn, None)
 
     def query(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
         """Run one read query in its own transaction and return rows as dicts."""
