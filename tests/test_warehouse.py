@@ -310,3 +310,78 @@ def test_select_in_matches_text_keys_and_other_values_in_chunks(warehouse_url: s
         assert sorted(r["url"] for r in rows) == sorted([urls[0], urls[2]])
         rows = cur.select_in("SELECT batch_id FROM transform_batches WHERE messages IN {in}", [7, 8])  # not text
         assert rows == [{"batch_id": "b"}]
+
+
+def test_bulk_insert_updates_stored_keys_inserts_new_ones_and_leaves_out_what_does_nothing(
+    warehouse_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from newswire.warehouse import Cursor
+
+    tails: list[str] = []
+    insert = Cursor._duckdb_insert
+
+    def spy(self: Cursor, table: str, columns: Any, rows: Any, tail: str) -> None:
+        tails.append(tail)
+        insert(self, table, columns, rows, tail)
+
+    monkeypatch.setattr(Cursor, "_duckdb_insert", spy)
+    warehouse = open_warehouse(warehouse_url)
+    now = utcnow()
+    update = "ON CONFLICT (article_id) DO UPDATE SET features = excluded.features, signature = excluded.signature"
+    columns = ("article_id", "features", "signature")
+    with warehouse.transaction() as cur:
+        cur.bulk_insert("article_features", columns, [("a1", "f1", "s1"), ("a2", "f2", "s2")], update)
+        cur.bulk_insert("article_urls", ("url", "article_id", "first_seen_at"), [("u1", "a1", now)], "")
+    if warehouse.dialect == "duckdb":
+        assert tails == ["", ""]  # nothing stored yet: plain inserts, no ON CONFLICT to pay for
+    tails.clear()
+    with warehouse.transaction() as cur:
+        changed = [("a3", "f3", "s3"), ("a2", "f2b", "s2b"), ("a4", "f4", "s4")]
+        cur.bulk_insert("article_features", columns, changed, update)
+        urls = [("u2", "a2", now), ("u1", "a9", now)]
+        cur.bulk_insert("article_urls", ("url", "article_id", "first_seen_at"), urls, "ON CONFLICT (url) DO NOTHING")
+    if warehouse.dialect == "duckdb":
+        assert tails == ["", update, ""]  # the new keys plainly, the stored one upserted, the ignored one left out
+    stored = warehouse.query("SELECT article_id, features, signature FROM article_features ORDER BY article_id")
+    assert [tuple(r.values()) for r in stored] == [
+        ("a1", "f1", "s1"),
+        ("a2", "f2b", "s2b"),
+        ("a3", "f3", "s3"),
+        ("a4", "f4", "s4"),
+    ]
+    urls_stored = warehouse.query("SELECT url, article_id FROM article_urls ORDER BY url")
+    assert urls_stored == [{"url": "u1", "article_id": "a1"}, {"url": "u2", "article_id": "a2"}]
+
+
+def test_postgres_staging_table_is_made_once_per_connection_and_remade_after_a_rollback(
+    warehouse_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if not warehouse_url.startswith("postgres"):
+        pytest.skip("PostgreSQL staging tables")
+    from newswire.warehouse import Cursor
+
+    made: list[str] = []
+    original = Cursor._stage_uncompressed
+
+    def spy(self: Cursor, table: str, stage: str, columns: Any) -> None:
+        made.append(stage)
+        original(self, table, stage, columns)
+
+    monkeypatch.setattr(Cursor, "_stage_uncompressed", spy)
+    warehouse = open_warehouse(warehouse_url)
+    columns = ("article_id", "features", "signature")
+    with warehouse.hold():
+        for batch in range(3):  # one held connection: the stage outlives each transaction, empty
+            with warehouse.transaction() as cur:
+                cur.bulk_insert("article_features", columns, [_feature_row(10 * batch + i) for i in range(5)])
+                # Twice in one transaction: the second call does not load the first call's rows again.
+                cur.bulk_insert("article_features", columns, [_feature_row(10 * batch + i) for i in range(5, 8)])
+        assert len(made) == 1
+    with warehouse.hold():  # a new connection: its first transaction makes the stage, and rolls back
+        with pytest.raises(RuntimeError), warehouse.transaction() as cur:
+            cur.bulk_insert("article_features", columns, [_feature_row(i) for i in range(40, 42)])
+            raise RuntimeError("roll back")
+        with warehouse.transaction() as cur:  # the stage went with that transaction: made again
+            cur.bulk_insert("article_features", columns, [_feature_row(i) for i in range(30, 32)])
+    assert len(made) == 3
+    assert warehouse.scalar("SELECT COUNT(*) FROM article_features") == 3 * 8 + 2

@@ -57,6 +57,14 @@ log = logging.getLogger(__name__)
 _OUTBOX_PAGE = 1000  # event versions published per read of the outbox
 
 
+@dataclass(frozen=True)
+class SavedEvent:
+    """An event version a batch saved, and its member articles in that version (rows of ``members_of``)."""
+
+    version: int
+    members: list[dict[str, Any]]
+
+
 @dataclass
 class BatchStats:
     messages: int = 0
@@ -198,7 +206,8 @@ class BatchProcessor:
                     self._apply(self._state, view, message, stats, embeddings.get(message["article_id"]))
                 self._write(store, view)
                 fault_point("mid_batch")  # test-only: writes done, transaction not committed
-                stats.events_changed = self._save_events(store, self._state, view)
+                saved = self._save_events(store, self._state, view)
+                stats.events_changed = len(saved)
                 self._state.evict()
                 store.record_batch(
                     batch_id,
@@ -221,7 +230,7 @@ class BatchProcessor:
         for dl in dead_letters:
             send_dead_letter(self.publisher, dl)
         self.publisher.confirm()
-        stats.events_published = self.publish_outbox()
+        stats.events_published = self.publish_outbox(saved)
         return stats
 
     def _missing_embeddings(self, messages: list[dict[str, Any]], view: _BatchView) -> dict[str, Embedding]:
@@ -349,7 +358,9 @@ class BatchProcessor:
             store.move_members(gone, survivor)
 
     @staticmethod
-    def _save_events(store: TransformStore, state: StoryState, view: _BatchView) -> int:
+    def _save_events(store: TransformStore, state: StoryState, view: _BatchView) -> dict[str, SavedEvent]:
+        """Save the versions of the events the batch changed; return each one's version and members (those of
+        an event merged away: none), as the batch's transaction leaves them, for :meth:`publish_outbox`."""
         merged = final_survivors(view.merges)
         live = sorted(view.touched - merged.keys())
         current = store.events([*live, *merged])
@@ -366,20 +377,29 @@ class BatchProcessor:
                 continue
             record = profiled_event_record(event_id, members[event_id], state.profile(event_id))
             records.append((record, digest(record)))
-        return store.save_events(records, current, view.now)
+        saved = store.save_events(records, current, view.now)
+        return {event_id: SavedEvent(version, members.get(event_id, [])) for event_id, version in saved.items()}
 
-    def publish_outbox(self) -> int:
+    def publish_outbox(self, saved: dict[str, SavedEvent] | None = None) -> int:
         """Publish every committed-but-unpublished event version; safe to call any time, from any process.
 
         Pages of ``_OUTBOX_PAGE`` versions; a page shorter than that was the last one, so no further read is
         made for nothing (a version another process commits meanwhile is left to its own publish, or the next).
+        ``saved``: the versions the caller's batch just committed, with their members as its transaction left
+        them; those are not read again (a version found in the outbox with another number is).
         """
         total = 0
+        saved = saved or {}
         while True:
             with self.warehouse.transaction() as cur:
                 store = TransformStore(cur)
                 rows = store.unpublished_events(limit=_OUTBOX_PAGE)
-                members = store.members_of(r["event_id"] for r in rows)
+                known = {
+                    r["event_id"]: saved[r["event_id"]].members
+                    for r in rows
+                    if r["event_id"] in saved and saved[r["event_id"]].version == r["version"]
+                }
+                members = {**store.members_of(r["event_id"] for r in rows if r["event_id"] not in known), **known}
                 messages = [event_message(row, _articles(members.get(row["event_id"], []))) for row in rows]
             if not messages:
                 return total

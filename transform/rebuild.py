@@ -176,7 +176,7 @@ def _rebuild(cur: Cursor, start: datetime, end: datetime, config: ClusteringConf
             survivor = merged.get(event_id) or _heir(event_id, before, final)
             record = merged_event_record(row, survivor)
         records.append((record, digest(record)))
-    stats.events_changed = store.save_events(records, current, now)
+    stats.events_changed = len(store.save_events(records, current, now))
 
 
 class _LoadBatches:

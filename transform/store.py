@@ -242,8 +242,8 @@ class TransformStore:
 
     def save_events(
         self, records: Sequence[tuple[dict[str, Any], str]], current: dict[str, dict[str, Any]], now: datetime
-    ) -> int:
-        """Upsert (record, digest) pairs whose digest changed, bumping their version; return how many."""
+    ) -> dict[str, int]:
+        """Upsert (record, digest) pairs whose digest changed, bumping their version; return the versions saved."""
         rows = []
         for record, digest in records:
             existing = current.get(record["event_id"])
@@ -284,7 +284,7 @@ class TransformStore:
             "entities = excluded.entities, merged_into = excluded.merged_into, "
             "content_digest = excluded.content_digest, updated_at = excluded.updated_at",
         )
-        return len(rows)
+        return {row[0]: row[1] for row in rows}
 
     # --- the event outbox --------------------------------------------------------------------------------
 
@@ -296,15 +296,20 @@ class TransformStore:
         ).dicts()
 
     def mark_published(self, versions: dict[str, int]) -> None:
+        """Record these event versions as acknowledged by Kafka (a version never goes back).
+
+        The pairs go as two list parameters, zipped by the two ``UNNEST`` of one select (both engines): binding
+        two parameters per event in a ``VALUES`` list cost several times the update itself on DuckDB.
+        """
+        if not versions:
+            return
         items = sorted(versions.items())
-        for start in range(0, len(items), 500):
-            part = items[start : start + 500]
-            values = ", ".join(["(?, CAST(? AS INTEGER))"] * len(part))
-            self.cur.execute(
-                f"UPDATE events SET published_version = v.version FROM (VALUES {values}) AS v(event_id, version) "
-                "WHERE events.event_id = v.event_id AND events.published_version < v.version",
-                [x for pair in part for x in pair],
-            )
+        self.cur.execute(
+            "UPDATE events SET published_version = v.version FROM (SELECT UNNEST(CAST(? AS TEXT[])) AS event_id, "
+            "UNNEST(CAST(? AS INTEGER[])) AS version) AS v "
+            "WHERE events.event_id = v.event_id AND events.published_version < v.version",
+            ([event_id for event_id, _ in items], [version for _, version in items]),
+        )
 
     def record_batch(self, batch_id: str, stats: dict[str, Any]) -> None:
         self.cur.execute(

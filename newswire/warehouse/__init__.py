@@ -20,6 +20,7 @@ import re
 import threading
 import time
 import weakref
+import zlib
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -70,6 +71,24 @@ _NO_TEMP_TABLES: weakref.WeakSet[Any] = weakref.WeakSet()
 # PostgreSQL: per (table, staged columns), the staging table's columns stored compressible by default
 # (see Cursor._stage_uncompressed); the same for every schema, since every schema is made by MIGRATIONS.
 _STAGE_LONG_COLUMNS: dict[tuple[str, tuple[str, ...]], tuple[str, ...]] = {}
+# PostgreSQL: the staging tables each connection has made (see Cursor._pg_stage).
+_PG_STAGES: weakref.WeakKeyDictionary[Any, set[str]] = weakref.WeakKeyDictionary()
+# The conflict target of a one-column ``ON CONFLICT (key) DO …`` tail, and whether it does nothing.
+_CONFLICT_KEY = re.compile(r"^\s*ON CONFLICT \(\s*([A-Za-z_][A-Za-z0-9_]*)\s*\)\s+DO\b", re.IGNORECASE)
+_DO_NOTHING = re.compile(r"^\s*ON CONFLICT \([^)]*\)\s+DO NOTHING\s*$", re.IGNORECASE)
+
+
+def _conflict_key(tail: str, columns: Sequence[str]) -> int | None:
+    """The position in ``columns`` of ``tail``'s one-column conflict target; None for another tail."""
+    match = _CONFLICT_KEY.match(tail)
+    if match is None or match.group(1) not in columns:
+        return None
+    return list(columns).index(match.group(1))
+
+
+# ``column IN {in}`` of a select_in statement whose key is one (optionally qualified) column: the form DuckDB
+# receives as ``list_contains(?, column)``. The expression holds no placeholder, so parameters keep their order.
+_KEY_IN = re.compile(r"\b([A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)?) IN \{in\}")
 
 
 class Cursor:
@@ -78,6 +97,7 @@ class Cursor:
     def __init__(self, raw: Any, dialect: Dialect) -> None:
         self._raw = raw
         self._dialect = dialect
+        self._filled: set[str] = set()  # PostgreSQL staging tables holding rows in this transaction
 
     def _sql(self, sql: str) -> str:
         if self._dialect == "postgres":
@@ -130,32 +150,55 @@ class Cursor:
             if self._dialect == "duckdb":
                 self._duckdb_bulk(table, columns, part, tail)
                 continue
-            import psycopg
-
-            stage = f"_stage_{table}"
             # A role without TEMPORARY on the database (deploy/warehouse-roles.sql's newswire_app) cannot stage:
-            # it gets the multi-row VALUES insert instead, inside a savepoint so the transaction survives. The
-            # refusal is remembered per connection, so later batches don't ask again.
-            connection = self._raw.connection
-            if connection in _NO_TEMP_TABLES:
+            # it gets the multi-row VALUES insert instead. The refusal is remembered per connection, so later
+            # batches don't ask again.
+            stage = self._pg_stage(table, columns)
+            if stage is None:
                 return self.insert_rows(f"INSERT INTO {table} ({names})", rows[start:], tail)
-            self._raw.execute("SAVEPOINT newswire_bulk")
-            try:
-                self._raw.execute(
-                    f"CREATE TEMP TABLE {stage} ON COMMIT DROP AS SELECT {names} FROM {table} WITH NO DATA"
-                )
-            except psycopg.errors.InsufficientPrivilege:
-                self._raw.execute("ROLLBACK TO SAVEPOINT newswire_bulk")
-                _NO_TEMP_TABLES.add(connection)
-                return self.insert_rows(f"INSERT INTO {table} ({names})", rows[start:], tail)
-            self._raw.execute("RELEASE SAVEPOINT newswire_bulk")
-            self._stage_uncompressed(table, stage, columns)
+            if stage in self._filled:
+                self._raw.execute(f"DELETE FROM {stage}")  # filled earlier in this transaction
+            self._filled.add(stage)
             with self._raw.copy(f"COPY {stage} ({names}) FROM STDIN") as copy:
                 for row in part:
                     copy.write_row(row)
             self._raw.execute(self._sql(f"INSERT INTO {table} ({names}) SELECT {names} FROM {stage} {tail}"))
-            self._raw.execute(f"DROP TABLE {stage}")
         return self
+
+    def _pg_stage(self, table: str, columns: Sequence[str]) -> str | None:
+        """The connection's temporary staging table for ``columns`` of ``table``; None if it may not have one.
+
+        Made once per connection (``ON COMMIT DELETE ROWS``: empty at every transaction's end) and kept, not
+        made and dropped by every call: creating, altering and dropping a table writes the system catalogs
+        each time, several round trips and catalog rows per table a batch writes. A rolled-back transaction
+        takes a stage it created with it, so the connection's list of stages is forgotten on rollback
+        (:meth:`Warehouse._open_transaction`) and the next call makes it again (``IF NOT EXISTS``: one that
+        survived from an earlier transaction is kept).
+        """
+        import psycopg
+
+        connection = self._raw.connection
+        if connection in _NO_TEMP_TABLES:
+            return None
+        key = ",".join(columns)
+        stage = f"_stage_{table}_{zlib.crc32(key.encode()):08x}"
+        made = _PG_STAGES.setdefault(connection, set())
+        if stage in made:
+            return stage
+        self._raw.execute("SAVEPOINT newswire_bulk")  # a refusal must not abort the transaction
+        try:
+            self._raw.execute(
+                f"CREATE TEMP TABLE IF NOT EXISTS {stage} ON COMMIT DELETE ROWS AS "
+                f"SELECT {', '.join(columns)} FROM {table} WITH NO DATA"
+            )
+        except psycopg.errors.InsufficientPrivilege:
+            self._raw.execute("ROLLBACK TO SAVEPOINT newswire_bulk")
+            _NO_TEMP_TABLES.add(connection)
+            return None
+        self._raw.execute("RELEASE SAVEPOINT newswire_bulk")
+        self._stage_uncompressed(table, stage, columns)
+        made.add(stage)
+        return stage
 
     def _stage_uncompressed(self, table: str, stage: str, columns: Sequence[str]) -> None:
         """Store the staging table's long values as they are (``STORAGE EXTERNAL``), not compressed.
@@ -180,6 +223,33 @@ class Cursor:
             self._raw.execute(f"ALTER TABLE {stage} {changes}")
 
     def _duckdb_bulk(self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]], tail: str) -> None:
+        """Rows whose conflict key is not stored yet go in by a plain ``INSERT``, the others with ``tail``.
+
+        DuckDB's ``ON CONFLICT`` costs about as much again as the insert itself, conflict or not (it checks and
+        handles every row), while a batch's rows are mostly new: the stored keys are found first, by one index
+        probe, and only their rows take the upsert (with ``DO NOTHING``, they are simply left out). A plain
+        insert of a key stored meanwhile still fails on the primary key, never doubles a row; and the probe
+        runs in the transaction of the insert, which on DuckDB no other writer shares.
+        """
+        index = _conflict_key(tail, columns)
+        keys = [row[index] for row in rows] if index is not None else []
+        if index is None or not all(type(k) is str for k in keys) or len(set(keys)) != len(keys):
+            self._duckdb_insert(table, columns, rows, tail)
+            return
+        name = columns[index]
+        stored = {
+            row[0]
+            for row in self._raw.execute(
+                f"SELECT {name} FROM {table} WHERE list_contains(CAST(? AS VARCHAR[]), {name})", (keys,)
+            ).fetchall()
+        }
+        fresh = [row for row in rows if row[index] not in stored] if stored else rows
+        if fresh:
+            self._duckdb_insert(table, columns, fresh, "")
+        if stored and not _DO_NOTHING.search(tail):
+            self._duckdb_insert(table, columns, [row for row in rows if row[index] in stored], tail)
+
+    def _duckdb_insert(self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]], tail: str) -> None:
         import numpy as np
 
         data: dict[str, Any] = {}
@@ -207,16 +277,23 @@ class Cursor:
         """Run ``sql`` whose ``{in}`` marks an IN list, over ``values`` in chunks; rows as dicts."""
         unique = list(dict.fromkeys(values))
         rows: list[dict[str, Any]] = []
-        # On PostgreSQL, text keys (ids, hashes, URLs: every batch read) go as one array parameter, so the
-        # statement text stays the same whatever the number of keys (psycopg's query cache reuses it) and the
-        # planner still probes the key's index. Not on DuckDB: it plans `IN (SELECT UNNEST(?))` as a semi-join
-        # over a scan of the whole table, where a literal list of parameters uses the primary-key index, so the
-        # array form would grow with the warehouse instead of with the batch.
+        # Text keys (ids, hashes, URLs: every batch read) go as one list parameter, not one parameter per key:
+        # binding hundreds of parameters is most of what such a read costs. On PostgreSQL the statement text then
+        # stays the same whatever the number of keys (psycopg's query cache reuses it) and the planner still
+        # probes the key's index. DuckDB plans `IN (SELECT UNNEST(?))` and `= ANY(?)` as a semi-join over a scan
+        # of the whole table (a cost that grows with the warehouse, not with the batch), but `list_contains(?,
+        # column)` as the same index scan as a literal list of parameters.
         as_array = self._dialect == "postgres" and all(type(v) is str for v in unique)
+        as_list = self._dialect == "duckdb" and all(type(v) is str for v in unique)
+        as_list = as_list and sql.count("{in}") == 1 and _KEY_IN.search(sql) is not None
         for start in range(0, len(unique), chunk):
             part = unique[start : start + chunk]
             if as_array:
                 query = sql.replace("{in}", "(SELECT UNNEST(CAST(? AS TEXT[])))")
+                rows.extend(self.execute(query, [*params, part]).dicts())
+                continue
+            if as_list:
+                query = _KEY_IN.sub(r"list_contains(CAST(? AS VARCHAR[]), \1)", sql)
                 rows.extend(self.execute(query, [*params, part]).dicts())
                 continue
             marks = ", ".join("?" * len(part))
@@ -572,10 +649,20 @@ class Warehouse:
                 yield cursor
             except BaseException:
                 conn.rollback()
+                self._forget_stages(conn)
                 raise
-            conn.commit()
+            try:
+                conn.commit()
+            except BaseException:
+                self._forget_stages(conn)
+                raise
         finally:
             self._release(conn)
+
+    def _forget_stages(self, conn: Any) -> None:
+        """A transaction that did not commit took the staging tables it made with it (see Cursor._pg_stage)."""
+        if self.dialect == "postgres":
+            _PG_STAGES.pop(conn, None)
 
     def query(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
         """Run one read query in its own transaction and return rows as dicts."""
