@@ -552,13 +552,20 @@ def test_a_new_connection_hung_up_on_is_the_page_failure_and_not_sent_again(serv
     assert _paths(server) == ["/page"]
 
 
-def test_a_get_is_sent_again_once_at_most(serve):
-    server = serve({"/first": ok(b"1"), "/page": hang_up()}, keep_alive_for=5.0)
+def _page_after_first(serve, page: Route, error: type[FetchError]) -> tuple[list[str], FetchError]:
+    """GET /first (a new connection), then /page on the kept-alive connection, where ``page`` answers it: the paths
+    the server saw, and the ``error`` /page must fail with."""
+    server = serve({"/first": ok(b"1"), "/page": page}, keep_alive_for=5.0)
     with Fetcher(private_ok()) as fetcher:
         fetcher.get(server.url("/first"))
-        with pytest.raises(MalformedResponseError):
-            fetcher.get(server.url("/page"))  # hung up on, on the reused connection and then on a new one
-    assert _paths(server) == ["/first", "/page", "/page"]
+        with pytest.raises(error) as caught:
+            fetcher.get(server.url("/page"))
+    return _paths(server), caught.value
+
+
+def test_a_get_is_sent_again_once_at_most(serve):
+    # Hung up on, on the reused connection and then on the new one.
+    assert _page_after_first(serve, hang_up(), MalformedResponseError)[0] == ["/first", "/page", "/page"]
 
 
 def test_a_kept_alive_connection_that_dies_after_answering_is_not_sent_again(serve):
@@ -567,12 +574,8 @@ def test_a_kept_alive_connection_that_dies_after_answering_is_not_sent_again(ser
         handler.wfile.flush()
         handler.close_connection = True
 
-    server = serve({"/first": ok(b"1"), "/page": when_reused(ok(b"2"), half_a_status_line)}, keep_alive_for=5.0)
-    with Fetcher(private_ok()) as fetcher:
-        fetcher.get(server.url("/first"))
-        with pytest.raises(MalformedResponseError):
-            fetcher.get(server.url("/page"))
-    assert _paths(server) == ["/first", "/page"]
+    page = when_reused(ok(b"2"), half_a_status_line)
+    assert _page_after_first(serve, page, MalformedResponseError)[0] == ["/first", "/page"]
 
 
 def test_a_dead_kept_alive_connection_is_not_sent_again_past_the_budget(serve, monkeypatch):
@@ -586,12 +589,8 @@ def test_a_dead_kept_alive_connection_is_not_sent_again_past_the_budget(serve, m
         offset[0] += 120.0  # past the 60 s total budget when the connection dies
         hang_up()(handler)
 
-    server = serve({"/first": ok(b"1"), "/page": when_reused(ok(b"2"), budget_spent_then_hang_up)}, keep_alive_for=5.0)
-    with Fetcher(private_ok()) as fetcher:
-        fetcher.get(server.url("/first"))
-        with pytest.raises(FetchTimeout):
-            fetcher.get(server.url("/page"))
-    assert _paths(server) == ["/first", "/page"]
+    page = when_reused(ok(b"2"), budget_spent_then_hang_up)
+    assert _page_after_first(serve, page, FetchTimeout)[0] == ["/first", "/page"]
 
 
 def test_a_second_try_that_cannot_connect_is_a_connect_error(serve):
@@ -599,15 +598,9 @@ def test_a_second_try_that_cannot_connect_is_a_connect_error(serve):
         handler.server.socket.shutdown(socket.SHUT_RDWR)  # stops listening: the second try's connection is refused
         hang_up()(handler)
 
-    server = serve(
-        {"/first": ok(b"1"), "/page": when_reused(ok(b"2"), stop_listening_then_hang_up)}, keep_alive_for=5.0
-    )
-    with Fetcher(private_ok()) as fetcher:
-        fetcher.get(server.url("/first"))
-        with pytest.raises(ConnectError) as caught:
-            fetcher.get(server.url("/page"))
-    assert "cannot connect" in caught.value.detail
-    assert _paths(server) == ["/first", "/page"]
+    paths, error = _page_after_first(serve, when_reused(ok(b"2"), stop_listening_then_hang_up), ConnectError)
+    assert paths == ["/first", "/page"]
+    assert "cannot connect" in error.detail
 
 
 def test_many_hosts_fetched_at_once_keep_their_connections_alive(serve):
