@@ -291,7 +291,7 @@ class Fetcher:
             merged = self._headers.copy()
             merged.update(headers)
             request = httpx.Request("GET", target, headers=merged, extensions={"timeout": self._timeout})
-            response = self._transport.handle_request(request)
+            response = self._send(request, url, budget)
             response.request = request
             try:
                 return _read_response(response, url, allowed, limit, budget)
@@ -304,6 +304,33 @@ class Fetcher:
             raise _attribute(_translate(exc, url, budget), url, original) from exc
         finally:
             _DEADLINE.reset(token)
+
+    def _send(self, request: httpx.Request, url: str, budget: _Budget) -> httpx.Response:
+        """Send ``request`` on a pooled connection, and once more if it went out on a kept-alive connection that
+        the server had closed.
+
+        A server closes an idle keep-alive connection whenever its own idle timeout says so. The pool checks that
+        an idle connection is still open before reusing it, but a close that crosses that check sends the GET onto
+        a dead socket: it fails before any response byte, as an EOF ("Server disconnected without sending a
+        response"), a reset or a failed write. That says nothing about the page, and a GET is idempotent, so it is
+        sent once more, on the connection the pool hands out next (the dead one is gone), within the same budget
+        (none left: a timeout, as any request that runs out of it): what urllib3, browsers and Go's client do, and
+        httpx does not. A new connection that fails, or one that fails after answering, is the page's (or the
+        host's) failure and is not sent again.
+        """
+        exchange = _Exchange()
+        token = _EXCHANGE.set(exchange)
+        try:
+            return self._transport.handle_request(request)
+        except _DEAD_CONNECTION_ERRORS as exc:
+            if not exchange.reused or exchange.answered:
+                raise
+            if budget.remaining() <= 0:
+                raise FetchTimeout(url, budget.exhausted_message()) from exc
+            logger.info("%s: sent on a kept-alive connection the server had closed (%s); sending it again", url, exc)
+        finally:
+            _EXCHANGE.reset(token)
+        return self._transport.handle_request(request)
 
     def __repr__(self) -> str:
         return f"Fetcher({self._policy!r})"
@@ -682,22 +709,51 @@ def _clamp(timeout: float | None, on_expiry: type[Exception]) -> float | None:
     return remaining if timeout is None else min(timeout, remaining)
 
 
+class _Exchange:
+    """One request attempt as its connection saw it; :class:`_SocketStream` fills it in (see ``Fetcher._send``)."""
+
+    __slots__ = ("answered", "reused")
+
+    def __init__(self) -> None:
+        #: The connection had already carried a response when this request was written to it (None: not written).
+        self.reused: bool | None = None
+        #: At least one byte of this request's response arrived.
+        self.answered = False
+
+
+_EXCHANGE: contextvars.ContextVar[_Exchange | None] = contextvars.ContextVar("newswire_fetch_exchange", default=None)
+
+#: How a request sent on a connection the server had already closed fails (httpx names).
+_DEAD_CONNECTION_ERRORS = (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError)
+
+
 class _SocketStream(httpcore.NetworkStream):
     """A blocking socket whose every operation respects the request deadline (see :func:`_clamp`)."""
 
     def __init__(self, sock: socket.socket) -> None:
         self._sock = sock
+        # Bytes received over the connection's life: a request written after some was written on a reused one.
+        self._received = 0
 
     def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
         try:
             self._sock.settimeout(_clamp(timeout, httpcore.ReadTimeout))
-            return self._sock.recv(max_bytes)
+            data = self._sock.recv(max_bytes)
         except TimeoutError as exc:
             raise httpcore.ReadTimeout(str(exc) or "read timed out") from exc
         except OSError as exc:
             raise httpcore.ReadError(str(exc)) from exc
+        if data:
+            self._received += len(data)
+            exchange = _EXCHANGE.get()
+            if exchange is not None:
+                exchange.answered = True
+        return data
 
     def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        exchange = _EXCHANGE.get()
+        if exchange is not None and exchange.reused is None:
+            exchange.reused = self._received > 0
         try:
             while buffer:
                 self._sock.settimeout(_clamp(timeout, httpcore.WriteTimeout))

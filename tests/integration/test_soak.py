@@ -84,6 +84,13 @@ def _world(server: HostileServer) -> tuple[list[FeedSpec], dict[tuple[int, int],
     return specs, failing
 
 
+def _expected_reason(url: str, failing: dict[tuple[int, int], str]) -> str | None:
+    """The reason a dead letter for ``url`` must carry (None: the page is good and must not have one)."""
+    i, j = (int(x) for x in url.rsplit("/soak/", 1)[1].removesuffix(".html").split("/"))
+    kind = failing.get((i, j))
+    return None if kind is None else FAILURES[kind][1]
+
+
 def _counts(warehouse: Warehouse) -> dict[str, int]:
     return {t: int(warehouse.scalar(f"SELECT COUNT(*) FROM {t}")) for t in TABLES}
 
@@ -132,8 +139,10 @@ def test_soak_two_runs_account_for_everything_and_the_second_adds_nothing(
     assert first["totals"]["entries_seen"] == FEEDS * ENTRIES
     assert (first["totals"]["new"], first["totals"]["dead_letters"]) == (good, len(failing))
     assert first["counts"]["raw_articles"] == first["articles_on_topic"] == good
-    reasons = Counter(r["reason"] for r in warehouse.query("SELECT reason FROM dead_letters"))
-    assert reasons == Counter(FAILURES[kind][1] for kind in failing.values())
+    letters = warehouse.query("SELECT reason, url, message FROM dead_letters")
+    unexpected = [r for r in letters if r["reason"] != _expected_reason(r["url"], failing)]
+    assert unexpected == []
+    assert Counter(r["reason"] for r in letters) == Counter(FAILURES[kind][1] for kind in failing.values())
     assert accounting_violations(warehouse) == []
 
     # Known entries are not looked at again, and failed ones wait out their backoff (2 minutes after the first

@@ -19,6 +19,7 @@ from email.utils import format_datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from ipaddress import ip_address
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -57,10 +58,14 @@ class LoopbackServer:
         server = self
 
         class Handler(BaseHTTPRequestHandler):
+            #: Requests read on this handler's connection so far, this one included (keep-alive reuse shows as > 1).
+            requests_on_connection = 0
+
             def log_message(self, format: str, *args: object) -> None:
                 pass
 
             def do_GET(self) -> None:
+                self.requests_on_connection += 1
                 server.requests.append((self.path, {k.lower(): v for k, v in self.headers.items()}, time.monotonic()))
                 route = server.routes.get(self.path.split("?")[0])
                 try:
@@ -143,6 +148,26 @@ def ok(body: bytes = b"hello", **headers: str) -> Route:
 
 def redirect(location: str, status: int = 302) -> Route:
     return lambda h: respond(h, status, b"", Location=location)
+
+
+def hang_up(*, reset: bool = False) -> Route:
+    """Reads the request and closes the connection without a response byte: a FIN, or a reset (RST) with ``reset``."""
+
+    def handler(h: BaseHTTPRequestHandler) -> None:
+        h.close_connection = True
+        if reset:
+            h.request.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            h.request.close()
+
+    return handler
+
+
+def when_reused(first: Route, later: Route) -> Route:
+    """``first`` for a connection's first request, ``later`` for any later one on that kept-alive connection.
+
+    ``later=hang_up()`` is what a client sees when the server's idle timeout closes the connection just as the
+    client sends on it."""
+    return lambda h: (later if getattr(h, "requests_on_connection", 1) > 1 else first)(h)
 
 
 # --- the SSRF guard through the fetcher --------------------------------------------------------------
@@ -494,6 +519,88 @@ def test_keep_alive_connections_are_reused_and_dropped_ones_replaced(serve):
         assert fetcher.get(server.url("/")).content == b"ok"
     assert ports[0] == ports[1]
     assert ports[2] != ports[0]
+
+
+def _paths(server: LoopbackServer) -> list[str]:
+    return [path for path, _, _ in server.requests]
+
+
+@pytest.mark.parametrize("reset", [False, True], ids=["fin", "rst"])
+def test_a_get_sent_on_a_kept_alive_connection_the_server_closed_is_sent_again(serve, reset):
+    ports: list[int] = []
+
+    def record(handler: BaseHTTPRequestHandler) -> None:
+        ports.append(handler.client_address[1])
+        respond(handler, 200, handler.path.encode())
+
+    server = serve({"/first": record, "/page": when_reused(record, hang_up(reset=reset))}, keep_alive_for=5.0)
+    with Fetcher(private_ok()) as fetcher:
+        assert fetcher.get(server.url("/first")).content == b"/first"
+        result = fetcher.get(server.url("/page"))
+    assert (result.status, result.content) == (200, b"/page")
+    assert _paths(server) == ["/first", "/page", "/page"]
+    assert len(ports) == 2 and ports[0] != ports[1]  # answered on a new connection
+
+
+@pytest.mark.parametrize(
+    ("reset", "error"), [(False, MalformedResponseError), (True, ConnectError)], ids=["fin", "rst"]
+)
+def test_a_new_connection_hung_up_on_is_the_page_failure_and_not_sent_again(serve, reset, error):
+    server = serve({"/page": hang_up(reset=reset)}, keep_alive_for=5.0)
+    with Fetcher(private_ok()) as fetcher, pytest.raises(error):
+        fetcher.get(server.url("/page"))
+    assert _paths(server) == ["/page"]
+
+
+def _page_after_first(serve, page: Route, error: type[FetchError]) -> tuple[list[str], FetchError]:
+    """GET /first (a new connection), then /page on the kept-alive connection, where ``page`` answers it: the paths
+    the server saw, and the ``error`` /page must fail with."""
+    server = serve({"/first": ok(b"1"), "/page": page}, keep_alive_for=5.0)
+    with Fetcher(private_ok()) as fetcher:
+        fetcher.get(server.url("/first"))
+        with pytest.raises(error) as caught:
+            fetcher.get(server.url("/page"))
+    return _paths(server), caught.value
+
+
+def test_a_get_is_sent_again_once_at_most(serve):
+    # Hung up on, on the reused connection and then on the new one.
+    assert _page_after_first(serve, hang_up(), MalformedResponseError)[0] == ["/first", "/page", "/page"]
+
+
+def test_a_kept_alive_connection_that_dies_after_answering_is_not_sent_again(serve):
+    def half_a_status_line(handler: BaseHTTPRequestHandler) -> None:
+        handler.wfile.write(b"HTTP/1.1 200")
+        handler.wfile.flush()
+        handler.close_connection = True
+
+    page = when_reused(ok(b"2"), half_a_status_line)
+    assert _page_after_first(serve, page, MalformedResponseError)[0] == ["/first", "/page"]
+
+
+def test_a_dead_kept_alive_connection_is_not_sent_again_past_the_budget(serve, monkeypatch):
+    import ingest.http
+
+    offset = [0.0]
+    clock = SimpleNamespace(monotonic=lambda: time.monotonic() + offset[0], sleep=time.sleep)
+    monkeypatch.setattr(ingest.http, "time", clock)  # the fetcher's clock only; sockets keep real time
+
+    def budget_spent_then_hang_up(handler: BaseHTTPRequestHandler) -> None:
+        offset[0] += 120.0  # past the 60 s total budget when the connection dies
+        hang_up()(handler)
+
+    page = when_reused(ok(b"2"), budget_spent_then_hang_up)
+    assert _page_after_first(serve, page, FetchTimeout)[0] == ["/first", "/page"]
+
+
+def test_a_second_try_that_cannot_connect_is_a_connect_error(serve):
+    def stop_listening_then_hang_up(handler: BaseHTTPRequestHandler) -> None:
+        handler.server.socket.shutdown(socket.SHUT_RDWR)  # stops listening: the second try's connection is refused
+        hang_up()(handler)
+
+    paths, error = _page_after_first(serve, when_reused(ok(b"2"), stop_listening_then_hang_up), ConnectError)
+    assert paths == ["/first", "/page"]
+    assert "cannot connect" in error.detail
 
 
 def test_many_hosts_fetched_at_once_keep_their_connections_alive(serve):
