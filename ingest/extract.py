@@ -39,6 +39,8 @@ __all__ = ["ExtractedArticle", "ExtractionError", "extract_article"]
 # A publication date further ahead than this is a wrong clock or an event date, not a publication date.
 MAX_FUTURE_SKEW = timedelta(days=2)
 
+# trafilatura is not thread-safe, and lean_metadata swaps its module globals for a call: every trafilatura
+# extraction of the process runs under this lock (lean_metadata takes it).
 _TRAFILATURA_LOCK = threading.Lock()
 _CANONICAL_XPATH = (
     "//link[@href][contains(concat(' ', normalize-space(translate(@rel, 'CANONICAL', 'canonical')), ' '),"
@@ -102,7 +104,8 @@ def extract_article(
     og_url = web_url(_meta(tree, "og:url"), base)
     json_ld = _json_ld_article(declared.scripts)
 
-    with _TRAFILATURA_LOCK, lean_metadata():  # the metadata this function reads, not the license or empty tag search
+    # Holds _TRAFILATURA_LOCK: the metadata this function reads, not the license or an empty tag search.
+    with lean_metadata(_TRAFILATURA_LOCK):
         document = trafilatura.bare_extraction(
             tree,
             url=url,

@@ -18,16 +18,20 @@ function bodies.
 Instead, :func:`lean_metadata` replaces the two module-level functions that ``extract_metadata`` calls, for the
 duration of one extraction, with equivalents for what the caller reads; everything else is trafilatura's code.
 The replacement is scoped, not installed for the process: any other caller of trafilatura keeps the license.
-It is only safe where trafilatura runs on one thread at a time (``ingest.extract`` holds its module lock
-around it; trafilatura is not thread-safe anyway). ``tests/unit/test_lean_metadata.py`` checks that the
-articles and every field of trafilatura's document but the license are the same with and without it.
+A module global swapped for a block is only sound while no other thread runs trafilatura, so the block takes
+the lock that serialises trafilatura in this process (``ingest.extract`` passes its own; trafilatura is not
+thread-safe anyway) and puts back the functions it found on entry, whatever they were (another patch, a test's
+monkeypatch), not the ones of import time. ``tests/unit/test_lean_metadata.py`` checks that the articles and
+every field of trafilatura's document but the license are the same with and without it, and pins what the
+shortcut assumes of trafilatura (where the tag XPaths look, the href pattern, no fallback for tags).
 """
 
 from __future__ import annotations
 
 import contextlib
 import re
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 from functools import cache
 from typing import Any
 
@@ -35,9 +39,11 @@ from trafilatura import metadata as _metadata
 
 __all__ = ["lean_metadata"]
 
-# Read at import: a trafilatura that renames either function fails here, loudly, not by silently running both.
-_EXTRACT_CATSTAGS = _metadata.extract_catstags
-_EXTRACT_LICENSE = _metadata.extract_license
+# The two functions of trafilatura.metadata the block replaces. Checked at import: a trafilatura that renames
+# either fails here, loudly, not by silently running both searches again.
+_REPLACED = ("extract_catstags", "extract_license")
+if missing := [name for name in _REPLACED if not callable(getattr(_metadata, name, None))]:
+    raise ImportError(f"trafilatura.metadata has no {', '.join(missing)}: ingest.lean_metadata needs updating")
 
 
 @cache
@@ -50,21 +56,32 @@ def _no_license(tree: Any) -> None:
     return None
 
 
-def _catstags(metatype: str, tree: Any) -> list[str]:
-    """``extract_catstags``, skipping the tag search on a page where no link could be kept by it."""
-    if metatype == "tag":
-        pattern = _href_pattern(metatype)
-        if not any(pattern.search(href) for href in tree.xpath("//a/@href")):
-            return []
-    return _EXTRACT_CATSTAGS(metatype, tree)
+def _lean_catstags(full: Callable[[str, Any], list[str]]) -> Callable[[str, Any], list[str]]:
+    """``full`` (``extract_catstags`` as found on entry), skipping the tag search on a page where no link could
+    be kept by it: every tag XPath selects ``a[@href]`` elements, so no ``href`` matching means no tag."""
+
+    def catstags(metatype: str, tree: Any) -> list[str]:
+        if metatype == "tag":
+            pattern = _href_pattern(metatype)
+            if not any(pattern.search(href) for href in tree.xpath("//a/@href")):
+                return []
+        return full(metatype, tree)
+
+    return catstags
 
 
 @contextlib.contextmanager
-def lean_metadata() -> Iterator[None]:
+def lean_metadata(lock: threading.Lock) -> Iterator[None]:
     """Within the block, trafilatura's metadata step skips the license and the tag search of a page whose links
-    could yield no tag. Call it only from the one thread that runs trafilatura in this process."""
-    _metadata.extract_catstags, _metadata.extract_license = _catstags, _no_license
-    try:
-        yield
-    finally:
-        _metadata.extract_catstags, _metadata.extract_license = _EXTRACT_CATSTAGS, _EXTRACT_LICENSE
+    could yield no tag.
+
+    ``lock`` is the lock every trafilatura call of this process runs under; the block holds it (run trafilatura
+    inside the block, not around it: the lock is not reentrant), so no other thread sees the swapped functions.
+    """
+    with lock:
+        found = (_metadata.extract_catstags, _metadata.extract_license)
+        _metadata.extract_catstags, _metadata.extract_license = _lean_catstags(found[0]), _no_license
+        try:
+            yield
+        finally:
+            _metadata.extract_catstags, _metadata.extract_license = found

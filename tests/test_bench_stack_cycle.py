@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from bench.stack_cycle import Stack, first_scheduled_cycle
+from bench.stack_cycle import ARCHIVE_NOT_STARTED, Stack, archive_run_beside, archive_state, first_scheduled_cycle
 
 RUN = "scheduled__2026-12-07T22:25:00+00:00"
 
@@ -66,3 +66,33 @@ def test_a_run_that_mapped_no_shard_reports_none() -> None:
     skipped = {"task_id": "ingest_shard", "map_index": -1, "state": "skipped", "duration": None, "try_number": 0}
     report = first_scheduled_cycle(FakeStack([skipped]), timeout=5, poll=0)
     assert report["shards"] == 0 and report["shard_states"] == [] and report["shard_tries"] == []
+
+
+class ArchiveStack(Stack):
+    """Answers the archive DAG's listing: with its one run, or (``runs=False``) a scheduler that made none."""
+
+    def __init__(self, *, runs: bool) -> None:
+        super().__init__(home=Path("/nonexistent"), url="http://fake", token="t", env={})
+        self.runs = runs
+
+    def api(self, method: str, path: str, body: Any = None) -> Any:
+        if path.startswith("dags/newswire_archive/dagRuns?"):
+            return {"dag_runs": [{"dag_run_id": "scheduled__2026-12-07T00:00:00+00:00"}] if self.runs else []}
+        if path == "dags/newswire_archive/dagRuns/scheduled__2026-12-07T00:00:00+00:00":
+            return {"state": "running"}
+        raise AssertionError(f"unexpected call {method} {path}")
+
+
+def test_an_archive_run_that_never_starts_does_not_end_the_measurement() -> None:
+    # The measured ingest run is already triggered when the bench looks for the archive run: no TimeoutError.
+    st = ArchiveStack(runs=False)
+    run = archive_run_beside(st, timeout=0, poll=0)
+    assert run is None
+    assert archive_state(st, run) == ARCHIVE_NOT_STARTED
+
+
+def test_the_archive_run_beside_the_cycle_is_reported_when_it_starts() -> None:
+    st = ArchiveStack(runs=True)
+    run = archive_run_beside(st, timeout=0, poll=0)
+    assert run == "scheduled__2026-12-07T00:00:00+00:00"
+    assert archive_state(st, run) == "running"

@@ -122,13 +122,15 @@ def test_hold_reuses_the_open_warehouse_and_releases_it(warehouse_url: str) -> N
 
 
 def test_threads_open_a_duckdb_file_one_at_a_time(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Two threads opening one file at the same moment could get its instance before DuckDB's Python client
-    registered ``pandas_scan`` on it, and a bulk insert failed; opens are serialised per process (readers
-    included: a reader's open can be the one that creates the instance)."""
+    """Threads opening one file at the same moment could fail a later bulk insert (``pandas_scan`` missing);
+    opens are serialised per file (readers included: a reader's open can be the one that creates the instance),
+    and the whole path counts, two spellings of one file included."""
     import duckdb
 
     warehouse = Warehouse(f"duckdb:///{tmp_path}/w.duckdb")
     warehouse.migrate()
+    (tmp_path / "link").symlink_to(tmp_path)
+    other_spelling = Warehouse(f"duckdb:///{tmp_path}/link/w.duckdb")
     real_connect = duckdb.connect
     guard = threading.Lock()
     opening, most = 0, 0
@@ -149,22 +151,57 @@ def test_threads_open_a_duckdb_file_one_at_a_time(tmp_path: Path, monkeypatch: p
     start = threading.Barrier(6)
     errors: list[BaseException] = []
 
-    def reader() -> None:
+    def reader(index: int) -> None:
         start.wait()
         try:
             for _ in range(3):
-                with warehouse.read() as cur:
+                with (warehouse if index % 2 else other_spelling).read() as cur:
                     cur.execute("SELECT COUNT(*) FROM article_urls").fetchone()
         except BaseException as exc:
             errors.append(exc)
 
-    threads = [threading.Thread(target=reader) for _ in range(6)]
+    threads = [threading.Thread(target=reader, args=(i,)) for i in range(6)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
     assert errors == []
     assert most == 1
+
+
+def test_two_duckdb_files_open_at_the_same_time(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The open lock is per file: a thread opening one file (possibly slowly, creating its instance or replaying
+    a WAL) does not hold up a thread opening another."""
+    import duckdb
+
+    first, second = Warehouse(f"duckdb:///{tmp_path}/a.duckdb"), Warehouse(f"duckdb:///{tmp_path}/b.duckdb")
+    real_connect = duckdb.connect
+    first_opening, second_opening = threading.Event(), threading.Event()
+    seen: list[bool] = []
+
+    def connect(database: str, *args: Any, **kwargs: Any) -> Any:
+        if database.endswith("a.duckdb"):
+            first_opening.set()
+            # Still inside the open of a.duckdb: b.duckdb's open must be able to start meanwhile. The timeout
+            # only bounds a failing run (one lock for every file would keep it out until this returns).
+            seen.append(second_opening.wait(timeout=10))
+        else:
+            second_opening.set()
+        return real_connect(database, *args, **kwargs)
+
+    monkeypatch.setattr(duckdb, "connect", connect)
+
+    def open_first() -> None:
+        with first.read() as cur:
+            cur.execute("SELECT 1").fetchone()
+
+    thread = threading.Thread(target=open_first)
+    thread.start()
+    assert first_opening.wait(timeout=10)
+    with second.read() as cur:
+        cur.execute("SELECT 1").fetchone()
+    thread.join()
+    assert seen and all(seen)
 
 
 def test_duckdb_url_options_apply_to_every_connection(tmp_path: Path) -> None:

@@ -52,18 +52,28 @@ _DUCKDB_LOCKS: dict[str, threading.RLock] = {}
 _DUCKDB_LOCKS_GUARD = threading.Lock()
 
 
-# Threads of one process that open the same DuckDB file at the same moment can get its database instance
-# before DuckDB's Python client has registered its Python scans on it: the bulk insert of such a connection
-# (``register`` of NumPy columns reads through ``pandas_scan``) then fails with "Table Function with name
-# pandas_scan does not exist", which failed a shard on the 10,000-feed stack (its feed threads open and close
-# the file concurrently). Opening one connection at a time per process closes that window; DuckDB refuses a
-# file locked by another process at once, so nobody waits long here.
-_DUCKDB_CONNECT = threading.Lock()
+# Threads of one process that open the same DuckDB file at the same moment could fail a later bulk insert with
+# "Table Function with name pandas_scan does not exist" (it failed a shard on the 10,000-feed stack, whose feed
+# threads open and close the file concurrently). Serialising the opens of a file made it go away in a
+# reproduction; the likely cause, inferred from that and not confirmed in DuckDB's source, is a connection that
+# gets the file's database instance before DuckDB's Python client has registered its Python scans on it
+# (``register`` of NumPy columns reads through ``pandas_scan``). So opens are one at a time per file: an open
+# can wait behind another thread's open of the same file, which may be slow when it creates the instance or
+# replays a WAL; opens of different files do not wait for each other. Separate from _DUCKDB_LOCKS so that an
+# open never waits for another thread's whole transaction; nothing else is taken while one is held (a leaf
+# lock), so the two kinds cannot deadlock.
+_DUCKDB_CONNECT_LOCKS: dict[str, threading.Lock] = {}
 
 
 def _duckdb_lock(path: Path) -> threading.RLock:
     with _DUCKDB_LOCKS_GUARD:
         return _DUCKDB_LOCKS.setdefault(str(path.resolve()), threading.RLock())
+
+
+def _duckdb_connect_lock(path: Path) -> threading.Lock:
+    """The lock a thread holds while it opens ``path`` (keyed like _duckdb_lock: two spellings of one file share it)."""
+    with _DUCKDB_LOCKS_GUARD:
+        return _DUCKDB_CONNECT_LOCKS.setdefault(str(path.resolve()), threading.Lock())
 
 
 # PostgreSQL connections whose role may not create temporary tables (see Cursor.bulk_insert).
@@ -575,7 +585,7 @@ class Warehouse:
         if self.dialect == "duckdb":
             import duckdb
 
-            with _DUCKDB_CONNECT:
+            with _duckdb_connect_lock(self.path):
                 conn = duckdb.connect(str(self.path))
             for name, value in self._duckdb_options.items():
                 conn.execute(f"SET {name} = '{value}'")  # checked against _DUCKDB_OPTIONS
