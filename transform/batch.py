@@ -42,7 +42,7 @@ from transform.clustering import ClusteringConfig
 from transform.consumer import Incoming
 from transform.documents import ArticleDoc
 from transform.eventrecords import (
-    digest,
+    digests,
     encode_event,
     event_message,
     final_survivors,
@@ -365,19 +365,17 @@ class BatchProcessor:
         live = sorted(view.touched - merged.keys())
         current = store.events([*live, *merged])
         members = store.members_of(live)
-        records: list[tuple[dict[str, Any], str]] = []
+        records: list[dict[str, Any]] = []
         for gone, survivor in sorted(merged.items()):
             row = current.get(gone)
             if row is None:
                 continue
-            record = merged_event_record(row, survivor)
-            records.append((record, digest(record)))
+            records.append(merged_event_record(row, survivor))
         for event_id in live:
             if not members.get(event_id):
                 continue
-            record = profiled_event_record(event_id, members[event_id], state.profile(event_id))
-            records.append((record, digest(record)))
-        saved = store.save_events(records, current, view.now)
+            records.append(profiled_event_record(event_id, members[event_id], state.profile(event_id)))
+        saved = store.save_events(digests(records, current), current, view.now)
         return {event_id: SavedEvent(version, members.get(event_id, [])) for event_id, version in saved.items()}
 
     def publish_outbox(self, saved: dict[str, SavedEvent] | None = None) -> int:

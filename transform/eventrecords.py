@@ -10,9 +10,11 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections.abc import Iterable, Sequence
-from datetime import datetime
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
+
+import msgspec
 
 from newswire import contracts
 from newswire.contracts import SCHEMA_VERSION, iso
@@ -124,11 +126,64 @@ def merged_event_record(row: dict[str, Any], survivor: str | None) -> dict[str, 
     }
 
 
+# What a digest covers: everything but the version and the time of the save, which are not content.
+_NOT_CONTENT = frozenset({"version", "updated_at"})
+# The canonical text a digest hashes: compact UTF-8 JSON, keys sorted at every depth (msgspec, several times faster
+# than ``json.dumps(sort_keys=True)`` for the same record). Its digests open with DIGEST_PREFIX, which no digest of
+# the earlier form (:func:`legacy_digest`, 32 hex digits) has: see :func:`digests`.
+_CANONICAL = msgspec.json.Encoder(order="sorted")
+DIGEST_PREFIX = "c2:"
+
+
 def digest(record: dict[str, Any]) -> str:
-    """Content fingerprint of a record: equal records (after a replay) get equal digests."""
-    material = {k: v for k, v in record.items() if k not in {"version", "updated_at"}}
+    """Content fingerprint of a record: equal records (after a replay) get equal digests.
+
+    A record's datetimes are its top-level timestamps (members' times are already text); each is written in UTC
+    (naive ones are UTC, as :func:`iso` takes them), so an instant read back from the warehouse in another time
+    zone hashes alike.
+    """
+    material = {k: _utc(v) if isinstance(v, datetime) else v for k, v in record.items() if k not in _NOT_CONTENT}
+    return DIGEST_PREFIX + hashlib.sha256(_CANONICAL.encode(material)).hexdigest()[:32]
+
+
+def _utc(moment: datetime) -> datetime:
+    """The same instant in UTC, which msgspec writes as RFC 3339 text ending in ``Z``; cheaper than :func:`iso`
+    for the common case, a datetime already in UTC."""
+    offset = moment.utcoffset()
+    if offset is None:
+        return moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC) if offset else moment
+
+
+def legacy_digest(record: dict[str, Any]) -> str:
+    """The digest of the form every event saved before :data:`DIGEST_PREFIX` holds (``json.dumps`` with sorted
+    keys and spaces): kept to recognise an unchanged record of an event last saved by an earlier version."""
+    material = {k: v for k, v in record.items() if k not in _NOT_CONTENT}
     text = json.dumps(material, sort_keys=True, default=_jsonable, ensure_ascii=False)
     return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+def digests(
+    records: Iterable[dict[str, Any]], stored: Mapping[str, Mapping[str, Any]]
+) -> list[tuple[dict[str, Any], str]]:
+    """Each record with the digest to save it under, given the events' stored rows (``stored``, by event id).
+
+    The digest decides whether a record is a new version (``TransformStore.save_events`` skips a record whose
+    digest equals the stored one). An event last saved before this digest form holds a legacy digest, which no
+    digest of this form can equal: its unchanged record would become a new version, and a new event message,
+    once (a rebuild of an unchanged day after an upgrade would republish every event of it). So when the stored
+    digest is of the legacy form, the record's legacy digest is computed too, and when it matches, the record
+    keeps the stored digest: unchanged, no version. Only an event's first save after the upgrade pays for it.
+    """
+    out = []
+    for record in records:
+        new = digest(record)
+        row = stored.get(record["event_id"])
+        old = None if row is None else row.get("content_digest")
+        if old is not None and old != new and not old.startswith(DIGEST_PREFIX) and legacy_digest(record) == old:
+            new = old
+        out.append((record, new))
+    return out
 
 
 def _jsonable(value: Any) -> Any:

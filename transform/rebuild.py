@@ -41,7 +41,7 @@ from newswire.warehouse import Cursor, Warehouse, utcnow
 from transform.batch import BatchProcessor
 from transform.clustering import ClusteringConfig, EventProfile
 from transform.errors import RebuildError
-from transform.eventrecords import digest, final_survivors, merged_event_record, profiled_event_record
+from transform.eventrecords import digests, final_survivors, merged_event_record, profiled_event_record
 from transform.store import TransformStore
 from transform.stories import StoryState, doc_from_stored, parsed_features, stored_embedding
 
@@ -165,7 +165,7 @@ def _rebuild(cur: Cursor, start: datetime, end: datetime, config: ClusteringConf
     touched = set(former_events) | set(final.values()) | set(merged) | set(merged.values())
     current = store.events(touched)
     members = store.members_of(touched)
-    records: list[tuple[dict[str, Any], str]] = []
+    records: list[dict[str, Any]] = []
     for event_id in sorted(touched):
         if members.get(event_id):
             record = profiled_event_record(event_id, members[event_id], profiles.of(event_id))
@@ -175,8 +175,8 @@ def _rebuild(cur: Cursor, start: datetime, end: datetime, config: ClusteringConf
                 continue
             survivor = merged.get(event_id) or _heir(event_id, before, final)
             record = merged_event_record(row, survivor)
-        records.append((record, digest(record)))
-    stats.events_changed = len(store.save_events(records, current, now))
+        records.append(record)
+    stats.events_changed = len(store.save_events(digests(records, current), current, now))
 
 
 class _LoadBatches:

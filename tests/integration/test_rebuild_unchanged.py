@@ -74,3 +74,34 @@ def test_a_rebuild_after_a_real_change_records_what_a_transform_with_that_change
     live = "SELECT event_id, content_digest, article_count FROM events WHERE article_count > 0 ORDER BY event_id"
     assert warehouse.query(live) == reference.query(live)
     assert memberships(warehouse) == memberships(reference)
+
+
+def test_after_an_upgrade_from_legacy_digests_replays_and_rebuilds_create_no_event_version(
+    warehouse_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Events saved by a transform of the earlier digest form keep their versions when the current code replays
+    their articles or rebuilds them, and get a digest of the current form at their next real change."""
+    import transform.batch
+    from transform.eventrecords import DIGEST_PREFIX, legacy_digest
+
+    topic = records(stream_messages(400, embeddings=False))
+    warehouse = Warehouse(warehouse_url)
+    warehouse.migrate()
+    with monkeypatch.context() as patch:  # the earlier code: every record saved under its legacy digest
+        patch.setattr(transform.batch, "digests", lambda rs, stored: [(r, legacy_digest(r)) for r in rs])
+        run_batches(warehouse, topic[:300], batch_size=100, config=CONFIG)
+    built = events(warehouse)
+    assert built and not any(row["content_digest"].startswith(DIGEST_PREFIX) for row in built)
+
+    run_batches(warehouse, topic[:300], batch_size=100, config=CONFIG)  # a replay: nothing new
+    assert events(warehouse) == built
+    stats = rebuild_events(warehouse, None, *ALL_TIME, config=CONFIG)
+    assert stats.events_changed == 0 and events(warehouse) == built
+
+    run_batches(warehouse, topic[300:], batch_size=100, config=CONFIG)
+    before = {row["event_id"]: row for row in built}
+    changed = [
+        row for row in events(warehouse) if row["version"] > before.get(row["event_id"], {"version": 0})["version"]
+    ]
+    assert changed and all(row["content_digest"].startswith(DIGEST_PREFIX) for row in changed)
+    assert all(row == before[row["event_id"]] for row in events(warehouse) if row not in changed)

@@ -17,13 +17,19 @@ from bench.quality import load_corpus
 from transform.clustering import ClusteringConfig, ClusteringError, StaleFeatures, StoryClusterer
 from transform.documents import ArticleDoc
 from transform.neardup import NearDuplicateError, NearDuplicateIndex, StaleSignature
+from transform.stories import stored_json
 
 CORPUS = [item.doc for item in load_corpus()]
 HEAD, TAIL = CORPUS[:200], CORPUS[200:]
 
 
 def _roundtrip(payload: dict[str, Any]) -> dict[str, Any]:
-    return json.loads(json.dumps(payload))
+    """The payload as a restore reads it back: the text ``article_features`` stores, parsed."""
+    return json.loads(stored_json(payload))
+
+
+# Rows stored before the features were written by msgspec: compact, non-ASCII characters escaped.
+_ESCAPED = json.JSONEncoder(separators=(",", ":"), check_circular=False).encode
 
 
 @pytest.fixture(scope="module")
@@ -54,6 +60,36 @@ def test_restore_from_features_equals_restore_from_text_and_later_assignments_ma
     assert [from_features.profile(e) for e in from_features.event_ids()] == [
         from_text.profile(e) for e in from_text.event_ids()
     ]
+
+
+def test_stored_text_holds_the_value_of_the_escaped_form_in_its_order_and_both_restore_one_state(
+    original: tuple[StoryClusterer, dict[str, dict[str, Any]]],
+) -> None:
+    """Rows written before (non-ASCII escaped) and now (UTF-8) are read alike: no FEATURES_VERSION bump, so a
+    restore after the upgrade reuses every stored row instead of computing the features from the text again."""
+    source, _ = original
+    from_escaped, from_stored = StoryClusterer(), StoryClusterer()
+    unescaped = 0
+    for doc in HEAD:
+        payload = source.export_features(doc)
+        text, escaped = stored_json(payload), _ESCAPED(payload)
+        unescaped += text != escaped
+        # the same value, every mapping in the same order (terms and surfaces: their order is part of the features)
+        assert _ESCAPED(json.loads(text)) == escaped
+        assert list(json.loads(text)["terms"].items()) == list(payload["terms"].items())
+        event_id = source.event_of(doc.article_id)
+        assert event_id is not None
+        from_escaped.restore_features(json.loads(escaped), event_id)
+        from_stored.restore_features(json.loads(text), event_id)
+    assert unescaped > 20  # the corpus's accents and scripts really are written unescaped
+    assert _state(from_stored) == _state(from_escaped) == _state(source)
+
+
+def test_a_string_utf8_cannot_hold_is_stored_escaped_as_before() -> None:
+    payload = {"v": 3, "source": "Outlet \ud800", "terms": {"t\udfff": 1000, "été": 1693}}
+    text = stored_json(payload)
+    assert text == _ESCAPED(payload) and text.isascii()
+    assert list(json.loads(text)["terms"].items()) == list(payload["terms"].items())  # type: ignore[union-attr]
 
 
 def test_restoring_features_twice_is_a_no_op_but_into_another_event_is_an_error(
