@@ -347,6 +347,11 @@ def test_select_in_matches_text_keys_and_other_values_in_chunks(warehouse_url: s
         assert sorted(r["url"] for r in rows) == sorted([urls[0], urls[2]])
         rows = cur.select_in("SELECT batch_id FROM transform_batches WHERE messages IN {in}", [7, 8])  # not text
         assert rows == [{"batch_id": "b"}]
+        # forms that are not "one key column IN the keys" keep the parameter list (and their meaning)
+        rows = cur.select_in("SELECT url FROM article_urls WHERE url NOT IN {in}", urls[1:])
+        assert [r["url"] for r in rows] == [urls[0]]
+        rows = cur.select_in("SELECT url FROM article_urls WHERE url::text IN {in}", urls[:2])
+        assert sorted(r["url"] for r in rows) == sorted(urls[:2])
 
 
 def test_bulk_insert_updates_stored_keys_inserts_new_ones_and_leaves_out_what_does_nothing(

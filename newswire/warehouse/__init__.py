@@ -98,7 +98,8 @@ def _conflict_key(tail: str, columns: Sequence[str]) -> int | None:
 
 # ``column IN {in}`` of a select_in statement whose key is one (optionally qualified) column: the form DuckDB
 # receives as ``list_contains(?, column)``. The expression holds no placeholder, so parameters keep their order.
-_KEY_IN = re.compile(r"\b([A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)?) IN \{in\}")
+# ``NOT IN`` and a cast (``x::text IN``) are not that form: they keep the list of parameters.
+_KEY_IN = re.compile(r"(?<![\w.:])(?!(?i:not)\b)([A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)?) IN \{in\}")
 
 
 class Cursor:
