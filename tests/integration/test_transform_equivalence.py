@@ -326,7 +326,7 @@ def test_synthetic_stream_of_2000_articles_gives_the_reference_warehouse(
 ) -> None:
     from bench.transform import stream_messages
 
-    records = with_traffic_noise(reproducible(stream_messages(2100, embeddings=False)))
+    records = with_traffic_noise(reproducible(stream_messages(2150, embeddings=False)))
     reference_url, current_url = two_warehouses
     config = ClusteringConfig(embedding_model="none")
     # a month of the stream (the story state restored around it from stored articles), then everything
