@@ -58,6 +58,7 @@ from newswire.embedding import DEFAULT_MODEL, Embedding, embed_articles, encoder
 from transform.documents import ArticleDoc
 from transform.entities import Cues, extract_cues, outlet_keys
 from transform.errors import ClusteringError, StaleFeatures, UnknownEvent
+from transform.lexicon import LanguageWords, language_words
 from transform.text import content_terms, term_of, words
 
 __all__ = [
@@ -76,7 +77,9 @@ __all__ = [
 # Bumped whenever feature extraction (text.py, entities.py, _features) changes what it computes:
 # features stored by an older version would then differ from a recomputation, and must be rebuilt.
 # 3: Malay and Indonesian word tables (transform/data/malay.json) change the features of ms/id articles.
-FEATURES_VERSION = 3
+# 4: currency codes before amounts ("RM1.2 billion", "Rp 3 triliun", "US$2 billion") and "trillion" read as money
+#    in every language; Malay and Indonesian novelty words and names of places and agencies (ms/id articles only).
+FEATURES_VERSION = 4
 
 
 @dataclass(frozen=True)
@@ -266,7 +269,7 @@ def text_features(title: str, text: str, language: str | None, title_weight: int
         cues=_cue_keys(cues),
         entity_kinds=_entity_kinds(cues),
         surfaces=_surfaces(f"{title}\n{text}", language, {term: _weight(tf) for term, tf in counts.items()}),
-        novelty=_announces_new_incident(title, text),
+        novelty=_announces_new_incident(title, text, language),
     )
 
 
@@ -322,11 +325,40 @@ _SEPARATION_PHRASES = (
 _LEDE_CHARS = 600
 
 
-def _announces_new_incident(title: str, text: str) -> bool:
-    if any(word in _NOVELTY_WORDS for word in words(title)):
+def _announces_new_incident(title: str, text: str, language: str | None) -> bool:
+    own = language_words(language)
+    if any(word in _NOVELTY_WORDS for word in words(title)) or (own is not None and _announces_in(title, own)):
         return True
     lede = f" {' '.join(words(text[:_LEDE_CHARS]))} "
-    return any(f" {phrase} " in lede for phrase in _SEPARATION_PHRASES)
+    phrases = _SEPARATION_PHRASES if own is None else _SEPARATION_PHRASES + own.separation_phrases
+    return any(f" {phrase} " in lede for phrase in phrases)
+
+
+_PHRASE_BREAK_RE = re.compile(r"[:;,.!?|()\[\]\"“”«»—–]")
+
+
+def _announces_in(title: str, own: LanguageWords) -> bool:
+    """A headline's novelty words in a language with a data table (:mod:`transform.lexicon`: Malay, Indonesian).
+
+    Some of them mark a new incident only after the word they qualify, inside one phrase of the headline:
+    "Banjir lagi di Pahang" (floods again) and "Satu lagi bot karam" (another boat capsizes), but not "Tiga lagi
+    mayat ditemui" (three more bodies found: a development of the same story) nor "Kedua-dua mangsa" (both victims).
+    """
+    for phrase in _PHRASE_BREAK_RE.split(title):
+        tokens = words(phrase)
+        for index, word in enumerate(tokens):
+            if word in own.novelty_words:
+                return True
+            if word not in own.novelty_after_words or index == 0:
+                continue
+            previous = tokens[index - 1]
+            after_count = previous.isdigit() or own.number_words.get(previous, 0) >= 2
+            if after_count or previous in own.novelty_not_after:
+                continue
+            if index + 1 < len(tokens) and tokens[index + 1] in own.novelty_not_before:
+                continue
+            return True
+    return False
 
 
 def _cue_keys(cues: Cues) -> frozenset[str]:

@@ -34,7 +34,7 @@ from importlib import resources
 from transform.lexicon import LanguageWords, language_words
 from transform.text import _wordlist, fold, space_out_no_space_scripts, stopwords_for, words
 
-__all__ = ["NATIONALITY_WORDS", "ORGANISATIONS", "PLACES", "Cues", "extract_cues", "outlet_keys"]
+__all__ = ["CURRENCY_CODES", "NATIONALITY_WORDS", "ORGANISATIONS", "PLACES", "Cues", "extract_cues", "outlet_keys"]
 
 
 @dataclass(frozen=True)
@@ -419,7 +419,7 @@ def _classify(candidate: _Candidate, collector: _Collector, stop: frozenset[str]
         # Minister X", or a bare role "Interior Minister"): only known names and acronyms are kept.
         for word in words[:index] or [words[index]]:
             for part in re.split(r"[-'’]", word.text):
-                if _is_acronym(part) or fold(part) in PLACES or fold(part) in ORGANISATIONS:
+                if _is_acronym(part) or fold(part) in lexicon.places or fold(part) in lexicon.organisations:
                     _classify_known_or_other(
                         [_Token(part, _key(part), word.start, word.end, False, True)],
                         collector,
@@ -444,11 +444,12 @@ def _classify_known_or_other(
     key = " ".join(w.key for w in words)
     surface = " ".join(w.text for w in words)
     keys = [w.key for w in words]
-    if key in ORGANISATIONS and (len(key) > 3 or _is_acronym(surface)):
-        collector.add("organisation", ORGANISATIONS[key], _canonical_display(ORGANISATIONS[key], "organisation"))
+    places, organisations = lexicon.places, lexicon.organisations
+    if key in organisations and (len(key) > 3 or _is_acronym(surface)):
+        collector.add("organisation", organisations[key], _canonical_display(organisations[key], "organisation"))
         return
-    if key in PLACES and (len(key) > 3 or _is_acronym(surface) or surface[:1].isupper()):
-        collector.add("place", PLACES[key], _canonical_display(PLACES[key], "place"))
+    if key in places and (len(key) > 3 or _is_acronym(surface) or surface[:1].isupper()):
+        collector.add("place", places[key], _canonical_display(places[key], "place"))
         return
     if any(k in lexicon.org_words for k in keys):
         if len(keys) > 1 or not generic:
@@ -485,7 +486,7 @@ def _names(text: str, title: str, language: str | None, lexicon: _Lexicon) -> _C
     collector = _Collector()
     tokens = _tokens(text)
     candidates = _sequences(tokens, lexicon.connectors)
-    dateline_end = _dateline(text, collector)
+    dateline_end = _dateline(text, collector, lexicon)
     if dateline_end:
         candidates = [c for c in candidates if c.words[0].start >= dateline_end]
     if language == "de":
@@ -507,13 +508,18 @@ def _names(text: str, title: str, language: str | None, lexicon: _Lexicon) -> _C
             continue
         if word.key in surnames:
             collector.add("person", surnames[word.key], collector.surfaces.get(surnames[word.key], word.text))
-        elif word.key in PLACES or word.key in ORGANISATIONS or _is_acronym(word.text) or word.key in mid_sentence_keys:
+        elif (
+            word.key in lexicon.places
+            or word.key in lexicon.organisations
+            or _is_acronym(word.text)
+            or word.key in mid_sentence_keys
+        ):
             _classify(candidate, collector, stop, lexicon)
-    _resolve_surnames(collector)
-    _known_phrases(text, collector)
-    _title_names(title, collector, lexicon.not_names)
+    _resolve_surnames(collector, lexicon.places)
+    _known_phrases(text, collector, lexicon)
+    _title_names(title, collector, lexicon)
     if lexicon.place_prefixes:
-        _unprefixed_places(collector, lexicon.place_prefixes)
+        _unprefixed_places(collector, lexicon)
     if language not in (None, "en"):
         for token in tokens:
             if token.text.islower() and token.key in NATIONALITY_WORDS:
@@ -564,26 +570,27 @@ def _plausible_german_name(candidate: _Candidate) -> bool:
     return 2 <= len(keys) <= 3 and not any(k.endswith(_GERMAN_NOUN_ENDINGS) or len(k) > 12 for k in keys)
 
 
-def _known_phrases(text: str, collector: _Collector) -> None:
+def _known_phrases(text: str, collector: _Collector, lexicon: _Lexicon) -> None:
     """Multi-word gazetteer names regardless of capitalisation: French and Spanish write "Banque centrale
     européenne", "États-Unis", "zone euro" with one capital or none."""
     tokens = words(text)
     for size in (4, 3, 2):
         for i in range(len(tokens) - size + 1):
-            if tokens[i] not in _MULTIWORD_FIRST_WORDS:
+            if tokens[i] not in lexicon.multiword_first_words:
                 continue
             key = " ".join(tokens[i : i + size])
-            if key in _MULTIWORD_ORGANISATIONS:
-                canonical = ORGANISATIONS[key]
+            if key in lexicon.multiword_organisations:
+                canonical = lexicon.organisations[key]
                 collector.add("organisation", canonical, _canonical_display(canonical, "organisation"))
-            elif key in _MULTIWORD_PLACES:
-                collector.add("place", PLACES[key], _canonical_display(PLACES[key], "place"))
+            elif key in lexicon.multiword_places:
+                canonical = lexicon.places[key]
+                collector.add("place", canonical, _canonical_display(canonical, "place"))
 
 
 _DATELINE_RE = re.compile(r"\A\s*([^\W\d_a-z]{2,}(?:[\s'’.\-]+[^\W\d_a-z]{2,}){0,3})\s*(?:,|\(|—|–|-\s)")
 
 
-def _dateline(text: str, collector: _Collector) -> int:
+def _dateline(text: str, collector: _Collector, lexicon: _Lexicon) -> int:
     """ "ANKARA, Feb 9 -", "LE HAVRE, France (Wire) -": the capitals opening a wire story are a place,
     not an acronym. Returns where the dateline ends (0 without one)."""
     match = _DATELINE_RE.match(text)
@@ -595,9 +602,9 @@ def _dateline(text: str, collector: _Collector) -> int:
     if not names:
         return 0
     key = " ".join(_key(w) for w in names)
-    if key in ORGANISATIONS and key not in PLACES:
+    if key in lexicon.organisations and key not in lexicon.places:
         return 0
-    canonical = PLACES.get(key, key)
+    canonical = lexicon.places.get(key, key)
     collector.add("place", canonical, _canonical_display(canonical, "place"))
     return match.end(1)
 
@@ -620,17 +627,17 @@ def outlet_keys(name: str) -> frozenset[str]:
     return frozenset(k for k in keys if k)
 
 
-def _resolve_surnames(collector: _Collector) -> None:
+def _resolve_surnames(collector: _Collector, places: dict[str, str]) -> None:
     """Later mentions by surname alone ("Aydinli said") join the full name found elsewhere."""
     surnames = collector.person_by_surname()
     for kind in ("other", "place"):
         for key in list(collector.kinds[kind]):
-            if key in surnames and key not in PLACES:
+            if key in surnames and key not in places:
                 collector.kinds[kind].discard(key)
                 collector.kinds["person"].add(surnames[key])
 
 
-def _title_names(title: str, collector: _Collector, not_names: frozenset[str] = _NOT_NAMES) -> None:
+def _title_names(title: str, collector: _Collector, lexicon: _Lexicon) -> None:
     """Headlines are often Title Case, so capitalisation says nothing there: only accept word runs that
     are known names (gazetteer) or that the body already established."""
     if not title:
@@ -649,19 +656,25 @@ def _title_names(title: str, collector: _Collector, not_names: frozenset[str] = 
             surface = " ".join(w.text for w in window)
             if key in known:
                 continue
-            if key in PLACES and (len(key) > 3 or _is_acronym(surface)):
-                collector.add("place", PLACES[key], _canonical_display(PLACES[key], "place"))
-            elif key in ORGANISATIONS and (len(key) > 3 or _is_acronym(surface)):
-                canonical = ORGANISATIONS[key]
+            if key in lexicon.places and (len(key) > 3 or _is_acronym(surface)):
+                collector.add("place", lexicon.places[key], _canonical_display(lexicon.places[key], "place"))
+            elif key in lexicon.organisations and (len(key) > 3 or _is_acronym(surface)):
+                canonical = lexicon.organisations[key]
                 collector.add("organisation", canonical, _canonical_display(canonical, "organisation"))
-            elif size == 1 and _is_acronym(surface) and key not in not_names:
+            elif size == 1 and _is_acronym(surface) and key not in lexicon.not_names:
                 collector.add("organisation", key, surface)
 
 
 # --- numbers and dates ----------------------------------------------------------------------------
 
+# Currency codes written before an amount, glued or spaced: "RM1.2 billion" and "RM1.2 bilion" (Malaysia),
+# "Rp 3 trillion" and "Rp 3 triliun" (Indonesia), "US$2 billion", "USD2 bilion". Read in every language, like the
+# symbols: the English and the Malay report of one figure must give the same money cue, and Malaysian English
+# writes the ringgit as "RM" too.
+CURRENCY_CODES = ("us$", "usd", "s$", "sgd", "rm", "myr", "rp", "idr")
 _NUMBER_RE = re.compile(
-    r"(?<![\w.,:/\-])(?P<sign>[$€£¥])?\s?(?P<num>\d{1,3}(?:[.,\u00a0\u202f\u2009' ]\d{3})+(?![\d])|\d+)"
+    r"(?<![\w.,:/\-])(?:(?P<code>" + "|".join(map(re.escape, CURRENCY_CODES)) + r")|(?P<sign>[$€£¥]))?\s?"
+    r"(?P<num>\d{1,3}(?:[.,\u00a0\u202f\u2009' ]\d{3})+(?![\d])|\d+)"
     r"(?:[.,](?P<frac>\d+))?(?![\w:/])(?P<pct>\s?%)?",
     re.UNICODE,
 )
@@ -672,6 +685,7 @@ _SCALES: dict[str, int] = {
     "billion": 1_000_000_000, "billions": 1_000_000_000, "milliard": 1_000_000_000,
     "milliards": 1_000_000_000, "milliarde": 1_000_000_000, "milliarden": 1_000_000_000,
     "mrd": 1_000_000_000, "bn": 1_000_000_000, "mil millones": 1_000_000_000,
+    "trillion": 1_000_000_000_000, "trillions": 1_000_000_000_000,
 }  # fmt: skip
 _UNIT_CLASSES: dict[str, str] = {}
 for _unit_class, _unit_words in {
@@ -739,6 +753,50 @@ _VERB_UNITS = frozenset({"dead", "injured", "missing", "arrested", "displaced"})
 _TOLL_WORDS = frozenset({"toll", "bilan", "balance", "opferzahl"})
 
 
+# --- built-in gazetteer ---------------------------------------------------------------------------
+# Why built in: the pipeline runs offline and cheaply; the point is not coverage (unknown names still
+# match through their folded spelling) but agreement across languages on names spelt differently.
+
+
+def _load_gazetteer() -> dict[str, dict[str, list[str]]]:
+    """``transform/data/gazetteer.json``: per table, canonical key -> its variants (folded)."""
+    text = resources.files("transform").joinpath("data/gazetteer.json").read_text(encoding="utf-8")
+    return {name: table for name, table in json.loads(text).items() if not name.startswith("_")}
+
+
+def _build(table: dict[str, list[str]]) -> dict[str, str]:
+    """Variant -> canonical key; the key is a variant of itself, and the first key to claim a variant keeps it."""
+    out: dict[str, str] = {}
+    for key, variants in table.items():
+        out[key] = key
+        for variant in variants:
+            out.setdefault(variant, key)
+    return out
+
+
+_GAZETTEER = _load_gazetteer()
+
+
+PLACES: dict[str, str] = {
+    **_build(_GAZETTEER["regions"]),
+    **_build(_GAZETTEER["cities"]),
+    **_build(_GAZETTEER["countries"]),
+}
+ORGANISATIONS: dict[str, str] = _build(_GAZETTEER["organisations"])
+# Lower-case adjectives that name a country in French/Spanish/German prose ("le ministère turc").
+NATIONALITY_WORDS: frozenset[str] = frozenset(
+    variant
+    for key, variants in _GAZETTEER["countries"].items()
+    for variant in variants
+    if variant != key and " " not in variant and len(variant) > 3
+)
+_MULTIWORD_PLACES: frozenset[str] = frozenset(k for k in PLACES if " " in k)
+_MULTIWORD_ORGANISATIONS: frozenset[str] = frozenset(k for k in ORGANISATIONS if " " in k)
+_MULTIWORD_FIRST_WORDS: frozenset[str] = frozenset(
+    k.split()[0] for k in (*_MULTIWORD_PLACES, *_MULTIWORD_ORGANISATIONS)
+)
+
+
 # --- word lists by language ---------------------------------------------------------------------------
 
 
@@ -773,6 +831,14 @@ class _Lexicon:
     leading_fillers: frozenset[str]  # "lima lagi masih hilang": words between a count and its verb
     toll_words: frozenset[str]
     clause_words: frozenset[str]  # "tiga maut manakala 14,238 mangsa": "maut" is not the 14,238's verb
+    # The gazetteer, folded variant -> canonical key: the built-in one, plus a language's own names of places
+    # and institutions ("Pulau Pinang" -> "penang", "Jabatan Kerja Raya" -> "public works department"), whose
+    # canonical keys are what an English report of the same story gives.
+    places: dict[str, str]
+    organisations: dict[str, str]
+    multiword_places: frozenset[str]
+    multiword_organisations: frozenset[str]
+    multiword_first_words: frozenset[str]
 
 
 _BASE_LEXICON = _Lexicon(
@@ -797,6 +863,11 @@ _BASE_LEXICON = _Lexicon(
     leading_fillers=frozenset(),
     toll_words=_TOLL_WORDS,
     clause_words=frozenset(),
+    places=PLACES,
+    organisations=ORGANISATIONS,
+    multiword_places=_MULTIWORD_PLACES,
+    multiword_organisations=_MULTIWORD_ORGANISATIONS,
+    multiword_first_words=_MULTIWORD_FIRST_WORDS,
 )
 
 
@@ -807,6 +878,10 @@ def _extended(own: LanguageWords) -> _Lexicon:
     place_words = base.place_words | own.place_words
     org_words = base.org_words | own.org_words
     place_context = base.place_context | own.place_context
+    places = {**own.places, **base.places}
+    organisations = {**own.organisations, **base.organisations}
+    multiword_places = frozenset(k for k in places if " " in k)
+    multiword_organisations = frozenset(k for k in organisations if " " in k)
     return _Lexicon(
         connectors=(base.connectors - own.not_connectors) | own.connectors,
         not_names=base.not_names | own.weekdays | frozenset(own.months),
@@ -830,6 +905,11 @@ def _extended(own: LanguageWords) -> _Lexicon:
         leading_fillers=own.leading_fillers,
         toll_words=base.toll_words | own.toll_words,
         clause_words=base.clause_words | own.clause_words,
+        places=places,
+        organisations=organisations,
+        multiword_places=multiword_places,
+        multiword_organisations=multiword_organisations,
+        multiword_first_words=frozenset(k.split()[0] for k in (*multiword_places, *multiword_organisations)),
     )
 
 
@@ -839,14 +919,15 @@ def _lexicon_for(language: str | None) -> _Lexicon:
     return _BASE_LEXICON if own is None else _extended(own)
 
 
-def _unprefixed_places(collector: _Collector, prefixes: frozenset[str]) -> None:
+def _unprefixed_places(collector: _Collector, lexicon: _Lexicon) -> None:
     """ "Sungai Golok", "Pulau Mabul" are also "Golok", "Mabul": English reports write "the Golok river",
     "Mabul island", so the name without its generic first word is a place key too."""
+    prefixes = lexicon.place_prefixes
     for kind in ("place", "other", "person", "organisation"):
         for key in list(collector.kinds[kind]):
             head, _, rest = key.partition(" ")
             if head in prefixes and rest and rest.split(" ", 1)[0] not in prefixes:
-                canonical = PLACES.get(rest, rest)
+                canonical = lexicon.places.get(rest, rest)
                 collector.add("place", canonical, collector.surfaces.get(key, key).split(" ", 1)[-1])
 
 
@@ -900,15 +981,16 @@ def _numbers(lowered: str, lexicon: _Lexicon) -> set[str]:
             continue
         following = _FOLLOWING_RE.findall(lowered, match.end(), match.end() + 60)
         preceding = _PRECEDING_RE.findall(lowered, max(0, match.start() - 40), match.start())
+        currency = match.group("sign") is not None or match.group("code") is not None
         scale_word = following[0] if following else ""
-        if scale_word in scales and not (scale_word in ("m", "k") and match.group("sign") is None):
+        if scale_word in scales and not (scale_word in ("m", "k") and not currency):
             value *= scales[scale_word]
             following = following[1:]
         is_integer = value == value.to_integral_value() and not match.group("frac")
         unit: str | None = None
         if match.group("pct"):
             unit = "percent"
-        elif match.group("sign"):
+        elif currency:
             unit = "money"
         else:
             unit = _unit_after(following, lexicon)
@@ -980,47 +1062,3 @@ def extract_cues(title: str, text: str, language: str | None) -> Cues:
         dates=frozenset(_dates(lowered, lexicon)),
         surfaces=tuple(sorted(collector.surfaces.items())),
     )
-
-
-# --- built-in gazetteer ---------------------------------------------------------------------------
-# Why built in: the pipeline runs offline and cheaply; the point is not coverage (unknown names still
-# match through their folded spelling) but agreement across languages on names spelt differently.
-
-
-def _load_gazetteer() -> dict[str, dict[str, list[str]]]:
-    """``transform/data/gazetteer.json``: per table, canonical key -> its variants (folded)."""
-    text = resources.files("transform").joinpath("data/gazetteer.json").read_text(encoding="utf-8")
-    return {name: table for name, table in json.loads(text).items() if not name.startswith("_")}
-
-
-def _build(table: dict[str, list[str]]) -> dict[str, str]:
-    """Variant -> canonical key; the key is a variant of itself, and the first key to claim a variant keeps it."""
-    out: dict[str, str] = {}
-    for key, variants in table.items():
-        out[key] = key
-        for variant in variants:
-            out.setdefault(variant, key)
-    return out
-
-
-_GAZETTEER = _load_gazetteer()
-
-
-PLACES: dict[str, str] = {
-    **_build(_GAZETTEER["regions"]),
-    **_build(_GAZETTEER["cities"]),
-    **_build(_GAZETTEER["countries"]),
-}
-ORGANISATIONS: dict[str, str] = _build(_GAZETTEER["organisations"])
-# Lower-case adjectives that name a country in French/Spanish/German prose ("le ministère turc").
-NATIONALITY_WORDS: frozenset[str] = frozenset(
-    variant
-    for key, variants in _GAZETTEER["countries"].items()
-    for variant in variants
-    if variant != key and " " not in variant and len(variant) > 3
-)
-_MULTIWORD_PLACES: frozenset[str] = frozenset(k for k in PLACES if " " in k)
-_MULTIWORD_ORGANISATIONS: frozenset[str] = frozenset(k for k in ORGANISATIONS if " " in k)
-_MULTIWORD_FIRST_WORDS: frozenset[str] = frozenset(
-    k.split()[0] for k in (*_MULTIWORD_PLACES, *_MULTIWORD_ORGANISATIONS)
-)

@@ -50,10 +50,31 @@ class LanguageWords:
     descriptors: frozenset[str]  # sentence openers that are not part of the name after them ("Menurut")
     connectors: frozenset[str]  # words inside names ("Nik Faridah binti Nik Omar")
     not_connectors: frozenset[str]  # the shared name connectors that mean something else here ("di")
+    # Headline words announcing another incident of a kind already reported (English "new", "another"), and
+    # those that do only after the word they qualify: "Banjir lagi" (floods again) but "Tiga lagi maut" (three
+    # more dead: a development), "bot kedua" (a second boat) but "Kedua-dua mangsa" (both victims).
+    novelty_words: frozenset[str]
+    novelty_after_words: frozenset[str]
+    novelty_not_after: frozenset[str]  # "tidak lagi" (no longer), "seorang lagi" (one more person)
+    novelty_not_before: frozenset[str]  # "kedua dua" (both)
+    separation_phrases: tuple[str, ...]  # lede phrases calling the incident separate ("kejadian berasingan")
+    places: dict[str, str]  # folded variant -> canonical key, read on top of the built-in gazetteer
+    organisations: dict[str, str]
 
 
 def _words(block: dict[str, Any], name: str) -> set[str]:
     return set(str(block.get(name, "")).split())
+
+
+def _names(common: dict[str, Any], own: dict[str, Any], table: str) -> dict[str, str]:
+    """Variant -> canonical key of a ``names`` table (canonical key -> variants, as in ``gazetteer.json``)."""
+    out: dict[str, str] = {}
+    for block in (own, common):  # the language's own entry wins
+        for key, variants in block.get("names", {}).get(table, {}).items():
+            out.setdefault(str(key), str(key))  # a canonical key is a variant of itself, as in the gazetteer
+            for variant in variants:
+                out.setdefault(str(variant), str(key))
+    return out
 
 
 def _numbers(block: dict[str, Any], name: str) -> dict[str, int]:
@@ -105,6 +126,15 @@ def _language(language: str, common: dict[str, Any], own: dict[str, Any]) -> Lan
         descriptors=words("descriptors"),
         connectors=words("connectors"),
         not_connectors=words("not_connectors"),
+        novelty_words=words("novelty_words"),
+        novelty_after_words=words("novelty_after_words"),
+        novelty_not_after=words("novelty_not_after"),
+        novelty_not_before=words("novelty_not_before"),
+        separation_phrases=tuple(
+            sorted({str(p) for block in (common, own) for p in block.get("separation_phrases", [])})
+        ),
+        places=_names(common, own, "places"),
+        organisations=_names(common, own, "organisations"),
     )
 
 

@@ -19,7 +19,8 @@ Articles stay as they are (no article is turned into a duplicate, no row is dele
 events. Rebuilding a window twice with the same code changes nothing the second time. Rebuilding every stored
 article replays the transform: on a warehouse nothing changed since, it saves no new version, provided the
 transform's story state held every earlier article when it clustered each one (no eviction, no restart that
-restored less) and no article got a new version since (a new version's text is clustered again, as it should).
+restored less). An article at a later version is held, as the transform holds it (live or restored), with the
+features of the text it was first clustered with (stored in ``article_features``).
 A narrower window cannot promise that: its state is the horizon around the window, including articles loaded
 after the window's, not what the transform held then, so articles can move and events be re-versioned even
 without a code change. A transform run that is in progress meanwhile keeps the story state it restored at its
@@ -101,9 +102,6 @@ def _rebuild(cur: Cursor, start: datetime, end: datetime, config: ClusteringConf
     store = TransformStore(cur)
     rows = store.articles_where("WHERE a.published_at >= ? AND a.published_at < ?", (start, end))
     window = [a for _, a, _ in rows]
-    # Stored features describe the text an article was first clustered with: reused for every article still at
-    # that version (a new version's text is processed again, as before).
-    first_version = {a.article_id for _, a, version in rows if version == 1}
     if not window:
         return
     ids = [a.article_id for a in window]
@@ -125,16 +123,19 @@ def _rebuild(cur: Cursor, start: datetime, end: datetime, config: ClusteringConf
     window_ids = set(ids)
     restored: set[str] = set()
     # Each article's stored features, parsed once: they carry its embedding (the encoder runs only for articles
-    # stored before embeddings existed) and, at its first version, everything its assignment needs.
+    # stored before embeddings existed) and everything its assignment needs. They describe the text the article
+    # was first clustered with, and are used for an article at a later version too: the transform keeps holding
+    # that text's features after a new version (it never re-clusters one, and a restart restores the stored
+    # features), and every event's keywords depend on them through the document frequencies.
     needed = sorted({a.article_id for _, a, _ in context} | window_ids)
     stored = {article_id: parsed_features(text) for article_id, text in store.stored_features(needed).items()}
-    for _, article, version in sorted(context, key=lambda triple: triple[0]):
+    for _, article, _ in sorted(context, key=lambda triple: triple[0]):
         if article.article_id in window_ids or article.article_id in restored or article.event_id is None:
             continue
         restored.add(article.article_id)
         features = stored.get(article.article_id)
         doc = doc_from_stored(article, stored_embedding(features))
-        state.restore_stored(doc, article.event_id, features if version == 1 else None, None)
+        state.restore_stored(doc, article.event_id, features, None)
     stats.context = len(restored)
 
     _detach(cur, start, end)
@@ -146,8 +147,7 @@ def _rebuild(cur: Cursor, start: datetime, end: datetime, config: ClusteringConf
         profiles.arrive(article.loaded_at)
         features = stored.get(article.article_id)
         doc = doc_from_stored(article, stored_embedding(features))
-        current = article.article_id in first_version
-        assignment = state.assign_stored(doc, features, None) if current else state.assign(doc)
+        assignment = state.assign_stored(doc, features, None)
         after[article.article_id] = assignment.event_id
         profiles.touch(assignment.event_id, assignment.merged)
         for gone in assignment.merged:

@@ -201,11 +201,19 @@ def snapshot(url: str) -> dict[str, list[dict[str, Any]]]:
 
 def reproducible(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The messages whose transform the reference can reproduce: it predates the word tables of transform/data
-    (Malay, Indonesian), so articles in those languages get other features from it, by design."""
+    (Malay, Indonesian), so articles in those languages get other features from it, by design; and it reads no
+    currency code before an amount nor "trillion" ("RM1.2 billion", "Rp 3 trillion": money cues since
+    ``FEATURES_VERSION`` 4, in every language)."""
+    from transform.entities import CURRENCY_CODES
     from transform.lexicon import languages_with_words
 
     tabled = set(languages_with_words())
-    return [message for message in messages if message["language"] not in tabled]
+    amounts = re.compile(r"(?:" + "|".join(map(re.escape, CURRENCY_CODES)) + r")\s?\d|trillion", re.IGNORECASE)
+    return [
+        message
+        for message in messages
+        if message["language"] not in tabled and not amounts.search(f"{message['title']}\n{message['text']}")
+    ]
 
 
 def run_reference(
@@ -341,7 +349,7 @@ def test_synthetic_stream_of_2000_articles_gives_the_reference_warehouse(
 ) -> None:
     from bench.transform import stream_messages
 
-    records = with_traffic_noise(reproducible(stream_messages(2100, embeddings=False)))
+    records = with_traffic_noise(reproducible(stream_messages(2150, embeddings=False)))
     reference_url, current_url = two_warehouses
     config = ClusteringConfig(embedding_model="none")
     # a month of the stream (the story state restored around it from stored articles), then everything
