@@ -49,6 +49,7 @@ from transform.eventrecords import (
     merged_event_record,
     profiled_event_record,
 )
+from transform.gcfreeze import StateFreezer
 from transform.store import KnownArticle, TransformStore, article_row
 from transform.stories import StoryState
 
@@ -164,6 +165,8 @@ class BatchProcessor:
         self.state_max_articles = state_max_articles
         self.config = config or ClusteringConfig()
         self._state: StoryState | None = None
+        # The story state outlives every batch: the cyclic GC should not walk it again at each full collection.
+        self._freezer = StateFreezer()
 
     def process(
         self, batch: list[Incoming], batch_id: str, *, fence: Callable[[Cursor], None] | None = None
@@ -173,7 +176,9 @@ class BatchProcessor:
         beside the run that took the lock over.
         """
         with self.warehouse.hold():
-            return self._process(batch, batch_id, fence)
+            stats = self._process(batch, batch_id, fence)
+        self._freezer.after_batch()
+        return stats
 
     def _process(self, batch: list[Incoming], batch_id: str, fence: Callable[[Cursor], None] | None) -> BatchStats:
         stats = BatchStats(messages=len(batch))
@@ -226,6 +231,7 @@ class BatchProcessor:
         except BaseException:
             # The in-memory state may hold articles the rolled-back transaction never stored.
             self._state = None
+            self._freezer.thaw()  # the dropped state was frozen: let any cycle in it be collected now
             raise
         for dl in dead_letters:
             send_dead_letter(self.publisher, dl)

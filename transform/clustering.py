@@ -1005,23 +1005,30 @@ class _IdfTable(dict[int, float]):
     def __init__(self, total: int) -> None:
         super().__init__()
         self.total = total
-        self.squares = _IdfSquares(self)
+        self.squares = _IdfSquares(total)
 
     def __missing__(self, frequency: int) -> float:
-        value = self[frequency] = math.log(self.total / (1 + frequency)) + 1.0
+        value = self[frequency] = _idf(self.total, frequency)
         return value
 
 
 class _IdfSquares(dict[int, float]):
-    """``idf ** 2`` by document frequency (see :class:`_IdfTable`)."""
+    """``idf ** 2`` by document frequency (see :class:`_IdfTable`). It keeps the total, not its table: a table
+    and its squares referring to each other were a reference cycle per stored article, garbage only the cyclic
+    collector could free."""
 
-    def __init__(self, idf: _IdfTable) -> None:
+    def __init__(self, total: int) -> None:
         super().__init__()
-        self.idf = idf
+        self.total = total
 
     def __missing__(self, frequency: int) -> float:
-        value = self[frequency] = self.idf[frequency] ** 2
+        value = self[frequency] = _idf(self.total, frequency) ** 2
         return value
+
+
+def _idf(total: int, frequency: int) -> float:
+    """The IDF of a key in ``frequency`` of ``total - 1`` live articles (one expression: the same float wherever)."""
+    return math.log(total / (1 + frequency)) + 1.0
 
 
 # --- the clusterer ------------------------------------------------------------------------------------
