@@ -34,7 +34,9 @@ with ``shd``, their digest keyed by the input digest), so that the transform nei
 body of an article it compares. A text of more than :data:`MAX_CARRIED_SHINGLES` shingles carries none (each
 takes about eleven bytes of the message, and a long text in a script without spaces has about one per
 character): the transform computes them, as for any message without them, and the message stays far below the
-producer's request size limit.
+producer's request size limit. With them goes their MinHash (``mh``: ``mp`` values, the near-duplicate index's
+size, little-endian ``uint64`` in base64; ``mhd``, its digest together with the shingles' bytes, keyed by the input
+digest), the LSH lookup's key, which the transform would otherwise compute from the shingles for every new article.
 
 Trust model. The input digest ``in`` and the shingles digest ``shd`` are checksums, not signatures: whoever
 can write the articles topic can compute both, so they catch stale, mismatched, spliced and garbled values, not
@@ -50,6 +52,11 @@ forgeries, and only recomputing from the text proves anything against a forger.
   later genuine copy of another text matches. Closing that too means tokenising every body (about half of
   computing the shingles outright, which is what carrying them saves), so it is left to the topic's access
   control, as for the terms.
+* Their MinHash: used only with the shingles, and only when ``mp`` and ``mhd`` match too (``mhd`` ties it to
+  those very shingles and input). A wrong MinHash under a right digest can hide a candidate from the LSH lookup
+  (a copy missed, or a later copy of this article missed), never make a duplicate: every candidate is scored on
+  the exact shingles, and a match is confirmed from the text as above. Like the shingles, it is then stored in
+  the article's signature unconfirmed.
 
 Inside, the encoding is compact (terms and their counts as two lists, not the stored ``{term: weight}`` map)
 since it travels with every article; it is an internal transport that other consumers of the topic may ignore.
@@ -63,6 +70,7 @@ import binascii
 import hashlib
 import json
 import unicodedata
+from functools import cache
 from typing import Annotated, Any
 
 import msgspec
@@ -70,7 +78,8 @@ import numpy as np
 
 from transform.clustering import FEATURES_VERSION, TextFeatures, text_features
 from transform.documents import base_language
-from transform.neardup import SIGNATURE_VERSION, shingle_list
+from transform.minhash import MinHasher
+from transform.neardup import DEFAULT_NUM_PERM, SIGNATURE_VERSION, shingle_list
 
 __all__ = [
     "FIELD",
@@ -129,7 +138,18 @@ def carried_features(title: str | None, text: str | None, language: str | None, 
         payload["sv"] = SIGNATURE_VERSION
         payload["sh"] = base64.b64encode(raw).decode("ascii")
         payload["shd"] = shingles_digest(payload["in"], raw)
+        if shingles.size:
+            minhash = _minhasher(DEFAULT_NUM_PERM).signature(np.unique(shingles)).astype("<u8").tobytes()
+            payload["mp"] = DEFAULT_NUM_PERM
+            payload["mh"] = base64.b64encode(minhash).decode("ascii")
+            payload["mhd"] = shingles_digest(payload["in"], minhash + raw)
     return json.dumps(payload, ensure_ascii=False, separators=(",", ":"))
+
+
+@cache
+def _minhasher(num_perm: int) -> MinHasher:
+    """One :class:`MinHasher` per size for the process (its permutations are drawn once)."""
+    return MinHasher(num_perm)
 
 
 class _Carried(msgspec.Struct, frozen=True):
@@ -153,6 +173,9 @@ class _Carried(msgspec.Struct, frozen=True):
     sv: int | None = None
     sh: str | None = None
     shd: str | None = None
+    mp: int | None = None
+    mh: str | None = None
+    mhd: str | None = None
 
 
 _DECODER = msgspec.json.Decoder(_Carried)
@@ -166,11 +189,12 @@ class Carried:
     then read the same decoded value, where each used to decode the string and hash the title and text again.
     """
 
-    __slots__ = ("_digest_ok", "_value")
+    __slots__ = ("_digest_ok", "_shingles_raw", "_value")
 
     def __init__(self, value: _Carried, digest_ok: bool) -> None:
         self._value = value
         self._digest_ok = digest_ok
+        self._shingles_raw: bytes | None = None  # the bytes of the shingles :meth:`shingles` accepted
 
     def shingles(self) -> np.ndarray | None:
         """The body's near-duplicate shingles it carries, or None (none, another signature version, another
@@ -183,6 +207,21 @@ class Carried:
         except (binascii.Error, ValueError):
             return None
         if len(raw) % 8 or carried.shd != shingles_digest(carried.digest, raw):
+            return None
+        self._shingles_raw = raw
+        return np.frombuffer(raw, dtype="<u8").astype(np.uint64)
+
+    def minhash(self, num_perm: int) -> np.ndarray | None:
+        """The MinHash of the carried shingles (:meth:`shingles`, called first and accepted) with ``num_perm``
+        values, or None (none carried, another size, not of these very shingles and input, malformed)."""
+        carried, shingles = self._value, self._shingles_raw
+        if shingles is None or carried.mh is None or carried.mp != num_perm:
+            return None
+        try:
+            raw = base64.b64decode(carried.mh, validate=True)
+        except (binascii.Error, ValueError):
+            return None
+        if len(raw) != num_perm * 8 or carried.mhd != shingles_digest(carried.digest, raw + shingles):
             return None
         return np.frombuffer(raw, dtype="<u8").astype(np.uint64)
 

@@ -36,6 +36,7 @@ from transform.minhash import BandIndex, MinHasher
 from transform.text import shingle_hashes, shingle_tokens
 
 __all__ = [
+    "DEFAULT_NUM_PERM",
     "DEFAULT_THRESHOLD",
     "SIGNATURE_VERSION",
     "NearDuplicate",
@@ -48,6 +49,8 @@ __all__ = [
 # Measured on the labelled corpus (bench/quality.py): copies score >= 0.6, independent reports of the
 # same story <= 0.15 (see bench/results/quality.json); 0.5 sits in the gap with margin on both sides.
 DEFAULT_THRESHOLD = 0.5
+# MinHash values per signature: what the transform's index uses, and what extraction workers carry for it.
+DEFAULT_NUM_PERM = 128
 _SHINGLE_SIZE = 5
 # LSH banding: 42 bands of 3 rows (126 of 128 permutations). The chance that a pair becomes a candidate
 # is 1-(1-J^3)^42: 0.68 at J=0.3, 0.94 at J=0.4, >0.99 at J>=0.5, ~0 at J<0.05, so every pair that can
@@ -103,7 +106,7 @@ class NearDuplicateIndex:
         self,
         *,
         threshold: float = DEFAULT_THRESHOLD,
-        num_perm: int = 128,
+        num_perm: int = DEFAULT_NUM_PERM,
         horizon: timedelta = timedelta(days=30),
         min_shingles: int = 8,
         min_containment_shingles: int = 40,
@@ -128,6 +131,7 @@ class NearDuplicateIndex:
         self._last: tuple[str, str, np.ndarray] | None = None  # find() then add() share one shingling
         self._last_minhash: tuple[str, np.ndarray, np.ndarray] | None = None
         self._last_unique: tuple[str, str, np.ndarray] | None = None
+        self._last_entry: tuple[np.ndarray, _Entry] | None = None  # add() then export_signature() share one
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -171,6 +175,20 @@ class NearDuplicateIndex:
         shingles.setflags(write=False)  # shared with the index entry, as a computed list is
         self._last = (doc.article_id, doc.text, shingles)
         self._last_unique = None  # derived from the list primed before, if any, for this very doc
+        self._last_minhash = None  # likewise (a MinHash primed for the shingles before is not one of these)
+
+    def prime_minhash(self, doc: ArticleDoc, minhash: np.ndarray) -> None:
+        """Let the next :meth:`find`/:meth:`add`/:meth:`export_signature` of ``doc`` use ``minhash``, the MinHash of
+        the shingles primed for it (:meth:`prime_shingles`), computed elsewhere (an extraction worker, see
+        :mod:`transform.carried`), instead of computing it here: the same lookups and signature. Shingles primed
+        again for ``doc`` afterwards (different ones) make it compute theirs."""
+        if minhash.dtype != np.uint64 or minhash.shape != (self.num_perm,):
+            raise NearDuplicateError(f"a primed MinHash must be {self.num_perm} uint64 values")
+        last = self._last
+        if last is None or last[0] != doc.article_id or last[1] != doc.text:
+            raise NearDuplicateError("a MinHash is primed after the shingles it was computed from")
+        minhash.setflags(write=False)
+        self._last_minhash = (doc.article_id, self._shingles(doc), minhash)
 
     def add(self, doc: ArticleDoc) -> None:
         """Index ``doc``. Adding an article id twice is a no-op (at-least-once delivery replays)."""
@@ -270,10 +288,23 @@ class NearDuplicateIndex:
     # --- internals --------------------------------------------------------------------------------
 
     def _entry(self, doc: ArticleDoc) -> _Entry:
+        """The index entry of ``doc``; :meth:`add` then :meth:`export_signature` of one article share one."""
         ordered = self._shingle_list(doc)
         shingles = self._shingles(doc)
+        last = self._last_entry
+        if (
+            last is not None
+            and last[0] is ordered
+            and last[1].shingles is shingles
+            and last[1].article_id == doc.article_id
+            and last[1].source == doc.source
+            and last[1].published_at == doc.published_at
+        ):
+            return last[1]
         edges = frozenset(ordered[:_EDGE_SHINGLES].tolist() + ordered[-_EDGE_SHINGLES:].tolist())
-        return _Entry(doc.article_id, doc.source, doc.published_at, shingles, edges)
+        entry = _Entry(doc.article_id, doc.source, doc.published_at, shingles, edges)
+        self._last_entry = (ordered, entry)
+        return entry
 
     def _index(self, entry: _Entry, minhash: np.ndarray | None) -> None:
         self._entries[entry.article_id] = entry

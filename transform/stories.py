@@ -163,7 +163,11 @@ class StoryState:
         """
         shingles = carried.shingles() if carried is not None else None
         if shingles is not None:
+            assert carried is not None
             self.neardup.prime_shingles(doc, shingles)
+            minhash = carried.minhash(self.neardup.num_perm)
+            if minhash is not None:  # their MinHash, computed by the worker too: not computed again here
+                self.neardup.prime_minhash(doc, minhash)
             found = self.neardup.find(doc)
             if found is None:
                 return None
