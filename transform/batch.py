@@ -49,7 +49,7 @@ from transform.eventrecords import (
     merged_event_record,
     profiled_event_record,
 )
-from transform.gcfreeze import StateFreezer
+from transform.gcfreeze import FREEZER
 from transform.store import KnownArticle, TransformStore, article_row
 from transform.stories import StoryState
 
@@ -165,8 +165,6 @@ class BatchProcessor:
         self.state_max_articles = state_max_articles
         self.config = config or ClusteringConfig()
         self._state: StoryState | None = None
-        # The story state outlives every batch: the cyclic GC should not walk it again at each full collection.
-        self._freezer = StateFreezer()
 
     def process(
         self, batch: list[Incoming], batch_id: str, *, fence: Callable[[Cursor], None] | None = None
@@ -177,7 +175,7 @@ class BatchProcessor:
         """
         with self.warehouse.hold():
             stats = self._process(batch, batch_id, fence)
-        self._freezer.after_batch()
+        FREEZER.after_batch()
         return stats
 
     def _process(self, batch: list[Incoming], batch_id: str, fence: Callable[[Cursor], None] | None) -> BatchStats:
@@ -231,7 +229,7 @@ class BatchProcessor:
         except BaseException:
             # The in-memory state may hold articles the rolled-back transaction never stored.
             self._state = None
-            self._freezer.thaw()  # the dropped state was frozen: let any cycle in it be collected now
+            FREEZER.thaw()  # the dropped state was frozen: let any cycle in it be collected now
             raise
         for dl in dead_letters:
             send_dead_letter(self.publisher, dl)
