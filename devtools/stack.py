@@ -8,7 +8,8 @@ LocalExecutor, all under ``NEWSWIRE_HOME``):
 * with ``sample``, the bundled sample sites on loopback and a feed list covering them (polling and archive);
 * ``airflow db migrate`` and the pools the DAGs use, in one short process;
 * the api-server, scheduler, dag-processor and triggerer, each in its own session (process group), sized for
-  a 2-core machine (``parallelism`` 4, one api-server worker);
+  a 2-core machine (``parallelism`` 4, one api-server worker), each restarted if it dies after its start
+  (:mod:`devtools.keepalive`, as production's ``restart: unless-stopped``);
 * with the CeleryExecutor (``executor=ExecutorConfig("celery")``, see :mod:`devtools.stack_executor`): a
   PostgreSQL metadata DB instead of SQLite, and N ``airflow celery worker`` processes taking tasks from Redis;
 
@@ -161,7 +162,9 @@ def up(config: StackConfig, *, log: Any = print) -> dict[str, Any]:
             # Task logs are local files the api-server reads itself: no serve-logs processes (each a full Airflow
             # process).
             extra = ["--skip-serve-logs"] if name in ("scheduler", "triggerer") else []
-            state["processes"].append(_spawn(name, [_airflow_bin(), name, *extra], env, home))
+            # Restarted when it dies, as production's `restart: unless-stopped` (devtools/keepalive.py says why).
+            keepalive = [sys.executable, "-m", "devtools.keepalive", "--name", name, "--"]
+            state["processes"].append(_spawn(name, [*keepalive, _airflow_bin(), name, *extra], env, home))
             _write_state(home, state)
         for name, cmd, worker_env in stack_executor.worker_commands(
             config.executor, _airflow_bin(), config.airflow_home

@@ -9,6 +9,7 @@ import socket
 import subprocess
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hostile_server import HostileServer, article_page, ok, rss, rss_item
@@ -67,6 +68,26 @@ def ingested_before_the_last_make_down(home: Path) -> set[str]:
     }
 
 
+def assert_a_killed_scheduler_is_started_again(state: dict[str, Any]) -> None:
+    """The scheduler, SIGKILLed, is started again by its keepalive wrapper (devtools/keepalive.py), as a scheduler
+    that dies on its own (see there) must be: without it every later run stays queued."""
+    import psutil
+
+    (record,) = [p for p in state["processes"] if p["name"] == "scheduler"]
+    wrapper = psutil.Process(int(record["pid"]))
+    (first,) = wrapper.children()
+    first.kill()
+    deadline = time.monotonic() + 60
+    while True:
+        children = [c for c in wrapper.children() if c.pid != first.pid and c.status() != psutil.STATUS_ZOMBIE]
+        if children:
+            break
+        assert time.monotonic() < deadline, "the killed scheduler was not started again"
+        time.sleep(0.2)
+    assert "scheduler" in " ".join(children[0].cmdline())
+    assert "[keepalive] scheduler exited with code -9" in Path(record["log"]).read_text()
+
+
 def test_make_up_then_make_down_leaves_nothing_running(tmp_path: Path) -> None:
     home = tmp_path / "home"
     port, sample = free_block(1), free_block(8)
@@ -112,6 +133,7 @@ def test_make_up_then_make_down_leaves_nothing_running(tmp_path: Path) -> None:
         )
         running = stack.stack_processes(state)
         assert len(running) >= 6
+        assert_a_killed_scheduler_is_started_again(state)
     finally:
         stopped = make("down", home)
     assert stopped.returncode == 0, stopped.stdout + stopped.stderr

@@ -120,13 +120,21 @@ def wait_for(predicate: Any, timeout: float, what: str, describe: Any = None) ->
 
 
 def unfinished_tasks(state: dict[str, Any]) -> str:
-    """Every task instance of the DAG not yet successful, with its state and try (a retry waits its delay)."""
+    """Every task instance of the DAG not yet successful, with its state and try (a retry waits its delay), and
+    any component the stack restarted (a scheduler that died leaves every run queued until it is back)."""
     tis = api(state, "GET", f"dags/{DAG}/dagRuns/~/taskInstances?limit=100")["task_instances"]
-    return "; ".join(
+    pending = "; ".join(
         f"{t['dag_run_id']} {t['task_id']}: {t['state']} (try {t['try_number']})"
         for t in tis
         if t["state"] != "success"
     )
+    restarts = [
+        line
+        for log in sorted((Path(state["home"]) / "logs" / "stack").glob("*.log"))
+        for line in log.read_text(errors="replace").splitlines()
+        if line.startswith("[keepalive]")
+    ]
+    return pending + (f"; restarted: {restarts}" if restarts else "")
 
 
 def successful_runs(state: dict[str, Any], ended_after: str = "") -> list[dict[str, Any]]:

@@ -11,6 +11,7 @@ carried features shows which run really used them.
 
 from __future__ import annotations
 
+import functools
 import json
 import uuid
 from collections import Counter
@@ -30,7 +31,8 @@ from pipeline.enrich import feature_enricher
 from transform.clustering import FEATURES_VERSION, ClusteringConfig
 from transform.rebuild import rebuild_events
 
-pytestmark = pytest.mark.integration
+# One worker runs the module under xdist, so the corpora made once per process (streams) serve every test.
+pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("carried_features")]
 
 PG_DSN = "postgresql://postgres@127.0.0.1:5432/test"
 
@@ -60,12 +62,22 @@ def with_features(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return with_carried_features(messages, ClusteringConfig())
 
 
-def with_unusable_features(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+@functools.cache
+def streams(name: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]:
+    """One corpus as the three runs read it: without features, with usable ones, with unusable ones. Made once
+    per process (embedding the labelled corpus and extracting features cost more than a backend's run); the
+    runs only read them (records are encoded from them)."""
+    plain = labelled_messages() if name == "labelled" else stream_messages(1000, embeddings=False)
+    carried = with_features(plain)
+    return plain, carried, with_unusable_features(carried)
+
+
+def with_unusable_features(carried_messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Each message carries features the transform must refuse, in turn: another feature version, another
     title weight, computed under another language, a malformed structure in three ways, and a string that is
-    not JSON at all (cut short)."""
+    not JSON at all (cut short). ``carried_messages``: the messages with their usable features."""
     spoiled = []
-    for number, m in enumerate(with_features(messages)):
+    for number, m in enumerate(carried_messages):
         carried = m["features"]
         assert isinstance(carried, str)
         features = json.loads(carried)
@@ -115,17 +127,13 @@ def rebuild(url: str, config: ClusteringConfig, windows: list[tuple[datetime, da
 
 def check(
     urls: list[str],
-    messages: list[dict[str, Any]],
+    corpus: str,
     config: ClusteringConfig,
     batch: int,
     windows: list[tuple[datetime, datetime]],
 ) -> dict[str, int]:
     plain, carried, unusable = urls
-    stats = [
-        run(plain, messages, config, batch),
-        run(carried, with_features(messages), config, batch),
-        run(unusable, with_unusable_features(messages), config, batch),
-    ]
+    stats = [run(url, messages, config, batch) for url, messages in zip(urls, streams(corpus), strict=True)]
     assert stats[0]["features_carried"] == 0 and stats[2]["features_carried"] == 0
     assert stats[1]["features_carried"] == stats[1]["new_articles"] > 0  # every new article used its features
     for other in stats[1:]:
@@ -143,15 +151,13 @@ def check(
 def test_labelled_corpus_with_and_without_carried_features_gives_one_warehouse(warehouses: list[str]) -> None:
     from newswire.embedding import DEFAULT_MODEL
 
-    counts = check(warehouses, labelled_messages(), ClusteringConfig(embedding_model=DEFAULT_MODEL), 53, [ALL_TIME])
+    counts = check(warehouses, "labelled", ClusteringConfig(embedding_model=DEFAULT_MODEL), 53, [ALL_TIME])
     assert counts["articles"] > 300 and counts["events"] > 50 and counts["article_features"] > 300
 
 
 def test_synthetic_stream_with_and_without_carried_features_gives_one_warehouse(warehouses: list[str]) -> None:
     windows = [(datetime(2025, 5, 1, tzinfo=UTC), datetime(2025, 6, 1, tzinfo=UTC)), ALL_TIME]
-    counts = check(
-        warehouses, stream_messages(1000, embeddings=False), ClusteringConfig(embedding_model="none"), 250, windows
-    )
+    counts = check(warehouses, "synthetic", ClusteringConfig(embedding_model="none"), 250, windows)
     assert counts["articles"] >= 900 and counts["article_duplicates"] > 50 and counts["events"] > 150
 
 
@@ -163,7 +169,7 @@ def test_a_batch_decodes_each_carried_string_once_for_the_lookup_and_the_cluster
     article still uses the features it carries."""
     import transform.carried
 
-    messages = with_features(labelled_messages())
+    _, messages, _ = streams("labelled")
     decoded: list[str] = []
     decode = transform.carried._DECODER.decode
     digests: list[str] = []
