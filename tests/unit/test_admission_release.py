@@ -84,6 +84,7 @@ def test_waiters_for_one_slow_urls_owner_do_not_stall_their_hosts_other_entries(
     window = HostWindow(3)
     claims = UrlClaims()
     owner_busy, own_pages = threading.Event(), threading.Barrier(4, timeout=10)
+    owner_admitted = threading.Event()
     admitted: list[str] = []
 
     def decide(url: str) -> str:
@@ -95,6 +96,7 @@ def test_waiters_for_one_slow_urls_owner_do_not_stall_their_hosts_other_entries(
         release_admission()  # stands for the throttle letting its first request through
         admitted.append(url)
         if url.endswith("/shared"):
+            owner_admitted.set()
             owner_busy.wait(10)  # downloading and extracting a slow page
         else:
             own_pages.wait()  # the three own pages and the test meet: all were admitted meanwhile
@@ -103,6 +105,9 @@ def test_waiters_for_one_slow_urls_owner_do_not_stall_their_hosts_other_entries(
 
     with ThreadPoolExecutor(16) as pool:
         first = pool.submit(map_bounded, pool, decide, [URL], 3, hosts=window, host_of=url_host)
+        # the first feed owns the shared page before the others list it (on a loaded host a later feed's thread
+        # could otherwise claim it first, and the first feed would be the one that waits)
+        assert owner_admitted.wait(10)
         feeds = [
             threading.Thread(
                 target=map_bounded,
