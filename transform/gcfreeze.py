@@ -41,8 +41,7 @@ class StateFreezer:
         collect everything first."""
         self._batches += 1
         if self._batches % self.collect_every == 0:
-            gc.unfreeze()
-            gc.collect()
+            self.thaw()
         else:
             gc.collect(1)
         gc.freeze()
