@@ -7,7 +7,8 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
 .PHONY: install demo test test-fast lint format bench clean up down browser-deps
 
-$(STAMP): pyproject.toml
+# setup.py and the C source too: an edited kernel is rebuilt (transform.scoring refuses a stale build)
+$(STAMP): pyproject.toml setup.py transform/_scoring.c
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -e '.[dev]'

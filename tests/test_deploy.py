@@ -179,7 +179,10 @@ def test_celery_configuration_matches_the_local_stacks() -> None:
 def test_image_installs_the_celery_provider() -> None:
     dependencies = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]
     assert any(d.startswith("apache-airflow-providers-celery") for d in dependencies)
-    assert "pip install --no-cache-dir ." in (REPO / "Dockerfile").read_text()
+    # the project's wheel (built in the builder stage, with its C extension) installed with its dependencies
+    dockerfile = (REPO / "Dockerfile").read_text()
+    assert "pip wheel --no-cache-dir --no-deps -w /wheels ." in dockerfile
+    assert "pip install --no-cache-dir /tmp/wheels/*.whl" in dockerfile
 
 
 def _dry_make(*args: str) -> str:

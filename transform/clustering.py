@@ -59,6 +59,7 @@ from transform.documents import ArticleDoc
 from transform.entities import Cues, extract_cues, outlet_keys
 from transform.errors import ClusteringError, StaleFeatures, UnknownEvent
 from transform.lexicon import LanguageWords, language_words
+from transform.scoring import load_kernel
 from transform.text import content_terms, term_of, words
 
 __all__ = [
@@ -533,6 +534,11 @@ class _Vocabulary:
 
     def document_frequencies(self, ids: np.ndarray) -> np.ndarray:
         return self._df[ids]
+
+    @property
+    def frequency_array(self) -> np.ndarray:
+        """The document frequency by id (int64; free ids hold 0), read by the C kernel of scoring."""
+        return self._df
 
     def lookup(self, keys: list[str]) -> tuple[list[int], list[int]]:
         """The id (-1 for a key no live article has) and the document frequency (0 then) of each key."""
@@ -1058,6 +1064,10 @@ class StoryClusterer:
         self._keyed: _Keyed | None = None  # the article being scored and attached, in its keyed form
         # the last article's embedding and its float64, integer and norm forms (see _vector_of)
         self._last_vector: tuple[Embedding, tuple[np.ndarray, _Fixed | None, float]] | None = None
+        # The C kernel of scoring (transform.scoring), or None for the pure-Python path: the same floats.
+        self._kernel = load_kernel()
+        self._totals = np.zeros(0, dtype=np.float64)  # the kernel's hit totals by event slot, zero between uses
+        self._idf_array: np.ndarray | None = None  # np.log IDF by document frequency, for the kernel's norms
 
     # --- public API -------------------------------------------------------------------------------
 
@@ -1390,6 +1400,14 @@ class StoryClusterer:
         count = len(event_ids)
         if not wanted:
             return [0.0] * count, [0.0] * count
+        if self._kernel is not None:
+            weights, squares_of_idf = vocabulary.scratch()
+            dots = self._kernel.dots(
+                event_ids, event_values, article_ids, article_values, article_idf2, weights, squares_of_idf, scaled
+            )
+            if not any(dots):
+                return dots, [0.0] * count
+            return dots, self._kernel.norms(event_ids, event_values, dots, vocabulary.frequency_array, self._idf_list())
         lengths = list(map(len, event_ids))
         offsets = [0, *accumulate(lengths)]
         ids = np.concatenate(event_ids)
@@ -1423,6 +1441,17 @@ class StoryClusterer:
                 if dot and stop > start:
                     norms[position] = math.sqrt(float(_add_reduce(squares[start:stop])))
         return dots, norms
+
+    def _idf_list(self) -> np.ndarray:
+        """IDF by document frequency 0..live articles (no key has more), for the kernel's norms: the floats the
+        NumPy path computes per key, ``np.log((1 + live articles) / (1 + frequency)) + 1``, by NumPy too (the
+        kernel takes no logarithm: libm's and NumPy's may differ in the last bit)."""
+        total = len(self._article_event)
+        table = self._idf_array
+        if table is None or len(table) != total + 1:
+            frequencies = np.arange(total + 1, dtype=np.int64)
+            table = self._idf_array = np.log((1.0 + total) / (1.0 + frequencies)) + 1.0
+        return table
 
     def _combine(self, text: float, cue: float, meaning: float = 0.0) -> float:
         config = self.config
@@ -1535,6 +1564,8 @@ class StoryClusterer:
         top_terms = keyed.strongest(np.array(weighted, dtype=np.float64), config.query_terms)
         # Same key order as before (top terms by weight, then cues by key): float sums below depend on it.
         cue_keys = sorted(features.cues)
+        if self._kernel is not None:
+            return self._kernel_candidates(top_terms, cue_keys, term_idf, cue_idf)
         postings = list(
             chain(
                 map(self._term_postings.get, top_terms, repeat(_NO_POSTING)),
@@ -1562,6 +1593,28 @@ class StoryClusterer:
         events = list(map(self._slots.owners.__getitem__, hit.tolist()))
         # by total, then event id (ids are unique: the events themselves are never compared)
         ranked = sorted(zip((-totals[hit]).tolist(), map(attrgetter("event_id"), events), events, strict=True))
+        return [event for _, _, event in ranked[: config.max_candidates]]
+
+    def _kernel_candidates(
+        self, top_terms: list[str], cue_keys: list[str], term_idf: dict[str, float], cue_idf: dict[str, float]
+    ) -> list[_Event]:
+        """:meth:`_candidates` by the C kernel: the same hit totals (added in key order from 0.0), cut and ranking."""
+        assert self._kernel is not None
+        config = self.config
+        postings = list(
+            chain(
+                map(self._term_postings.get, top_terms, repeat(_NO_POSTING)),
+                map(self._cue_postings.get, cue_keys, repeat(_NO_POSTING)),
+            )
+        )
+        weights = list(chain(map(term_idf.__getitem__, top_terms), map(cue_idf.__getitem__, cue_keys)))
+        owners = self._slots.owners
+        if len(self._totals) < len(owners):
+            self._totals = np.zeros(max(len(owners), 2 * len(self._totals)), dtype=np.float64)
+        slots, negated = self._kernel.hits(postings, weights, self._totals, config.max_posting, config.max_candidates)
+        events = list(map(owners.__getitem__, slots))
+        # by total, then event id (ids are unique: the events themselves are never compared)
+        ranked = sorted(zip(negated, map(attrgetter("event_id"), events), events, strict=True))
         return [event for _, _, event in ranked[: config.max_candidates]]
 
     # --- state changes ----------------------------------------------------------------------------

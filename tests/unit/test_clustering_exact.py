@@ -3,6 +3,8 @@
 Scores decide thresholds and tie-breaks, and a restored state must score exactly as an uninterrupted one, so the
 faster paths (integer dot products of embeddings, dot products and norms of all candidates in one NumPy pass, IDF
 memoised by frequency) are compared bit for bit with straightforward reference computations written here.
+
+Every test runs twice: with the C kernel of scoring (transform/_scoring.c) and with the pure-Python path.
 """
 
 from __future__ import annotations
@@ -26,6 +28,18 @@ from transform.clustering import (
     _Vocabulary,
 )
 from transform.documents import ArticleDoc
+from transform.scoring import load_kernel
+
+
+@pytest.fixture(autouse=True, params=["kernel", "python"])
+def scoring_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """The clusterers made in a test score with the C kernel, or with the pure-Python path."""
+    if request.param == "kernel":
+        if load_kernel() is None:
+            pytest.skip("the C kernel of scoring is not built")
+    else:
+        monkeypatch.setattr("transform.clustering.load_kernel", lambda: None)
+    return request.param
 
 
 def _reference_norm(vector: np.ndarray) -> float:

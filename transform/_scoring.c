@@ -1,0 +1,714 @@
+/*
+ * transform._scoring: the per-article arithmetic of candidate scoring in transform.clustering, in C.
+ *
+ * Why: the scoring loop is many small NumPy calls and list/dict building per article (Python object work that a
+ * Cython compile of the module does not remove). These functions take the event arrays the clusterer already keeps
+ * (through the buffer protocol: no NumPy C API, no NumPy at build time) and do the loops without Python objects per
+ * key.
+ *
+ * Every result must be bit-identical to the pure-Python path of transform.clustering (the reference):
+ *   - dot products are math.fsum of the products: fsum() below is CPython's exactly rounded algorithm (Shewchuk
+ *     partials and the final half-even correction of Modules/mathmodule.c);
+ *   - norms are np.add.reduce over each event's squares: pairwise_sum() below is NumPy's pairwise summation
+ *     (8 accumulators up to 128 elements, halving above), added to the reduction's initial 0.0;
+ *   - no logarithm is taken here: the caller passes IDF values NumPy computed;
+ *   - hit weights are added one by one in key order from 0.0, as np.add.at does.
+ * Build with -ffp-contract=off (setup.py) so that no product and sum are fused into one rounding.
+ *
+ * SCORING_ABI is checked by transform.scoring: bump it whenever a function's signature or meaning changes, so a
+ * stale build is refused rather than run. SCORING_SOURCE_HASH (set by setup.py) lets it also refuse a build made
+ * from another version of this file.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <math.h>
+#include <stdint.h>
+#include <string.h>
+
+#define SCORING_ABI 1
+#ifndef SCORING_SOURCE_HASH
+#define SCORING_SOURCE_HASH ""
+#endif
+
+/* --- buffers --------------------------------------------------------------------------------------------------- */
+
+/* A contiguous one-dimensional buffer of 8-byte items: 'd' (float64) or 'q'/'l' (int64). */
+static int
+get_buffer(PyObject *obj, Py_buffer *view, char kind, int writable, const char *what)
+{
+    int flags = PyBUF_C_CONTIGUOUS | PyBUF_FORMAT | (writable ? PyBUF_WRITABLE : 0);
+    if (PyObject_GetBuffer(obj, view, flags) < 0) {
+        return -1;
+    }
+    const char *format = view->format ? view->format : "B";
+    size_t length = strlen(format);
+    char code = length ? format[length - 1] : 'B';
+    int prefix_ok = length == 1 || (length == 2 && strchr("@=<", format[0]) != NULL);
+    int code_ok = kind == 'd' ? code == 'd' : (code == 'q' || code == 'l');
+    if (view->itemsize != 8 || view->ndim > 1 || !prefix_ok || !code_ok) {
+        PyErr_Format(PyExc_TypeError, "%s: expected a contiguous %s buffer, got format %s", what,
+                     kind == 'd' ? "float64" : "int64", format);
+        PyBuffer_Release(view);
+        return -1;
+    }
+    return 0;
+}
+
+/* The buffers of a list of arrays (the events' ids or values), released by release_buffers. */
+static Py_buffer *
+get_buffers(PyObject *list, Py_ssize_t count, char kind, const char *what)
+{
+    Py_buffer *views = PyMem_Calloc(count ? (size_t)count : 1, sizeof(Py_buffer));
+    if (views == NULL) {
+        PyErr_NoMemory();
+        return NULL;
+    }
+    for (Py_ssize_t i = 0; i < count; i++) {
+        if (get_buffer(PyList_GET_ITEM(list, i), &views[i], kind, 0, what) < 0) {
+            for (Py_ssize_t j = 0; j < i; j++) {
+                PyBuffer_Release(&views[j]);
+            }
+            PyMem_Free(views);
+            return NULL;
+        }
+    }
+    return views;
+}
+
+static void
+release_buffers(Py_buffer *views, Py_ssize_t count)
+{
+    for (Py_ssize_t i = 0; i < count; i++) {
+        PyBuffer_Release(&views[i]);
+    }
+    PyMem_Free(views);
+}
+
+static Py_ssize_t
+items(const Py_buffer *view)
+{
+    return view->len / 8;
+}
+
+/* --- math.fsum --------------------------------------------------------------------------------------------------- */
+
+typedef struct {
+    double *p;
+    Py_ssize_t size;
+} Partials;
+
+/* CPython's math_fsum over values[0..count), or -1 with an exception set (what math.fsum raises). The partials
+ * buffer is the caller's, grown here when needed, so that one allocation serves every event of a call. */
+static int
+fsum(const double *values, Py_ssize_t count, Partials *partials, double *result)
+{
+    Py_ssize_t n = 0;
+    double special_sum = 0.0, inf_sum = 0.0;
+    double x, y, hi, lo = 0.0, yr;
+    for (Py_ssize_t k = 0; k < count; k++) {
+        double xsave = x = values[k];
+        Py_ssize_t i = 0;
+        double *p = partials->p;
+        for (Py_ssize_t j = 0; j < n; j++) {
+            y = p[j];
+            if (fabs(x) < fabs(y)) {
+                double t = x;
+                x = y;
+                y = t;
+            }
+            hi = x + y;
+            yr = hi - x;
+            lo = y - yr;
+            if (lo != 0.0) {
+                p[i++] = lo;
+            }
+            x = hi;
+        }
+        n = i;
+        if (x != 0.0) {
+            if (!isfinite(x)) {
+                if (isfinite(xsave)) {
+                    PyErr_SetString(PyExc_OverflowError, "intermediate overflow in fsum");
+                    return -1;
+                }
+                if (isinf(xsave)) {
+                    inf_sum += xsave;
+                }
+                special_sum += xsave;
+                n = 0;
+            }
+            else {
+                if (n >= partials->size) {
+                    Py_ssize_t size = partials->size * 2;
+                    double *grown = PyMem_Realloc(partials->p, (size_t)size * sizeof(double));
+                    if (grown == NULL) {
+                        PyErr_NoMemory();
+                        return -1;
+                    }
+                    partials->p = grown;
+                    partials->size = size;
+                }
+                partials->p[n++] = x;
+            }
+        }
+    }
+    if (special_sum != 0.0) {
+        if (isnan(inf_sum)) {
+            PyErr_SetString(PyExc_ValueError, "-inf + inf in fsum");
+            return -1;
+        }
+        *result = special_sum;
+        return 0;
+    }
+    hi = 0.0;
+    double *p = partials->p;
+    if (n > 0) {
+        hi = p[--n];
+        /* sum_exact(ps, hi) from the top, stop when the sum becomes inexact */
+        while (n > 0) {
+            x = hi;
+            y = p[--n];
+            hi = x + y;
+            yr = hi - x;
+            lo = y - yr;
+            if (lo != 0.0) {
+                break;
+            }
+        }
+        /* half-even rounding: make it exact when the remaining partials push it over a halfway case */
+        if (n > 0 && ((lo < 0.0 && p[n - 1] < 0.0) || (lo > 0.0 && p[n - 1] > 0.0))) {
+            y = lo * 2.0;
+            x = hi + y;
+            yr = x - hi;
+            if (y == yr) {
+                hi = x;
+            }
+        }
+    }
+    *result = hi;
+    return 0;
+}
+
+static int
+partials_init(Partials *partials)
+{
+    partials->size = 32;
+    partials->p = PyMem_Malloc(32 * sizeof(double));
+    if (partials->p == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    return 0;
+}
+
+/* --- np.add.reduce --------------------------------------------------------------------------------------------- */
+
+#define PW_BLOCKSIZE 128
+
+/* NumPy's DOUBLE_pairwise_sum (numpy/_core/src/umath/loops_utils.h.src) over a contiguous array. */
+static double
+pairwise_sum(const double *a, Py_ssize_t n)
+{
+    if (n < 8) {
+        double res = 0.;
+        for (Py_ssize_t i = 0; i < n; i++) {
+            res += a[i];
+        }
+        return res;
+    }
+    else if (n <= PW_BLOCKSIZE) {
+        double r[8], res;
+        Py_ssize_t i;
+        for (int j = 0; j < 8; j++) {
+            r[j] = a[j];
+        }
+        for (i = 8; i < n - (n % 8); i += 8) {
+            for (int j = 0; j < 8; j++) {
+                r[j] += a[i + j];
+            }
+        }
+        res = ((r[0] + r[1]) + (r[2] + r[3])) + ((r[4] + r[5]) + (r[6] + r[7]));
+        for (; i < n; i++) {
+            res += a[i];
+        }
+        return res;
+    }
+    else {
+        Py_ssize_t n2 = n / 2;
+        n2 -= n2 % 8;
+        return pairwise_sum(a, n2) + pairwise_sum(a + n2, n - n2);
+    }
+}
+
+/* np.add.reduce of a one-dimensional float64 array, as the installed NumPy computes it: the reduction starts from
+ * the identity 0.0 and the add loop adds the pairwise sum of the whole array to it (so [-0.0] sums to 0.0).
+ * tests/unit/test_scoring_kernel.py checks this against np.add.reduce over many lengths. */
+static double
+add_reduce(const double *a, Py_ssize_t n)
+{
+    double total = 0.0;
+    total += pairwise_sum(a, n);
+    return total;
+}
+
+/* --- Python functions ---------------------------------------------------------------------------------------------- */
+
+PyDoc_STRVAR(dots_doc,
+"dots(event_ids, event_values, article_ids, article_values, article_idf2, weights, squares, scaled) -> list\n\n"
+"For each event (its key-sorted int64 ids and float64 values): math.fsum over the keys it shares with the article\n"
+"of (article value * event value) * idf2 (scaled) or event value * idf2 (not scaled). article_ids holds the\n"
+"article's vocabulary ids (-1: a key no event has), article_values its float64 values (None: ones), article_idf2\n"
+"the idf ** 2 of each key. weights and squares are zero float64 scratch arrays indexed by id, left zero.");
+
+static PyObject *
+scoring_dots(PyObject *module, PyObject *args)
+{
+    PyObject *event_ids, *event_values, *article_ids, *article_values, *article_idf2, *weights_obj, *squares_obj;
+    int scaled;
+    if (!PyArg_ParseTuple(args, "O!O!O!OO!OOp", &PyList_Type, &event_ids, &PyList_Type, &event_values,
+                          &PyList_Type, &article_ids, &article_values, &PyList_Type, &article_idf2, &weights_obj,
+                          &squares_obj, &scaled)) {
+        return NULL;
+    }
+    Py_ssize_t count = PyList_GET_SIZE(event_ids);
+    Py_ssize_t keys = PyList_GET_SIZE(article_ids);
+    if (PyList_GET_SIZE(event_values) != count || PyList_GET_SIZE(article_idf2) != keys) {
+        PyErr_SetString(PyExc_ValueError, "dots: lists of different lengths");
+        return NULL;
+    }
+    PyObject *result = NULL;
+    Py_buffer weights_view, squares_view, article_view;
+    int have_article = article_values != Py_None;
+    Py_ssize_t *scattered = NULL;
+    Py_ssize_t scattered_count = 0;
+    double *products = NULL;
+    Partials partials = {NULL, 0};
+    Py_buffer *ids_views = NULL, *values_views = NULL;
+    if (get_buffer(weights_obj, &weights_view, 'd', 1, "weights") < 0) {
+        return NULL;
+    }
+    if (get_buffer(squares_obj, &squares_view, 'd', 1, "squares") < 0) {
+        PyBuffer_Release(&weights_view);
+        return NULL;
+    }
+    if (have_article && get_buffer(article_values, &article_view, 'd', 0, "article_values") < 0) {
+        goto done_scratch;
+    }
+    Py_ssize_t size = items(&weights_view);
+    double *weights = weights_view.buf, *squares = squares_view.buf;
+    if (items(&squares_view) != size || (have_article && items(&article_view) != keys)) {
+        PyErr_SetString(PyExc_ValueError, "dots: scratch or article arrays of the wrong length");
+        goto done_article;
+    }
+    scattered = PyMem_Malloc((keys ? (size_t)keys : 1) * sizeof(Py_ssize_t));
+    if (scattered == NULL) {
+        PyErr_NoMemory();
+        goto done_article;
+    }
+    /* the article's values and idf ** 2 scattered by id: a key is shared with an event where its weight is not 0 */
+    for (Py_ssize_t k = 0; k < keys; k++) {
+        long long id = PyLong_AsLongLong(PyList_GET_ITEM(article_ids, k));
+        if (id == -1 && PyErr_Occurred()) {
+            goto done_scatter;
+        }
+        if (id < 0) {
+            continue;
+        }
+        if (id >= size) {
+            PyErr_SetString(PyExc_IndexError, "dots: article id beyond the scratch arrays");
+            goto done_scatter;
+        }
+        double square = PyFloat_AsDouble(PyList_GET_ITEM(article_idf2, k));
+        if (square == -1.0 && PyErr_Occurred()) {
+            goto done_scatter;
+        }
+        weights[id] = have_article ? ((const double *)article_view.buf)[k] : 1.0;
+        squares[id] = square;
+        scattered[scattered_count++] = (Py_ssize_t)id;
+    }
+    ids_views = get_buffers(event_ids, count, 'q', "event ids");
+    if (ids_views == NULL) {
+        goto done_scatter;
+    }
+    values_views = get_buffers(event_values, count, 'd', "event values");
+    if (values_views == NULL) {
+        goto done_ids;
+    }
+    Py_ssize_t longest = 1;
+    for (Py_ssize_t e = 0; e < count; e++) {
+        if (items(&ids_views[e]) != items(&values_views[e])) {
+            PyErr_SetString(PyExc_ValueError, "dots: an event's ids and values differ in length");
+            goto done_values;
+        }
+        if (items(&ids_views[e]) > longest) {
+            longest = items(&ids_views[e]);
+        }
+    }
+    products = PyMem_Malloc((size_t)longest * sizeof(double));
+    if (products == NULL || partials_init(&partials) < 0) {
+        if (products == NULL) {
+            PyErr_NoMemory();
+        }
+        goto done_values;
+    }
+    result = PyList_New(count);
+    if (result == NULL) {
+        goto done_values;
+    }
+    for (Py_ssize_t e = 0; e < count; e++) {
+        const int64_t *ids = ids_views[e].buf;
+        const double *values = values_views[e].buf;
+        Py_ssize_t length = items(&ids_views[e]), shared = 0;
+        for (Py_ssize_t k = 0; k < length; k++) {
+            int64_t id = ids[k];
+            if (id < 0 || id >= size) {
+                PyErr_SetString(PyExc_IndexError, "dots: event id beyond the scratch arrays");
+                Py_CLEAR(result);
+                goto done_values;
+            }
+            double weight = weights[id];
+            if (weight != 0.0) {
+                products[shared++] = scaled ? (weight * values[k]) * squares[id] : values[k] * squares[id];
+            }
+        }
+        double dot;
+        if (fsum(products, shared, &partials, &dot) < 0) {
+            Py_CLEAR(result);
+            goto done_values;
+        }
+        PyObject *value = PyFloat_FromDouble(dot);
+        if (value == NULL) {
+            Py_CLEAR(result);
+            goto done_values;
+        }
+        PyList_SET_ITEM(result, e, value);
+    }
+done_values:
+    release_buffers(values_views, count);
+done_ids:
+    release_buffers(ids_views, count);
+done_scatter:
+    for (Py_ssize_t k = 0; k < scattered_count; k++) {
+        weights[scattered[k]] = 0.0;
+        squares[scattered[k]] = 0.0;
+    }
+    PyMem_Free(scattered);
+    PyMem_Free(products);
+    PyMem_Free(partials.p);
+done_article:
+    if (have_article) {
+        PyBuffer_Release(&article_view);
+    }
+done_scratch:
+    PyBuffer_Release(&squares_view);
+    PyBuffer_Release(&weights_view);
+    return result;
+}
+
+PyDoc_STRVAR(norms_doc,
+"norms(event_ids, event_values, dots, frequencies, idf) -> list\n\n"
+"For each event whose dot is not 0: sqrt(np.add.reduce((values * idf[frequencies[ids]]) ** 2)) over its key-sorted\n"
+"int64 ids and float64 values; 0.0 for the others. frequencies holds the document frequency by id (int64), idf\n"
+"the IDF by document frequency (float64, computed by NumPy).");
+
+static PyObject *
+scoring_norms(PyObject *module, PyObject *args)
+{
+    PyObject *event_ids, *event_values, *dots, *frequencies_obj, *idf_obj;
+    if (!PyArg_ParseTuple(args, "O!O!O!OO", &PyList_Type, &event_ids, &PyList_Type, &event_values, &PyList_Type,
+                          &dots, &frequencies_obj, &idf_obj)) {
+        return NULL;
+    }
+    Py_ssize_t count = PyList_GET_SIZE(event_ids);
+    if (PyList_GET_SIZE(event_values) != count || PyList_GET_SIZE(dots) != count) {
+        PyErr_SetString(PyExc_ValueError, "norms: lists of different lengths");
+        return NULL;
+    }
+    PyObject *result = NULL;
+    Py_buffer frequencies_view, idf_view;
+    Py_buffer *ids_views = NULL, *values_views = NULL;
+    double *squares = NULL;
+    if (get_buffer(frequencies_obj, &frequencies_view, 'q', 0, "frequencies") < 0) {
+        return NULL;
+    }
+    if (get_buffer(idf_obj, &idf_view, 'd', 0, "idf") < 0) {
+        goto done_frequencies;
+    }
+    const int64_t *frequencies = frequencies_view.buf;
+    const double *idf = idf_view.buf;
+    Py_ssize_t vocabulary = items(&frequencies_view), table = items(&idf_view);
+    ids_views = get_buffers(event_ids, count, 'q', "event ids");
+    if (ids_views == NULL) {
+        goto done_idf;
+    }
+    values_views = get_buffers(event_values, count, 'd', "event values");
+    if (values_views == NULL) {
+        goto done_ids;
+    }
+    Py_ssize_t longest = 1;
+    for (Py_ssize_t e = 0; e < count; e++) {
+        if (items(&ids_views[e]) != items(&values_views[e])) {
+            PyErr_SetString(PyExc_ValueError, "norms: an event's ids and values differ in length");
+            goto done_values;
+        }
+        if (items(&ids_views[e]) > longest) {
+            longest = items(&ids_views[e]);
+        }
+    }
+    squares = PyMem_Malloc((size_t)longest * sizeof(double));
+    if (squares == NULL) {
+        PyErr_NoMemory();
+        goto done_values;
+    }
+    result = PyList_New(count);
+    if (result == NULL) {
+        goto done_values;
+    }
+    for (Py_ssize_t e = 0; e < count; e++) {
+        double dot = PyFloat_AsDouble(PyList_GET_ITEM(dots, e));
+        if (dot == -1.0 && PyErr_Occurred()) {
+            Py_CLEAR(result);
+            goto done_values;
+        }
+        const int64_t *ids = ids_views[e].buf;
+        const double *values = values_views[e].buf;
+        Py_ssize_t length = items(&ids_views[e]);
+        double norm = 0.0;
+        if (dot != 0.0 && length > 0) {
+            for (Py_ssize_t k = 0; k < length; k++) {
+                int64_t id = ids[k];
+                if (id < 0 || id >= vocabulary || frequencies[id] < 0 || frequencies[id] >= table) {
+                    PyErr_SetString(PyExc_IndexError, "norms: id or document frequency beyond the tables");
+                    Py_CLEAR(result);
+                    goto done_values;
+                }
+                double weighted = values[k] * idf[frequencies[id]];
+                squares[k] = weighted * weighted;
+            }
+            norm = sqrt(add_reduce(squares, length));
+        }
+        PyObject *value = PyFloat_FromDouble(norm);
+        if (value == NULL) {
+            Py_CLEAR(result);
+            goto done_values;
+        }
+        PyList_SET_ITEM(result, e, value);
+    }
+done_values:
+    PyMem_Free(squares);
+    release_buffers(values_views, count);
+done_ids:
+    release_buffers(ids_views, count);
+done_idf:
+    PyBuffer_Release(&idf_view);
+done_frequencies:
+    PyBuffer_Release(&frequencies_view);
+    return result;
+}
+
+static int
+compare_descending(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x < y) - (x > y);
+}
+
+PyDoc_STRVAR(hits_doc,
+"hits(postings, weights, totals, max_posting, max_candidates) -> (slots, negated_totals)\n\n"
+"Each posting (an int64 array of event slots) of a size in 1..max_posting adds its key's weight to the total of\n"
+"each of its slots, one by one in key order from 0.0 (as np.add.at). The slots with a non-zero total, keeping only\n"
+"those at least the max_candidates-th largest total (ties included), with their totals negated. totals is a zero\n"
+"float64 scratch array indexed by slot, left zero.");
+
+static PyObject *
+scoring_hits(PyObject *module, PyObject *args)
+{
+    PyObject *postings, *weights, *totals_obj;
+    Py_ssize_t max_posting, max_candidates;
+    if (!PyArg_ParseTuple(args, "O!O!Onn", &PyList_Type, &postings, &PyList_Type, &weights, &totals_obj,
+                          &max_posting, &max_candidates)) {
+        return NULL;
+    }
+    Py_ssize_t keys = PyList_GET_SIZE(postings);
+    if (PyList_GET_SIZE(weights) != keys) {
+        PyErr_SetString(PyExc_ValueError, "hits: postings and weights differ in length");
+        return NULL;
+    }
+    Py_buffer totals_view;
+    if (get_buffer(totals_obj, &totals_view, 'd', 1, "totals") < 0) {
+        return NULL;
+    }
+    double *totals = totals_view.buf;
+    Py_ssize_t size = items(&totals_view);
+    PyObject *result = NULL, *slots_list = NULL, *totals_list = NULL;
+    Py_ssize_t touched_count = 0, touched_size = 64, hit_count = 0;
+    Py_ssize_t *touched = PyMem_Malloc((size_t)touched_size * sizeof(Py_ssize_t));
+    double *sorted_totals = NULL;
+    if (touched == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    for (Py_ssize_t k = 0; k < keys; k++) {
+        Py_buffer view;
+        if (get_buffer(PyList_GET_ITEM(postings, k), &view, 'q', 0, "posting") < 0) {
+            goto done;
+        }
+        Py_ssize_t length = items(&view);
+        if (length < 1 || length > max_posting) {
+            PyBuffer_Release(&view);
+            continue;
+        }
+        double weight = PyFloat_AsDouble(PyList_GET_ITEM(weights, k));
+        if (weight == -1.0 && PyErr_Occurred()) {
+            PyBuffer_Release(&view);
+            goto done;
+        }
+        const int64_t *slots = view.buf;
+        for (Py_ssize_t i = 0; i < length; i++) {
+            int64_t slot = slots[i];
+            if (slot < 0 || slot >= size) {
+                PyBuffer_Release(&view);
+                PyErr_SetString(PyExc_IndexError, "hits: slot beyond the totals array");
+                goto done;
+            }
+            if (totals[slot] == 0.0) {
+                /* may be listed twice (a total back at zero); the collection below counts each slot once */
+                if (touched_count == touched_size) {
+                    touched_size *= 2;
+                    Py_ssize_t *grown = PyMem_Realloc(touched, (size_t)touched_size * sizeof(Py_ssize_t));
+                    if (grown == NULL) {
+                        PyBuffer_Release(&view);
+                        PyErr_NoMemory();
+                        goto done;
+                    }
+                    touched = grown;
+                }
+                touched[touched_count++] = (Py_ssize_t)slot;
+            }
+            totals[slot] += weight;
+        }
+        PyBuffer_Release(&view);
+    }
+    /* the non-zero totals, each slot once: a slot's total is zeroed as it is collected, so a slot listed twice (its
+     * total back at zero once, possible only with weights of both signs) is collected once */
+    sorted_totals = PyMem_Malloc((touched_count ? (size_t)touched_count : 1) * 2 * sizeof(double));
+    if (sorted_totals == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    double *hit_totals = sorted_totals + (touched_count ? touched_count : 1);
+    for (Py_ssize_t i = 0; i < touched_count; i++) {
+        Py_ssize_t slot = touched[i];
+        double total = totals[slot];
+        if (total != 0.0) {
+            totals[slot] = 0.0;
+            touched[hit_count] = slot; /* hit_count <= i: an entry already read */
+            hit_totals[hit_count] = sorted_totals[hit_count] = total;
+            hit_count++;
+        }
+    }
+    double cut = -INFINITY;
+    if (hit_count > max_candidates && max_candidates > 0) {
+        qsort(sorted_totals, (size_t)hit_count, sizeof(double), compare_descending);
+        cut = sorted_totals[max_candidates - 1];
+    }
+    slots_list = PyList_New(0);
+    totals_list = PyList_New(0);
+    if (slots_list == NULL || totals_list == NULL) {
+        goto done;
+    }
+    for (Py_ssize_t i = 0; i < hit_count; i++) {
+        double total = hit_totals[i];
+        if (total >= cut) {
+            PyObject *slot = PyLong_FromSsize_t(touched[i]);
+            PyObject *negated = PyFloat_FromDouble(-total);
+            int failed = slot == NULL || negated == NULL || PyList_Append(slots_list, slot) < 0 ||
+                         PyList_Append(totals_list, negated) < 0;
+            Py_XDECREF(slot);
+            Py_XDECREF(negated);
+            if (failed) {
+                goto done;
+            }
+        }
+    }
+    result = PyTuple_Pack(2, slots_list, totals_list);
+done:
+    if (touched != NULL && sorted_totals == NULL) {
+        /* an error before the collection above, which zeroes every total it reads */
+        for (Py_ssize_t i = 0; i < touched_count; i++) {
+            totals[touched[i]] = 0.0;
+        }
+    }
+    PyMem_Free(touched);
+    PyMem_Free(sorted_totals);
+    Py_XDECREF(slots_list);
+    Py_XDECREF(totals_list);
+    PyBuffer_Release(&totals_view);
+    return result;
+}
+
+PyDoc_STRVAR(fsum_doc, "fsum(values) -> float\n\nmath.fsum of a float64 buffer (for tests of the port).");
+
+static PyObject *
+scoring_fsum(PyObject *module, PyObject *obj)
+{
+    Py_buffer view;
+    if (get_buffer(obj, &view, 'd', 0, "values") < 0) {
+        return NULL;
+    }
+    Partials partials;
+    double total;
+    PyObject *result = NULL;
+    if (partials_init(&partials) == 0) {
+        if (fsum(view.buf, items(&view), &partials, &total) == 0) {
+            result = PyFloat_FromDouble(total);
+        }
+        PyMem_Free(partials.p);
+    }
+    PyBuffer_Release(&view);
+    return result;
+}
+
+PyDoc_STRVAR(add_reduce_doc,
+"add_reduce(values) -> float\n\nnp.add.reduce of a float64 buffer (for tests of the port).");
+
+static PyObject *
+scoring_add_reduce(PyObject *module, PyObject *obj)
+{
+    Py_buffer view;
+    if (get_buffer(obj, &view, 'd', 0, "values") < 0) {
+        return NULL;
+    }
+    double total = add_reduce(view.buf, items(&view));
+    PyBuffer_Release(&view);
+    return PyFloat_FromDouble(total);
+}
+
+static PyMethodDef scoring_methods[] = {
+    {"dots", scoring_dots, METH_VARARGS, dots_doc},
+    {"norms", scoring_norms, METH_VARARGS, norms_doc},
+    {"hits", scoring_hits, METH_VARARGS, hits_doc},
+    {"fsum", scoring_fsum, METH_O, fsum_doc},
+    {"add_reduce", scoring_add_reduce, METH_O, add_reduce_doc},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef scoring_module = {
+    PyModuleDef_HEAD_INIT, "_scoring",
+    "C kernel of candidate scoring for transform.clustering (see transform.scoring).", -1, scoring_methods,
+};
+
+PyMODINIT_FUNC
+PyInit__scoring(void)
+{
+    PyObject *module = PyModule_Create(&scoring_module);
+    if (module == NULL) {
+        return NULL;
+    }
+    if (PyModule_AddIntConstant(module, "ABI", SCORING_ABI) < 0 ||
+        PyModule_AddStringConstant(module, "SOURCE_HASH", SCORING_SOURCE_HASH) < 0) {
+        Py_DECREF(module);
+        return NULL;
+    }
+    return module;
+}
