@@ -745,6 +745,25 @@ def _keep_earliest(
             table[key] = candidate
 
 
+def _keep_earliest_distinct(
+    table: dict[str, tuple[Any, ...]], keys: Iterable[str], candidates: Iterable[tuple[Any, ...]]
+) -> None:
+    """:func:`_keep_earliest` for distinct ``keys`` (a dict's), by C-level iterators instead of a loop in Python:
+    the keys not held take their candidate, the others the smaller of the two. With distinct keys no candidate
+    competes with another of the same call, so doing the two groups apart changes nothing (keys new to the table
+    are added in the same order; a key held keeps its place)."""
+    keys, candidates = list(keys), list(candidates)
+    held = list(map(table.get, keys))
+    absent = list(map(operator.is_, held, repeat(None)))
+    if any(absent):
+        dict.update(table, compress(zip(keys, candidates, strict=True), absent))
+        present = list(map(operator.not_, absent))
+        keys, candidates, held = (list(compress(values, present)) for values in (keys, candidates, held))
+    smaller = list(map(operator.lt, candidates, held))
+    if any(smaller):
+        dict.update(table, compress(zip(keys, candidates, strict=True), smaller))
+
+
 class _Event:
     """Aggregates of one event; every field is an order-free function of its articles."""
 
@@ -839,18 +858,27 @@ class _Event:
             if self._added is not None:
                 self._added[0].extend(compress(keyed[1], fresh_terms))
                 self._added[1].extend(compress(keyed[2], fresh_cues))
+        first = not self.members  # a new event: its tables are empty, so the article's sets them as they are
         self.members[features.article_id] = _member(features, None if keyed is None else keyed[0])
-        _add_counts(self.term_sum, features.terms)
-        self.term_docs.update(features.terms.keys())
-        self.cue_counts.update(features.cues)
         published_at, article_id, kinds = features.published_at, features.article_id, features.entity_kinds
+        # the (published_at, article_id, word) candidates, built by a C-level iterator
+        stamped = zip(repeat(published_at), repeat(article_id), features.surfaces.values())
+        if first:
+            # What the general updates below give empty tables (same keys, order and values), as C-level dict
+            # updates: an article opening an event is about half of all attached.
+            dict.update(self.term_sum, features.terms)
+            dict.update(self.term_docs, dict.fromkeys(features.terms, 1))
+            dict.update(self.cue_counts, dict.fromkeys(features.cues, 1))
+            dict.update(self.surfaces, zip(features.surfaces, stamped, strict=True))
+        else:
+            _add_counts(self.term_sum, features.terms)
+            self.term_docs.update(features.terms.keys())
+            self.cue_counts.update(features.cues)
+            _keep_earliest_distinct(self.surfaces, features.surfaces, stamped)
         for kind, key, _ in kinds:
             self.entity_counts[(kind, key)] += 1
         displays = [(word.isupper(), published_at, article_id, word) for _, _, word in kinds]
         _keep_earliest(self.displays, map(itemgetter(1), kinds), displays)
-        # the (published_at, article_id, word) candidates, built by a C-level iterator
-        stamped = zip(repeat(published_at), repeat(article_id), features.surfaces.values())
-        _keep_earliest(self.surfaces, features.surfaces, stamped)
         self._extend_span(features.published_at, features.published_at)
         if features.embedding is not None:
             if vector is None:
@@ -867,8 +895,8 @@ class _Event:
         _add_counts(self.term_docs, other.term_docs)
         _add_counts(self.cue_counts, other.cue_counts)
         _add_counts(self.entity_counts, other.entity_counts)
-        _keep_earliest(self.displays, other.displays, other.displays.values())
-        _keep_earliest(self.surfaces, other.surfaces, other.surfaces.values())
+        _keep_earliest_distinct(self.displays, other.displays, other.displays.values())
+        _keep_earliest_distinct(self.surfaces, other.surfaces, other.surfaces.values())
         assert other.first is not None and other.last is not None
         self._extend_span(other.first, other.last)
         if other.vec_sum is not None:
