@@ -44,7 +44,7 @@ import re
 import sys
 from array import array
 from collections import Counter, deque
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from functools import lru_cache
@@ -273,14 +273,31 @@ def text_features(title: str, text: str, language: str | None, title_weight: int
     )
 
 
-def _features(doc: ArticleDoc, config: ClusteringConfig, embedding: Embedding | None) -> _Features:
-    return _with_doc(text_features(doc.title, doc.text, doc.language, config.title_weight), doc, embedding)
+_Canonical = Callable[[Iterable[str]], Iterable[str]]
 
 
-def _with_doc(text: TextFeatures, doc: ArticleDoc, embedding: Embedding | None) -> _Features:
-    """An article's features from its text features: the outlet's own names removed, the document's fields."""
-    # interned: the same term string is shared by every event and posting key that holds it
-    terms = dict(zip(map(sys.intern, text.counts), map(_WEIGHTS.__getitem__, text.counts.values()), strict=True))
+def _interned(keys: Iterable[str]) -> Iterator[str]:
+    """The keys as :func:`sys.intern` makes them: one string object per distinct text."""
+    return map(sys.intern, keys)
+
+
+def _features(
+    doc: ArticleDoc, config: ClusteringConfig, embedding: Embedding | None, canonical: _Canonical = _interned
+) -> _Features:
+    return _with_doc(text_features(doc.title, doc.text, doc.language, config.title_weight), doc, embedding, canonical)
+
+
+def _with_doc(
+    text: TextFeatures, doc: ArticleDoc, embedding: Embedding | None, canonical: _Canonical = _interned
+) -> _Features:
+    """An article's features from its text features: the outlet's own names removed, the document's fields.
+
+    ``canonical`` gives each term the one string object the clusterer holds for it (the term vocabulary's, see
+    :meth:`_Vocabulary.canonical`; else :func:`sys.intern`'s), so that every event, posting and
+    member holding a term shares one string.
+    """
+    counts = text.counts
+    terms = dict(zip(canonical(counts), map(_WEIGHTS.__getitem__, counts.values()), strict=True))
     outlet, outlet_cues = _outlet(doc.source)
     return _Features(
         article_id=doc.article_id,
@@ -507,6 +524,8 @@ class _Vocabulary:
 
     def __init__(self) -> None:
         self._ids: dict[str, int] = {}
+        # each live key's own string object (the one ``_ids`` holds): see canonical()
+        self._keys: dict[str, str] = {}
         self._df = np.zeros(1024, dtype=np.int64)
         self._free: list[int] = []
         # the same frequencies by key, for the per-article lookups: one C-level dict pass, no array round trip
@@ -533,6 +552,17 @@ class _Vocabulary:
 
     def document_frequencies(self, ids: np.ndarray) -> np.ndarray:
         return self._df[ids]
+
+    def canonical(self, keys: Iterable[str]) -> Iterator[str]:
+        """The string object this vocabulary holds for each key, else the key itself (which becomes it once added).
+
+        What :func:`sys.intern` gives the clusterer's terms (one shared object per live term, in every event,
+        posting and member), from a table of the live terms only: an article's terms arrive as new strings every
+        time (decoded or tokenised), and interning them cost a lookup in the interpreter's table of every
+        interned string, several times a lookup here.
+        """
+        keys = list(keys)
+        return map(self._keys.get, keys, keys)  # in C, like map(sys.intern, keys)
 
     def lookup(self, keys: list[str]) -> tuple[list[int], list[int]]:
         """The id (-1 for a key no live article has) and the document frequency (0 then) of each key."""
@@ -565,6 +595,7 @@ class _Vocabulary:
                 if found >= len(self._df):
                     self._df = np.concatenate([self._df, np.zeros(len(self._df), dtype=np.int64)])
                 ids[key] = found
+                self._keys[key] = key
             index = list(map(ids.__getitem__, keys))
         if index:
             self._df[np.array(index, dtype=np.int64)] += 1  # distinct ids: one increment each
@@ -581,6 +612,7 @@ class _Vocabulary:
             if self._df[index] <= 0:
                 self._df[index] = 0
                 del self._ids[key]
+                del self._keys[key]
                 del self._counts[key]
                 self._free.append(index)
 
@@ -1190,7 +1222,7 @@ class StoryClusterer:
         """Let the next :meth:`assign` of ``doc`` use text features computed elsewhere (an extraction worker,
         see :mod:`transform.carried`) for the very title, text and language of ``doc``: the assignment and the
         exported features are those ``assign(doc)`` makes, without tokenising again here."""
-        self._last_features = (doc, _with_doc(text, doc, self._embedding_of(doc)))
+        self._last_features = (doc, _with_doc(text, doc, self._embedding_of(doc), self._terms.canonical))
 
     def _stored_features(self, features: Mapping[str, Any]) -> _Features:
         if features.get("v") != FEATURES_VERSION or features.get("title_weight") != self.config.title_weight:
@@ -1253,7 +1285,7 @@ class StoryClusterer:
         last = self._last_features
         if last is not None and (last[0] is doc or last[0] == doc):
             return last[1]
-        features = _features(doc, self.config, self._embedding_of(doc))
+        features = _features(doc, self.config, self._embedding_of(doc), self._terms.canonical)
         self._last_features = (doc, features)
         return features
 
