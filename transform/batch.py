@@ -48,7 +48,6 @@ from transform.eventrecords import (
     final_survivors,
     merged_event_record,
     profiled_event_record,
-    representative,
 )
 from transform.gcfreeze import FREEZER
 from transform.store import KnownArticle, TransformStore, article_row
@@ -376,14 +375,10 @@ class BatchProcessor:
             if row is None:
                 continue
             records.append(merged_event_record(row, survivor))
-        profiles = {event_id: state.profile(event_id) for event_id in live if members.get(event_id)}
-        # the one text each record needs, its representative's (for the summary), read for all of them at once
-        texts = store.summary_texts(
-            representative(members[event_id], profile.representative_article_id)["article_id"]
-            for event_id, profile in profiles.items()
-        )
-        for event_id, profile in profiles.items():
-            records.append(profiled_event_record(event_id, members[event_id], profile, texts))
+        for event_id in live:
+            if not members.get(event_id):
+                continue
+            records.append(profiled_event_record(event_id, members[event_id], state.profile(event_id)))
         saved = store.save_events(digests(records, current), current, view.now)
         return {event_id: SavedEvent(version, members.get(event_id, [])) for event_id, version in saved.items()}
 

@@ -39,12 +39,7 @@ def final_survivors(merges: Iterable[tuple[str, str]]) -> dict[str, str]:
     return merged
 
 
-def profiled_event_record(
-    event_id: str,
-    members: Sequence[dict[str, Any]],
-    profile: EventProfile,
-    texts: Mapping[str, str | None] | None = None,
-) -> dict[str, Any]:
+def profiled_event_record(event_id: str, members: Sequence[dict[str, Any]], profile: EventProfile) -> dict[str, Any]:
     """:func:`build_event_record` with what the clusterer's profile of the event says (representative, keywords,
     entities): the record of a live event, wherever it is rebuilt."""
     return build_event_record(
@@ -53,21 +48,15 @@ def profiled_event_record(
         representative_id=profile.representative_article_id,
         keywords=profile.keywords,
         entities={"places": profile.places, "people": profile.people, "organisations": profile.organisations},
-        texts=texts,
     )
 
 
-def representative(members: Sequence[dict[str, Any]], representative_id: str | None) -> dict[str, Any]:
-    """The member whose title and summary an event's record shows: the representative, else the first member."""
-    return next((m for m in members if m["article_id"] == representative_id), members[0])
-
-
-def _summary(article: dict[str, Any], text: str | None) -> str:
-    summary = (article.get("description") or "").strip()
-    if len(summary) < 40:
-        body = " ".join((text or "").split())
-        summary = body[:SUMMARY_CHARS].rsplit(" ", 1)[0] + "…" if len(body) > SUMMARY_CHARS else body
-    return summary
+def _summary(article: dict[str, Any]) -> str:
+    text = (article.get("description") or "").strip()
+    if len(text) < 40:
+        body = " ".join((article.get("text") or "").split())
+        text = body[:SUMMARY_CHARS].rsplit(" ", 1)[0] + "…" if len(body) > SUMMARY_CHARS else body
+    return text
 
 
 def build_event_record(
@@ -78,24 +67,18 @@ def build_event_record(
     keywords: Sequence[str] = (),
     entities: dict[str, Sequence[str]] | None = None,
     merged_into: str | None = None,
-    texts: Mapping[str, str | None] | None = None,
 ) -> dict[str, Any]:
-    """The warehouse form of an event (timestamps as datetimes); see :func:`event_message` for Kafka.
-
-    ``texts``: article texts by id (at least the representative's head, ``TransformStore.summary_texts``), for
-    members read without theirs (``TransformStore.members_of``); without it, a member's own ``text``.
-    """
+    """The warehouse form of an event (timestamps as datetimes); see :func:`event_message` for Kafka."""
     if not members:
         raise EventRecordError(f"event {event_id} has no member articles")
-    rep = representative(members, representative_id)
-    text = rep.get("text") if texts is None else texts.get(rep["article_id"])
+    rep = next((m for m in members if m["article_id"] == representative_id), members[0])
     published = [m["published_at"] for m in members if m.get("published_at")]
     fetched = [m["fetched_at"] for m in members if m.get("fetched_at")] or published
     sources = sorted({m["source"] for m in members if m.get("source")})
     return {
         "event_id": event_id,
         "title": rep.get("title") or "",
-        "summary": _summary(rep, text),
+        "summary": _summary(rep),
         "first_seen_at": min(fetched) if fetched else None,
         "last_seen_at": max(fetched) if fetched else None,
         "earliest_published_at": min(published) if published else None,

@@ -42,13 +42,7 @@ from newswire.warehouse import Cursor, Warehouse, utcnow
 from transform.batch import BatchProcessor
 from transform.clustering import ClusteringConfig, EventProfile
 from transform.errors import RebuildError
-from transform.eventrecords import (
-    digests,
-    final_survivors,
-    merged_event_record,
-    profiled_event_record,
-    representative,
-)
+from transform.eventrecords import digests, final_survivors, merged_event_record, profiled_event_record
 from transform.store import TransformStore
 from transform.stories import StoryState, doc_from_stored, parsed_features, stored_embedding
 
@@ -171,15 +165,10 @@ def _rebuild(cur: Cursor, start: datetime, end: datetime, config: ClusteringConf
     touched = set(former_events) | set(final.values()) | set(merged) | set(merged.values())
     current = store.events(touched)
     members = store.members_of(touched)
-    profiled = {event_id: profiles.of(event_id) for event_id in sorted(touched) if members.get(event_id)}
-    texts = store.summary_texts(
-        representative(members[event_id], profile.representative_article_id)["article_id"]
-        for event_id, profile in profiled.items()
-    )
     records: list[dict[str, Any]] = []
     for event_id in sorted(touched):
-        if event_id in profiled:
-            record = profiled_event_record(event_id, members[event_id], profiled[event_id], texts)
+        if members.get(event_id):
+            record = profiled_event_record(event_id, members[event_id], profiles.of(event_id))
         else:
             row = current.get(event_id)
             if row is None:

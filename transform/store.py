@@ -66,8 +66,6 @@ _ARTICLE_UPDATE = (
     "categories = excluded.categories, tags = excluded.tags, image = excluded.image, "
     "fetched_at = excluded.fetched_at, content_hash = excluded.content_hash, version = articles.version + 1"
 )
-# The head of a text an event summary is made from (eventrecords.SUMMARY_CHARS of it, once spaces are folded).
-SUMMARY_TEXT_CHARS = 1200
 _EVENT_COLUMNS = (
     "event_id", "version", "title", "summary", "first_seen_at", "last_seen_at", "earliest_published_at",
     "article_count", "source_count", "sources", "languages", "keywords", "entities", "merged_into",
@@ -193,12 +191,10 @@ class TransformStore:
         )
 
     def members_of(self, event_ids: Iterable[str]) -> dict[str, list[dict[str, Any]]]:
-        """Member articles of each event, in load order, without their text: an event's record needs the text of
-        one member only, its representative's, for the summary (:meth:`summary_texts`), and reading every
-        member's was most of what this read cost."""
+        """Member articles of each event, in load order (text truncated: only summaries need it)."""
         rows = self.cur.select_in(
             "SELECT ea.event_id, a.article_id, a.url, a.canonical_url, a.title, a.description, "
-            "a.language, a.source, a.published_at, a.fetched_at, a.load_order "
+            "SUBSTR(a.text, 1, 1200) AS text, a.language, a.source, a.published_at, a.fetched_at, a.load_order "
             "FROM event_articles ea JOIN articles a ON a.article_id = ea.article_id WHERE ea.event_id IN {in}",
             sorted(set(event_ids)),
         )
@@ -206,15 +202,6 @@ class TransformStore:
         for r in sorted(rows, key=lambda r: r["load_order"]):
             grouped[r.pop("event_id")].append(r)
         return dict(grouped)
-
-    def summary_texts(self, article_ids: Iterable[str]) -> dict[str, str]:
-        """The head of each article's text, as much as an event summary can use (:data:`SUMMARY_TEXT_CHARS`)."""
-        rows = self.cur.select_in(
-            f"SELECT article_id, SUBSTR(text, 1, {SUMMARY_TEXT_CHARS}) AS text FROM articles "
-            "WHERE article_id IN {in}",
-            sorted(set(article_ids)),
-        )
-        return {r["article_id"]: r["text"] for r in rows}
 
     def events(self, event_ids: Iterable[str]) -> dict[str, dict[str, Any]]:
         rows = self.cur.select_in("SELECT * FROM events WHERE event_id IN {in}", sorted(set(event_ids)))
