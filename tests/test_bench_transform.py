@@ -24,6 +24,10 @@ def test_small_run_covers_both_feature_phases_and_rebuild(tmp_path: Path) -> Non
         assert stats["messages"] == report["articles"] == 120
         assert stats["new_articles"] + stats["duplicates"] + stats["replays"] + stats["dead_letters"] == 120
         assert stats["new_articles"] > 80 and phase["events_sent"] > 20 and phase["articles_per_s"] > 0
+        assert phase["cpu_seconds"] > 0 and phase["articles_per_cpu_s"] > 0
+        # issue 15's target for the warehouse the run used, judged on the wall rate
+        assert phase["target"]["name"] == "transform + load alone (duckdb)"
+        assert phase["target"]["target"] == ">= 1000" and phase["target"]["measured"] == phase["articles_per_s"]
     assert computed["stats"]["features_carried"] == 0
     assert carried["stats"]["features_carried"] == carried["stats"]["new_articles"]
     same = {k: v for k, v in carried["stats"].items() if k != "features_carried"}

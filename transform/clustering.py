@@ -44,7 +44,7 @@ import re
 import sys
 from array import array
 from collections import Counter, deque
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from functools import lru_cache
@@ -274,14 +274,31 @@ def text_features(title: str, text: str, language: str | None, title_weight: int
     )
 
 
-def _features(doc: ArticleDoc, config: ClusteringConfig, embedding: Embedding | None) -> _Features:
-    return _with_doc(text_features(doc.title, doc.text, doc.language, config.title_weight), doc, embedding)
+_Canonical = Callable[[Iterable[str]], Iterable[str]]
 
 
-def _with_doc(text: TextFeatures, doc: ArticleDoc, embedding: Embedding | None) -> _Features:
-    """An article's features from its text features: the outlet's own names removed, the document's fields."""
-    # interned: the same term string is shared by every event and posting key that holds it
-    terms = dict(zip(map(sys.intern, text.counts), map(_WEIGHTS.__getitem__, text.counts.values()), strict=True))
+def _interned(keys: Iterable[str]) -> Iterator[str]:
+    """The keys as :func:`sys.intern` makes them: one string object per distinct text."""
+    return map(sys.intern, keys)
+
+
+def _features(
+    doc: ArticleDoc, config: ClusteringConfig, embedding: Embedding | None, canonical: _Canonical = _interned
+) -> _Features:
+    return _with_doc(text_features(doc.title, doc.text, doc.language, config.title_weight), doc, embedding, canonical)
+
+
+def _with_doc(
+    text: TextFeatures, doc: ArticleDoc, embedding: Embedding | None, canonical: _Canonical = _interned
+) -> _Features:
+    """An article's features from its text features: the outlet's own names removed, the document's fields.
+
+    ``canonical`` gives each term the one string object the clusterer holds for it (the term vocabulary's, see
+    :meth:`_Vocabulary.canonical`; else :func:`sys.intern`'s), so that every event, posting and
+    member holding a term shares one string.
+    """
+    counts = text.counts
+    terms = dict(zip(canonical(counts), map(_WEIGHTS.__getitem__, counts.values()), strict=True))
     outlet, outlet_cues = _outlet(doc.source)
     return _Features(
         article_id=doc.article_id,
@@ -508,6 +525,8 @@ class _Vocabulary:
 
     def __init__(self) -> None:
         self._ids: dict[str, int] = {}
+        # each live key's own string object (the one ``_ids`` holds): see canonical()
+        self._keys: dict[str, str] = {}
         self._df = np.zeros(1024, dtype=np.int64)
         self._free: list[int] = []
         # the same frequencies by key, for the per-article lookups: one C-level dict pass, no array round trip
@@ -540,6 +559,17 @@ class _Vocabulary:
         """The document frequency by id (int64; free ids hold 0), read by the C kernel of scoring."""
         return self._df
 
+    def canonical(self, keys: Iterable[str]) -> Iterator[str]:
+        """The string object this vocabulary holds for each key, else the key itself (which becomes it once added).
+
+        What :func:`sys.intern` gives the clusterer's terms (one shared object per live term, in every event,
+        posting and member), from a table of the live terms only: an article's terms arrive as new strings every
+        time (decoded or tokenised), and interning them cost a lookup in the interpreter's table of every
+        interned string, several times a lookup here.
+        """
+        keys = list(keys)
+        return map(self._keys.get, keys, keys)  # in C, like map(sys.intern, keys)
+
     def lookup(self, keys: list[str]) -> tuple[list[int], list[int]]:
         """The id (-1 for a key no live article has) and the document frequency (0 then) of each key."""
         return list(map(self._ids.get, keys, repeat(-1))), list(map(self._counts.get, keys, repeat(0)))
@@ -571,6 +601,7 @@ class _Vocabulary:
                 if found >= len(self._df):
                     self._df = np.concatenate([self._df, np.zeros(len(self._df), dtype=np.int64)])
                 ids[key] = found
+                self._keys[key] = key
             index = list(map(ids.__getitem__, keys))
         if index:
             self._df[np.array(index, dtype=np.int64)] += 1  # distinct ids: one increment each
@@ -587,6 +618,7 @@ class _Vocabulary:
             if self._df[index] <= 0:
                 self._df[index] = 0
                 del self._ids[key]
+                del self._keys[key]
                 del self._counts[key]
                 self._free.append(index)
 
@@ -751,6 +783,25 @@ def _keep_earliest(
             table[key] = candidate
 
 
+def _keep_earliest_distinct(
+    table: dict[str, tuple[Any, ...]], keys: Iterable[str], candidates: Iterable[tuple[Any, ...]]
+) -> None:
+    """:func:`_keep_earliest` for distinct ``keys`` (a dict's), by C-level iterators instead of a loop in Python:
+    the keys not held take their candidate, the others the smaller of the two. With distinct keys no candidate
+    competes with another of the same call, so doing the two groups apart changes nothing (keys new to the table
+    are added in the same order; a key held keeps its place)."""
+    keys, candidates = list(keys), list(candidates)
+    held = list(map(table.get, keys))
+    absent = list(map(operator.is_, held, repeat(None)))
+    if any(absent):
+        dict.update(table, compress(zip(keys, candidates, strict=True), absent))
+        present = list(map(operator.not_, absent))
+        keys, candidates, held = (list(compress(values, present)) for values in (keys, candidates, held))
+    smaller = list(map(operator.lt, candidates, held))
+    if any(smaller):
+        dict.update(table, compress(zip(keys, candidates, strict=True), smaller))
+
+
 class _Event:
     """Aggregates of one event; every field is an order-free function of its articles."""
 
@@ -845,18 +896,27 @@ class _Event:
             if self._added is not None:
                 self._added[0].extend(compress(keyed[1], fresh_terms))
                 self._added[1].extend(compress(keyed[2], fresh_cues))
+        first = not self.members  # a new event: its tables are empty, so the article's sets them as they are
         self.members[features.article_id] = _member(features, None if keyed is None else keyed[0])
-        _add_counts(self.term_sum, features.terms)
-        self.term_docs.update(features.terms.keys())
-        self.cue_counts.update(features.cues)
         published_at, article_id, kinds = features.published_at, features.article_id, features.entity_kinds
+        # the (published_at, article_id, word) candidates, built by a C-level iterator
+        stamped = zip(repeat(published_at), repeat(article_id), features.surfaces.values())
+        if first:
+            # What the general updates below give empty tables (same keys, order and values), as C-level dict
+            # updates: an article opening an event is about half of all attached.
+            dict.update(self.term_sum, features.terms)
+            dict.update(self.term_docs, dict.fromkeys(features.terms, 1))
+            dict.update(self.cue_counts, dict.fromkeys(features.cues, 1))
+            dict.update(self.surfaces, zip(features.surfaces, stamped, strict=True))
+        else:
+            _add_counts(self.term_sum, features.terms)
+            self.term_docs.update(features.terms.keys())
+            self.cue_counts.update(features.cues)
+            _keep_earliest_distinct(self.surfaces, features.surfaces, stamped)
         for kind, key, _ in kinds:
             self.entity_counts[(kind, key)] += 1
         displays = [(word.isupper(), published_at, article_id, word) for _, _, word in kinds]
         _keep_earliest(self.displays, map(itemgetter(1), kinds), displays)
-        # the (published_at, article_id, word) candidates, built by a C-level iterator
-        stamped = zip(repeat(published_at), repeat(article_id), features.surfaces.values())
-        _keep_earliest(self.surfaces, features.surfaces, stamped)
         self._extend_span(features.published_at, features.published_at)
         if features.embedding is not None:
             if vector is None:
@@ -873,8 +933,8 @@ class _Event:
         _add_counts(self.term_docs, other.term_docs)
         _add_counts(self.cue_counts, other.cue_counts)
         _add_counts(self.entity_counts, other.entity_counts)
-        _keep_earliest(self.displays, other.displays, other.displays.values())
-        _keep_earliest(self.surfaces, other.surfaces, other.surfaces.values())
+        _keep_earliest_distinct(self.displays, other.displays, other.displays.values())
+        _keep_earliest_distinct(self.surfaces, other.surfaces, other.surfaces.values())
         assert other.first is not None and other.last is not None
         self._extend_span(other.first, other.last)
         if other.vec_sum is not None:
@@ -1172,7 +1232,7 @@ class StoryClusterer:
         """Let the next :meth:`assign` of ``doc`` use text features computed elsewhere (an extraction worker,
         see :mod:`transform.carried`) for the very title, text and language of ``doc``: the assignment and the
         exported features are those ``assign(doc)`` makes, without tokenising again here."""
-        self._last_features = (doc, _with_doc(text, doc, self._embedding_of(doc)))
+        self._last_features = (doc, _with_doc(text, doc, self._embedding_of(doc), self._terms.canonical))
 
     def _stored_features(self, features: Mapping[str, Any]) -> _Features:
         if features.get("v") != FEATURES_VERSION or features.get("title_weight") != self.config.title_weight:
@@ -1235,7 +1295,7 @@ class StoryClusterer:
         last = self._last_features
         if last is not None and (last[0] is doc or last[0] == doc):
             return last[1]
-        features = _features(doc, self.config, self._embedding_of(doc))
+        features = _features(doc, self.config, self._embedding_of(doc), self._terms.canonical)
         self._last_features = (doc, features)
         return features
 
