@@ -309,6 +309,7 @@ def _cjk() -> _Cjk:
 _CJK = _cjk()
 _CJK_RE = re.compile("[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
 _ORDINAL = frozenset(str(_DATA["cjk"]["ordinal"]).split())
+_VAGUE = tuple(str(_DATA["cjk"]["vague"]).split())
 
 
 def has_cjk(text: str) -> bool:
@@ -377,6 +378,8 @@ def cjk_amounts(text: str) -> tuple[set[str], str]:
             continue
         if not (scale or tail or (multiplier and number[0].isdigit())):
             continue
+        if text.endswith(_VAGUE, 0, match.start("num")):
+            continue  # "数十人", "几百万元": dozens, hundreds, no figure
         if not tail and not any(char in cjk.numerals for char in number) and not number[0].isdigit():
             continue  # "千万" (by all means), "百万富翁": multipliers alone, and no counter or currency
         if match.start("num") > 0 and text[match.start("num") - 1].isdigit():

@@ -104,6 +104,8 @@ def test_a_count_without_its_class_on_one_side_gives_no_class_key_there() -> Non
         ("30-40人受伤", "zh", {"n:40:injured"}),
         ("一名妇女罹难", "zh", {"n:1", "n:1:dead"}),  # "a woman": no count
         ("千万不要靠近", "zh", {"n:10000000"}),  # "by all means": multipliers alone
+        ("数十人受伤", "zh", {"n:10", "n:10:injured"}),  # dozens: no figure
+        ("几百万元", "zh", {"n:1000000", "n:100000000"}),
         ("造成12人伤亡", "zh", {"n:12:injured", "n:12:dead"}),  # casualties: dead and injured together
         ("咨询电话0731-84561234", "zh", {"n:84561234"}),  # a phone number
         ("Call 0731-84561234", "en", {"n:84561234"}),
