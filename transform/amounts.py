@@ -37,6 +37,7 @@ __all__ = [
     "cjk_amounts",
     "has_cjk",
     "language_amounts",
+    "number_starts",
     "spelled",
     "spelled_values",
 ]
@@ -102,20 +103,33 @@ def _spelled_for(language: str | None) -> Spelled:
     return _SPELLED if own is None else _spelled(own, _SPELLED)
 
 
-def spelled_values(tokens: list[str], number_words: dict[str, int], tables: Spelled) -> list[tuple[int, int, int]]:
+def number_starts(number_words: dict[str, int], tables: Spelled) -> frozenset[str]:
+    """The words a number in words can begin with (for :func:`spelled_values`: most words begin none)."""
+    compounds = {pair.split(" ", 1)[0] for pair in tables.compounds}
+    hundreds = {word for word, value in tables.multipliers.items() if value >= 100}
+    return frozenset(number_words) | frozenset(tables.numbers) | frozenset(compounds) | frozenset(hundreds)
+
+
+def spelled_values(
+    tokens: list[str], number_words: dict[str, int], tables: Spelled, starts: frozenset[str] | None = None
+) -> list[tuple[int, int, int]]:
     """Numbers written in words in ``tokens`` (folded words, hyphenated ones split): ``(first, end, value)``, the
     token range of each and its value. "forty six" -> 46, "three hundred and twenty" -> 320, "two dozen" -> 24,
     "quatre vingt dix" -> 90, Malay "empat puluh enam" -> 46, "dua belas" -> 12. A word sequence that is no one
-    number ("two three") ends at the word that does not fit, which starts the next number."""
+    number ("two three") ends at the word that does not fit, which starts the next number. ``starts``: what
+    :func:`number_starts` gives for these tables (computed when not given)."""
+    if starts is None:
+        starts = number_starts(number_words, tables)
     out: list[tuple[int, int, int]] = []
-    index, count = 0, len(tokens)
-    while index < count:
-        parsed = _one_number(tokens, index, number_words, tables)
+    index = 0
+    for candidate in [i for i, word in enumerate(tokens) if word in starts]:
+        if candidate < index:
+            continue  # inside the number just read
+        parsed = _one_number(tokens, candidate, number_words, tables)
         if parsed is None:
-            index += 1
             continue
         end, value = parsed
-        out.append((index, end, value))
+        out.append((candidate, end, value))
         index = end
     return out
 
@@ -368,14 +382,13 @@ def cjk_amounts(text: str) -> tuple[set[str], str]:
     the keys are what :mod:`transform.entities` gives the same figure in digits and a Latin-script unit."""
     cjk = _CJK
     out: set[str] = set()
-    blanked = list(text)
+    blanked: list[str] | None = None  # made on the first amount read (most matches are years, dates, times)
     for match in cjk.pattern.finditer(text):
         number, scale, tail, mark = match.group("num"), match.group("scale"), match.group("tail"), match.group("mark")
         multiplier = match.group("mult")
         if mark and mark.strip() in _ORDINAL:
-            for index in range(match.start("num"), match.end()):
-                blanked[index] = " "  # "第3次", "第12届": the third, the twelfth, not three or twelve of anything
-            continue
+            blanked = _blank(blanked, text, match.start("num"), match.end())
+            continue  # "第3次", "第12届": the third, the twelfth, not three or twelve of anything
         if not (scale or tail or (multiplier and number[0].isdigit())):
             continue
         if text.endswith(_VAGUE, 0, match.start("num")):
@@ -387,8 +400,7 @@ def cjk_amounts(text: str) -> tuple[set[str], str]:
         value = _value(number, multiplier, scale)
         if value is None or (value < 2 and not number[0].isdigit()):
             continue  # "一名妇女": a woman, as "one" is no count in English either
-        for index in range(match.start("num"), match.end()):
-            blanked[index] = " "
+        blanked = _blank(blanked, text, match.start("num"), match.end())
         ranged = bool(mark) and match.start() > 0 and text[match.start() - 1].isdigit()
         unit: str | None = None
         if tail in cjk.counters:
@@ -404,7 +416,14 @@ def cjk_amounts(text: str) -> tuple[set[str], str]:
         elif tail:
             unit = "money"
         _add(out, value, unit)
-    return out, "".join(blanked)
+    return out, text if blanked is None else "".join(blanked)
+
+
+def _blank(blanked: list[str] | None, text: str, start: int, end: int) -> list[str]:
+    """``text`` as a list of characters (``blanked`` if already made) with ``start:end`` made spaces."""
+    characters = list(text) if blanked is None else blanked
+    characters[start:end] = " " * (end - start)
+    return characters
 
 
 def _value(number: str, multiplier: str | None, scale: str) -> Decimal | None:

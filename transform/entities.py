@@ -37,6 +37,7 @@ from transform.amounts import (
     cjk_amounts,
     has_cjk,
     language_amounts,
+    number_starts,
     spelled,
     spelled_values,
 )
@@ -838,6 +839,7 @@ class _Lexicon:
     scales: dict[str, int]
     glued_scales: dict[str, int]  # "3bn", "RM1.2b": scales written onto a currency amount
     spelled: Spelled  # compound number words ("forty-six", "empat puluh enam")
+    number_starts: frozenset[str]  # the words a number in words begins with
     auxiliaries: frozenset[str]
     leading_fillers: frozenset[str]  # "lima lagi masih hilang": words between a count and its verb
     unit_before_count: bool  # Arabic "مصرع ١٤ شخصا وإصابة ٢٣": the word before a count gives its class first
@@ -873,6 +875,7 @@ _BASE_LEXICON = _Lexicon(
     scales=_SCALES,
     glued_scales=spelled().glued_scales,
     spelled=spelled(),
+    number_starts=number_starts(_NUMBER_WORDS, spelled()),
     auxiliaries=_AUXILIARIES,
     leading_fillers=frozenset(),
     unit_before_count=False,
@@ -918,6 +921,7 @@ def _extended(own: LanguageWords) -> _Lexicon:
         scales={**own.scales, **base.scales},
         glued_scales=base.glued_scales,
         spelled=base.spelled,
+        number_starts=number_starts({**own.number_words, **base.number_words}, base.spelled),
         auxiliaries=base.auxiliaries | own.auxiliaries,
         leading_fillers=own.leading_fillers,
         unit_before_count=False,
@@ -941,9 +945,11 @@ def _lexicon_for(language: str | None) -> _Lexicon:
     # a language's amount words (Russian and Arabic scales and units, Malay classifiers and tens): its own
     # articles only, and where the lists already name a word, its meaning stays
     tables = spelled(language)
+    number_words = {**amounts.number_words, **lexicon.number_words}
     return replace(
         lexicon,
-        number_words={**amounts.number_words, **lexicon.number_words},
+        number_words=number_words,
+        number_starts=number_starts(number_words, tables),
         scales={**amounts.scales, **lexicon.scales},
         glued_scales=tables.glued_scales,
         spelled=tables,
@@ -1004,7 +1010,7 @@ def _unit_before(preceding: list[str], lexicon: _Lexicon) -> str | None:
 _DIGIT_SEPARATORS_RE = re.compile(r"[.,\u00a0\u202f\u2009' ]")
 _FOLLOWING_RE = re.compile(r"[^\W\d_]+|[%$€£¥]|\d+")
 _PRECEDING_RE = re.compile(r"[^\W\d_]+|\d+")
-_SPELLED_RE = re.compile(r"[^\W\d_]+(?:-[^\W\d_]+)*")
+_LETTER_RUN_RE = re.compile(r"[^\W\d_]+")
 
 
 def _numbers(lowered: str, lexicon: _Lexicon) -> set[str]:
@@ -1064,9 +1070,9 @@ def _spelled_numbers(lowered: str, lexicon: _Lexicon) -> set[str]:
     far less surely than digits ("Eleven" a team, "ten" in a quote). Below ten, the unit must be a class, not mere
     people ("two people" says little, and a Chinese "2人" gives no key either)."""
     out: set[str] = set()
-    tokens = [part for word in _SPELLED_RE.findall(lowered) for part in word.split("-")]
+    tokens = _LETTER_RUN_RE.findall(lowered)  # hyphenated words in their parts: "forty-six" is "forty", "six"
     number_words = lexicon.number_words
-    for first, end, value in spelled_values(tokens, number_words, lexicon.spelled):
+    for first, end, value in spelled_values(tokens, number_words, lexicon.spelled, lexicon.number_starts):
         if value < 2:
             continue
         following = tokens[end : end + 5]
