@@ -80,7 +80,10 @@ __all__ = [
 # 3: Malay and Indonesian word tables (transform/data/malay.json) change the features of ms/id articles.
 # 4: currency codes before amounts ("RM1.2 billion", "Rp 3 triliun", "US$2 billion") and "trillion" read as money
 #    in every language; Malay and Indonesian novelty words and names of places and agencies (ms/id articles only).
-FEATURES_VERSION = 4
+# 5: amounts across scripts and spellings (transform/amounts.py): Chinese and Japanese amounts and counts, English,
+#    French and Malay number words, glued scales ("$3bn"), Russian and Arabic scale and casualty words, Arabic-Indic
+#    digits; in every language (number words are everywhere).
+FEATURES_VERSION = 5
 
 
 @dataclass(frozen=True)

@@ -26,11 +26,21 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import Decimal, InvalidOperation
 from functools import lru_cache
 from importlib import resources
 
+from transform.amounts import (
+    Spelled,
+    ascii_digits,
+    cjk_amounts,
+    has_cjk,
+    language_amounts,
+    number_starts,
+    spelled,
+    spelled_values,
+)
 from transform.lexicon import LanguageWords, language_words
 from transform.text import _wordlist, fold, space_out_no_space_scripts, stopwords_for, words
 
@@ -675,7 +685,7 @@ CURRENCY_CODES = ("us$", "usd", "s$", "sgd", "rm", "myr", "rp", "idr")
 _NUMBER_RE = re.compile(
     r"(?<![\w.,:/\-])(?:(?P<code>" + "|".join(map(re.escape, CURRENCY_CODES)) + r")|(?P<sign>[$€£¥]))?\s?"
     r"(?P<num>\d{1,3}(?:[.,\u00a0\u202f\u2009' ]\d{3})+(?![\d])|\d+)"
-    r"(?:[.,](?P<frac>\d+))?(?![\w:/])(?P<pct>\s?%)?",
+    r"(?:[.,](?P<frac>\d+))?(?P<glued>[^\W\d_]{1,2})?(?![\w:/])(?P<pct>\s?%)?",
     re.UNICODE,
 )
 _SCALES: dict[str, int] = {
@@ -697,12 +707,12 @@ for _unit_class, _unit_words in {
     "displaced": "displaced evacuated homeless deplaces evacues sinistres desplazados evakuiert obdachlos",
     "arrested": "arrested detained arrests interpelles interpellees arretes arretees gardes detenidos festgenommen",
     "percent": "percent pourcent por ciento prozent %",
-    "money": "dollars dollar euros euro pounds livres sterling yen yuan francs usd eur gbp chf $ € £ ¥",
+    "money": "dollars dollar euros euro pounds livres sterling yen yuan francs usd eur gbp chf roubles rubles $ € £ ¥",
     "distance": "km kilometres kilometers kilometre kilometer miles metres meters m",
     "people": "people persons personnes personas menschen residents habitants habitantes families familles "
-    "workers salaries employees employes trabajadores passengers passagers pasajeros",
+    "workers salaries employees employes trabajadores passengers passagers pasajeros miners mineurs villagers",
     "buildings": "buildings homes houses structures batiments maisons immeubles logements viviendas "
-    "edificios gebaude hauser",
+    "edificios gebaude hauser warehouses entrepots",
     "points": "points basis pb",
     "years": "years ans anos jahre",
 }.items():
@@ -745,7 +755,7 @@ def _canonical(value: Decimal) -> str:
 
 _AUXILIARIES = frozenset(
     _wordlist(
-        "were was have had been are is ont ete sont a avaient fueron han sido son wurden sind waren "
+        "were was have had been are is ont ete sont a avaient fueron han sido son wurden sind waren still "
         "at least au moins al menos mindestens more than plus de mas de"
     )
 )
@@ -827,8 +837,12 @@ class _Lexicon:
     unit_classes: dict[str, str]
     number_words: dict[str, int]
     scales: dict[str, int]
+    glued_scales: dict[str, int]  # "3bn", "RM1.2b": scales written onto a currency amount
+    spelled: Spelled  # compound number words ("forty-six", "empat puluh enam")
+    number_starts: frozenset[str]  # the words a number in words begins with
     auxiliaries: frozenset[str]
     leading_fillers: frozenset[str]  # "lima lagi masih hilang": words between a count and its verb
+    unit_before_count: bool  # Arabic "مصرع ١٤ شخصا وإصابة ٢٣": the word before a count gives its class first
     toll_words: frozenset[str]
     clause_words: frozenset[str]  # "tiga maut manakala 14,238 mangsa": "maut" is not the 14,238's verb
     # The gazetteer, folded variant -> canonical key: the built-in one, plus a language's own names of places
@@ -859,8 +873,12 @@ _BASE_LEXICON = _Lexicon(
     unit_classes=_UNIT_CLASSES,
     number_words=_NUMBER_WORDS,
     scales=_SCALES,
+    glued_scales=spelled().glued_scales,
+    spelled=spelled(),
+    number_starts=number_starts(_NUMBER_WORDS, spelled()),
     auxiliaries=_AUXILIARIES,
     leading_fillers=frozenset(),
+    unit_before_count=False,
     toll_words=_TOLL_WORDS,
     clause_words=frozenset(),
     places=PLACES,
@@ -901,8 +919,12 @@ def _extended(own: LanguageWords) -> _Lexicon:
         unit_classes={**own.units, **base.unit_classes},
         number_words={**own.number_words, **base.number_words},
         scales={**own.scales, **base.scales},
+        glued_scales=base.glued_scales,
+        spelled=base.spelled,
+        number_starts=number_starts({**own.number_words, **base.number_words}, base.spelled),
         auxiliaries=base.auxiliaries | own.auxiliaries,
         leading_fillers=own.leading_fillers,
+        unit_before_count=False,
         toll_words=base.toll_words | own.toll_words,
         clause_words=base.clause_words | own.clause_words,
         places=places,
@@ -916,7 +938,27 @@ def _extended(own: LanguageWords) -> _Lexicon:
 @lru_cache(maxsize=64)
 def _lexicon_for(language: str | None) -> _Lexicon:
     own = language_words(language)
-    return _BASE_LEXICON if own is None else _extended(own)
+    lexicon = _BASE_LEXICON if own is None else _extended(own)
+    amounts = language_amounts(language)
+    if amounts is None:
+        return lexicon
+    # a language's amount words (Russian and Arabic scales and units, Malay classifiers and tens): its own
+    # articles only, and where the lists already name a word, its meaning stays
+    tables = spelled(language)
+    number_words = {**amounts.number_words, **lexicon.number_words}
+    return replace(
+        lexicon,
+        number_words=number_words,
+        number_starts=number_starts(number_words, tables),
+        scales={**amounts.scales, **lexicon.scales},
+        glued_scales=tables.glued_scales,
+        spelled=tables,
+        unit_classes={**amounts.units, **lexicon.unit_classes},
+        toll_words=lexicon.toll_words | amounts.toll_words,
+        auxiliaries=lexicon.auxiliaries | amounts.auxiliaries,
+        leading_fillers=lexicon.leading_fillers | amounts.leading_fillers,
+        unit_before_count=amounts.unit_before_count,
+    )
 
 
 def _unprefixed_places(collector: _Collector, lexicon: _Lexicon) -> None:
@@ -968,13 +1010,13 @@ def _unit_before(preceding: list[str], lexicon: _Lexicon) -> str | None:
 _DIGIT_SEPARATORS_RE = re.compile(r"[.,\u00a0\u202f\u2009' ]")
 _FOLLOWING_RE = re.compile(r"[^\W\d_]+|[%$€£¥]|\d+")
 _PRECEDING_RE = re.compile(r"[^\W\d_]+|\d+")
-_SPELLED_RE = re.compile(r"[^\W\d_]+(?:-[^\W\d_]+)*")
+_LETTER_RUN_RE = re.compile(r"[^\W\d_]+")
 
 
 def _numbers(lowered: str, lexicon: _Lexicon) -> set[str]:
     """Number cues of an already folded text."""
     out: set[str] = set()
-    scales, unit_classes, number_words = lexicon.scales, lexicon.unit_classes, lexicon.number_words
+    scales, unit_classes = lexicon.scales, lexicon.unit_classes
     for match in _NUMBER_RE.finditer(lowered):
         value = _parse_number(match.group("num"), match.group("frac"))
         if value is None:
@@ -982,8 +1024,14 @@ def _numbers(lowered: str, lexicon: _Lexicon) -> set[str]:
         following = _FOLLOWING_RE.findall(lowered, match.end(), match.end() + 60)
         preceding = _PRECEDING_RE.findall(lowered, max(0, match.start() - 40), match.start())
         currency = match.group("sign") is not None or match.group("code") is not None
+        glued = match.group("glued")
+        if glued is not None:
+            # "$3bn", "RM1.2b", "€2.5m": a scale written onto a currency amount; "15km", "5th", "1990s" are no amount
+            if not currency or glued not in lexicon.glued_scales:
+                continue
+            value *= lexicon.glued_scales[glued]
         scale_word = following[0] if following else ""
-        if scale_word in scales and not (scale_word in ("m", "k") and not currency):
+        if glued is None and scale_word in scales and not (scale_word in ("m", "k") and not currency):
             value *= scales[scale_word]
             following = following[1:]
         is_integer = value == value.to_integral_value() and not match.group("frac")
@@ -993,7 +1041,7 @@ def _numbers(lowered: str, lexicon: _Lexicon) -> set[str]:
         elif currency:
             unit = "money"
         else:
-            unit = _unit_after(following, lexicon)
+            unit = (lexicon.unit_before_count and _unit_before(preceding, lexicon)) or _unit_after(following, lexicon)
             immediate_unit = unit is not None and bool(following) and following[0] in unit_classes
             if is_integer and 1900 <= value <= 2100 and not immediate_unit:
                 continue  # a year ("since 2019", "in February 2023, which killed ...")
@@ -1011,13 +1059,33 @@ def _numbers(lowered: str, lexicon: _Lexicon) -> set[str]:
         out.add(f"n:{canon}")
         if unit is not None and unit not in ("people", "years"):
             out.add(f"n:{canon}:{unit}")
-    # Spelled-out counts ("quatre personnes interpellées", "three killed") only with a unit.
-    tokens = _SPELLED_RE.findall(lowered)
-    for index, word in enumerate(tokens):
-        if word in number_words and number_words[word] >= 2:
-            unit = _unit_after(tokens[index + 1 : index + 6], lexicon)
-            if unit in _VERB_UNITS:
-                out.add(f"n:{number_words[word]}:{unit}")
+    out.update(_spelled_numbers(lowered, lexicon))
+    return out
+
+
+def _spelled_numbers(lowered: str, lexicon: _Lexicon) -> set[str]:
+    """Counts written in words, read as the same count in digits would be: "Forty-six residents" gives the
+    ``n:46`` of "46 residents" (and of a Chinese "46名居民"), "three houses" the ``n:3`` and ``n:3:buildings`` of
+    "3 houses". Only counts of two or more ("one of", "a" are everywhere) and only with a unit: words are numbers
+    far less surely than digits ("Eleven" a team, "ten" in a quote). Below ten, the unit must be a class, not mere
+    people ("two people" says little, and a Chinese "2人" gives no key either)."""
+    out: set[str] = set()
+    tokens = _LETTER_RUN_RE.findall(lowered)  # hyphenated words in their parts: "forty-six" is "forty", "six"
+    number_words = lexicon.number_words
+    for first, end, value in spelled_values(tokens, number_words, lexicon.spelled, lexicon.number_starts):
+        if value < 2:
+            continue
+        following = tokens[end : end + 5]
+        unit = (lexicon.unit_before_count and _unit_before(tokens[max(0, first - 4) : first], lexicon)) or None
+        unit = unit or _unit_after(following, lexicon)
+        if unit is None or unit == "people":
+            unit = _unit_before(tokens[max(0, first - 4) : first], lexicon) or unit
+        classified = unit is not None and unit not in ("people", "years")
+        if unit is None or (value < 10 and not classified):
+            continue
+        out.add(f"n:{value}")
+        if classified:
+            out.add(f"n:{value}:{unit}")
     return out
 
 
@@ -1052,13 +1120,17 @@ def extract_cues(title: str, text: str, language: str | None) -> Cues:
     lexicon = _lexicon_for(language)
     collector = _names(text, title, language, lexicon)
     kinds = collector.kinds
-    lowered = fold(f"{title}\n{text}")  # folded once for both numbers and dates
+    lowered = ascii_digits(fold(f"{title}\n{text}"))  # folded once for both numbers and dates
+    numbers: set[str] = set()
+    numbers_text = lowered
+    if has_cjk(lowered):  # "12亿美元", "至少12人死亡": read here, and blanked for the generic reader
+        numbers, numbers_text = cjk_amounts(lowered)
     return Cues(
         places=frozenset(kinds["place"]),
         people=frozenset(kinds["person"]),
         organisations=frozenset(kinds["organisation"]),
         others=frozenset(kinds["other"] - kinds["place"] - kinds["person"] - kinds["organisation"]),
-        numbers=frozenset(_numbers(space_out_no_space_scripts(lowered), lexicon)),
+        numbers=frozenset(numbers | _numbers(space_out_no_space_scripts(numbers_text), lexicon)),
         dates=frozenset(_dates(lowered, lexicon)),
         surfaces=tuple(sorted(collector.surfaces.items())),
     )

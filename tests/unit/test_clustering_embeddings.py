@@ -71,6 +71,19 @@ def test_arabic_and_english_reports_of_one_fire_join_and_another_fire_does_not(
     alexandria = clusterer.assign(by_id["p3-s04-02"])  # another fire in Egypt, 18 days later, in Arabic
     assert not arabic.created and arabic.event_id == english.event_id
     assert alexandria.created
+    # Since the tenth pass the two fire reports also join on their figures alone ("مصرع 9 أشخاص", "وأصيب 31",
+    # "100 ألف جنيه": 9 dead, 31 injured, 100,000), without the meaning term.
     words_only = StoryClusterer(ClusteringConfig(embedding_model="none"))
     words_only.assign(by_id["p3-s03-01"])
-    assert words_only.assign(by_id["p3-s03-02"]).created  # what the meaning term adds
+    assert not words_only.assign(by_id["p3-s03-02"]).created
+
+
+def test_the_meaning_term_joins_reports_that_share_too_few_cues(multilingual: list[ArticleDoc]) -> None:
+    by_id = {d.article_id: d for d in multilingual}
+    english, russian = by_id["p3-s07-01"], by_id["p3-s07-04"]  # a Shenzhou crew launch
+    with_meaning = StoryClusterer()
+    with_meaning.assign(english)
+    assert not with_meaning.assign(russian).created
+    words_only = StoryClusterer(ClusteringConfig(embedding_model="none"))
+    words_only.assign(english)
+    assert words_only.assign(russian).created  # what the meaning term adds
