@@ -172,3 +172,17 @@ def test_stale_or_foreign_builds_are_refused(
         assert scoring.load_kernel() is None
         assert scoring.load_kernel() is None
     assert [record.levelno for record in caplog.records] == [logging.WARNING]  # logged once
+
+
+def test_an_install_with_a_compiler_built_the_kernel() -> None:
+    """The kernel tests above skip where the kernel is not built (an install without a compiler runs the Python
+    path, by design); on a machine with a C compiler, such as CI's, a missing or refused build is a failed install,
+    not a reason to skip."""
+    import shutil
+    import sysconfig
+
+    compiler = (sysconfig.get_config_var("CC") or "cc").split()[0]
+    if shutil.which(compiler) is None:
+        pytest.skip(f"no C compiler ({compiler}): the pure-Python path is the expected one")
+    module, reason = scoring._load()
+    assert module is not None, reason
