@@ -236,6 +236,11 @@ def _phase(
     return result, warehouse, workdir
 
 
+def _backend(url: str | None) -> str:
+    """The warehouse backend a URL names (the targets differ per backend); no URL is the default DuckDB file."""
+    return "postgres" if url and url.startswith("postgres") else "duckdb"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.transform", description=__doc__.split("\n")[0])
     parser.add_argument("--articles", type=int, default=2000)
@@ -263,7 +268,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     messages = stream_messages(args.articles, embeddings=not args.no_embeddings)
     config = ClusteringConfig(embedding_model="none") if args.no_embeddings else ClusteringConfig()
     phases = ("computed", "carried") if args.features == "both" else (args.features,)
-    report: dict[str, Any] = {"articles": len(messages), "warehouse": "postgres" if args.warehouse_url else "duckdb"}
+    report: dict[str, Any] = {"articles": len(messages), "warehouse": _backend(args.warehouse_url)}
     warehouse, workdir = None, None
     for phase in phases:
         topic = records(messages if phase == "computed" else with_carried_features(messages, config))

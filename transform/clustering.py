@@ -567,8 +567,8 @@ class _Vocabulary:
 
         What :func:`sys.intern` gives the clusterer's terms (one shared object per live term, in every event,
         posting and member), from a table of the live terms only: an article's terms arrive as new strings every
-        time (decoded or tokenised), and interning them cost a lookup in the interpreter's table of every
-        interned string, several times a lookup here.
+        time (decoded or tokenised), and interning them costs a lookup in the interpreter's table of every
+        interned string, a larger table than this one.
         """
         keys = list(keys)
         return map(self._keys.get, keys, keys)  # in C, like map(sys.intern, keys)
@@ -906,7 +906,7 @@ class _Event:
         stamped = zip(repeat(published_at), repeat(article_id), features.surfaces.values())
         if first:
             # What the general updates below give empty tables (same keys, order and values), as C-level dict
-            # updates: an article opening an event is about half of all attached.
+            # updates: every article that opens an event takes this path.
             dict.update(self.term_sum, features.terms)
             dict.update(self.term_docs, dict.fromkeys(features.terms, 1))
             dict.update(self.cue_counts, dict.fromkeys(features.cues, 1))
