@@ -174,9 +174,9 @@ def _word_value(
     tokens: list[str], index: int, number_words: dict[str, int], tables: Spelled, breaks: Container[int] = frozenset()
 ) -> tuple[int, int] | None:
     """The value of the word (or known pair of words) at ``index`` and the index after it."""
-    if index + 1 < len(tokens) and index + 1 not in breaks:
+    if index + 1 < len(tokens):
         pair = f"{tokens[index]} {tokens[index + 1]}"
-        if pair in tables.compounds:
+        if pair in tables.compounds and index + 1 not in breaks:
             return tables.compounds[pair], index + 2
     word = tokens[index]
     if word in number_words:
@@ -195,9 +195,9 @@ def _one_number(
     end = start
     count = len(tokens)
     while index < count:
-        if index > start and index in breaks:
-            break  # "twenty. One hundred", "twenty; one hundred": the next clause's number
         word = tokens[index]
+        if index > start and _may_continue(word, number_words, tables) and index in breaks:
+            break  # "twenty. One hundred", "twenty; one hundred": the next clause's number
         if seen and word in tables.multipliers:
             factor = tables.multipliers[word]
             if factor >= 1000:
@@ -247,6 +247,18 @@ def _one_number(
     if not seen:
         return None
     return end, total + hundreds + small
+
+
+def _may_continue(word: str, number_words: dict[str, int], tables: Spelled) -> bool:
+    """Whether ``word`` can be part of a number in words after its first word. Asked before the gap before it (see
+    :class:`TokenBreaks`), which costs more: most words after a number word are no number."""
+    return (
+        word in number_words
+        or word in tables.numbers
+        or word in tables.multipliers
+        or word in tables.joiners
+        or word in tables.teens
+    )
 
 
 def _fits(small: int, value: int) -> bool:
