@@ -402,9 +402,9 @@ def test_labelled_corpus_gives_the_reference_warehouse(
     kept = assert_rebuilt_like_reference(reference_url, current_url, transformed)
     counts = {table: len(rows) for table, rows in snapshot(current_url).items()}
     assert kept > counts["events"] // 2
-    # 247 of the corpus's 446 articles: since FEATURES_VERSION 5 the reference reads the amounts of fewer of them
-    assert counts["articles"] > 200 and counts["article_duplicates"] > 10 and counts["events"] > 50
-    assert counts["dead_letters"] >= 2 and counts["article_features"] > 200
+    # just under what the reproducible messages give (fewer since FEATURES_VERSION 5: MAX_NUMBER_EXCLUSIONS)
+    assert counts["articles"] >= 200 and counts["article_duplicates"] >= 40 and counts["events"] >= 70
+    assert counts["dead_letters"] >= 2 and counts["article_features"] >= 200
 
 
 def test_synthetic_stream_of_2000_articles_gives_the_reference_warehouse(
@@ -431,5 +431,5 @@ def test_synthetic_stream_of_2000_articles_gives_the_reference_warehouse(
     kept = assert_rebuilt_like_reference(reference_url, current_url, transformed)
     counts = {table: len(rows) for table, rows in snapshot(current_url).items()}
     assert kept > counts["events"] // 2
-    assert counts["articles"] >= 1800 and counts["article_duplicates"] > 100 and counts["events"] > 300
+    assert counts["articles"] >= 1850 and counts["article_duplicates"] >= 140 and counts["events"] >= 930
     assert counts["transform_batches"] >= 4
