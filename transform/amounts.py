@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Container
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from functools import lru_cache
@@ -33,6 +34,7 @@ from transform.text import fold
 __all__ = [
     "LanguageAmounts",
     "Spelled",
+    "TokenBreaks",
     "ascii_digits",
     "cjk_amounts",
     "has_cjk",
@@ -70,6 +72,7 @@ class Spelled:
     compounds: dict[str, int]  # "quatre vingt" -> 80: a pair of words with a value of its own
     joiners: frozenset[str]  # "and", "et": allowed inside a number ("one hundred and twenty")
     teens: frozenset[str]  # Malay "belas": adds ten to the unit before it ("dua belas" = 12)
+    dozens: frozenset[str]  # "dozen", "douzaine": multiply the count before them ("two dozen" = 24), else twelve
     glued_scales: dict[str, int]  # "3bn", "RM1.2b", "€2.5m": a scale written onto a currency amount
 
 
@@ -80,13 +83,14 @@ def _spelled(block: dict[str, Any], base: Spelled | None = None) -> Spelled:
     glued = _fold_values(block.get("glued_scales", {}))
     joiners = _fold_words(block.get("joiners", ""))
     teens = _fold_words(block.get("teens", ""))
+    dozens = _fold_words(block.get("dozens", ""))
     if base is not None:  # a language's own words add to the shared ones; where both name a word, the shared stays
         numbers = numbers | base.numbers
         multipliers = multipliers | base.multipliers
         compounds = compounds | base.compounds
         glued = glued | base.glued_scales
-        joiners, teens = joiners | base.joiners, teens | base.teens
-    return Spelled(numbers, multipliers, compounds, joiners, teens, glued)
+        joiners, teens, dozens = joiners | base.joiners, teens | base.teens, dozens | base.dozens
+    return Spelled(numbers, multipliers, compounds, joiners, teens, dozens, glued)
 
 
 _SPELLED = _spelled(_DATA["spelled"])
@@ -111,13 +115,19 @@ def number_starts(number_words: dict[str, int], tables: Spelled) -> frozenset[st
 
 
 def spelled_values(
-    tokens: list[str], number_words: dict[str, int], tables: Spelled, starts: frozenset[str] | None = None
+    tokens: list[str],
+    number_words: dict[str, int],
+    tables: Spelled,
+    starts: frozenset[str] | None = None,
+    breaks: Container[int] = frozenset(),
 ) -> list[tuple[int, int, int]]:
     """Numbers written in words in ``tokens`` (folded words, hyphenated ones split): ``(first, end, value)``, the
     token range of each and its value. "forty six" -> 46, "three hundred and twenty" -> 320, "two dozen" -> 24,
     "quatre vingt dix" -> 90, Malay "empat puluh enam" -> 46, "dua belas" -> 12. A word sequence that is no one
     number ("two three") ends at the word that does not fit, which starts the next number. ``starts``: what
-    :func:`number_starts` gives for these tables (computed when not given)."""
+    :func:`number_starts` gives for these tables (computed when not given). ``breaks``: the indices of the tokens
+    that no number continues into, because the text before them holds more than spaces or a hyphen ("twenty. One
+    hundred people" is twenty, then one hundred, not 2100): see :class:`TokenBreaks`."""
     if starts is None:
         starts = number_starts(number_words, tables)
     out: list[tuple[int, int, int]] = []
@@ -125,7 +135,7 @@ def spelled_values(
     for candidate in [i for i, word in enumerate(tokens) if word in starts]:
         if candidate < index:
             continue  # inside the number just read
-        parsed = _one_number(tokens, candidate, number_words, tables)
+        parsed = _one_number(tokens, candidate, number_words, tables, breaks)
         if parsed is None:
             continue
         end, value = parsed
@@ -134,11 +144,39 @@ def spelled_values(
     return out
 
 
-def _word_value(tokens: list[str], index: int, number_words: dict[str, int], tables: Spelled) -> tuple[int, int] | None:
+# What may separate two words of one number: spaces (not a line break) and at most one hyphen.
+_JOINING_GAP_RE = re.compile(r"[^\S\n]*(?:[-\u2010\u2011][^\S\n]*)?")
+
+
+class TokenBreaks:
+    """The indices of the words of ``text`` (the matches of ``words``) separated from the word before them by more
+    than spaces or a hyphen: a full stop, a comma, a semicolon, a line break (title and text), a digit. A number in
+    words never runs across them, so that the numbers of two clauses are not read as one. The word positions are
+    found on the first question only: most words begin no number, and many texts hold none that does."""
+
+    __slots__ = ("_spans", "_text", "_words")
+
+    def __init__(self, text: str, words: re.Pattern[str]) -> None:
+        self._text = text
+        self._words = words
+        self._spans: list[tuple[int, int]] | None = None
+
+    def __contains__(self, index: object) -> bool:
+        spans = self._spans
+        if spans is None:
+            spans = self._spans = [match.span() for match in self._words.finditer(self._text)]
+        if not isinstance(index, int) or not 0 < index < len(spans):
+            return False
+        return _JOINING_GAP_RE.fullmatch(self._text, spans[index - 1][1], spans[index][0]) is None
+
+
+def _word_value(
+    tokens: list[str], index: int, number_words: dict[str, int], tables: Spelled, breaks: Container[int] = frozenset()
+) -> tuple[int, int] | None:
     """The value of the word (or known pair of words) at ``index`` and the index after it."""
     if index + 1 < len(tokens):
         pair = f"{tokens[index]} {tokens[index + 1]}"
-        if pair in tables.compounds:
+        if pair in tables.compounds and index + 1 not in breaks:
             return tables.compounds[pair], index + 2
     word = tokens[index]
     if word in number_words:
@@ -148,7 +186,9 @@ def _word_value(tokens: list[str], index: int, number_words: dict[str, int], tab
     return None
 
 
-def _one_number(tokens: list[str], start: int, number_words: dict[str, int], tables: Spelled) -> tuple[int, int] | None:
+def _one_number(
+    tokens: list[str], start: int, number_words: dict[str, int], tables: Spelled, breaks: Container[int]
+) -> tuple[int, int] | None:
     total = hundreds = small = 0
     seen = False
     index = start
@@ -156,6 +196,8 @@ def _one_number(tokens: list[str], start: int, number_words: dict[str, int], tab
     count = len(tokens)
     while index < count:
         word = tokens[index]
+        if index > start and _may_continue(word, number_words, tables) and index in breaks:
+            break  # "twenty. One hundred", "twenty; one hundred": the next clause's number
         if seen and word in tables.multipliers:
             factor = tables.multipliers[word]
             if factor >= 1000:
@@ -176,20 +218,20 @@ def _one_number(tokens: list[str], start: int, number_words: dict[str, int], tab
             index = end = index + 1
             continue
         if seen and word in tables.joiners and index + 1 < count:
-            following = _word_value(tokens, index + 1, number_words, tables)
+            following = None if index + 1 in breaks else _word_value(tokens, index + 1, number_words, tables, breaks)
             after_hundreds = (hundreds or total) and small == 0 and following is not None and following[0] < 100
             if after_hundreds or (following is not None and _fits(small, following[0])):
                 index += 1  # "one hundred and twenty", "vingt et un", "soixante et onze"
                 continue
             break
-        word_value = _word_value(tokens, index, number_words, tables)
+        word_value = _word_value(tokens, index, number_words, tables, breaks)
         if word_value is None:
             if not seen and word in tables.multipliers and tables.multipliers[word] >= 100:
                 word_value = (tables.multipliers[word], index + 1)  # "hundred" alone, "mille personnes"
             else:
                 break
         value, after = word_value
-        if word == "dozen" or (value == 12 and word in ("douzaine", "docena", "sedozen")):
+        if value == 12 and word in tables.dozens:
             # "two dozen": a multiplier of the count before it; "a dozen" alone is twelve
             small = (small or 1) * 12 if seen and small < 12 else small
             if not seen:
@@ -205,6 +247,18 @@ def _one_number(tokens: list[str], start: int, number_words: dict[str, int], tab
     if not seen:
         return None
     return end, total + hundreds + small
+
+
+def _may_continue(word: str, number_words: dict[str, int], tables: Spelled) -> bool:
+    """Whether ``word`` can be part of a number in words after its first word. Asked before the gap before it (see
+    :class:`TokenBreaks`), which costs more: most words after a number word are no number."""
+    return (
+        word in number_words
+        or word in tables.numbers
+        or word in tables.multipliers
+        or word in tables.joiners
+        or word in tables.teens
+    )
 
 
 def _fits(small: int, value: int) -> bool:

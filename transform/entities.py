@@ -33,6 +33,7 @@ from importlib import resources
 
 from transform.amounts import (
     Spelled,
+    TokenBreaks,
     ascii_digits,
     cjk_amounts,
     has_cjk,
@@ -1071,8 +1072,9 @@ def _spelled_numbers(lowered: str, lexicon: _Lexicon) -> set[str]:
     people ("two people" says little, and a Chinese "2人" gives no key either)."""
     out: set[str] = set()
     tokens = _LETTER_RUN_RE.findall(lowered)  # hyphenated words in their parts: "forty-six" is "forty", "six"
+    breaks = TokenBreaks(lowered, _LETTER_RUN_RE)  # no number across "twenty. One hundred"
     number_words = lexicon.number_words
-    for first, end, value in spelled_values(tokens, number_words, lexicon.spelled, lexicon.number_starts):
+    for first, end, value in spelled_values(tokens, number_words, lexicon.spelled, lexicon.number_starts, breaks):
         if value < 2:
             continue
         following = tokens[end : end + 5]

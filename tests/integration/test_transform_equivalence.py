@@ -199,13 +199,21 @@ def snapshot(url: str) -> dict[str, list[dict[str, Any]]]:
     return out
 
 
-def reproducible(messages: list[dict[str, Any]], tree: Path) -> list[dict[str, Any]]:
+# How many messages :func:`reproducible` may leave out for their number cues, per message set: the count measured
+# when the bound was set, plus a small margin. A change that makes the current code read the numbers of more
+# articles otherwise than the reference must raise the bound knowingly (and say why), rather than silently shrink
+# what the test compares.
+MAX_NUMBER_EXCLUSIONS = {"labelled corpus": 180, "synthetic stream": 430}
+
+
+def reproducible(messages: list[dict[str, Any]], tree: Path, name: str) -> list[dict[str, Any]]:
     """The messages whose transform the reference can reproduce: it predates the word tables of transform/data
     (Malay, Indonesian), so articles in those languages get other features from it, by design; and it reads fewer
     amounts: no currency code before an amount nor "trillion" (``FEATURES_VERSION`` 4), no number words beyond
     twenty nor most counts in words, no Chinese, Japanese, Russian or Arabic amounts (``FEATURES_VERSION`` 5: number
-    words are in every language). Which articles those are is what the reference's own cue extraction says: the
-    messages whose cues it gives otherwise than the current code are left out."""
+    words are in every language). Those are left out: the messages whose number cues the reference's own cue
+    extraction gives otherwise than the current code, at most ``MAX_NUMBER_EXCLUSIONS[name]`` of them. Every other
+    cue field must be equal for every message: a difference there is a regression, and fails here."""
     from transform.documents import base_language
     from transform.entities import extract_cues
     from transform.lexicon import languages_with_words
@@ -214,11 +222,15 @@ def reproducible(messages: list[dict[str, Any]], tree: Path) -> list[dict[str, A
     kept = [message for message in messages if message["language"] not in tabled]
     inputs = [(m["title"], m["text"], base_language(m["language"])) for m in kept]
     current = [_cue_lists(extract_cues(*item)) for item in inputs]
-    return [
-        message
-        for message, ours, theirs in zip(kept, current, reference_cues(tree, inputs), strict=True)
-        if ours == theirs
-    ]
+    reproduced: list[dict[str, Any]] = []
+    for message, ours, theirs in zip(kept, current, reference_cues(tree, inputs), strict=True):
+        differing = [field for field, a, b in zip(_CUE_FIELDS, ours, theirs, strict=True) if a != b]
+        assert set(differing) <= {"numbers"}, (message["title"], differing)
+        if not differing:
+            reproduced.append(message)
+    excluded = len(kept) - len(reproduced)
+    assert excluded <= MAX_NUMBER_EXCLUSIONS[name], (name, excluded)
+    return reproduced
 
 
 _CUE_FIELDS = ("places", "people", "organisations", "others", "numbers", "dates")
@@ -360,7 +372,7 @@ def labelled_messages(tree: Path | None = None) -> list[dict[str, Any]]:
 
     messages = [article_message(item.doc) for item in load_corpus()]
     if tree is not None:
-        messages = reproducible(messages, tree)
+        messages = reproducible(messages, tree, "labelled corpus")
     encoder = encoder_for(DEFAULT_MODEL)
     assert encoder is not None
     vectors = embed_articles(encoder, [(m["title"], m["text"]) for m in messages])
@@ -390,9 +402,9 @@ def test_labelled_corpus_gives_the_reference_warehouse(
     kept = assert_rebuilt_like_reference(reference_url, current_url, transformed)
     counts = {table: len(rows) for table, rows in snapshot(current_url).items()}
     assert kept > counts["events"] // 2
-    # 247 of the corpus's 446 articles: since FEATURES_VERSION 5 the reference reads the amounts of fewer of them
-    assert counts["articles"] > 200 and counts["article_duplicates"] > 10 and counts["events"] > 50
-    assert counts["dead_letters"] >= 2 and counts["article_features"] > 200
+    # just under what the reproducible messages give (fewer since FEATURES_VERSION 5: MAX_NUMBER_EXCLUSIONS)
+    assert counts["articles"] >= 200 and counts["article_duplicates"] >= 40 and counts["events"] >= 70
+    assert counts["dead_letters"] >= 2 and counts["article_features"] >= 200
 
 
 def test_synthetic_stream_of_2000_articles_gives_the_reference_warehouse(
@@ -400,7 +412,9 @@ def test_synthetic_stream_of_2000_articles_gives_the_reference_warehouse(
 ) -> None:
     from bench.transform import stream_messages
 
-    records = with_traffic_noise(reproducible(stream_messages(2600, embeddings=False), reference_tree))
+    records = with_traffic_noise(
+        reproducible(stream_messages(2600, embeddings=False), reference_tree, "synthetic stream")
+    )
     reference_url, current_url = two_warehouses
     config = ClusteringConfig(embedding_model="none")
     # a month of the stream (the story state restored around it from stored articles), then everything
@@ -417,5 +431,5 @@ def test_synthetic_stream_of_2000_articles_gives_the_reference_warehouse(
     kept = assert_rebuilt_like_reference(reference_url, current_url, transformed)
     counts = {table: len(rows) for table, rows in snapshot(current_url).items()}
     assert kept > counts["events"] // 2
-    assert counts["articles"] >= 1800 and counts["article_duplicates"] > 100 and counts["events"] > 300
+    assert counts["articles"] >= 1850 and counts["article_duplicates"] >= 140 and counts["events"] >= 930
     assert counts["transform_batches"] >= 4

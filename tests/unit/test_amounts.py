@@ -52,6 +52,44 @@ def test_compound_number_words(words: str, language: str, values: list[int]) -> 
 
 
 @pytest.mark.parametrize(
+    ("text", "language", "cues"),
+    [
+        (
+            "The death toll rose to twenty. One hundred people were injured.",
+            "en",
+            {"n:20", "n:20:dead", "n:100", "n:100:injured"},
+        ),
+        ("twenty; one hundred residents were evacuated", "en", {"n:100", "n:100:displaced"}),
+        ("Twenty killed\nOne hundred people were injured", "en", {"n:20", "n:20:dead", "n:100", "n:100:injured"}),
+        ("thirty, five houses were destroyed", "en", {"n:5", "n:5:buildings"}),
+        ("one hundred and twenty people were injured", "en", {"n:120", "n:120:injured"}),
+        ("forty - six houses", "en", {"n:46", "n:46:buildings"}),
+        (
+            "Le bilan est de vingt. Cent personnes ont été blessées.",
+            "fr",
+            {"n:20", "n:20:dead", "n:100", "n:100:injured"},
+        ),
+        ("vingt, et un blessé", "fr", set()),
+        ("vingt et un blessés", "fr", {"n:21", "n:21:injured"}),
+        ("quatre. Vingt maisons détruites", "fr", {"n:20", "n:20:buildings"}),
+        ("dua puluh. Lima buah rumah musnah", "ms", {"n:5", "n:5:buildings"}),
+        ("Jumlah kematian dua puluh; lima orang cedera", "ms", {"n:20", "n:20:dead", "n:5", "n:5:injured"}),
+        ("empat puluh enam orang cedera", "ms", {"n:46", "n:46:injured"}),
+    ],
+)
+def test_number_words_are_not_joined_across_punctuation(text: str, language: str, cues: set[str]) -> None:
+    """Words of one number are separated by spaces or a hyphen (or joined by "and", "et" inside it); a full stop,
+    a comma, a semicolon or a line break ends the number, so that two clauses' numbers are not read as one
+    ("twenty. One hundred people were injured" is no 2100 injured)."""
+    assert _numbers(text, language) == cues
+
+
+def test_number_words_are_not_joined_across_title_and_text() -> None:
+    numbers = extract_cues("Toll rises to twenty", "One hundred people were injured", "en").numbers
+    assert numbers == {"n:20", "n:20:dead", "n:100", "n:100:injured"}  # no n:2100
+
+
+@pytest.mark.parametrize(
     ("english", "other", "language", "cues"),
     [
         # the Kota Tinggi landslide of corpus part 4: the English spells the counts the Chinese writes in digits
@@ -61,31 +99,43 @@ def test_compound_number_words(words: str, language: str, values: list[int]) -> 
         ("killing twelve workers", "事故已造成12人死亡", "zh", {"n:12", "n:12:dead"}),
         ("killing twelve workers", "少なくとも12人が死亡した", "ja", {"n:12", "n:12:dead"}),
         ("Twelve people were killed", "至少十二人死亡", "zh", {"n:12", "n:12:dead"}),
-        ("46 people were injured", "46人受伤", "zh", {"n:46:injured"}),
-        ("three people were missing", "另有3人失联", "zh", {"n:3:missing"}),
-        ("the toll rose to 31", "死亡人数升至31人", "zh", {"n:31:dead"}),
-        ("the toll rose to 31", "死者は31人に", "ja", {"n:31:dead"}),
+        ("46 people were injured", "46人受伤", "zh", {"n:46", "n:46:injured"}),
+        ("three people were missing", "另有3人失联", "zh", {"n:3", "n:3:missing"}),
+        ("the toll rose to 31", "死亡人数升至31人", "zh", {"n:31", "n:31:dead"}),
+        ("the toll rose to 31", "死者は31人に", "ja", {"n:31", "n:31:dead"}),
         ("$1.2 billion", "12亿美元", "zh", {"n:1200000000", "n:1200000000:money"}),
-        ("¥850 billion", "8500億円", "ja", {"n:850000000000:money"}),
-        ("¥850 billion", "8500亿日元", "zh", {"n:850000000000:money"}),
+        ("¥850 billion", "8500億円", "ja", {"n:850000000000", "n:850000000000:money"}),
+        ("¥850 billion", "8500亿日元", "zh", {"n:850000000000", "n:850000000000:money"}),
         ("RM1.2 billion", "12亿令吉", "zh", {"n:1200000000", "n:1200000000:money"}),
         ("RM1.2b", "RM1.2 bilion", "ms", {"n:1200000000", "n:1200000000:money"}),
-        ("$3bn", "$3 billion", "en", {"n:3000000000:money"}),
-        ("€2.5m", "2,5 millions d'euros", "fr", {"n:2500000"}),
+        ("$3bn", "$3 billion", "en", {"n:3000000000", "n:3000000000:money"}),
         ("1.2 billion roubles", "1,2 млрд рублей", "ru", {"n:1200000000", "n:1200000000:money"}),
         ("Nine miners were killed", "погибли 9 горняков", "ru", {"n:9", "n:9:dead"}),
-        ("Nine miners were killed", "9 человек погибли", "ru", {"n:9:dead"}),
-        ("11 people were evacuated", "11 человек эвакуированы", "ru", {"n:11:displaced"}),
-        ("killing 14 people and injuring 23", "مصرع ١٤ شخصا وإصابة ٢٣", "ar", {"n:14", "n:14:dead", "n:23:injured"}),
-        ("killing 14 people", "لقي ١٤ شخصا مصرعهم", "ar", {"n:14:dead"}),
-        ("$1.2 billion", "بقيمة ١٫٢ مليار دولار", "ar", {"n:1200000000:money"}),
+        ("Nine miners were killed", "9 человек погибли", "ru", {"n:9", "n:9:dead"}),
+        ("11 people were evacuated", "11 человек эвакуированы", "ru", {"n:11", "n:11:displaced"}),
+        (
+            "killing 14 people and injuring 23",
+            "مصرع ١٤ شخصا وإصابة ٢٣",
+            "ar",
+            {"n:14", "n:14:dead", "n:23", "n:23:injured"},
+        ),
+        ("killing 14 people", "لقي ١٤ شخصا مصرعهم", "ar", {"n:14", "n:14:dead"}),
+        ("$1.2 billion", "بقيمة ١٫٢ مليار دولار", "ar", {"n:1200000000", "n:1200000000:money"}),
         ("quarante-six habitants évacués", "46 residents evacuated", "en", {"n:46", "n:46:displaced"}),
     ],
 )
 def test_one_figure_gives_one_cue_across_scripts(english: str, other: str, language: str, cues: set[str]) -> None:
+    """Both reports give exactly the same number keys: no extra or contradictory class key on either side (the
+    dilution the module's docstring warns about)."""
     source = "fr" if "habitants" in english else "en"
-    assert cues <= _numbers(english, source), _numbers(english, source)
-    assert cues <= _numbers(other, language), _numbers(other, language)
+    assert _numbers(english, source) == cues
+    assert _numbers(other, language) == cues
+
+
+def test_a_class_read_on_one_side_only_leaves_the_bare_figure_shared() -> None:
+    # "millions d'euros" gives no money class (yet): the bare figure is still the same key on both sides
+    assert _numbers("€2.5m", "en") == {"n:2500000", "n:2500000:money"}
+    assert _numbers("2,5 millions d'euros", "fr") == {"n:2500000"}
 
 
 def test_a_count_without_its_class_on_one_side_gives_no_class_key_there() -> None:
@@ -128,10 +178,8 @@ def test_a_chinese_amount_is_read_once() -> None:
 
 
 def test_a_chinese_count_is_bounded_by_its_clause() -> None:
-    numbers = _numbers("3间房屋被埋，一名妇女罹难", "zh")
-    assert "n:3:dead" not in numbers and "n:3:buildings" in numbers
-    numbers = _numbers("3人死亡、12人受伤", "zh")
-    assert {"n:3:dead", "n:12:injured"} <= numbers and "n:12:dead" not in numbers
+    assert _numbers("3间房屋被埋，一名妇女罹难", "zh") == {"n:3", "n:3:buildings"}  # no n:3:dead
+    assert _numbers("3人死亡、12人受伤", "zh") == {"n:3", "n:3:dead", "n:12", "n:12:injured"}  # no n:12:dead
 
 
 def test_arabic_indic_digits_read_as_ascii() -> None:

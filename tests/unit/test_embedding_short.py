@@ -117,15 +117,19 @@ def report() -> QualityReport:
 
 
 def test_the_short_model_keeps_the_quality_floors(report: QualityReport) -> None:
-    """The task's floors for a change of what is embedded: cross-script 37 of 38, cross-language at least 480
-    of 498 with no wrong join, B-cubed F1 at least 0.985. The corpus's fifth part added one hard negative that
-    both models join (a second Johor data centre, see tests/test_quality.py); its sixth part one that this model
-    joins, before and after the amounts of the tenth pass (the Zibo chemical plant explosion, five days after
-    Yancheng's, whose English report names Yancheng's toll): their wrong pairs are the only ones."""
+    """The task's floors for a change of what is embedded: cross-script pairs joined at least 60 (of the six
+    parts' 65), cross-language at least 480, B-cubed F1 at least 0.985, and wrong joins only from known hard
+    negatives. The corpus's fifth part added one that both models join (a second Johor data centre, see
+    tests/test_quality.py): up to 2 wrong cross-language pairs, none cross-script. Its sixth part added one that
+    this model joins, before and after the amounts of the tenth pass (the Zibo chemical plant explosion, five days
+    after Yancheng's, whose English report names Yancheng's toll): only when that event is mixed, up to 3 wrong
+    cross-script pairs and 4 more wrong cross-language pairs are allowed."""
     script = report.cross_language["cross_script"]
     known = [["p5-s07", "p5-s08"], ["p6-s01", "p6-s02"]]
     mixed = [sorted(entry["stories"]) for entry in report.errors["mixed_events"]]
     assert all(stories in known for stories in mixed), mixed
-    assert script["gold_pairs_joined"] >= 60 and script["predicted_pairs_wrong"] <= (3 if known[1] in mixed else 0)
-    assert report.cross_language["gold_pairs_joined"] >= 480 and report.cross_language["predicted_pairs_wrong"] <= 6
+    zibo = known[1] in mixed
+    assert script["gold_pairs_joined"] >= 60 and script["predicted_pairs_wrong"] <= (3 if zibo else 0)
+    wrong = report.cross_language["predicted_pairs_wrong"]
+    assert report.cross_language["gold_pairs_joined"] >= 480 and wrong <= (2 + 4 if zibo else 2)
     assert report.clusters.f1 >= 0.985 and report.duplicates.f1 >= 0.99
