@@ -427,6 +427,11 @@ find(const int64_t *sorted, Py_ssize_t count, int64_t value)
     return low < count && sorted[low] == value ? low : -1;
 }
 
+/* frequencies()'s marks by document frequency, zero between calls (the GIL is held throughout, as for the
+ * clusterer's scratch arrays) */
+static unsigned char *seen = NULL;
+static Py_ssize_t seen_size = 0;
+
 static int
 compare_int64(const void *a, const void *b)
 {
@@ -472,7 +477,9 @@ frequencies_impl(PyObject *module, PyObject *args)
         PyErr_NoMemory();
         goto done_ids;
     }
-    Py_ssize_t taken = 0;
+    /* each frequency once, marked in a table by frequency that only grows (to the largest frequency seen, at most the
+     * live article count) and is cleared at the marked positions only: the work is the events' keys, and the sort is
+     * of the distinct frequencies (a handful: most keys share a few small ones) */
     for (Py_ssize_t e = 0; e < count; e++) {
         double dot = PyFloat_AsDouble(PyTuple_GET_ITEM(dots, e));
         if (dot == -1.0 && PyErr_Occurred()) {
@@ -484,19 +491,32 @@ frequencies_impl(PyObject *module, PyObject *args)
         const int64_t *ids = ids_views[e].buf;
         for (Py_ssize_t k = 0; k < items(&ids_views[e]); k++) {
             int64_t id = ids[k];
-            if (id < 0 || id >= vocabulary) {
-                PyErr_SetString(PyExc_IndexError, "frequencies: id beyond the frequencies");
+            if (id < 0 || id >= vocabulary || frequencies[id] < 0 || frequencies[id] >= PY_SSIZE_T_MAX / 4) {
+                PyErr_SetString(PyExc_IndexError, "frequencies: id beyond the frequencies, or a frequency out of range");
                 goto done_found;
             }
-            found[taken++] = frequencies[id];
+            int64_t frequency = frequencies[id];
+            if (frequency >= seen_size) {
+                Py_ssize_t size = seen_size ? seen_size : 1024;
+                while (size <= frequency) {
+                    size *= 2;
+                }
+                unsigned char *grown = PyMem_Realloc(seen, (size_t)size);
+                if (grown == NULL) {
+                    PyErr_NoMemory();
+                    goto done_found;
+                }
+                memset(grown + seen_size, 0, (size_t)(size - seen_size));
+                seen = grown;
+                seen_size = size;
+            }
+            if (!seen[frequency]) {
+                seen[frequency] = 1;
+                found[distinct++] = frequency;
+            }
         }
     }
-    qsort(found, (size_t)taken, sizeof(int64_t), compare_int64);
-    for (Py_ssize_t i = 0; i < taken; i++) {
-        if (distinct == 0 || found[distinct - 1] != found[i]) {
-            found[distinct++] = found[i];
-        }
-    }
+    qsort(found, (size_t)distinct, sizeof(int64_t), compare_int64);
     result = PyList_New(distinct);
     if (result == NULL) {
         goto done_found;
@@ -510,6 +530,9 @@ frequencies_impl(PyObject *module, PyObject *args)
         PyList_SET_ITEM(result, i, value);
     }
 done_found:
+    for (Py_ssize_t i = 0; i < distinct; i++) {
+        seen[found[i]] = 0;
+    }
     PyMem_Free(found);
 done_ids:
     release_buffers(ids_views, count);

@@ -80,6 +80,23 @@ def test_idf_of_the_needed_frequencies_equals_the_per_key_numpy_idf() -> None:
 
 
 @needs_kernel
+def test_frequencies_are_the_distinct_frequencies_of_the_events_with_a_dot() -> None:
+    """Sorted and distinct, only events whose dot is not 0, the same on every call (its marks left clear, also after
+    an error half-way)."""
+    rng = np.random.default_rng(6)
+    for _ in range(200):
+        by_id = rng.integers(0, int(rng.integers(1, 5000)), 400)
+        event_ids = [rng.integers(0, 400, int(rng.integers(0, 50))) for _ in range(int(rng.integers(0, 8)))]
+        dots = rng.choice([0.0, 0.5, -1.0], len(event_ids)).tolist()
+        held = [ids for ids, dot in zip(event_ids, dots, strict=True) if dot]
+        expected = np.unique(np.concatenate([by_id[ids] for ids in held])).tolist() if held else []
+        assert kernel.frequencies(event_ids, dots, by_id) == expected
+        with pytest.raises(IndexError):  # an id beyond the table after some marks were made
+            kernel.frequencies([*event_ids, np.array([400])], [*dots, 1.0], by_id)
+        assert kernel.frequencies(event_ids, dots, by_id) == expected
+
+
+@needs_kernel
 def test_hits_equal_numpy_add_at_with_ties_and_the_cut() -> None:
     rng = np.random.default_rng(5)
     for _ in range(200):
