@@ -11,9 +11,14 @@
  *     partials and the final half-even correction of Modules/mathmodule.c);
  *   - norms are np.add.reduce over each event's squares: pairwise_sum() below is NumPy's pairwise summation
  *     (8 accumulators up to 128 elements, halving above), added to the reduction's initial 0.0;
- *   - no logarithm is taken here: the caller passes IDF values NumPy computed;
+ *   - no logarithm is taken here: the caller passes IDF values NumPy computed, for just the document frequencies
+ *     the scored events hold (frequencies() lists them), so that the per-article work does not grow with the
+ *     number of live articles;
  *   - hit weights are added one by one in key order from 0.0, as np.add.at does.
  * Build with -ffp-contract=off (setup.py) so that no product and sum are fused into one rounding.
+ *
+ * The list arguments are copied into tuples on entry (with_tuples): reading an item can run Python code
+ * (__index__, __float__, __buffer__), which could otherwise shrink a list whose size the loop has already taken.
  *
  * SCORING_ABI is checked by transform.scoring: bump it whenever a function's signature or meaning changes, so a
  * stale build is refused rather than run. SCORING_SOURCE_HASH (set by setup.py) lets it also refuse a build made
@@ -25,7 +30,7 @@
 #include <stdint.h>
 #include <string.h>
 
-#define SCORING_ABI 1
+#define SCORING_ABI 2
 #ifndef SCORING_SOURCE_HASH
 #define SCORING_SOURCE_HASH ""
 #endif
@@ -54,7 +59,7 @@ get_buffer(PyObject *obj, Py_buffer *view, char kind, int writable, const char *
     return 0;
 }
 
-/* The buffers of a list of arrays (the events' ids or values), released by release_buffers. */
+/* The buffers of a tuple of arrays (the events' ids or values), released by release_buffers. */
 static Py_buffer *
 get_buffers(PyObject *list, Py_ssize_t count, char kind, const char *what)
 {
@@ -64,7 +69,7 @@ get_buffers(PyObject *list, Py_ssize_t count, char kind, const char *what)
         return NULL;
     }
     for (Py_ssize_t i = 0; i < count; i++) {
-        if (get_buffer(PyList_GET_ITEM(list, i), &views[i], kind, 0, what) < 0) {
+        if (get_buffer(PyTuple_GET_ITEM(list, i), &views[i], kind, 0, what) < 0) {
             for (Py_ssize_t j = 0; j < i; j++) {
                 PyBuffer_Release(&views[j]);
             }
@@ -261,18 +266,18 @@ PyDoc_STRVAR(dots_doc,
 "the idf ** 2 of each key. weights and squares are zero float64 scratch arrays indexed by id, left zero.");
 
 static PyObject *
-scoring_dots(PyObject *module, PyObject *args)
+dots_impl(PyObject *module, PyObject *args)
 {
     PyObject *event_ids, *event_values, *article_ids, *article_values, *article_idf2, *weights_obj, *squares_obj;
     int scaled;
-    if (!PyArg_ParseTuple(args, "O!O!O!OO!OOp", &PyList_Type, &event_ids, &PyList_Type, &event_values,
-                          &PyList_Type, &article_ids, &article_values, &PyList_Type, &article_idf2, &weights_obj,
+    if (!PyArg_ParseTuple(args, "O!O!O!OO!OOp", &PyTuple_Type, &event_ids, &PyTuple_Type, &event_values,
+                          &PyTuple_Type, &article_ids, &article_values, &PyTuple_Type, &article_idf2, &weights_obj,
                           &squares_obj, &scaled)) {
         return NULL;
     }
-    Py_ssize_t count = PyList_GET_SIZE(event_ids);
-    Py_ssize_t keys = PyList_GET_SIZE(article_ids);
-    if (PyList_GET_SIZE(event_values) != count || PyList_GET_SIZE(article_idf2) != keys) {
+    Py_ssize_t count = PyTuple_GET_SIZE(event_ids);
+    Py_ssize_t keys = PyTuple_GET_SIZE(article_ids);
+    if (PyTuple_GET_SIZE(event_values) != count || PyTuple_GET_SIZE(article_idf2) != keys) {
         PyErr_SetString(PyExc_ValueError, "dots: lists of different lengths");
         return NULL;
     }
@@ -307,7 +312,7 @@ scoring_dots(PyObject *module, PyObject *args)
     }
     /* the article's values and idf ** 2 scattered by id: a key is shared with an event where its weight is not 0 */
     for (Py_ssize_t k = 0; k < keys; k++) {
-        long long id = PyLong_AsLongLong(PyList_GET_ITEM(article_ids, k));
+        long long id = PyLong_AsLongLong(PyTuple_GET_ITEM(article_ids, k));
         if (id == -1 && PyErr_Occurred()) {
             goto done_scatter;
         }
@@ -318,7 +323,7 @@ scoring_dots(PyObject *module, PyObject *args)
             PyErr_SetString(PyExc_IndexError, "dots: article id beyond the scratch arrays");
             goto done_scatter;
         }
-        double square = PyFloat_AsDouble(PyList_GET_ITEM(article_idf2, k));
+        double square = PyFloat_AsDouble(PyTuple_GET_ITEM(article_idf2, k));
         if (square == -1.0 && PyErr_Occurred()) {
             goto done_scatter;
         }
@@ -405,38 +410,177 @@ done_scratch:
     return result;
 }
 
-PyDoc_STRVAR(norms_doc,
-"norms(event_ids, event_values, dots, frequencies, idf) -> list\n\n"
-"For each event whose dot is not 0: sqrt(np.add.reduce((values * idf[frequencies[ids]]) ** 2)) over its key-sorted\n"
-"int64 ids and float64 values; 0.0 for the others. frequencies holds the document frequency by id (int64), idf\n"
-"the IDF by document frequency (float64, computed by NumPy).");
+/* The position of value in the ascending sorted[0..count), or -1. */
+static Py_ssize_t
+find(const int64_t *sorted, Py_ssize_t count, int64_t value)
+{
+    Py_ssize_t low = 0, high = count;
+    while (low < high) {
+        Py_ssize_t middle = low + (high - low) / 2;
+        if (sorted[middle] < value) {
+            low = middle + 1;
+        }
+        else {
+            high = middle;
+        }
+    }
+    return low < count && sorted[low] == value ? low : -1;
+}
+
+/* frequencies()'s marks by document frequency, zero between calls (the GIL is held throughout, as for the
+ * clusterer's scratch arrays) */
+static unsigned char *seen = NULL;
+static Py_ssize_t seen_size = 0;
+
+static int
+compare_int64(const void *a, const void *b)
+{
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    return (x > y) - (x < y);
+}
+
+PyDoc_STRVAR(frequencies_doc,
+"frequencies(event_ids, dots, frequencies) -> list\n\n"
+"The sorted distinct document frequencies (frequencies[id], int64 by id) of the keys of the events whose dot is\n"
+"not 0: the IDF values norms() needs. Its work is the size of those events, whatever the number of live articles.");
 
 static PyObject *
-scoring_norms(PyObject *module, PyObject *args)
+frequencies_impl(PyObject *module, PyObject *args)
 {
-    PyObject *event_ids, *event_values, *dots, *frequencies_obj, *idf_obj;
-    if (!PyArg_ParseTuple(args, "O!O!O!OO", &PyList_Type, &event_ids, &PyList_Type, &event_values, &PyList_Type,
-                          &dots, &frequencies_obj, &idf_obj)) {
+    PyObject *event_ids, *dots, *frequencies_obj;
+    if (!PyArg_ParseTuple(args, "O!O!O", &PyTuple_Type, &event_ids, &PyTuple_Type, &dots, &frequencies_obj)) {
         return NULL;
     }
-    Py_ssize_t count = PyList_GET_SIZE(event_ids);
-    if (PyList_GET_SIZE(event_values) != count || PyList_GET_SIZE(dots) != count) {
+    Py_ssize_t count = PyTuple_GET_SIZE(event_ids);
+    if (PyTuple_GET_SIZE(dots) != count) {
+        PyErr_SetString(PyExc_ValueError, "frequencies: lists of different lengths");
+        return NULL;
+    }
+    PyObject *result = NULL;
+    Py_buffer frequencies_view;
+    Py_buffer *ids_views = NULL;
+    int64_t *found = NULL;
+    if (get_buffer(frequencies_obj, &frequencies_view, 'q', 0, "frequencies") < 0) {
+        return NULL;
+    }
+    const int64_t *frequencies = frequencies_view.buf;
+    Py_ssize_t vocabulary = items(&frequencies_view), total = 0, distinct = 0;
+    ids_views = get_buffers(event_ids, count, 'q', "event ids");
+    if (ids_views == NULL) {
+        goto done_frequencies;
+    }
+    for (Py_ssize_t e = 0; e < count; e++) {
+        total += items(&ids_views[e]);
+    }
+    found = PyMem_Malloc((total ? (size_t)total : 1) * sizeof(int64_t));
+    if (found == NULL) {
+        PyErr_NoMemory();
+        goto done_ids;
+    }
+    /* each frequency once, marked in a table by frequency that only grows (to the largest frequency seen, at most the
+     * live article count) and is cleared at the marked positions only: the work is the events' keys, and the sort is
+     * of the distinct frequencies (a handful: most keys share a few small ones) */
+    for (Py_ssize_t e = 0; e < count; e++) {
+        double dot = PyFloat_AsDouble(PyTuple_GET_ITEM(dots, e));
+        if (dot == -1.0 && PyErr_Occurred()) {
+            goto done_found;
+        }
+        if (dot == 0.0) {
+            continue;
+        }
+        const int64_t *ids = ids_views[e].buf;
+        for (Py_ssize_t k = 0; k < items(&ids_views[e]); k++) {
+            int64_t id = ids[k];
+            if (id < 0 || id >= vocabulary || frequencies[id] < 0 || frequencies[id] >= PY_SSIZE_T_MAX / 4) {
+                PyErr_SetString(PyExc_IndexError, "frequencies: id beyond the frequencies, or a frequency out of range");
+                goto done_found;
+            }
+            int64_t frequency = frequencies[id];
+            if (frequency >= seen_size) {
+                Py_ssize_t size = seen_size ? seen_size : 1024;
+                while (size <= frequency) {
+                    size *= 2;
+                }
+                unsigned char *grown = PyMem_Realloc(seen, (size_t)size);
+                if (grown == NULL) {
+                    PyErr_NoMemory();
+                    goto done_found;
+                }
+                memset(grown + seen_size, 0, (size_t)(size - seen_size));
+                seen = grown;
+                seen_size = size;
+            }
+            if (!seen[frequency]) {
+                seen[frequency] = 1;
+                found[distinct++] = frequency;
+            }
+        }
+    }
+    qsort(found, (size_t)distinct, sizeof(int64_t), compare_int64);
+    result = PyList_New(distinct);
+    if (result == NULL) {
+        goto done_found;
+    }
+    for (Py_ssize_t i = 0; i < distinct; i++) {
+        PyObject *value = PyLong_FromLongLong(found[i]);
+        if (value == NULL) {
+            Py_CLEAR(result);
+            goto done_found;
+        }
+        PyList_SET_ITEM(result, i, value);
+    }
+done_found:
+    for (Py_ssize_t i = 0; i < distinct; i++) {
+        seen[found[i]] = 0;
+    }
+    PyMem_Free(found);
+done_ids:
+    release_buffers(ids_views, count);
+done_frequencies:
+    PyBuffer_Release(&frequencies_view);
+    return result;
+}
+
+PyDoc_STRVAR(norms_doc,
+"norms(event_ids, event_values, dots, frequencies, needed, idf) -> list\n\n"
+"For each event whose dot is not 0: sqrt(np.add.reduce((values * idf[f]) ** 2)) over its key-sorted int64 ids and\n"
+"float64 values, where f is the position of the key's document frequency (frequencies[id], int64 by id) in needed\n"
+"(the sorted distinct frequencies, as frequencies() returns them); 0.0 for the others. idf holds the IDF of each\n"
+"needed frequency (float64, computed by NumPy).");
+
+static PyObject *
+norms_impl(PyObject *module, PyObject *args)
+{
+    PyObject *event_ids, *event_values, *dots, *frequencies_obj, *needed_obj, *idf_obj;
+    if (!PyArg_ParseTuple(args, "O!O!O!OOO", &PyTuple_Type, &event_ids, &PyTuple_Type, &event_values, &PyTuple_Type,
+                          &dots, &frequencies_obj, &needed_obj, &idf_obj)) {
+        return NULL;
+    }
+    Py_ssize_t count = PyTuple_GET_SIZE(event_ids);
+    if (PyTuple_GET_SIZE(event_values) != count || PyTuple_GET_SIZE(dots) != count) {
         PyErr_SetString(PyExc_ValueError, "norms: lists of different lengths");
         return NULL;
     }
     PyObject *result = NULL;
-    Py_buffer frequencies_view, idf_view;
+    Py_buffer frequencies_view, needed_view, idf_view;
     Py_buffer *ids_views = NULL, *values_views = NULL;
     double *squares = NULL;
     if (get_buffer(frequencies_obj, &frequencies_view, 'q', 0, "frequencies") < 0) {
         return NULL;
     }
-    if (get_buffer(idf_obj, &idf_view, 'd', 0, "idf") < 0) {
+    if (get_buffer(needed_obj, &needed_view, 'q', 0, "needed") < 0) {
         goto done_frequencies;
     }
-    const int64_t *frequencies = frequencies_view.buf;
+    if (get_buffer(idf_obj, &idf_view, 'd', 0, "idf") < 0) {
+        goto done_needed;
+    }
+    const int64_t *frequencies = frequencies_view.buf, *needed = needed_view.buf;
     const double *idf = idf_view.buf;
-    Py_ssize_t vocabulary = items(&frequencies_view), table = items(&idf_view);
+    Py_ssize_t vocabulary = items(&frequencies_view), table = items(&needed_view);
+    if (items(&idf_view) != table) {
+        PyErr_SetString(PyExc_ValueError, "norms: needed and idf differ in length");
+        goto done_idf;
+    }
     ids_views = get_buffers(event_ids, count, 'q', "event ids");
     if (ids_views == NULL) {
         goto done_idf;
@@ -465,7 +609,7 @@ scoring_norms(PyObject *module, PyObject *args)
         goto done_values;
     }
     for (Py_ssize_t e = 0; e < count; e++) {
-        double dot = PyFloat_AsDouble(PyList_GET_ITEM(dots, e));
+        double dot = PyFloat_AsDouble(PyTuple_GET_ITEM(dots, e));
         if (dot == -1.0 && PyErr_Occurred()) {
             Py_CLEAR(result);
             goto done_values;
@@ -477,12 +621,13 @@ scoring_norms(PyObject *module, PyObject *args)
         if (dot != 0.0 && length > 0) {
             for (Py_ssize_t k = 0; k < length; k++) {
                 int64_t id = ids[k];
-                if (id < 0 || id >= vocabulary || frequencies[id] < 0 || frequencies[id] >= table) {
-                    PyErr_SetString(PyExc_IndexError, "norms: id or document frequency beyond the tables");
+                Py_ssize_t at = id < 0 || id >= vocabulary ? -1 : find(needed, table, frequencies[id]);
+                if (at < 0) {
+                    PyErr_SetString(PyExc_IndexError, "norms: id beyond the frequencies or frequency not needed");
                     Py_CLEAR(result);
                     goto done_values;
                 }
-                double weighted = values[k] * idf[frequencies[id]];
+                double weighted = values[k] * idf[at];
                 squares[k] = weighted * weighted;
             }
             norm = sqrt(add_reduce(squares, length));
@@ -501,6 +646,8 @@ done_ids:
     release_buffers(ids_views, count);
 done_idf:
     PyBuffer_Release(&idf_view);
+done_needed:
+    PyBuffer_Release(&needed_view);
 done_frequencies:
     PyBuffer_Release(&frequencies_view);
     return result;
@@ -521,16 +668,16 @@ PyDoc_STRVAR(hits_doc,
 "float64 scratch array indexed by slot, left zero.");
 
 static PyObject *
-scoring_hits(PyObject *module, PyObject *args)
+hits_impl(PyObject *module, PyObject *args)
 {
     PyObject *postings, *weights, *totals_obj;
     Py_ssize_t max_posting, max_candidates;
-    if (!PyArg_ParseTuple(args, "O!O!Onn", &PyList_Type, &postings, &PyList_Type, &weights, &totals_obj,
+    if (!PyArg_ParseTuple(args, "O!O!Onn", &PyTuple_Type, &postings, &PyTuple_Type, &weights, &totals_obj,
                           &max_posting, &max_candidates)) {
         return NULL;
     }
-    Py_ssize_t keys = PyList_GET_SIZE(postings);
-    if (PyList_GET_SIZE(weights) != keys) {
+    Py_ssize_t keys = PyTuple_GET_SIZE(postings);
+    if (PyTuple_GET_SIZE(weights) != keys) {
         PyErr_SetString(PyExc_ValueError, "hits: postings and weights differ in length");
         return NULL;
     }
@@ -550,7 +697,7 @@ scoring_hits(PyObject *module, PyObject *args)
     }
     for (Py_ssize_t k = 0; k < keys; k++) {
         Py_buffer view;
-        if (get_buffer(PyList_GET_ITEM(postings, k), &view, 'q', 0, "posting") < 0) {
+        if (get_buffer(PyTuple_GET_ITEM(postings, k), &view, 'q', 0, "posting") < 0) {
             goto done;
         }
         Py_ssize_t length = items(&view);
@@ -558,7 +705,7 @@ scoring_hits(PyObject *module, PyObject *args)
             PyBuffer_Release(&view);
             continue;
         }
-        double weight = PyFloat_AsDouble(PyList_GET_ITEM(weights, k));
+        double weight = PyFloat_AsDouble(PyTuple_GET_ITEM(weights, k));
         if (weight == -1.0 && PyErr_Occurred()) {
             PyBuffer_Release(&view);
             goto done;
@@ -607,6 +754,8 @@ scoring_hits(PyObject *module, PyObject *args)
             hit_count++;
         }
     }
+    /* max_candidates < 1 keeps every hit here, where the Python path fails in np.partition: ClusteringConfig
+     * refuses it (max_candidates >= 1), so the clusterer never passes it */
     double cut = -INFINITY;
     if (hit_count > max_candidates && max_candidates > 0) {
         qsort(sorted_totals, (size_t)hit_count, sizeof(double), compare_descending);
@@ -684,8 +833,57 @@ scoring_add_reduce(PyObject *module, PyObject *obj)
     return PyFloat_FromDouble(total);
 }
 
+/* The function impl called with args whose lists are copied into tuples, which hold their items: reading an
+ * item can run Python code (__index__, __float__, __buffer__), and that code cannot then shrink what is read. */
+static PyObject *
+with_tuples(PyObject *(*impl)(PyObject *, PyObject *), PyObject *module, PyObject *args)
+{
+    Py_ssize_t count = PyTuple_GET_SIZE(args);
+    PyObject *copied = PyTuple_New(count);
+    if (copied == NULL) {
+        return NULL;
+    }
+    for (Py_ssize_t i = 0; i < count; i++) {
+        PyObject *item = PyTuple_GET_ITEM(args, i);
+        PyObject *held = PyList_Check(item) ? PyList_AsTuple(item) : Py_NewRef(item);
+        if (held == NULL) {
+            Py_DECREF(copied);
+            return NULL;
+        }
+        PyTuple_SET_ITEM(copied, i, held);
+    }
+    PyObject *result = impl(module, copied);
+    Py_DECREF(copied);
+    return result;
+}
+
+static PyObject *
+scoring_dots(PyObject *module, PyObject *args)
+{
+    return with_tuples(dots_impl, module, args);
+}
+
+static PyObject *
+scoring_frequencies(PyObject *module, PyObject *args)
+{
+    return with_tuples(frequencies_impl, module, args);
+}
+
+static PyObject *
+scoring_norms(PyObject *module, PyObject *args)
+{
+    return with_tuples(norms_impl, module, args);
+}
+
+static PyObject *
+scoring_hits(PyObject *module, PyObject *args)
+{
+    return with_tuples(hits_impl, module, args);
+}
+
 static PyMethodDef scoring_methods[] = {
     {"dots", scoring_dots, METH_VARARGS, dots_doc},
+    {"frequencies", scoring_frequencies, METH_VARARGS, frequencies_doc},
     {"norms", scoring_norms, METH_VARARGS, norms_doc},
     {"hits", scoring_hits, METH_VARARGS, hits_doc},
     {"fsum", scoring_fsum, METH_O, fsum_doc},

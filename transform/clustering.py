@@ -1130,7 +1130,6 @@ class StoryClusterer:
         # The C kernel of scoring (transform.scoring), or None for the pure-Python path: the same floats.
         self._kernel = load_kernel()
         self._totals = np.zeros(0, dtype=np.float64)  # the kernel's hit totals by event slot, zero between uses
-        self._idf_array: np.ndarray | None = None  # np.log IDF by document frequency, for the kernel's norms
 
     # --- public API -------------------------------------------------------------------------------
 
@@ -1470,7 +1469,9 @@ class StoryClusterer:
             )
             if not any(dots):
                 return dots, [0.0] * count
-            return dots, self._kernel.norms(event_ids, event_values, dots, vocabulary.frequency_array, self._idf_list())
+            frequencies = vocabulary.frequency_array
+            needed, idf = self._needed_idf(frequencies, event_ids, dots)
+            return dots, self._kernel.norms(event_ids, event_values, dots, frequencies, needed, idf)
         lengths = list(map(len, event_ids))
         offsets = [0, *accumulate(lengths)]
         ids = np.concatenate(event_ids)
@@ -1505,16 +1506,17 @@ class StoryClusterer:
                     norms[position] = math.sqrt(float(_add_reduce(squares[start:stop])))
         return dots, norms
 
-    def _idf_list(self) -> np.ndarray:
-        """IDF by document frequency 0..live articles (no key has more), for the kernel's norms: the floats the
-        NumPy path computes per key, ``np.log((1 + live articles) / (1 + frequency)) + 1``, by NumPy too (the
-        kernel takes no logarithm: libm's and NumPy's may differ in the last bit)."""
-        total = len(self._article_event)
-        table = self._idf_array
-        if table is None or len(table) != total + 1:
-            frequencies = np.arange(total + 1, dtype=np.int64)
-            table = self._idf_array = np.log((1.0 + total) / (1.0 + frequencies)) + 1.0
-        return table
+    def _needed_idf(
+        self, frequencies: np.ndarray, event_ids: list[np.ndarray], dots: list[float]
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The sorted distinct document frequencies of the keys of the events whose dot is not 0, and their IDF,
+        for the kernel's norms: the floats the NumPy path computes per key, ``np.log((1 + live articles) / (1 +
+        frequency)) + 1``, by NumPy too (the kernel takes no logarithm: libm's and NumPy's may differ in the last
+        bit), element by element. Only the frequencies these events hold: a table of every frequency up to the live
+        article count would cost that count for every article."""
+        assert self._kernel is not None
+        needed = np.array(self._kernel.frequencies(event_ids, dots, frequencies), dtype=np.int64)
+        return needed, np.log((1.0 + len(self._article_event)) / (1.0 + needed)) + 1.0
 
     def _combine(self, text: float, cue: float, meaning: float = 0.0) -> float:
         config = self.config

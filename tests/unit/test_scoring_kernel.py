@@ -18,6 +18,7 @@ import pytest
 from bench.quality import load_corpus, synthetic_stream
 from transform import scoring
 from transform.clustering import ClusteringConfig, StoryClusterer
+from transform.errors import ClusteringError
 
 kernel = scoring.load_kernel()
 needs_kernel = pytest.mark.skipif(kernel is None, reason="the C kernel of scoring is not built")
@@ -57,19 +58,42 @@ def test_add_reduce_is_numpy_add_reduce_for_every_length() -> None:
         assert math.copysign(1.0, result) == math.copysign(1.0, expected)
 
 
-def test_idf_table_equals_the_per_key_numpy_idf() -> None:
-    """The table the kernel reads (by frequency) holds the floats NumPy computes for the keys' frequencies, wherever
-    they stand in an array and whatever its length."""
+@needs_kernel
+def test_idf_of_the_needed_frequencies_equals_the_per_key_numpy_idf() -> None:
+    """The IDF the kernel reads (by the position of a key's frequency among the needed ones) holds the floats NumPy
+    computes for the keys' frequencies, wherever they stand in an array and whatever its length; and only the
+    frequencies of the events with a non-zero dot are needed."""
     rng = np.random.default_rng(4)
     clusterer = StoryClusterer(ClusteringConfig(embedding_model="none"))
     for total in (0, 1, 7, 100, 2500):
         clusterer._article_event = {str(n): "e" for n in range(total)}
-        table = clusterer._idf_list()
-        assert len(table) == total + 1
+        by_id = rng.integers(0, total + 1, 3000)
         for length in (1, 3, 8, 17, 64, 129, 1000):
-            frequencies = rng.integers(0, total + 1, length)
+            event_ids = [np.sort(rng.choice(3000, length, replace=False)) for _ in range(3)]
+            dots = [1.5, 0.0, -2.0]
+            needed, idf = clusterer._needed_idf(by_id, event_ids, dots)
+            held = np.concatenate([event_ids[0], event_ids[2]])
+            assert needed.tolist() == sorted(set(by_id[held].tolist()))
+            frequencies = by_id[held]
             expected = np.log((1.0 + total) / (1.0 + frequencies)) + 1.0
-            assert table[frequencies].tolist() == expected.tolist()
+            assert idf[np.searchsorted(needed, frequencies)].tolist() == expected.tolist()
+
+
+@needs_kernel
+def test_frequencies_are_the_distinct_frequencies_of_the_events_with_a_dot() -> None:
+    """Sorted and distinct, only events whose dot is not 0, the same on every call (its marks left clear, also after
+    an error half-way)."""
+    rng = np.random.default_rng(6)
+    for _ in range(200):
+        by_id = rng.integers(0, int(rng.integers(1, 5000)), 400)
+        event_ids = [rng.integers(0, 400, int(rng.integers(0, 50))) for _ in range(int(rng.integers(0, 8)))]
+        dots = rng.choice([0.0, 0.5, -1.0], len(event_ids)).tolist()
+        held = [ids for ids, dot in zip(event_ids, dots, strict=True) if dot]
+        expected = np.unique(np.concatenate([by_id[ids] for ids in held])).tolist() if held else []
+        assert kernel.frequencies(event_ids, dots, by_id) == expected
+        with pytest.raises(IndexError):  # an id beyond the table after some marks were made
+            kernel.frequencies([*event_ids, np.array([400])], [*dots, 1.0], by_id)
+        assert kernel.frequencies(event_ids, dots, by_id) == expected
 
 
 @needs_kernel
@@ -111,12 +135,121 @@ def test_kernel_rejects_bad_input_and_leaves_scratch_zero() -> None:
     assert not weights.any() and not squares.any()
     with pytest.raises(TypeError):
         kernel.dots([np.array([1], dtype=np.int32)], [np.ones(1)], [1], None, [2.0], weights, squares, False)
+    with pytest.raises(IndexError):  # frequency 5 is not among the needed ones
+        kernel.norms(
+            [np.array([1], dtype=np.int64)], [np.ones(1)], [1.0], np.array([0, 5]), np.array([0, 4]), np.ones(2)
+        )
+    with pytest.raises(ValueError):
+        kernel.norms([np.array([1], dtype=np.int64)], [np.ones(1)], [1.0], np.array([0, 5]), np.array([5]), np.ones(2))
     with pytest.raises(IndexError):
-        kernel.norms([np.array([1], dtype=np.int64)], [np.ones(1)], [1.0], np.array([0, 5]), np.ones(3))
+        kernel.frequencies([np.array([2], dtype=np.int64)], [1.0], np.array([0, 5]))
     totals = np.zeros(2)
     with pytest.raises(IndexError):
         kernel.hits([array("q", [0, 7])], [1.0], totals, 10, 5)
     assert not totals.any()
+
+
+class _Shrinking:
+    """An int (or float) whose conversion empties the list it stands in, as a Python ``__index__``/``__float__`` can."""
+
+    def __init__(self, victim: list, value: float) -> None:
+        self.victim, self.value = victim, value
+
+    def __index__(self) -> int:
+        self.victim.clear()
+        return int(self.value)
+
+    def __float__(self) -> float:
+        self.victim.clear()
+        return float(self.value)
+
+
+@needs_kernel
+def test_lists_emptied_during_a_call_are_not_read_past_their_end() -> None:
+    """Reading an item may run Python code that shrinks a list the kernel is reading: it reads what it was given."""
+    weights, squares = np.zeros(4), np.zeros(4)
+    article_ids: list = [0, 1, 2]
+    article_ids[0] = _Shrinking(article_ids, 0)
+    dots = kernel.dots(
+        [np.array([0, 2], dtype=np.int64)], [np.ones(2)], article_ids, None, [2.0, 2.0, 2.0], weights, squares, False
+    )
+    assert dots == [4.0] and article_ids == []
+    assert not weights.any() and not squares.any()
+    weights_list: list = [1.0, 2.0, 3.0]
+    weights_list[0] = _Shrinking(weights_list, 1.0)
+    totals = np.zeros(3)
+    postings = [array("q", [0]), array("q", [1]), array("q", [2])]
+    slots, negated = kernel.hits(postings, weights_list, totals, 10, 5)
+    assert sorted(zip(slots, negated, strict=True)) == [(0, -1.0), (1, -2.0), (2, -3.0)]
+    assert not totals.any()
+    dot_list: list = [1.0, 1.0]
+    dot_list[0] = _Shrinking(dot_list, 1.0)
+    ids = [np.array([0], dtype=np.int64), np.array([1], dtype=np.int64)]
+    assert kernel.frequencies(ids, dot_list, np.array([3, 7])) == [3, 7]
+
+
+def test_max_candidates_below_one_is_refused_by_the_config() -> None:
+    """The kernel keeps every hit for max_candidates < 1 where the Python path fails: the config never allows it."""
+    for value in (0, -1):
+        with pytest.raises(ClusteringError, match="max_candidates"):
+            ClusteringConfig(embedding_model="none", max_candidates=value)
+
+
+@needs_kernel
+def test_the_idf_work_per_article_does_not_grow_with_the_live_articles(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The kernel's norms get the IDF of just the distinct frequencies of the scored events' keys, not a table by
+    every frequency up to the live article count: with a large live count the tables stay that small."""
+    clusterer = StoryClusterer(ClusteringConfig(embedding_model="none", max_candidates=6, max_posting=40))
+    docs = synthetic_stream(load_corpus(), 300, seed=29)
+    for doc in docs[:200]:
+        clusterer.assign(doc)
+    # a live count far beyond any frequency: the old table had this many entries for every article scored
+    clusterer._article_event.update({f"padding-{n}": "none" for n in range(200_000)})
+    lengths: list[tuple[int, int]] = []
+    real = clusterer._kernel
+
+    class Recording:
+        def __getattr__(self, name: str):
+            return getattr(real, name)
+
+        def norms(self, event_ids, event_values, dots, frequencies, needed, idf):
+            held = [ids for ids, dot in zip(event_ids, dots, strict=True) if dot]
+            lengths.append((len(idf), len(set(frequencies[np.concatenate(held)].tolist()))))
+            return real.norms(event_ids, event_values, dots, frequencies, needed, idf)
+
+    monkeypatch.setattr(clusterer, "_kernel", Recording())
+    for doc in docs[200:]:
+        clusterer.assign(doc)
+    assert len(lengths) > 100
+    assert all(length == distinct for length, distinct in lengths)
+    assert max(length for length, _ in lengths) < 2_000
+
+
+@needs_kernel
+def test_a_kernel_that_sums_otherwise_is_refused(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A NumPy (or Python) summing differently from the kernel's ports: the kernel is refused at load, logged."""
+    assert scoring._self_check(kernel) == ""
+
+    class Summing:
+        def __init__(self, add_reduce, fsum) -> None:
+            self.add_reduce, self.fsum = add_reduce, fsum
+
+    def off_by_one_bit(values: np.ndarray) -> float:
+        total = kernel.add_reduce(values)
+        return math.nextafter(total, math.inf) if len(values) > 128 else total
+
+    assert "add_reduce of 129" in scoring._self_check(Summing(off_by_one_bit, kernel.fsum))
+    assert "fsum of 0" in scoring._self_check(Summing(kernel.add_reduce, lambda values: 1.0))
+    monkeypatch.setattr(scoring, "_self_check", lambda module: "add_reduce of 129 values")
+    module, reason = scoring._load()
+    assert module is None and "not bit-identical" in reason
+    monkeypatch.setattr(scoring, "_loaded", None)
+    with caplog.at_level(logging.WARNING, logger="transform.scoring"):
+        assert scoring.load_kernel() is None
+    assert [record.levelno for record in caplog.records] == [logging.WARNING]
+    assert "add_reduce of 129" in caplog.records[0].getMessage()
 
 
 def _score_all(clusterer: StoryClusterer, docs: list, reference: StoryClusterer) -> int:
