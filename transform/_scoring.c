@@ -95,6 +95,37 @@ items(const Py_buffer *view)
     return view->len / 8;
 }
 
+/* The buffers of the events' ids (int64) and values (float64), each event's two of one length, and the longest
+ * length (at least 1, the size of a per-event work array): 0, or -1 with an exception set and nothing held. */
+static int
+get_event_buffers(PyObject *event_ids, PyObject *event_values, Py_ssize_t count, const char *what,
+                  Py_buffer **ids_views, Py_buffer **values_views, Py_ssize_t *longest)
+{
+    *ids_views = get_buffers(event_ids, count, 'q', "event ids");
+    if (*ids_views == NULL) {
+        return -1;
+    }
+    *values_views = get_buffers(event_values, count, 'd', "event values");
+    if (*values_views == NULL) {
+        release_buffers(*ids_views, count);
+        return -1;
+    }
+    *longest = 1;
+    for (Py_ssize_t e = 0; e < count; e++) {
+        Py_ssize_t length = items(&(*ids_views)[e]);
+        if (length != items(&(*values_views)[e])) {
+            PyErr_Format(PyExc_ValueError, "%s: an event's ids and values differ in length", what);
+            release_buffers(*values_views, count);
+            release_buffers(*ids_views, count);
+            return -1;
+        }
+        if (length > *longest) {
+            *longest = length;
+        }
+    }
+    return 0;
+}
+
 /* --- math.fsum --------------------------------------------------------------------------------------------------- */
 
 typedef struct {
@@ -331,23 +362,9 @@ dots_impl(PyObject *module, PyObject *args)
         squares[id] = square;
         scattered[scattered_count++] = (Py_ssize_t)id;
     }
-    ids_views = get_buffers(event_ids, count, 'q', "event ids");
-    if (ids_views == NULL) {
+    Py_ssize_t longest;
+    if (get_event_buffers(event_ids, event_values, count, "dots", &ids_views, &values_views, &longest) < 0) {
         goto done_scatter;
-    }
-    values_views = get_buffers(event_values, count, 'd', "event values");
-    if (values_views == NULL) {
-        goto done_ids;
-    }
-    Py_ssize_t longest = 1;
-    for (Py_ssize_t e = 0; e < count; e++) {
-        if (items(&ids_views[e]) != items(&values_views[e])) {
-            PyErr_SetString(PyExc_ValueError, "dots: an event's ids and values differ in length");
-            goto done_values;
-        }
-        if (items(&ids_views[e]) > longest) {
-            longest = items(&ids_views[e]);
-        }
     }
     products = PyMem_Malloc((size_t)longest * sizeof(double));
     if (products == NULL || partials_init(&partials) < 0) {
@@ -390,7 +407,6 @@ dots_impl(PyObject *module, PyObject *args)
     }
 done_values:
     release_buffers(values_views, count);
-done_ids:
     release_buffers(ids_views, count);
 done_scatter:
     for (Py_ssize_t k = 0; k < scattered_count; k++) {
@@ -581,23 +597,9 @@ norms_impl(PyObject *module, PyObject *args)
         PyErr_SetString(PyExc_ValueError, "norms: needed and idf differ in length");
         goto done_idf;
     }
-    ids_views = get_buffers(event_ids, count, 'q', "event ids");
-    if (ids_views == NULL) {
+    Py_ssize_t longest;
+    if (get_event_buffers(event_ids, event_values, count, "norms", &ids_views, &values_views, &longest) < 0) {
         goto done_idf;
-    }
-    values_views = get_buffers(event_values, count, 'd', "event values");
-    if (values_views == NULL) {
-        goto done_ids;
-    }
-    Py_ssize_t longest = 1;
-    for (Py_ssize_t e = 0; e < count; e++) {
-        if (items(&ids_views[e]) != items(&values_views[e])) {
-            PyErr_SetString(PyExc_ValueError, "norms: an event's ids and values differ in length");
-            goto done_values;
-        }
-        if (items(&ids_views[e]) > longest) {
-            longest = items(&ids_views[e]);
-        }
     }
     squares = PyMem_Malloc((size_t)longest * sizeof(double));
     if (squares == NULL) {
@@ -642,7 +644,6 @@ norms_impl(PyObject *module, PyObject *args)
 done_values:
     PyMem_Free(squares);
     release_buffers(values_views, count);
-done_ids:
     release_buffers(ids_views, count);
 done_idf:
     PyBuffer_Release(&idf_view);
