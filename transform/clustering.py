@@ -1629,43 +1629,6 @@ class StoryClusterer:
         top_terms = keyed.strongest(np.array(weighted, dtype=np.float64), config.query_terms)
         # Same key order as before (top terms by weight, then cues by key): float sums below depend on it.
         cue_keys = sorted(features.cues)
-        if self._kernel is not None:
-            return self._kernel_candidates(top_terms, cue_keys, term_idf, cue_idf)
-        postings = list(
-            chain(
-                map(self._term_postings.get, top_terms, repeat(_NO_POSTING)),
-                map(self._cue_postings.get, cue_keys, repeat(_NO_POSTING)),
-            )
-        )
-        sizes = list(map(len, postings))
-        kept = list(map(range(1, config.max_posting + 1).__contains__, sizes))  # held, and not too common
-        used = list(compress(postings, kept))
-        if not used:
-            return []
-        weights = list(compress(chain(map(term_idf.__getitem__, top_terms), map(cue_idf.__getitem__, cue_keys)), kept))
-        lengths = list(compress(sizes, kept))
-        # Each event's hit weight is the sum of its keys' weights, added one by one in key order: np.add.at adds
-        # unbuffered, in the order of its input (keys in order), from 0.0 -- the floats a dict of running sums
-        # gives, so the ranking and its ties are those of the per-event loop.
-        index = np.frombuffer(b"".join(used), dtype=np.int64)
-        totals = np.zeros(len(self._slots.owners), dtype=np.float64)
-        np.add.at(totals, index, np.repeat(np.array(weights), lengths))
-        hit = totals.nonzero()[0]  # every weight is an IDF >= 1: the events hit are the non-zero totals
-        if len(hit) > config.max_candidates:
-            # keep every event scoring at least the max_candidates-th best (ties included), rank those exactly
-            cut = np.partition(totals[hit], len(hit) - config.max_candidates)[len(hit) - config.max_candidates]
-            hit = hit[totals[hit] >= cut]
-        events = list(map(self._slots.owners.__getitem__, hit.tolist()))
-        # by total, then event id (ids are unique: the events themselves are never compared)
-        ranked = sorted(zip((-totals[hit]).tolist(), map(attrgetter("event_id"), events), events, strict=True))
-        return [event for _, _, event in ranked[: config.max_candidates]]
-
-    def _kernel_candidates(
-        self, top_terms: list[str], cue_keys: list[str], term_idf: dict[str, float], cue_idf: dict[str, float]
-    ) -> list[_Event]:
-        """:meth:`_candidates` by the C kernel: the same hit totals (added in key order from 0.0), cut and ranking."""
-        assert self._kernel is not None
-        config = self.config
         postings = list(
             chain(
                 map(self._term_postings.get, top_terms, repeat(_NO_POSTING)),
@@ -1673,14 +1636,43 @@ class StoryClusterer:
             )
         )
         weights = list(chain(map(term_idf.__getitem__, top_terms), map(cue_idf.__getitem__, cue_keys)))
-        owners = self._slots.owners
-        if len(self._totals) < len(owners):
-            self._totals = np.zeros(max(len(owners), 2 * len(self._totals)), dtype=np.float64)
-        slots, negated = self._kernel.hits(postings, weights, self._totals, config.max_posting, config.max_candidates)
-        events = list(map(owners.__getitem__, slots))
+        hits = self._kernel_hits if self._kernel is not None else self._python_hits
+        slots, negated = hits(postings, weights)
+        events = list(map(self._slots.owners.__getitem__, slots))
         # by total, then event id (ids are unique: the events themselves are never compared)
         ranked = sorted(zip(negated, map(attrgetter("event_id"), events), events, strict=True))
         return [event for _, _, event in ranked[: config.max_candidates]]
+
+    def _python_hits(self, postings: list[array[int]], weights: list[float]) -> tuple[list[int], list[float]]:
+        """The slots of the events the postings hit (not too common, see ``max_posting``), cut to the
+        ``max_candidates`` best with ties, and their negated hit totals."""
+        config = self.config
+        sizes = list(map(len, postings))
+        kept = list(map(range(1, config.max_posting + 1).__contains__, sizes))  # held, and not too common
+        used = list(compress(postings, kept))
+        if not used:
+            return [], []
+        # Each event's hit weight is the sum of its keys' weights, added one by one in key order: np.add.at adds
+        # unbuffered, in the order of its input (keys in order), from 0.0 -- the floats a dict of running sums
+        # gives, so the ranking and its ties are those of the per-event loop.
+        index = np.frombuffer(b"".join(used), dtype=np.int64)
+        totals = np.zeros(len(self._slots.owners), dtype=np.float64)
+        np.add.at(totals, index, np.repeat(np.array(list(compress(weights, kept))), list(compress(sizes, kept))))
+        hit = totals.nonzero()[0]  # every weight is an IDF >= 1: the events hit are the non-zero totals
+        if len(hit) > config.max_candidates:
+            # keep every event scoring at least the max_candidates-th best (ties included), rank those exactly
+            cut = np.partition(totals[hit], len(hit) - config.max_candidates)[len(hit) - config.max_candidates]
+            hit = hit[totals[hit] >= cut]
+        return hit.tolist(), (-totals[hit]).tolist()
+
+    def _kernel_hits(self, postings: list[array[int]], weights: list[float]) -> tuple[list[int], list[float]]:
+        """:meth:`_python_hits` by the C kernel: the same hit totals (added in key order from 0.0) and cut."""
+        assert self._kernel is not None
+        config = self.config
+        owners = self._slots.owners
+        if len(self._totals) < len(owners):
+            self._totals = np.zeros(max(len(owners), 2 * len(self._totals)), dtype=np.float64)
+        return self._kernel.hits(postings, weights, self._totals, config.max_posting, config.max_candidates)
 
     # --- state changes ----------------------------------------------------------------------------
 
